@@ -1,0 +1,81 @@
+// Package fleet owns what drover knows about managed nodes: their identity,
+// facts and labels, the CEL selectors that choose them, the keys that group
+// them into topology domains, and the inventory files they are read from.
+package fleet
+
+import "strings"
+
+// Node is one managed machine as the control plane sees it.
+type Node struct {
+	ID     string            `json:"id" yaml:"id"`
+	Facts  Facts             `json:"facts" yaml:"facts"`
+	Labels map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+}
+
+// Facts are what an agent reports about its node. Zero values mean unknown.
+type Facts struct {
+	OS             OS                `json:"os" yaml:"os"`
+	Kernel         string            `json:"kernel,omitempty" yaml:"kernel,omitempty"`
+	Arch           string            `json:"arch,omitempty" yaml:"arch,omitempty"`
+	Hardware       Hardware          `json:"hardware" yaml:"hardware"`
+	BootID         string            `json:"bootId,omitempty" yaml:"bootId,omitempty"`
+	Packages       map[string]string `json:"packages,omitempty" yaml:"packages,omitempty"`
+	Services       map[string]string `json:"services,omitempty" yaml:"services,omitempty" desc:"unit or service name -> state (active, failed, running, stopped)"`
+	Modules        []string          `json:"modules,omitempty" yaml:"modules,omitempty"`
+	LivePatches    []string          `json:"livePatches,omitempty" yaml:"livePatches,omitempty"`
+	Runtime        Runtime           `json:"runtime" yaml:"runtime"`
+	Kubelet        string            `json:"kubelet,omitempty" yaml:"kubelet,omitempty"`
+	RebootRequired bool              `json:"rebootRequired,omitempty" yaml:"rebootRequired,omitempty"`
+}
+
+// OS identifies the operating system. Family is one of debian, ubuntu,
+// rhel, suse, windows, macos (ubuntu is its own family: its versions and
+// packages differ from Debian's).
+type OS struct {
+	Family  string `json:"family" yaml:"family"`
+	Name    string `json:"name,omitempty" yaml:"name,omitempty"`
+	Version string `json:"version,omitempty" yaml:"version,omitempty"`
+}
+
+// Hardware describes the machine class (DMI product name or an operator's
+// label for it).
+type Hardware struct {
+	Class string `json:"class,omitempty" yaml:"class,omitempty"`
+}
+
+// Runtime holds container runtime versions; empty means not installed.
+type Runtime struct {
+	Containerd string `json:"containerd,omitempty" yaml:"containerd,omitempty"`
+	Docker     string `json:"docker,omitempty" yaml:"docker,omitempty"`
+	CRIO       string `json:"crio,omitempty" yaml:"crio,omitempty"`
+}
+
+// Value returns the value of a topology key on n. A key naming a scalar
+// fact ("os.family", "os.version", "hardware.class", "arch", "kernel",
+// "kubelet") reads the fact; "labels.X" or any other bare key ("zone",
+// "tier") reads the label. A missing value is "".
+func (n *Node) Value(key string) string {
+	switch key {
+	case "os.family":
+		return n.Facts.OS.Family
+	case "os.name":
+		return n.Facts.OS.Name
+	case "os.version":
+		return n.Facts.OS.Version
+	case "hardware.class":
+		return n.Facts.Hardware.Class
+	case "arch":
+		return n.Facts.Arch
+	case "kernel":
+		return n.Facts.Kernel
+	case "kubelet":
+		return n.Facts.Kubelet
+	case "runtime.containerd":
+		return n.Facts.Runtime.Containerd
+	case "runtime.docker":
+		return n.Facts.Runtime.Docker
+	case "runtime.crio":
+		return n.Facts.Runtime.CRIO
+	}
+	return n.Labels[strings.TrimPrefix(key, "labels.")]
+}

@@ -1,0 +1,354 @@
+package plan
+
+import (
+	"time"
+)
+
+// APIVersion is the only plan schema version this build understands.
+const APIVersion = "drover.dev/v1"
+
+// Plan is a rollout plan: what to change, on which nodes, in which order,
+// under which limits, and what stops it. The zero values of optional fields
+// are replaced by Defaults; an effective plan (after Defaults) has every
+// field the engine reads set explicitly.
+type Plan struct {
+	APIVersion  string    `yaml:"apiVersion" json:"apiVersion" desc:"schema version, always drover.dev/v1"`
+	Name        string    `yaml:"name" json:"name" desc:"rollout name, [a-z0-9-], at most 63 characters"`
+	Description string    `yaml:"description,omitempty" json:"description,omitempty"`
+	Target      Target    `yaml:"target" json:"target"`
+	Change      Change    `yaml:"change" json:"change"`
+	Waves       []Wave    `yaml:"waves" json:"waves" desc:"waves in order, or a DAG through after:"`
+	Limits      Limits    `yaml:"limits,omitempty" json:"limits,omitempty"`
+	Windows     Windows   `yaml:"windows,omitempty" json:"windows,omitempty"`
+	Budget      Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"overall failure budget over the whole target"`
+	Gates       Gates     `yaml:"gates,omitempty" json:"gates,omitempty"`
+	Approvals   Approvals `yaml:"approvals,omitempty" json:"approvals,omitempty"`
+}
+
+// Target chooses the nodes a rollout may touch.
+type Target struct {
+	Selector string `yaml:"selector" json:"selector" desc:"CEL expression over node, e.g. node.os.family == \"debian\""`
+}
+
+// Change is the typed list of actions an agent performs on one node, in
+// order. The engine treats actions as opaque; agents execute them through
+// drivers.
+type Change struct {
+	Actions []Action     `yaml:"actions" json:"actions"`
+	Reboot  RebootPolicy `yaml:"reboot,omitempty" json:"reboot,omitempty" desc:"never | if-required | always (default if-required)"`
+}
+
+// RebootPolicy says when an agent reboots a node after its actions.
+type RebootPolicy string
+
+const (
+	RebootNever      RebootPolicy = "never"
+	RebootIfRequired RebootPolicy = "if-required"
+	RebootAlways     RebootPolicy = "always"
+)
+
+// ActionKind names what an action does. Exactly the field matching the
+// kind is set on an Action.
+type ActionKind string
+
+const (
+	ActionPackage          ActionKind = "package"
+	ActionKernel           ActionKind = "kernel"
+	ActionLivePatch        ActionKind = "livepatch"
+	ActionServiceRestart   ActionKind = "service-restart"
+	ActionContainerRuntime ActionKind = "container-runtime"
+	ActionKubernetesNode   ActionKind = "kubernetes-node"
+	ActionScript           ActionKind = "script"
+)
+
+// Action is one typed step. Exactly one of the kind-specific fields is set.
+type Action struct {
+	Name             string                  `yaml:"name,omitempty" json:"name,omitempty" desc:"optional label shown in progress and audit"`
+	Package          *PackageAction          `yaml:"package,omitempty" json:"package,omitempty"`
+	Kernel           *KernelAction           `yaml:"kernel,omitempty" json:"kernel,omitempty"`
+	LivePatch        *LivePatchAction        `yaml:"livepatch,omitempty" json:"livepatch,omitempty"`
+	ServiceRestart   *ServiceRestartAction   `yaml:"serviceRestart,omitempty" json:"serviceRestart,omitempty"`
+	ContainerRuntime *ContainerRuntimeAction `yaml:"containerRuntime,omitempty" json:"containerRuntime,omitempty"`
+	KubernetesNode   *KubernetesNodeAction   `yaml:"kubernetesNode,omitempty" json:"kubernetesNode,omitempty"`
+	Script           *ScriptAction           `yaml:"script,omitempty" json:"script,omitempty"`
+}
+
+// PackageAction installs or upgrades packages to pinned versions. Packages
+// applies to every os family unless Families has an entry for the node's
+// os.family, which then replaces it.
+type PackageAction struct {
+	Operation PackageOperation        `yaml:"operation,omitempty" json:"operation,omitempty" desc:"upgrade | install (default upgrade)"`
+	Packages  []PackagePin            `yaml:"packages,omitempty" json:"packages,omitempty"`
+	Families  map[string][]PackagePin `yaml:"families,omitempty" json:"families,omitempty" desc:"per os.family package names and versions"`
+	Hold      bool                    `yaml:"hold,omitempty" json:"hold,omitempty" desc:"hold the packages at the pinned version afterwards"`
+	Rollback  PackageRollback         `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"previous-version (default) | none"`
+}
+
+// PackageOperation is install or upgrade.
+type PackageOperation string
+
+const (
+	PackageUpgrade PackageOperation = "upgrade"
+	PackageInstall PackageOperation = "install"
+)
+
+// PackageRollback says how a package action is undone.
+type PackageRollback string
+
+const (
+	RollbackPreviousVersion PackageRollback = "previous-version"
+	RollbackNone            PackageRollback = "none"
+)
+
+// PackagePin is one package at one exact version.
+type PackagePin struct {
+	Name    string `yaml:"name" json:"name"`
+	Version string `yaml:"version" json:"version" desc:"exact version to install; required (no floating latest)"`
+}
+
+// KernelAction installs a kernel version; rollback boots the previous one.
+type KernelAction struct {
+	Version  string `yaml:"version" json:"version"`
+	Package  string `yaml:"package,omitempty" json:"package,omitempty" desc:"kernel package name, when not derivable from the os family"`
+	Rollback string `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"previous-kernel (default) | none"`
+}
+
+// LivePatchAction loads a kernel live patch; rollback unloads it.
+type LivePatchAction struct {
+	ID       string `yaml:"id" json:"id" desc:"live patch module name"`
+	Artifact string `yaml:"artifact,omitempty" json:"artifact,omitempty" desc:"signed artifact holding the patch (kpatch)"`
+	Provider string `yaml:"provider,omitempty" json:"provider,omitempty" desc:"kpatch | canonical-livepatch (default kpatch)"`
+}
+
+// ServiceRestartAction restarts a service (systemd unit or Windows service).
+type ServiceRestartAction struct {
+	Service string `yaml:"service" json:"service"`
+}
+
+// ContainerRuntimeAction upgrades a container runtime through the package
+// driver, restarts it and checks it answers at the new version.
+type ContainerRuntimeAction struct {
+	Runtime string `yaml:"runtime" json:"runtime" desc:"containerd | docker | cri-o"`
+	Version string `yaml:"version" json:"version"`
+}
+
+// KubernetesNodeAction cordons and drains a Kubernetes node before the
+// following actions and uncordons it after them.
+type KubernetesNodeAction struct {
+	Drain       bool     `yaml:"drain" json:"drain"`
+	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout (default 10m)"`
+	GracePeriod Duration `yaml:"gracePeriod,omitempty" json:"gracePeriod,omitempty"`
+	DeleteLocal bool     `yaml:"deleteEmptyDirData,omitempty" json:"deleteEmptyDirData,omitempty"`
+}
+
+// ScriptAction runs a signed script artifact; Rollback names the script
+// that undoes it, if any.
+type ScriptAction struct {
+	Artifact string   `yaml:"artifact" json:"artifact" desc:"name of a signed target in the artifact repository"`
+	Args     []string `yaml:"args,omitempty" json:"args,omitempty"`
+	Rollback string   `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"signed artifact that undoes the script"`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Wave is one step of the rollout. Nodes are assigned to waves once, when
+// the rollout starts, in plan order: a wave takes nodes from those not taken
+// by earlier waves. With neither Nodes nor Selector a wave takes all the
+// rest. A wave with Ramp is expanded by Defaults into one wave per step,
+// named NAME-1, NAME-2, ..., each after the previous.
+type Wave struct {
+	Name      string     `yaml:"name" json:"name"`
+	After     []string   `yaml:"after,omitempty" json:"after,omitempty" desc:"waves that must succeed first; default: the previous wave"`
+	Nodes     *Quantity  `yaml:"nodes,omitempty" json:"nodes,omitempty" desc:"how many nodes: a count (5) or a percent of the target (\"20%\")"`
+	Selector  string     `yaml:"selector,omitempty" json:"selector,omitempty" desc:"CEL expression narrowing the nodes this wave may take"`
+	Ramp      []Quantity `yaml:"ramp,omitempty" json:"ramp,omitempty" desc:"cumulative sizes, e.g. [1, 5, \"20%\", \"100%\"]"`
+	Canary    bool       `yaml:"canary,omitempty" json:"canary,omitempty" desc:"spread the wave across the distinct values of spread keys"`
+	Spread    []string   `yaml:"spread,omitempty" json:"spread,omitempty" desc:"keys a canary spreads across (default os.family, os.version, hardware.class, zone)"`
+	Budget    *Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"failure budget of this wave, over its nodes"`
+	Approvals int        `yaml:"approvals,omitempty" json:"approvals,omitempty" desc:"approvals needed before this wave starts"`
+	BakeTime  *Duration  `yaml:"bakeTime,omitempty" json:"bakeTime,omitempty" desc:"time after the wave's last node before wave gates decide; default gates.bakeTime"`
+	// RampOf is set by ramp expansion to the ramp's wave name: Nodes then
+	// counts the nodes of this wave and of the earlier waves of the ramp
+	// together (cumulative), so "100%" means all remaining nodes.
+	RampOf string `yaml:"rampOf,omitempty" json:"rampOf,omitempty" desc:"set by ramp expansion: nodes is cumulative over the waves of this ramp"`
+}
+
+// Quantity is an absolute count or a percent. In YAML it is an integer (5)
+// or a string with a percent sign ("20%").
+type Quantity struct {
+	Count   int     // set when !Percent
+	Value   float64 // the percent, 0 < Value <= 100, when Percent
+	Percent bool
+}
+
+// Of resolves the quantity against a total: a percent is rounded up, so
+// that "1%" of 10 nodes is 1 node, never 0.
+func (q Quantity) Of(total int) int {
+	if !q.Percent {
+		return q.Count
+	}
+	n := int(q.Value * float64(total) / 100)
+	if float64(n)*100 < q.Value*float64(total) {
+		n++
+	}
+	return n
+}
+
+// Limits are enforced all at once: a node starts only when every limit
+// allows it.
+type Limits struct {
+	MaxInFlight *Quantity           `yaml:"maxInFlight,omitempty" json:"maxInFlight,omitempty" desc:"nodes changing at once, count or percent of target (default 1)"`
+	Caps        map[string]Quantity `yaml:"caps,omitempty" json:"caps,omitempty" desc:"per-domain caps: key (label or fact path) -> count or percent of that domain"`
+	Rate        *Rate               `yaml:"rate,omitempty" json:"rate,omitempty"`
+	HoldBack    *HoldBack           `yaml:"holdBack,omitempty" json:"holdBack,omitempty"`
+	Jitter      Duration            `yaml:"jitter,omitempty" json:"jitter,omitempty" desc:"each node starts up to this long after it could"`
+}
+
+// Rate caps node starts: at most Starts in any sliding window of Per.
+type Rate struct {
+	Starts int      `yaml:"starts" json:"starts"`
+	Per    Duration `yaml:"per" json:"per"`
+}
+
+// HoldBack keeps the nodes whose Key equals Domain untouched until every
+// wave in Until has succeeded. Those nodes are not assigned to the Until
+// waves, nor to any wave that does not come after all of them.
+type HoldBack struct {
+	Key    string   `yaml:"key" json:"key"`
+	Domain string   `yaml:"domain" json:"domain"`
+	Until  []string `yaml:"until" json:"until"`
+}
+
+// Windows restricts when nodes may start.
+type Windows struct {
+	Definitions map[string]WeeklyWindow `yaml:"definitions,omitempty" json:"definitions,omitempty" desc:"named weekly maintenance windows"`
+	Label       string                  `yaml:"label,omitempty" json:"label,omitempty" desc:"node label naming its window (default maintenance-window)"`
+	Default     string                  `yaml:"default,omitempty" json:"default,omitempty" desc:"window for nodes without the label; empty means any time"`
+	Cutoff      Duration                `yaml:"cutoff,omitempty" json:"cutoff,omitempty" desc:"no node starts within this long of its window's end"`
+	Freezes     []Freeze                `yaml:"freezes,omitempty" json:"freezes,omitempty"`
+}
+
+// WeeklyWindow is a set of weekly spans in one time zone.
+type WeeklyWindow struct {
+	TimeZone string       `yaml:"timeZone" json:"timeZone" desc:"IANA time zone, e.g. Europe/Berlin"`
+	Spans    []WeeklySpan `yaml:"spans" json:"spans"`
+}
+
+// WeeklySpan opens at Start on each of Days and lasts Duration.
+type WeeklySpan struct {
+	Days     []string `yaml:"days" json:"days" desc:"Mon Tue Wed Thu Fri Sat Sun"`
+	Start    string   `yaml:"start" json:"start" desc:"local time HH:MM"`
+	Duration Duration `yaml:"duration" json:"duration"`
+}
+
+// Freeze is a period when no node starts. From is inclusive, To exclusive.
+type Freeze struct {
+	Name   string    `yaml:"name,omitempty" json:"name,omitempty"`
+	From   time.Time `yaml:"from" json:"from" desc:"RFC 3339 time or YYYY-MM-DD (UTC midnight)"`
+	To     time.Time `yaml:"to" json:"to"`
+	Reason string    `yaml:"reason,omitempty" json:"reason,omitempty"`
+}
+
+// Budget is a failure budget. It is breached when failures exceed Max
+// (failures > Max, not >=): a budget of 0 breaches on the first failure,
+// a budget of 2 on the third.
+type Budget struct {
+	Max        *Quantity    `yaml:"maxFailures,omitempty" json:"maxFailures,omitempty" desc:"failures allowed, count or percent of the wave (or target)"`
+	Action     BreachAction `yaml:"onBreach,omitempty" json:"onBreach,omitempty" desc:"pause | rollback-wave | rollback-all"`
+	Quarantine bool         `yaml:"quarantine,omitempty" json:"quarantine,omitempty" desc:"while within budget, set failed nodes aside and go on"`
+}
+
+// BreachAction is what a breached budget or failed wave gate does.
+type BreachAction string
+
+const (
+	BreachPause        BreachAction = "pause"
+	BreachRollbackWave BreachAction = "rollback-wave"
+	BreachRollbackAll  BreachAction = "rollback-all"
+)
+
+// Gates are health checks: node gates after each node's step, wave gates
+// before the next wave starts.
+type Gates struct {
+	Node             NodeGates    `yaml:"node,omitempty" json:"node,omitempty"`
+	Wave             []WaveGate   `yaml:"wave,omitempty" json:"wave,omitempty"`
+	BakeTime         Duration     `yaml:"bakeTime,omitempty" json:"bakeTime,omitempty" desc:"default bake time of every wave"`
+	ProgressDeadline Duration     `yaml:"progressDeadline,omitempty" json:"progressDeadline,omitempty" desc:"a node step running longer fails (default 30m)"`
+	OnFail           BreachAction `yaml:"onFail,omitempty" json:"onFail,omitempty" desc:"what a failed wave gate does (default rollback-wave)"`
+}
+
+// NodeGates are probes the agent runs after a node's step.
+type NodeGates struct {
+	Probes          []Probe  `yaml:"probes,omitempty" json:"probes,omitempty"`
+	MinHealthy      Duration `yaml:"minHealthy,omitempty" json:"minHealthy,omitempty" desc:"probes must pass this long (soak)"`
+	HealthyDeadline Duration `yaml:"healthyDeadline,omitempty" json:"healthyDeadline,omitempty" desc:"a node not healthy this long after its step fails (default 10m)"`
+}
+
+// ProbeKind names a node probe.
+type ProbeKind string
+
+const (
+	ProbeHTTP           ProbeKind = "http"
+	ProbeTCP            ProbeKind = "tcp"
+	ProbeCommand        ProbeKind = "command"
+	ProbeSystemd        ProbeKind = "systemd"
+	ProbeWindowsService ProbeKind = "windows-service"
+)
+
+// Probe is one node health check.
+type Probe struct {
+	Name     string    `yaml:"name,omitempty" json:"name,omitempty"`
+	Kind     ProbeKind `yaml:"kind" json:"kind" desc:"http | tcp | command | systemd | windows-service"`
+	URL      string    `yaml:"url,omitempty" json:"url,omitempty"`
+	Status   int       `yaml:"status,omitempty" json:"status,omitempty" desc:"expected HTTP status (default 200)"`
+	Body     string    `yaml:"bodyMatch,omitempty" json:"bodyMatch,omitempty" desc:"regular expression the body must match"`
+	Address  string    `yaml:"address,omitempty" json:"address,omitempty" desc:"host:port for tcp"`
+	Command  []string  `yaml:"command,omitempty" json:"command,omitempty"`
+	Unit     string    `yaml:"unit,omitempty" json:"unit,omitempty" desc:"systemd unit or Windows service"`
+	Timeout  Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retries  int       `yaml:"retries,omitempty" json:"retries,omitempty"`
+	Interval Duration  `yaml:"interval,omitempty" json:"interval,omitempty"`
+}
+
+// GateMode names how a wave gate judges its query.
+type GateMode string
+
+const (
+	ModeThreshold   GateMode = "threshold"
+	ModeDelta       GateMode = "delta"
+	ModeBeforeAfter GateMode = "before-after"
+	ModeStatistical GateMode = "statistical"
+)
+
+// WaveGate is a fleet-metric check evaluated while a wave bakes.
+type WaveGate struct {
+	Name          string   `yaml:"name" json:"name"`
+	Mode          GateMode `yaml:"mode" json:"mode" desc:"threshold | delta | before-after | statistical"`
+	Query         string   `yaml:"query" json:"query" desc:"PromQL, templated with {{ .Nodes | regex }}"`
+	Max           *float64 `yaml:"max,omitempty" json:"max,omitempty" desc:"threshold: fail above"`
+	Min           *float64 `yaml:"min,omitempty" json:"min,omitempty" desc:"threshold: fail below"`
+	MaxIncrease   string   `yaml:"maxIncrease,omitempty" json:"maxIncrease,omitempty" desc:"delta and before-after: \"20%\" relative or \"0.05\" absolute"`
+	Baseline      string   `yaml:"baseline,omitempty" json:"baseline,omitempty" desc:"CEL narrowing baseline nodes (default same os.family and hardware.class, unchanged)"`
+	Interval      Duration `yaml:"interval,omitempty" json:"interval,omitempty" desc:"default 1m"`
+	Count         int      `yaml:"count,omitempty" json:"count,omitempty" desc:"evaluations needed to pass (default 3)"`
+	InitialDelay  Duration `yaml:"initialDelay,omitempty" json:"initialDelay,omitempty"`
+	FailureLimit  int      `yaml:"failureLimit,omitempty" json:"failureLimit,omitempty" desc:"consecutive failures that fail the gate (default 1)"`
+	Inconclusive  string   `yaml:"onNoData,omitempty" json:"onNoData,omitempty" desc:"fail (default) | inconclusive: what no data or too few samples means"`
+	MinSamples    int      `yaml:"minSamples,omitempty" json:"minSamples,omitempty" desc:"statistical: fewest samples per side (default 20)"`
+	Alpha         float64  `yaml:"alpha,omitempty" json:"alpha,omitempty" desc:"statistical: significance level (default 0.01)"`
+	MinEffect     string   `yaml:"minEffect,omitempty" json:"minEffect,omitempty" desc:"statistical: smallest relative worsening that counts (default 10%)"`
+	Direction     string   `yaml:"direction,omitempty" json:"direction,omitempty" desc:"higher-is-worse (default) | lower-is-worse"`
+	AlertMatchers []string `yaml:"blockingAlerts,omitempty" json:"blockingAlerts,omitempty" desc:"alert label matchers; while such alerts fire no node starts"`
+}
+
+// Approvals say how many distinct approvers, none of them the rollout's
+// author, must approve before the rollout starts.
+type Approvals struct {
+	Start int `yaml:"start,omitempty" json:"start,omitempty"`
+}
+
+// Duration is a time.Duration written as Go writes it ("90s", "1h30m"),
+// with "d" accepted for days ("2d").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
