@@ -84,6 +84,11 @@ type NodeState struct {
 	Gate Verdict
 	// Reason explains the phase (failure message, operator's note).
 	Reason string
+	// Rollback is true while the node's current step is a rollback, and
+	// stays true after it: a node that is failed with Rollback set failed
+	// its rollback and needs a human. The shell sets it with each
+	// Decision.Rollbacks entry and clears it on the next apply.
+	Rollback bool
 }
 
 // Node is a node of the rollout's target with its state in the rollout.
@@ -163,15 +168,19 @@ type Input struct {
 	BlockingAlerts []string
 	Now            time.Time
 	Seed           uint64 // jitter source; fixed per rollout
+	// Index caches what does not change between decisions of a rollout;
+	// nil is allowed (see Index).
+	Index *Index
 }
 
 // Start orders one node step. StepID is stable: deciding again from the
 // same persisted state yields the same ID, so agents and the store can use
 // it as an idempotency key.
 type Start struct {
-	Node   string
-	Wave   string
-	StepID string
+	Node    string
+	Wave    string
+	StepID  string
+	Attempt int
 }
 
 // NodeTransition moves a node to a new phase.

@@ -1,9 +1,23 @@
 // Package fleet owns what drover knows about managed nodes: their identity,
 // facts and labels, the CEL selectors that choose them, the keys that group
-// them into topology domains, and the inventory files they are read from.
+// them into topology domains, the inventory files they are read from
+// (drover YAML/JSON, Ansible INI/YAML) and the synthetic fleets the
+// simulator and demo run against.
+//
+// Selectors (CompileSelector, Compiler) are type-checked CEL over one
+// variable, node; a compiled Selector is immutable and safe for concurrent
+// use. Inventories (LoadInventory) report problems as "FILE:LINE: message".
+// Generate is deterministic for a seed and shares read-only fact maps
+// between nodes of the same release: never mutate a generated node's
+// Packages, Services or Modules in place.
 package fleet
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+)
 
 // Node is one managed machine as the control plane sees it.
 type Node struct {
@@ -50,10 +64,14 @@ type Runtime struct {
 	CRIO       string `json:"crio,omitempty" yaml:"crio,omitempty"`
 }
 
-// Value returns the value of a topology key on n. A key naming a scalar
-// fact ("os.family", "os.version", "hardware.class", "arch", "kernel",
-// "kubelet") reads the fact; "labels.X" or any other bare key ("zone",
-// "tier") reads the label. A missing value is "".
+// Value returns the value of a topology key on n; topology keys group
+// nodes into fault domains for caps and spreading. A key naming a scalar
+// fact ("os.family", "os.name", "os.version", "hardware.class", "arch",
+// "kernel", "kubelet", "runtime.containerd", "runtime.docker",
+// "runtime.crio") reads the fact; "labels.X" reads label X, and any other
+// bare key ("zone", "tier") reads the label of that name, so a label can
+// never shadow a fact. A missing fact or label is "", not an error; callers
+// decide whether "" is a domain of its own. n must not be nil.
 func (n *Node) Value(key string) string {
 	switch key {
 	case "os.family":
@@ -78,4 +96,20 @@ func (n *Node) Value(key string) string {
 		return n.Facts.Runtime.CRIO
 	}
 	return n.Labels[strings.TrimPrefix(key, "labels.")]
+}
+
+// ValidKey reports whether key can be a topology key: nonempty, without
+// whitespace, and not "labels." alone. It does not check that any node has
+// the key: an unknown label is a legal key whose value is "" everywhere.
+func ValidKey(key string) error {
+	if key == "" {
+		return errors.New("empty topology key")
+	}
+	if strings.IndexFunc(key, unicode.IsSpace) >= 0 {
+		return fmt.Errorf("topology key %q contains whitespace", key)
+	}
+	if key == "labels." {
+		return fmt.Errorf("topology key %q names no label", key)
+	}
+	return nil
 }

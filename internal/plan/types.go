@@ -23,6 +23,11 @@ type Plan struct {
 	Budget      Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"overall failure budget over the whole target"`
 	Gates       Gates     `yaml:"gates,omitempty" json:"gates,omitempty"`
 	Approvals   Approvals `yaml:"approvals,omitempty" json:"approvals,omitempty"`
+
+	// file and pos locate the plan's values in the source Parse read; nil
+	// for a plan built in code. Where and Errorf read them.
+	file string
+	pos  map[string]Pos
 }
 
 // Target chooses the nodes a rollout may touch.
@@ -103,7 +108,7 @@ const (
 // PackagePin is one package at one exact version.
 type PackagePin struct {
 	Name    string `yaml:"name" json:"name"`
-	Version string `yaml:"version" json:"version" desc:"exact version to install; required (no floating latest)"`
+	Version string `yaml:"version" json:"version" desc:"exact version to install, no floating latest"`
 }
 
 // KernelAction installs a kernel version; rollback boots the previous one.
@@ -155,9 +160,14 @@ type ScriptAction struct {
 // by earlier waves. With neither Nodes nor Selector a wave takes all the
 // rest. A wave with Ramp is expanded by Defaults into one wave per step,
 // named NAME-1, NAME-2, ..., each after the previous.
+//
+// After distinguishes nil from empty: nil (no after: key) means "after
+// the previous wave in the list" (none for the first), while a non-nil
+// empty slice (after: []) makes the wave a root. Defaults replaces nil
+// with the explicit list, so no wave of an effective plan has a nil After.
 type Wave struct {
 	Name      string     `yaml:"name" json:"name"`
-	After     []string   `yaml:"after,omitempty" json:"after,omitempty" desc:"waves that must succeed first; default: the previous wave"`
+	After     []string   `yaml:"after,omitempty" json:"after" desc:"waves that must succeed first; default: the previous wave; [] makes the wave a root"`
 	Nodes     *Quantity  `yaml:"nodes,omitempty" json:"nodes,omitempty" desc:"how many nodes: a count (5) or a percent of the target (\"20%\")"`
 	Selector  string     `yaml:"selector,omitempty" json:"selector,omitempty" desc:"CEL expression narrowing the nodes this wave may take"`
 	Ramp      []Quantity `yaml:"ramp,omitempty" json:"ramp,omitempty" desc:"cumulative sizes, e.g. [1, 5, \"20%\", \"100%\"]"`

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+type waitKind int
+
+const (
+	waitNone waitKind = iota
+	waitApproval
+	waitPaused
+	waitState
+	waitAlerts
+	waitFreeze
+	waitMaxInFlight
+	waitRate
+	waitHeld
+	waitWindow
+	waitJitter
+	waitCap
+	waitWave
+	waitWaveApproval
+)
+
+// waitKey identifies one reason to wait; nodes with equal keys are grouped
+// and the reason is formatted once per decision, not once per node.
+type waitKey struct {
+	kind     waitKind
+	key, dom string
+	s        string
+	a, b     int
+	d        time.Duration
+	t        time.Time
+}
+
+func (k waitKey) String() string {
+	switch k.kind {
+	case waitApproval:
+		return fmt.Sprintf("waiting for approvals: %d/%d", k.a, k.b)
+	case waitPaused:
+		return "rollout paused: " + k.s
+	case waitState:
+		return "rollout is " + k.s
+	case waitAlerts:
+		return "alerts firing: " + k.s
+	case waitFreeze:
+		return fmt.Sprintf("freeze %q until %s", k.s, fmtTime(k.t))
+	case waitMaxInFlight:
+		return fmt.Sprintf("max in flight %d/%d", k.a, k.b)
+	case waitRate:
+		return fmt.Sprintf("rate cap %d starts per %s reached; next slot at %s", k.a, fmtDur(k.d), fmtTime(k.t))
+	case waitHeld:
+		return fmt.Sprintf("held back: %s %s untouched until %s succeed", k.key, k.dom, k.s)
+	case waitWindow:
+		return k.s
+	case waitJitter:
+		return "jitter: starts at " + fmtTime(k.t)
+	case waitCap:
+		return fmt.Sprintf("%s %s at cap %d/%d", k.key, orElse(k.dom, `""`), k.a, k.b)
+	case waitWave:
+		return fmt.Sprintf("wave %s waits for %s", k.key, k.s)
+	case waitWaveApproval:
+		return fmt.Sprintf("wave %s waits for approvals: %d/%d", k.key, k.a, k.b)
+	}
+	return "waiting"
+}
+
+// wait records that node i waits for k.
+func (d *decider) wait(i int, k waitKey) {
+	if d.trace != "" && d.in.Nodes[i].ID == d.trace {
+		d.traced = k.String()
+	}
+	w := d.lastWait
+	if w == nil || k != d.lastKey {
+		w = d.waits[k]
+		if w == nil {
+			w = &Wait{Reason: k.String()}
+			d.waits[k] = w
+			d.waitList = append(d.waitList, w)
+		}
+		d.lastKey, d.lastWait = k, w
+	}
+	w.Count++
+	if len(w.Nodes) < MaxWaitSample {
+		w.Nodes = append(w.Nodes, d.in.Nodes[i].ID)
+	}
+}
+
+// fmtTime formats an instant for reasons: UTC, to the second, stable.
+func fmtTime(t time.Time) string {
+	return t.UTC().Format("Mon 2006-01-02 15:04:05Z")
+}
+
+// fmtDur formats a duration without zero units: 1h, 1h30m, 45s, 1.5s.
+func fmtDur(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
