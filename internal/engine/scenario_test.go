@@ -340,34 +340,10 @@ func (s *scenario) decide() {
 		fmt.Fprintf(w, "  next: @%s\n", fmtDur(d.NextAt.Sub(s.start)))
 	}
 
-	// Apply, in the shell's order.
-	for _, t := range d.Nodes {
-		st := &in.Nodes[s.byID[t.Node]].State
-		st.Phase, st.Since, st.Reason = t.To, in.Now, t.Reason
-	}
-	for _, t := range d.Waves {
-		ws := in.Waves[t.Wave]
-		ws.State, ws.Reason = t.To, t.Reason
-		switch t.To {
-		case WaveRunning:
-			ws.StartedAt = in.Now
-		case WaveBaking:
-			ws.BakeFrom = in.Now
-		case WaveSucceeded, WaveFailed:
-			ws.EndedAt = in.Now
-		}
-		in.Waves[t.Wave] = ws
-	}
-	in.State, in.Reason, in.RollbackScope = d.State, d.Reason, d.RollbackScope
 	for _, st := range d.Starts {
 		s.started[st.Node]++
-		n := &in.Nodes[s.byID[st.Node]].State
-		*n = NodeState{Phase: PhaseQueued, Wave: n.Wave, Attempt: st.Attempt, Since: in.Now, StartedAt: in.Now}
 	}
-	for _, st := range d.Rollbacks {
-		n := &in.Nodes[s.byID[st.Node]].State
-		n.Phase, n.Since, n.Rollback, n.Gate = PhaseRollingBack, in.Now, true, ""
-	}
+	Apply(in, d, s.byID)
 	for id, c := range s.started {
 		if c > 1 {
 			s.t.Errorf("node %s started %d times", id, c)

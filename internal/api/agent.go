@@ -1,0 +1,104 @@
+// Package api owns drover's wire formats: the agent protocol between
+// `drover agent` and the server, and the REST API v1 types with the Go
+// client the CLI uses. Both sides import these types; nothing else
+// crosses the wire.
+package api
+
+import (
+	"time"
+
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// ProtocolVersion is the agent protocol version. It only increases; a
+// server serves agents of versions [MinProtocolVersion, ProtocolVersion].
+//
+// History:
+//
+//	1 — register, long-poll for steps, report progress and results.
+const (
+	ProtocolVersion    = 1
+	MinProtocolVersion = 1
+)
+
+// Agent channel paths, under the server's agent listener.
+const (
+	PathRegister = "/v1/agent/register"
+	PathPoll     = "/v1/agent/poll"
+	PathReport   = "/v1/agent/report"
+)
+
+// HeaderProtocol carries the sender's protocol version on every agent
+// request and response.
+const HeaderProtocol = "Drover-Protocol"
+
+// RegisterRequest announces an agent and its node's facts. The node's
+// identity comes from the connection (its client certificate, or its
+// token until enrolment lands), never from this body; NodeID must match it.
+type RegisterRequest struct {
+	NodeID       string            `json:"nodeId"`
+	Facts        fleet.Facts       `json:"facts"`
+	Labels       map[string]string `json:"labels,omitempty"` // initial labels, used only on first registration
+	AgentVersion string            `json:"agentVersion"`
+	Accepts      []plan.ActionKind `json:"accepts"` // action kinds this agent's allow-list permits
+}
+
+// RegisterResponse tells the agent its lease and polling parameters.
+type RegisterResponse struct {
+	NodeID          string        `json:"nodeId"`
+	LeaseSeconds    int           `json:"leaseSeconds"`
+	PollWaitSeconds int           `json:"pollWaitSeconds"` // the server holds a poll this long when idle
+	Heartbeat       time.Duration `json:"heartbeat"`
+}
+
+// PollRequest is a long poll for work; it is also the heartbeat. Facts is
+// set only when they changed since the last accepted poll.
+type PollRequest struct {
+	NodeID string       `json:"nodeId"`
+	BootID string       `json:"bootId,omitempty"`
+	Facts  *fleet.Facts `json:"facts,omitempty"`
+	// Working lists the step IDs the agent is executing now.
+	Working []string `json:"working,omitempty"`
+}
+
+// PollResponse carries the steps to execute, oldest first. A step already
+// in the agent's journal must not be executed again (see agent).
+type PollResponse struct {
+	Steps        []StepPayload `json:"steps"`
+	LeaseSeconds int           `json:"leaseSeconds"`
+}
+
+// StepPayload is one step for one node.
+type StepPayload struct {
+	ID      string            `json:"id"` // idempotency key
+	Rollout string            `json:"rollout"`
+	Kind    string            `json:"kind"` // apply | rollback
+	Attempt int               `json:"attempt"`
+	Term    int64             `json:"term"` // fencing: leadership term that dispatched it
+	Actions []plan.Action     `json:"actions"`
+	Reboot  plan.RebootPolicy `json:"reboot"`
+	Probes  []plan.Probe      `json:"probes,omitempty"`
+	// MinHealthy is how long probes must keep passing after the step;
+	// the agent keeps probing that long and reports a failure if one fails.
+	MinHealthy      plan.Duration `json:"minHealthy"`
+	HealthyDeadline plan.Duration `json:"healthyDeadline"`
+}
+
+// StepReport reports progress or the result of a step. Phases: running
+// (started), verifying (applied; Gate and HealthySince describe the
+// probes), failed (Reason says why), rolled-back (rollback applied).
+type StepReport struct {
+	StepID       string         `json:"stepId"`
+	NodeID       string         `json:"nodeId"`
+	Phase        engine.Phase   `json:"phase"`
+	Gate         engine.Verdict `json:"gate,omitempty"`
+	HealthySince time.Time      `json:"healthySince,omitzero"`
+	Reason       string         `json:"reason,omitempty"`
+	BootID       string         `json:"bootId,omitempty"`
+	// Evidence is the driver's snapshot (what was there before) and
+	// outcome (what changed), kept with the step.
+	Evidence map[string]any `json:"evidence,omitempty"`
+	At       time.Time      `json:"at"`
+}

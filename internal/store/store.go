@@ -1,0 +1,287 @@
+// Package store owns drover's persistent state: nodes, rollouts with their
+// per-node and per-wave state, dispatched steps, gate results, approvals,
+// the hash-chained audit log and leadership. One contract, two backends:
+// SQLite (modernc.org/sqlite, the default, one server) and PostgreSQL (pgx,
+// several servers sharing one database). The conformance suite in
+// storetest runs against both.
+//
+// Every method that changes state appends its audit entries in the same
+// transaction as the change. Methods return ErrNotFound, ErrConflict or
+// ErrFenced (wrapped; match with errors.Is) as documented on Store.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+)
+
+var (
+	// ErrNotFound: the node, rollout or step does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the record changed since it was read (version or
+	// expected-state mismatch), or a unique key (rollout ID, step ID)
+	// already exists. Nothing was written.
+	ErrConflict = errors.New("conflict")
+	// ErrFenced: the caller's leadership term is no longer current; a newer
+	// leader exists. Nothing was written.
+	ErrFenced = errors.New("fenced: leadership term is stale")
+	// ErrSchemaTooNew: the database was migrated by a newer drover.
+	ErrSchemaTooNew = errors.New("database schema is newer than this drover")
+)
+
+// NodeRecord is a managed node as stored.
+type NodeRecord struct {
+	ID           string
+	Facts        fleet.Facts
+	Labels       map[string]string
+	Version      int64 // bumped on every change of facts or labels
+	AgentVersion string
+	Protocol     int
+	RegisteredAt time.Time
+	LastSeen     time.Time
+	LeaseUntil   time.Time // agent silent past this: its in-flight nodes become unknown
+}
+
+// Node returns the fleet view of the record.
+func (r NodeRecord) Node() *fleet.Node {
+	return &fleet.Node{ID: r.ID, Facts: r.Facts, Labels: r.Labels}
+}
+
+// Rollout is a rollout's header. The plan is stored as the exact bytes the
+// author submitted; PlanSHA256 binds approvals to them.
+type Rollout struct {
+	ID            string
+	Name          string
+	Author        string
+	Plan          []byte
+	PlanSHA256    string
+	State         engine.RolloutState
+	Reason        string
+	RollbackScope string
+	Seed          uint64
+	Version       int64 // bumped by every human command and scheduler commit
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// RolloutNode is one target node's state in a rollout. Index is its
+// position in assignment order (engine.Assignment order), which Decide's
+// input preserves.
+type RolloutNode struct {
+	NodeID string
+	Index  int
+	State  engine.NodeState
+	StepID string // current or last step, "" before any
+}
+
+// Wave is a wave's stored status.
+type Wave struct {
+	Name string
+	engine.WaveStatus
+}
+
+// StepKind is apply or rollback.
+type StepKind string
+
+const (
+	StepApply    StepKind = "apply"
+	StepRollback StepKind = "rollback"
+)
+
+// Step is a dispatched unit of work for one agent. ID is the engine's
+// step ID (the idempotency key); Term is the leadership term that
+// dispatched it (the fencing number agents see).
+type Step struct {
+	ID          string
+	Rollout     string
+	NodeID      string
+	Kind        StepKind
+	Attempt     int
+	Term        int64
+	Payload     json.RawMessage // what the agent executes (api.StepPayload)
+	CreatedAt   time.Time
+	DeliveredAt time.Time // zero until first handed to the agent
+	FinishedAt  time.Time // zero until a final report
+	Result      string    // final phase reported: succeeded, failed, rolled-back...
+}
+
+// NodeUpdate changes one rollout node. The store applies it only if the
+// stored phase and attempt still equal From's (compare-and-set); otherwise
+// the whole commit fails with ErrConflict.
+type NodeUpdate struct {
+	NodeID string
+	From   engine.NodeState
+	To     engine.NodeState
+	StepID string // new current step, "" to keep
+}
+
+// Commit is the scheduler's write for one decision: the new rollout state,
+// node and wave changes, new steps to dispatch and their audit entries,
+// applied in one transaction iff the rollout's Version and the leadership
+// Term are still current. Granting a slot (the node's queued state),
+// marking the node and recording the dispatch (the Step row) are thus one
+// transaction.
+type Commit struct {
+	Rollout       string
+	Version       int64 // expected current version
+	Term          int64 // caller's leadership term
+	Now           time.Time
+	State         engine.RolloutState
+	Reason        string
+	RollbackScope string
+	Nodes         []NodeUpdate
+	Waves         []Wave
+	Steps         []Step
+	Audit         []AuditEntry // actor "scheduler"; Seq, Prev and Hash are set by the store
+}
+
+// Report is an agent's report about one step. Reports are idempotent: a
+// report repeating the stored state changes nothing; a report for a step
+// that is not the node's current step is ignored (ErrConflict).
+type Report struct {
+	StepID       string
+	NodeID       string
+	Phase        engine.Phase // running, verifying, succeeded*, failed, rolled-back
+	Gate         engine.Verdict
+	HealthySince time.Time
+	Reason       string
+	Evidence     json.RawMessage // driver snapshot and outcome, kept with the step
+	At           time.Time
+}
+
+// Command is a human action on a rollout.
+type Command struct {
+	Actor  string
+	Action string // approve, pause, resume, abort, rollback, resolve
+	Wave   string // approve: the wave ("" for the start); rollback: scope
+	Reason string
+	// Resolve: the node and what to do with it (retry, quarantine, skip).
+	NodeID     string
+	Resolution engine.Phase
+}
+
+// Approval is a stored approval, bound to the plan's hash.
+type Approval struct {
+	By         string
+	Wave       string
+	PlanSHA256 string
+	At         time.Time
+}
+
+// GateResult is a stored wave-gate evaluation.
+type GateResult struct {
+	engine.GateResult
+	Rollout string
+}
+
+// AuditEntry is one line of the append-only log. Hash is
+// SHA-256(Prev || canonical encoding of the entry without Hash), so that
+// editing, deleting or reordering any entry breaks the chain.
+type AuditEntry struct {
+	Seq     int64
+	At      time.Time
+	Actor   string // user, "scheduler", "agent:NODE"
+	Action  string // rollout.create, rollout.pause, node.phase, wave.state, ...
+	Object  string // rollout/ID, node/ID
+	Rollout string // "" when not about a rollout
+	Detail  json.RawMessage
+	Prev    []byte
+	Hash    []byte
+}
+
+// AuditVerification is the result of VerifyAudit.
+type AuditVerification struct {
+	OK      bool
+	Entries int64
+	Head    []byte
+	// FirstBad is the Seq of the first entry whose hash or link is wrong,
+	// or of the first gap; 0 when OK.
+	FirstBad int64
+	Problem  string
+}
+
+// RolloutData is everything the scheduler loads to decide one rollout.
+type RolloutData struct {
+	Rollout   Rollout
+	Nodes     []RolloutNode // in Index order
+	Waves     []Wave
+	Gates     []GateResult // latest per (wave, gate)
+	Approvals []Approval   // only those bound to the current plan hash
+}
+
+// NodeFilter pages through nodes in ID order.
+type NodeFilter struct {
+	After string // return IDs greater than this
+	Limit int    // 0 means 500
+}
+
+// Store is the persistence contract. All methods are safe for concurrent
+// use and honour ctx cancellation.
+type Store interface {
+	// UpsertNode registers or refreshes a node (facts, agent version,
+	// protocol, lease). Labels given are merged over stored ones only on
+	// first registration; later label changes go through SetNodeLabels.
+	UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, error)
+	GetNode(ctx context.Context, id string) (NodeRecord, error) // ErrNotFound
+	ListNodes(ctx context.Context, f NodeFilter) ([]NodeRecord, error)
+	// SetNodeLabels replaces a node's labels if its Version is ifVersion
+	// (ErrConflict otherwise; ifVersion 0 skips the check).
+	SetNodeLabels(ctx context.Context, id string, labels map[string]string, ifVersion int64, actor string) (NodeRecord, error)
+	// TouchNode records an agent's heartbeat and extends its lease.
+	TouchNode(ctx context.Context, id string, seen, leaseUntil time.Time) error
+	// DeleteNode removes a node (an operator's decision); ErrNotFound.
+	DeleteNode(ctx context.Context, id, actor string) error
+
+	// CreateRollout stores a new rollout with its assignment (nodes in
+	// assignment order, waves pending). ErrConflict if the ID exists.
+	CreateRollout(ctx context.Context, r Rollout, nodes []RolloutNode, waves []Wave, actor string) (Rollout, error)
+	GetRollout(ctx context.Context, id string) (Rollout, error) // ErrNotFound
+	ListRollouts(ctx context.Context) ([]Rollout, error)        // newest first
+	// ActiveRollouts lists IDs of rollouts not in a terminal state.
+	ActiveRollouts(ctx context.Context) ([]string, error)
+	LoadRollout(ctx context.Context, id string) (RolloutData, error) // ErrNotFound
+	// ApplyCommit writes one decision atomically. ErrConflict if the
+	// rollout version moved or a node's CAS failed or a step ID exists;
+	// ErrFenced if Term is not the current leadership term.
+	ApplyCommit(ctx context.Context, c Commit) (newVersion int64, err error)
+	// Command applies a human action if the rollout's Version is ifVersion
+	// (ErrConflict otherwise; 0 skips the check) and audits it.
+	Command(ctx context.Context, id string, ifVersion int64, cmd Command, now time.Time) (Rollout, error)
+	// AddGateResults stores wave-gate evaluations (audited when the
+	// verdict of a gate changes).
+	AddGateResults(ctx context.Context, rollout string, rs []engine.GateResult) error
+
+	// PendingSteps returns the node's steps not yet finished, oldest first,
+	// and marks them delivered.
+	PendingSteps(ctx context.Context, nodeID string, now time.Time) ([]Step, error)
+	// ReportStep applies an agent's report to the rollout node whose
+	// current step it is, records the evidence, and audits the change.
+	ReportStep(ctx context.Context, r Report) error
+	// ExpireLeases marks in-flight nodes (queued, running, verifying,
+	// rolling-back) of active rollouts whose agent's lease ended before
+	// now as unknown, and returns their IDs. Only the leader calls it.
+	ExpireLeases(ctx context.Context, now time.Time, term int64) ([]string, error)
+
+	// ListAudit returns entries with Seq > after, oldest first; rollout
+	// filters by rollout ID when non-empty.
+	ListAudit(ctx context.Context, after int64, limit int, rollout string) ([]AuditEntry, error)
+	VerifyAudit(ctx context.Context) (AuditVerification, error)
+
+	// Campaign tries to become the leader. It returns the new term (> every
+	// earlier term) and true on success; false while another live server
+	// holds leadership. SQLite: the single server always wins. PostgreSQL:
+	// a session advisory lock held on a dedicated connection; losing the
+	// connection loses leadership (Leading reports it).
+	Campaign(ctx context.Context, serverID string) (term int64, ok bool, err error)
+	// Leading reports whether this store still holds leadership.
+	Leading(ctx context.Context) bool
+	// Resign releases leadership if held.
+	Resign(ctx context.Context) error
+
+	Close() error
+}
