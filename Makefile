@@ -1,0 +1,45 @@
+# drover — build, test and demo. `make test` is what CI runs (.ci/run).
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 10s
+BIN       ?= bin/drover
+
+.PHONY: all build test deps fmt vet unit fuzz crossbuild demo bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/drover
+
+# The whole suite, in order: dependencies, formatting, vet, tests, brief
+# fuzzing of every Fuzz* target, cross-compilation.
+test: deps fmt vet unit fuzz crossbuild
+
+deps:
+	scripts/deps.sh
+
+fmt:
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -count=1 -p 2 $(PKGS)
+
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+crossbuild:
+	scripts/crossbuild.sh
+
+demo:
+	$(GO) run ./cmd/drover demo
+
+# Benchmarks: the simulator at 100,000 nodes and the engine's Decide.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -p 1 ./internal/sim ./internal/engine
+
+clean:
+	rm -rf bin

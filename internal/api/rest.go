@@ -1,0 +1,211 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+)
+
+// MaxBodyBytes is the largest request body the REST API accepts (plans
+// included); larger bodies get 413 with code "too_large".
+const MaxBodyBytes = 1 << 20
+
+// Error is every API error body. Code is stable and machine-readable;
+// Error is for people. Problems lists plan problems with positions.
+type Error struct {
+	Error    string    `json:"error"`
+	Code     string    `json:"code"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// Error codes.
+const (
+	CodeBadRequest   = "bad_request"      // invalid JSON, unknown fields, bad parameters
+	CodeInvalidPlan  = "invalid_plan"     // the plan has problems (see Problems)
+	CodeInvalidCEL   = "invalid_selector" // a CEL filter does not compile
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict" // state changed; If-Match version mismatch
+	CodePrecondReq   = "precondition_required"
+	CodeTooLarge     = "too_large"
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden"
+	CodeProtocol     = "protocol_unsupported"
+	CodeUnavailable  = "unavailable" // not the leader, shutting down, store down
+	CodeInternal     = "internal"
+)
+
+// Problem is one plan problem.
+type Problem struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line"`
+	Col     int    `json:"col"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+}
+
+// Node is a node as the API shows it.
+type Node struct {
+	ID           string            `json:"id"`
+	Facts        fleet.Facts       `json:"facts"`
+	Labels       map[string]string `json:"labels"`
+	Version      int64             `json:"version"`
+	AgentVersion string            `json:"agentVersion,omitempty"`
+	RegisteredAt time.Time         `json:"registeredAt"`
+	LastSeen     time.Time         `json:"lastSeen"`
+	Online       bool              `json:"online"` // lease not expired
+}
+
+// NodeList is one page of nodes. Next is the cursor of the next page
+// ("" on the last page).
+type NodeList struct {
+	Nodes []Node `json:"nodes"`
+	Next  string `json:"next,omitempty"`
+}
+
+// LabelsRequest replaces a node's labels (send If-Match: its version).
+type LabelsRequest struct {
+	Labels map[string]string `json:"labels"`
+}
+
+// PlanRequest carries a plan's YAML text.
+type PlanRequest struct {
+	Plan string `json:"plan"`
+	// File names the plan in problem positions (default "plan.yaml").
+	File string `json:"file,omitempty"`
+}
+
+// ValidateResponse is the result of validating a plan.
+type ValidateResponse struct {
+	Valid    bool      `json:"valid"`
+	Problems []Problem `json:"problems,omitempty"`
+	Nodes    int       `json:"nodes"` // target size on the live inventory
+}
+
+// DryRunResponse is the simulator run against the live inventory.
+type DryRunResponse struct {
+	Result json.RawMessage `json:"result"`
+	Text   string          `json:"text"`
+}
+
+// CreateRolloutRequest creates a rollout from a plan.
+type CreateRolloutRequest struct {
+	Plan string `json:"plan"`
+	File string `json:"file,omitempty"`
+}
+
+// Rollout is a rollout as the API shows it.
+type Rollout struct {
+	ID            string              `json:"id"`
+	Name          string              `json:"name"`
+	Author        string              `json:"author"`
+	State         engine.RolloutState `json:"state"`
+	Reason        string              `json:"reason,omitempty"`
+	RollbackScope string              `json:"rollbackScope,omitempty"`
+	Version       int64               `json:"version"`
+	PlanSHA256    string              `json:"planSha256"`
+	CreatedAt     time.Time           `json:"createdAt"`
+	UpdatedAt     time.Time           `json:"updatedAt"`
+	Counts        map[string]int      `json:"counts"` // nodes per phase
+	Total         int                 `json:"total"`
+	Waves         []Wave              `json:"waves,omitempty"`
+	Gates         []Gate              `json:"gates,omitempty"`
+	Approvals     []Approval          `json:"approvals,omitempty"`
+	Waits         []engine.Wait       `json:"waits,omitempty"`
+	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
+	Nodes         []RolloutNode       `json:"nodes,omitempty"` // with ?nodes=true
+	Plan          string              `json:"plan,omitempty"`  // with ?plan=true
+	// ApprovalsNeeded is how many start approvals the plan requires.
+	ApprovalsNeeded int `json:"approvalsNeeded"`
+}
+
+// Wave is a wave's progress.
+type Wave struct {
+	Name      string           `json:"name"`
+	State     engine.WaveState `json:"state"`
+	Reason    string           `json:"reason,omitempty"`
+	Nodes     int              `json:"nodes"`
+	Counts    map[string]int   `json:"counts"`
+	StartedAt time.Time        `json:"startedAt,omitzero"`
+	EndedAt   time.Time        `json:"endedAt,omitzero"`
+	After     []string         `json:"after,omitempty"`
+	Canary    bool             `json:"canary,omitempty"`
+}
+
+// Gate is a wave-gate result.
+type Gate struct {
+	Wave    string         `json:"wave"`
+	Gate    string         `json:"gate"`
+	Verdict engine.Verdict `json:"verdict"`
+	Reason  string         `json:"reason"`
+	At      time.Time      `json:"at"`
+}
+
+// Approval is a recorded approval.
+type Approval struct {
+	By   string    `json:"by"`
+	Wave string    `json:"wave,omitempty"`
+	At   time.Time `json:"at"`
+}
+
+// RolloutNode is one node's state in a rollout.
+type RolloutNode struct {
+	ID      string       `json:"id"`
+	Wave    string       `json:"wave"`
+	Phase   engine.Phase `json:"phase"`
+	Attempt int          `json:"attempt"`
+	Since   time.Time    `json:"since,omitzero"`
+	Reason  string       `json:"reason,omitempty"`
+	StepID  string       `json:"stepId,omitempty"`
+	Zone    string       `json:"zone,omitempty"`
+	Family  string       `json:"family,omitempty"`
+	Class   string       `json:"hardwareClass,omitempty"`
+}
+
+// RolloutList lists rollouts, newest first.
+type RolloutList struct {
+	Rollouts []Rollout `json:"rollouts"`
+}
+
+// CommandRequest is the body of approve, pause, resume, abort, rollback
+// and resolve. Send If-Match with the rollout's version.
+type CommandRequest struct {
+	Reason string `json:"reason,omitempty"`
+	// Wave: approve a named wave; rollback only that wave.
+	Wave string `json:"wave,omitempty"`
+	// Node and Resolution (retry, quarantine, skip): resolve one node.
+	Node       string `json:"node,omitempty"`
+	Resolution string `json:"resolution,omitempty"`
+}
+
+// AuditEntry is one audit log entry.
+type AuditEntry struct {
+	Seq     int64           `json:"seq"`
+	At      time.Time       `json:"at"`
+	Actor   string          `json:"actor"`
+	Action  string          `json:"action"`
+	Object  string          `json:"object"`
+	Rollout string          `json:"rollout,omitempty"`
+	Detail  json.RawMessage `json:"detail,omitempty"`
+	Hash    string          `json:"hash"`
+}
+
+// AuditList is a page of audit entries.
+type AuditList struct {
+	Entries []AuditEntry `json:"entries"`
+	Next    int64        `json:"next,omitempty"` // pass as ?after= for the next page
+}
+
+// AuditVerification is the result of verifying the audit chain.
+type AuditVerification struct {
+	OK       bool   `json:"ok"`
+	Entries  int64  `json:"entries"`
+	Head     string `json:"head"`
+	FirstBad int64  `json:"firstBad,omitempty"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+// Event is one Server-Sent Event payload: an audit entry as it is
+// appended (event type = its Action).
+type Event = AuditEntry

@@ -1,0 +1,1141 @@
+package sim
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// DefaultStart returns Mon 2026-01-05 00:00 UTC, the start of a simulation
+// whose Config.Start is zero.
+func DefaultStart() time.Time { return time.Date(2026, time.January, 5, 0, 0, 0, 0, time.UTC) }
+
+// DefaultStepDuration is the step duration of a Config that sets none.
+func DefaultStepDuration() Dist {
+	return Dist{Kind: DistUniform, A: 3 * time.Minute, B: 7 * time.Minute}
+}
+
+// DefaultRollbackDuration is the rollback duration of a Config that sets none.
+func DefaultRollbackDuration() Dist {
+	return Dist{Kind: DistUniform, A: time.Minute, B: 3 * time.Minute}
+}
+
+// dispatchLatency is how long a queued node takes to report running.
+func dispatchLatency() Dist { return Dist{Kind: DistUniform, A: time.Second, B: 2 * time.Second} }
+
+// DefaultHorizon bounds the virtual time of a run: a rollout still going
+// after it is reported stalled.
+const DefaultHorizon = 90 * 24 * time.Hour
+
+// maxStoredEvents bounds Result.Events; later events are counted only.
+const maxStoredEvents = 5000
+
+// maxStoredViolations bounds Result.Violations; later ones are counted only.
+const maxStoredViolations = 200
+
+// Config is one simulation.
+type Config struct {
+	// Plan is the effective plan (as plan.Parse returns it).
+	Plan *plan.Plan
+	// Nodes is the inventory; the plan's target selects from it.
+	Nodes    []*fleet.Node
+	Failures []Failure
+	// StepDuration is how long a node's step takes; zero means
+	// DefaultStepDuration.
+	StepDuration Dist
+	// RollbackDuration is how long a node's rollback takes; zero means
+	// DefaultRollbackDuration.
+	RollbackDuration Dist
+	// Start is the virtual time of the start; zero means DefaultStart().
+	Start time.Time
+	// Seed fixes the assignment, jitter, durations and failure draws.
+	Seed uint64
+	// Tick is the time quantum; zero means AutoTick(len(Nodes)).
+	Tick time.Duration
+	// Horizon bounds virtual time; zero means DefaultHorizon.
+	Horizon time.Duration
+	// Progress, when not nil, is called on every wave transition, on
+	// rollout state changes and every ProgressEvery percent of the target
+	// settled. It runs on the simulation goroutine.
+	Progress func(Progress)
+	// ProgressEvery is the node-progress step in percent; zero means 10.
+	ProgressEvery int
+	// Author is the rollout's author; Approvers approve it. Empty
+	// Approvers are named sim-approver-1, -2, ...
+	Author    string
+	Approvers []string
+	// RolloutID names the rollout in the engine's input; "" uses the plan name.
+	RolloutID string
+	// Logger receives violations (at error level) and run statistics
+	// (at debug level); nil discards.
+	Logger *slog.Logger
+}
+
+// AutoTick is the tick used when Config.Tick is zero. Decide is O(nodes)
+// (about 70 ns per node with the engine's index), so a 10 s tick keeps
+// node soaks and bake times exact to within 10 s even at 100,000 nodes;
+// only past that does the tick grow (measured: see BenchmarkRun and
+// README.md).
+func AutoTick(nodes int) time.Duration {
+	if nodes <= 150_000 {
+		return 10 * time.Second
+	}
+	return 30 * time.Second
+}
+
+// ProgressKind says what a Progress report is about.
+type ProgressKind string
+
+const (
+	ProgressWave    ProgressKind = "wave"
+	ProgressNodes   ProgressKind = "nodes"
+	ProgressRollout ProgressKind = "rollout"
+)
+
+// Progress is one report during a run.
+type Progress struct {
+	Elapsed  time.Duration // virtual time since the start
+	Kind     ProgressKind
+	Wave     string           // ProgressWave
+	From, To engine.WaveState // ProgressWave
+	State    engine.RolloutState
+	Reason   string
+	Settled  int // nodes succeeded, failed, quarantined or rolled back
+	Total    int // nodes assigned to a wave
+	InFlight int
+}
+
+// String renders the report as one line for a terminal.
+func (p Progress) String() string {
+	at := fmt.Sprintf("[%8s]", FormatDuration(p.Elapsed))
+	switch p.Kind {
+	case ProgressWave:
+		s := fmt.Sprintf("%s wave %s: %s -> %s (%d/%d settled, %d in flight)", at, p.Wave, p.From, p.To, p.Settled, p.Total, p.InFlight)
+		if p.Reason != "" {
+			s += ": " + p.Reason
+		}
+		return s
+	case ProgressRollout:
+		s := fmt.Sprintf("%s rollout %s", at, p.State)
+		if p.Reason != "" {
+			s += ": " + p.Reason
+		}
+		return s
+	}
+	pct := 0
+	if p.Total > 0 {
+		pct = p.Settled * 100 / p.Total
+	}
+	return fmt.Sprintf("%s %3d%% settled (%d/%d, %d in flight)", at, pct, p.Settled, p.Total, p.InFlight)
+}
+
+// Result is what a run did.
+type Result struct {
+	Rollout     string              `json:"rollout"`
+	Seed        uint64              `json:"seed"`
+	Start       time.Time           `json:"start"`
+	TickSeconds float64             `json:"tickSeconds"`
+	State       engine.RolloutState `json:"state"`
+	Reason      string              `json:"reason,omitempty"`
+	// Halted is true unless the rollout succeeded.
+	Halted     bool   `json:"halted"`
+	HaltReason string `json:"haltReason"`
+	// HaltedAtSeconds is when the first halt, pause, rollback or budget
+	// breach was decided; nil if none.
+	HaltedAtSeconds *float64 `json:"haltedAtSeconds"`
+	MakespanSeconds float64  `json:"makespanSeconds"`
+	Nodes           Counts   `json:"nodes"`
+	// NodesTouchedBeforeHalt counts the nodes whose step was started before
+	// the first halt or breach decision (all touched nodes when none).
+	NodesTouchedBeforeHalt int `json:"nodesTouchedBeforeHalt"`
+	// HurtTouchedBeforeHalt lists those of them an injected failure hit.
+	HurtTouchedBeforeHalt []string     `json:"hurtTouchedBeforeHalt"`
+	Waves                 []WaveResult `json:"waves"`
+	PeakInFlight          int          `json:"peakInFlight"`
+	// PeakInFlightByDomain maps each cap key (and os.family) to the peak
+	// in flight per value of that key.
+	PeakInFlightByDomain map[string]map[string]int `json:"peakInFlightByDomain"`
+	BudgetBreaches       []Breach                  `json:"budgetBreaches"`
+	InvariantViolations  int                       `json:"invariantViolations"`
+	Violations           []Violation               `json:"violations"`
+	UncoveredStrata      []Stratum                 `json:"uncoveredStrata"`
+	Events               []Event                   `json:"events"`
+	EventsDropped        int                       `json:"eventsDropped,omitempty"`
+	Notes                []string                  `json:"notes"`
+	Stats                Stats                     `json:"stats"`
+}
+
+// Succeeded reports whether the rollout ended in the succeeded state.
+func (r *Result) Succeeded() bool { return r.State == engine.RolloutSucceeded }
+
+// Counts are final node counts over the target.
+type Counts struct {
+	Target      int `json:"target"`
+	Skipped     int `json:"skipped"`
+	Touched     int `json:"touched"` // nodes whose step was started at least once
+	Succeeded   int `json:"succeeded"`
+	Failed      int `json:"failed"`
+	Quarantined int `json:"quarantined"`
+	RolledBack  int `json:"rolledBack"`
+	Untouched   int `json:"untouched"` // assigned, never started
+	Other       int `json:"other"`     // still in flight or unknown at the end
+	Hurt        int `json:"hurt"`      // touched nodes an injected failure hit
+}
+
+// WaveResult is one wave's timeline.
+type WaveResult struct {
+	Name             string           `json:"name"`
+	Nodes            int              `json:"nodes"`
+	State            engine.WaveState `json:"state"`
+	Reason           string           `json:"reason,omitempty"`
+	StartedAtSeconds *float64         `json:"startedAtSeconds"`
+	EndedAtSeconds   *float64         `json:"endedAtSeconds"`
+	Succeeded        int              `json:"succeeded"`
+	// Failed counts the nodes whose step, gate or rollback failed at some
+	// point, whether or not they were quarantined or rolled back since.
+	Failed      int `json:"failed"`
+	Quarantined int `json:"quarantined"`
+	RolledBack  int `json:"rolledBack"`
+	Untouched   int `json:"untouched"`
+}
+
+// Breach is a failure budget found exceeded.
+type Breach struct {
+	AtSeconds float64 `json:"atSeconds"`
+	Wave      string  `json:"wave"` // "" for the overall budget
+	Failures  int     `json:"failures"`
+	Max       int     `json:"max"`
+}
+
+// Stratum is a canary stratum no canary node covers.
+type Stratum struct {
+	Wave   string            `json:"wave"`
+	Values map[string]string `json:"values"`
+	Reason string            `json:"reason"`
+}
+
+// Event is one line of the timeline: an engine event or a note of the
+// simulator (gate verdicts, approvals).
+type Event struct {
+	AtSeconds float64 `json:"atSeconds"`
+	Text      string  `json:"text"`
+}
+
+// Stats describe the run itself.
+type Stats struct {
+	Decisions    int `json:"decisions"`
+	Ticks        int `json:"ticks"`
+	AgentReports int `json:"agentReports"`
+}
+
+// Run simulates the rollout of cfg.Plan over cfg.Nodes. It returns an
+// error only when the simulation cannot run (bad configuration, a plan
+// that does not assign, cancellation); a rollout that halts is a Result.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	s, err := newSimulator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.run(ctx); err != nil {
+		return nil, err
+	}
+	return s.result(), nil
+}
+
+// phase codes index counters; they follow engine.Phase.
+const (
+	pcPending uint8 = iota
+	pcQueued
+	pcRunning
+	pcVerifying
+	pcSucceeded
+	pcFailed
+	pcQuarantined
+	pcRollingBack
+	pcRolledBack
+	pcUnknown
+	pcSkipped
+	pcOther
+	numPhases
+)
+
+func phaseCode(p engine.Phase) uint8 {
+	switch p {
+	case engine.PhasePending:
+		return pcPending
+	case engine.PhaseQueued:
+		return pcQueued
+	case engine.PhaseRunning:
+		return pcRunning
+	case engine.PhaseVerifying:
+		return pcVerifying
+	case engine.PhaseSucceeded:
+		return pcSucceeded
+	case engine.PhaseFailed:
+		return pcFailed
+	case engine.PhaseQuarantined:
+		return pcQuarantined
+	case engine.PhaseRollingBack:
+		return pcRollingBack
+	case engine.PhaseRolledBack:
+		return pcRolledBack
+	case engine.PhaseUnknown:
+		return pcUnknown
+	case engine.PhaseSkipped:
+		return pcSkipped
+	}
+	return pcOther
+}
+
+// settled reports whether a phase code is an end of the node's story for
+// progress purposes.
+func settled(c uint8) bool {
+	return c == pcSucceeded || c == pcFailed || c == pcQuarantined || c == pcRolledBack
+}
+
+// domain tracks in-flight counts per value of one topology key.
+type domain struct {
+	key      string
+	values   []string
+	of       []int32 // node index -> value index
+	inFlight []int
+	peak     []int
+}
+
+// failureSel is a Failure with its selector compiled.
+type failureSel struct {
+	Failure
+	sel *fleet.Selector
+}
+
+// hurt flags, computed lazily the first time a node starts.
+const (
+	hurtKnown    uint8 = 1 << iota
+	hurtHealth         // a health failure hits the node
+	hurtRollback       // a rollback failure hits the node
+)
+
+type simulator struct {
+	cfg     Config
+	p       *plan.Plan
+	log     *slog.Logger
+	start   time.Time
+	tick    int64
+	rng     *rand.Rand
+	latency Dist
+
+	nodes []engine.Node // the engine's Input.Nodes, reused for every call
+	eidx  *engine.Index // the engine's static index, built once
+	index map[string]int32
+	code  []uint8  // phase code per node, mirrors nodes[i].State.Phase
+	gen   []uint32 // bumped on every start and rollback
+	hurt  []uint8
+	// healthBy and applyBy name the failure hitting each node (-1 none).
+	healthBy   []int16
+	started    []bool
+	everFailed []bool // failed or quarantined at some point
+	failures   []failureSel
+	waveNodes  map[string][]int32
+	waveOrder  []string
+	domains    []*domain
+	phaseCount [numPhases]int
+	inFlight   int
+	peak       int
+	assigned   int
+	touched    int
+
+	state    engine.RolloutState
+	reason   string
+	scope    string
+	waves    map[string]engine.WaveStatus
+	gates    []engine.GateResult
+	approves []engine.Approval
+	nextAt   time.Time
+	now      time.Time
+	events   eventHeap
+	seq      uint64
+
+	checker *Checker
+
+	// first halt or breach
+	haltAt      time.Time
+	haltReason  string
+	touchedHalt int
+	hurtHalt    []string
+
+	lastProgress int
+	res          Result
+	gateFailed   map[string]bool
+}
+
+func newSimulator(cfg Config) (*simulator, error) {
+	if cfg.Plan == nil {
+		return nil, errors.New("simulate: no plan")
+	}
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("simulate: no nodes")
+	}
+	if cfg.StepDuration.Kind == "" {
+		cfg.StepDuration = DefaultStepDuration()
+	}
+	if cfg.RollbackDuration.Kind == "" {
+		cfg.RollbackDuration = DefaultRollbackDuration()
+	}
+	if cfg.Start.IsZero() {
+		cfg.Start = DefaultStart()
+	}
+	if cfg.Tick < 0 {
+		return nil, fmt.Errorf("simulate: tick %s must be positive", cfg.Tick)
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = AutoTick(len(cfg.Nodes))
+	}
+	if cfg.Horizon <= 0 {
+		cfg.Horizon = DefaultHorizon
+	}
+	if cfg.ProgressEvery <= 0 || cfg.ProgressEvery > 100 {
+		cfg.ProgressEvery = 10
+	}
+	if cfg.Author == "" {
+		cfg.Author = "sim-author"
+	}
+	if cfg.RolloutID == "" {
+		cfg.RolloutID = cfg.Plan.Name
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &simulator{
+		cfg:        cfg,
+		p:          cfg.Plan,
+		log:        log,
+		start:      cfg.Start,
+		now:        cfg.Start,
+		tick:       int64(cfg.Tick),
+		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x73696d)), // "sim"
+		gateFailed: map[string]bool{},
+		latency:    dispatchLatency(),
+	}
+	for i, f := range cfg.Failures {
+		if f.Kind == "" {
+			f.Kind = FailHealth
+		}
+		sel, err := fleet.CompileSelector(f.Selector)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: failure %d (%s): %w", i+1, f.Selector, err)
+		}
+		s.failures = append(s.failures, failureSel{Failure: f, sel: sel})
+	}
+
+	a, err := engine.Assign(cfg.Plan, cfg.Nodes, cfg.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: assign: %w", err)
+	}
+	s.nodes = a.Nodes
+	s.eidx = engine.NewIndex(s.p, s.nodes)
+	n := len(s.nodes)
+	s.index = make(map[string]int32, n)
+	s.code = make([]uint8, n)
+	s.gen = make([]uint32, n)
+	s.hurt = make([]uint8, n)
+	s.healthBy = make([]int16, n)
+	s.started = make([]bool, n)
+	s.everFailed = make([]bool, n)
+	s.waveNodes = make(map[string][]int32, len(s.p.Waves))
+	for i := range s.nodes {
+		nd := &s.nodes[i]
+		s.index[nd.ID] = int32(i)
+		c := phaseCode(nd.State.Phase)
+		s.code[i] = c
+		s.phaseCount[c]++
+		s.healthBy[i] = -1
+		if nd.State.Wave != "" {
+			s.waveNodes[nd.State.Wave] = append(s.waveNodes[nd.State.Wave], int32(i))
+			s.assigned++
+		}
+	}
+	s.waves = make(map[string]engine.WaveStatus, len(s.p.Waves))
+	for _, w := range s.p.Waves {
+		s.waves[w.Name] = engine.WaveStatus{State: engine.WavePending}
+		s.waveOrder = append(s.waveOrder, w.Name)
+	}
+	s.initDomains()
+
+	s.res = Result{
+		Rollout:               s.p.Name,
+		Seed:                  cfg.Seed,
+		Start:                 s.start,
+		TickSeconds:           cfg.Tick.Seconds(),
+		PeakInFlightByDomain:  map[string]map[string]int{},
+		HurtTouchedBeforeHalt: []string{},
+		BudgetBreaches:        []Breach{},
+		Violations:            []Violation{},
+		UncoveredStrata:       []Stratum{},
+		Events:                []Event{},
+		Notes:                 []string{},
+	}
+	s.state = engine.RolloutRunning
+	if s.p.Approvals.Start > 0 {
+		s.state = engine.RolloutPendingApproval
+	}
+	s.approve()
+
+	s.checker, err = NewChecker(s.p, s.nodes)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	for _, st := range a.Uncovered {
+		s.res.UncoveredStrata = append(s.res.UncoveredStrata, Stratum{Wave: st.Wave, Values: st.Values, Reason: st.Reason})
+	}
+	for _, v := range CheckAssignment(s.p, a) {
+		s.violation(v)
+	}
+	return s, nil
+}
+
+// initDomains prepares in-flight tracking for every cap key and os.family.
+func (s *simulator) initDomains() {
+	keys := []string{"os.family"}
+	for k := range s.p.Limits.Caps {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	for _, k := range keys {
+		d := &domain{key: k, of: make([]int32, len(s.nodes))}
+		idx := map[string]int32{}
+		for i := range s.nodes {
+			v := s.nodes[i].Value(k)
+			j, ok := idx[v]
+			if !ok {
+				j = int32(len(d.values))
+				idx[v] = j
+				d.values = append(d.values, v)
+			}
+			d.of[i] = j
+		}
+		d.inFlight = make([]int, len(d.values))
+		d.peak = make([]int, len(d.values))
+		s.domains = append(s.domains, d)
+	}
+}
+
+// approve grants every approval the plan asks for, at the start.
+func (s *simulator) approve() {
+	name := func(i int) string {
+		if i < len(s.cfg.Approvers) {
+			return s.cfg.Approvers[i]
+		}
+		return fmt.Sprintf("sim-approver-%d", i+1)
+	}
+	if k := s.p.Approvals.Start; k > 0 {
+		for i := range k {
+			s.approves = append(s.approves, engine.Approval{By: name(i), At: s.start})
+		}
+		s.note(fmt.Sprintf("auto-approved the start (%d approval(s) required)", k))
+	}
+	for _, w := range s.p.Waves {
+		for i := range w.Approvals {
+			s.approves = append(s.approves, engine.Approval{By: name(i), Wave: w.Name, At: s.start})
+		}
+		if w.Approvals > 0 {
+			s.note(fmt.Sprintf("auto-approved wave %s (%d approval(s) required)", w.Name, w.Approvals))
+		}
+	}
+}
+
+func (s *simulator) note(text string) {
+	s.res.Notes = append(s.res.Notes, text)
+	s.addEvent(text)
+}
+
+func (s *simulator) addEvent(text string) {
+	if len(s.res.Events) >= maxStoredEvents {
+		s.res.EventsDropped++
+		return
+	}
+	s.res.Events = append(s.res.Events, Event{AtSeconds: s.now.Sub(s.start).Seconds(), Text: text})
+}
+
+func (s *simulator) violation(v Violation) {
+	s.res.InvariantViolations++
+	if len(s.res.Violations) < maxStoredViolations {
+		s.res.Violations = append(s.res.Violations, v)
+	}
+	s.log.Error("invariant violated", "rule", v.Rule, "at", v.At, "msg", v.Msg)
+}
+
+// setPhase moves node i to phase p, keeping the counters in step. Every
+// phase change of the simulation goes through it.
+func (s *simulator) setPhase(i int32, p engine.Phase) {
+	st := &s.nodes[i].State
+	oldIn := st.Phase.InFlight()
+	st.Phase = p
+	c := phaseCode(p)
+	s.phaseCount[s.code[i]]--
+	s.phaseCount[c]++
+	s.code[i] = c
+	if c == pcFailed || c == pcQuarantined {
+		s.everFailed[i] = true
+	}
+	newIn := p.InFlight()
+	switch {
+	case newIn && !oldIn:
+		s.inFlight++
+		s.peak = max(s.peak, s.inFlight)
+		for _, d := range s.domains {
+			v := d.of[i]
+			d.inFlight[v]++
+			d.peak[v] = max(d.peak[v], d.inFlight[v])
+		}
+	case oldIn && !newIn:
+		s.inFlight--
+		for _, d := range s.domains {
+			d.inFlight[d.of[i]]--
+		}
+	}
+}
+
+func (s *simulator) settledCount() int {
+	return s.phaseCount[pcSucceeded] + s.phaseCount[pcFailed] + s.phaseCount[pcQuarantined] + s.phaseCount[pcRolledBack]
+}
+
+func (s *simulator) progress(p Progress) {
+	if s.cfg.Progress == nil {
+		return
+	}
+	p.Elapsed = s.now.Sub(s.start)
+	p.Settled = s.settledCount()
+	p.Total = s.assigned
+	p.InFlight = s.inFlight
+	if p.State == "" {
+		p.State = s.state
+	}
+	s.cfg.Progress(p)
+}
+
+func (s *simulator) schedule(at time.Time, i int32, k eventKind) {
+	s.seq++
+	s.events.push(event{at: int64(at.Sub(s.start)), seq: s.seq, node: i, gen: s.gen[i], kind: k})
+}
+
+func (s *simulator) run(ctx context.Context) error {
+	horizon := s.start.Add(s.cfg.Horizon)
+	s.decide()
+	for !s.state.Terminal() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+		next := int64(-1)
+		if len(s.events) > 0 {
+			next = s.events[0].at
+		}
+		if !s.nextAt.IsZero() {
+			if at := int64(s.nextAt.Sub(s.start)); next < 0 || at < next {
+				next = at
+			}
+		}
+		if next < 0 {
+			break // nothing can change any more
+		}
+		// Quantize: the decision runs at the end of the tick holding next.
+		cur := int64(s.now.Sub(s.start))
+		t := (next + s.tick - 1) / s.tick * s.tick
+		if t <= cur {
+			t = cur + s.tick
+		}
+		at := s.start.Add(time.Duration(t))
+		if at.After(horizon) {
+			s.note(fmt.Sprintf("stopped at the horizon of %s of virtual time", FormatDuration(s.cfg.Horizon)))
+			break
+		}
+		for len(s.events) > 0 && s.events[0].at <= t {
+			s.report(s.events.pop())
+		}
+		s.now = at
+		s.res.Stats.Ticks++
+		s.decide()
+	}
+	return nil
+}
+
+// report applies one agent report at its own virtual time.
+func (s *simulator) report(e event) {
+	i := e.node
+	if e.gen != s.gen[i] {
+		return
+	}
+	s.res.Stats.AgentReports++
+	at := s.start.Add(time.Duration(e.at))
+	nd := &s.nodes[i]
+	st := &nd.State
+	switch e.kind {
+	case evDispatched:
+		if st.Phase != engine.PhaseQueued {
+			return
+		}
+		s.setPhase(i, engine.PhaseRunning)
+		st.Since = at
+		s.schedule(at.Add(s.cfg.StepDuration.Sample(s.rng)), i, evStepDone)
+	case evStepDone:
+		if st.Phase != engine.PhaseRunning {
+			return // the engine moved it meanwhile (progress deadline)
+		}
+		st.Since = at
+		if f := s.applyFailure(i); f != nil {
+			s.setPhase(i, engine.PhaseFailed)
+			st.Reason = "apply failed: " + failureText(f, "simulated apply error")
+			return
+		}
+		s.setPhase(i, engine.PhaseVerifying)
+		if h := s.healthBy[i]; h >= 0 {
+			st.Gate = engine.Fail
+			st.HealthySince = time.Time{}
+			st.Reason = failureText(&s.failures[h].Failure, "simulated: the change degrades this node")
+		} else {
+			st.Gate = engine.Pass
+			st.HealthySince = at
+			st.Reason = ""
+		}
+	case evRollbackDone:
+		if st.Phase != engine.PhaseRollingBack {
+			return
+		}
+		st.Since = at
+		if s.hurt[i]&hurtRollback != 0 {
+			s.setPhase(i, engine.PhaseFailed)
+			st.Reason = "rollback failed: simulated rollback error"
+			return
+		}
+		s.setPhase(i, engine.PhaseRolledBack)
+		st.Reason = "rolled back"
+	}
+}
+
+func failureText(f *Failure, def string) string {
+	if f.Reason != "" {
+		return f.Reason
+	}
+	return fmt.Sprintf("%s (injected: %s)", def, f.Selector)
+}
+
+// classify draws, once per node, which injected failures hit it.
+func (s *simulator) classify(i int32) {
+	if s.hurt[i]&hurtKnown != 0 {
+		return
+	}
+	h := hurtKnown
+	nd := s.nodes[i].Node
+	for fi := range s.failures {
+		f := &s.failures[fi]
+		if f.Kind == FailApply {
+			continue // drawn per attempt
+		}
+		if ok, err := f.sel.Match(nd); err != nil || !ok {
+			continue
+		}
+		if draw(s.cfg.Seed, nd.ID, fi) >= f.Probability {
+			continue
+		}
+		switch f.Kind {
+		case FailHealth:
+			if s.healthBy[i] < 0 {
+				s.healthBy[i] = int16(fi)
+				h |= hurtHealth
+			}
+		case FailRollback:
+			h |= hurtRollback
+		}
+	}
+	s.hurt[i] = h
+}
+
+// applyFailure returns the apply failure hitting node i's current
+// attempt, if any.
+func (s *simulator) applyFailure(i int32) *Failure {
+	nd := &s.nodes[i]
+	for fi := range s.failures {
+		f := &s.failures[fi]
+		if f.Kind != FailApply {
+			continue
+		}
+		if ok, err := f.sel.Match(nd.Node); err != nil || !ok {
+			continue
+		}
+		if draw(s.cfg.Seed+uint64(nd.State.Attempt)*0x51ed27, nd.ID, fi) < f.Probability {
+			return &f.Failure
+		}
+	}
+	return nil
+}
+
+// isHurt reports whether an injected failure hit node i (as far as drawn).
+func (s *simulator) isHurt(i int32) bool {
+	return s.hurt[i]&hurtHealth != 0 || (s.nodes[i].State.Phase == engine.PhaseFailed && strings.HasPrefix(s.nodes[i].State.Reason, "apply failed"))
+}
+
+func (s *simulator) input() engine.Input {
+	return engine.Input{
+		RolloutID:     s.cfg.RolloutID,
+		Author:        s.cfg.Author,
+		Plan:          s.p,
+		State:         s.state,
+		Reason:        s.reason,
+		RollbackScope: s.scope,
+		Nodes:         s.nodes,
+		Waves:         s.waves,
+		Gates:         s.gates,
+		Approvals:     s.approves,
+		Now:           s.now,
+		Seed:          s.cfg.Seed,
+		Index:         s.eidx,
+	}
+}
+
+// maxRedecide bounds how often one tick decides again because the previous
+// decision changed a wave or the rollout state.
+const maxRedecide = 4
+
+// decide runs Decide at s.now, checks and applies the decision, and decides
+// again at the same instant while decisions move waves or the rollout.
+func (s *simulator) decide() {
+	for range maxRedecide {
+		in := s.input()
+		d := engine.Decide(in)
+		s.res.Stats.Decisions++
+		for _, v := range s.checker.Check(in, d) {
+			s.violation(v)
+		}
+		again := s.apply(d)
+		if !again || s.state.Terminal() {
+			return
+		}
+	}
+}
+
+// apply carries out a decision in the order the shell contract sets, and
+// reports whether it moved a wave or the rollout (worth deciding again).
+func (s *simulator) apply(d engine.Decision) bool {
+	now := s.now
+	for _, ev := range d.Events {
+		s.addEvent(ev)
+	}
+	for _, t := range d.Nodes {
+		i, ok := s.index[t.Node]
+		if !ok {
+			s.violation(Violation{At: now, Rule: RuleUnknownNode, Msg: fmt.Sprintf("transition of unknown node %q", t.Node)})
+			continue
+		}
+		s.setPhase(i, t.To)
+		st := &s.nodes[i].State
+		st.Since = now
+		st.Reason = t.Reason
+	}
+	for _, t := range d.Waves {
+		w := s.waves[t.Wave]
+		from := w.State
+		w.State = t.To
+		w.Reason = t.Reason
+		switch t.To {
+		case engine.WaveRunning:
+			w.StartedAt = now
+		case engine.WaveBaking:
+			w.BakeFrom = now
+		case engine.WaveSucceeded, engine.WaveFailed:
+			w.EndedAt = now
+		}
+		s.waves[t.Wave] = w
+		s.progress(Progress{Kind: ProgressWave, Wave: t.Wave, From: from, To: t.To, Reason: t.Reason})
+	}
+	moved := len(d.Waves) > 0
+	if d.State != s.state || d.Reason != s.reason {
+		moved = moved || d.State != s.state
+		if d.State != s.state {
+			s.progress(Progress{Kind: ProgressRollout, State: d.State, Reason: d.Reason})
+		}
+		s.state, s.reason = d.State, d.Reason
+	}
+	s.scope = d.RollbackScope
+	s.nextAt = d.NextAt
+
+	if s.haltAt.IsZero() && (stopped(s.state) || s.checker.Breached()) {
+		s.markHalt(now)
+	}
+	for _, st := range d.Starts {
+		i, ok := s.index[st.Node]
+		if !ok {
+			s.violation(Violation{At: now, Rule: RuleUnknownNode, Msg: fmt.Sprintf("start of unknown node %q", st.Node)})
+			continue
+		}
+		s.classify(i)
+		if !s.started[i] {
+			s.started[i] = true
+			s.touched++
+		}
+		s.gen[i]++
+		s.setPhase(i, engine.PhaseQueued)
+		ns := &s.nodes[i].State
+		ns.Attempt = st.Attempt
+		ns.StartedAt, ns.Since = now, now
+		ns.Gate, ns.HealthySince, ns.Reason = "", time.Time{}, ""
+		s.schedule(now.Add(s.latency.Sample(s.rng)), i, evDispatched)
+	}
+	for _, rb := range d.Rollbacks {
+		i, ok := s.index[rb.Node]
+		if !ok {
+			s.violation(Violation{At: now, Rule: RuleUnknownNode, Msg: fmt.Sprintf("rollback of unknown node %q", rb.Node)})
+			continue
+		}
+		s.classify(i)
+		s.gen[i]++
+		s.setPhase(i, engine.PhaseRollingBack)
+		s.nodes[i].State.Since = now
+		s.schedule(now.Add(s.cfg.RollbackDuration.Sample(s.rng)), i, evRollbackDone)
+	}
+	for _, w := range d.Evaluate {
+		s.evaluate(w)
+	}
+	if len(d.Starts) > 0 || len(d.Nodes) > 0 {
+		s.nodeProgress()
+	}
+	return moved
+}
+
+// stopped reports whether a rollout state means the rollout no longer
+// goes forward by itself.
+func stopped(st engine.RolloutState) bool {
+	switch st {
+	case engine.RolloutHalted, engine.RolloutPaused, engine.RolloutRollingBack, engine.RolloutFailed, engine.RolloutAborted:
+		return true
+	}
+	return false
+}
+
+// markHalt records the first halt or breach: which nodes were touched by then.
+func (s *simulator) markHalt(now time.Time) {
+	s.haltAt = now
+	s.haltReason = s.reason
+	if s.haltReason == "" {
+		if b := s.checker.Breaches(); len(b) > 0 {
+			s.haltReason = b[0].String()
+		}
+	}
+	s.touchedHalt = s.touched
+	for i := range s.nodes {
+		if s.started[i] && s.isHurt(int32(i)) {
+			s.hurtHalt = append(s.hurtHalt, s.nodes[i].ID)
+		}
+	}
+}
+
+func (s *simulator) nodeProgress() {
+	if s.assigned == 0 {
+		return
+	}
+	pct := s.settledCount() * 100 / s.assigned
+	step := pct / s.cfg.ProgressEvery * s.cfg.ProgressEvery
+	if step > s.lastProgress {
+		s.lastProgress = step
+		s.progress(Progress{Kind: ProgressNodes})
+	}
+}
+
+// evaluate produces the wave-gate results of a baking wave (see the
+// package doc).
+func (s *simulator) evaluate(wave string) {
+	changed, hurt := 0, 0
+	var hurtIdx []int32
+	for _, i := range s.waveNodes[wave] {
+		if !s.started[i] {
+			continue
+		}
+		switch s.code[i] {
+		case pcRolledBack, pcPending, pcSkipped:
+			continue
+		}
+		changed++
+		if s.hurt[i]&hurtHealth != 0 {
+			hurt++
+			hurtIdx = append(hurtIdx, i)
+		}
+	}
+	verdict, reason := engine.Pass, fmt.Sprintf("simulated: %d of %d nodes healthy", changed, changed)
+	if hurt > 0 {
+		verdict = engine.Fail
+		reason = fmt.Sprintf("simulated: %d of %d nodes degraded", hurt, changed)
+		if common := s.commonTraits(wave, hurtIdx); common != "" {
+			reason += " (" + common + ")"
+		}
+	}
+	names := []string{"health"}
+	if len(s.p.Gates.Wave) > 0 {
+		names = names[:0]
+		for _, g := range s.p.Gates.Wave {
+			names = append(names, g.Name)
+		}
+	}
+	for _, g := range names {
+		r := engine.GateResult{Wave: wave, Gate: g, Verdict: verdict, Reason: reason, At: s.now}
+		replaced := false
+		for j := range s.gates {
+			if s.gates[j].Wave == wave && s.gates[j].Gate == g {
+				s.gates[j] = r
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			s.gates = append(s.gates, r)
+		}
+		if verdict == engine.Fail && !s.gateFailed[wave+"\x00"+g] {
+			s.gateFailed[wave+"\x00"+g] = true
+			s.addEvent(fmt.Sprintf("wave gate %s of wave %s: fail: %s", g, wave, reason))
+		}
+	}
+}
+
+// commonTraits names the key=value pairs all hurt nodes share and that set
+// them apart from some healthy changed node of the wave, e.g.
+// "hardware.class=gen3".
+func (s *simulator) commonTraits(wave string, hurt []int32) string {
+	var out []string
+	for _, k := range []string{"hardware.class", "os.family", "os.version", "zone", "tier"} {
+		v := s.nodes[hurt[0]].Value(k)
+		if v == "" {
+			continue
+		}
+		same := true
+		for _, i := range hurt[1:] {
+			if s.nodes[i].Value(k) != v {
+				same = false
+				break
+			}
+		}
+		if !same {
+			continue
+		}
+		distinct := false
+		for _, i := range s.waveNodes[wave] {
+			if s.started[i] && s.hurt[i]&hurtHealth == 0 && s.nodes[i].Value(k) != v {
+				distinct = true
+				break
+			}
+		}
+		if distinct {
+			out = append(out, k+"="+v)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func (s *simulator) result() *Result {
+	r := &s.res
+	r.State = s.state
+	r.Reason = s.reason
+	r.MakespanSeconds = s.now.Sub(s.start).Seconds()
+	r.PeakInFlight = s.peak
+	for _, d := range s.domains {
+		m := make(map[string]int, len(d.values))
+		for j, v := range d.values {
+			if v == "" {
+				v = "(none)"
+			}
+			m[v] = d.peak[j]
+		}
+		r.PeakInFlightByDomain[d.key] = m
+	}
+	for _, b := range s.checker.Breaches() {
+		r.BudgetBreaches = append(r.BudgetBreaches, Breach{AtSeconds: b.At.Sub(s.start).Seconds(), Wave: b.Wave, Failures: b.Failures, Max: b.Max})
+	}
+	r.Halted = s.state != engine.RolloutSucceeded
+	if !s.haltAt.IsZero() {
+		at := s.haltAt.Sub(s.start).Seconds()
+		r.HaltedAtSeconds = &at
+		r.HaltReason = s.haltReason
+		r.NodesTouchedBeforeHalt = s.touchedHalt
+		r.HurtTouchedBeforeHalt = append(r.HurtTouchedBeforeHalt, s.hurtHalt...)
+	} else {
+		r.NodesTouchedBeforeHalt = s.touched
+		for i := range s.nodes {
+			if s.started[i] && s.isHurt(int32(i)) {
+				r.HurtTouchedBeforeHalt = append(r.HurtTouchedBeforeHalt, s.nodes[i].ID)
+			}
+		}
+	}
+	if r.Halted && r.HaltReason == "" {
+		switch {
+		case s.reason != "":
+			r.HaltReason = s.reason
+		case s.state == engine.RolloutRunning || s.state == engine.RolloutPendingApproval:
+			r.HaltReason = "stalled: " + s.stallReason()
+		default:
+			r.HaltReason = string(s.state)
+		}
+	}
+	c := &r.Nodes
+	c.Target = len(s.nodes)
+	c.Skipped = s.phaseCount[pcSkipped]
+	c.Touched = s.touched
+	c.Succeeded = s.phaseCount[pcSucceeded]
+	c.Failed = s.phaseCount[pcFailed]
+	c.Quarantined = s.phaseCount[pcQuarantined]
+	c.RolledBack = s.phaseCount[pcRolledBack]
+	c.Untouched = s.phaseCount[pcPending]
+	c.Other = c.Target - c.Skipped - c.Succeeded - c.Failed - c.Quarantined - c.RolledBack - c.Untouched
+	for i := range s.nodes {
+		if s.started[i] && s.isHurt(int32(i)) {
+			c.Hurt++
+		}
+	}
+	for _, name := range s.waveOrder {
+		w := s.waves[name]
+		wr := WaveResult{Name: name, Nodes: len(s.waveNodes[name]), State: w.State, Reason: w.Reason}
+		if !w.StartedAt.IsZero() {
+			v := w.StartedAt.Sub(s.start).Seconds()
+			wr.StartedAtSeconds = &v
+		}
+		if !w.EndedAt.IsZero() {
+			v := w.EndedAt.Sub(s.start).Seconds()
+			wr.EndedAtSeconds = &v
+		}
+		for _, i := range s.waveNodes[name] {
+			if s.everFailed[i] {
+				wr.Failed++
+			}
+			switch s.code[i] {
+			case pcSucceeded:
+				wr.Succeeded++
+			case pcQuarantined:
+				wr.Quarantined++
+			case pcRolledBack:
+				wr.RolledBack++
+			case pcPending:
+				wr.Untouched++
+			}
+		}
+		r.Waves = append(r.Waves, wr)
+	}
+	slices.SortStableFunc(r.UncoveredStrata, func(a, b Stratum) int { return cmp.Compare(a.Wave, b.Wave) })
+	return r
+}
+
+// stallReason explains why a running rollout stopped moving.
+func (s *simulator) stallReason() string {
+	d := engine.Decide(s.input())
+	if len(d.Waits) > 0 {
+		w := d.Waits[0]
+		return fmt.Sprintf("%d node(s) wait: %s", w.Count, w.Reason)
+	}
+	return "no node can start and nothing is in flight"
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs when it is missing. Idempotent: a
+# machine that has everything installs nothing. Each requirement is one
+# function; issues that add integration tests add theirs here (PostgreSQL,
+# Prometheus, Chromium, debootstrap) and call it from main.
+set -euo pipefail
+
+log() { printf 'deps: %s\n' "$*" >&2; }
+
+# apt_install PKG... installs Debian packages not yet installed.
+apt_install() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	((${#missing[@]} == 0)) && return 0
+	log "installing ${missing[*]}"
+	local sudo=""
+	[[ $(id -u) -ne 0 ]] && sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+need_go() {
+	if ! command -v go >/dev/null; then
+		log "Go is required (go.mod asks for $(awk '/^go /{print $2}' go.mod)); install it from https://go.dev/dl/"
+		exit 1
+	fi
+	log "$(go version)"
+}
+
+# Future requirements, enabled by the issues that need them:
+#   need_postgres()   { apt_install postgresql; }        # store conformance suite
+#   need_prometheus() { apt_install prometheus; }        # wave-gate integration tests
+#   need_chromium()   { apt_install chromium; }          # dashboard browser tests
+#   need_debootstrap(){ apt_install debootstrap; }       # Debian fleet tests
+
+main() {
+	cd "$(dirname "$0")/.."
+	need_go
+}
+
+main "$@"
