@@ -25,8 +25,10 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 
+# PostgreSQL is started (or reused) by scripts/postgres.sh in the same shell
+# as the tests, which read DROVER_TEST_POSTGRES from it.
 unit:
-	$(GO) test -count=1 -p 2 $(PKGS)
+	eval "$$(scripts/postgres.sh)" && $(GO) test -count=1 -p 2 $(PKGS)
 
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)

@@ -29,8 +29,8 @@ need_go() {
 	log "$(go version)"
 }
 
+# PostgreSQL is installed and started by scripts/postgres.sh (make unit).
 # Future requirements, enabled by the issues that need them:
-#   need_postgres()   { apt_install postgresql; }        # store conformance suite
 #   need_prometheus() { apt_install prometheus; }        # wave-gate integration tests
 #   need_chromium()   { apt_install chromium; }          # dashboard browser tests
 #   need_debootstrap(){ apt_install debootstrap; }       # Debian fleet tests

@@ -133,7 +133,8 @@ Rehearse a plan on a virtual clock before touching anything:
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usagef("%w", err) })
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newPlanCmd(e), newSimulateCmd(e), newDemoCmd(e), newVersionCmd(e))
+	root.AddCommand(newPlanCmd(e), newSimulateCmd(e), newDemoCmd(e), newVersionCmd(e),
+		newServerCmd(e), newRolloutCmd(e), newNodesCmd(e), newAuditCmd(e))
 	return root
 }
 

@@ -32,6 +32,9 @@ var (
 	ErrFenced = errors.New("fenced: leadership term is stale")
 	// ErrSchemaTooNew: the database was migrated by a newer drover.
 	ErrSchemaTooNew = errors.New("database schema is newer than this drover")
+	// ErrForbidden: the actor may not do this (an author approving their
+	// own rollout). Nothing was written.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // NodeRecord is a managed node as stored.

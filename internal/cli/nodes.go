@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-dev/drover/internal/api"
+)
+
+func newNodesCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "nodes", Short: "List, inspect and label the fleet's nodes", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
+	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e))
+	return cmd
+}
+
+func newNodesListCmd(e *env) *cobra.Command {
+	var r remote
+	var selector string
+	cmd := &cobra.Command{Use: "list [--selector CEL]", Short: "List nodes, optionally filtered by a CEL selector", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			nodes, err := c.AllNodes(cmd.Context(), selector)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, api.NodeList{Nodes: nodes}, func(w io.Writer) {
+				fmt.Fprintln(w, "NODE\tOS\tVERSION\tCLASS\tZONE\tTIER\tONLINE\tLAST SEEN")
+				for _, n := range nodes {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Facts.OS.Family, n.Facts.OS.Version,
+						n.Facts.Hardware.Class, n.Labels["zone"], n.Labels["tier"], n.Online, sinceText(n.LastSeen))
+				}
+				fmt.Fprintf(w, "%d nodes\n", len(nodes))
+			})
+		}}
+	cmd.Flags().StringVar(&selector, "selector", "", `CEL selector, e.g. node.os.family == "debian"`)
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+func newNodesGetCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "get NODE", Short: "Show a node's facts and labels", Args: exactArgs(1, "a node ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			n, err := c.GetNode(cmd.Context(), args[0])
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, n, func(w io.Writer) {
+				fmt.Fprintf(w, "node\t%s\nversion\t%d\nos\t%s %s %s\nkernel\t%s\narch\t%s\nclass\t%s\nonline\t%v\nlast seen\t%s\n",
+					n.ID, n.Version, n.Facts.OS.Family, n.Facts.OS.Name, n.Facts.OS.Version, n.Facts.Kernel, n.Facts.Arch,
+					n.Facts.Hardware.Class, n.Online, sinceText(n.LastSeen))
+				keys := make([]string, 0, len(n.Labels))
+				for k := range n.Labels {
+					keys = append(keys, k)
+				}
+				slices.Sort(keys)
+				for _, k := range keys {
+					fmt.Fprintf(w, "label\t%s=%s\n", k, n.Labels[k])
+				}
+				fmt.Fprintf(w, "packages\t%d\n", len(n.Facts.Packages))
+			})
+		}}
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+// newNodesLabelCmd sets (k=v) and removes (k-) labels, guarded by the
+// node's version so that concurrent edits are not lost.
+func newNodesLabelCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "label NODE KEY=VALUE... KEY-...", Short: "Set or remove a node's labels", Args: minArgs(2, "a node ID and at least one KEY=VALUE or KEY-"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			n, err := c.GetNode(cmd.Context(), args[0])
+			if err != nil {
+				return apiErr(err)
+			}
+			labels := map[string]string{}
+			for k, v := range n.Labels {
+				labels[k] = v
+			}
+			for _, a := range args[1:] {
+				if k, ok := strings.CutSuffix(a, "-"); ok && !strings.Contains(a, "=") {
+					delete(labels, k)
+					continue
+				}
+				k, v, ok := strings.Cut(a, "=")
+				if !ok || k == "" {
+					return usagef("label %q: want KEY=VALUE or KEY-", a)
+				}
+				labels[k] = v
+			}
+			n, err = c.SetLabels(cmd.Context(), args[0], n.Version, labels)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, n, func(w io.Writer) { fmt.Fprintf(w, "%s labelled (version %d)\n", n.ID, n.Version) })
+		}}
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+func newAuditCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Read and verify the audit log", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
+	var r remote
+	var rollout string
+	var after int64
+	var limit int
+	list := &cobra.Command{Use: "list", Short: "List audit entries", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			out, err := c.ListAudit(cmd.Context(), after, limit, rollout)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, out, func(w io.Writer) {
+				fmt.Fprintln(w, "SEQ\tAT\tACTOR\tACTION\tOBJECT\tDETAIL")
+				for _, a := range out.Entries {
+					detail := string(a.Detail)
+					if len(detail) > 120 {
+						detail = detail[:117] + "..."
+					}
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Seq, a.At.Format("2006-01-02 15:04:05"), a.Actor, a.Action, a.Object, detail)
+				}
+			})
+		}}
+	list.Flags().StringVar(&rollout, "rollout", "", "only this rollout")
+	list.Flags().Int64Var(&after, "after", 0, "entries after this sequence number")
+	list.Flags().IntVar(&limit, "limit", 500, "at most this many entries")
+	r.flags(list, e, true)
+	var rv remote
+	verify := &cobra.Command{Use: "verify", Short: "Verify the audit log's hash chain; exit 1 if it was tampered with", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := rv.client(e)
+			if err != nil {
+				return err
+			}
+			v, err := c.VerifyAudit(cmd.Context())
+			if err != nil {
+				return apiErr(err)
+			}
+			if err := rv.show(e, v, func(w io.Writer) {
+				if v.OK {
+					fmt.Fprintf(w, "audit log OK: %d entries, head %s\n", v.Entries, v.Head)
+				} else {
+					fmt.Fprintf(w, "audit log TAMPERED at entry %d: %s\n", v.FirstBad, v.Problem)
+				}
+			}); err != nil {
+				return err
+			}
+			if !v.OK {
+				return &exitError{code: ExitError}
+			}
+			return nil
+		}}
+	rv.flags(verify, e, true)
+	cmd.AddCommand(list, verify)
+	return cmd
+}

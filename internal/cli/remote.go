@@ -1,0 +1,416 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+)
+
+// remote holds the flags every command that talks to a server shares.
+type remote struct {
+	server string
+	token  string
+	output string
+}
+
+func (r *remote) flags(cmd *cobra.Command, e *env, outputs bool) {
+	cmd.Flags().StringVar(&r.server, "server", "", "server URL (default $DROVER_SERVER, else http://127.0.0.1:7070)")
+	cmd.Flags().StringVar(&r.token, "token", "", "API token (default $DROVER_TOKEN)")
+	if outputs {
+		cmd.Flags().StringVarP(&r.output, "output", "o", "table", "output format: table, json or yaml")
+	}
+}
+
+func (r *remote) client(e *env) (*api.Client, error) {
+	server := r.server
+	if server == "" {
+		server = e.getenv("DROVER_SERVER")
+	}
+	if server == "" {
+		server = "http://127.0.0.1:7070"
+	}
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	token := r.token
+	if token == "" {
+		token = e.getenv("DROVER_TOKEN")
+	}
+	if token == "" {
+		return nil, usagef("no API token: pass --token or set DROVER_TOKEN")
+	}
+	return &api.Client{Base: server, Token: token}, nil
+}
+
+// show writes v as JSON or YAML, or calls table for the table format.
+func (r *remote) show(e *env, v any, table func(w io.Writer)) error {
+	f, err := parseFormat(r.output, formatTable, formatJSON, formatYAML)
+	if err != nil {
+		return err
+	}
+	switch f {
+	case formatJSON:
+		return writeJSON(e.stdout, v)
+	case formatYAML:
+		return writeYAML(e.stdout, v)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+// apiErr turns a client error into an exit error.
+func apiErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return exitf(ExitError, "%w", err)
+}
+
+func newRolloutCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "rollout", Short: "Create, follow and steer rollouts on a server", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
+	cmd.AddCommand(newRolloutCreateCmd(e), newRolloutListCmd(e), newRolloutGetCmd(e), newRolloutWatchCmd(e))
+	for _, c := range []struct{ name, short string }{
+		{"approve", "Approve a rollout (or one of its waves with --wave); never your own"},
+		{"pause", "Pause a rollout: nodes in flight finish, nothing new starts"},
+		{"resume", "Resume a paused rollout"},
+		{"abort", "Abort a rollout: nothing new starts, nothing is rolled back"},
+		{"rollback", "Roll back every node the rollout changed (or one wave with --wave)"},
+	} {
+		cmd.AddCommand(newRolloutCommand(e, c.name, c.short))
+	}
+	cmd.AddCommand(newRolloutResolveCmd(e))
+	return cmd
+}
+
+func newRolloutCreateCmd(e *env) *cobra.Command {
+	var r remote
+	var file string
+	var dry bool
+	cmd := &cobra.Command{Use: "create -f PLAN", Short: "Create a rollout from a plan (or rehearse it with --dry-run)", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usagef("rollout create: -f PLAN is required")
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return exitf(ExitError, "%w", err)
+			}
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			if dry {
+				res, err := c.DryRun(cmd.Context(), file, string(data))
+				if err != nil {
+					return apiErr(err)
+				}
+				if r.output == "json" {
+					_, err := e.stdout.Write(append(res.Result, '\n'))
+					return err
+				}
+				fmt.Fprint(e.stdout, res.Text)
+				return nil
+			}
+			ro, err := c.CreateRollout(cmd.Context(), file, string(data))
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, ro, func(w io.Writer) {
+				fmt.Fprintf(w, "created rollout %s (%s, %d nodes)\n", ro.ID, ro.State, ro.Total)
+				for _, u := range ro.Uncovered {
+					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)
+				}
+			})
+		}}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "plan file")
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "simulate the plan against the live inventory; change nothing")
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+func strata(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func newRolloutListCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "list", Short: "List rollouts, newest first", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			list, err := c.ListRollouts(cmd.Context())
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, list, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR")
+				for _, ro := range list.Rollouts {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total),
+						sinceText(ro.CreatedAt), ro.Author)
+				}
+			})
+		}}
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+// progress is "done/total" with failures noted.
+func progress(counts map[string]int, total int) string {
+	done := counts[string(engine.PhaseSucceeded)]
+	s := fmt.Sprintf("%d/%d", done, total)
+	if f := counts[string(engine.PhaseFailed)]; f > 0 {
+		s += fmt.Sprintf(" (%d failed)", f)
+	}
+	if rb := counts[string(engine.PhaseRolledBack)]; rb > 0 {
+		s += fmt.Sprintf(" (%d rolled back)", rb)
+	}
+	return s
+}
+
+func sinceText(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+func newRolloutGetCmd(e *env) *cobra.Command {
+	var r remote
+	var nodes bool
+	cmd := &cobra.Command{Use: "get ID", Short: "Show a rollout: waves, gates, approvals and why nodes wait", Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			ro, err := c.GetRollout(cmd.Context(), args[0], nodes)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, ro, func(w io.Writer) { printRollout(w, ro, nodes) })
+		}}
+	cmd.Flags().BoolVar(&nodes, "nodes", false, "list every node's state")
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
+	fmt.Fprintf(w, "rollout\t%s\n", ro.ID)
+	fmt.Fprintf(w, "state\t%s\n", ro.State)
+	if ro.Reason != "" {
+		fmt.Fprintf(w, "reason\t%s\n", ro.Reason)
+	}
+	fmt.Fprintf(w, "author\t%s\n", ro.Author)
+	fmt.Fprintf(w, "version\t%d\n", ro.Version)
+	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Counts, ro.Total))
+	if ro.ApprovalsNeeded > 0 || len(ro.Approvals) > 0 {
+		var by []string
+		for _, a := range ro.Approvals {
+			by = append(by, a.By+orDash(a.Wave, " (wave "+a.Wave+")"))
+		}
+		fmt.Fprintf(w, "approvals\t%d needed; %s\n", ro.ApprovalsNeeded, orDash(strings.Join(by, ", "), strings.Join(by, ", ")))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tRUNNING\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
+	for _, wv := range ro.Waves {
+		running := wv.Counts["queued"] + wv.Counts["running"] + wv.Counts["verifying"] + wv.Counts["rolling-back"]
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, running, wv.Counts["succeeded"],
+			wv.Counts["failed"]+wv.Counts["quarantined"], wv.Counts["rolled-back"], wv.Reason)
+	}
+	if len(ro.Gates) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "GATE\tWAVE\tVERDICT\tREASON")
+		for _, g := range ro.Gates {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Gate, g.Wave, g.Verdict, g.Reason)
+		}
+	}
+	if len(ro.Waits) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "WAITING\tWHY\tNODES")
+		for _, wt := range ro.Waits {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", wt.Count, wt.Reason, sampleIDs(wt.Nodes, wt.Count))
+		}
+	}
+	for _, u := range ro.Uncovered {
+		fmt.Fprintf(w, "\nuncovered\tcanary %s misses %s: %s\n", u.Wave, strata(u.Values), u.Reason)
+	}
+	if nodes {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "NODE\tWAVE\tPHASE\tATTEMPT\tZONE\tFAMILY\tCLASS\tREASON")
+		for _, n := range ro.Nodes {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Wave, n.Phase, n.Attempt, n.Zone, n.Family, n.Class, n.Reason)
+		}
+	}
+}
+
+func orDash(s, v string) string {
+	if s == "" {
+		return "-"
+	}
+	return v
+}
+
+func sampleIDs(ids []string, count int) string {
+	if len(ids) > 5 {
+		ids = ids[:5]
+	}
+	s := strings.Join(ids, ", ")
+	if count > len(ids) {
+		s += fmt.Sprintf(", and %d more", count-len(ids))
+	}
+	return s
+}
+
+func newRolloutCommand(e *env, action, short string) *cobra.Command {
+	var r remote
+	var reason, wave string
+	var version int64
+	cmd := &cobra.Command{Use: action + " ID", Short: short, Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			ro, err := c.Command(cmd.Context(), args[0], action, version, api.CommandRequest{Reason: reason, Wave: wave})
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, ro, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))
+			})
+		}}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+	if action == "approve" || action == "rollback" {
+		cmd.Flags().StringVar(&wave, "wave", "", "only this wave")
+	}
+	cmd.Flags().Int64Var(&version, "if-version", 0, "act only if the rollout is still at this version (If-Match)")
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+func newRolloutResolveCmd(e *env) *cobra.Command {
+	var r remote
+	var node, resolution, reason string
+	cmd := &cobra.Command{Use: "resolve ID --node NODE --as retry|quarantine|skip", Short: "Resolve a failed or unknown node",
+		Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			ro, err := c.Command(cmd.Context(), args[0], "resolve", 0, api.CommandRequest{Node: node, Resolution: resolution, Reason: reason})
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, ro, func(w io.Writer) { fmt.Fprintf(w, "%s: node %s resolved as %s\n", ro.ID, node, resolution) })
+		}}
+	cmd.Flags().StringVar(&node, "node", "", "the node")
+	cmd.Flags().StringVar(&resolution, "as", "", "retry, quarantine or skip")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+// newRolloutWatchCmd follows a rollout live. Exit codes: 0 when it
+// succeeds, 3 when it halts, fails or is aborted, 1 on errors.
+func newRolloutWatchCmd(e *env) *cobra.Command {
+	var r remote
+	var interval time.Duration
+	cmd := &cobra.Command{Use: "watch ID", Short: "Follow a rollout live, wave by wave; exit 0 on success, 3 on halt or failure",
+		Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			return watch(cmd.Context(), e, c, args[0], interval)
+		}}
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "re-read the rollout at least this often")
+	r.flags(cmd, e, false)
+	return cmd
+}
+
+func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.Duration) error {
+	changed := make(chan struct{}, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_ = c.Events(sctx, id, 0, func(api.Event) bool {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+			return true
+		})
+	}()
+	last := ""
+	for {
+		ro, err := c.GetRollout(ctx, id, false)
+		if err != nil {
+			return apiErr(err)
+		}
+		line := watchLines(ro)
+		if line != last {
+			fmt.Fprintf(e.stdout, "%s %s", time.Now().Format("15:04:05"), line)
+			last = line
+		}
+		switch ro.State {
+		case engine.RolloutSucceeded:
+			fmt.Fprintf(e.stdout, "rollout %s succeeded\n", ro.ID)
+			return nil
+		case engine.RolloutHalted, engine.RolloutFailed, engine.RolloutAborted:
+			fmt.Fprintf(e.stdout, "rollout %s %s: %s\n", ro.ID, ro.State, ro.Reason)
+			return &exitError{code: ExitHalted}
+		}
+		select {
+		case <-ctx.Done():
+			return exitf(ExitError, "watch interrupted")
+		case <-changed:
+			time.Sleep(100 * time.Millisecond) // let a burst of events settle
+		case <-time.After(interval):
+		}
+	}
+}
+
+// watchLines renders the rollout's state, one line per wave and the main
+// reason nodes wait.
+func watchLines(ro api.Rollout) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s %s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total))
+	if ro.Reason != "" {
+		fmt.Fprintf(&b, "  reason: %s\n", ro.Reason)
+	}
+	for _, w := range ro.Waves {
+		running := w.Counts["queued"] + w.Counts["running"] + w.Counts["verifying"]
+		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %d running, %d succeeded, %d failed, %d rolled back, %d waiting\n",
+			w.Name, w.State, w.Nodes, running, w.Counts["succeeded"], w.Counts["failed"]+w.Counts["quarantined"],
+			w.Counts["rolled-back"], w.Counts["pending"])
+	}
+	if len(ro.Waits) > 0 {
+		fmt.Fprintf(&b, "  waiting: %d nodes: %s\n", ro.Waits[0].Count, ro.Waits[0].Reason)
+	}
+	return b.String()
+}

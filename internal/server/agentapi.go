@@ -1,0 +1,199 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// agentHandler is an agent-channel handler; node is the caller's node,
+// taken from its credentials.
+type agentHandler func(w http.ResponseWriter, r *http.Request, node string) error
+
+func (s *Server) agentRoute(mux *http.ServeMux, pattern string, h agentHandler) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.HeaderProtocol, strconv.Itoa(api.ProtocolVersion))
+		id, err := s.authenticate(r)
+		if err == nil && id.agent == "" {
+			err = &httpError{status: http.StatusForbidden, code: api.CodeForbidden, msg: "only agents use the agent channel"}
+		}
+		if err == nil {
+			err = checkProtocol(r)
+		}
+		if err == nil {
+			err = h(w, r, id.agent)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// checkProtocol refuses agents whose protocol this server does not speak.
+func checkProtocol(r *http.Request) error {
+	v, err := strconv.Atoi(r.Header.Get(api.HeaderProtocol))
+	if err != nil || v < api.MinProtocolVersion || v > api.ProtocolVersion {
+		return &httpError{status: http.StatusUpgradeRequired, code: api.CodeProtocol,
+			msg: fmt.Sprintf("agent protocol %q not supported; this server speaks %d..%d", r.Header.Get(api.HeaderProtocol),
+				api.MinProtocolVersion, api.ProtocolVersion)}
+	}
+	return nil
+}
+
+func (s *Server) agentRoutes(mux *http.ServeMux) {
+	s.agentRoute(mux, "POST "+api.PathRegister, s.register)
+	s.agentRoute(mux, "POST "+api.PathPoll, s.poll)
+	s.agentRoute(mux, "POST "+api.PathReport, s.report)
+}
+
+// sameNode refuses a body that names another node than the connection's.
+func sameNode(conn, body string) error {
+	if body != "" && body != conn {
+		return &httpError{status: http.StatusForbidden, code: api.CodeForbidden,
+			msg: fmt.Sprintf("node %s may not act for node %s", conn, body)}
+	}
+	return nil
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request, node string) error {
+	var req api.RegisterRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := sameNode(node, req.NodeID); err != nil {
+		return err
+	}
+	now := s.now()
+	_, err := s.st.UpsertNode(r.Context(), store.NodeRecord{ID: node, Facts: req.Facts, Labels: req.Labels,
+		AgentVersion: req.AgentVersion, Protocol: api.ProtocolVersion, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)})
+	if err != nil {
+		return err
+	}
+	s.wake.broadcast()
+	writeJSON(w, http.StatusOK, api.RegisterResponse{NodeID: node, LeaseSeconds: int(s.cfg.Lease / time.Second),
+		PollWaitSeconds: int(s.cfg.PollWait / time.Second), Heartbeat: s.cfg.PollWait})
+	return nil
+}
+
+// poll hands the node its pending steps, holding the request up to
+// PollWait while there are none. Every poll renews the lease.
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error {
+	var req api.PollRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := sameNode(node, req.NodeID); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	s.m.agents.Inc()
+	defer s.m.agents.Dec()
+	touch := func() error {
+		now := s.now()
+		if req.Facts != nil {
+			if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: node, Facts: *req.Facts, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)}); err != nil {
+				return err
+			}
+			req.Facts = nil
+		}
+		return s.st.TouchNode(ctx, node, now, now.Add(s.cfg.Lease))
+	}
+	if err := touch(); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return &httpError{status: http.StatusNotFound, code: api.CodeNotFound, msg: "node " + node + " is not registered", err: err}
+		}
+		return err
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{}) // a long poll outlives the read timeout
+	wake := s.wake.node(node)
+	deadline := time.NewTimer(s.cfg.PollWait)
+	defer deadline.Stop()
+	// Agents connected to a server that does not lead learn of new steps
+	// by re-reading the store; the leader also wakes them at once.
+	recheck := time.NewTicker(time.Second)
+	defer recheck.Stop()
+	for {
+		steps, err := s.st.PendingSteps(ctx, node, s.now())
+		if err != nil {
+			return err
+		}
+		if len(steps) > 0 {
+			out := api.PollResponse{LeaseSeconds: int(s.cfg.Lease / time.Second)}
+			for _, st := range steps {
+				var p api.StepPayload
+				if err := json.Unmarshal(st.Payload, &p); err != nil {
+					return fmt.Errorf("step %s: stored payload: %w", st.ID, err)
+				}
+				out.Steps = append(out.Steps, p)
+			}
+			writeJSON(w, http.StatusOK, out)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			writeJSON(w, http.StatusOK, api.PollResponse{Steps: []api.StepPayload{}, LeaseSeconds: int(s.cfg.Lease / time.Second)})
+			return nil
+		case <-wake:
+		case <-recheck.C:
+		}
+	}
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) error {
+	var req api.StepReport
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := sameNode(node, req.NodeID); err != nil {
+		return err
+	}
+	switch req.Phase {
+	case engine.PhaseRunning, engine.PhaseVerifying, engine.PhaseFailed, engine.PhaseRolledBack:
+	default:
+		return badRequest("report phase %q: agents report running, verifying, failed or rolled-back", req.Phase)
+	}
+	if req.Phase == engine.PhaseVerifying {
+		switch req.Gate {
+		case engine.Pass, engine.Fail, engine.Inconclusive, "":
+		default:
+			return badRequest("report gate %q: want pass, fail or inconclusive", req.Gate)
+		}
+	}
+	var evidence json.RawMessage
+	if req.Evidence != nil {
+		raw, err := json.Marshal(req.Evidence)
+		if err != nil {
+			return badRequest("evidence: %v", err)
+		}
+		evidence = raw
+	}
+	at := req.At
+	if at.IsZero() || at.After(s.now().Add(time.Minute)) {
+		at = s.now() // an agent's clock is not trusted into the future
+	}
+	err := s.st.ReportStep(r.Context(), store.Report{StepID: req.StepID, NodeID: node, Phase: req.Phase, Gate: req.Gate,
+		HealthySince: req.HealthySince, Reason: req.Reason, Evidence: evidence, At: at})
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return &httpError{status: http.StatusConflict, code: api.CodeConflict,
+				msg: fmt.Sprintf("step %s is not node %s's current step", req.StepID, node), err: err}
+		}
+		return err
+	}
+	now := s.now()
+	_ = s.st.TouchNode(r.Context(), node, now, now.Add(s.cfg.Lease))
+	s.m.reports.WithLabelValues(string(req.Phase)).Inc()
+	s.sched.kick()
+	s.wake.broadcast()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,177 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is what a user may do. Each role includes the ones before it,
+// except that approver and operator are siblings above viewer.
+type Role string
+
+const (
+	RoleViewer   Role = "viewer"   // read everything
+	RoleOperator Role = "operator" // create, pause, resume, abort, roll back, label, resolve
+	RoleApprover Role = "approver" // approve rollouts of others
+	RoleAdmin    Role = "admin"    // everything
+)
+
+// User is an API user: a name, a role and a bearer token.
+type User struct {
+	Name  string `yaml:"name"`
+	Role  Role   `yaml:"role"`
+	Token string `yaml:"token"`
+}
+
+// Config is the server's configuration. Precedence: DefaultConfig <
+// file (LoadFile) < environment (LoadEnv) < flags (set by the caller);
+// Validate runs before anything starts.
+type Config struct {
+	Listen     string        `yaml:"listen"`     // host:port of the API and agent channel
+	DataDir    string        `yaml:"dataDir"`    // SQLite database and server state
+	Database   string        `yaml:"database"`   // DSN; "" means SQLite in DataDir
+	ServerID   string        `yaml:"serverId"`   // unique per server process
+	Lease      time.Duration `yaml:"lease"`      // agent silent this long: its in-flight nodes become unknown
+	PollWait   time.Duration `yaml:"pollWait"`   // how long an idle long poll is held
+	Tick       time.Duration `yaml:"tick"`       // scheduler period when nothing wakes it
+	Prometheus string        `yaml:"prometheus"` // base URL for wave gates and blocking alerts
+	// AgentToken authenticates agents until enrolment with client
+	// certificates replaces it; the node's identity is then the
+	// Drover-Node header of the authenticated connection.
+	AgentToken string `yaml:"agentToken"`
+	Users      []User `yaml:"users"`
+	LogLevel   string `yaml:"logLevel"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Listen:   "127.0.0.1:7070",
+		DataDir:  "drover-data",
+		ServerID: fmt.Sprintf("%s-%d", orElse(host, "server"), os.Getpid()),
+		Lease:    30 * time.Second,
+		PollWait: 20 * time.Second,
+		Tick:     time.Second,
+		LogLevel: "info",
+	}
+}
+
+// LoadFile merges a YAML configuration file over c. Unknown keys are
+// errors, with their line.
+func (c *Config) LoadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadEnv merges DROVER_* environment variables over c.
+func (c *Config) LoadEnv(getenv func(string) string) error {
+	str := map[string]*string{
+		"DROVER_LISTEN": &c.Listen, "DROVER_DATA_DIR": &c.DataDir, "DROVER_DATABASE": &c.Database,
+		"DROVER_SERVER_ID": &c.ServerID, "DROVER_PROMETHEUS": &c.Prometheus,
+		"DROVER_AGENT_TOKEN": &c.AgentToken, "DROVER_LOG_LEVEL": &c.LogLevel,
+	}
+	for k, p := range str {
+		if v := getenv(k); v != "" {
+			*p = v
+		}
+	}
+	dur := map[string]*time.Duration{"DROVER_LEASE": &c.Lease, "DROVER_POLL_WAIT": &c.PollWait, "DROVER_TICK": &c.Tick}
+	for k, p := range dur {
+		if v := getenv(k); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: %w", k, v, err)
+			}
+			*p = d
+		}
+	}
+	return nil
+}
+
+// Validate reports every problem of c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: want host:port: %w", c.Listen, err))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		errs = append(errs, fmt.Errorf("listen %q: bad port", c.Listen))
+	}
+	if c.Database == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("dataDir or database is required"))
+	}
+	if c.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("lease %s: must be at least 1s", c.Lease))
+	}
+	if c.PollWait <= 0 || c.PollWait >= c.Lease {
+		errs = append(errs, fmt.Errorf("pollWait %s: must be positive and shorter than the lease (%s)", c.PollWait, c.Lease))
+	}
+	if c.Tick < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("tick %s: must be at least 10ms", c.Tick))
+	}
+	if c.ServerID == "" {
+		errs = append(errs, errors.New("serverId is required"))
+	}
+	if c.AgentToken == "" {
+		errs = append(errs, errors.New("agentToken is required (agents authenticate with it until enrolment)"))
+	}
+	if len(c.Users) == 0 {
+		errs = append(errs, errors.New("users: at least one user is required"))
+	}
+	seen := map[string]bool{}
+	for i, u := range c.Users {
+		switch {
+		case u.Name == "":
+			errs = append(errs, fmt.Errorf("users[%d]: name is required", i))
+		case seen[u.Name]:
+			errs = append(errs, fmt.Errorf("users[%d]: duplicate name %q", i, u.Name))
+		}
+		seen[u.Name] = true
+		switch u.Role {
+		case RoleViewer, RoleOperator, RoleApprover, RoleAdmin:
+		default:
+			errs = append(errs, fmt.Errorf("users[%d] %s: role %q is not one of viewer, operator, approver, admin", i, u.Name, u.Role))
+		}
+		if len(u.Token) < 16 {
+			errs = append(errs, fmt.Errorf("users[%d] %s: token must be at least 16 characters", i, u.Name))
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// DSN returns the database to open.
+func (c *Config) DSN() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "drover.db")
+}
+
+func orElse(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,632 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/sim"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// httpError is an error with its HTTP status and API code. Handlers
+// return errors; writeError is the one place that turns them into JSON.
+type httpError struct {
+	status   int
+	code     string
+	msg      string
+	problems []api.Problem
+	err      error
+}
+
+func (e *httpError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *httpError) Unwrap() error { return e.err }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// writeError maps err to a status and API code. Store sentinels map to
+// their statuses; anything unknown is a 500 whose detail is logged, not
+// shown.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+	case errors.Is(err, store.ErrNotFound):
+		he = &httpError{status: http.StatusNotFound, code: api.CodeNotFound, msg: err.Error()}
+	case errors.Is(err, store.ErrConflict):
+		he = &httpError{status: http.StatusConflict, code: api.CodeConflict, msg: err.Error()}
+	case errors.Is(err, store.ErrForbidden):
+		he = &httpError{status: http.StatusForbidden, code: api.CodeForbidden, msg: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		he = &httpError{status: http.StatusInternalServerError, code: api.CodeInternal, msg: "internal error; see the server log"}
+	}
+	writeJSON(w, he.status, api.Error{Error: he.Error(), Code: he.code, Problems: he.problems})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors, and bodies over api.MaxBodyBytes get 413.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
+				msg: fmt.Sprintf("request body over %d bytes", api.MaxBodyBytes)}
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("empty request body; want a JSON object")
+		}
+		return badRequest("invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("invalid JSON body: data after the object")
+	}
+	return nil
+}
+
+// ifMatch reads an If-Match version: 0 when absent.
+func ifMatch(r *http.Request) (int64, error) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
+	if err != nil || v <= 0 {
+		return 0, badRequest("If-Match %q: want a resource version like \"7\"", h)
+	}
+	return v, nil
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, id identity) error
+
+// route registers h for pattern, requiring role need.
+func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h handler) {
+	s.m.routes = append(s.m.routes, pattern)
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		defer func() { s.m.apiLatency.WithLabelValues(pattern).Observe(time.Since(start).Seconds()) }()
+		id, err := s.authenticate(r)
+		if err == nil && id.agent != "" {
+			err = &httpError{status: http.StatusForbidden, code: api.CodeForbidden, msg: "agents may not use the REST API"}
+		}
+		if err == nil && !allowed(id.role, need) {
+			err = &httpError{status: http.StatusForbidden, code: api.CodeForbidden,
+				msg: fmt.Sprintf("%s (role %s) may not do this: it needs role %s", id.user, id.role, need)}
+		}
+		if err == nil {
+			err = h(w, r, id)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) routes(mux *http.ServeMux) {
+	s.route(mux, "GET /v1/nodes", RoleViewer, s.listNodes)
+	s.route(mux, "GET /v1/nodes/{id}", RoleViewer, s.getNode)
+	s.route(mux, "PUT /v1/nodes/{id}/labels", RoleOperator, s.setLabels)
+	s.route(mux, "POST /v1/plans/validate", RoleViewer, s.validatePlan)
+	s.route(mux, "POST /v1/plans/dry-run", RoleViewer, s.dryRun)
+	s.route(mux, "POST /v1/rollouts", RoleOperator, s.createRollout)
+	s.route(mux, "GET /v1/rollouts", RoleViewer, s.listRollouts)
+	s.route(mux, "GET /v1/rollouts/{id}", RoleViewer, s.getRollout)
+	for _, c := range []struct {
+		action string
+		need   Role
+	}{{"approve", RoleApprover}, {"pause", RoleOperator}, {"resume", RoleOperator}, {"abort", RoleOperator},
+		{"rollback", RoleOperator}, {"resolve", RoleOperator}} {
+		s.route(mux, "POST /v1/rollouts/{id}/"+c.action, c.need, s.command(c.action))
+	}
+	s.route(mux, "GET /v1/events", RoleViewer, s.events)
+	s.route(mux, "GET /v1/rollouts/{id}/events", RoleViewer, s.events)
+	s.route(mux, "GET /v1/audit", RoleViewer, s.listAudit)
+	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	s.agentRoutes(mux)
+}
+
+func (s *Server) online(n store.NodeRecord) bool { return s.now().Before(n.LeaseUntil) }
+
+func (s *Server) nodeView(n store.NodeRecord) api.Node {
+	labels := n.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return api.Node{ID: n.ID, Facts: n.Facts, Labels: labels, Version: n.Version, AgentVersion: n.AgentVersion,
+		RegisteredAt: n.RegisteredAt, LastSeen: n.LastSeen, Online: s.online(n)}
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, _ identity) error {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequest("limit %q: want 1..1000", v)
+		}
+		limit = n
+	}
+	var sel *fleet.Selector
+	if expr := q.Get("selector"); expr != "" {
+		var err error
+		if sel, err = fleet.CompileSelector(expr); err != nil {
+			return &httpError{status: http.StatusBadRequest, code: api.CodeInvalidCEL, msg: "invalid selector", err: err}
+		}
+	}
+	out := api.NodeList{Nodes: []api.Node{}}
+	after := q.Get("after")
+	for {
+		page, err := s.st.ListNodes(r.Context(), store.NodeFilter{After: after, Limit: 500})
+		if err != nil {
+			return err
+		}
+		for _, n := range page {
+			after = n.ID
+			if sel != nil {
+				ok, err := sel.Match(n.Node())
+				if err != nil {
+					return &httpError{status: http.StatusBadRequest, code: api.CodeInvalidCEL, msg: "selector failed on node " + n.ID, err: err}
+				}
+				if !ok {
+					continue
+				}
+			}
+			if len(out.Nodes) == limit {
+				out.Next = out.Nodes[len(out.Nodes)-1].ID
+				writeJSON(w, http.StatusOK, out)
+				return nil
+			}
+			out.Nodes = append(out.Nodes, s.nodeView(n))
+		}
+		if len(page) < 500 {
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ identity) error {
+	n, err := s.st.GetNode(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(n.Version, 10)))
+	writeJSON(w, http.StatusOK, s.nodeView(n))
+	return nil
+}
+
+func (s *Server) setLabels(w http.ResponseWriter, r *http.Request, id identity) error {
+	v, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	if v == 0 {
+		return &httpError{status: http.StatusPreconditionRequired, code: api.CodePrecondReq,
+			msg: "changing labels needs If-Match with the node's version (GET it first)"}
+	}
+	var req api.LabelsRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	for k := range req.Labels {
+		if err := fleet.ValidKey(k); err != nil {
+			return badRequest("label %q: %v", k, err)
+		}
+	}
+	n, err := s.st.SetNodeLabels(r.Context(), r.PathValue("id"), req.Labels, v, id.user)
+	if err != nil {
+		return err
+	}
+	s.wake.broadcast()
+	writeJSON(w, http.StatusOK, s.nodeView(n))
+	return nil
+}
+
+// parsePlan parses a plan from a request, turning plan errors into an
+// invalid_plan answer with positions.
+func parsePlan(file, text string) (*plan.Plan, error) {
+	if file == "" {
+		file = "plan.yaml"
+	}
+	p, err := plan.Parse(file, []byte(text))
+	if err == nil {
+		return p, nil
+	}
+	var perrs plan.Errors
+	if errors.As(err, &perrs) {
+		he := &httpError{status: http.StatusUnprocessableEntity, code: api.CodeInvalidPlan, msg: fmt.Sprintf("plan has %d problems", len(perrs))}
+		for _, e := range perrs {
+			he.problems = append(he.problems, api.Problem{File: e.File, Line: e.Line, Col: e.Col, Path: e.Path, Message: e.Msg})
+		}
+		if len(perrs) == 1 {
+			he.msg = perrs[0].Error()
+		}
+		return nil, he
+	}
+	return nil, badRequest("plan: %v", err)
+}
+
+// inventory loads every node as the engine sees it.
+func (s *Server) inventory(ctx context.Context) ([]*fleet.Node, error) {
+	var out []*fleet.Node
+	after := ""
+	for {
+		page, err := s.st.ListNodes(ctx, store.NodeFilter{After: after, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range page {
+			out = append(out, n.Node())
+			after = n.ID
+		}
+		if len(page) < 1000 {
+			return out, nil
+		}
+	}
+}
+
+// assign parses and assigns a plan against the live inventory.
+func (s *Server) assign(ctx context.Context, file, text string, seed uint64) (*plan.Plan, *engine.Assignment, []*fleet.Node, error) {
+	p, err := parsePlan(file, text)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nodes, err := s.inventory(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a, err := engine.Assign(p, nodes, seed)
+	if err != nil {
+		var pe *engine.PlanError
+		if errors.As(err, &pe) {
+			pos, _ := p.Position(pe.Path)
+			return nil, nil, nil, &httpError{status: http.StatusUnprocessableEntity, code: api.CodeInvalidPlan, msg: p.Where(pe.Path) + ": " + pe.Msg,
+				problems: []api.Problem{{File: p.File(), Line: pos.Line, Col: pos.Col, Path: pe.Path, Message: pe.Msg}}}
+		}
+		return nil, nil, nil, err
+	}
+	return p, a, nodes, nil
+}
+
+func (s *Server) validatePlan(w http.ResponseWriter, r *http.Request, _ identity) error {
+	var req api.PlanRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	_, a, _, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) && he.code == api.CodeInvalidPlan {
+			writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: false, Problems: he.problems})
+			return nil
+		}
+		return err
+	}
+	n := 0
+	for _, x := range a.Nodes {
+		if x.State.Phase != engine.PhaseSkipped {
+			n++
+		}
+	}
+	writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: true, Nodes: n})
+	return nil
+}
+
+func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identity) error {
+	var req api.CreateRolloutRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	seed := randomSeed()
+	p, a, _, err := s.assign(r.Context(), req.File, req.Plan, seed)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(req.Plan))
+	now := s.now()
+	ro := store.Rollout{
+		ID: newRolloutID(p.Name, now), Name: p.Name, Author: id.user, Plan: []byte(req.Plan),
+		PlanSHA256: hex.EncodeToString(sum[:]), State: engine.RolloutRunning, Seed: seed, CreatedAt: now, UpdatedAt: now,
+	}
+	if p.Approvals.Start > 0 {
+		ro.State = engine.RolloutPendingApproval
+		ro.Reason = fmt.Sprintf("waiting for approvals: 0/%d", p.Approvals.Start)
+	}
+	nodes := make([]store.RolloutNode, len(a.Nodes))
+	for i, n := range a.Nodes {
+		nodes[i] = store.RolloutNode{NodeID: n.ID, Index: i, State: n.State}
+	}
+	waves := make([]store.Wave, len(p.Waves))
+	for i, wv := range p.Waves {
+		waves[i] = store.Wave{Name: wv.Name, WaveStatus: engine.WaveStatus{State: engine.WavePending}}
+	}
+	ro, err = s.st.CreateRollout(r.Context(), ro, nodes, waves, id.user)
+	if err != nil {
+		return err
+	}
+	s.sched.remember(ro.ID, a.Uncovered)
+	s.sched.kick()
+	s.wake.broadcast()
+	view, err := s.rolloutView(r.Context(), ro.ID, false, false)
+	if err != nil {
+		return err
+	}
+	view.Uncovered = a.Uncovered
+	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
+	writeJSON(w, http.StatusCreated, view)
+	return nil
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// newRolloutID is NAME-YYYYMMDD-HHMMSS-XXXX: sortable, readable, unique.
+func newRolloutID(name string, now time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%s-%s", name, now.UTC().Format("20060102-150405"), hex.EncodeToString(b[:]))
+}
+
+func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ identity) error {
+	rs, err := s.st.ListRollouts(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.RolloutList{Rollouts: []api.Rollout{}}
+	for _, ro := range rs {
+		v, err := s.rolloutView(r.Context(), ro.ID, false, false)
+		if err != nil {
+			return err
+		}
+		v.Waits = nil
+		out.Rollouts = append(out.Rollouts, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ identity) error {
+	q := r.URL.Query()
+	v, err := s.rolloutView(r.Context(), r.PathValue("id"), q.Get("nodes") == "true", q.Get("plan") == "true")
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(v.Version, 10)))
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// rolloutView builds the API view of a rollout. Its waits are what Decide
+// says now, so any server (leader or not) explains why nodes wait.
+func (s *Server) rolloutView(ctx context.Context, id string, withNodes, withPlan bool) (api.Rollout, error) {
+	data, err := s.st.LoadRollout(ctx, id)
+	if err != nil {
+		return api.Rollout{}, err
+	}
+	ro := data.Rollout
+	v := api.Rollout{ID: ro.ID, Name: ro.Name, Author: ro.Author, State: ro.State, Reason: ro.Reason,
+		RollbackScope: ro.RollbackScope, Version: ro.Version, PlanSHA256: ro.PlanSHA256, CreatedAt: ro.CreatedAt,
+		UpdatedAt: ro.UpdatedAt, Counts: map[string]int{}, Total: len(data.Nodes)}
+	if withPlan {
+		v.Plan = string(ro.Plan)
+	}
+	rc, err := s.sched.rollout(ctx, data)
+	if err != nil {
+		return api.Rollout{}, err
+	}
+	p := rc.plan
+	v.ApprovalsNeeded = p.Approvals.Start
+	waveCounts := map[string]map[string]int{}
+	waveNodes := map[string]int{}
+	for _, n := range data.Nodes {
+		v.Counts[string(n.State.Phase)]++
+		if waveCounts[n.State.Wave] == nil {
+			waveCounts[n.State.Wave] = map[string]int{}
+		}
+		waveCounts[n.State.Wave][string(n.State.Phase)]++
+		waveNodes[n.State.Wave]++
+		if withNodes {
+			fn := rc.nodes[n.NodeID]
+			rn := api.RolloutNode{ID: n.NodeID, Wave: n.State.Wave, Phase: n.State.Phase, Attempt: n.State.Attempt,
+				Since: n.State.Since, Reason: n.State.Reason, StepID: n.StepID}
+			if fn != nil {
+				rn.Zone, rn.Family, rn.Class = fn.Value("zone"), fn.Facts.OS.Family, fn.Facts.Hardware.Class
+			}
+			v.Nodes = append(v.Nodes, rn)
+		}
+	}
+	stored := map[string]store.Wave{}
+	for _, wv := range data.Waves {
+		stored[wv.Name] = wv
+	}
+	for _, pw := range p.Waves {
+		sw := stored[pw.Name]
+		st := sw.State
+		if st == "" {
+			st = engine.WavePending
+		}
+		v.Waves = append(v.Waves, api.Wave{Name: pw.Name, State: st, Reason: sw.Reason, Nodes: waveNodes[pw.Name],
+			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary})
+	}
+	for _, g := range data.Gates {
+		v.Gates = append(v.Gates, api.Gate{Wave: g.Wave, Gate: g.Gate, Verdict: g.Verdict, Reason: g.Reason, At: g.At})
+	}
+	for _, a := range data.Approvals {
+		v.Approvals = append(v.Approvals, api.Approval{By: a.By, Wave: a.Wave, At: a.At})
+	}
+	if !ro.State.Terminal() {
+		in := rc.input(data, s.now())
+		v.Waits = engine.Decide(in).Waits
+	}
+	v.Uncovered = rc.uncovered
+	return v, nil
+}
+
+func orEmpty(m map[string]int) map[string]int {
+	if m == nil {
+		return map[string]int{}
+	}
+	return m
+}
+
+func (s *Server) command(action string) handler {
+	return func(w http.ResponseWriter, r *http.Request, id identity) error {
+		v, err := ifMatch(r)
+		if err != nil {
+			return err
+		}
+		var req api.CommandRequest
+		if r.ContentLength != 0 {
+			if err := decode(w, r, &req); err != nil {
+				return err
+			}
+		}
+		cmd := store.Command{Actor: id.user, Action: action, Wave: req.Wave, Reason: req.Reason, NodeID: req.Node}
+		if action == "resolve" {
+			switch req.Resolution {
+			case "retry":
+				cmd.Resolution = engine.PhasePending
+			case "quarantine":
+				cmd.Resolution = engine.PhaseQuarantined
+			case "skip":
+				cmd.Resolution = engine.PhaseSkipped
+			default:
+				return badRequest("resolution %q: want retry, quarantine or skip", req.Resolution)
+			}
+			if req.Node == "" {
+				return badRequest("resolve needs a node")
+			}
+		}
+		if _, err := s.st.Command(r.Context(), r.PathValue("id"), v, cmd, s.now()); err != nil {
+			return err
+		}
+		s.sched.kick()
+		s.wake.broadcast()
+		view, err := s.rolloutView(r.Context(), r.PathValue("id"), false, false)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, view)
+		return nil
+	}
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) error {
+	q := r.URL.Query()
+	after, limit := int64(0), 500
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return badRequest("after %q: want a sequence number", v)
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5000 {
+			return badRequest("limit %q: want 1..5000", v)
+		}
+		limit = n
+	}
+	es, err := s.st.ListAudit(r.Context(), after, limit, q.Get("rollout"))
+	if err != nil {
+		return err
+	}
+	out := api.AuditList{Entries: make([]api.AuditEntry, 0, len(es))}
+	for _, e := range es {
+		out.Entries = append(out.Entries, auditView(e))
+	}
+	if len(es) == limit {
+		out.Next = es[len(es)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func auditView(e store.AuditEntry) api.AuditEntry {
+	var detail json.RawMessage
+	if len(bytes.TrimSpace(e.Detail)) > 0 {
+		detail = e.Detail
+	}
+	return api.AuditEntry{Seq: e.Seq, At: e.At, Actor: e.Actor, Action: e.Action, Object: e.Object, Rollout: e.Rollout,
+		Detail: detail, Hash: hex.EncodeToString(e.Hash)}
+}
+
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ identity) error {
+	v, err := s.st.VerifyAudit(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.AuditVerification{OK: v.OK, Entries: v.Entries, Head: hex.EncodeToString(v.Head),
+		FirstBad: v.FirstBad, Problem: v.Problem})
+	return nil
+}
+
+// dryRun runs the simulator against the live inventory: the same engine,
+// on a virtual clock, with no failures injected.
+func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) error {
+	var req api.PlanRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	p, _, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: 1, Start: s.now().UTC().Truncate(time.Second)})
+	if err != nil {
+		return badRequest("dry run: %v", err)
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: sim.Summary(res)})
+	return nil
+}

@@ -1,0 +1,511 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/gate"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// errFenced ends a leadership term.
+var errFenced = errors.New("leadership lost")
+
+// scheduler is the shell around the engine. While this server leads, for
+// every active rollout in turn it: loads the state in one read, decides,
+// commits the decision with a version check and the leadership term (slot,
+// node state and dispatch record in one transaction), and only then wakes
+// the agents. A conflict (a report or a human command moved the state)
+// means load and decide again.
+type scheduler struct {
+	s        *Server
+	term     atomic.Int64
+	isLeader atomic.Bool
+	kickc    chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+
+	mu       sync.Mutex
+	rollouts map[string]*rolloutCache
+	tracker  gate.Tracker
+}
+
+// rolloutCache holds what does not change while a rollout runs: its parsed
+// plan, its target nodes' identity and labels, and the engine's index.
+type rolloutCache struct {
+	id        string
+	sha       string
+	plan      *plan.Plan
+	nodes     map[string]*fleet.Node
+	enodes    []engine.Node
+	byID      map[string]int
+	index     *engine.Index
+	uncovered []engine.Stratum
+	author    string
+	seed      uint64
+
+	failAt   time.Time // first failing gate or node, for the halt latency metric
+	haltedAt time.Time // when a rollback was ordered, for the dispatch latency metric
+	lastSt   engine.RolloutState
+}
+
+func newScheduler(s *Server) *scheduler {
+	return &scheduler{s: s, kickc: make(chan struct{}, 1), done: make(chan struct{}), rollouts: map[string]*rolloutCache{}}
+}
+
+func (sc *scheduler) leading() bool { return sc.isLeader.Load() }
+
+// kick asks for a scheduling pass now.
+func (sc *scheduler) kick() {
+	select {
+	case sc.kickc <- struct{}{}:
+	default:
+	}
+}
+
+func (sc *scheduler) stop() { sc.stopOnce.Do(func() { close(sc.done) }) }
+
+// remember keeps the canary strata Assign left uncovered at creation.
+func (sc *scheduler) remember(id string, unc []engine.Stratum) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if rc := sc.rollouts[id]; rc != nil {
+		rc.uncovered = unc
+		return
+	}
+	sc.rollouts[id] = &rolloutCache{id: id, uncovered: unc}
+}
+
+// run campaigns for leadership and schedules while leading, until ctx
+// ends.
+func (sc *scheduler) run(ctx context.Context) error {
+	s := sc.s
+	for {
+		term, ok, err := s.st.Campaign(ctx, s.cfg.ServerID)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("campaign failed", "err", err)
+		}
+		if ok {
+			sc.term.Store(term)
+			sc.isLeader.Store(true)
+			s.m.leader.Set(1)
+			s.log.Info("leading", "term", term, "server_id", s.cfg.ServerID)
+			err := sc.lead(ctx)
+			sc.isLeader.Store(false)
+			s.m.leader.Set(0)
+			s.log.Warn("leadership ended", "term", term, "err", err)
+			resign, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.st.Resign(resign)
+			cancel()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sc.done:
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// lead schedules until leadership is lost or ctx ends.
+func (sc *scheduler) lead(ctx context.Context) error {
+	s := sc.s
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	for {
+		if !s.st.Leading(ctx) {
+			return errFenced
+		}
+		if err := sc.pass(ctx); err != nil {
+			if errors.Is(err, errFenced) || errors.Is(err, store.ErrFenced) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.log.Error("scheduling pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sc.done:
+			return nil
+		case <-t.C:
+		case <-sc.kickc:
+		}
+	}
+}
+
+// pass expires leases and steps every active rollout once.
+func (sc *scheduler) pass(ctx context.Context) error {
+	s := sc.s
+	term := sc.term.Load()
+	expired, err := s.st.ExpireLeases(ctx, s.now(), term)
+	if err != nil {
+		return fmt.Errorf("expire leases: %w", err)
+	}
+	if len(expired) > 0 {
+		s.log.Warn("agents silent past their lease", "nodes", len(expired))
+		s.wake.broadcast()
+	}
+	ids, err := s.st.ActiveRollouts(ctx)
+	if err != nil {
+		return fmt.Errorf("active rollouts: %w", err)
+	}
+	for _, id := range ids {
+		if err := sc.step(ctx, id, term); err != nil {
+			if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
+				return err
+			}
+			s.log.Error("rollout step failed", "rollout", id, "err", err)
+		}
+	}
+	sc.updateGauges(ctx)
+	return nil
+}
+
+// rollout returns the rollout's cache, building it on first use.
+func (sc *scheduler) rollout(ctx context.Context, data store.RolloutData) (*rolloutCache, error) {
+	sc.mu.Lock()
+	rc := sc.rollouts[data.Rollout.ID]
+	sc.mu.Unlock()
+	if rc != nil && rc.plan != nil && len(rc.enodes) == len(data.Nodes) {
+		return rc, nil
+	}
+	ro := data.Rollout
+	p, err := plan.Parse(ro.Name+".yaml", ro.Plan)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %s: stored plan no longer parses: %w", ro.ID, err)
+	}
+	nrc := &rolloutCache{id: ro.ID, sha: ro.PlanSHA256, plan: p, nodes: map[string]*fleet.Node{}, author: ro.Author, seed: ro.Seed,
+		enodes: make([]engine.Node, len(data.Nodes)), lastSt: ro.State}
+	for i, rn := range data.Nodes {
+		n, err := sc.s.st.GetNode(ctx, rn.NodeID)
+		var fn *fleet.Node
+		switch {
+		case err == nil:
+			fn = n.Node()
+		case errors.Is(err, store.ErrNotFound):
+			fn = &fleet.Node{ID: rn.NodeID} // removed from the fleet since; keeps its place
+		default:
+			return nil, fmt.Errorf("rollout %s: load node %s: %w", ro.ID, rn.NodeID, err)
+		}
+		nrc.nodes[fn.ID] = fn
+		nrc.enodes[i] = engine.Node{Node: fn, State: rn.State}
+	}
+	nrc.byID = engine.ByID(nrc.enodes)
+	nrc.index = engine.NewIndex(p, nrc.enodes)
+	if rc != nil && rc.uncovered != nil {
+		nrc.uncovered = rc.uncovered
+	} else {
+		targets := make([]*fleet.Node, 0, len(nrc.enodes))
+		for _, n := range nrc.enodes {
+			targets = append(targets, n.Node)
+		}
+		if a, err := engine.Assign(p, targets, ro.Seed); err == nil {
+			nrc.uncovered = a.Uncovered
+		}
+	}
+	sc.mu.Lock()
+	sc.rollouts[ro.ID] = nrc
+	sc.mu.Unlock()
+	return nrc, nil
+}
+
+// input builds the engine's input from stored state. It returns a copy of
+// the node slice, so that concurrent readers (the API) never share it.
+func (rc *rolloutCache) input(data store.RolloutData, now time.Time) engine.Input {
+	nodes := make([]engine.Node, len(rc.enodes))
+	for i, rn := range data.Nodes {
+		nodes[i] = engine.Node{Node: rc.enodes[i].Node, State: rn.State}
+	}
+	in := engine.Input{RolloutID: data.Rollout.ID, Author: data.Rollout.Author, Plan: rc.plan, State: data.Rollout.State,
+		Reason: data.Rollout.Reason, RollbackScope: data.Rollout.RollbackScope, Nodes: nodes,
+		Waves: make(map[string]engine.WaveStatus, len(data.Waves)), Now: now, Seed: data.Rollout.Seed, Index: rc.index}
+	for _, w := range data.Waves {
+		in.Waves[w.Name] = w.WaveStatus
+	}
+	for _, g := range data.Gates {
+		in.Gates = append(in.Gates, g.GateResult)
+	}
+	for _, a := range data.Approvals {
+		in.Approvals = append(in.Approvals, engine.Approval{By: a.By, Wave: a.Wave, At: a.At})
+	}
+	return in
+}
+
+// step decides one rollout and commits the decision, retrying on
+// conflicts with a fresh load.
+func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
+	s := sc.s
+	for attempt := 0; attempt < 8; attempt++ {
+		data, err := s.st.LoadRollout(ctx, id)
+		if err != nil {
+			return fmt.Errorf("load rollout %s: %w", id, err)
+		}
+		rc, err := sc.rollout(ctx, data)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		in := rc.input(data, now)
+		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
+		start := time.Now()
+		d := engine.Decide(in)
+		s.m.decideLatency.Observe(time.Since(start).Seconds())
+		if idle(in, d) {
+			sc.evaluate(ctx, rc, in, d)
+			return nil
+		}
+		c, notify := sc.commit(rc, &in, d, term)
+		start = time.Now()
+		if _, err := s.st.ApplyCommit(ctx, c); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				s.m.conflicts.Inc()
+				continue
+			}
+			return fmt.Errorf("commit rollout %s: %w", id, err)
+		}
+		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
+		sc.observe(rc, in, d, now)
+		for _, n := range notify {
+			s.wake.notify(n)
+		}
+		s.wake.broadcast()
+		sc.evaluate(ctx, rc, in, d)
+		if in.State.Terminal() {
+			sc.forget(id)
+		}
+		return nil
+	}
+	return fmt.Errorf("rollout %s: %w after 8 attempts", id, store.ErrConflict)
+}
+
+// idle reports whether a decision changes nothing that must be stored.
+func idle(in engine.Input, d engine.Decision) bool {
+	return len(d.Nodes) == 0 && len(d.Waves) == 0 && len(d.Starts) == 0 && len(d.Rollbacks) == 0 &&
+		d.State == in.State && d.Reason == in.Reason && d.RollbackScope == in.RollbackScope
+}
+
+// commit turns a decision into the store's commit: the node updates with
+// their expected previous states, the wave changes, the steps to dispatch
+// with their payloads, and one audit entry per transition. It applies the
+// decision to in (engine.Apply) on the way. It returns the nodes to wake.
+func (sc *scheduler) commit(rc *rolloutCache, in *engine.Input, d engine.Decision, term int64) (store.Commit, []string) {
+	now := in.Now
+	before := map[int]engine.NodeState{}
+	for _, t := range d.Nodes {
+		if i, ok := rc.byID[t.Node]; ok {
+			before[i] = in.Nodes[i].State
+		}
+	}
+	for _, st := range append(append([]engine.Start(nil), d.Starts...), d.Rollbacks...) {
+		if i, ok := rc.byID[st.Node]; ok {
+			if _, seen := before[i]; !seen {
+				before[i] = in.Nodes[i].State
+			}
+		}
+	}
+	prevState, prevWaves := in.State, in.Waves
+	in.Waves = make(map[string]engine.WaveStatus, len(prevWaves))
+	for k, v := range prevWaves {
+		in.Waves[k] = v
+	}
+	changed := engine.Apply(in, d, rc.byID)
+	c := store.Commit{Rollout: in.RolloutID, Term: term, Now: now, State: in.State, Reason: in.Reason, RollbackScope: in.RollbackScope}
+	steps := map[string]string{}
+	var notify []string
+	p := rc.plan
+	addStep := func(st engine.Start, kind store.StepKind) {
+		payload := api.StepPayload{ID: st.StepID, Rollout: in.RolloutID, Kind: string(kind), Attempt: st.Attempt, Term: term,
+			Actions: p.Change.Actions, Reboot: p.Change.Reboot, Probes: p.Gates.Node.Probes,
+			MinHealthy: p.Gates.Node.MinHealthy, HealthyDeadline: p.Gates.Node.HealthyDeadline}
+		raw, _ := json.Marshal(payload)
+		c.Steps = append(c.Steps, store.Step{ID: st.StepID, Rollout: in.RolloutID, NodeID: st.Node, Kind: kind,
+			Attempt: st.Attempt, Term: term, Payload: raw, CreatedAt: now})
+		steps[st.Node] = st.StepID
+		notify = append(notify, st.Node)
+		c.Audit = append(c.Audit, audit(now, "scheduler", "step.dispatch", "node/"+st.Node, in.RolloutID,
+			map[string]any{"step": st.StepID, "kind": kind, "wave": st.Wave, "term": term}))
+	}
+	for _, st := range d.Starts {
+		addStep(st, store.StepApply)
+	}
+	for _, st := range d.Rollbacks {
+		addStep(st, store.StepRollback)
+	}
+	seen := map[int]bool{}
+	for _, i := range changed {
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		id := in.Nodes[i].ID
+		c.Nodes = append(c.Nodes, store.NodeUpdate{NodeID: id, From: before[i], To: in.Nodes[i].State, StepID: steps[id]})
+	}
+	for _, t := range d.Nodes {
+		c.Audit = append(c.Audit, audit(now, "scheduler", "node.phase", "node/"+t.Node, in.RolloutID,
+			map[string]any{"from": t.From, "to": t.To, "reason": t.Reason}))
+	}
+	for _, t := range d.Waves {
+		c.Waves = append(c.Waves, store.Wave{Name: t.Wave, WaveStatus: in.Waves[t.Wave]})
+		c.Audit = append(c.Audit, audit(now, "scheduler", "wave.state", "rollout/"+in.RolloutID+"/wave/"+t.Wave, in.RolloutID,
+			map[string]any{"from": t.From, "to": t.To, "reason": t.Reason}))
+	}
+	if in.State != prevState || d.Reason != "" && len(d.Events) > 0 {
+		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.state", "rollout/"+in.RolloutID, in.RolloutID,
+			map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}))
+	}
+	if len(d.Events) > 0 {
+		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.decision", "rollout/"+in.RolloutID, in.RolloutID,
+			map[string]any{"events": d.Events}))
+	}
+	return c, notify
+}
+
+func audit(at time.Time, actor, action, object, rollout string, detail any) store.AuditEntry {
+	raw, _ := json.Marshal(detail)
+	return store.AuditEntry{At: at, Actor: actor, Action: action, Object: object, Rollout: rollout, Detail: raw}
+}
+
+// observe updates metrics after a committed decision.
+func (sc *scheduler) observe(rc *rolloutCache, in engine.Input, d engine.Decision, now time.Time) {
+	m := sc.s.m
+	for _, t := range d.Nodes {
+		if t.To == engine.PhaseFailed && rc.failAt.IsZero() {
+			rc.failAt = now
+		}
+		if t.To == engine.PhaseSucceeded {
+			if i, ok := rc.byID[t.Node]; ok && !in.Nodes[i].State.StartedAt.IsZero() {
+				m.stepDuration.Observe(now.Sub(in.Nodes[i].State.StartedAt).Seconds())
+			}
+		}
+	}
+	m.starts.Add(float64(len(d.Starts)))
+	m.rollbacks.Add(float64(len(d.Rollbacks)))
+	halted := d.State == engine.RolloutPaused || d.State == engine.RolloutRollingBack || d.State == engine.RolloutHalted
+	if halted && rc.lastSt != d.State && !rc.failAt.IsZero() {
+		m.failToHalt.Observe(now.Sub(rc.failAt).Seconds())
+		rc.failAt = time.Time{}
+	}
+	if d.State == engine.RolloutRollingBack && rc.lastSt != d.State {
+		rc.haltedAt = now
+	}
+	if len(d.Rollbacks) > 0 && !rc.haltedAt.IsZero() {
+		m.haltToRollback.Observe(now.Sub(rc.haltedAt).Seconds())
+		rc.haltedAt = time.Time{}
+	}
+	rc.lastSt = d.State
+}
+
+// evaluate runs the wave gates of baking waves that are due, and stores
+// the verdicts they reach.
+func (sc *scheduler) evaluate(ctx context.Context, rc *rolloutCache, in engine.Input, d engine.Decision) {
+	s := sc.s
+	if len(d.Evaluate) == 0 {
+		return
+	}
+	var results []engine.GateResult
+	for _, wave := range d.Evaluate {
+		ws := in.Waves[wave]
+		for _, g := range rc.plan.Gates.Wave {
+			key := in.RolloutID + "/" + wave + "/" + g.Name
+			sc.mu.Lock()
+			due := sc.tracker.Due(key, g, ws.BakeFrom, in.Now)
+			sc.mu.Unlock()
+			if !due {
+				continue
+			}
+			req := gate.Request{Rollout: in.RolloutID, Wave: wave, Gate: g, BakeFrom: ws.BakeFrom, Now: in.Now}
+			req.Nodes, req.Baseline = baseline(in, wave)
+			ev := s.gates.Evaluate(ctx, req)
+			s.m.gateEvals.WithLabelValues(string(ev.Verdict)).Inc()
+			sc.mu.Lock()
+			v, reason, ok := sc.tracker.Observe(key, g, ev, in.Now)
+			sc.mu.Unlock()
+			if ok {
+				results = append(results, engine.GateResult{Wave: wave, Gate: g.Name, Verdict: v, Reason: reason, At: in.Now})
+				if v == engine.Fail && rc.failAt.IsZero() {
+					rc.failAt = in.Now
+				}
+			}
+		}
+	}
+	if len(results) == 0 {
+		return
+	}
+	if err := s.st.AddGateResults(ctx, in.RolloutID, results); err != nil {
+		s.log.Error("store gate results", "rollout", in.RolloutID, "err", err)
+		return
+	}
+	sc.kick()
+	s.wake.broadcast()
+}
+
+// baseline returns a wave's changed nodes and the unchanged nodes of the
+// same os family and hardware class to compare them with.
+func baseline(in engine.Input, wave string) (changed, base []*fleet.Node) {
+	kinds := map[[2]string]bool{}
+	for _, n := range in.Nodes {
+		if n.State.Wave == wave && n.State.Phase == engine.PhaseSucceeded {
+			changed = append(changed, n.Node)
+			kinds[[2]string{n.Facts.OS.Family, n.Facts.Hardware.Class}] = true
+		}
+	}
+	for _, n := range in.Nodes {
+		if n.State.Phase == engine.PhasePending && kinds[[2]string{n.Facts.OS.Family, n.Facts.Hardware.Class}] {
+			base = append(base, n.Node)
+		}
+	}
+	return changed, base
+}
+
+// alerts returns the blocking alerts firing now for a plan's matchers. If
+// they cannot be checked, that blocks too: unknown is not "no alert".
+func (sc *scheduler) alerts(ctx context.Context, p *plan.Plan) []string {
+	var matchers []string
+	for _, g := range p.Gates.Wave {
+		matchers = append(matchers, g.AlertMatchers...)
+	}
+	if len(matchers) == 0 {
+		return nil
+	}
+	firing, err := sc.s.gates.FiringAlerts(ctx, matchers)
+	if err != nil {
+		return []string{fmt.Sprintf("cannot check blocking alerts (%v)", err)}
+	}
+	return firing
+}
+
+func (sc *scheduler) forget(id string) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	delete(sc.rollouts, id)
+	sc.tracker.Forget(id + "/")
+}
+
+// updateGauges refreshes the rollouts-by-state gauge.
+func (sc *scheduler) updateGauges(ctx context.Context) {
+	rs, err := sc.s.st.ListRollouts(ctx)
+	if err != nil {
+		return
+	}
+	counts := map[engine.RolloutState]int{}
+	for _, r := range rs {
+		counts[r.State]++
+	}
+	for _, st := range []engine.RolloutState{engine.RolloutPendingApproval, engine.RolloutRunning, engine.RolloutPaused,
+		engine.RolloutRollingBack, engine.RolloutHalted, engine.RolloutSucceeded, engine.RolloutFailed, engine.RolloutAborted} {
+		sc.s.m.rollouts.WithLabelValues(string(st)).Set(float64(counts[st]))
+	}
+}

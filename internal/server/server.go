@@ -1,0 +1,241 @@
+// Package server owns drover's control plane: the REST API v1, the agent
+// channel, the event stream, authentication and roles, metrics, and the
+// scheduler that drives rollouts through the pure engine (load state,
+// decide, persist with a version check, then dispatch). Several servers
+// may share one PostgreSQL store; every server serves the API and agents,
+// and the one holding leadership schedules.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/gate"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// Deps are the server's collaborators, built by the caller and passed in:
+// no globals.
+type Deps struct {
+	Store    store.Store
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // nil: a new one
+	Now      func() time.Time      // nil: time.Now
+	Gates    gate.Evaluator        // nil: gate.Unconfigured, which fails every wave gate
+}
+
+// Server is one drover server process.
+type Server struct {
+	cfg     Config
+	st      store.Store
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	now     func() time.Time
+	gates   gate.Evaluator
+	m       *metrics
+	users   map[[32]byte]User
+	agentTk [32]byte
+	wake    *waker
+	sched   *scheduler
+
+	mu   sync.Mutex
+	addr string
+}
+
+// New validates cfg and builds a server on deps.Store.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if deps.Store == nil {
+		return nil, errors.New("server: no store")
+	}
+	s := &Server{cfg: cfg, st: deps.Store, log: deps.Logger, reg: deps.Registry, now: deps.Now, gates: deps.Gates,
+		users: map[[32]byte]User{}, agentTk: sha256.Sum256([]byte(cfg.AgentToken)), wake: newWaker()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.gates == nil {
+		s.gates = gate.Unconfigured{}
+	}
+	for _, u := range cfg.Users {
+		s.users[sha256.Sum256([]byte(u.Token))] = u
+	}
+	s.m = newMetrics(s.reg)
+	s.sched = newScheduler(s)
+	return s, nil
+}
+
+// Run serves on cfg.Listen and campaigns for leadership until ctx ends.
+// ready, if not nil, is called with the bound address once listening.
+func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr().String()
+	s.mu.Unlock()
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: long polls and event streams set their own
+		// deadlines through http.ResponseController.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- s.sched.run(ctx) }()
+	s.log.Info("server listening", "addr", s.addr, "server_id", s.cfg.ServerID)
+	if ready != nil {
+		ready(s.addr)
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut)
+	s.sched.stop()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// Addr is the bound address once Run listens.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Registry is the server's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Handler is the server's HTTP handler: REST API, agent channel, events,
+// metrics and health.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.routes(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "serverId": s.cfg.ServerID, "leader": s.sched.leading()})
+	})
+	return mux
+}
+
+// identity is who is calling, read from the connection's credentials.
+type identity struct {
+	user  string // user name, or "agent:NODE"
+	role  Role
+	agent string // node ID for agents
+}
+
+// authenticate reads the caller's identity from the request's
+// credentials. Agents present the agent token and name their node in
+// Drover-Node; client certificates replace both with enrolment.
+func (s *Server) authenticate(r *http.Request) (identity, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return identity{}, errUnauthorized
+	}
+	sum := sha256.Sum256([]byte(tok))
+	if node := r.Header.Get("Drover-Node"); node != "" {
+		if subtle.ConstantTimeCompare(sum[:], s.agentTk[:]) != 1 {
+			return identity{}, errUnauthorized
+		}
+		return identity{user: "agent:" + node, agent: node}, nil
+	}
+	// Map lookup by hash: the token itself is never compared byte by byte.
+	u, ok := s.users[sum]
+	if !ok {
+		return identity{}, errUnauthorized
+	}
+	return identity{user: u.Name, role: u.Role}, nil
+}
+
+var errUnauthorized = &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthorized, msg: "missing or invalid token"}
+
+// allowed reports whether role may perform an action needing need.
+func allowed(have, need Role) bool {
+	switch need {
+	case RoleViewer:
+		return have != ""
+	case RoleOperator:
+		return have == RoleOperator || have == RoleAdmin
+	case RoleApprover:
+		return have == RoleApprover || have == RoleAdmin
+	case RoleAdmin:
+		return have == RoleAdmin
+	}
+	return false
+}
+
+// waker wakes long polls and event streams when something changed.
+type waker struct {
+	mu    sync.Mutex
+	nodes map[string]chan struct{}
+	all   chan struct{} // closed and replaced on every broadcast
+}
+
+func newWaker() *waker { return &waker{nodes: map[string]chan struct{}{}, all: make(chan struct{})} }
+
+// node returns the channel that is signalled when node has new steps.
+func (w *waker) node(id string) chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c, ok := w.nodes[id]
+	if !ok {
+		c = make(chan struct{}, 1)
+		w.nodes[id] = c
+	}
+	return c
+}
+
+func (w *waker) notify(id string) {
+	c := w.node(id)
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// changed returns a channel closed at the next broadcast.
+func (w *waker) changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all
+}
+
+func (w *waker) broadcast() {
+	w.mu.Lock()
+	close(w.all)
+	w.all = make(chan struct{})
+	w.mu.Unlock()
+}

@@ -1,0 +1,390 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/internal/engine"
+)
+
+// Lock order, the same in every transaction so that PostgreSQL never
+// deadlocks: rollouts rows (ascending ID) -> leader row (shared) ->
+// rollout_nodes and steps rows -> audit_head (always last, at commit).
+
+// checkTerm fails with ErrFenced unless term is the stored leadership
+// term. On PostgreSQL the leader row is share-locked until commit, so a
+// new leader's Campaign waits for this transaction instead of racing it.
+func (t *tx) checkTerm(term int64) error {
+	var current int64
+	if err := t.queryRow("SELECT term FROM leader WHERE id = 1" + t.d.forShare).Scan(&current); err != nil {
+		return fmt.Errorf("read leadership term: %w", err)
+	}
+	if term != current {
+		return fmt.Errorf("term %d, current term is %d: %w", term, current, ErrFenced)
+	}
+	return nil
+}
+
+func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
+	if c.Now.IsZero() || c.State == "" {
+		return 0, fmt.Errorf("commit to rollout %s: Now and State are required", c.Rollout)
+	}
+	var newVersion int64
+	err := s.write(ctx, func(t *tx) error {
+		ro, err := t.getRollout(c.Rollout, true)
+		if err != nil {
+			return err
+		}
+		if err := t.checkTerm(c.Term); err != nil {
+			return err
+		}
+		if ro.Version != c.Version {
+			return fmt.Errorf("rollout is at version %d, not %d: %w", ro.Version, c.Version, ErrConflict)
+		}
+		newVersion = ro.Version + 1
+		if _, err := t.exec("UPDATE rollouts SET state = ?, reason = ?, rollback_scope = ?, version = ?, updated_at = ? WHERE id = ?",
+			string(c.State), c.Reason, c.RollbackScope, newVersion, nanos(c.Now), c.Rollout); err != nil {
+			return fmt.Errorf("update rollout: %w", err)
+		}
+		for _, u := range c.Nodes {
+			if err := t.casNode(c.Rollout, u); err != nil {
+				return err
+			}
+		}
+		for _, w := range c.Waves {
+			if err := t.upsertWave(c.Rollout, w); err != nil {
+				return err
+			}
+		}
+		for _, st := range c.Steps {
+			if err := t.insertStep(c, st); err != nil {
+				return err
+			}
+		}
+		for _, e := range c.Audit {
+			if e.At.IsZero() {
+				e.At = c.Now
+			}
+			if e.Actor == "" {
+				e.Actor = "scheduler"
+			}
+			if e.Rollout == "" {
+				e.Rollout = c.Rollout
+			}
+			if e.Object == "" {
+				e.Object = "rollout/" + c.Rollout
+			}
+			t.audit(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("commit to rollout %s at version %d: %w", c.Rollout, c.Version, err)
+	}
+	return newVersion, nil
+}
+
+// casNode applies u only if the node's phase and attempt are still From's.
+func (t *tx) casNode(rollout string, u NodeUpdate) error {
+	to := u.To
+	res, err := t.exec(`UPDATE rollout_nodes SET phase = ?, wave = ?, attempt = ?, since = ?, started_at = ?, healthy_since = ?,
+	gate = ?, reason = ?, rollback = ?, step_id = CASE WHEN ? = '' THEN step_id ELSE ? END
+WHERE rollout_id = ? AND node_id = ? AND phase = ? AND attempt = ?`,
+		string(to.Phase), to.Wave, to.Attempt, nanos(to.Since), nanos(to.StartedAt), nanos(to.HealthySince),
+		string(to.Gate), to.Reason, boolInt(to.Rollback), u.StepID, u.StepID,
+		rollout, u.NodeID, string(u.From.Phase), u.From.Attempt)
+	if err != nil {
+		return fmt.Errorf("update node %s: %w", u.NodeID, err)
+	}
+	n, err := rowsAffected(res)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("node %s is no longer %s (attempt %d): %w", u.NodeID, u.From.Phase, u.From.Attempt, ErrConflict)
+	}
+	return nil
+}
+
+func (t *tx) upsertWave(rollout string, w Wave) error {
+	_, err := t.exec(`INSERT INTO waves (rollout_id, name, pos, state, started_at, bake_from, ended_at, reason)
+VALUES (?, ?, (SELECT COALESCE(MAX(pos), -1) + 1 FROM waves WHERE rollout_id = ?), ?, ?, ?, ?, ?)
+ON CONFLICT (rollout_id, name) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
+	bake_from = excluded.bake_from, ended_at = excluded.ended_at, reason = excluded.reason`,
+		rollout, w.Name, rollout, string(w.State), nanos(w.StartedAt), nanos(w.BakeFrom), nanos(w.EndedAt), w.Reason)
+	if err != nil {
+		return fmt.Errorf("upsert wave %s: %w", w.Name, err)
+	}
+	return nil
+}
+
+func (t *tx) insertStep(c Commit, st Step) error {
+	if st.ID == "" {
+		return fmt.Errorf("step for node %s has no ID", st.NodeID)
+	}
+	if st.Rollout == "" {
+		st.Rollout = c.Rollout
+	}
+	if st.Term == 0 {
+		st.Term = c.Term
+	}
+	if st.CreatedAt.IsZero() {
+		st.CreatedAt = c.Now
+	}
+	if st.Kind == "" {
+		st.Kind = StepApply
+	}
+	payload := string(st.Payload)
+	if payload == "" {
+		payload = "null"
+	}
+	_, err := t.exec(`INSERT INTO steps (id, rollout_id, node_id, kind, attempt, term, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		st.ID, st.Rollout, st.NodeID, string(st.Kind), st.Attempt, st.Term, payload, nanos(st.CreatedAt))
+	return t.conflictOnUnique(err, "step %s already dispatched", st.ID)
+}
+
+const stepColumns = "id, rollout_id, node_id, kind, attempt, term, payload, created_at, delivered_at, finished_at, result"
+
+func scanStep(r scanner) (Step, error) {
+	var st Step
+	var kind, payload string
+	var created int64
+	var delivered, finished sql.NullInt64
+	if err := r.Scan(&st.ID, &st.Rollout, &st.NodeID, &kind, &st.Attempt, &st.Term, &payload, &created, &delivered, &finished, &st.Result); err != nil {
+		return st, err
+	}
+	st.Kind, st.Payload = StepKind(kind), json.RawMessage(payload)
+	st.CreatedAt, st.DeliveredAt, st.FinishedAt = fromNanos(created), fromNullNanos(delivered), fromNullNanos(finished)
+	return st, nil
+}
+
+// PendingSteps returns the node's unfinished steps, oldest first, and
+// marks those never delivered as delivered at now. Steps of an aborted
+// rollout that were never delivered are withheld: the operator stopped
+// the rollout before the agent saw them.
+func (s *sqlStore) PendingSteps(ctx context.Context, nodeID string, now time.Time) ([]Step, error) {
+	var out []Step
+	err := s.write(ctx, func(t *tx) error {
+		out = out[:0]
+		rows, err := t.query(`SELECT `+prefixed("s.", stepColumns)+` FROM steps s JOIN rollouts r ON r.id = s.rollout_id
+WHERE s.node_id = ? AND s.finished_at IS NULL AND (r.state <> ? OR s.delivered_at IS NOT NULL)
+ORDER BY s.created_at, s.id`, nodeID, string(engine.RolloutAborted))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			st, err := scanStep(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, st)
+		}
+		if err := closeRows(rows); err != nil {
+			return err
+		}
+		for i := range out {
+			if !out[i].DeliveredAt.IsZero() {
+				continue
+			}
+			if _, err := t.exec("UPDATE steps SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL", nanos(now), out[i].ID); err != nil {
+				return fmt.Errorf("mark step %s delivered: %w", out[i].ID, err)
+			}
+			out[i].DeliveredAt = fromNanos(nanos(now))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending steps of node %s: %w", nodeID, err)
+	}
+	return out, nil
+}
+
+// prefixed qualifies a column list with a table alias.
+func prefixed(alias, columns string) string {
+	return alias + strings.ReplaceAll(columns, ", ", ", "+alias)
+}
+
+// finalPhase reports whether a reported phase ends the step.
+func finalPhase(p engine.Phase) bool {
+	return p == engine.PhaseSucceeded || p == engine.PhaseFailed || p == engine.PhaseRolledBack
+}
+
+// ReportStep applies an agent's report to the rollout node whose current
+// step is r.StepID. A report about another step, or about a step already
+// finished with a different result, is ErrConflict; one repeating the
+// stored state is a no-op. A final report (succeeded, failed,
+// rolled-back) closes the step with its evidence. The rollout's version is
+// not bumped: the scheduler's per-node compare-and-set reconciles.
+func (s *sqlStore) ReportStep(ctx context.Context, r Report) error {
+	switch r.Phase {
+	case engine.PhaseRunning, engine.PhaseVerifying, engine.PhaseSucceeded, engine.PhaseFailed,
+		engine.PhaseRollingBack, engine.PhaseRolledBack:
+	default:
+		return fmt.Errorf("report of step %s from %s: phase %q is not one an agent reports", r.StepID, r.NodeID, r.Phase)
+	}
+	if r.At.IsZero() {
+		r.At = s.clock()
+	}
+	err := s.write(ctx, func(t *tx) error {
+		var rollout, node string
+		var finished sql.NullInt64
+		var result string
+		err := t.queryRow("SELECT rollout_id, node_id, finished_at, result FROM steps WHERE id = ?", r.StepID).Scan(&rollout, &node, &finished, &result)
+		if isNoRows(err) {
+			return fmt.Errorf("unknown step: %w", ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("read step: %w", err)
+		}
+		if node != r.NodeID {
+			return fmt.Errorf("step belongs to node %s, not %s: %w", node, r.NodeID, ErrConflict)
+		}
+		if _, err := t.getRollout(rollout, true); err != nil {
+			return err
+		}
+		n, err := t.getRolloutNode(rollout, node, true)
+		if isNotFound(err) {
+			return fmt.Errorf("node %s is not in rollout %s: %w", node, rollout, ErrConflict)
+		}
+		if err != nil {
+			return err
+		}
+		if n.StepID != r.StepID {
+			return fmt.Errorf("stale report: the node's current step is %q: %w", n.StepID, ErrConflict)
+		}
+		if finished.Valid {
+			if engine.Phase(result) == r.Phase {
+				return nil // a repeated final report
+			}
+			return fmt.Errorf("step already finished as %s, report says %s: %w", result, r.Phase, ErrConflict)
+		}
+		st := n.State
+		changed := st.Phase != r.Phase || st.Gate != r.Gate || st.Reason != r.Reason ||
+			nanos(st.HealthySince) != nanos(r.HealthySince)
+		final := finalPhase(r.Phase)
+		if !changed && !final {
+			return nil
+		}
+		if changed {
+			since := st.Since
+			if st.Phase != r.Phase {
+				since = r.At
+			}
+			if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, gate = ?, healthy_since = ?, reason = ?
+WHERE rollout_id = ? AND node_id = ?`, string(r.Phase), nanos(since), string(r.Gate), nanos(r.HealthySince), r.Reason, rollout, node); err != nil {
+				return fmt.Errorf("update node: %w", err)
+			}
+		}
+		evidence := string(r.Evidence)
+		if final {
+			if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
+				nanos(r.At), string(r.Phase), evidence, nanos(r.At), r.StepID); err != nil {
+				return fmt.Errorf("finish step: %w", err)
+			}
+		} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
+			evidence, evidence, nanos(r.At), r.StepID); err != nil {
+			return fmt.Errorf("update step: %w", err)
+		}
+		if st.Phase != r.Phase || st.Gate != r.Gate {
+			t.audit(AuditEntry{At: r.At, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout,
+				Detail: detail(map[string]any{"step": r.StepID, "from": st.Phase, "to": r.Phase, "gate": r.Gate, "reason": r.Reason})})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("report of step %s from %s: %w", r.StepID, r.NodeID, err)
+	}
+	return nil
+}
+
+// ExpireLeases marks in-flight nodes of active rollouts whose agent's
+// lease ended before now as unknown, audited, and returns the node IDs
+// (sorted, each once).
+func (s *sqlStore) ExpireLeases(ctx context.Context, now time.Time, term int64) ([]string, error) {
+	inFlight := []any{string(engine.PhaseQueued), string(engine.PhaseRunning), string(engine.PhaseVerifying), string(engine.PhaseRollingBack)}
+	const from = ` FROM rollout_nodes rn JOIN rollouts r ON r.id = rn.rollout_id JOIN nodes n ON n.id = rn.node_id
+WHERE r.state NOT IN (` + terminalStates + `) AND rn.phase IN (?, ?, ?, ?) AND n.lease_until < ?`
+	args := append(slices.Clone(inFlight), nanos(now))
+	var expired []string
+	err := s.write(ctx, func(t *tx) error {
+		expired = expired[:0]
+		// Lock the affected rollouts first, in ID order (see the lock order).
+		rows, err := t.query("SELECT DISTINCT rn.rollout_id"+from+" ORDER BY rn.rollout_id", args...)
+		if err != nil {
+			return err
+		}
+		var rollouts []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			rollouts = append(rollouts, id)
+		}
+		if err := closeRows(rows); err != nil {
+			return err
+		}
+		if len(rollouts) == 0 {
+			return t.checkTerm(term)
+		}
+		for _, id := range rollouts {
+			if _, err := t.getRollout(id, true); err != nil && !isNotFound(err) {
+				return err
+			}
+		}
+		if err := t.checkTerm(term); err != nil {
+			return err
+		}
+		type hit struct {
+			rollout, node string
+			phase         engine.Phase
+			lastSeen      time.Time
+		}
+		var hits []hit
+		rows, err = t.query("SELECT rn.rollout_id, rn.node_id, rn.phase, n.last_seen"+from+" ORDER BY rn.rollout_id, rn.idx", args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var h hit
+			var phase string
+			var seen int64
+			if err := rows.Scan(&h.rollout, &h.node, &phase, &seen); err != nil {
+				rows.Close()
+				return err
+			}
+			h.phase, h.lastSeen = engine.Phase(phase), fromNanos(seen)
+			hits = append(hits, h)
+		}
+		if err := closeRows(rows); err != nil {
+			return err
+		}
+		for _, h := range hits {
+			seen := "never"
+			if !h.lastSeen.IsZero() {
+				seen = h.lastSeen.UTC().Format(time.RFC3339)
+			}
+			reason := "agent silent since " + seen
+			if _, err := t.exec("UPDATE rollout_nodes SET phase = ?, since = ?, reason = ? WHERE rollout_id = ? AND node_id = ? AND phase = ?",
+				string(engine.PhaseUnknown), nanos(now), reason, h.rollout, h.node, string(h.phase)); err != nil {
+				return fmt.Errorf("mark node %s unknown: %w", h.node, err)
+			}
+			t.audit(AuditEntry{At: now, Actor: "scheduler", Action: "node.phase", Object: "node/" + h.node, Rollout: h.rollout,
+				Detail: detail(map[string]any{"from": h.phase, "to": engine.PhaseUnknown, "reason": reason})})
+			expired = append(expired, h.node)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expire leases at term %d: %w", term, err)
+	}
+	slices.Sort(expired)
+	return slices.Compact(expired), nil
+}

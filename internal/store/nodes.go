@@ -1,0 +1,225 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"time"
+)
+
+const nodeColumns = "id, facts, labels, version, agent_version, protocol, registered_at, last_seen, lease_until"
+
+func scanNode(r scanner) (NodeRecord, error) {
+	var n NodeRecord
+	var facts, labels string
+	var reg, seen, lease int64
+	if err := r.Scan(&n.ID, &facts, &labels, &n.Version, &n.AgentVersion, &n.Protocol, &reg, &seen, &lease); err != nil {
+		return n, err
+	}
+	if err := json.Unmarshal([]byte(facts), &n.Facts); err != nil {
+		return n, fmt.Errorf("node %s: decode facts: %w", n.ID, err)
+	}
+	if err := json.Unmarshal([]byte(labels), &n.Labels); err != nil {
+		return n, fmt.Errorf("node %s: decode labels: %w", n.ID, err)
+	}
+	n.RegisteredAt, n.LastSeen, n.LeaseUntil = fromNanos(reg), fromNanos(seen), fromNanos(lease)
+	return n, nil
+}
+
+func encodeLabels(l map[string]string) (string, error) {
+	if l == nil {
+		l = map[string]string{}
+	}
+	b, err := json.Marshal(l) // map keys are sorted: equal labels encode equally
+	return string(b), err
+}
+
+func (t *tx) getNode(id string, lock bool) (NodeRecord, error) {
+	q := "SELECT " + nodeColumns + " FROM nodes WHERE id = ?"
+	if lock {
+		q += t.d.forUpdate
+	}
+	n, err := scanNode(t.queryRow(q, id))
+	if isNoRows(err) {
+		return n, notFound("node", id)
+	}
+	if err != nil {
+		return n, fmt.Errorf("get node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// UpsertNode registers a node (version 1, labels as given) or refreshes
+// it: facts, agent version, protocol, last seen and lease are replaced;
+// stored labels and registration time are kept. Version is bumped, and
+// the change audited, only when the facts change.
+func (s *sqlStore) UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, error) {
+	if n.ID == "" {
+		return NodeRecord{}, fmt.Errorf("upsert node: empty ID")
+	}
+	factsJSON, err := json.Marshal(n.Facts)
+	if err != nil {
+		return NodeRecord{}, fmt.Errorf("upsert node %s: encode facts: %w", n.ID, err)
+	}
+	var out NodeRecord
+	err = s.write(ctx, func(t *tx) error {
+		old, err := t.getNode(n.ID, true)
+		switch {
+		case err == nil:
+			oldFacts, _ := json.Marshal(old.Facts)
+			version := old.Version
+			if !bytes.Equal(oldFacts, factsJSON) {
+				version++
+				t.audit(AuditEntry{At: n.LastSeen, Actor: "agent:" + n.ID, Action: "node.facts", Object: "node/" + n.ID,
+					Detail: detail(map[string]any{"version": version, "facts": n.Facts})})
+			}
+			if _, err := t.exec(`UPDATE nodes SET facts = ?, version = ?, agent_version = ?, protocol = ?, last_seen = ?, lease_until = ? WHERE id = ?`,
+				string(factsJSON), version, n.AgentVersion, n.Protocol, nanos(n.LastSeen), nanos(n.LeaseUntil), n.ID); err != nil {
+				return fmt.Errorf("update node %s: %w", n.ID, err)
+			}
+		case isNotFound(err):
+			labels, err := encodeLabels(n.Labels)
+			if err != nil {
+				return fmt.Errorf("encode labels: %w", err)
+			}
+			reg := n.RegisteredAt
+			if reg.IsZero() {
+				reg = n.LastSeen
+			}
+			if reg.IsZero() {
+				reg = s.clock()
+			}
+			if _, err := t.exec(`INSERT INTO nodes (`+nodeColumns+`) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)`,
+				n.ID, string(factsJSON), labels, n.AgentVersion, n.Protocol, nanos(reg), nanos(n.LastSeen), nanos(n.LeaseUntil)); err != nil {
+				if t.d.isUnique(err) {
+					return fmt.Errorf("register node %s: registered concurrently: %w", n.ID, errRetry)
+				}
+				return fmt.Errorf("register node %s: %w", n.ID, err)
+			}
+			t.audit(AuditEntry{At: reg, Actor: "agent:" + n.ID, Action: "node.register", Object: "node/" + n.ID,
+				Detail: detail(map[string]any{"facts": n.Facts, "labels": n.Labels, "agent_version": n.AgentVersion})})
+		default:
+			return err
+		}
+		out, err = t.getNode(n.ID, false)
+		return err
+	})
+	if err != nil {
+		return NodeRecord{}, fmt.Errorf("upsert node %s: %w", n.ID, err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) GetNode(ctx context.Context, id string) (NodeRecord, error) {
+	n, err := scanNode(s.db.QueryRowContext(ctx, s.d.rebind("SELECT "+nodeColumns+" FROM nodes WHERE id = ?"), id))
+	if isNoRows(err) {
+		return NodeRecord{}, notFound("node", id)
+	}
+	if err != nil {
+		return NodeRecord{}, fmt.Errorf("get node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+func (s *sqlStore) ListNodes(ctx context.Context, f NodeFilter) ([]NodeRecord, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 500
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind("SELECT "+nodeColumns+" FROM nodes WHERE id > ? ORDER BY id LIMIT ?"), f.After, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []NodeRecord
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) SetNodeLabels(ctx context.Context, id string, labels map[string]string, ifVersion int64, actor string) (NodeRecord, error) {
+	enc, err := encodeLabels(labels)
+	if err != nil {
+		return NodeRecord{}, fmt.Errorf("set labels of node %s: %w", id, err)
+	}
+	var out NodeRecord
+	err = s.write(ctx, func(t *tx) error {
+		n, err := t.getNode(id, true)
+		if err != nil {
+			return err
+		}
+		if ifVersion != 0 && n.Version != ifVersion {
+			return fmt.Errorf("node is at version %d, not %d: %w", n.Version, ifVersion, ErrConflict)
+		}
+		if old, _ := encodeLabels(n.Labels); old == enc {
+			out = n
+			return nil
+		}
+		if _, err := t.exec("UPDATE nodes SET labels = ?, version = version + 1 WHERE id = ?", enc, id); err != nil {
+			return fmt.Errorf("update labels: %w", err)
+		}
+		t.audit(AuditEntry{At: s.clock(), Actor: actor, Action: "node.labels", Object: "node/" + id,
+			Detail: detail(map[string]any{"from": nonNilMap(n.Labels), "to": nonNilMap(labels)})})
+		out, err = t.getNode(id, false)
+		return err
+	})
+	if err != nil {
+		return NodeRecord{}, fmt.Errorf("set labels of node %s: %w", id, err)
+	}
+	return out, nil
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return maps.Clone(m)
+}
+
+// TouchNode is a heartbeat: it is not audited.
+func (s *sqlStore) TouchNode(ctx context.Context, id string, seen, leaseUntil time.Time) error {
+	res, err := s.db.ExecContext(ctx, s.d.rebind("UPDATE nodes SET last_seen = ?, lease_until = ? WHERE id = ?"), nanos(seen), nanos(leaseUntil), id)
+	if err != nil {
+		return fmt.Errorf("touch node %s: %w", id, err)
+	}
+	n, err := rowsAffected(res)
+	if err != nil {
+		return fmt.Errorf("touch node %s: %w", id, err)
+	}
+	if n == 0 {
+		return notFound("node", id)
+	}
+	return nil
+}
+
+func (s *sqlStore) DeleteNode(ctx context.Context, id, actor string) error {
+	err := s.write(ctx, func(t *tx) error {
+		res, err := t.exec("DELETE FROM nodes WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		n, err := rowsAffected(res)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("node", id)
+		}
+		t.audit(AuditEntry{At: s.clock(), Actor: actor, Action: "node.delete", Object: "node/" + id, Detail: detail(nil)})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete node %s: %w", id, err)
+	}
+	return nil
+}

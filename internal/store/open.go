@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// Option adjusts a store opened by Open.
+type Option func(*options)
+
+type options struct {
+	clock func() time.Time
+}
+
+// WithClock sets the clock used for the few timestamps the callers do not
+// supply (label changes, deletions, leadership changes). The default is
+// time.Now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// Open opens the store named by dsn, applies pending migrations and
+// returns it:
+//
+//   - "sqlite:///var/lib/drover/drover.db", "sqlite:relative.db" or a
+//     plain path: SQLite (WAL, busy timeout, foreign keys, immediate
+//     write transactions). Query parameters are passed to the driver, so
+//     "sqlite:///x.db?mode=ro" opens read-only (and then fails: the store
+//     needs to write).
+//   - "postgres://user:password@host:port/db?sslmode=disable" (or
+//     "postgresql://"): PostgreSQL through pgx.
+//
+// An unreachable or read-only database, or one whose schema is newer than
+// this binary knows (ErrSchemaTooNew), is an error naming the DSN with
+// its password redacted. A nil logger discards.
+func Open(ctx context.Context, dsn string, logger *slog.Logger, opts ...Option) (Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := options{clock: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	d, driverDSN, err := parseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", RedactDSN(dsn), err)
+	}
+	s, err := openSQL(ctx, d, dsn, driverDSN, logger, o)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", RedactDSN(dsn), err)
+	}
+	return s, nil
+}
+
+// parseDSN picks the dialect and returns the driver's own DSN.
+func parseDSN(dsn string) (*dialect, string, error) {
+	switch {
+	case dsn == "":
+		return nil, "", errors.New("empty DSN")
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		if _, err := url.Parse(dsn); err != nil {
+			return nil, "", fmt.Errorf("parse PostgreSQL URL: %w", err)
+		}
+		return postgresDialect(), dsn, nil
+	case strings.HasPrefix(dsn, "sqlite://"):
+		return sqliteDialect(), sqliteDriverDSN(strings.TrimPrefix(dsn, "sqlite://")), nil
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return sqliteDialect(), sqliteDriverDSN(strings.TrimPrefix(dsn, "sqlite:")), nil
+	case strings.Contains(dsn, "://"):
+		return nil, "", fmt.Errorf("unsupported database scheme %q (want sqlite:// or postgres://)", dsn[:strings.Index(dsn, "://")])
+	default:
+		return sqliteDialect(), sqliteDriverDSN(dsn), nil
+	}
+}
+
+// sqliteDriverDSN builds modernc's "file:" URI for path (which may carry
+// its own query), adding the settings the store relies on.
+func sqliteDriverDSN(path string) string {
+	query := ""
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	params := []string{
+		"_txlock=immediate", // a write transaction takes the lock at BEGIN: no upgrade deadlocks
+		"_pragma=busy_timeout(10000)",
+		"_pragma=foreign_keys(1)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(NORMAL)",
+	}
+	if query != "" {
+		params = append([]string{query}, params...)
+	}
+	return "file:" + path + "?" + strings.Join(params, "&")
+}
+
+// RedactDSN returns dsn with any password replaced by "xxxxx", for error
+// messages and logs.
+func RedactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" || u.Opaque != "" {
+		return dsn
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, "password") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	if len(q) > 0 && u.RawQuery != "" {
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+// openSQL opens the pool, checks it is reachable, migrates and probes
+// that it is writable.
+func openSQL(ctx context.Context, d *dialect, dsn, driverDSN string, logger *slog.Logger, o options) (*sqlStore, error) {
+	db, err := sql.Open(d.driver, driverDSN)
+	if err != nil {
+		return nil, err
+	}
+	d.configurePool(db)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		if c, ok := sqliteCode(err); ok && c == sqliteCantOpen {
+			return nil, fmt.Errorf("cannot open the database file (does its directory exist, and may drover write to it?): %w", err)
+		}
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	s := &sqlStore{db: db, d: d, dsn: dsn, log: logger.With("store", d.name), clock: o.clock, opts: o}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		if d.isReadOnly(err) {
+			return nil, fmt.Errorf("database is read-only: %w", err)
+		}
+		return nil, err
+	}
+	return s, nil
+}

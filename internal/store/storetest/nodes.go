@@ -1,0 +1,211 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+func testNodes(t *testing.T, s Backend) {
+	ctx := context.Background()
+	if _, err := s.GetNode(ctx, "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetNode of a missing node: %v, want ErrNotFound", err)
+	}
+	first := addNode(t, s, "n1", at(time.Minute))
+	if first.Version != 1 || first.Labels["zone"] != "a" || !first.RegisteredAt.Equal(at(0)) || !first.LeaseUntil.Equal(at(time.Minute)) {
+		t.Fatalf("registered node = %+v", first)
+	}
+	if first.Facts.Packages["openssl"] != "3.0.11" || first.Facts.OS.Family != "debian" {
+		t.Fatalf("facts not stored: %+v", first.Facts)
+	}
+	before := auditCount(t, s)
+
+	// Same facts, new labels, new lease: labels ignored, no version bump, no audit.
+	again := get(s.UpsertNode(ctx, store.NodeRecord{ID: "n1", Facts: facts("debian", "6.1.0"),
+		Labels: map[string]string{"zone": "b"}, AgentVersion: "1.0.1", Protocol: 2, LastSeen: at(time.Minute), LeaseUntil: at(2 * time.Minute)}))(t)
+	if again.Version != 1 || again.Labels["zone"] != "a" || again.AgentVersion != "1.0.1" || again.Protocol != 2 ||
+		!again.LeaseUntil.Equal(at(2*time.Minute)) || !again.RegisteredAt.Equal(at(0)) {
+		t.Fatalf("refreshed node = %+v", again)
+	}
+	if n := auditCount(t, s); n != before {
+		t.Fatalf("refresh with the same facts audited %d entries", n-before)
+	}
+
+	// Changed facts: version bump, audited.
+	changed := get(s.UpsertNode(ctx, store.NodeRecord{ID: "n1", Facts: facts("debian", "6.1.0-18"),
+		LastSeen: at(2 * time.Minute), LeaseUntil: at(3 * time.Minute)}))(t)
+	if changed.Version != 2 || changed.Facts.Kernel != "6.1.0-18" {
+		t.Fatalf("node after facts change = %+v", changed)
+	}
+	if n := auditCount(t, s); n != before+1 {
+		t.Fatalf("facts change audited %d entries, want 1", n-before)
+	}
+
+	// Labels: If-Match.
+	_, err := s.SetNodeLabels(ctx, "n1", map[string]string{"zone": "c"}, 1, "bob")
+	wantErr(t, err, store.ErrConflict, "SetNodeLabels with a stale version")
+	got := get(s.SetNodeLabels(ctx, "n1", map[string]string{"zone": "c", "tier": "web"}, 2, "bob"))(t)
+	if got.Version != 3 || !maps.Equal(got.Labels, map[string]string{"zone": "c", "tier": "web"}) {
+		t.Fatalf("labels set = %+v", got)
+	}
+	same := get(s.SetNodeLabels(ctx, "n1", map[string]string{"tier": "web", "zone": "c"}, 0, "bob"))(t)
+	if same.Version != 3 {
+		t.Fatalf("setting equal labels bumped the version to %d", same.Version)
+	}
+	_, err = s.SetNodeLabels(ctx, "nope", nil, 0, "bob")
+	wantErr(t, err, store.ErrNotFound, "SetNodeLabels of a missing node")
+	entries := get(s.ListAudit(ctx, 0, 1000, ""))(t)
+	last := entries[len(entries)-1]
+	if last.Action != "node.labels" || last.Actor != "bob" || last.Object != "node/n1" {
+		t.Fatalf("last audit entry = %+v, want node.labels by bob", last)
+	}
+
+	// Heartbeats.
+	ok(t, s.TouchNode(ctx, "n1", at(time.Hour), at(2*time.Hour)))
+	got = get(s.GetNode(ctx, "n1"))(t)
+	if !got.LastSeen.Equal(at(time.Hour)) || !got.LeaseUntil.Equal(at(2*time.Hour)) || got.Version != 3 {
+		t.Fatalf("touched node = %+v", got)
+	}
+	wantErr(t, s.TouchNode(ctx, "nope", at(0), at(0)), store.ErrNotFound, "TouchNode of a missing node")
+
+	// Delete.
+	ok(t, s.DeleteNode(ctx, "n1", "carol"))
+	_, err = s.GetNode(ctx, "n1")
+	wantErr(t, err, store.ErrNotFound, "GetNode after delete")
+	wantErr(t, s.DeleteNode(ctx, "n1", "carol"), store.ErrNotFound, "DeleteNode twice")
+	verifyOK(t, s)
+}
+
+func testListNodesPaging(t *testing.T, s Backend) {
+	ctx := context.Background()
+	for i := 0; i < 25; i++ {
+		addNode(t, s, fmt.Sprintf("node-%02d", i), at(time.Hour))
+	}
+	var ids []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page := get(s.ListNodes(ctx, store.NodeFilter{After: after, Limit: 10}))(t)
+		if len(page) == 0 {
+			if pages != 3 {
+				t.Fatalf("got %d pages, want 3", pages)
+			}
+			break
+		}
+		for _, n := range page {
+			ids = append(ids, n.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(ids) != 25 {
+		t.Fatalf("paged %d nodes, want 25", len(ids))
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("node-%02d", i); id != want {
+			t.Fatalf("node %d = %s, want %s (ID order)", i, id, want)
+		}
+	}
+	all := get(s.ListNodes(ctx, store.NodeFilter{}))(t)
+	if len(all) != 25 {
+		t.Fatalf("default limit listed %d nodes", len(all))
+	}
+}
+
+func testRollouts(t *testing.T, s Backend) {
+	ctx := context.Background()
+	_, err := s.GetRollout(ctx, "r1")
+	wantErr(t, err, store.ErrNotFound, "GetRollout of a missing rollout")
+	_, err = s.LoadRollout(ctx, "r1")
+	wantErr(t, err, store.ErrNotFound, "LoadRollout of a missing rollout")
+	fixture(t, s)
+
+	ro := get(s.GetRollout(ctx, "r1"))(t)
+	if ro.Version != 1 || ro.Author != "alice" || string(ro.Plan) != plan || len(ro.PlanSHA256) != 64 ||
+		ro.State != engine.RolloutRunning || ro.Seed != 1<<63+5 || !ro.CreatedAt.Equal(at(0)) {
+		t.Fatalf("rollout = %+v", ro)
+	}
+	_, err = s.CreateRollout(ctx, store.Rollout{ID: "r1", Author: "bob", Plan: []byte("x")}, nil, nil, "bob")
+	wantErr(t, err, store.ErrConflict, "CreateRollout with an existing ID")
+
+	data := load(t, s, "r1")
+	if len(data.Nodes) != 4 || len(data.Waves) != 2 || data.Waves[0].Name != "canary" || data.Waves[1].Name != "rest" {
+		t.Fatalf("loaded %d nodes, waves %+v", len(data.Nodes), data.Waves)
+	}
+	for i, n := range data.Nodes {
+		if n.Index != i || n.NodeID != fmt.Sprintf("n%d", i+1) || n.State.Phase != engine.PhasePending {
+			t.Fatalf("node %d = %+v", i, n)
+		}
+	}
+	if data.Nodes[0].State.Wave != "canary" || !data.Nodes[0].State.Since.Equal(at(0)) {
+		t.Fatalf("node state not kept: %+v", data.Nodes[0].State)
+	}
+
+	// Newest first; terminal ones are not active.
+	for i, st := range []engine.RolloutState{engine.RolloutSucceeded, engine.RolloutPendingApproval} {
+		get(s.CreateRollout(ctx, store.Rollout{ID: fmt.Sprintf("r%d", i+2), Author: "bob", Plan: []byte(plan), State: st,
+			CreatedAt: at(time.Duration(i+1) * time.Minute)}, nil, nil, "bob"))(t)
+	}
+	list := get(s.ListRollouts(ctx))(t)
+	if len(list) != 3 || list[0].ID != "r3" || list[1].ID != "r2" || list[2].ID != "r1" {
+		t.Fatalf("ListRollouts order: %v", rolloutIDs(list))
+	}
+	active := get(s.ActiveRollouts(ctx))(t)
+	if len(active) != 2 || active[0] != "r1" || active[1] != "r3" {
+		t.Fatalf("ActiveRollouts = %v, want [r1 r3]", active)
+	}
+	_, err = s.CreateRollout(ctx, store.Rollout{ID: "r9", Author: "bob", Plan: []byte(plan), PlanSHA256: "00"}, nil, nil, "bob")
+	if err == nil {
+		t.Fatal("CreateRollout accepted a PlanSHA256 that does not match the plan")
+	}
+	verifyOK(t, s)
+}
+
+func rolloutIDs(rs []store.Rollout) []string {
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// testConcurrentRegistration: agents of one node registering through two
+// servers at once all succeed, and the node is registered once.
+func testConcurrentRegistration(t *testing.T, s Backend) {
+	ctx := context.Background()
+	stores := []store.Store{s, reopen(t, s)}
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := stores[i%2].UpsertNode(ctx, store.NodeRecord{ID: "twin", Facts: facts("suse", "6.4"),
+				Labels: map[string]string{"zone": "a"}, LastSeen: at(0), LeaseUntil: at(time.Hour)})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		ok(t, err)
+	}
+	if n := get(s.GetNode(ctx, "twin"))(t); n.Version != 1 {
+		t.Fatalf("node registered concurrently has version %d, want 1", n.Version)
+	}
+	var registrations int
+	for _, e := range get(s.ListAudit(ctx, 0, 100, ""))(t) {
+		if e.Action == "node.register" {
+			registrations++
+		}
+	}
+	if registrations != 1 {
+		t.Fatalf("%d node.register entries, want 1", registrations)
+	}
+	verifyOK(t, s)
+}
