@@ -34,8 +34,8 @@ type Deps struct {
 	Store    store.Store
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // nil: a new one
-	Now      func() time.Time      // nil: time.Now
-	Gates    gate.Evaluator        // nil: gate.Unconfigured, which fails every wave gate
+	Now      func() time.Time     // nil: time.Now
+	Gates    gate.Evaluator       // nil: gate.Unconfigured, which fails every wave gate
 }
 
 // Server is one drover server process.
