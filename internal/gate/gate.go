@@ -19,7 +19,13 @@ type Request struct {
 	Nodes    []*fleet.Node // changed nodes of the wave
 	Baseline []*fleet.Node // unchanged nodes to compare with
 	BakeFrom time.Time     // when the wave's last node finished
-	Now      time.Time
+	// StartedAt is when the wave's first node started (the wave's
+	// WaveStatus.StartedAt): before-after gates evaluate their query at
+	// this time for "before". Zero makes a before-after gate Fail (or
+	// Inconclusive) rather than compare with a time the change may
+	// already have touched.
+	StartedAt time.Time
+	Now       time.Time
 }
 
 // Evaluation is the verdict of one evaluation, with the numbers behind it
@@ -31,6 +37,11 @@ type Evaluation struct {
 	// Canary and Baseline hold the compared values, for charts.
 	Canary   []float64
 	Baseline []float64
+	// Err is the query or transport error behind a non-Pass verdict
+	// (nil otherwise), for errors.Is/As. A caller whose own context is
+	// done (shutting down) should drop the evaluation rather than record
+	// its Fail: the gate was not judged.
+	Err error
 }
 
 // Evaluator evaluates wave gates and reports firing alerts.

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/drover-dev/drover/internal/plan"
 )
 
 func TestMannWhitneyKnown(t *testing.T) {
@@ -61,4 +63,36 @@ func lognormal(rng *rand.Rand, n int, median, sigma float64) []float64 {
 		out[i] = median * math.Exp(sigma*rng.NormFloat64())
 	}
 	return out
+}
+
+// TestJudgeRatesAtPlanDefaults measures the same rates at the plan's
+// statistical defaults (plan.DefaultGateMinSamples samples per side,
+// plan.DefaultGateAlpha), which a plan gets when it sets neither. It
+// records the figures (see README) rather than bounding them: the plan
+// package owns those defaults.
+func TestJudgeRatesAtPlanDefaults(t *testing.T) {
+	const runs = 400
+	minEffect, err := parseMinEffect(plan.DefaultGateMinEffect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, alpha := plan.DefaultGateMinSamples, plan.DefaultGateAlpha
+	fp, det := 0, 0
+	for i := range runs {
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		base := lognormal(rng, n, 0.3, 0.25)
+		same := lognormal(rng, n, 0.3, 0.25)
+		worse := lognormal(rng, n, 0.3*1.2, 0.25)
+		if r := MannWhitney(same, base); r.P < alpha && r.Effect >= minEffect {
+			fp++
+		}
+		if r := MannWhitney(worse, base); r.P < alpha && r.Effect >= minEffect {
+			det++
+		}
+	}
+	t.Logf("at %d samples, alpha %g: false-positive rate %.2f%% (%d/%d), detection rate of +20%% %.2f%% (%d/%d)",
+		n, alpha, 100*float64(fp)/runs, fp, runs, 100*float64(det)/runs, det, runs)
+	if n != DefaultSamples || alpha != DefaultAlpha {
+		t.Logf("plan defaults (minSamples %d, alpha %g) differ from the gate's measured defaults (%d, %g)", n, alpha, DefaultSamples, DefaultAlpha)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -120,9 +121,16 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	recheck := time.NewTicker(time.Second)
 	defer recheck.Stop()
 	for {
-		steps, err := s.st.PendingSteps(ctx, node, s.now())
+		all, err := s.st.PendingSteps(ctx, node, s.now())
 		if err != nil {
 			return err
+		}
+		// Steps the agent says it is executing are not handed out again.
+		steps := all[:0]
+		for _, st := range all {
+			if !slices.Contains(req.Working, st.ID) {
+				steps = append(steps, st)
+			}
 		}
 		if len(steps) > 0 {
 			out := api.PollResponse{LeaseSeconds: int(s.cfg.Lease / time.Second)}

@@ -268,6 +268,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 			return nil
 		}
 		c, notify := sc.commit(rc, &in, d, term)
+		c.Version = data.Rollout.Version
 		start = time.Now()
 		if _, err := s.st.ApplyCommit(ctx, c); err != nil {
 			if errors.Is(err, store.ErrConflict) {

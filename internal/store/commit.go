@@ -108,6 +108,16 @@ WHERE rollout_id = ? AND node_id = ? AND phase = ? AND attempt = ?`,
 	if n == 0 {
 		return fmt.Errorf("node %s is no longer %s (attempt %d): %w", u.NodeID, u.From.Phase, u.From.Attempt, ErrConflict)
 	}
+	// A node the engine settled (succeeded after its soak, failed past a
+	// deadline, quarantined, skipped) has no step in progress any more:
+	// close it so that it is not handed out again.
+	switch to.Phase {
+	case engine.PhaseSucceeded, engine.PhaseFailed, engine.PhaseQuarantined, engine.PhaseSkipped, engine.PhaseRolledBack:
+		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ? WHERE rollout_id = ? AND node_id = ? AND finished_at IS NULL AND id <> ?",
+			nanos(to.Since), string(to.Phase), rollout, u.NodeID, u.StepID); err != nil {
+			return fmt.Errorf("close step of node %s: %w", u.NodeID, err)
+		}
+	}
 	return nil
 }
 
@@ -261,6 +271,9 @@ func (s *sqlStore) ReportStep(ctx context.Context, r Report) error {
 		if finished.Valid {
 			if engine.Phase(result) == r.Phase {
 				return nil // a repeated final report
+			}
+			if engine.Phase(result) == engine.PhaseSucceeded && r.Phase == engine.PhaseVerifying && r.Gate == engine.Pass {
+				return nil // the soak report of a step the engine already judged healthy
 			}
 			return fmt.Errorf("step already finished as %s, report says %s: %w", result, r.Phase, ErrConflict)
 		}

@@ -1,0 +1,374 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/probe"
+)
+
+// DefaultFactsInterval is how often an idle agent collects its facts again
+// to see whether they changed; they are also collected after every step.
+const DefaultFactsInterval = 5 * time.Minute
+
+// agent is one running agent.
+type agent struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  Clock
+	c      *client
+	j      *journal
+	prober *probe.Prober
+
+	mu        sync.Mutex
+	facts     fleet.Facts
+	factsHash [32]byte
+	factsAt   time.Time
+	sentHash  [32]byte
+	stale     bool              // facts must be collected before the next poll
+	queue     []api.StepPayload // received, not yet taken on
+	queued    map[string]bool
+	working   string // step being executed
+	wake      chan struct{}
+	heartbeat time.Duration
+	pollWait  time.Duration
+}
+
+// Run runs the agent until ctx ends: it opens the journal in StateDir,
+// registers, finishes or verifies any step a crash or reboot interrupted,
+// then long-polls for steps and executes them one at a time. It returns
+// nil when ctx ends, an error wrapping ErrProtocolUnsupported when the
+// server does not speak this agent's protocol, and an error when the
+// configuration or the journal is unusable.
+func Run(ctx context.Context, cfg Config) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	j, err := openJournal(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer j.close()
+	j.afterAppend = cfg.afterAppend
+	a := &agent{
+		cfg:   cfg,
+		log:   cfg.Logger.With("node", cfg.NodeID),
+		clock: cfg.Clock,
+		j:     j,
+		c: &client{
+			base: cfg.ServerURL, http: cfg.HTTPClient, token: cfg.Token, log: cfg.Logger.With("node", cfg.NodeID),
+			clock: cfg.Clock, jitter: cfg.Rand.Float64, cap: cfg.MaxBackoff,
+		},
+		prober: &probe.Prober{
+			Runner: cfg.Runner, HTTPClient: cfg.ProbeHTTPClient, Clock: cfg.Clock,
+		},
+		queued:    map[string]bool{},
+		wake:      make(chan struct{}, 1),
+		heartbeat: cfg.Heartbeat,
+	}
+	if j.torn > 0 {
+		a.log.Warn("journal: cut a torn last record; its step is treated as interrupted", "bytes", j.torn)
+	}
+	if j.skipped > 0 {
+		a.log.Warn("journal: skipped unreadable records", "records", j.skipped)
+	}
+	err = a.run(ctx)
+	if ctx.Err() != nil && !errors.Is(err, ErrProtocolUnsupported) {
+		return nil
+	}
+	return err
+}
+
+func (a *agent) run(ctx context.Context) error {
+	if err := a.c.retry(ctx, "collect facts", 0, false, a.refreshFacts); err != nil {
+		return err
+	}
+	if err := a.register(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.pollLoop(ctx); err != nil {
+			cancel(err)
+		}
+	}()
+	a.executeLoop(ctx)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// refreshFacts collects the node's facts and remembers their hash.
+func (a *agent) refreshFacts(ctx context.Context) error {
+	f, err := a.cfg.Facts(ctx)
+	if err != nil {
+		return fmt.Errorf("collect facts: %w", err)
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("collect facts: %w", err)
+	}
+	h := sha256.Sum256(b)
+	a.mu.Lock()
+	a.facts, a.factsHash, a.factsAt, a.stale = f, h, a.clock.Now(), false
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *agent) currentFacts() fleet.Facts {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.facts
+}
+
+// bootID returns the node's current boot ID.
+func (a *agent) bootID(ctx context.Context) (string, error) {
+	if a.cfg.BootID != nil {
+		return a.cfg.BootID(ctx)
+	}
+	f, err := a.cfg.Facts(ctx)
+	if err != nil {
+		return "", err
+	}
+	return f.BootID, nil
+}
+
+func (a *agent) register(ctx context.Context) error {
+	a.mu.Lock()
+	req := api.RegisterRequest{
+		NodeID: a.cfg.NodeID, Facts: a.facts, Labels: a.cfg.Labels,
+		AgentVersion: a.cfg.Version, Accepts: a.cfg.Accepts,
+	}
+	hash := a.factsHash
+	a.mu.Unlock()
+	var resp api.RegisterResponse
+	err := a.c.retry(ctx, "register", 0, false, func(ctx context.Context) error {
+		return a.c.do(ctx, api.PathRegister, req, &resp)
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.sentHash = hash
+	if resp.Heartbeat > 0 {
+		a.heartbeat = resp.Heartbeat
+	}
+	a.pollWait = time.Duration(resp.PollWaitSeconds) * time.Second
+	a.mu.Unlock()
+	a.log.Info("registered", "server", a.cfg.ServerURL, "lease_seconds", resp.LeaseSeconds,
+		"poll_wait_seconds", resp.PollWaitSeconds, "heartbeat", a.heartbeat)
+	return nil
+}
+
+// pollLoop long-polls until ctx ends. It returns only a fatal error
+// (protocol refused) or ctx's.
+func (a *agent) pollLoop(ctx context.Context) error {
+	for {
+		start := a.clock.Now()
+		if err := a.pollOnce(ctx); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		hb := a.heartbeat
+		a.mu.Unlock()
+		if wait := hb - a.clock.Now().Sub(start); wait > 0 {
+			if err := a.c.sleep(ctx, wait); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// pollOnce sends one poll (retrying on errors) and takes in the steps it
+// returns.
+func (a *agent) pollOnce(ctx context.Context) error {
+	a.mu.Lock()
+	refresh := a.stale || a.clock.Now().Sub(a.factsAt) >= DefaultFactsInterval
+	a.mu.Unlock()
+	if refresh {
+		if err := a.refreshFacts(ctx); err != nil {
+			a.log.Warn("facts not refreshed", "error", err)
+		}
+	}
+	a.mu.Lock()
+	req := api.PollRequest{NodeID: a.cfg.NodeID, BootID: a.facts.BootID}
+	if a.working != "" {
+		req.Working = []string{a.working}
+	}
+	hash := a.factsHash
+	if hash != a.sentHash {
+		f := a.facts
+		req.Facts = &f
+	}
+	wait := a.pollWait
+	a.mu.Unlock()
+	var resp api.PollResponse
+	err := a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
+		defer cancel()
+		return a.c.do(pctx, api.PathPoll, req, &resp)
+	})
+	if err != nil {
+		return err
+	}
+	if req.Facts != nil {
+		a.mu.Lock()
+		a.sentHash = hash
+		a.mu.Unlock()
+	}
+	for _, p := range resp.Steps {
+		a.take(ctx, p)
+	}
+	return nil
+}
+
+// take queues a step the server handed out, unless the agent already knows
+// it: a finished step's recorded result is reported again instead (the
+// step is never executed twice), a step in progress or queued is ignored.
+func (a *agent) take(ctx context.Context, p api.StepPayload) {
+	if p.ID == "" {
+		a.log.Error("server handed out a step without an ID; ignored", "rollout", p.Rollout, "kind", p.Kind)
+		return
+	}
+	if st, ok := a.j.step(p.ID); ok {
+		if st.finished() {
+			a.log.Info("step handed out again; reporting its recorded result", "step", p.ID, "phase", st.Result.Phase)
+			a.sendFinal(ctx, st.ID, *st.Result, 5)
+		}
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.queued[p.ID] || a.working == p.ID {
+		return
+	}
+	a.queued[p.ID] = true
+	a.queue = append(a.queue, p)
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// executeLoop first settles what the journal left unfinished, then runs
+// queued steps one at a time until ctx ends.
+func (a *agent) executeLoop(ctx context.Context) {
+	for _, st := range a.j.all() {
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case !st.finished():
+			a.setWorking(st.ID)
+			a.log.Warn("resuming interrupted step", "step", st.ID, "kind", st.Payload.Kind)
+			a.resume(ctx, st)
+			a.setWorking("")
+		case !st.Reported:
+			a.sendFinal(ctx, st.ID, *st.Result, 0)
+		}
+	}
+	for {
+		a.mu.Lock()
+		var p *api.StepPayload
+		if len(a.queue) > 0 {
+			first := a.queue[0]
+			p = &first
+			a.queue = slices.Delete(a.queue, 0, 1)
+			delete(a.queued, p.ID)
+			a.working = p.ID
+		}
+		a.mu.Unlock()
+		if p == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.wake:
+				continue
+			}
+		}
+		if _, known := a.j.step(p.ID); !known {
+			a.execute(ctx, *p)
+		}
+		a.setWorking("")
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (a *agent) setWorking(id string) {
+	a.mu.Lock()
+	a.working = id
+	if id == "" {
+		a.stale = true // the step may have changed the facts
+	}
+	a.mu.Unlock()
+}
+
+// progress reports a non-final phase, trying a few times; a lost progress
+// report is logged, not fatal: the final report carries the outcome.
+func (a *agent) progress(ctx context.Context, rep api.StepReport) {
+	rep.NodeID = a.cfg.NodeID
+	rep.At = a.clock.Now()
+	err := a.c.retry(ctx, "report "+string(rep.Phase), 3, true, func(ctx context.Context) error {
+		return a.c.do(ctx, api.PathReport, rep, nil)
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("progress report lost", "step", rep.StepID, "phase", rep.Phase, "error", err)
+	}
+}
+
+// finish journals the final report of a step, then sends it. Persist
+// before sending: once the result is journaled the step never runs again.
+func (a *agent) finish(ctx context.Context, id string, rep api.StepReport) error {
+	rep.StepID = id
+	rep.NodeID = a.cfg.NodeID
+	rep.At = a.clock.Now()
+	if err := a.j.append(record{Type: recResult, Step: id, At: rep.At, Report: &rep}); err != nil {
+		a.log.Error("journal write failed; step result not recorded", "step", id, "error", err)
+		return err
+	}
+	a.log.Info("step finished", "step", id, "phase", rep.Phase, "gate", rep.Gate, "reason", rep.Reason)
+	a.sendFinal(ctx, id, rep, 0)
+	return nil
+}
+
+// sendFinal sends a recorded final report (maxTries <= 0: until it is
+// accepted, refused, or ctx ends) and journals that it was accepted.
+func (a *agent) sendFinal(ctx context.Context, id string, rep api.StepReport, maxTries int) {
+	err := a.c.retry(ctx, "report "+string(rep.Phase), maxTries, true, func(ctx context.Context) error {
+		return a.c.do(ctx, api.PathReport, rep, nil)
+	})
+	var se *ServerError
+	switch {
+	case err == nil:
+	case errors.As(err, &se) && se.permanent():
+		// The server will not take it (stale step, fenced term); keep
+		// the result in the journal and do not send it again.
+		a.log.Warn("server refused the step result; not sending it again", "step", id, "error", err)
+	default:
+		return // unsent: sent again on the next start or hand-out
+	}
+	if st, ok := a.j.step(id); ok && st.Reported {
+		return
+	}
+	if err := a.j.append(record{Type: recReported, Step: id, At: a.clock.Now()}); err != nil {
+		a.log.Warn("journal write failed", "step", id, "error", err)
+	}
+}

@@ -1,0 +1,42 @@
+// Package agent owns what runs on a managed node (`drover agent`): the
+// agent protocol loop (register, long-poll, report), the allow-list of
+// action kinds, step execution through the drivers, node probes after a
+// step, reboots, and the write-ahead step journal that lets a step survive
+// a crash or a reboot. It knows nothing of the store or the engine's
+// decisions; it executes the steps it is handed and reports what happened.
+//
+// # The step journal
+//
+// StateDir/journal.jsonl is append-only: one JSON record per line, each
+// written and fsynced before the agent acts on it. The records of a step:
+//
+//	step        taken on: the payload and the boot ID, before anything runs
+//	action      per action: preflight (the change), snapshot (written just
+//	            before Apply, so it also marks "Apply may have begun"),
+//	            applied (the outcome), verified, rolled-back
+//	failing     the reason the step failed; in-step rollback follows
+//	rebooting   the boot ID before a requested reboot
+//	verifying   every action in place; node probes run from here
+//	result      the final report, journaled before it is sent
+//	reported    the server accepted the final report
+//
+// On start the journal is replayed. A last line that is cut short or does
+// not parse is torn: it is cut off the file and its step is treated as
+// interrupted at that point (the intact records are used). A step without
+// a result is settled by resume (see resume.go): the drivers' Verify and
+// the boot ID say what really happened; Apply is never re-run. A step ID
+// the journal holds a result for is never executed again: if the server
+// hands it out again, the recorded result is reported again.
+//
+// # Reports
+//
+// Per apply step: running; verifying (actions in place, probes starting);
+// verifying with Gate pass and HealthySince once every probe passes; then
+// the final report, journaled first: verifying with Gate pass after
+// MinHealthy of passing probes (the engine marks the node succeeded), or
+// verifying with Gate fail and the probe's reason when one fails during
+// the soak, or failed with a reason naming the action and the driver's
+// error ("package openssl 3.0.15: dpkg lock held by another process (pid
+// 1234); rolled back ..."). A rollback step ends rolled-back or failed
+// ("rollback failed: ...").
+package agent

@@ -1,0 +1,16 @@
+//go:build linux
+
+package facts
+
+import (
+	"context"
+
+	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/fleet"
+)
+
+// Collect returns the facts of this Linux node, read from / and the tools
+// r runs.
+func Collect(ctx context.Context, r driver.Runner) (fleet.Facts, error) {
+	return (&Linux{Runner: r}).Collect(ctx)
+}

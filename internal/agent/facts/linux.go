@@ -1,0 +1,308 @@
+// Package facts collects a node's facts for the agent: os family, name and
+// version, kernel, boot ID, architecture, hardware class, installed
+// packages, failed services, kernel modules, live patches, container
+// runtime and kubelet versions, and whether a reboot is pending. The Linux
+// collector reads files under a root directory and runs tools through a
+// driver.Runner, so tests replay recorded outputs from testdata/; the
+// Windows and macOS parsers are plain functions tested on any OS, their
+// collectors are built only there.
+package facts
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/fleet"
+)
+
+// Linux collects the facts of a Linux node.
+type Linux struct {
+	// Root is the filesystem root the files are read under; "" means "/".
+	Root string
+	// Runner runs dpkg-query, rpm, systemctl and the runtime tools.
+	Runner driver.Runner
+	// Arch is the node's architecture; "" means runtime.GOARCH.
+	Arch string
+	// Logger receives what could not be collected; nil discards.
+	Logger *slog.Logger
+}
+
+func (l *Linux) path(p string) string {
+	root := l.Root
+	if root == "" {
+		root = "/"
+	}
+	return filepath.Join(root, p)
+}
+
+func (l *Linux) read(p string) (string, error) {
+	b, err := os.ReadFile(l.path(p))
+	return strings.TrimSpace(string(b)), err
+}
+
+func (l *Linux) log() *slog.Logger {
+	if l.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l.Logger
+}
+
+// Collect returns the node's facts. It fails only when the essentials
+// (os-release, kernel release, boot ID) cannot be read; anything else that
+// cannot be collected (a tool not installed, systemd absent in a
+// container) is left empty and logged.
+func (l *Linux) Collect(ctx context.Context) (fleet.Facts, error) {
+	var f fleet.Facts
+	osr, err := os.ReadFile(l.path("etc/os-release"))
+	if err != nil {
+		osr, err = os.ReadFile(l.path("usr/lib/os-release"))
+	}
+	if err != nil {
+		return f, fmt.Errorf("facts: os-release: %w", err)
+	}
+	f.OS = ParseOSRelease(osr)
+	if f.Kernel, err = l.read("proc/sys/kernel/osrelease"); err != nil {
+		return f, fmt.Errorf("facts: kernel release: %w", err)
+	}
+	if f.BootID, err = l.read("proc/sys/kernel/random/boot_id"); err != nil {
+		return f, fmt.Errorf("facts: boot ID: %w", err)
+	}
+	f.Arch = l.Arch
+	if f.Arch == "" {
+		f.Arch = runtime.GOARCH
+	}
+	f.Hardware.Class, _ = l.read("sys/class/dmi/id/product_name")
+	if b, err := os.ReadFile(l.path("proc/modules")); err == nil {
+		f.Modules = ParseProcModules(b)
+	}
+	f.LivePatches = l.livePatches()
+	f.Packages = l.packages(ctx, f.OS.Family)
+	f.Services = l.failedUnits(ctx)
+	f.Runtime = l.runtimes(ctx)
+	if out, err := l.run(ctx, "kubelet", "--version"); err == nil {
+		f.Kubelet = strings.TrimPrefix(strings.TrimSpace(string(out)), "Kubernetes ")
+	}
+	f.RebootRequired = l.rebootRequired(ctx, f.OS.Family)
+	return f, nil
+}
+
+// run runs a tool, logging (at debug) when it is absent or fails.
+func (l *Linux) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if l.Runner == nil {
+		return nil, errors.New("no runner")
+	}
+	out, _, err := l.Runner.Run(ctx, nil, name, args...)
+	if err != nil {
+		l.log().Debug("fact tool failed", "tool", name, "error", err)
+	}
+	return out, err
+}
+
+// ParseOSRelease reads os-release(5) into the OS facts; ID (then ID_LIKE)
+// picks the family: debian, ubuntu, rhel (rhel, rocky, almalinux, centos,
+// fedora, ol), suse (sles, opensuse-*).
+func ParseOSRelease(b []byte) fleet.OS {
+	kv := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		kv[k] = strings.Trim(v, `"'`)
+	}
+	o := fleet.OS{Name: kv["ID"], Version: kv["VERSION_ID"]}
+	o.Family = family(kv["ID"])
+	if o.Family == "" {
+		for _, like := range strings.Fields(kv["ID_LIKE"]) {
+			if o.Family = family(like); o.Family != "" {
+				break
+			}
+		}
+	}
+	return o
+}
+
+func family(id string) string {
+	switch {
+	case id == "debian" || id == "raspbian":
+		return "debian"
+	case id == "ubuntu":
+		return "ubuntu"
+	case slices.Contains([]string{"rhel", "rocky", "almalinux", "centos", "fedora", "ol"}, id):
+		return "rhel"
+	case id == "sles" || id == "sled" || id == "suse" || strings.HasPrefix(id, "opensuse"):
+		return "suse"
+	}
+	return ""
+}
+
+// ParseProcModules returns the module names of /proc/modules, sorted.
+func ParseProcModules(b []byte) []string {
+	var mods []string
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 0 {
+			mods = append(mods, f[0])
+		}
+	}
+	slices.Sort(mods)
+	return mods
+}
+
+// livePatches lists /sys/kernel/livepatch/* with enabled = 1.
+func (l *Linux) livePatches() []string {
+	entries, err := os.ReadDir(l.path("sys/kernel/livepatch"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if en, err := l.read(filepath.Join("sys/kernel/livepatch", e.Name(), "enabled")); err == nil && en != "1" {
+			continue
+		}
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func (l *Linux) packages(ctx context.Context, fam string) map[string]string {
+	switch fam {
+	case "debian", "ubuntu":
+		out, err := l.run(ctx, "dpkg-query", "-W", "-f", `${Package}\t${Version}\t${db:Status-Abbrev}\n`)
+		if err == nil {
+			return ParseDpkgQuery(out)
+		}
+	case "rhel", "suse":
+		out, err := l.run(ctx, "rpm", "-qa", "--qf", `%{NAME}\t%{EPOCH}:%{VERSION}-%{RELEASE}\n`)
+		if err == nil {
+			return ParseRPM(out)
+		}
+	}
+	return nil
+}
+
+// ParseDpkgQuery reads dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev}\n'
+// and keeps installed packages ("ii", "hi": status abbreviation starting
+// with i or h and second letter i).
+func ParseDpkgQuery(b []byte) map[string]string {
+	pkgs := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(strings.TrimRight(line, "\n"), "\t")
+		if len(f) < 3 {
+			continue
+		}
+		st := strings.TrimSpace(f[2])
+		if len(st) < 2 || st[1] != 'i' {
+			continue // not installed (rc: config files only, un: unknown)
+		}
+		pkgs[f[0]] = f[1]
+	}
+	return pkgs
+}
+
+// ParseRPM reads rpm -qa --qf '%{NAME}\t%{EPOCH}:%{VERSION}-%{RELEASE}\n';
+// an epoch of "(none)" is dropped. Of several installed versions (kernels)
+// the last listed wins.
+func ParseRPM(b []byte) map[string]string {
+	pkgs := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		name, ver, ok := strings.Cut(strings.TrimSpace(line), "\t")
+		if !ok || name == "" || name == "gpg-pubkey" {
+			continue
+		}
+		ver = strings.TrimPrefix(ver, "(none):")
+		pkgs[name] = ver
+	}
+	return pkgs
+}
+
+// failedUnits returns failed systemd units as unit -> "failed"; nil
+// without systemd (containers).
+func (l *Linux) failedUnits(ctx context.Context) map[string]string {
+	out, err := l.run(ctx, "systemctl", "list-units", "--failed", "--plain", "--no-legend")
+	if err != nil {
+		return nil
+	}
+	return ParseFailedUnits(out)
+}
+
+// ParseFailedUnits reads systemctl list-units --failed --plain --no-legend.
+func ParseFailedUnits(b []byte) map[string]string {
+	var units map[string]string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] == "0" {
+			continue
+		}
+		if units == nil {
+			units = map[string]string{}
+		}
+		units[f[0]] = f[2] // UNIT LOAD ACTIVE SUB DESCRIPTION
+	}
+	return units
+}
+
+func (l *Linux) runtimes(ctx context.Context) fleet.Runtime {
+	var r fleet.Runtime
+	if out, err := l.run(ctx, "containerd", "--version"); err == nil {
+		r.Containerd = ParseContainerdVersion(out)
+	}
+	if out, err := l.run(ctx, "docker", "version", "--format", "{{.Server.Version}}"); err == nil {
+		r.Docker = strings.TrimSpace(string(out))
+	}
+	if out, err := l.run(ctx, "crio", "--version"); err == nil {
+		r.CRIO = ParseCRIOVersion(out)
+	}
+	return r
+}
+
+// ParseContainerdVersion reads "containerd github.com/containerd/containerd
+// v1.7.24 88bf19b2..." (or "containerd containerd.io 1.7.24 ...") into
+// "1.7.24".
+func ParseContainerdVersion(b []byte) string {
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.TrimPrefix(f[2], "v")
+}
+
+// ParseCRIOVersion reads the "Version:" line of crio --version.
+func ParseCRIOVersion(b []byte) string {
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "Version" {
+			return strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "crio version "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// rebootRequired: /var/run/reboot-required (Debian family), or
+// needs-restarting -r exiting 1 (RHEL family).
+func (l *Linux) rebootRequired(ctx context.Context, fam string) bool {
+	for _, p := range []string{"var/run/reboot-required", "run/reboot-required"} {
+		if _, err := os.Stat(l.path(p)); err == nil {
+			return true
+		}
+	}
+	if fam == "rhel" {
+		_, err := l.run(ctx, "needs-restarting", "-r")
+		var ee *driver.ExitError
+		return errors.As(err, &ee) && ee.Code == 1
+	}
+	return false
+}

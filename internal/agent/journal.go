@@ -1,0 +1,366 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/driver"
+)
+
+// JournalFile is the name of the write-ahead step journal in StateDir.
+const JournalFile = "journal.jsonl"
+
+// recType is the type of a journal record.
+type recType string
+
+const (
+	// recStep: a step was taken on, before anything else is done for it.
+	// Carries the payload and the boot ID.
+	recStep recType = "step"
+	// recAction: progress of one action (Action, Stage).
+	recAction recType = "action"
+	// recFailing: the step failed (Reason); in-step rollback follows.
+	recFailing recType = "failing"
+	// recRebooting: a reboot is about to be requested (BootID before it).
+	recRebooting recType = "rebooting"
+	// recVerifying: every action applied and verified, reboot done if
+	// any; node probes run from here.
+	recVerifying recType = "verifying"
+	// recResult: the step's final report (Report). Nothing runs for the
+	// step after it.
+	recResult recType = "result"
+	// recReported: the server accepted the final report.
+	recReported recType = "reported"
+)
+
+// Action stages, in the order they happen.
+const (
+	stagePreflight  = "preflight"   // Change recorded; nothing changed yet
+	stageSnapshot   = "snapshot"    // Snapshot recorded; Apply is about to start
+	stageApplied    = "applied"     // Apply returned (Outcome)
+	stageVerified   = "verified"    // Verify returned nil
+	stageRolledBack = "rolled-back" // Rollback returned (Outcome)
+	stageRestoreErr = "rollback-failed"
+)
+
+// record is one line of the journal.
+type record struct {
+	Type     recType            `json:"type"`
+	Step     string             `json:"step"`
+	At       time.Time          `json:"at"`
+	BootID   string             `json:"bootId,omitempty"`
+	Payload  *api.StepPayload   `json:"payload,omitempty"`
+	Action   int                `json:"action,omitempty"` // index into the payload's actions
+	Stage    string             `json:"stage,omitempty"`
+	Driver   string             `json:"driver,omitempty"`
+	Change   *driver.Change     `json:"change,omitempty"`
+	Snapshot *driver.Snapshot   `json:"snapshot,omitempty"`
+	Outcome  *driver.Outcome    `json:"outcome,omitempty"`
+	Reason   string             `json:"reason,omitempty"`
+	Report   *api.StepReport    `json:"report,omitempty"`
+	From     *rollbackReference `json:"from,omitempty"`
+}
+
+// rollbackReference names the apply step a rollback step restores.
+type rollbackReference struct {
+	Step string `json:"step"`
+}
+
+// actionState is what the journal says about one action of a step.
+type actionState struct {
+	Driver     string
+	Change     *driver.Change
+	Snapshot   *driver.Snapshot
+	Outcome    *driver.Outcome
+	Applied    bool // Apply returned successfully
+	Verified   bool
+	RolledBack bool
+	Rollback   *driver.Outcome
+}
+
+// stepState is what the journal says about one step.
+type stepState struct {
+	ID        string
+	Payload   api.StepPayload
+	BootID    string // when the step was taken on
+	Started   time.Time
+	Actions   map[int]*actionState
+	Failing   string   // reason, when the step failed and is rolling back
+	Reboots   []string // boot ID before each requested reboot
+	Verifying bool
+	From      string // rollback steps: the apply step restored
+	Result    *api.StepReport
+	Reported  bool
+	seq       int // order taken on
+}
+
+func (s *stepState) action(i int) *actionState {
+	a := s.Actions[i]
+	if a == nil {
+		a = &actionState{}
+		s.Actions[i] = a
+	}
+	return a
+}
+
+// finished reports whether the step has a final result.
+func (s *stepState) finished() bool { return s.Result != nil }
+
+// journal is the agent's write-ahead step journal: one JSON record per
+// line, appended and fsynced before the agent acts on what it records. It
+// keeps the state of every step it holds in memory. Safe for concurrent
+// use.
+type journal struct {
+	mu    sync.Mutex
+	f     *os.File
+	steps map[string]*stepState
+	next  int
+	// torn is the number of bytes of a torn last record dropped on open.
+	torn int
+	// skipped counts unreadable records inside the file, kept but ignored.
+	skipped int
+	// afterAppend, when set, is called after each record is durable
+	// (tests use it to crash the agent at a chosen point).
+	afterAppend func(record)
+}
+
+// openJournal opens (creating) the journal in dir and replays it. A last
+// record without its newline or that does not parse is torn: it is cut off
+// and its step is treated as interrupted at that point. An unreadable
+// record elsewhere is skipped and counted.
+func openJournal(dir string) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	path := filepath.Join(dir, JournalFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	j := &journal{f: f, steps: map[string]*stepState{}}
+	good, err := j.replay(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if size > good {
+		j.torn = int(size - good)
+		if err := f.Truncate(good); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("journal: cut torn record: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+	}
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// replay applies every intact record of r and returns the offset after
+// the last intact line.
+func (j *journal) replay(r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var off, good int64
+	for {
+		line, err := br.ReadBytes('\n')
+		off += int64(len(line))
+		if errors.Is(err, io.EOF) {
+			// A line without its newline is torn, whatever it holds.
+			return good, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		var rec record
+		if err := json.Unmarshal(bytes.TrimSpace(line), &rec); err != nil || rec.Step == "" {
+			// Torn if nothing intact follows; decided when we see more.
+			if _, perr := br.Peek(1); perr != nil {
+				return good, nil
+			}
+			j.skipped++
+			good = off
+			continue
+		}
+		j.apply(rec)
+		good = off
+	}
+}
+
+// apply folds rec into the in-memory state. j.mu must be held or j not
+// yet shared.
+func (j *journal) apply(rec record) {
+	st := j.steps[rec.Step]
+	if st == nil {
+		if rec.Type != recStep || rec.Payload == nil {
+			j.skipped++
+			return
+		}
+		st = &stepState{ID: rec.Step, Actions: map[int]*actionState{}, seq: j.next}
+		j.next++
+		j.steps[rec.Step] = st
+	}
+	switch rec.Type {
+	case recStep:
+		st.Payload = *rec.Payload
+		st.BootID = rec.BootID
+		st.Started = rec.At
+		if rec.From != nil {
+			st.From = rec.From.Step
+		}
+	case recAction:
+		a := st.action(rec.Action)
+		if rec.Driver != "" {
+			a.Driver = rec.Driver
+		}
+		switch rec.Stage {
+		case stagePreflight:
+			a.Change = rec.Change
+		case stageSnapshot:
+			a.Snapshot = rec.Snapshot
+		case stageApplied:
+			a.Outcome = rec.Outcome
+			a.Applied = true
+		case stageVerified:
+			a.Verified = true
+		case stageRolledBack:
+			a.RolledBack = true
+			a.Rollback = rec.Outcome
+		}
+	case recFailing:
+		st.Failing = rec.Reason
+	case recRebooting:
+		st.Reboots = append(st.Reboots, rec.BootID)
+	case recVerifying:
+		st.Verifying = true
+	case recResult:
+		st.Result = rec.Report
+	case recReported:
+		st.Reported = true
+	}
+}
+
+// append makes rec durable (write and fsync), then folds it in.
+func (j *journal) append(rec record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("journal: encode %s record of %s: %w", rec.Type, rec.Step, err)
+	}
+	b = append(b, '\n')
+	j.mu.Lock()
+	if _, err := j.f.Write(b); err != nil {
+		j.mu.Unlock()
+		return fmt.Errorf("journal: write: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		j.mu.Unlock()
+		return fmt.Errorf("journal: fsync: %w", err)
+	}
+	j.apply(rec)
+	hook := j.afterAppend
+	j.mu.Unlock()
+	if hook != nil {
+		hook(rec)
+	}
+	return nil
+}
+
+// step returns a copy of the state of step id, and whether it is known.
+func (j *journal) step(id string) (stepState, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	st, ok := j.steps[id]
+	if !ok {
+		return stepState{}, false
+	}
+	return st.clone(), true
+}
+
+func (s *stepState) clone() stepState {
+	c := *s
+	c.Actions = make(map[int]*actionState, len(s.Actions))
+	for i, a := range s.Actions {
+		ac := *a
+		c.Actions[i] = &ac
+	}
+	c.Reboots = append([]string(nil), s.Reboots...)
+	return c
+}
+
+// all returns copies of every step, in the order they were taken on.
+func (j *journal) all() []stepState {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]stepState, len(j.steps))
+	for _, st := range j.steps {
+		out[st.seq] = st.clone()
+	}
+	return out
+}
+
+// latestApply returns the last apply step of rollout on node taken on
+// before seq (any when seq < 0).
+func (j *journal) latestApply(rollout, node string, before int) (stepState, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var best *stepState
+	for _, st := range j.steps {
+		if st.Payload.Kind != kindApply || st.Payload.Rollout != rollout {
+			continue
+		}
+		if r, n, _, _, ok := parseStepID(st.ID); !ok || r != rollout || n != node {
+			continue
+		}
+		if before >= 0 && st.seq >= before {
+			continue
+		}
+		if best == nil || st.seq > best.seq {
+			best = st
+		}
+	}
+	if best == nil {
+		return stepState{}, false
+	}
+	return best.clone(), true
+}
+
+func (j *journal) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.f.Close()
+}
+
+// syncDir makes a file's creation or rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("journal: fsync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,613 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/probe"
+)
+
+// errStopped means ctx ended while a step ran: the agent stops without a
+// result, and the next start resumes the step from the journal.
+var errStopped = errors.New("agent stopped")
+
+// execute takes on a new step: journal it before anything else, check
+// it, then run it. It returns when the step has a result or ctx ends.
+func (a *agent) execute(ctx context.Context, p api.StepPayload) {
+	boot, err := a.bootID(ctx)
+	if err != nil {
+		a.log.Warn("boot ID unknown", "error", err)
+	}
+	rec := record{Type: recStep, Step: p.ID, At: a.clock.Now(), BootID: boot, Payload: &p}
+	var ref stepState
+	var refOK bool
+	if p.Kind == kindRollback {
+		if rollout, node, _, _, ok := parseStepID(p.ID); ok {
+			ref, refOK = a.j.latestApply(rollout, node, -1)
+			if refOK {
+				rec.From = &rollbackReference{Step: ref.ID}
+			}
+		}
+	}
+	if err := a.j.append(rec); err != nil {
+		a.log.Error("journal write failed; step not taken on", "step", p.ID, "error", err)
+		return
+	}
+	a.log.Info("step taken on", "step", p.ID, "kind", p.Kind, "actions", len(p.Actions))
+	st, _ := a.j.step(p.ID)
+	if reason := a.check(p); reason != "" {
+		a.finish(ctx, p.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: reason, BootID: boot})
+		return
+	}
+	a.progress(ctx, api.StepReport{StepID: p.ID, Phase: engine.PhaseRunning, BootID: boot})
+	switch p.Kind {
+	case kindApply:
+		err = a.apply(ctx, st)
+	case kindRollback:
+		if !refOK {
+			err = a.finish(ctx, p.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot,
+				Reason: "rollback failed: no apply step of rollout " + p.Rollout + " for this node in the agent's journal, so no snapshot to restore"})
+			break
+		}
+		err = a.rollback(ctx, st, ref)
+	}
+	if err != nil && !errors.Is(err, errStopped) {
+		a.log.Error("step not finished", "step", p.ID, "error", err)
+	}
+}
+
+// check returns why a step cannot run ("" when it can): a malformed
+// payload, an unknown kind, or an action kind outside the allow-list.
+func (a *agent) check(p api.StepPayload) string {
+	if p.Kind != kindApply && p.Kind != kindRollback {
+		return fmt.Sprintf("malformed step: unknown step kind %q (want apply or rollback)", p.Kind)
+	}
+	if _, _, _, _, ok := parseStepID(p.ID); !ok {
+		return fmt.Sprintf("malformed step: ID %q is not ROLLOUT/NODE/KIND/ATTEMPT", p.ID)
+	}
+	switch p.Reboot {
+	case "", plan.RebootNever, plan.RebootIfRequired, plan.RebootAlways:
+	default:
+		return fmt.Sprintf("malformed step: unknown reboot policy %q", p.Reboot)
+	}
+	if p.Kind == kindApply && len(p.Actions) == 0 {
+		return "malformed step: no actions"
+	}
+	for i, act := range p.Actions {
+		kind, err := driver.KindOf(act)
+		if err != nil {
+			return fmt.Sprintf("malformed step: action %d: %v", i+1, err)
+		}
+		if !slices.Contains(a.cfg.Accepts, kind) {
+			return fmt.Sprintf("action kind %s not allowed by this agent's configuration (action %d, %s); nothing was run", kind, i+1, describe(act, ""))
+		}
+	}
+	for i, pr := range p.Probes {
+		switch pr.Kind {
+		case plan.ProbeHTTP, plan.ProbeTCP, plan.ProbeCommand, plan.ProbeSystemd, plan.ProbeWindowsService:
+		default:
+			return fmt.Sprintf("malformed step: probe %d has unknown kind %q", i+1, pr.Kind)
+		}
+	}
+	return ""
+}
+
+// stopped turns an error seen while ctx ended into errStopped.
+func stopped(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil
+}
+
+// apply runs a new apply step: per action Preflight, Snapshot, Apply,
+// Verify, each journaled; on a failure the applied actions are rolled back
+// in reverse; then the reboot, then the node probes.
+func (a *agent) apply(ctx context.Context, st stepState) error {
+	facts := a.currentFacts()
+	p := st.Payload
+	drivers := make([]driver.Driver, len(p.Actions))
+	for i, act := range p.Actions {
+		d, err := a.cfg.Drivers.For(act, facts)
+		if err != nil {
+			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: st.BootID,
+				Reason: describe(act, facts.OS.Family) + ": " + err.Error() + "; nothing was run"})
+		}
+		drivers[i] = d
+	}
+	changes := make([]driver.Change, len(p.Actions))
+	none := true
+	for i, act := range p.Actions {
+		c, err := drivers[i].Preflight(ctx, act)
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		if err != nil {
+			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: st.BootID,
+				Reason: describe(act, facts.OS.Family) + ": preflight: " + err.Error() + "; nothing was changed", Evidence: a.evidence(st.ID)})
+		}
+		changes[i] = c
+		none = none && c.None
+		if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stagePreflight, Driver: drivers[i].Name(), Change: &c}); err != nil {
+			return err
+		}
+	}
+	if none {
+		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: a.clock.Now(),
+			BootID: st.BootID, Reason: "nothing to do: every action is already in its target state", Evidence: a.evidence(st.ID)})
+	}
+	for i, act := range p.Actions {
+		if changes[i].None {
+			continue
+		}
+		d := drivers[i]
+		what := describe(act, facts.OS.Family)
+		snap, err := d.Snapshot(ctx, act)
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		if err != nil {
+			return a.fail(ctx, st.ID, what+": snapshot: "+err.Error())
+		}
+		// The snapshot record is also the mark that Apply may have begun.
+		if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageSnapshot, Driver: d.Name(), Snapshot: &snap}); err != nil {
+			return err
+		}
+		a.log.Info("applying", "step", st.ID, "action", what, "driver", d.Name(), "change", changes[i].Summary)
+		out, err := d.Apply(ctx, act)
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		if err != nil {
+			return a.fail(ctx, st.ID, what+": "+err.Error())
+		}
+		if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageApplied, Outcome: &out}); err != nil {
+			return err
+		}
+		err = d.Verify(ctx, act)
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		if err != nil {
+			return a.fail(ctx, st.ID, what+": applied but verify failed: "+err.Error())
+		}
+		if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageVerified}); err != nil {
+			return err
+		}
+	}
+	return a.afterActions(ctx, st.ID, false)
+}
+
+// afterActions runs once every action is in place: the reboot if the
+// policy wants one (unless the node already rebooted since the step
+// began and rebooted is true), then the node probes.
+func (a *agent) afterActions(ctx context.Context, id string, rebooted bool) error {
+	st, _ := a.j.step(id)
+	policy := st.Payload.Reboot
+	if policy == "" {
+		policy = plan.RebootIfRequired
+	}
+	need := policy == plan.RebootAlways
+	if policy == plan.RebootIfRequired {
+		for _, as := range st.Actions {
+			need = need || (as.Outcome != nil && as.Outcome.RebootRequired)
+		}
+	}
+	if need && !rebooted {
+		return a.reboot(ctx, id, string(policy))
+	}
+	return a.verifyPhase(ctx, id)
+}
+
+// reboot journals and requests a reboot, then waits for it: a simulated
+// reboot changes the boot ID at once and the step goes on here; a real one
+// kills the agent, and the next start goes on from the journal.
+func (a *agent) reboot(ctx context.Context, id, policy string) error {
+	if a.cfg.Rebooter == nil {
+		return a.fail(ctx, id, "reboot needed (policy "+policy+") but this agent has no rebooter configured")
+	}
+	before, err := a.bootID(ctx)
+	if err != nil {
+		return a.fail(ctx, id, "reboot: boot ID unknown: "+err.Error())
+	}
+	if err := a.j.append(record{Type: recRebooting, Step: id, At: a.clock.Now(), BootID: before}); err != nil {
+		return err
+	}
+	a.log.Warn("rebooting node", "step", id, "policy", policy, "boot_id", before)
+	if err := a.cfg.Rebooter.Reboot(ctx, "drover step "+id); err != nil {
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		return a.fail(ctx, id, "reboot: "+err.Error())
+	}
+	if now, err := a.bootID(ctx); err == nil && now != before {
+		return a.afterReboot(ctx, id)
+	}
+	t := a.clock.NewTimer(a.cfg.RebootTimeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return errStopped // killed by the reboot, as expected
+	case <-t.C:
+	}
+	if now, err := a.bootID(ctx); err == nil && now != before {
+		return a.afterReboot(ctx, id)
+	}
+	return a.fail(ctx, id, fmt.Sprintf("reboot requested but the node did not restart within %s (boot ID still %s)", a.cfg.RebootTimeout, before))
+}
+
+// afterReboot checks every action again on the new boot, then probes.
+func (a *agent) afterReboot(ctx context.Context, id string) error {
+	st, _ := a.j.step(id)
+	facts := a.currentFacts()
+	for i, act := range st.Payload.Actions {
+		if as := st.Actions[i]; as == nil || as.Snapshot == nil {
+			continue // not changed by this step
+		}
+		what := describe(act, facts.OS.Family)
+		d, err := a.cfg.Drivers.For(act, facts)
+		if err == nil {
+			err = d.Verify(ctx, act)
+		}
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		if err != nil {
+			return a.fail(ctx, id, what+": after reboot, verify failed: "+err.Error())
+		}
+	}
+	return a.verifyPhase(ctx, id)
+}
+
+// fail journals why the step failed, rolls back in reverse every action
+// whose snapshot was taken (Rollback is idempotent, so the action that
+// failed half-way is restored too) and reports failed.
+func (a *agent) fail(ctx context.Context, id, reason string) error {
+	if st, _ := a.j.step(id); st.Failing == "" {
+		if err := a.j.append(record{Type: recFailing, Step: id, At: a.clock.Now(), Reason: reason}); err != nil {
+			return err
+		}
+	}
+	a.log.Warn("step failed; rolling back its applied actions", "step", id, "reason", reason)
+	return a.rollbackInStep(ctx, id, reason)
+}
+
+// rollbackInStep restores the snapshots of the step's actions not yet
+// rolled back, last first, and reports failed with reason and what the
+// rollback did.
+func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
+	st, _ := a.j.step(id)
+	facts := a.currentFacts()
+	var done []string
+	var errs []string
+	for i := len(st.Payload.Actions) - 1; i >= 0; i-- {
+		as := st.Actions[i]
+		if as == nil || as.Snapshot == nil {
+			continue
+		}
+		act := st.Payload.Actions[i]
+		what := describe(act, facts.OS.Family)
+		if as.RolledBack {
+			done = append(done, what)
+			continue
+		}
+		d, err := a.cfg.Drivers.For(act, facts)
+		var out driver.Outcome
+		if err == nil {
+			out, err = d.Rollback(ctx, act, *as.Snapshot)
+		}
+		if stopped(ctx, err) {
+			return errStopped
+		}
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+			_ = a.j.append(record{Type: recAction, Step: id, At: a.clock.Now(), Action: i, Stage: stageRestoreErr, Reason: err.Error()})
+			continue
+		}
+		if err := a.j.append(record{Type: recAction, Step: id, At: a.clock.Now(), Action: i, Stage: stageRolledBack, Outcome: &out}); err != nil {
+			return err
+		}
+		done = append(done, what)
+	}
+	switch {
+	case len(errs) > 0:
+		reason += "; in-step rollback FAILED: " + strings.Join(errs, "; ")
+		if len(done) > 0 {
+			reason += " (rolled back: " + strings.Join(done, ", ") + ")"
+		}
+	case len(done) > 0:
+		reason += "; rolled back " + strings.Join(done, ", ")
+	default:
+		reason += "; nothing had been changed"
+	}
+	boot, _ := a.bootID(ctx)
+	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Reason: reason, BootID: boot, Evidence: a.evidence(id)})
+}
+
+// verifyPhase runs the step's probes: report verifying; probe until every
+// probe passes (failed if not within HealthyDeadline); report Gate pass
+// with HealthySince; keep probing for MinHealthy and report Gate fail at
+// the first failure. The final report is verifying with the last verdict.
+func (a *agent) verifyPhase(ctx context.Context, id string) error {
+	st, _ := a.j.step(id)
+	if !st.Verifying {
+		if err := a.j.append(record{Type: recVerifying, Step: id, At: a.clock.Now()}); err != nil {
+			return err
+		}
+	}
+	boot, _ := a.bootID(ctx)
+	p := st.Payload
+	ev := a.evidence(id)
+	a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, BootID: boot, Evidence: ev})
+	if len(p.Probes) == 0 {
+		return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: a.clock.Now(),
+			BootID: boot, Reason: "no node probes", Evidence: ev})
+	}
+	interval := plan.DefaultProbeInterval.D()
+	for i, pr := range p.Probes {
+		if d := pr.Interval.D(); d > 0 && (i == 0 || d < interval) {
+			interval = d
+		}
+	}
+	deadline := p.HealthyDeadline.D()
+	if deadline <= 0 {
+		deadline = plan.DefaultHealthyDeadline.D()
+	}
+	start := a.clock.Now()
+	var since time.Time
+	for {
+		t0 := a.clock.Now()
+		reason := a.probeAll(ctx, p.Probes)
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		if reason == "" {
+			since = t0
+			break
+		}
+		if a.clock.Now().Add(interval).Sub(start) > deadline {
+			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Gate: engine.Fail, BootID: boot, Evidence: ev,
+				Reason: fmt.Sprintf("node probes did not pass within %s: %s", deadline, reason)})
+		}
+		if err := a.c.sleep(ctx, interval); err != nil {
+			return errStopped
+		}
+	}
+	a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot})
+	minHealthy := p.MinHealthy.D()
+	for a.clock.Now().Sub(since) < minHealthy {
+		wait := min(interval, minHealthy-a.clock.Now().Sub(since))
+		if err := a.c.sleep(ctx, wait); err != nil {
+			return errStopped
+		}
+		reason := a.probeAll(ctx, p.Probes)
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		if reason != "" {
+			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Fail, BootID: boot, Evidence: ev,
+				Reason: fmt.Sprintf("%s (healthy since %s, failed after %s of the %s soak)", reason,
+					since.UTC().Format(time.RFC3339), a.clock.Now().Sub(since).Round(time.Second), minHealthy)})
+		}
+	}
+	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev})
+}
+
+// probeAll runs every probe and returns the reasons of those that failed,
+// or "" when all passed.
+func (a *agent) probeAll(ctx context.Context, probes []plan.Probe) string {
+	var reasons []string
+	for _, pr := range probes {
+		res := a.prober.Run(ctx, pr)
+		if res.Verdict != engine.Pass {
+			reasons = append(reasons, res.Reason)
+		}
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// rollbackVerifier is implemented by drivers that can check a rollback
+// against its snapshot directly (the simulated driver does).
+type rollbackVerifier interface {
+	VerifyRollback(ctx context.Context, a plan.Action, s driver.Snapshot) error
+}
+
+// rollback runs a rollback step: restore, last first, the snapshots the
+// journal holds for ref (this node's last apply of the rollout), check
+// each restore, report rolled-back. Actions not yet rolled back in st are
+// rolled back (Rollback is idempotent, so resuming is safe).
+func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
+	facts := a.currentFacts()
+	var errs, done []string
+	rebootNeeded := false
+	for i := len(ref.Payload.Actions) - 1; i >= 0; i-- {
+		as := ref.Actions[i]
+		if as == nil || as.Snapshot == nil {
+			continue // the apply never changed it
+		}
+		act := ref.Payload.Actions[i]
+		what := describe(act, facts.OS.Family)
+		d, err := a.cfg.Drivers.For(act, facts)
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+			continue
+		}
+		if mine := st.Actions[i]; mine == nil || !mine.RolledBack {
+			out, err := d.Rollback(ctx, act, *as.Snapshot)
+			if stopped(ctx, err) {
+				return errStopped
+			}
+			if err != nil {
+				errs = append(errs, what+": "+err.Error())
+				_ = a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestoreErr, Driver: d.Name(), Reason: err.Error()})
+				continue
+			}
+			if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRolledBack, Driver: d.Name(), Snapshot: as.Snapshot, Outcome: &out}); err != nil {
+				return err
+			}
+			rebootNeeded = rebootNeeded || out.RebootRequired
+		}
+		if err := verifyRestored(ctx, d, act, *as.Snapshot); err != nil {
+			if stopped(ctx, err) {
+				return errStopped
+			}
+			errs = append(errs, what+": "+err.Error())
+			continue
+		}
+		done = append(done, what)
+	}
+	boot, _ := a.bootID(ctx)
+	if len(errs) > 0 {
+		reason := "rollback failed: " + strings.Join(errs, "; ")
+		if len(done) > 0 {
+			reason += " (restored: " + strings.Join(done, ", ") + ")"
+		}
+		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: reason, BootID: boot, Evidence: a.evidence(st.ID)})
+	}
+	cur, _ := a.j.step(st.ID)
+	if rebootNeeded && st.Payload.Reboot != plan.RebootNever && len(cur.Reboots) == 0 {
+		if a.cfg.Rebooter == nil {
+			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot, Evidence: a.evidence(st.ID),
+				Reason: "rollback failed: the restore needs a reboot but this agent has no rebooter configured"})
+		}
+		if err := a.j.append(record{Type: recRebooting, Step: st.ID, At: a.clock.Now(), BootID: boot}); err != nil {
+			return err
+		}
+		if err := a.cfg.Rebooter.Reboot(ctx, "drover rollback "+st.ID); err != nil {
+			if stopped(ctx, err) {
+				return errStopped
+			}
+			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot, Evidence: a.evidence(st.ID), Reason: "rollback failed: reboot: " + err.Error()})
+		}
+		if now, _ := a.bootID(ctx); now == boot {
+			<-ctx.Done() // a real reboot kills us; the next start finishes the step
+			return errStopped
+		}
+		boot, _ = a.bootID(ctx)
+	}
+	reason := "restored " + strings.Join(done, ", ") + " from the snapshots of " + ref.ID
+	if len(done) == 0 {
+		reason = "nothing to restore: " + ref.ID + " changed nothing"
+	}
+	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Reason: reason, BootID: boot, Evidence: a.evidence(st.ID)})
+}
+
+// verifyRestored checks a rollback: through the driver's VerifyRollback
+// when it has one, else by taking a snapshot again and comparing its data
+// with the one restored.
+func verifyRestored(ctx context.Context, d driver.Driver, act plan.Action, snap driver.Snapshot) error {
+	if rv, ok := d.(rollbackVerifier); ok {
+		return rv.VerifyRollback(ctx, act, snap)
+	}
+	now, err := d.Snapshot(ctx, act)
+	if err != nil {
+		return fmt.Errorf("check restore: %w", err)
+	}
+	var want, got any
+	if json.Unmarshal(snap.Data, &want) != nil || json.Unmarshal(now.Data, &got) != nil || !reflect.DeepEqual(want, got) {
+		return fmt.Errorf("state after rollback (%s) differs from the snapshot (%s)", now.Summary, snap.Summary)
+	}
+	return nil
+}
+
+// evidence gathers what the journal holds about a step's actions: the
+// driver, the change found by Preflight, the snapshot, the outcome of
+// Apply and of any rollback; and the reboots requested.
+func (a *agent) evidence(id string) map[string]any {
+	st, ok := a.j.step(id)
+	if !ok {
+		return nil
+	}
+	actions := st.Payload.Actions
+	if st.From != "" {
+		if ref, ok := a.j.step(st.From); ok {
+			actions = ref.Payload.Actions
+		}
+	}
+	fam := a.currentFacts().OS.Family
+	var list []map[string]any
+	for i, act := range actions {
+		as := st.Actions[i]
+		if as == nil {
+			continue
+		}
+		e := map[string]any{"index": i, "action": describe(act, fam)}
+		if as.Driver != "" {
+			e["driver"] = as.Driver
+		}
+		if as.Change != nil {
+			e["change"] = as.Change
+		}
+		if as.Snapshot != nil {
+			e["snapshot"] = as.Snapshot
+		}
+		if as.Outcome != nil {
+			e["outcome"] = as.Outcome
+		}
+		if as.Rollback != nil {
+			e["rollback"] = as.Rollback
+		}
+		list = append(list, e)
+	}
+	ev := map[string]any{}
+	if len(list) > 0 {
+		ev["actions"] = list
+	}
+	if st.From != "" {
+		ev["restores"] = st.From
+	}
+	if len(st.Reboots) > 0 {
+		ev["rebootsFromBootIds"] = st.Reboots
+	}
+	if len(ev) == 0 {
+		return nil
+	}
+	return ev
+}
+
+// describe names an action for people: "package openssl 3.0.15",
+// "kernel 6.1.0-27".
+func describe(act plan.Action, family string) string {
+	kind, err := driver.KindOf(act)
+	if err != nil {
+		return "action " + act.Name
+	}
+	switch kind {
+	case plan.ActionPackage:
+		pins := act.Package.Packages
+		if fp, ok := act.Package.Families[family]; ok {
+			pins = fp
+		}
+		var parts []string
+		for i, p := range pins {
+			if i == 3 {
+				parts = append(parts, fmt.Sprintf("(+%d more)", len(pins)-3))
+				break
+			}
+			parts = append(parts, p.Name+" "+p.Version)
+		}
+		return "package " + strings.Join(parts, ", ")
+	case plan.ActionKernel:
+		return "kernel " + act.Kernel.Version
+	case plan.ActionLivePatch:
+		return "livepatch " + act.LivePatch.ID
+	case plan.ActionServiceRestart:
+		return "service-restart " + act.ServiceRestart.Service
+	case plan.ActionContainerRuntime:
+		return "container-runtime " + act.ContainerRuntime.Runtime + " " + act.ContainerRuntime.Version
+	case plan.ActionKubernetesNode:
+		return "kubernetes-node drain"
+	case plan.ActionScript:
+		return "script " + act.Script.Artifact
+	}
+	return string(kind)
+}
+
+var _ probe.Clock = Clock(nil)

@@ -1,0 +1,553 @@
+// Package demo owns `drover demo`, the embedded default: a real server on
+// SQLite in a temporary directory and a heterogeneous fleet of real agents
+// in the same process, talking to it over HTTP on loopback, changing
+// simulated nodes through the sim driver. It runs two bundled plans: a
+// change that hurts one hardware class (caught by the canary, rolled
+// back) and a good change rolled through the whole fleet.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/drover-dev/drover/internal/agent"
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/gate"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/server"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+//go:embed plans/*.yaml
+var plans embed.FS
+
+// Options configure a demo run.
+type Options struct {
+	Nodes    int           // fleet size; default 40
+	Keep     bool          // keep serving after the plans ran, until ctx ends
+	Progress io.Writer     // progress lines; nil for none
+	Logger   *slog.Logger  // server and agent logs; nil discards
+	Step     time.Duration // how long one simulated step takes; default 1.5s
+	Dir      string        // working directory; "" makes and removes a temp dir
+	Listen   string        // server address; default 127.0.0.1:0
+	// Ready, if set, is called once the fleet is up, with how to reach the
+	// server (Keep mode prints it).
+	Ready func(Access)
+}
+
+// Access says how to reach a running demo server.
+type Access struct {
+	URL      string
+	Users    []server.User
+	DataDir  string
+	Database string
+}
+
+// Summary is what the demo did, as `drover demo --json` prints it.
+type Summary struct {
+	Server   string           `json:"server"`
+	Nodes    int              `json:"nodes"`
+	Rollouts []RolloutSummary `json:"rollouts"`
+	Seconds  float64          `json:"seconds"`
+}
+
+// RolloutSummary is one rollout's outcome.
+type RolloutSummary struct {
+	ID              string        `json:"id"`
+	Name            string        `json:"name"`
+	Title           string        `json:"title"`
+	State           string        `json:"state"`
+	Halted          bool          `json:"halted"`
+	HaltReason      string        `json:"haltReason"`
+	NodesSucceeded  int           `json:"nodesSucceeded"`
+	NodesFailed     int           `json:"nodesFailed"`
+	NodesRolledBack int           `json:"nodesRolledBack"`
+	NodesTouched    int           `json:"nodesTouched"`
+	TouchedOutside  []string      `json:"touchedOutsideCanary,omitempty"`
+	Seconds         float64       `json:"seconds"`
+	Waves           []WaveSummary `json:"waves"`
+}
+
+// WaveSummary is one wave's outcome.
+type WaveSummary struct {
+	Name       string  `json:"name"`
+	State      string  `json:"state"`
+	Nodes      int     `json:"nodes"`
+	Succeeded  int     `json:"succeeded"`
+	Failed     int     `json:"failed"`
+	RolledBack int     `json:"rolledBack"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// scenario is one bundled plan and how the simulated fleet reacts to it.
+type scenario struct {
+	file  string
+	title string
+	// hurts says whether the change hurts a node of this hardware class.
+	hurts func(class string) bool
+}
+
+func scenarios() []scenario {
+	return []scenario{
+		{file: "plans/1-hurts-gen3.yaml", title: "a change that hurts one hardware class (gen3)",
+			hurts: func(class string) bool { return class == "gen3" }},
+		{file: "plans/2-good-change.yaml", title: "a good change rolled through the whole fleet",
+			hurts: func(string) bool { return false }},
+	}
+}
+
+// Run runs the demo and returns its summary.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	start := time.Now()
+	if o.Nodes == 0 {
+		o.Nodes = 40
+	}
+	if o.Step == 0 {
+		o.Step = 1500 * time.Millisecond
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "drover-demo-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The control plane.
+	cfg := server.DefaultConfig()
+	cfg.Listen, cfg.DataDir, cfg.ServerID = o.Listen, filepath.Join(dir, "server"), "demo"
+	cfg.Lease, cfg.PollWait, cfg.Tick = 10*time.Second, 3*time.Second, 250*time.Millisecond
+	cfg.AgentToken = token()
+	cfg.Users = []server.User{
+		{Name: "alice", Role: server.RoleOperator, Token: token()},
+		{Name: "bob", Role: server.RoleApprover, Token: token()},
+		{Name: "admin", Role: server.RoleAdmin, Token: token()},
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.DSN(), log)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	fl, err := demoFleet(o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	nodes := newSimFleet(fl, o.Step)
+	srv, err := server.New(cfg, server.Deps{Store: st, Logger: log.With("component", "server"),
+		Registry: prometheus.NewRegistry(), Gates: simGates{fleet: nodes}})
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Run(ctx, func(addr string) { ready <- addr }) }()
+	var base string
+	select {
+	case addr := <-ready:
+		base = "http://" + addr
+	case err := <-srvErr:
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	fmt.Fprintf(progress, "drover demo: server on %s (SQLite in %s)\n", base, cfg.DataDir)
+
+	// The fleet: one real agent per simulated node.
+	var wg sync.WaitGroup
+	agentCtx, stopAgents := context.WithCancel(ctx)
+	defer func() { stopAgents(); wg.Wait() }()
+	for _, n := range nodes.list {
+		acfg, err := n.agentConfig(base, cfg.AgentToken, filepath.Join(dir, "agents", n.node.ID), log)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := agent.Run(agentCtx, acfg); err != nil && agentCtx.Err() == nil {
+				log.Error("agent stopped", "node", n.node.ID, "err", err)
+			}
+		}()
+	}
+	alice := &api.Client{Base: base, Token: cfg.Users[0].Token}
+	if err := waitFleet(ctx, alice, len(nodes.list)); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "drover demo: %d agents registered: %s\n", len(nodes.list), fleetMix(fl))
+	if o.Ready != nil {
+		o.Ready(Access{URL: base, Users: cfg.Users, DataDir: cfg.DataDir, Database: cfg.DSN()})
+	}
+
+	sum := &Summary{Server: base, Nodes: len(nodes.list)}
+	for i, sc := range scenarios() {
+		nodes.setScenario(sc)
+		text, err := plans.ReadFile(sc.file)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "\n== rollout %d: %s\n", i+1, sc.title)
+		rs, err := runRollout(ctx, alice, filepath.Base(sc.file), string(text), progress)
+		if err != nil {
+			return nil, err
+		}
+		rs.Title = sc.title
+		sum.Rollouts = append(sum.Rollouts, *rs)
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	if o.Keep {
+		<-ctx.Done()
+	}
+	return sum, nil
+}
+
+func token() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// waitFleet waits until n nodes are registered and online.
+func waitFleet(ctx context.Context, c *api.Client, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nodes, err := c.AllNodes(ctx, "")
+		if err == nil {
+			online := 0
+			for _, nd := range nodes {
+				if nd.Online {
+					online++
+				}
+			}
+			if online >= n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only some of %d agents registered within 30s (last error: %v)", n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func fleetMix(nodes []*fleet.Node) string {
+	count := map[string]int{}
+	for _, n := range nodes {
+		k := n.Facts.OS.Family + " " + n.Facts.OS.Version
+		if n.Facts.Kubelet != "" {
+			k = "kubernetes " + n.Facts.OS.Family
+		}
+		count[k]++
+	}
+	keys := make([]string, 0, len(count))
+	for k := range count {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", count[k], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// runRollout creates a rollout, prints its progress wave by wave until it
+// ends, and summarises it.
+func runRollout(ctx context.Context, c *api.Client, file, text string, progress io.Writer) (*RolloutSummary, error) {
+	started := time.Now()
+	ro, err := c.CreateRollout(ctx, file, text)
+	if err != nil {
+		return nil, fmt.Errorf("create rollout: %w", err)
+	}
+	fmt.Fprintf(progress, "created %s: %d nodes in waves %s\n", ro.ID, ro.Total, waveNames(ro))
+	if n := len(ro.Uncovered); n > 0 {
+		fmt.Fprintf(progress, "  canary: %s; %d combinations of its spread keys stay uncovered (drover rollout get %s lists them)\n",
+			ro.Uncovered[0].Reason, n, ro.ID)
+	}
+	last := map[string]string{}
+	lastWait := ""
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ro, err = c.GetRollout(ctx, ro.ID, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range ro.Waves {
+			line := fmt.Sprintf("%s: %d/%d succeeded, %d running, %d failed, %d rolled back",
+				w.State, w.Counts["succeeded"], w.Nodes, w.Counts["queued"]+w.Counts["running"]+w.Counts["verifying"]+w.Counts["rolling-back"],
+				w.Counts["failed"], w.Counts["rolled-back"])
+			if last[w.Name] != line {
+				fmt.Fprintf(progress, "  %5.1fs  wave %-7s %s\n", time.Since(started).Seconds(), w.Name, line)
+				last[w.Name] = line
+			}
+		}
+		if len(ro.Waits) > 0 && ro.Waits[0].Reason != lastWait {
+			lastWait = ro.Waits[0].Reason
+			fmt.Fprintf(progress, "  %5.1fs  %d nodes wait: %s\n", time.Since(started).Seconds(), ro.Waits[0].Count, lastWait)
+		}
+		if ro.State.Terminal() {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("rollout %s did not finish within 3 minutes (state %s: %s)", ro.ID, ro.State, ro.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	rs := summarize(ro, time.Since(started))
+	if rs.Halted {
+		fmt.Fprintf(progress, "  halted: %s\n", rs.HaltReason)
+	}
+	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded, %d failed, %d rolled back, %d touched\n",
+		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
+	return rs, nil
+}
+
+func waveNames(ro api.Rollout) string {
+	var parts []string
+	for _, w := range ro.Waves {
+		parts = append(parts, fmt.Sprintf("%s(%d)", w.Name, w.Nodes))
+	}
+	return strings.Join(parts, " → ")
+}
+
+// summarize turns a finished rollout into its summary. A node is touched
+// when any step (apply or rollback) was dispatched to it.
+func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
+	rs := &RolloutSummary{ID: ro.ID, Name: ro.Name, State: string(ro.State), Seconds: math.Round(took.Seconds()*10) / 10,
+		NodesSucceeded: ro.Counts["succeeded"], NodesFailed: ro.Counts["failed"] + ro.Counts["quarantined"],
+		NodesRolledBack: ro.Counts["rolled-back"]}
+	if ro.State == engine.RolloutHalted || ro.State == engine.RolloutFailed {
+		rs.Halted, rs.HaltReason = true, ro.Reason
+	}
+	canary := map[string]bool{}
+	for _, w := range ro.Waves {
+		if w.Canary {
+			canary[w.Name] = true
+		}
+	}
+	for _, n := range ro.Nodes {
+		if n.Attempt > 0 {
+			rs.NodesTouched++
+			if rs.Halted && !canary[n.Wave] {
+				rs.TouchedOutside = append(rs.TouchedOutside, n.ID)
+			}
+		}
+	}
+	for _, w := range ro.Waves {
+		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: w.Counts["succeeded"],
+			Failed: w.Counts["failed"] + w.Counts["quarantined"], RolledBack: w.Counts["rolled-back"]}
+		if !w.StartedAt.IsZero() && !w.EndedAt.IsZero() {
+			ws.Seconds = math.Round(w.EndedAt.Sub(w.StartedAt).Seconds()*10) / 10
+		}
+		rs.Waves = append(rs.Waves, ws)
+	}
+	return rs
+}
+
+// demoFleet is the heterogeneous fleet: Debian 11/12, Ubuntu 22.04/24.04,
+// RHEL 8/9, SLES 15, Windows Server 2019/2022, macOS 14 and Kubernetes
+// nodes, over three zones, three hardware classes and three tiers.
+func demoFleet(n int) ([]*fleet.Node, error) {
+	mix, err := fleet.ParseMix("debian:20,ubuntu:20,rhel:20,suse:10,windows:20,macos:10")
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := fleet.Generate(fleet.GenSpec{N: n, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
+	if err != nil {
+		return nil, err
+	}
+	// Every fifth Linux node is a Kubernetes worker.
+	k := 0
+	for _, nd := range nodes {
+		fam := nd.Facts.OS.Family
+		if fam == "windows" || fam == "macos" {
+			continue
+		}
+		if k%5 == 0 {
+			nd.Facts.Kubelet = "v1.30.4"
+			nd.Facts.Runtime.Containerd = "1.7.22"
+			nd.Labels["role"] = "kubernetes-node"
+		}
+		k++
+	}
+	return nodes, nil
+}
+
+// simFleet is the demo's simulated machines, by node ID.
+type simFleet struct {
+	mu   sync.Mutex
+	sc   scenario
+	list []*simNode
+	byID map[string]*simNode
+}
+
+type simNode struct {
+	node  *fleet.Node
+	state *driver.SimState
+}
+
+func newSimFleet(nodes []*fleet.Node, step time.Duration) *simFleet {
+	f := &simFleet{byID: map[string]*simNode{}}
+	for _, n := range nodes {
+		pkgs := maps.Clone(n.Facts.Packages) // Generate shares package maps between nodes
+		if pkgs == nil {
+			pkgs = map[string]string{}
+		}
+		pkgs["telemetry-agent"] = "7.1.4"
+		n.Facts.Packages = pkgs
+		sn := &simNode{node: n, state: driver.NewSimState(n.ID, n.Facts.OS.Family, n.Facts.Kernel, pkgs)}
+		sn.state.ApplyDelay = step
+		class := n.Facts.Hardware.Class
+		sn.state.Hurts = func(a plan.Action) bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.sc.hurts != nil && f.sc.hurts(class)
+		}
+		f.list = append(f.list, sn)
+		f.byID[n.ID] = sn
+	}
+	return f
+}
+
+func (f *simFleet) setScenario(sc scenario) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sc = sc
+}
+
+// agentConfig is a real agent for the simulated node: its drivers are the
+// sim driver, its probes see the simulated node's health.
+func (n *simNode) agentConfig(base, token, stateDir string, log *slog.Logger) (agent.Config, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return agent.Config{}, err
+	}
+	reg := &driver.Registry{}
+	sim := driver.NewSim(n.state)
+	for _, k := range []plan.ActionKind{plan.ActionPackage, plan.ActionKernel, plan.ActionLivePatch, plan.ActionServiceRestart,
+		plan.ActionContainerRuntime, plan.ActionKubernetesNode, plan.ActionScript} {
+		reg.Register(k, sim)
+	}
+	base0 := n.node.Facts
+	return agent.Config{
+		ServerURL: base, StateDir: stateDir, NodeID: n.node.ID, Token: token, Labels: n.node.Labels,
+		Drivers: reg,
+		Facts: func(context.Context) (fleet.Facts, error) {
+			return n.state.Facts(base0), nil
+		},
+		HTTPClient:      &http.Client{Transport: NodeTransport{Node: n.node.ID}},
+		Rebooter:        n.state,
+		Runner:          n.state.Runner(nil),
+		ProbeHTTPClient: &http.Client{Transport: n.state.Transport(), Timeout: 5 * time.Second},
+		Logger:          log.With("node", n.node.ID),
+		Heartbeat:       2 * time.Second,
+		Version:         "demo",
+	}, nil
+}
+
+// simGates judges wave gates on the simulated fleet: each simulated node
+// yields p99 latency samples (lognormal around 300 ms; +38% on a node the
+// change hurts) and the gate compares the wave's nodes with the baseline
+// by the same Mann-Whitney judge as the Prometheus gates use.
+type simGates struct{ fleet *simFleet }
+
+func (g simGates) Evaluate(_ context.Context, req gate.Request) gate.Evaluation {
+	sample := func(nodes []*fleet.Node, salt int) []float64 {
+		var out []float64
+		for i, n := range nodes {
+			sn := g.fleet.byID[n.ID]
+			if sn == nil {
+				continue
+			}
+			shift := 1.0
+			if !sn.state.Healthy() {
+				shift = 1.38
+			}
+			for j := range 20 {
+				// Deterministic pseudo-noise: a fixed spread per sample.
+				z := math.Sin(float64((i+1)*(j+7)*(salt+3))) * 0.25
+				out = append(out, 0.3*shift*math.Exp(z))
+			}
+		}
+		return out
+	}
+	can, base := sample(req.Nodes, 1), sample(req.Baseline, 2)
+	if len(can) == 0 || len(base) == 0 {
+		if len(base) == 0 && len(can) > 0 {
+			// The last wave has no unchanged nodes left: compare with the
+			// nodes changed earlier, which passed their own gates.
+			return gate.Evaluation{Verdict: engine.Pass, Reason: fmt.Sprintf("p99 latency %.0f ms over %d samples, no unchanged baseline left",
+				1000*gate.Quantile(can, 0.5), len(can)), Canary: can}
+		}
+		return gate.Evaluation{Verdict: engine.Fail, Reason: "no samples for the wave's nodes"}
+	}
+	r := gate.MannWhitney(can, base)
+	verdict := engine.Pass
+	if r.P < gate.DefaultAlpha && r.Effect >= gate.DefaultMinEffect {
+		verdict = engine.Fail
+	}
+	return gate.Evaluation{Verdict: verdict, Canary: can, Baseline: base,
+		Reason: fmt.Sprintf("p99 latency %.0f ms vs baseline %.0f ms (%+.0f%%), U-test p=%.3f over %d+%d samples",
+			1000*r.MedCan, 1000*r.MedBase, 100*(r.MedCan/r.MedBase-1), r.P, r.NCanary, r.NBase)}
+}
+
+func (simGates) FiringAlerts(context.Context, []string) ([]string, error) { return nil, nil }
+
+// NodeTransport adds the node's identity header to every request, on top
+// of the agent token: the credentials an agent's connection carries until
+// enrolment gives each agent its own client certificate.
+type NodeTransport struct {
+	Node string
+	Next http.RoundTripper
+}
+
+func (t NodeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Drover-Node", t.Node)
+	next := t.Next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return next.RoundTrip(r)
+}

@@ -1,0 +1,435 @@
+package driver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// AptOptions configures the apt driver.
+type AptOptions struct {
+	// Family is the node's os.family, choosing PackageAction.Families
+	// entries ("debian" or "ubuntu"); default "debian".
+	Family string
+	// Update runs apt-get update before Preflight and Apply.
+	Update bool
+	// FS reads /var/run/reboot-required*; nil means the real files.
+	FS FileSystem
+}
+
+// NewApt returns the driver for Debian and Ubuntu: dpkg-query for the
+// installed state, apt-cache policy/show for availability and size, df for
+// free space in /var/cache/apt/archives, apt-get install NAME=VERSION with
+// --allow-downgrades for apply and rollback, apt-mark for holds, and
+// /var/run/reboot-required plus needrestart -b (when installed) for the
+// reboot. Every apt-get runs with DEBIAN_FRONTEND=noninteractive, keeps
+// changed configuration files (--force-confdef --force-confold) and sets
+// NEEDRESTART_MODE=l so needrestart's apt hook lists but never restarts
+// services (restarts are separate service-restart actions).
+func NewApt(r Runner, opts AptOptions) *PackageDriver {
+	if opts.Family == "" {
+		opts.Family = "debian"
+	}
+	if opts.FS == nil {
+		opts.FS = OSFileSystem{}
+	}
+	return &PackageDriver{b: &aptBackend{r: r, opts: opts}, family: opts.Family}
+}
+
+type aptBackend struct {
+	r    Runner
+	opts AptOptions
+}
+
+var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=l"}
+
+const aptArchives = "/var/cache/apt/archives"
+
+func (b *aptBackend) name() string { return "apt" }
+
+// run runs a command and turns apt's and dpkg's complaints into the
+// driver's sentinel errors.
+func (b *aptBackend) run(ctx context.Context, env []string, name string, args ...string) (string, error) {
+	stdout, stderr, err := b.r.Run(ctx, env, name, args...)
+	if err == nil {
+		return string(stdout), nil
+	}
+	line := commandLine(name, args...)
+	msg := string(stderr) + "\n" + string(stdout)
+	if lk, ok := parseAptLock(msg); ok {
+		lk.Tool, lk.Command, lk.Err = "apt", line, err
+		return "", lk
+	}
+	switch {
+	case strings.Contains(msg, "You don't have enough free space"), strings.Contains(msg, "No space left on device"):
+		return "", cmdError(ErrNoSpace, "apt: "+line, err, "")
+	case aptUnavailableRE.MatchString(msg):
+		return "", cmdError(ErrUnavailable, "apt: "+line, err, aptUnavailableRE.FindString(msg))
+	}
+	return "", cmdError(nil, "apt: "+line, err, "")
+}
+
+var aptUnavailableRE = regexp.MustCompile(`Version '[^']*' for '[^']*' was not found|Unable to locate package \S+|Package '?[^' ]+'? has no installation candidate`)
+
+func (b *aptBackend) refresh(ctx context.Context) error {
+	if !b.opts.Update {
+		return nil
+	}
+	_, err := b.run(ctx, aptEnv, "apt-get", "update")
+	return err
+}
+
+const dpkgQueryFormat = "-f=${db:Status-Status} ${Version}\\n"
+
+func (b *aptBackend) installed(ctx context.Context, name string) (pkgState, error) {
+	stdout, stderr, err := b.r.Run(ctx, nil, "dpkg-query", "-W", dpkgQueryFormat, name)
+	if err != nil {
+		if exitCode(err) == 1 && strings.Contains(string(stderr), "no packages found matching") {
+			return pkgState{}, nil
+		}
+		return pkgState{}, cmdError(nil, "apt: "+commandLine("dpkg-query", "-W", dpkgQueryFormat, name), err, "")
+	}
+	st, err := parseDpkgQuery(string(stdout))
+	if err != nil {
+		return pkgState{}, fmt.Errorf("apt: dpkg-query %s: %w", name, err)
+	}
+	return st, nil
+}
+
+// parseDpkgQuery reads "STATUS VERSION" lines (one per architecture of a
+// multi-arch package). config-files and not-installed count as absent.
+func parseDpkgQuery(out string) (pkgState, error) {
+	var st pkgState
+	seen := false
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		seen = true
+		status, version, _ := strings.Cut(line, " ")
+		version = strings.TrimSpace(version)
+		switch status {
+		case "not-installed", "config-files":
+		case "installed", "triggers-pending", "triggers-awaited":
+			if version == "" {
+				return pkgState{}, fmt.Errorf("malformed dpkg-query line %q: no version", line)
+			}
+			st.Present = true
+			st.Versions = append(st.Versions, version)
+		case "half-installed", "unpacked", "half-configured":
+			st.Present = true
+			st.Versions = append(st.Versions, version)
+			st.Broken = status + "; an earlier dpkg run was interrupted"
+		default:
+			return pkgState{}, fmt.Errorf("malformed dpkg-query line %q: unknown status %q", line, status)
+		}
+	}
+	if !seen {
+		return pkgState{}, errors.New("dpkg-query printed nothing")
+	}
+	return st, nil
+}
+
+func (b *aptBackend) available(ctx context.Context, name string) ([]string, error) {
+	out, err := b.run(ctx, nil, "apt-cache", "policy", name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := parseAptPolicy(out)
+	if err != nil {
+		return nil, fmt.Errorf("apt: apt-cache policy %s: %w", name, err)
+	}
+	return p.Versions, nil
+}
+
+// aptPolicy is one package's apt-cache policy.
+type aptPolicy struct {
+	Package   string
+	Installed string // "" for (none)
+	Candidate string // "" for (none)
+	Versions  []string
+}
+
+// parseAptPolicy reads apt-cache policy output for one package. An
+// unknown package prints nothing: the policy is then empty, no error.
+func parseAptPolicy(out string) (aptPolicy, error) {
+	var p aptPolicy
+	inTable := false
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimRight(line, " \r")
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "":
+		case !strings.HasPrefix(line, " ") && strings.HasSuffix(line, ":"):
+			if p.Package != "" {
+				return p, nil // policy of a second package (architecture): keep the first
+			}
+			p.Package = strings.TrimSuffix(line, ":")
+		case p.Package == "":
+			return aptPolicy{}, fmt.Errorf("malformed apt-cache policy output: %q before the package name", trimmed)
+		case strings.HasPrefix(trimmed, "Installed:"):
+			p.Installed = noneEmpty(strings.TrimSpace(strings.TrimPrefix(trimmed, "Installed:")))
+		case strings.HasPrefix(trimmed, "Candidate:"):
+			p.Candidate = noneEmpty(strings.TrimSpace(strings.TrimPrefix(trimmed, "Candidate:")))
+		case strings.HasPrefix(trimmed, "Version table:"):
+			inTable = true
+		case strings.HasPrefix(trimmed, "Package pin:"):
+		case inTable:
+			// "     1.2-1 500" or " *** 1.2-1 100" (a version line, indented 5) or
+			// "        500 http://... Packages" (a source line, indented 8).
+			f := strings.Fields(strings.TrimPrefix(trimmed, "***"))
+			if len(f) < 2 {
+				return aptPolicy{}, fmt.Errorf("malformed apt-cache policy version line %q", trimmed)
+			}
+			if indent(line) >= 8 {
+				continue
+			}
+			if _, err := strconv.Atoi(f[1]); err != nil {
+				return aptPolicy{}, fmt.Errorf("malformed apt-cache policy version line %q: priority %q", trimmed, f[1])
+			}
+			p.Versions = append(p.Versions, f[0])
+		}
+	}
+	return p, nil
+}
+
+func indent(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
+
+func noneEmpty(s string) string {
+	if s == "(none)" {
+		return ""
+	}
+	return s
+}
+
+func (b *aptBackend) downloadSize(ctx context.Context, pin plan.PackagePin) (int64, error) {
+	out, err := b.run(ctx, nil, "apt-cache", "show", pin.Name+"="+pin.Version)
+	if err != nil {
+		return 0, err
+	}
+	size, err := parseAptShowSize(out)
+	if err != nil {
+		return 0, fmt.Errorf("apt: apt-cache show %s=%s: %w", pin.Name, pin.Version, err)
+	}
+	return size, nil
+}
+
+// parseAptShowSize returns the Size field (bytes of the .deb) of the first
+// record of apt-cache show.
+func parseAptShowSize(out string) (int64, error) {
+	for line := range strings.SplitSeq(out, "\n") {
+		if line == "" || line == "\r" {
+			break // end of the first record
+		}
+		if v, ok := strings.CutPrefix(line, "Size:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("malformed Size field %q", strings.TrimSpace(v))
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("no Size field in apt-cache show output")
+}
+
+func (b *aptBackend) freeSpace(ctx context.Context) (int64, error) {
+	return dfAvail(ctx, b.r, "apt", aptArchives)
+}
+
+// dfAvail runs df --output=avail -B1 on dir.
+func dfAvail(ctx context.Context, r Runner, tool, dir string) (int64, error) {
+	args := []string{"--output=avail", "-B1", dir}
+	stdout, _, err := r.Run(ctx, nil, "df", args...)
+	if err != nil {
+		return 0, cmdError(nil, tool+": "+commandLine("df", args...), err, "")
+	}
+	n, err := parseDf(string(stdout))
+	if err != nil {
+		return 0, fmt.Errorf("%s: df %s: %w", tool, dir, err)
+	}
+	return n, nil
+}
+
+// parseDf reads "Avail\n12345\n" from df --output=avail -B1.
+func parseDf(out string) (int64, error) {
+	f := strings.Fields(out)
+	if len(f) != 2 || f[0] != "Avail" {
+		return 0, fmt.Errorf("malformed df output %q", firstLine(out))
+	}
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("malformed df output: available bytes %q", f[1])
+	}
+	return n, nil
+}
+
+func (b *aptBackend) install(ctx context.Context, changes []pkgChange) error {
+	args := []string{"install", "-y", "--allow-downgrades",
+		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}
+	for _, c := range changes {
+		args = append(args, c.Pin.Name+"="+c.Pin.Version)
+	}
+	_, err := b.run(ctx, aptEnv, "apt-get", args...)
+	return err
+}
+
+func (b *aptBackend) remove(ctx context.Context, names []string) error {
+	_, err := b.run(ctx, aptEnv, "apt-get", append([]string{"remove", "-y"}, names...)...)
+	return err
+}
+
+func (b *aptBackend) held(ctx context.Context, names []string) (map[string]bool, error) {
+	out, err := b.run(ctx, nil, "apt-mark", append([]string{"showhold"}, names...)...)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]bool{}
+	for _, f := range strings.Fields(out) {
+		name, _, _ := strings.Cut(f, ":") // pkg:arch
+		held[name] = true
+	}
+	return held, nil
+}
+
+func (b *aptBackend) hold(ctx context.Context, pins []plan.PackagePin) error {
+	_, err := b.run(ctx, nil, "apt-mark", append([]string{"hold"}, pinNames(pins)...)...)
+	return err
+}
+
+func (b *aptBackend) unhold(ctx context.Context, names []string) error {
+	_, err := b.run(ctx, nil, "apt-mark", append([]string{"unhold"}, names...)...)
+	return err
+}
+
+// rebootRequired reads /var/run/reboot-required (and .pkgs, naming the
+// packages asking for it) and, when needrestart is installed, its batch
+// output: NEEDRESTART-KSTA 2 (ABI-compatible) or 3 (version upgrade)
+// means the running kernel is not the newest installed one.
+func (b *aptBackend) rebootRequired(ctx context.Context) (bool, string, error) {
+	if _, err := b.opts.FS.ReadFile("/var/run/reboot-required"); err == nil {
+		reason := "/var/run/reboot-required exists"
+		if pkgs, err := b.opts.FS.ReadFile("/var/run/reboot-required.pkgs"); err == nil {
+			if f := strings.Fields(string(pkgs)); len(f) > 0 {
+				reason = "requested by " + strings.Join(dedupe(f), ", ")
+			}
+		}
+		return true, reason, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, "", fmt.Errorf("apt: read /var/run/reboot-required: %w", err)
+	}
+	stdout, _, err := b.r.Run(ctx, nil, "needrestart", "-b")
+	if err != nil {
+		if isNotFound(err) {
+			return false, "", nil
+		}
+		return false, "", cmdError(nil, "apt: needrestart -b", err, "")
+	}
+	nr, err := parseNeedrestart(string(stdout))
+	if err != nil {
+		return false, "", fmt.Errorf("apt: needrestart -b: %w", err)
+	}
+	if nr.KSTA == 2 || nr.KSTA == 3 {
+		return true, fmt.Sprintf("running kernel %s, expected %s (needrestart)", nr.KCur, nr.KExp), nil
+	}
+	return false, "", nil
+}
+
+func dedupe(s []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// needrestartBatch is needrestart -b output.
+type needrestartBatch struct {
+	KSTA       int // 0 unknown, 1 current, 2 ABI upgrade pending, 3 version upgrade pending
+	KCur, KExp string
+	Services   []string
+}
+
+// parseNeedrestart reads "NEEDRESTART-KEY: value" lines.
+func parseNeedrestart(out string) (needrestartBatch, error) {
+	var nr needrestartBatch
+	seen := false
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || !strings.HasPrefix(k, "NEEDRESTART-") {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "NEEDRESTART-VER":
+			seen = true
+		case "NEEDRESTART-KCUR":
+			nr.KCur = v
+		case "NEEDRESTART-KEXP":
+			nr.KExp = v
+		case "NEEDRESTART-KSTA":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 3 {
+				return needrestartBatch{}, fmt.Errorf("malformed NEEDRESTART-KSTA %q", v)
+			}
+			nr.KSTA, seen = n, true
+		case "NEEDRESTART-SVC":
+			nr.Services = append(nr.Services, v)
+		}
+	}
+	if !seen {
+		return needrestartBatch{}, fmt.Errorf("no NEEDRESTART- lines in %q", firstLine(out))
+	}
+	return nr, nil
+}
+
+// Lock wordings of apt and dpkg, oldest to newest:
+//
+//	E: Could not get lock /var/lib/dpkg/lock - open (11: Resource temporarily unavailable)
+//	E: Unable to lock the administration directory (/var/lib/dpkg/), is another process using it?
+//	E: Could not get lock /var/lib/dpkg/lock-frontend - open (11: Resource temporarily unavailable)
+//	E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (apt-get)
+//	Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (unattended-upgr)...
+//	dpkg: error: dpkg frontend lock was locked by another process with pid 1234
+//	dpkg: error: dpkg status database is locked by another process
+var (
+	aptLockHeldRE = regexp.MustCompile(`Could not get lock (\S+?)\.? It is held by process (\d+)(?: \(([^)\n]*)\))?`)
+	aptLockOpenRE = regexp.MustCompile(`Could not get lock (\S+) - open \(\d+: `)
+	aptLockDirRE  = regexp.MustCompile(`Unable to (?:acquire the dpkg frontend lock|lock the administration directory|lock directory) \(?([^),\s]+)`)
+	dpkgLockRE    = regexp.MustCompile(`dpkg: error: dpkg (?:frontend lock|status database) (?:was|is) locked by another process(?: with pid (\d+))?`)
+)
+
+// parseAptLock finds a lock complaint in apt or dpkg output.
+func parseAptLock(msg string) (*LockError, bool) {
+	if m := aptLockHeldRE.FindStringSubmatch(msg); m != nil {
+		pid, _ := strconv.Atoi(m[2])
+		return &LockError{Lock: m[1], PID: pid, Holder: m[3]}, true
+	}
+	if m := aptLockOpenRE.FindStringSubmatch(msg); m != nil {
+		return &LockError{Lock: m[1]}, true
+	}
+	if m := aptLockDirRE.FindStringSubmatch(msg); m != nil {
+		return &LockError{Lock: m[1]}, true
+	}
+	if m := dpkgLockRE.FindStringSubmatch(msg); m != nil {
+		pid, _ := strconv.Atoi(m[1])
+		lock := "/var/lib/dpkg/lock"
+		if strings.Contains(m[0], "frontend") {
+			lock += "-frontend"
+		}
+		return &LockError{Lock: lock, PID: pid}, true
+	}
+	return nil, false
+}

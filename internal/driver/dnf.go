@@ -1,0 +1,454 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// DNFOptions configures the dnf driver.
+type DNFOptions struct {
+	// Family is the node's os.family for PackageAction.Families; default
+	// "rhel".
+	Family string
+	// Update runs dnf makecache before Preflight and Apply.
+	Update bool
+	// Command is "dnf" (default) or "yum" on hosts without dnf.
+	Command string
+}
+
+// NewDNF returns the driver for the RHEL family. Pins are written as rpm
+// prints them: VERSION-RELEASE, with EPOCH: in front when the package has
+// a non-zero epoch ("1:1.20.1-14.el9_2.1"). It uses rpm -q for the
+// installed state, dnf list --showduplicates for availability, dnf install
+// or dnf downgrade NAME-VERSION (chosen by rpm version order), dnf
+// versionlock for holds (needs the versionlock plugin; without it holds
+// fail with ErrUnsupported) and needs-restarting -r (exit 1: reboot
+// required). dnf checks disk space itself; its "needs N more space" and
+// "Not enough free space" errors wrap ErrNoSpace. dnf waits for another
+// dnf's lock instead of failing: when the runner's timeout stops it, the
+// "Waiting for process with pid N" it printed becomes ErrLocked.
+func NewDNF(r Runner, opts DNFOptions) *PackageDriver {
+	if opts.Family == "" {
+		opts.Family = "rhel"
+	}
+	if opts.Command == "" {
+		opts.Command = "dnf"
+	}
+	return &PackageDriver{b: &dnfBackend{r: r, opts: opts}, family: opts.Family}
+}
+
+type dnfBackend struct {
+	r    Runner
+	opts DNFOptions
+}
+
+func (b *dnfBackend) name() string { return "dnf" }
+
+var (
+	dnfWaitRE       = regexp.MustCompile(`Waiting for process with pid (\d+) to finish`)
+	yumLockRE       = regexp.MustCompile(`(?s)Another app is currently holding the yum lock.*?The other application is: (\S+).*?pid: (\d+)`)
+	dnfUnavailRE    = regexp.MustCompile(`No match for argument: \S+|Unable to find a match: [^\n]+|No matching Packages to list|No package \S+ available`)
+	dnfNoSpaceRE    = regexp.MustCompile(`needs \S+ more space on the \S+ filesystem|Not enough free space in \S+|No space left on device`)
+	dnfNoVersionlck = regexp.MustCompile(`No such command: versionlock`)
+)
+
+func (b *dnfBackend) run(ctx context.Context, args ...string) (string, error) {
+	stdout, stderr, err := b.r.Run(ctx, nil, b.opts.Command, args...)
+	if err == nil {
+		return string(stdout), nil
+	}
+	line := commandLine(b.opts.Command, args...)
+	msg := string(stderr) + "\n" + string(stdout)
+	if m := dnfWaitRE.FindStringSubmatch(msg); m != nil {
+		pid, _ := strconv.Atoi(m[1])
+		return string(stdout), &LockError{Tool: "dnf", Command: line, Lock: "/var/run/dnf.pid", PID: pid, Err: err}
+	}
+	if m := yumLockRE.FindStringSubmatch(msg); m != nil {
+		pid, _ := strconv.Atoi(m[2])
+		return string(stdout), &LockError{Tool: "dnf", Command: line, Lock: "/var/run/yum.pid", PID: pid, Holder: m[1], Err: err}
+	}
+	switch {
+	case dnfNoSpaceRE.MatchString(msg):
+		return string(stdout), cmdError(ErrNoSpace, "dnf: "+line, err, dnfNoSpaceRE.FindString(msg))
+	case dnfUnavailRE.MatchString(msg):
+		return string(stdout), cmdError(ErrUnavailable, "dnf: "+line, err, dnfUnavailRE.FindString(msg))
+	case dnfNoVersionlck.MatchString(msg):
+		return string(stdout), cmdError(ErrUnsupported, "dnf: "+line, err, "the versionlock plugin is not installed (python3-dnf-plugin-versionlock)")
+	}
+	return string(stdout), cmdError(nil, "dnf: "+line, err, "")
+}
+
+func (b *dnfBackend) refresh(ctx context.Context) error {
+	if !b.opts.Update {
+		return nil
+	}
+	_, err := b.run(ctx, "makecache")
+	return err
+}
+
+func (b *dnfBackend) installed(ctx context.Context, name string) (pkgState, error) {
+	return rpmInstalled(ctx, b.r, "dnf", name)
+}
+
+const rpmQueryFormat = `%{EPOCH}:%{VERSION}-%{RELEASE}\n`
+
+// rpmInstalled runs rpm -q --qf EPOCH:VERSION-RELEASE for one package.
+func rpmInstalled(ctx context.Context, r Runner, tool, name string) (pkgState, error) {
+	stdout, _, err := r.Run(ctx, nil, "rpm", "-q", "--qf", rpmQueryFormat, name)
+	if err != nil {
+		if exitCode(err) == 1 && strings.Contains(string(stdout), "is not installed") {
+			return pkgState{}, nil
+		}
+		return pkgState{}, cmdError(nil, tool+": "+commandLine("rpm", "-q", "--qf", rpmQueryFormat, name), err, "")
+	}
+	st, err := parseRPMQuery(string(stdout))
+	if err != nil {
+		return pkgState{}, fmt.Errorf("%s: rpm -q %s: %w", tool, name, err)
+	}
+	return st, nil
+}
+
+// parseRPMQuery reads "EPOCH:VERSION-RELEASE" lines ("(none)" for no
+// epoch); several lines for a package installed in several versions.
+// Versions come back as rpm tools print them: without an epoch of 0.
+func parseRPMQuery(out string) (pkgState, error) {
+	var st pkgState
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		epoch, vr, ok := strings.Cut(line, ":")
+		if !ok || !strings.Contains(vr, "-") || strings.HasPrefix(vr, "-") || strings.HasSuffix(vr, "-") {
+			return pkgState{}, fmt.Errorf("malformed rpm -q line %q", line)
+		}
+		switch epoch {
+		case "(none)", "0":
+		default:
+			if _, err := strconv.ParseUint(epoch, 10, 32); err != nil {
+				return pkgState{}, fmt.Errorf("malformed rpm -q line %q: epoch %q", line, epoch)
+			}
+			vr = epoch + ":" + vr
+		}
+		st.Present = true
+		st.Versions = append(st.Versions, vr)
+	}
+	if !st.Present {
+		return pkgState{}, errors.New("rpm -q printed nothing")
+	}
+	return st, nil
+}
+
+func (b *dnfBackend) available(ctx context.Context, name string) ([]string, error) {
+	out, err := b.run(ctx, "list", "--showduplicates", name)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	vs, err := parseDNFList(out, name)
+	if err != nil {
+		return nil, fmt.Errorf("dnf: dnf list %s: %w", name, err)
+	}
+	return vs, nil
+}
+
+// parseDNFList reads the versions of name from dnf list output ("NAME.ARCH
+// VERSION REPO" rows under "Installed Packages" and "Available Packages";
+// dnf wraps a long NAME.ARCH onto a line of its own).
+func parseDNFList(out, name string) ([]string, error) {
+	var vs []string
+	var pending string
+	rows := 0
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if pending != "" {
+			f = append([]string{pending}, f...)
+			pending = ""
+		}
+		switch {
+		case len(f) == 0:
+			continue
+		case len(f) == 1 && strings.Contains(f[0], ".") && !strings.HasSuffix(f[0], ":"):
+			pending = f[0]
+			continue
+		case len(f) != 3:
+			continue // headers, "Last metadata expiration check: ..."
+		}
+		n, _, ok := cutLast(f[0], ".")
+		if !ok {
+			continue
+		}
+		rows++
+		if n == name && !containsString(vs, f[1]) {
+			vs = append(vs, f[1])
+		}
+	}
+	if rows == 0 && strings.TrimSpace(out) != "" && !strings.Contains(out, "Packages") {
+		return nil, fmt.Errorf("malformed dnf list output %q", firstLine(out))
+	}
+	return vs, nil
+}
+
+func cutLast(s, sep string) (before, after string, ok bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *dnfBackend) downloadSize(context.Context, plan.PackagePin) (int64, error) { return 0, nil }
+func (b *dnfBackend) freeSpace(context.Context) (int64, error)                     { return -1, nil }
+
+// install runs one dnf install for new and newer versions and one dnf
+// downgrade for older ones.
+func (b *dnfBackend) install(ctx context.Context, changes []pkgChange) error {
+	up, down := splitByRPMOrder(changes)
+	if len(up) > 0 {
+		if _, err := b.run(ctx, append([]string{"install", "-y"}, up...)...); err != nil {
+			return err
+		}
+	}
+	if len(down) > 0 {
+		if _, err := b.run(ctx, append([]string{"downgrade", "-y"}, down...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitByRPMOrder returns NAME-VERSION specs to install (absent or newer)
+// and to downgrade (every installed version newer than the pin).
+func splitByRPMOrder(changes []pkgChange) (up, down []string) {
+	for _, c := range changes {
+		spec := c.Pin.Name + "-" + c.Pin.Version
+		older := c.Present
+		for v := range strings.SplitSeq(strings.TrimSuffix(c.From, ")"), ",") {
+			v, _, _ = strings.Cut(v, " ")
+			if rpmVerCmp(c.Pin.Version, v) >= 0 {
+				older = false
+			}
+		}
+		if older {
+			down = append(down, spec)
+		} else {
+			up = append(up, spec)
+		}
+	}
+	return up, down
+}
+
+func (b *dnfBackend) remove(ctx context.Context, names []string) error {
+	_, err := b.run(ctx, append([]string{"remove", "-y"}, names...)...)
+	return err
+}
+
+// held lists dnf versionlock entries; without the plugin nothing is held.
+func (b *dnfBackend) held(ctx context.Context, names []string) (map[string]bool, error) {
+	out, err := b.run(ctx, "versionlock", "list")
+	if errors.Is(err, ErrUnsupported) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]bool{}
+	for _, n := range parseVersionlockList(out) {
+		held[n] = true
+	}
+	return held, nil
+}
+
+// parseVersionlockList returns the locked package names of dnf
+// versionlock list: dnf 4 prints "NAME-EPOCH:VERSION-RELEASE.*", dnf 5
+// "Package name: NAME".
+func parseVersionlockList(out string) []string {
+	var names []string
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimSpace(line)
+		if n, ok := strings.CutPrefix(line, "Package name:"); ok {
+			names = append(names, strings.TrimSpace(n))
+			continue
+		}
+		spec, ok := strings.CutSuffix(line, ".*")
+		if !ok || strings.ContainsAny(spec, " \t") {
+			continue
+		}
+		spec = strings.TrimPrefix(spec, "!") // excluded versions
+		rest, _, ok1 := cutLast(spec, "-")
+		n, _, ok2 := cutLast(rest, "-")
+		if ok1 && ok2 && n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func (b *dnfBackend) hold(ctx context.Context, pins []plan.PackagePin) error {
+	args := []string{"versionlock", "add"}
+	for _, p := range pins {
+		args = append(args, p.Name+"-"+p.Version)
+	}
+	_, err := b.run(ctx, args...)
+	return err
+}
+
+func (b *dnfBackend) unhold(ctx context.Context, names []string) error {
+	_, err := b.run(ctx, append([]string{"versionlock", "delete"}, names...)...)
+	return err
+}
+
+// rebootRequired runs needs-restarting -r: exit 1 means a reboot is
+// required; a host without it (dnf-utils) reports no reboot.
+func (b *dnfBackend) rebootRequired(ctx context.Context) (bool, string, error) {
+	stdout, _, err := b.r.Run(ctx, nil, "needs-restarting", "-r")
+	switch {
+	case err == nil:
+		return false, "", nil
+	case isNotFound(err):
+		return false, "", nil
+	case exitCode(err) == 1:
+		return true, needsRestartingReason(string(stdout)), nil
+	}
+	return false, "", cmdError(nil, "dnf: needs-restarting -r", err, "")
+}
+
+// needsRestartingReason lists the "  * kernel" items of needs-restarting -r.
+func needsRestartingReason(out string) string {
+	var items []string
+	for line := range strings.SplitSeq(out, "\n") {
+		if it, ok := strings.CutPrefix(strings.TrimSpace(line), "* "); ok {
+			items = append(items, it)
+		}
+	}
+	if len(items) == 0 {
+		return "needs-restarting -r"
+	}
+	return "updated since boot: " + strings.Join(items, ", ")
+}
+
+// rpmVerCmp compares two [EPOCH:]VERSION-RELEASE strings as rpm does
+// (rpmvercmp on epoch, version, then release): -1, 0 or 1.
+func rpmVerCmp(a, b string) int {
+	ea, va, ra := splitEVR(a)
+	eb, vb, rb := splitEVR(b)
+	if c := rpmSegCmp(ea, eb); c != 0 {
+		return c
+	}
+	if c := rpmSegCmp(va, vb); c != 0 {
+		return c
+	}
+	return rpmSegCmp(ra, rb)
+}
+
+func splitEVR(s string) (e, v, r string) {
+	e = "0"
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		e, s = s[:i], s[i+1:]
+	}
+	v, r, _ = cutLast(s, "-")
+	return e, v, r
+}
+
+// rpmSegCmp is rpmvercmp: alternating runs of digits and letters compared
+// numerically and lexically; '~' sorts before everything, '^' after the
+// end of a version but before anything else.
+func rpmSegCmp(a, b string) int {
+	if a == b {
+		return 0
+	}
+	sep := func(r byte) bool {
+		return !(r >= '0' && r <= '9') && !unicode.IsLetter(rune(r)) && r != '~' && r != '^'
+	}
+	for len(a) > 0 || len(b) > 0 {
+		for len(a) > 0 && sep(a[0]) {
+			a = a[1:]
+		}
+		for len(b) > 0 && sep(b[0]) {
+			b = b[1:]
+		}
+		// tilde sorts before everything
+		if strings.HasPrefix(a, "~") || strings.HasPrefix(b, "~") {
+			if !strings.HasPrefix(a, "~") {
+				return 1
+			}
+			if !strings.HasPrefix(b, "~") {
+				return -1
+			}
+			a, b = a[1:], b[1:]
+			continue
+		}
+		// caret sorts after the end but before anything else
+		if strings.HasPrefix(a, "^") || strings.HasPrefix(b, "^") {
+			switch {
+			case len(a) == 0:
+				return -1
+			case len(b) == 0:
+				return 1
+			case !strings.HasPrefix(a, "^"):
+				return 1
+			case !strings.HasPrefix(b, "^"):
+				return -1
+			}
+			a, b = a[1:], b[1:]
+			continue
+		}
+		if len(a) == 0 || len(b) == 0 {
+			break
+		}
+		isNum := a[0] >= '0' && a[0] <= '9'
+		span := func(s string) (string, string) {
+			i := 0
+			for i < len(s) && ((isNum && s[i] >= '0' && s[i] <= '9') || (!isNum && unicode.IsLetter(rune(s[i])))) {
+				i++
+			}
+			return s[:i], s[i:]
+		}
+		var sa, sb string
+		sa, a = span(a)
+		sb, b = span(b)
+		if sb == "" {
+			if isNum {
+				return 1
+			}
+			return -1
+		}
+		if isNum {
+			sa, sb = strings.TrimLeft(sa, "0"), strings.TrimLeft(sb, "0")
+			if len(sa) != len(sb) {
+				if len(sa) > len(sb) {
+					return 1
+				}
+				return -1
+			}
+		}
+		if c := strings.Compare(sa, sb); c != 0 {
+			return c
+		}
+	}
+	switch {
+	case len(a) == 0 && len(b) == 0:
+		return 0
+	case len(a) == 0:
+		return -1
+	}
+	return 1
+}

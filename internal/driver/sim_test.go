@@ -1,0 +1,135 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+func TestSimPackageLifecycle(t *testing.T) {
+	ctx := context.Background()
+	st := NewSimState("n1", "rhel", "5.14.0-427", map[string]string{"openssl": "1:3.0.7-25.el9", "curl": "7.76.1-29.el9"})
+	d := NewSim(st)
+	a := plan.Action{Package: &plan.PackageAction{
+		Operation: plan.PackageUpgrade,
+		Packages:  []plan.PackagePin{{Name: "libssl3", Version: "3.0.15-1~deb12u1"}},
+		Families:  map[string][]plan.PackagePin{"rhel": {{Name: "openssl", Version: "1:3.0.7-27.el9"}, {Name: "absent", Version: "1.0"}}},
+	}}
+	c, err := d.Preflight(ctx, a)
+	if err != nil || c.None || len(c.Items) != 1 || c.Items[0].To != "1:3.0.7-27.el9" {
+		t.Fatalf("preflight %+v %v", c, err)
+	}
+	if want := "openssl 1:3.0.7-25.el9 -> 1:3.0.7-27.el9 (absent not installed, not upgraded)"; c.Summary != want {
+		t.Errorf("summary %q, want %q", c.Summary, want)
+	}
+	if err := d.Verify(ctx, a); err == nil {
+		t.Error("verify passed before apply")
+	}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || len(out.Changed) != 1 || out.RebootRequired {
+		t.Fatalf("apply %+v %v", out, err)
+	}
+	if err := d.Verify(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// Idempotent: again changes nothing.
+	if c, _ := d.Preflight(ctx, a); !c.None {
+		t.Errorf("preflight after apply: %+v", c)
+	}
+	if out, _ := d.Apply(ctx, a); len(out.Changed) != 0 {
+		t.Errorf("second apply changed %+v", out.Changed)
+	}
+	for range 2 { // rollback is idempotent too
+		if _, err := d.Rollback(ctx, a, snap); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := st.Version("openssl"); v != "1:3.0.7-25.el9" {
+			t.Fatalf("openssl %s after rollback", v)
+		}
+		if err := d.VerifyRollback(ctx, a, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := st.Version("absent"); ok {
+		t.Error("upgrade installed an absent package")
+	}
+	if st.Applies() != 2 || st.Rollbacks() != 2 {
+		t.Errorf("applies %d rollbacks %d", st.Applies(), st.Rollbacks())
+	}
+}
+
+func TestSimKernelRebootAndFailure(t *testing.T) {
+	ctx := context.Background()
+	st := NewSimState("n2", "debian", "6.1.0-26-amd64", nil)
+	st.FailApply = func(a plan.Action) error {
+		if a.LivePatch != nil {
+			return ErrLocked
+		}
+		return nil
+	}
+	d := NewSim(st)
+	k := plan.Action{Kernel: &plan.KernelAction{Version: "6.1.0-27-amd64"}}
+	out, err := d.Apply(ctx, k)
+	if err != nil || !out.RebootRequired {
+		t.Fatalf("kernel apply %+v %v", out, err)
+	}
+	boot := st.BootID()
+	if err := st.Reboot(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	f := st.Facts(fleet.Facts{})
+	if f.Kernel != "6.1.0-27-amd64" || f.BootID == boot || f.RebootRequired || st.Reboots() != 1 {
+		t.Errorf("after reboot: %+v", f)
+	}
+	if _, err := d.Apply(ctx, plan.Action{LivePatch: &plan.LivePatchAction{ID: "p1"}}); !errors.Is(err, ErrLocked) {
+		t.Errorf("FailApply not honoured: %v", err)
+	}
+}
+
+func TestSimPersist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sim.json")
+	st := NewSimState("n3", "suse", "5.14.21", map[string]string{"zypper": "1.14.68"})
+	if err := st.Persist(path); err != nil {
+		t.Fatal(err)
+	}
+	a := plan.Action{Package: &plan.PackageAction{Operation: plan.PackageInstall, Packages: []plan.PackagePin{{Name: "chrony", Version: "4.1"}}}}
+	if _, err := NewSim(st).Apply(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	again := NewSimState("ignored", "suse", "", nil)
+	if err := again.Persist(path); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := again.Version("chrony"); v != "4.1" || again.Applies() != 1 {
+		t.Errorf("reloaded: chrony %q applies %d", v, again.Applies())
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	generic, suse := NewSim(NewSimState("a", "", "", nil)), NewSim(NewSimState("b", "", "", nil))
+	var r Registry
+	r.Register(plan.ActionPackage, generic)
+	r.Register(plan.ActionPackage, suse, "suse")
+	a := plan.Action{Package: &plan.PackageAction{}}
+	if d, _ := r.For(a, fleet.Facts{OS: fleet.OS{Family: "suse"}}); d != suse {
+		t.Error("family-specific driver not preferred")
+	}
+	if d, _ := r.For(a, fleet.Facts{OS: fleet.OS{Family: "debian"}}); d != generic {
+		t.Error("generic driver not used")
+	}
+	_, err := r.For(plan.Action{Kernel: &plan.KernelAction{}}, fleet.Facts{OS: fleet.OS{Family: "windows"}})
+	if !errors.Is(err, ErrUnsupported) || err.Error() != "no driver for kernel actions on os family windows: unsupported action" {
+		t.Errorf("missing driver: %v", err)
+	}
+	if _, err := KindOf(plan.Action{Name: "x"}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("no kind: %v", err)
+	}
+}

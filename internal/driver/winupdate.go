@@ -1,0 +1,302 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// WindowsUpdate installs and removes Windows updates by KB through the
+// Windows Update Agent COM API, driven by PowerShell whose output is JSON.
+// A pin is {Name: "KB5043050", Version: OS build "20348.2700"}; Version may
+// be empty. Installation searches "IsInstalled=0 and Type='Software'",
+// downloads and installs the matching updates with UpdateInstaller (result
+// codes 2 succeeded, 3 succeeded with errors, 4 failed, 5 aborted);
+// rollback runs wusa.exe /uninstall /kb:N /quiet /norestart. A pending
+// reboot is read from the registry (WindowsUpdate\Auto Update\
+// RebootRequired, Component Based Servicing\RebootPending).
+type WindowsUpdate struct{ r Runner }
+
+var _ Driver = (*WindowsUpdate)(nil)
+
+// NewWindowsUpdate returns the Windows Update driver.
+func NewWindowsUpdate(r Runner) *WindowsUpdate { return &WindowsUpdate{r: r} }
+
+// Name is "windows-update".
+func (w *WindowsUpdate) Name() string { return "windows-update" }
+
+var kbRE = regexp.MustCompile(`^KB[0-9]{6,8}$`)
+
+func (w *WindowsUpdate) pins(a plan.Action) ([]plan.PackagePin, error) {
+	if a.Package == nil {
+		return nil, fmt.Errorf("windows-update: action %q is not a package action: %w", a.Name, ErrUnsupported)
+	}
+	pins := a.Package.Packages
+	if f, ok := a.Package.Families["windows"]; ok {
+		pins = f
+	}
+	if len(pins) == 0 {
+		return nil, fmt.Errorf("windows-update: action %q pins no KBs", a.Name)
+	}
+	for _, p := range pins {
+		if !kbRE.MatchString(p.Name) {
+			return nil, fmt.Errorf("windows-update: invalid KB %q (want KB followed by digits)", p.Name)
+		}
+	}
+	return pins, nil
+}
+
+func kbList(pins []plan.PackagePin) string {
+	q := make([]string, len(pins))
+	for i, p := range pins {
+		q[i] = "'" + strings.TrimPrefix(p.Name, "KB") + "'"
+	}
+	return strings.Join(q, ",")
+}
+
+// The scripts' first line names them in command lines and transcripts.
+// KB ids are validated digits before they are put in a script.
+const wuQueryScript = `# drover wu-query %[1]s
+$ErrorActionPreference = 'Stop'
+$kbs = @(%[1]s)
+$s = New-Object -ComObject Microsoft.Update.Session
+$searcher = $s.CreateUpdateSearcher()
+$avail = @($searcher.Search("IsInstalled=0 and Type='Software'").Updates | ForEach-Object { $u = $_; $u.KBArticleIDs | Where-Object { $kbs -contains $_ } | ForEach-Object { [pscustomobject]@{ kb = 'KB' + $_; title = $u.Title; maxDownloadSize = [int64]$u.MaxDownloadSize; rebootBehavior = $u.InstallationBehavior.RebootBehavior } } })
+$inst = @($searcher.Search("IsInstalled=1 and Type='Software'").Updates | ForEach-Object { $_.KBArticleIDs } | Where-Object { $kbs -contains $_ } | ForEach-Object { 'KB' + $_ })
+$inst += @(Get-HotFix -ErrorAction SilentlyContinue | Where-Object { $kbs -contains $_.HotFixID.Substring(2) } | ForEach-Object { $_.HotFixID })
+$cv = Get-ItemProperty 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion'
+$reboot = (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired') -or (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending')
+[pscustomobject]@{ available = $avail; installed = @($inst | Sort-Object -Unique); build = "$($cv.CurrentBuild).$($cv.UBR)"; rebootPending = $reboot } | ConvertTo-Json -Depth 4 -Compress`
+
+const wuInstallScript = `# drover wu-install %[1]s
+$ErrorActionPreference = 'Stop'
+$kbs = @(%[1]s)
+$s = New-Object -ComObject Microsoft.Update.Session
+$todo = New-Object -ComObject Microsoft.Update.UpdateColl
+$s.CreateUpdateSearcher().Search("IsInstalled=0 and Type='Software'").Updates | Where-Object { @($_.KBArticleIDs | Where-Object { $kbs -contains $_ }).Count -gt 0 } | ForEach-Object { if (-not $_.EulaAccepted) { $_.AcceptEula() }; [void]$todo.Add($_) }
+if ($todo.Count -eq 0) { [pscustomobject]@{ resultCode = 2; rebootRequired = $false; updates = @() } | ConvertTo-Json -Depth 4 -Compress; exit 0 }
+$dl = $s.CreateUpdateDownloader(); $dl.Updates = $todo; [void]$dl.Download()
+$inst = $s.CreateUpdateInstaller(); $inst.Updates = $todo
+$r = $inst.Install()
+$ups = for ($i = 0; $i -lt $todo.Count; $i++) { $ur = $r.GetUpdateResult($i); [pscustomobject]@{ kb = 'KB' + ($todo.Item($i).KBArticleIDs | Select-Object -First 1); title = $todo.Item($i).Title; resultCode = $ur.ResultCode; hresult = $ur.HResult } }
+[pscustomobject]@{ resultCode = $r.ResultCode; rebootRequired = $r.RebootRequired; updates = @($ups) } | ConvertTo-Json -Depth 4 -Compress`
+
+var psArgs = []string{"-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command"}
+
+// wuQuery is the query script's JSON.
+type wuQuery struct {
+	Available []struct {
+		KB              string `json:"kb"`
+		Title           string `json:"title"`
+		MaxDownloadSize int64  `json:"maxDownloadSize"`
+	} `json:"available"`
+	Installed     []string `json:"installed"`
+	Build         string   `json:"build"`
+	RebootPending bool     `json:"rebootPending"`
+}
+
+// wuInstallResult is the install script's JSON.
+type wuInstallResult struct {
+	ResultCode     int  `json:"resultCode"`
+	RebootRequired bool `json:"rebootRequired"`
+	Updates        []struct {
+		KB         string `json:"kb"`
+		Title      string `json:"title"`
+		ResultCode int    `json:"resultCode"`
+		HResult    int64  `json:"hresult"`
+	} `json:"updates"`
+}
+
+// wuResult names WUA OperationResultCode values.
+func wuResult(code int) string {
+	switch code {
+	case 0:
+		return "not started"
+	case 1:
+		return "in progress"
+	case 2:
+		return "succeeded"
+	case 3:
+		return "succeeded with errors"
+	case 4:
+		return "failed"
+	case 5:
+		return "aborted"
+	}
+	return fmt.Sprintf("unknown result %d", code)
+}
+
+func (w *WindowsUpdate) powershell(ctx context.Context, script string, v any) error {
+	stdout, _, err := w.r.Run(ctx, nil, "powershell.exe", append(psArgs, script)...)
+	name := firstLine(script)
+	if err != nil {
+		return fmt.Errorf("windows-update: %s: %w", strings.TrimPrefix(name, "# drover "), err)
+	}
+	// PowerShell 5 emits a single-element array as the element itself.
+	if err := json.Unmarshal(stdout, v); err != nil {
+		return fmt.Errorf("windows-update: %s: malformed JSON output %q: %w", strings.TrimPrefix(name, "# drover "), firstLine(string(stdout)), err)
+	}
+	return nil
+}
+
+func (w *WindowsUpdate) query(ctx context.Context, pins []plan.PackagePin) (wuQuery, error) {
+	var q wuQuery
+	err := w.powershell(ctx, fmt.Sprintf(wuQueryScript, kbList(pins)), &q)
+	return q, err
+}
+
+// Preflight requires each KB installed or offered by Windows Update.
+func (w *WindowsUpdate) Preflight(ctx context.Context, a plan.Action) (Change, error) {
+	pins, err := w.pins(a)
+	if err != nil {
+		return Change{}, err
+	}
+	q, err := w.query(ctx, pins)
+	if err != nil {
+		return Change{}, err
+	}
+	var items []ChangeItem
+	for _, p := range pins {
+		if containsString(q.Installed, p.Name) {
+			continue
+		}
+		offered := false
+		for _, u := range q.Available {
+			offered = offered || u.KB == p.Name
+		}
+		if !offered {
+			return Change{}, fmt.Errorf("windows-update: %s is neither installed nor offered by Windows Update: %w", p.Name, ErrUnavailable)
+		}
+		items = append(items, ChangeItem{Name: p.Name, From: "build " + q.Build, To: p.Version})
+	}
+	if len(items) == 0 {
+		return Change{Summary: "all KBs already installed", None: true}, nil
+	}
+	return Change{Summary: fmt.Sprintf("would install %d updates", len(items)), Items: items}, nil
+}
+
+// Snapshot records which KBs were installed before (those absent are
+// uninstalled by Rollback).
+func (w *WindowsUpdate) Snapshot(ctx context.Context, a plan.Action) (Snapshot, error) {
+	pins, err := w.pins(a)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	q, err := w.query(ctx, pins)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	raw, err := json.Marshal(map[string]any{"installed": q.Installed, "build": q.Build})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("windows-update: encode snapshot: %w", err)
+	}
+	return Snapshot{Driver: w.Name(), Summary: "build " + q.Build + ", installed: " + orNone(strings.Join(q.Installed, ", ")), Data: raw}, nil
+}
+
+// Apply installs the KBs not yet installed.
+func (w *WindowsUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
+	pins, err := w.pins(a)
+	if err != nil {
+		return Outcome{}, err
+	}
+	q, err := w.query(ctx, pins)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var todo []plan.PackagePin
+	for _, p := range pins {
+		if !containsString(q.Installed, p.Name) {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 0 {
+		return Outcome{Summary: "all KBs already installed", RebootRequired: q.RebootPending}, nil
+	}
+	var r wuInstallResult
+	if err := w.powershell(ctx, fmt.Sprintf(wuInstallScript, kbList(todo)), &r); err != nil {
+		return Outcome{}, err
+	}
+	var out Outcome
+	var failed []string
+	for _, u := range r.Updates {
+		if u.ResultCode == 2 || u.ResultCode == 3 {
+			out.Changed = append(out.Changed, ChangeItem{Name: u.KB, To: "installed"})
+			continue
+		}
+		failed = append(failed, fmt.Sprintf("%s %s (0x%08X)", u.KB, wuResult(u.ResultCode), uint32(u.HResult)))
+	}
+	out.RebootRequired = r.RebootRequired
+	if len(failed) > 0 || (r.ResultCode != 2 && r.ResultCode != 3) {
+		return out, fmt.Errorf("windows-update: install %s: %s", wuResult(r.ResultCode), orNone(strings.Join(failed, "; ")))
+	}
+	out.Summary = fmt.Sprintf("installed %d updates (%s)", len(out.Changed), wuResult(r.ResultCode))
+	return out, nil
+}
+
+// Verify checks every KB is installed and, when no reboot is pending and
+// the pin names a build, that the OS runs that build.
+func (w *WindowsUpdate) Verify(ctx context.Context, a plan.Action) error {
+	pins, err := w.pins(a)
+	if err != nil {
+		return err
+	}
+	q, err := w.query(ctx, pins)
+	if err != nil {
+		return err
+	}
+	for _, p := range pins {
+		if !containsString(q.Installed, p.Name) {
+			return fmt.Errorf("windows-update: verify: %s not installed", p.Name)
+		}
+		if p.Version != "" && !q.RebootPending && q.Build != p.Version {
+			return fmt.Errorf("windows-update: verify: %s installed but the OS runs build %s, want %s", p.Name, q.Build, p.Version)
+		}
+	}
+	return nil
+}
+
+// Rollback uninstalls the KBs that were not installed at the snapshot
+// with wusa.exe. wusa exit 3010 means success, reboot required; 2359303
+// (0x00240007) means the update is not installed.
+func (w *WindowsUpdate) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
+	pins, err := w.pins(a)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var before struct {
+		Installed []string `json:"installed"`
+	}
+	if s.Driver != w.Name() {
+		return Outcome{}, fmt.Errorf("windows-update: snapshot was taken by driver %q", s.Driver)
+	}
+	if err := json.Unmarshal(s.Data, &before); err != nil {
+		return Outcome{}, fmt.Errorf("windows-update: decode snapshot: %w", err)
+	}
+	var out Outcome
+	for _, p := range pins {
+		if containsString(before.Installed, p.Name) {
+			continue
+		}
+		_, _, err := w.r.Run(ctx, nil, "wusa.exe", "/uninstall", "/kb:"+strings.TrimPrefix(p.Name, "KB"), "/quiet", "/norestart")
+		switch exitCode(err) {
+		case -1:
+			if err != nil {
+				return out, fmt.Errorf("windows-update: uninstall %s: %w", p.Name, err)
+			}
+		case 0:
+		case 3010:
+			out.RebootRequired = true
+		case 2359303:
+			continue
+		default:
+			return out, fmt.Errorf("windows-update: uninstall %s: %w", p.Name, err)
+		}
+		out.Changed = append(out.Changed, ChangeItem{Name: p.Name, From: "installed", To: "uninstalled"})
+	}
+	out.Summary = fmt.Sprintf("uninstalled %d updates", len(out.Changed))
+	return out, nil
+}

@@ -1,0 +1,76 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// The PowerShell scripts show in transcripts by their first line.
+const ps = "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command "
+
+func TestWindowsUpdate(t *testing.T) {
+	ctx := context.Background()
+	r := replayFromText(t, `ConvertTo-Json output of the query and install scripts on Windows
+Server 2022 (build 20348.2655 before KB5043050).
+
+-- $ `+ps+`'# drover wu-query '\''5043050'\'' ...' --
+{"available":[{"kb":"KB5043050","title":"2024-09 Cumulative Update for Microsoft server operating system version 21H2 for x64-based Systems (KB5043050)","maxDownloadSize":412345678,"rebootBehavior":1}],"installed":[],"build":"20348.2655","rebootPending":false}
+-- $ `+ps+`'# drover wu-install '\''5043050'\'' ...' --
+{"resultCode":2,"rebootRequired":true,"updates":[{"kb":"KB5043050","title":"2024-09 Cumulative Update for Microsoft server operating system version 21H2 for x64-based Systems (KB5043050)","resultCode":2,"hresult":0}]}
+-- $ `+ps+`'# drover wu-query '\''5044281'\'' ...' --
+{"available":[],"installed":[],"build":"20348.2655","rebootPending":false}
+-- $ wusa.exe /uninstall /kb:5043050 /quiet /norestart --
+-- exit --
+3010
+`)
+	d := NewWindowsUpdate(r)
+	a := plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5043050", Version: "20348.2700"}}}}
+	ch, err := d.Preflight(ctx, a)
+	if err != nil || len(ch.Items) != 1 {
+		t.Fatalf("%+v %v", ch, err)
+	}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || !out.RebootRequired || len(out.Changed) != 1 {
+		t.Fatalf("%+v %v", out, err)
+	}
+	out, err = d.Rollback(ctx, a, snap)
+	if err != nil || !out.RebootRequired || len(out.Changed) != 1 {
+		t.Fatalf("%+v %v", out, err)
+	}
+	other := plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5044281"}}}}
+	if _, err := d.Preflight(ctx, other); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v", err)
+	}
+	bad := plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB1'; Remove-Item C:\\"}}}}
+	if _, err := d.Apply(ctx, bad); err == nil || !strings.Contains(err.Error(), "invalid KB") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestWindowsUpdateFailed(t *testing.T) {
+	r := replayFromText(t, `-- $ `+ps+`'# drover wu-query '\''5043050'\'' ...' --
+{"available":[{"kb":"KB5043050","title":"t","maxDownloadSize":1}],"installed":[],"build":"20348.2655","rebootPending":false}
+-- $ `+ps+`'# drover wu-install '\''5043050'\'' ...' --
+{"resultCode":4,"rebootRequired":false,"updates":[{"kb":"KB5043050","title":"t","resultCode":4,"hresult":-2145124329}]}
+`)
+	_, err := NewWindowsUpdate(r).Apply(context.Background(), plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5043050"}}}})
+	if err == nil || err.Error() != "windows-update: install failed: KB5043050 failed (0x80240017)" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func FuzzParseWindowsUpdateJSON(f *testing.F) {
+	f.Add(`{"resultCode":3,"updates":[{"kb":"KB1","resultCode":3}]}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		r := replayFromText(t, "-- $ "+ps+"'# drover wu-query '\\''5043050'\\'' ...' --\n"+strings.ReplaceAll(s, "\n-- ", "\n")+"\n")
+		_, _ = NewWindowsUpdate(r).Preflight(context.Background(), plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5043050"}}}})
+	})
+}

@@ -1,0 +1,238 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// ZypperOptions configures the zypper driver.
+type ZypperOptions struct {
+	// Family is the node's os.family for PackageAction.Families; default
+	// "suse".
+	Family string
+	// Update runs zypper refresh before Preflight and Apply.
+	Update bool
+}
+
+// NewZypper returns the driver for SUSE. Pins are [EPOCH:]VERSION-RELEASE
+// as rpm prints them. It uses rpm -q for the installed state, zypper
+// search --details --match-exact for the available versions, zypper
+// install --oldpackage NAME=VERSION for apply and rollback (downgrades
+// allowed), addlock/removelock/locks for holds and zypper needs-rebooting
+// (exit 102) for the reboot. zypper's exit codes: 7 (another zypper holds
+// the lock: ErrLocked with its pid), 104 (not found: ErrUnavailable),
+// 102/103 (success, reboot or zypper restart needed). zypper checks disk
+// space itself; no separate df check.
+func NewZypper(r Runner, opts ZypperOptions) *PackageDriver {
+	if opts.Family == "" {
+		opts.Family = "suse"
+	}
+	return &PackageDriver{b: &zypperBackend{r: r, opts: opts}, family: opts.Family}
+}
+
+type zypperBackend struct {
+	r    Runner
+	opts ZypperOptions
+}
+
+// zypper exit codes (man zypper, EXIT CODES).
+const (
+	zypperExitZyppLocked     = 7
+	zypperExitInfNotFound    = 104
+	zypperExitInfReboot      = 102
+	zypperExitInfRestart     = 103
+	zypperExitInfReposSkiped = 106
+)
+
+var zypperLockRE = regexp.MustCompile(`System management is locked by the application with pid (\d+) \(([^)\n]*)\)`)
+
+func (b *zypperBackend) name() string { return "zypper" }
+
+func (b *zypperBackend) run(ctx context.Context, args ...string) (string, error) {
+	args = append([]string{"--non-interactive"}, args...)
+	stdout, stderr, err := b.r.Run(ctx, nil, "zypper", args...)
+	code := exitCode(err)
+	if err == nil || code == zypperExitInfReboot || code == zypperExitInfRestart || code == zypperExitInfReposSkiped {
+		return string(stdout), nil
+	}
+	line := commandLine("zypper", args...)
+	msg := string(stderr) + "\n" + string(stdout)
+	if m := zypperLockRE.FindStringSubmatch(msg); m != nil || code == zypperExitZyppLocked {
+		le := &LockError{Tool: "zypper", Command: line, Lock: "/run/zypp.pid", Err: err}
+		if m != nil {
+			le.PID, _ = strconv.Atoi(m[1])
+			le.Holder = m[2]
+		}
+		return "", le
+	}
+	switch {
+	case code == zypperExitInfNotFound:
+		return "", cmdError(ErrUnavailable, "zypper: "+line, err, zypperNotFound(msg))
+	case strings.Contains(msg, "No space left on device"), strings.Contains(msg, "Not enough free space"), strings.Contains(msg, "not enough disk space"):
+		return "", cmdError(ErrNoSpace, "zypper: "+line, err, "")
+	}
+	return "", cmdError(nil, "zypper: "+line, err, "")
+}
+
+// zypperNotFound picks zypper's "No provider of 'x' found." line.
+func zypperNotFound(msg string) string {
+	for l := range strings.SplitSeq(msg, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "No provider of") || strings.HasPrefix(l, "No matching items found") {
+			return l
+		}
+	}
+	return ""
+}
+
+func (b *zypperBackend) refresh(ctx context.Context) error {
+	if !b.opts.Update {
+		return nil
+	}
+	_, err := b.run(ctx, "refresh")
+	return err
+}
+
+func (b *zypperBackend) installed(ctx context.Context, name string) (pkgState, error) {
+	return rpmInstalled(ctx, b.r, "zypper", name)
+}
+
+func (b *zypperBackend) available(ctx context.Context, name string) ([]string, error) {
+	stdout, _, err := b.r.Run(ctx, nil, "zypper", "--non-interactive", "search", "--details", "--match-exact", name)
+	if exitCode(err) == zypperExitInfNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, cmdError(nil, "zypper: "+commandLine("zypper", "--non-interactive", "search", "--details", "--match-exact", name), err, "")
+	}
+	vs, err := parseZypperSearch(string(stdout), name)
+	if err != nil {
+		return nil, fmt.Errorf("zypper: zypper search %s: %w", name, err)
+	}
+	return vs, nil
+}
+
+// zypperTable reads zypper's "a | b | c" tables: the header row and the
+// data rows, each cell trimmed.
+func zypperTable(out string) (header []string, rows [][]string) {
+	for line := range strings.SplitSeq(out, "\n") {
+		if !strings.Contains(line, "|") || strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if header == nil {
+			header = cells
+			continue
+		}
+		rows = append(rows, cells)
+	}
+	return header, rows
+}
+
+func column(header []string, name string) int {
+	for i, h := range header {
+		if h == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// parseZypperSearch reads the package versions of name from zypper search
+// --details (columns S | Name | Type | Version | Arch | Repository).
+func parseZypperSearch(out, name string) ([]string, error) {
+	header, rows := zypperTable(out)
+	if header == nil {
+		if strings.Contains(out, "No matching items found") {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("malformed zypper search output: no table in %q", firstLine(out))
+	}
+	cn, ct, cv := column(header, "Name"), column(header, "Type"), column(header, "Version")
+	if cn < 0 || cv < 0 {
+		return nil, fmt.Errorf("malformed zypper search output: header %q", strings.Join(header, "|"))
+	}
+	var vs []string
+	for _, r := range rows {
+		if len(r) != len(header) {
+			return nil, fmt.Errorf("malformed zypper search row %q", strings.Join(r, "|"))
+		}
+		if r[cn] == name && (ct < 0 || r[ct] == "package") && !containsString(vs, r[cv]) {
+			vs = append(vs, r[cv])
+		}
+	}
+	return vs, nil
+}
+
+func (b *zypperBackend) downloadSize(context.Context, plan.PackagePin) (int64, error) { return 0, nil }
+func (b *zypperBackend) freeSpace(context.Context) (int64, error)                     { return -1, nil }
+
+func (b *zypperBackend) install(ctx context.Context, changes []pkgChange) error {
+	args := []string{"install", "--oldpackage"}
+	for _, c := range changes {
+		args = append(args, c.Pin.Name+"="+c.Pin.Version)
+	}
+	_, err := b.run(ctx, args...)
+	return err
+}
+
+func (b *zypperBackend) remove(ctx context.Context, names []string) error {
+	_, err := b.run(ctx, append([]string{"remove"}, names...)...)
+	return err
+}
+
+func (b *zypperBackend) held(ctx context.Context, _ []string) (map[string]bool, error) {
+	out, err := b.run(ctx, "locks")
+	if err != nil {
+		return nil, err
+	}
+	return parseZypperLocks(out), nil
+}
+
+// parseZypperLocks reads zypper locks (columns # | Name | Type |
+// Repository, or "There are no package locks defined.").
+func parseZypperLocks(out string) map[string]bool {
+	held := map[string]bool{}
+	header, rows := zypperTable(out)
+	cn, ct := column(header, "Name"), column(header, "Type")
+	if cn < 0 {
+		return held
+	}
+	for _, r := range rows {
+		if len(r) == len(header) && (ct < 0 || r[ct] == "package") {
+			held[r[cn]] = true
+		}
+	}
+	return held
+}
+
+func (b *zypperBackend) hold(ctx context.Context, pins []plan.PackagePin) error {
+	_, err := b.run(ctx, append([]string{"addlock"}, pinNames(pins)...)...)
+	return err
+}
+
+func (b *zypperBackend) unhold(ctx context.Context, names []string) error {
+	_, err := b.run(ctx, append([]string{"removelock"}, names...)...)
+	return err
+}
+
+// rebootRequired runs zypper needs-rebooting: exit 102 means a reboot is
+// needed, 0 not.
+func (b *zypperBackend) rebootRequired(ctx context.Context) (bool, string, error) {
+	_, _, err := b.r.Run(ctx, nil, "zypper", "--non-interactive", "needs-rebooting")
+	switch {
+	case err == nil:
+		return false, "", nil
+	case exitCode(err) == zypperExitInfReboot:
+		return true, "zypper needs-rebooting", nil
+	}
+	return false, "", cmdError(nil, "zypper: zypper --non-interactive needs-rebooting", err, "")
+}
