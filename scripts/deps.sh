@@ -31,13 +31,19 @@ need_go() {
 
 # PostgreSQL is installed and started by scripts/postgres.sh (make unit).
 # Future requirements, enabled by the issues that need them:
-#   need_prometheus() { apt_install prometheus; }        # wave-gate integration tests
 #   need_chromium()   { apt_install chromium; }          # dashboard browser tests
 #   need_debootstrap(){ apt_install debootstrap; }       # Debian fleet tests
+
+# Prometheus for the wave-gate integration tests (Debian's package; its
+# service is left stopped: the tests start their own).
+need_prometheus() {
+	scripts/prometheus.sh >/dev/null
+}
 
 main() {
 	cd "$(dirname "$0")/.."
 	need_go
+	need_prometheus
 }
 
 main "$@"

@@ -41,6 +41,12 @@ stop_service() {
 	if command -v update-rc.d >/dev/null 2>&1; then
 		$sudo update-rc.d prometheus disable >/dev/null 2>&1 || true
 	fi
+	# Without a running systemd, `systemctl disable` still removes the
+	# enablement symlink the package created, so a later boot with
+	# systemd does not start it either.
+	if command -v systemctl >/dev/null 2>&1; then
+		$sudo systemctl disable prometheus >/dev/null 2>&1 || true
+	fi
 	local pidfile=/run/prometheus/prometheus.pid
 	if [[ -s $pidfile ]]; then
 		local pid

@@ -66,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		clock: cfg.Clock,
 		j:     j,
 		c: &client{
-			base: cfg.ServerURL, http: cfg.HTTPClient, token: cfg.Token, log: cfg.Logger.With("node", cfg.NodeID),
+			node: cfg.NodeID, base: cfg.ServerURL, http: cfg.HTTPClient, token: cfg.Token, log: cfg.Logger.With("node", cfg.NodeID),
 			clock: cfg.Clock, jitter: cfg.Rand.Float64, cap: cfg.MaxBackoff,
 		},
 		prober: &probe.Prober{

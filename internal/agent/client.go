@@ -48,6 +48,7 @@ func (e *ServerError) permanent() bool {
 
 // client speaks the agent protocol.
 type client struct {
+	node   string // sent as Drover-Node: the identity the agent token vouches for until enrolment gives each agent a certificate
 	base   string
 	http   *http.Client
 	token  string
@@ -75,6 +76,7 @@ func (c *client) do(ctx context.Context, path string, in, out any) error {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	req.Header.Set("Drover-Node", c.node)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)

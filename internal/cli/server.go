@@ -116,5 +116,5 @@ func redact(dsn string) string {
 
 // newPrometheusGates builds the Prometheus wave-gate evaluator.
 func newPrometheusGates(url string, log *slog.Logger) (gate.Evaluator, error) {
-	return nil, fmt.Errorf("%s: the Prometheus evaluator is not wired yet", url)
+	return gate.NewPrometheus(url, gate.WithLogger(log.With("component", "gates")))
 }

@@ -476,7 +476,6 @@ func (n *simNode) agentConfig(base, token, stateDir string, log *slog.Logger) (a
 		Facts: func(context.Context) (fleet.Facts, error) {
 			return n.state.Facts(base0), nil
 		},
-		HTTPClient:      &http.Client{Transport: NodeTransport{Node: n.node.ID}},
 		Rebooter:        n.state,
 		Runner:          n.state.Runner(nil),
 		ProbeHTTPClient: &http.Client{Transport: n.state.Transport(), Timeout: 5 * time.Second},
@@ -533,21 +532,3 @@ func (g simGates) Evaluate(_ context.Context, req gate.Request) gate.Evaluation 
 }
 
 func (simGates) FiringAlerts(context.Context, []string) ([]string, error) { return nil, nil }
-
-// NodeTransport adds the node's identity header to every request, on top
-// of the agent token: the credentials an agent's connection carries until
-// enrolment gives each agent its own client certificate.
-type NodeTransport struct {
-	Node string
-	Next http.RoundTripper
-}
-
-func (t NodeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Drover-Node", t.Node)
-	next := t.Next
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	return next.RoundTrip(r)
-}

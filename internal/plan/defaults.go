@@ -15,8 +15,8 @@ const (
 	DefaultGateInterval      = Duration(time.Minute)
 	DefaultGateCount         = 3
 	DefaultGateFailureLimit  = 1
-	DefaultGateMinSamples    = 20
-	DefaultGateAlpha         = 0.01
+	DefaultGateMinSamples    = 100 // with DefaultGateAlpha: 0.5% false positives, 98.5% detection of +20% (gate.TestJudgeRates)
+	DefaultGateAlpha         = 0.005
 	DefaultGateMinEffect     = "10%"
 	DefaultGateDirection     = "higher-is-worse"
 	DefaultGateOnNoData      = "fail"

@@ -242,7 +242,7 @@ gates:
 	}
 	g := p.Gates.Wave[0]
 	if g.Interval.D() != time.Minute || g.Count != 3 || g.FailureLimit != 1 || g.Inconclusive != "fail" ||
-		g.MinSamples != 20 || g.Alpha != 0.01 || g.MinEffect != "10%" || g.Direction != "higher-is-worse" {
+		g.MinSamples != 100 || g.Alpha != 0.005 || g.MinEffect != "10%" || g.Direction != "higher-is-worse" {
 		t.Errorf("wave gate defaults: %+v", g)
 	}
 	if p.Gates.OnFail != BreachRollbackWave || p.Gates.ProgressDeadline.D() != 30*time.Minute || p.Gates.Node.HealthyDeadline.D() != 10*time.Minute {
