@@ -23,11 +23,11 @@ import (
 func newAgentCmd(e *env) *cobra.Command {
 	var (
 		server, stateDir, nodeID, token, trusted, accept string
-		labels                                          []string
-		heartbeat                                       time.Duration
-		sim                                             bool
-		simFamily, simClass, simVersion                 string
-		simStep                                         time.Duration
+		labels                                           []string
+		heartbeat                                        time.Duration
+		sim                                              bool
+		simFamily, simClass, simVersion                  string
+		simStep                                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --state-dir DIR",
