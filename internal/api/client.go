@@ -36,7 +36,11 @@ func (e *StatusError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%s)", msg, e.Body.Code)
 	for _, p := range e.Body.Problems {
-		fmt.Fprintf(&b, "\n%s:%d:%d: %s", orDefault(p.File, "plan"), p.Line, p.Col, p.Message)
+		fmt.Fprintf(&b, "\n%s:%d:%d: ", orDefault(p.File, "plan"), p.Line, p.Col)
+		if p.Path != "" {
+			b.WriteString(p.Path + ": ")
+		}
+		b.WriteString(p.Message)
 	}
 	return b.String()
 }

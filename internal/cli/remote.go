@@ -299,6 +299,14 @@ func newRolloutCommand(e *env, action, short string) *cobra.Command {
 				return apiErr(err)
 			}
 			return r.show(e, ro, func(w io.Writer) {
+				if action == "approve" {
+					var by []string
+					for _, a := range ro.Approvals {
+						by = append(by, a.By)
+					}
+					fmt.Fprintf(w, "%s: approved; approvals %d/%d (%s)\n", ro.ID, len(ro.Approvals), ro.ApprovalsNeeded, strings.Join(by, ", "))
+					return
+				}
 				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))
 			})
 		}}

@@ -3,10 +3,15 @@ package cli
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -28,7 +33,11 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status": cmdStatus,
+			"status":    cmdStatus,
+			"freeport":  cmdFreePort,
+			"waitnodes": cmdWaitNodes,
+			"stdoutvar": cmdStdoutVar,
+			"waitstate": cmdWaitState,
 		},
 	})
 }
@@ -51,5 +60,81 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdFreePort sets the environment variable NAME to a free loopback
+// address, for a server started in the background.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ts.Fatalf("freeport: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ts.Setenv(args[0], addr)
+}
+
+// cmdWaitNodes waits (up to 30s) until N nodes are registered and online
+// on $DROVER_SERVER, authenticating with $DROVER_TOKEN.
+func cmdWaitNodes(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitnodes N")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("waitnodes: %v", err)
+	}
+	c := &api.Client{Base: ts.Getenv("DROVER_SERVER"), Token: ts.Getenv("DROVER_TOKEN")}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nodes, err := c.AllNodes(context.Background(), "")
+		online := 0
+		for _, nd := range nodes {
+			if nd.Online {
+				online++
+			}
+		}
+		if err == nil && online >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitnodes: %d of %d online after 30s (last error: %v)", online, n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cmdStdoutVar sets NAME to the first group of REGEX in the last stdout.
+func cmdStdoutVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: stdoutvar NAME REGEX")
+	}
+	m := regexp.MustCompile(args[1]).FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("stdoutvar: %q does not match stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// cmdWaitState waits (up to 30s) until rollout ID is in STATE.
+func cmdWaitState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitstate ROLLOUT STATE")
+	}
+	c := &api.Client{Base: ts.Getenv("DROVER_SERVER"), Token: ts.Getenv("DROVER_TOKEN")}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ro, err := c.GetRollout(context.Background(), args[0], false)
+		if err == nil && string(ro.State) == args[1] {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitstate: rollout %s is %s after 30s, want %s (last error: %v)", args[0], ro.State, args[1], err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
