@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"errors"
+	"github.com/drover-dev/drover/internal/gate/gatetest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -81,11 +82,11 @@ const sel = `{instance=~"{{ .Nodes | label "instance" | regex }}"}`
 // the wrong result type, NaN and ±Inf, empty histograms, no series.
 func TestPrometheusBadInput(t *testing.T) {
 	t.Parallel()
-	can := startExporters(t, "can", "gen1", 1, 1100)
-	base := startExporters(t, "base", "gen1", 1, 1200)
-	ps := startPrometheus(t, addrsOf(can, base), "")
+	can := gatetest.StartExporters(t, "can", "gen1", 1, 1100)
+	base := gatetest.StartExporters(t, "base", "gen1", 1, 1200)
+	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(can, base), "")
 	p := newTestEvaluator(t, ps)
-	req := Request{Nodes: nodesOfExporters(can), Baseline: nodesOfExporters(base)}
+	req := Request{Nodes: gatetest.NodesOf(can), Baseline: gatetest.NodesOf(base)}
 	// Data for a few windows, so that only the query is at fault.
 	probe := req
 	probe.Gate = testGate("probe", plan.ModeDelta, p99Query)
@@ -142,7 +143,7 @@ func TestPrometheusBadInput(t *testing.T) {
 // incomplete gates and requests.
 func TestEvaluateBadRequests(t *testing.T) {
 	t.Parallel()
-	closed := freeAddr(t) // nothing listens here any more
+	closed := gatetest.FreeAddr(t) // nothing listens here any more
 	unreachable, err := NewPrometheus("http://"+closed, WithTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"github.com/drover-dev/drover/internal/gate/gatetest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,7 +66,7 @@ func tracked(t *testing.T, ev Evaluator, req Request, timeout time.Duration) (en
 func evalUntil(t *testing.T, ev Evaluator, req Request, timeout time.Duration, what string, done func(Evaluation) bool) Evaluation {
 	t.Helper()
 	var last Evaluation
-	eventually(t, timeout, what, func() (bool, string) {
+	gatetest.Eventually(t, timeout, what, func() (bool, string) {
 		req.Now = time.Now()
 		last = ev.Evaluate(context.Background(), req)
 		return done(last), string(last.Verdict) + ": " + last.Reason
@@ -87,11 +88,11 @@ func warmUp(t *testing.T, ev Evaluator, req Request) {
 // statistical gates.
 func TestPrometheusHealthyCanaryPasses(t *testing.T) {
 	t.Parallel()
-	can := startExporters(t, "can", "gen1", 4, 100)
-	base := startExporters(t, "base", "gen1", 4, 200)
-	ps := startPrometheus(t, addrsOf(can, base), "")
+	can := gatetest.StartExporters(t, "can", "gen1", 4, 100)
+	base := gatetest.StartExporters(t, "base", "gen1", 4, 200)
+	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(can, base), "")
 	p := newTestEvaluator(t, ps)
-	req := Request{Rollout: "r", Wave: "canary", Nodes: nodesOfExporters(can), Baseline: nodesOfExporters(base)}
+	req := Request{Rollout: "r", Wave: "canary", Nodes: gatetest.NodesOf(can), Baseline: gatetest.NodesOf(base)}
 
 	req.Gate = testGate("p99-latency", plan.ModeDelta, p99Query)
 	req.Gate.MaxIncrease = "20%"
@@ -138,11 +139,11 @@ func withNow(r Request) Request {
 // and the delta; the before-after and statistical gates fail too.
 func TestPrometheusLatencyRegressionFails(t *testing.T) {
 	t.Parallel()
-	can := startExporters(t, "can", "gen1", 4, 300)
-	base := startExporters(t, "base", "gen1", 4, 400)
-	ps := startPrometheus(t, addrsOf(can, base), "")
+	can := gatetest.StartExporters(t, "can", "gen1", 4, 300)
+	base := gatetest.StartExporters(t, "base", "gen1", 4, 400)
+	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(can, base), "")
 	p := newTestEvaluator(t, ps)
-	req := Request{Rollout: "r", Wave: "canary", Nodes: nodesOfExporters(can), Baseline: nodesOfExporters(base)}
+	req := Request{Rollout: "r", Wave: "canary", Nodes: gatetest.NodesOf(can), Baseline: gatetest.NodesOf(base)}
 	req.Gate = testGate("p99-latency", plan.ModeDelta, p99Query)
 	req.Gate.MaxIncrease = "20%"
 	warmUp(t, p, req)
@@ -212,16 +213,16 @@ func sameClassBaseline(changed, all []*fleet.Node) []*fleet.Node {
 // baseline of the same class catches it.
 func TestPrometheusErrorRiseOnOneHardwareClass(t *testing.T) {
 	t.Parallel()
-	can := startExporters(t, "gen2-can", "gen2", 2, 500)
-	gen2 := startExporters(t, "gen2", "gen2", 2, 600)
-	gen1 := startExporters(t, "gen1", "gen1", 2, 700)
+	can := gatetest.StartExporters(t, "gen2-can", "gen2", 2, 500)
+	gen2 := gatetest.StartExporters(t, "gen2", "gen2", 2, 600)
+	gen1 := gatetest.StartExporters(t, "gen1", "gen1", 2, 700)
 	for _, e := range gen1 {
 		e.Set(0.100, 0.04)
 	}
-	all := nodesOfExporters(can, gen2, gen1)
-	ps := startPrometheus(t, addrsOf(can, gen2, gen1), "")
+	all := gatetest.NodesOf(can, gen2, gen1)
+	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(can, gen2, gen1), "")
 	p := newTestEvaluator(t, ps)
-	changed := nodesOfExporters(can)
+	changed := gatetest.NodesOf(can)
 	baseline := sameClassBaseline(changed, all)
 	if len(baseline) != 2 || baseline[0].Facts.Hardware.Class != "gen2" {
 		t.Fatalf("baseline %v", baseline)
@@ -234,7 +235,7 @@ func TestPrometheusErrorRiseOnOneHardwareClass(t *testing.T) {
 
 	warmUp(t, p, Request{Gate: delta, Nodes: changed, Baseline: baseline})
 	// The threshold is at the fleet's usual level: gen1 passes it.
-	if e := evalUntil(t, p, Request{Gate: threshold, Nodes: nodesOfExporters(gen1)}, 20*time.Second, "gen1 data", hasEnoughData); e.Verdict != engine.Pass {
+	if e := evalUntil(t, p, Request{Gate: threshold, Nodes: gatetest.NodesOf(gen1)}, 20*time.Second, "gen1 data", hasEnoughData); e.Verdict != engine.Pass {
 		t.Fatalf("threshold on gen1 at its usual 4%%: %s: %s", e.Verdict, e.Reason)
 	}
 
@@ -264,11 +265,11 @@ func TestPrometheusErrorRiseOnOneHardwareClass(t *testing.T) {
 // passes again; onNoData: inconclusive makes it Inconclusive instead.
 func TestPrometheusExporterDisappears(t *testing.T) {
 	t.Parallel()
-	can := startExporters(t, "can", "gen1", 2, 800)
-	base := startExporters(t, "base", "gen1", 2, 900)
-	ps := startPrometheus(t, addrsOf(can, base), "")
+	can := gatetest.StartExporters(t, "can", "gen1", 2, 800)
+	base := gatetest.StartExporters(t, "base", "gen1", 2, 900)
+	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(can, base), "")
 	p := newTestEvaluator(t, ps)
-	req := Request{Nodes: nodesOfExporters(can), Baseline: nodesOfExporters(base)}
+	req := Request{Nodes: gatetest.NodesOf(can), Baseline: gatetest.NodesOf(base)}
 	req.Gate = testGate("p99-latency", plan.ModeDelta, p99Query)
 	req.Gate.MaxIncrease = "20%"
 	warmUp(t, p, req)
@@ -351,11 +352,11 @@ gates:
 // nodes once it has cleared.
 func TestPrometheusFiringAlertBlocksStarts(t *testing.T) {
 	t.Parallel()
-	nodes := startExporters(t, "n", "gen1", 2, 1000)
+	nodes := gatetest.StartExporters(t, "n", "gen1", 2, 1000)
 	for _, e := range nodes {
 		e.Set(0.100, 0)
 	}
-	ps := startPrometheus(t, addrsOf(nodes), alertRules)
+	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(nodes), alertRules)
 	p := newTestEvaluator(t, ps)
 
 	pl, err := plan.Parse("plan.yaml", []byte(alertPlan))
@@ -366,7 +367,7 @@ func TestPrometheusFiringAlertBlocksStarts(t *testing.T) {
 	for _, g := range pl.Gates.Wave {
 		matchers = append(matchers, g.AlertMatchers...)
 	}
-	a, err := engine.Assign(pl, nodesOfExporters(nodes), 1)
+	a, err := engine.Assign(pl, gatetest.NodesOf(nodes), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +394,7 @@ func TestPrometheusFiringAlertBlocksStarts(t *testing.T) {
 
 	nodes[0].Set(0.100, 0.05) // 10 errors a second
 	var got []string
-	eventually(t, 20*time.Second, "HighErrorRate firing", func() (bool, string) {
+	gatetest.Eventually(t, 20*time.Second, "HighErrorRate firing", func() (bool, string) {
 		got = firing()
 		return len(got) > 0, strings.Join(got, ", ")
 	})
@@ -410,7 +411,7 @@ func TestPrometheusFiringAlertBlocksStarts(t *testing.T) {
 	}
 
 	nodes[0].Set(0.100, 0)
-	eventually(t, 30*time.Second, "HighErrorRate cleared", func() (bool, string) {
+	gatetest.Eventually(t, 30*time.Second, "HighErrorRate cleared", func() (bool, string) {
 		got = firing()
 		return len(got) == 0, strings.Join(got, ", ")
 	})
