@@ -30,9 +30,12 @@ need_go() {
 }
 
 # PostgreSQL is installed and started by scripts/postgres.sh (make unit).
-# Future requirements, enabled by the issues that need them:
-#   need_chromium()   { apt_install chromium; }          # dashboard browser tests
-#   need_debootstrap(){ apt_install debootstrap; }       # Debian fleet tests
+
+# Chromium for the dashboard's browser tests (internal/web, driven by
+# chromedp); they fail, never skip, when it is missing.
+need_chromium() {
+	apt_install chromium
+}
 
 # Prometheus for the wave-gate integration tests (Debian's package; its
 # service is left stopped: the tests start their own).
@@ -40,10 +43,19 @@ need_prometheus() {
 	scripts/prometheus.sh >/dev/null
 }
 
+# The Debian fleet test (internal/fleettest): dpkg-dev to build its apt
+# repository, debootstrap and the drover-fleet:SUITE images it runs its
+# agents in (built once, cached in ${DROVER_CACHE:-/var/cache/drover}).
+need_fleet() {
+	apt_install dpkg-dev debootstrap
+	scripts/fleet-rootfs.sh
+}
+
 main() {
 	cd "$(dirname "$0")/.."
 	need_go
 	need_prometheus
+	need_chromium
 }
 
 main "$@"

@@ -37,7 +37,8 @@ type agent struct {
 	stale     bool              // facts must be collected before the next poll
 	queue     []api.StepPayload // received, not yet taken on
 	queued    map[string]bool
-	working   string // step being executed
+	working   string            // step being executed
+	malformed map[string]string // step ID -> why its payload did not decode
 	wake      chan struct{}
 	heartbeat time.Duration
 	pollWait  time.Duration
@@ -218,7 +219,12 @@ func (a *agent) pollOnce(ctx context.Context) error {
 	}
 	wait := a.pollWait
 	a.mu.Unlock()
-	var resp api.PollResponse
+	// Steps are decoded one by one (decodeSteps): a payload that does not
+	// decode must not fail the whole poll, or the agent would poll again
+	// for ever and never run the other steps.
+	var resp struct {
+		Steps []json.RawMessage `json:"steps"`
+	}
 	err := a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
 		defer cancel()
@@ -232,10 +238,44 @@ func (a *agent) pollOnce(ctx context.Context) error {
 		a.sentHash = hash
 		a.mu.Unlock()
 	}
-	for _, p := range resp.Steps {
+	for _, p := range a.decodeSteps(resp.Steps) {
 		a.take(ctx, p)
 	}
 	return nil
+}
+
+// decodeSteps decodes the steps of a poll answer. A step whose payload
+// does not decode but whose ID can be read is handed on as a malformed
+// step (kind kindMalformed, the decoding error kept in a.malformed): it is
+// journaled and failed with that reason like any other malformed step,
+// nothing runs, and it is never taken on twice. One without a readable ID
+// cannot be reported and is logged and dropped.
+func (a *agent) decodeSteps(raw []json.RawMessage) []api.StepPayload {
+	steps := make([]api.StepPayload, 0, len(raw))
+	for _, r := range raw {
+		var p api.StepPayload
+		err := json.Unmarshal(r, &p)
+		if err == nil {
+			steps = append(steps, p)
+			continue
+		}
+		var id struct {
+			ID      string `json:"id"`
+			Rollout string `json:"rollout"`
+		}
+		if json.Unmarshal(r, &id) != nil || id.ID == "" {
+			a.log.Error("server handed out a step that does not decode and has no ID; ignored", "error", err)
+			continue
+		}
+		a.mu.Lock()
+		if a.malformed == nil {
+			a.malformed = map[string]string{}
+		}
+		a.malformed[id.ID] = err.Error()
+		a.mu.Unlock()
+		steps = append(steps, api.StepPayload{ID: id.ID, Rollout: id.Rollout, Kind: kindMalformed})
+	}
+	return steps
 }
 
 // take queues a step the server handed out, unless the agent already knows

@@ -235,6 +235,42 @@ func TestRefusedAndMalformedSteps(t *testing.T) {
 	}
 }
 
+// TestUndecodableStep: a step whose payload does not decode fails with a
+// clear reason and runs nothing, without blocking the steps handed out
+// with it; handed out again, its recorded result is reported again.
+func TestUndecodableStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		stop, _ := start(t, n.config(t, srv))
+		defer stop()
+		bad := `{"id":"r1/n1/apply/7","rollout":"r1","kind":"apply","actions":"rm -rf /"}`
+		srv.dispatchRaw(bad, `{"rollout":"r1","kind":"apply","actions":7}`)
+		srv.dispatch(applyStep(1, pkg("openssl", "3.0.15")))
+		var badFinal, goodFinal api.StepReport
+		for badFinal.StepID == "" || goodFinal.StepID == "" {
+			r := srv.next(t)
+			switch {
+			case r.StepID == "r1/n1/apply/7" && isFinal(r):
+				badFinal = r
+			case r.StepID == "r1/n1/apply/1" && isFinal(r):
+				goodFinal = r
+			}
+		}
+		want := "malformed step: payload does not decode (json: cannot unmarshal string into Go struct field StepPayload.actions of type []plan.Action); nothing was run"
+		if badFinal.Phase != engine.PhaseFailed || badFinal.Reason != want {
+			t.Errorf("undecodable step: %s %q, want failed %q", badFinal.Phase, badFinal.Reason, want)
+		}
+		if goodFinal.Phase != engine.PhaseVerifying || goodFinal.Gate != engine.Pass || n.state.Applies() != 1 {
+			t.Errorf("step handed out with it: %s %s, %d applies", goodFinal.Phase, goodFinal.Gate, n.state.Applies())
+		}
+		srv.dispatchRaw(bad)
+		if again := srv.next(t); again.StepID != "r1/n1/apply/7" || again.Reason != want {
+			t.Errorf("handed out again: %+v", again)
+		}
+	})
+}
+
 // TestCrashMidStep stops the agent right after a chosen journal record, as
 // a crash would, restarts it on the same state directory and checks the
 // step is verified, never applied again.
@@ -539,7 +575,7 @@ func TestRollbackStep(t *testing.T) {
 		srv.final(t)
 		srv.dispatch(api.StepPayload{ID: "r1/n1/rollback/1", Rollout: "r1", Kind: "rollback", Attempt: 1, Reboot: plan.RebootIfRequired})
 		final, seen := srv.final(t)
-		want := "restored livepatch kpatch-cve-2026-1, package telemetry-agent 7.2.0 from the snapshots of r1/n1/apply/1"
+		want := "undid livepatch kpatch-cve-2026-1, package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1"
 		if phases(seen) != "running rolled-back" || final.Reason != want {
 			t.Errorf("reports %q, reason %q\nwant %q", phases(seen), final.Reason, want)
 		}

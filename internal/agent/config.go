@@ -181,6 +181,9 @@ func (cfg Config) withDefaults() (Config, error) {
 const (
 	kindApply    = "apply"
 	kindRollback = "rollback"
+	// kindMalformed marks a step whose payload did not decode (see
+	// agent.decodeSteps); it always fails check.
+	kindMalformed = "(malformed)"
 )
 
 // parseStepID splits "ROLLOUT/NODE/KIND/ATTEMPT". NODE may itself hold

@@ -31,6 +31,7 @@ type fakeServer struct {
 	registers []api.RegisterRequest
 	polls     []api.PollRequest
 	pending   []api.StepPayload
+	raw       []json.RawMessage // handed out after pending, as they are
 	reports   []api.StepReport
 	reportCh  chan api.StepReport
 	wake      chan struct{}
@@ -43,6 +44,19 @@ func newFakeServer(t *testing.T) *fakeServer {
 func (s *fakeServer) dispatch(steps ...api.StepPayload) {
 	s.mu.Lock()
 	s.pending = append(s.pending, steps...)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatchRaw hands out step payloads as raw JSON (malformed ones).
+func (s *fakeServer) dispatchRaw(steps ...string) {
+	s.mu.Lock()
+	for _, st := range steps {
+		s.raw = append(s.raw, json.RawMessage(st))
+	}
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -100,7 +114,7 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		hold := s.hold
-		if len(s.pending) == 0 && hold > 0 {
+		if len(s.pending) == 0 && len(s.raw) == 0 && hold > 0 {
 			s.mu.Unlock()
 			t := time.NewTimer(hold)
 			select {
@@ -111,8 +125,16 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 			s.mu.Lock()
 		}
-		resp := api.PollResponse{Steps: s.pending, LeaseSeconds: 60}
-		s.pending = nil
+		steps := []json.RawMessage{}
+		for _, p := range s.pending {
+			b, _ := json.Marshal(p)
+			steps = append(steps, b)
+		}
+		resp := struct {
+			Steps        []json.RawMessage `json:"steps"`
+			LeaseSeconds int               `json:"leaseSeconds"`
+		}{append(steps, s.raw...), 60}
+		s.pending, s.raw = nil, nil
 		s.mu.Unlock()
 		json.NewEncoder(w).Encode(resp)
 	case api.PathReport:

@@ -69,6 +69,15 @@ func (a *agent) execute(ctx context.Context, p api.StepPayload) {
 // check returns why a step cannot run ("" when it can): a malformed
 // payload, an unknown kind, or an action kind outside the allow-list.
 func (a *agent) check(p api.StepPayload) string {
+	if p.Kind == kindMalformed {
+		a.mu.Lock()
+		why := a.malformed[p.ID]
+		a.mu.Unlock()
+		if why == "" {
+			why = "see the agent's log"
+		}
+		return "malformed step: payload does not decode (" + why + "); nothing was run"
+	}
 	if p.Kind != kindApply && p.Kind != kindRollback {
 		return fmt.Sprintf("malformed step: unknown step kind %q (want apply or rollback)", p.Kind)
 	}
@@ -492,7 +501,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 		}
 		boot, _ = a.bootID(ctx)
 	}
-	reason := "restored " + strings.Join(done, ", ") + " from the snapshots of " + ref.ID
+	reason := "undid " + strings.Join(done, ", ") + ": restored the snapshots taken before " + ref.ID
 	if len(done) == 0 {
 		reason = "nothing to restore: " + ref.ID + " changed nothing"
 	}

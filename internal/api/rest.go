@@ -118,6 +118,30 @@ type Rollout struct {
 	Plan          string              `json:"plan,omitempty"`  // with ?plan=true
 	// ApprovalsNeeded is how many start approvals the plan requires.
 	ApprovalsNeeded int `json:"approvalsNeeded"`
+	// Limits are the plan's concurrency limits with the slots in use now:
+	// maxInFlight over the target, then each cap per domain.
+	Limits []Limit `json:"limits,omitempty"`
+}
+
+// Limit is one concurrency limit and the slots in use against it. Key is
+// "maxInFlight" or a cap's key (zone, tier, hardware.class, ...); Domain
+// is the cap's domain value ("" for maxInFlight). Nodes in flight (queued,
+// running, verifying, failed, rolling back, unknown) hold a slot.
+type Limit struct {
+	Key    string `json:"key"`
+	Domain string `json:"domain,omitempty"`
+	InUse  int    `json:"inUse"`
+	Limit  int    `json:"limit"`
+}
+
+// WhoAmI is the caller as the server authenticated it: its name, role
+// and the actions its role permits (create, label, approve, pause,
+// resume, abort, rollback, resolve). The dashboard hides what the caller
+// may not do; the API enforces it regardless.
+type WhoAmI struct {
+	Name    string   `json:"name"`
+	Role    string   `json:"role"`
+	Actions []string `json:"actions"`
 }
 
 // Wave is a wave's progress.
@@ -204,6 +228,11 @@ type AuditVerification struct {
 	Head     string `json:"head"`
 	FirstBad int64  `json:"firstBad,omitempty"`
 	Problem  string `json:"problem,omitempty"`
+	// Checkpoint is the size of the latest signed checkpoint the server
+	// checked with its audit key; Root the Merkle tree root recomputed
+	// from the entries (base64).
+	Checkpoint int64  `json:"checkpoint,omitempty"`
+	Root       string `json:"root,omitempty"`
 }
 
 // Event is one Server-Sent Event payload: an audit entry as it is

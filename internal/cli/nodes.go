@@ -147,32 +147,7 @@ func newAuditCmd(e *env) *cobra.Command {
 	list.Flags().Int64Var(&after, "after", 0, "entries after this sequence number")
 	list.Flags().IntVar(&limit, "limit", 500, "at most this many entries")
 	r.flags(list, e, true)
-	var rv remote
-	verify := &cobra.Command{Use: "verify", Short: "Verify the audit log's hash chain; exit 1 if it was tampered with", Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := rv.client(e)
-			if err != nil {
-				return err
-			}
-			v, err := c.VerifyAudit(cmd.Context())
-			if err != nil {
-				return apiErr(err)
-			}
-			if err := rv.show(e, v, func(w io.Writer) {
-				if v.OK {
-					fmt.Fprintf(w, "audit log OK: %d entries, head %s\n", v.Entries, v.Head)
-				} else {
-					fmt.Fprintf(w, "audit log TAMPERED at entry %d: %s\n", v.FirstBad, v.Problem)
-				}
-			}); err != nil {
-				return err
-			}
-			if !v.OK {
-				return &exitError{code: ExitError}
-			}
-			return nil
-		}}
-	rv.flags(verify, e, true)
+	verify := newAuditVerifyCmd(e) // audit.go
 	cmd.AddCommand(list, verify)
 	return cmd
 }

@@ -49,7 +49,11 @@ func (r *remote) client(e *env) (*api.Client, error) {
 	if token == "" {
 		return nil, usagef("no API token: pass --token or set DROVER_TOKEN")
 	}
-	return &api.Client{Base: server, Token: token}, nil
+	hc, err := caHTTPClient(e)
+	if err != nil {
+		return nil, err
+	}
+	return &api.Client{Base: server, Token: token, HTTP: hc}, nil
 }
 
 // show writes v as JSON or YAML, or calls table for the table format.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ func newServerCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "Run the control plane: API, agent channel, scheduler", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := server.DefaultConfig()
+			cfg.TLS = true // the library default is off; the server command serves TLS unless told otherwise
 			if file != "" {
 				if err := cfg.LoadFile(file); err != nil {
 					return exitf(ExitError, "%w", err)
@@ -46,6 +48,11 @@ func newServerCmd(e *env) *cobra.Command {
 			set("tick", func() { cfg.Tick = flagCfg.Tick })
 			set("prometheus", func() { cfg.Prometheus = flagCfg.Prometheus })
 			set("agent-token", func() { cfg.AgentToken = flagCfg.AgentToken })
+			set("artifacts-dir", func() { cfg.ArtifactsDir = flagCfg.ArtifactsDir })
+			set("audit-key", func() { cfg.AuditKey = flagCfg.AuditKey })
+			set("tls", func() { cfg.TLS = flagCfg.TLS })
+			set("ca-cert", func() { cfg.CACert = flagCfg.CACert })
+			set("ca-key", func() { cfg.CAKey = flagCfg.CAKey })
 			if err := cfg.Validate(); err != nil {
 				return exitf(ExitError, "invalid configuration:\n%w", err)
 			}
@@ -72,6 +79,11 @@ func newServerCmd(e *env) *cobra.Command {
 				return exitf(ExitError, "%w", err)
 			}
 			err = srv.Run(ctx, func(addr string) {
+				if cfg.TLS {
+					fmt.Fprintf(e.stdout, "drover server %s listening on https://%s (database %s)\nCA %s: agents enrol with --ca-hash %s; CLI clients set DROVER_CA_CERT to the CA file\n",
+						cfg.ServerID, addr, redact(cfg.DSN()), orString(cfg.CACert, filepath.Join(cfg.DataDir, "ca.pem")), srv.CAHash())
+					return
+				}
 				fmt.Fprintf(e.stdout, "drover server %s listening on http://%s (database %s)\n", cfg.ServerID, addr, redact(cfg.DSN()))
 			})
 			if err != nil {
@@ -89,7 +101,12 @@ func newServerCmd(e *env) *cobra.Command {
 	f.DurationVar(&flagCfg.PollWait, "poll-wait", flagCfg.PollWait, "how long an idle agent poll is held")
 	f.DurationVar(&flagCfg.Tick, "tick", flagCfg.Tick, "scheduler period when nothing wakes it")
 	f.StringVar(&flagCfg.Prometheus, "prometheus", "", "Prometheus base URL for wave gates and blocking alerts")
-	f.StringVar(&flagCfg.AgentToken, "agent-token", "", "token agents authenticate with")
+	f.StringVar(&flagCfg.AgentToken, "agent-token", "", "INSECURE shared agent token (any holder may act as any node): tests and migrations only")
+	f.BoolVar(&flagCfg.TLS, "tls", true, "serve TLS with the built-in CA and accept agents' client certificates (--tls=false: plain HTTP, for tests on loopback)")
+	f.StringVar(&flagCfg.CACert, "ca-cert", "", "the operator's own CA certificate (default DATA-DIR/ca.pem, created at the first start)")
+	f.StringVar(&flagCfg.CAKey, "ca-key", "", "the private key of --ca-cert")
+	f.StringVar(&flagCfg.AuditKey, "audit-key", "", "note signer key file signing the audit log's checkpoints (default DATA-DIR/audit.key, generated at first start; servers sharing a database must share it)")
+	f.StringVar(&flagCfg.ArtifactsDir, "artifacts-dir", "", "signed artifact repository (drover artifact init) to publish read-only at /v1/artifacts")
 	return cmd
 }
 

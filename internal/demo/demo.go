@@ -52,11 +52,17 @@ type Options struct {
 	// Ready, if set, is called once the fleet is up, with how to reach the
 	// server (Keep mode prints it).
 	Ready func(Access)
+	// TLS serves TLS with the built-in CA; every agent enrols with its
+	// own single-use token and then talks with its client certificate.
+	// Off, the demo is plain HTTP on loopback and agents use the
+	// insecure shared agent token (fine for a demo, never for a fleet).
+	TLS bool
 }
 
 // Access says how to reach a running demo server.
 type Access struct {
 	URL      string
+	CACert   []byte // PEM of the CA to trust (TLS only)
 	Users    []server.User
 	DataDir  string
 	Database string
@@ -151,7 +157,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.DataDir, cfg.ServerID = o.Listen, filepath.Join(dir, "server"), "demo"
 	cfg.Lease, cfg.PollWait, cfg.Tick = 10*time.Second, 3*time.Second, 250*time.Millisecond
-	cfg.AgentToken = token()
+	cfg.TLS = o.TLS
+	if !o.TLS {
+		cfg.AgentToken = token() // insecure: plain HTTP on loopback only
+	}
 	cfg.Users = []server.User{
 		{Name: "alice", Role: server.RoleOperator, Token: token()},
 		{Name: "bob", Role: server.RoleApprover, Token: token()},
@@ -182,6 +191,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	select {
 	case addr := <-ready:
 		base = "http://" + addr
+		if o.TLS {
+			base = "https://" + addr
+		}
 	case err := <-srvErr:
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -191,10 +203,20 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	var wg sync.WaitGroup
 	agentCtx, stopAgents := context.WithCancel(ctx)
 	defer func() { stopAgents(); wg.Wait() }()
+	hc := tlsClient(srv.CACertPEM())
+	admin := &api.Client{Base: base, Token: cfg.Users[2].Token, HTTP: hc}
 	for _, n := range nodes.list {
 		acfg, err := n.agentConfig(base, cfg.AgentToken, filepath.Join(dir, "agents", n.node.ID), log)
 		if err != nil {
 			return nil, err
+		}
+		if o.TLS {
+			id, err := enrolAgent(ctx, admin, srv.CAHash(), &acfg)
+			if err != nil {
+				return nil, err
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = id.RenewLoop(agentCtx) }()
 		}
 		wg.Add(1)
 		go func() {
@@ -204,13 +226,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			}
 		}()
 	}
-	alice := &api.Client{Base: base, Token: cfg.Users[0].Token}
+	alice := &api.Client{Base: base, Token: cfg.Users[0].Token, HTTP: hc}
 	if err := waitFleet(ctx, alice, len(nodes.list)); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(progress, "drover demo: %d agents registered: %s\n", len(nodes.list), fleetMix(fl))
 	if o.Ready != nil {
-		o.Ready(Access{URL: base, Users: cfg.Users, DataDir: cfg.DataDir, Database: cfg.DSN()})
+		o.Ready(Access{URL: base, CACert: srv.CACertPEM(), Users: cfg.Users, DataDir: cfg.DataDir, Database: cfg.DSN()})
 	}
 
 	sum := &Summary{Server: base, Nodes: len(nodes.list)}

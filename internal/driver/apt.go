@@ -68,6 +68,8 @@ func (b *aptBackend) run(ctx context.Context, env []string, name string, args ..
 		return "", lk
 	}
 	switch {
+	case strings.Contains(msg, aptDpkgInterrupted):
+		return "", cmdError(errDpkgInterrupted, "apt: "+line, err, "")
 	case strings.Contains(msg, "You don't have enough free space"), strings.Contains(msg, "No space left on device"):
 		return "", cmdError(ErrNoSpace, "apt: "+line, err, "")
 	case aptUnavailableRE.MatchString(msg):
@@ -271,13 +273,41 @@ func parseDf(out string) (int64, error) {
 	return n, nil
 }
 
+// aptDpkgInterrupted is how apt refuses to work after a dpkg run was cut
+// short (a crash or a reboot while a package was being installed):
+//
+//	E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem.
+const aptDpkgInterrupted = "dpkg was interrupted, you must manually run 'dpkg --configure -a'"
+
+// errDpkgInterrupted: apt refused to run because an earlier dpkg run was
+// interrupted.
+var errDpkgInterrupted = errors.New("an earlier dpkg run was interrupted")
+
+// install runs one apt-get install of every pin. When apt refuses because
+// an earlier dpkg run was interrupted (the node crashed or rebooted in the
+// middle of a step), it finishes that run with dpkg --configure -a, as apt
+// asks, and tries once more: a package left half-installed is then
+// installed at its pin, which is what Apply and Rollback want.
 func (b *aptBackend) install(ctx context.Context, changes []pkgChange) error {
 	args := []string{"install", "-y", "--allow-downgrades",
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}
 	for _, c := range changes {
+		if c.Reinstall {
+			args = append(args, "--reinstall")
+			break
+		}
+	}
+	for _, c := range changes {
 		args = append(args, c.Pin.Name+"="+c.Pin.Version)
 	}
 	_, err := b.run(ctx, aptEnv, "apt-get", args...)
+	if !errors.Is(err, errDpkgInterrupted) {
+		return err
+	}
+	if _, cerr := b.run(ctx, aptEnv, "dpkg", "--configure", "-a", "--force-confdef", "--force-confold"); cerr != nil {
+		return fmt.Errorf("%w; finishing it with dpkg --configure -a failed: %w", err, cerr)
+	}
+	_, err = b.run(ctx, aptEnv, "apt-get", args...)
 	return err
 }
 

@@ -387,3 +387,37 @@ func FuzzParseAptShow(f *testing.F) {
 		_, _ = parseDf(s)
 	})
 }
+
+// TestAptRollbackAfterInterruptedDpkg: a reboot cut dpkg short while it
+// upgraded the package; the rollback finishes the interrupted run (dpkg
+// --configure -a, as apt asks), reinstalls the snapshot's version over the
+// half-installed one, and only then does the state match the snapshot.
+func TestAptRollbackAfterInterruptedDpkg(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "apt/interrupted.txt")
+	d := NewApt(r, AptOptions{FS: fakeFS{}})
+	a := pkgAction(plan.PackageUpgrade, false, pin("drover-testsvc", "1.1.1"))
+	s := aptSnapshot(t, pkgSnapshotEntry{Name: "drover-testsvc", Version: "1.1"})
+	out, err := d.Rollback(ctx, a, s)
+	if err != nil || out.Summary != "restored drover-testsvc 1.1 (half-installed; an earlier dpkg run was interrupted) -> 1.1" {
+		t.Fatalf("rollback %+v %v", out, err)
+	}
+	want := []string{aptInstall + " --reinstall drover-testsvc=1.1", "dpkg --configure -a --force-confdef --force-confold", aptInstall + " --reinstall drover-testsvc=1.1"}
+	if got := append(r.ran("apt-get install"), r.ran("dpkg --configure")...); !slices.Equal(got, []string{want[0], want[2], want[1]}) {
+		t.Fatalf("ran %q", got)
+	}
+	if got := r.ran(""); len(got) < 5 || got[2] != want[0] || got[3] != want[1] || got[4] != want[2] {
+		t.Fatalf("ran, in order, %q; want %q", got, want)
+	}
+	// The state now matches the snapshot; a half-installed package would
+	// not (Snapshot records why a package is broken).
+	now, err := d.Snapshot(ctx, a)
+	if err != nil || string(now.Data) != string(s.Data) {
+		t.Fatalf("snapshot after rollback %s %v, want %s", now.Data, err, s.Data)
+	}
+	broken, err := NewApt(replayFromText(t, "-- $ apt-mark showhold drover-testsvc --\n"+
+		"-- $ dpkg-query -W '-f=${db:Status-Status} ${Version}\\n' drover-testsvc --\nhalf-installed 1.1\n"), AptOptions{FS: fakeFS{}}).Snapshot(ctx, a)
+	if err != nil || string(broken.Data) == string(s.Data) || !strings.Contains(string(broken.Data), `"broken":"half-installed`) {
+		t.Fatalf("snapshot of a half-installed package: %s %v", broken.Data, err)
+	}
+}

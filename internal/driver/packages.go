@@ -16,6 +16,11 @@ type pkgChange struct {
 	Pin     plan.PackagePin
 	From    string // installed version, "" when absent
 	Present bool
+	// Reinstall: the package is at the pinned version but broken (an
+	// interrupted dpkg run left it half-installed): the package manager
+	// must install it again, which it skips for a version it thinks is
+	// in place.
+	Reinstall bool
 }
 
 // pkgState is what the package database says of one package.
@@ -31,6 +36,11 @@ type pkgState struct {
 
 func (s pkgState) at(version string) bool {
 	return s.Present && s.Broken == "" && slices.Contains(s.Versions, version)
+}
+
+// brokenAt reports whether the package is present at version but broken.
+func (s pkgState) brokenAt(version string) bool {
+	return s.Present && s.Broken != "" && slices.Contains(s.Versions, version)
 }
 
 func (s pkgState) String() string {
@@ -153,7 +163,7 @@ func (d *PackageDriver) survey(ctx context.Context, t pkgTarget) (changes []pkgC
 		case !st.Present && !t.install:
 			skipped = append(skipped, p.Name)
 		default:
-			changes = append(changes, pkgChange{Pin: p, From: st.String(), Present: st.Present})
+			changes = append(changes, pkgChange{Pin: p, From: st.String(), Present: st.Present, Reinstall: st.brokenAt(p.Version)})
 		}
 	}
 	return changes, skipped, nil
@@ -259,6 +269,10 @@ type pkgSnapshotEntry struct {
 	Version string `json:"version,omitempty"`
 	Absent  bool   `json:"absent,omitempty"`
 	Held    bool   `json:"held,omitempty"`
+	// Broken says why the package was not usable (e.g. half-installed
+	// after an interrupted dpkg run): a restore that leaves it broken
+	// does not match a snapshot of it intact.
+	Broken string `json:"broken,omitempty"`
 }
 
 // Snapshot records each pinned package's installed version ("absent" when
@@ -279,7 +293,7 @@ func (d *PackageDriver) Snapshot(ctx context.Context, a plan.Action) (Snapshot, 
 		if err != nil {
 			return Snapshot{}, err
 		}
-		e := pkgSnapshotEntry{Name: p.Name, Held: held[p.Name], Absent: !st.Present}
+		e := pkgSnapshotEntry{Name: p.Name, Held: held[p.Name], Absent: !st.Present, Broken: st.Broken}
 		if st.Present {
 			if len(st.Versions) != 1 && !t.kernel {
 				return Snapshot{}, fmt.Errorf("%s: %s has %d installed versions (%s); cannot record one to restore", d.b.name(), p.Name, len(st.Versions), st)
@@ -444,7 +458,8 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 			remove = append(remove, e.Name)
 			changed = append(changed, ChangeItem{Name: e.Name, From: st.String(), To: "absent"})
 		case !e.Absent && !st.at(e.Version):
-			downgrade = append(downgrade, pkgChange{Pin: plan.PackagePin{Name: e.Name, Version: e.Version}, From: st.String(), Present: st.Present})
+			downgrade = append(downgrade, pkgChange{Pin: plan.PackagePin{Name: e.Name, Version: e.Version}, From: st.String(), Present: st.Present,
+				Reinstall: st.brokenAt(e.Version)})
 			changed = append(changed, ChangeItem{Name: e.Name, From: st.String(), To: e.Version})
 		}
 		if held[e.Name] && (!e.Held || st.Present && (e.Absent || !st.at(e.Version))) {

@@ -665,7 +665,7 @@ func (d *decider) schedule() {
 		blocked = waitKey{kind: waitAlerts, s: strings.Join(in.BlockingAlerts, ", ")}
 	}
 	freezes := freezesOf(p)
-	if blocked.kind == 0 {
+	if blocked.kind == 0 && in.BreakGlass == "" {
 		if f, ok := frozen(freezes, now); ok {
 			end := freezeEnd(freezes, now)
 			blocked = waitKey{kind: waitFreeze, s: f.Name, t: end}

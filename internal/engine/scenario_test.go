@@ -265,6 +265,8 @@ func (s *scenario) do(args []string) error {
 		in.State = RolloutAborted
 	case "alerts":
 		in.BlockingAlerts = args[1:]
+	case "break-glass":
+		in.BreakGlass = strings.Join(args[1:], " ")
 	case "explain":
 		fmt.Fprintf(&s.out, "%s\n", Explain(*in, args[1]))
 	default:

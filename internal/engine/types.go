@@ -166,8 +166,12 @@ type Input struct {
 	Approvals     []Approval
 	// BlockingAlerts names alerts firing now that block new starts.
 	BlockingAlerts []string
-	Now            time.Time
-	Seed           uint64 // jitter source; fixed per rollout
+	// BreakGlass is the reason an admin recorded to override the plan's
+	// freezes: when set, freezes do not block starts (windows, caps,
+	// budgets and gates still do). "" honours every freeze.
+	BreakGlass string
+	Now        time.Time
+	Seed       uint64 // jitter source; fixed per rollout
 	// Index caches what does not change between decisions of a rollout;
 	// nil is allowed (see Index).
 	Index *Index

@@ -21,7 +21,7 @@ type agentHandler func(w http.ResponseWriter, r *http.Request, node string) erro
 func (s *Server) agentRoute(mux *http.ServeMux, pattern string, h agentHandler) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderProtocol, strconv.Itoa(api.ProtocolVersion))
-		id, err := s.authenticate(r)
+		id, err := s.authenticateLimited(w, r)
 		if err == nil && id.agent == "" {
 			err = &httpError{status: http.StatusForbidden, code: api.CodeForbidden, msg: "only agents use the agent channel"}
 		}
@@ -72,6 +72,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, node string) e
 		return err
 	}
 	now := s.now()
+	req.Labels = s.enrolledLabels(r.Context(), node, req.Labels)
 	_, err := s.st.UpsertNode(r.Context(), store.NodeRecord{ID: node, Facts: req.Facts, Labels: req.Labels,
 		AgentVersion: req.AgentVersion, Protocol: api.ProtocolVersion, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)})
 	if err != nil {
@@ -117,7 +118,10 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	deadline := time.NewTimer(s.cfg.PollWait)
 	defer deadline.Stop()
 	// Agents connected to a server that does not lead learn of new steps
-	// by re-reading the store; the leader also wakes them at once.
+	// by re-reading the store; the leader wakes them at once when it
+	// commits their steps, so it does not re-read: with thousands of
+	// agents holding polls, a re-read a second each was the server's
+	// main load.
 	recheck := time.NewTicker(time.Second)
 	defer recheck.Stop()
 	for {
@@ -141,17 +145,25 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 				}
 				out.Steps = append(out.Steps, p)
 			}
+			s.fp.hit(fpDuringPoll)
 			writeJSON(w, http.StatusOK, out)
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			writeJSON(w, http.StatusOK, api.PollResponse{Steps: []api.StepPayload{}, LeaseSeconds: int(s.cfg.Lease / time.Second)})
-			return nil
-		case <-wake:
-		case <-recheck.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-deadline.C:
+				writeJSON(w, http.StatusOK, api.PollResponse{Steps: []api.StepPayload{}, LeaseSeconds: int(s.cfg.Lease / time.Second)})
+				return nil
+			case <-wake:
+				break wait
+			case <-recheck.C:
+				if !s.sched.leading() {
+					break wait
+				}
+			}
 		}
 	}
 }
@@ -188,6 +200,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 	if at.IsZero() || at.After(s.now().Add(time.Minute)) {
 		at = s.now() // an agent's clock is not trusted into the future
 	}
+	s.fp.hit(fpDuringReportBefore)
 	err := s.st.ReportStep(r.Context(), store.Report{StepID: req.StepID, NodeID: node, Phase: req.Phase, Gate: req.Gate,
 		HealthySince: req.HealthySince, Reason: req.Reason, Evidence: evidence, At: at})
 	if err != nil {
@@ -197,10 +210,17 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 		}
 		return err
 	}
+	s.fp.hit(fpDuringReport)
 	now := s.now()
 	_ = s.st.TouchNode(r.Context(), node, now, now.Add(s.cfg.Lease))
 	s.m.reports.WithLabelValues(string(req.Phase)).Inc()
-	s.sched.kick()
+	// Only a final phase or a gate verdict can change a decision: running
+	// and verifying without a verdict keep the node in flight, and their
+	// deadlines are checked every tick. A pass loads the whole rollout, so
+	// the other reports do not ask for one.
+	if req.Phase != engine.PhaseRunning && (req.Phase != engine.PhaseVerifying || req.Gate != "") {
+		s.sched.kick()
+	}
 	s.wake.broadcast()
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -44,12 +44,35 @@ type Config struct {
 	PollWait   time.Duration `yaml:"pollWait"`   // how long an idle long poll is held
 	Tick       time.Duration `yaml:"tick"`       // scheduler period when nothing wakes it
 	Prometheus string        `yaml:"prometheus"` // base URL for wave gates and blocking alerts
-	// AgentToken authenticates agents until enrolment with client
-	// certificates replaces it; the node's identity is then the
-	// Drover-Node header of the authenticated connection.
+	// AgentToken is INSECURE, for tests and migrations only: when set,
+	// any holder of this shared token may act as any node (named in the
+	// Drover-Node header). Production agents enrol (security.md) and
+	// authenticate with client certificates; leave it empty.
 	AgentToken string `yaml:"agentToken"`
-	Users      []User `yaml:"users"`
-	LogLevel   string `yaml:"logLevel"`
+	// TLS serves the API and the agent channel over TLS with a server
+	// certificate of the built-in CA (created in DataDir at the first
+	// start, or CACert/CAKey) and accepts agents' client certificates.
+	// On by default for `drover server`; the library default is off
+	// (plain HTTP: in-process tests on loopback only).
+	TLS      bool     `yaml:"tls"`
+	CACert   string   `yaml:"caCert"`   // the operator's own CA certificate (PEM); "" means DATADIR/ca.pem
+	CAKey    string   `yaml:"caKey"`    // its private key (PEM)
+	TLSHosts []string `yaml:"tlsHosts"` // extra DNS names or IPs of the server certificate
+	// ClientCertTTL is the lifetime of agents' client certificates;
+	// default 24h. Agents renew them at two thirds of it.
+	ClientCertTTL time.Duration `yaml:"clientCertTTL"`
+	Users         []User        `yaml:"users"`
+	LogLevel      string        `yaml:"logLevel"`
+	// Failpoints arms crash points for crash-recovery tests (see
+	// failpoint.go), from DROVER_FAILPOINTS only; "" in production.
+	Failpoints string `yaml:"-"`
+	// ArtifactsDir is a TUF repository (drover artifact init) published
+	// read-only at /v1/artifacts/ (see artifacts.go); "" publishes none.
+	ArtifactsDir string `yaml:"artifactsDir"`
+	// AuditKey is the note signer key file that signs the audit log's
+	// checkpoints; "" means DATADIR/audit.key, generated at first start.
+	// Servers sharing a database must share it (see auditlog.go).
+	AuditKey string `yaml:"auditKey"`
 }
 
 // DefaultConfig returns the defaults.
@@ -86,7 +109,8 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	str := map[string]*string{
 		"DROVER_LISTEN": &c.Listen, "DROVER_DATA_DIR": &c.DataDir, "DROVER_DATABASE": &c.Database,
 		"DROVER_SERVER_ID": &c.ServerID, "DROVER_PROMETHEUS": &c.Prometheus,
-		"DROVER_AGENT_TOKEN": &c.AgentToken, "DROVER_LOG_LEVEL": &c.LogLevel,
+		"DROVER_AGENT_TOKEN": &c.AgentToken, "DROVER_LOG_LEVEL": &c.LogLevel, "DROVER_FAILPOINTS": &c.Failpoints,
+		"DROVER_AUDIT_KEY": &c.AuditKey,
 	}
 	for k, p := range str {
 		if v := getenv(k); v != "" {
@@ -129,8 +153,14 @@ func (c *Config) Validate() error {
 	if c.ServerID == "" {
 		errs = append(errs, errors.New("serverId is required"))
 	}
-	if c.AgentToken == "" {
-		errs = append(errs, errors.New("agentToken is required (agents authenticate with it until enrolment)"))
+	if c.AgentToken != "" && len(c.AgentToken) < 16 {
+		errs = append(errs, errors.New("agentToken (insecure, for tests) must be at least 16 characters"))
+	}
+	if (c.CACert == "") != (c.CAKey == "") {
+		errs = append(errs, errors.New("caCert and caKey go together"))
+	}
+	if c.ClientCertTTL != 0 && c.ClientCertTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("clientCertTTL %s: must be at least 1m", c.ClientCertTTL))
 	}
 	if len(c.Users) == 0 {
 		errs = append(errs, errors.New("users: at least one user is required"))
@@ -152,6 +182,9 @@ func (c *Config) Validate() error {
 		if len(u.Token) < 16 {
 			errs = append(errs, fmt.Errorf("users[%d] %s: token must be at least 16 characters", i, u.Name))
 		}
+	}
+	if _, err := parseFailpoints(c.Failpoints); err != nil {
+		errs = append(errs, fmt.Errorf("DROVER_FAILPOINTS: %w", err))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

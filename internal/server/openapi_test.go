@@ -26,7 +26,8 @@ func TestOpenAPI(t *testing.T) {
 	for _, v := range []any{api.Error{}, api.Node{}, api.NodeList{}, api.LabelsRequest{}, api.PlanRequest{},
 		api.ValidateResponse{}, api.DryRunResponse{}, api.CreateRolloutRequest{}, api.Rollout{}, api.RolloutList{},
 		api.CommandRequest{}, api.AuditEntry{}, api.AuditList{}, api.AuditVerification{}, api.RegisterRequest{},
-		api.RegisterResponse{}, api.PollRequest{}, api.PollResponse{}, api.StepReport{}} {
+		api.RegisterResponse{}, api.PollRequest{}, api.PollResponse{}, api.StepReport{}, api.WhoAmI{},
+		api.AuditCheckpoint{}, api.AuditTreeProof{}, api.AuditRecordProof{}, api.AuditKey{}} {
 		ty := reflect.TypeOf(v)
 		schemas[ty.Name()] = jsonSchema(ty, 0)
 	}

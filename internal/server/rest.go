@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -121,7 +123,7 @@ func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h handler)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() { s.m.apiLatency.WithLabelValues(pattern).Observe(time.Since(start).Seconds()) }()
-		id, err := s.authenticate(r)
+		id, err := s.authenticateLimited(w, r)
 		if err == nil && id.agent != "" {
 			err = &httpError{status: http.StatusForbidden, code: api.CodeForbidden, msg: "agents may not use the REST API"}
 		}
@@ -147,22 +149,43 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/rollouts", RoleOperator, s.createRollout)
 	s.route(mux, "GET /v1/rollouts", RoleViewer, s.listRollouts)
 	s.route(mux, "GET /v1/rollouts/{id}", RoleViewer, s.getRollout)
-	for _, c := range []struct {
-		action string
-		need   Role
-	}{{"approve", RoleApprover}, {"pause", RoleOperator}, {"resume", RoleOperator}, {"abort", RoleOperator},
-		{"rollback", RoleOperator}, {"resolve", RoleOperator}} {
+	for _, c := range commands {
 		s.route(mux, "POST /v1/rollouts/{id}/"+c.action, c.need, s.command(c.action))
 	}
+	s.route(mux, "GET /v1/whoami", RoleViewer, s.whoami)
 	s.route(mux, "GET /v1/events", RoleViewer, s.events)
 	s.route(mux, "GET /v1/rollouts/{id}/events", RoleViewer, s.events)
 	s.route(mux, "GET /v1/audit", RoleViewer, s.listAudit)
 	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
+	s.auditLogRoutes(mux)
+	s.securityRoutes(mux)
 	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
 	s.agentRoutes(mux)
+}
+
+// commands are the rollout commands and the role each needs.
+var commands = []struct {
+	action string
+	need   Role
+}{{"approve", RoleApprover}, {"pause", RoleOperator}, {"resume", RoleOperator}, {"abort", RoleOperator},
+	{"rollback", RoleOperator}, {"resolve", RoleOperator}}
+
+// whoami names the caller, its role and the actions the role permits.
+func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, id identity) error {
+	out := api.WhoAmI{Name: id.user, Role: string(id.role), Actions: []string{}}
+	if allowed(id.role, RoleOperator) {
+		out.Actions = append(out.Actions, "create", "label")
+	}
+	for _, c := range commands {
+		if allowed(id.role, c.need) {
+			out.Actions = append(out.Actions, c.action)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 func (s *Server) online(n store.NodeRecord) bool { return s.now().Before(n.LeaseUntil) }
@@ -275,12 +298,9 @@ func parsePlan(file, text string) (*plan.Plan, error) {
 	}
 	var perrs plan.Errors
 	if errors.As(err, &perrs) {
-		he := &httpError{status: http.StatusUnprocessableEntity, code: api.CodeInvalidPlan, msg: fmt.Sprintf("plan has %d problems", len(perrs))}
+		he := &httpError{status: http.StatusUnprocessableEntity, code: api.CodeInvalidPlan, msg: fmt.Sprintf("plan %s has %d problem(s)", file, len(perrs))}
 		for _, e := range perrs {
 			he.problems = append(he.problems, api.Problem{File: e.File, Line: e.Line, Col: e.Col, Path: e.Path, Message: e.Msg})
-		}
-		if len(perrs) == 1 {
-			he.msg = perrs[0].Error()
 		}
 		return nil, he
 	}
@@ -385,6 +405,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	if err != nil {
 		return err
 	}
+	s.fp.hit(fpAfterCreate)
 	s.sched.remember(ro.ID, a.Uncovered)
 	s.sched.kick()
 	s.wake.broadcast()
@@ -500,10 +521,66 @@ func (s *Server) rolloutView(ctx context.Context, id string, withNodes, withPlan
 	}
 	if !ro.State.Terminal() {
 		in := rc.input(data, s.now())
+		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		v.Waits = engine.Decide(in).Waits
 	}
 	v.Uncovered = rc.uncovered
+	v.Limits = limitsInUse(p, data.Nodes, rc.nodes)
 	return v, nil
+}
+
+// limitsInUse counts the slots in flight against maxInFlight and against
+// each cap's domains, resolving percents as the engine does: maxInFlight
+// over the target, a cap over its domain's nodes that are not skipped,
+// rounded up and never below 1.
+func limitsInUse(p *plan.Plan, nodes []store.RolloutNode, facts map[string]*fleet.Node) []api.Limit {
+	maxIF := api.Limit{Key: "maxInFlight", Limit: len(nodes)}
+	if q := p.Limits.MaxInFlight; q != nil {
+		maxIF.Limit = max(1, q.Of(len(nodes)))
+	}
+	keys := slices.Sorted(maps.Keys(p.Limits.Caps))
+	type dom struct{ size, used int }
+	doms := make([]map[string]*dom, len(keys))
+	for i := range keys {
+		doms[i] = map[string]*dom{}
+	}
+	for _, n := range nodes {
+		inFlight := n.State.Phase.InFlight()
+		if inFlight {
+			maxIF.InUse++
+		}
+		fn := facts[n.NodeID]
+		for i, k := range keys {
+			v := ""
+			if fn != nil {
+				v = fn.Value(k)
+			}
+			d := doms[i][v]
+			if d == nil {
+				d = &dom{}
+				doms[i][v] = d
+			}
+			if n.State.Phase != engine.PhaseSkipped {
+				d.size++
+			}
+			if inFlight {
+				d.used++
+			}
+		}
+	}
+	out := []api.Limit{maxIF}
+	for i, k := range keys {
+		q := p.Limits.Caps[k]
+		for _, v := range slices.Sorted(maps.Keys(doms[i])) {
+			d := doms[i][v]
+			lim := q.Count
+			if q.Percent {
+				lim = max(1, q.Of(d.size))
+			}
+			out = append(out, api.Limit{Key: k, Domain: v, InUse: d.used, Limit: lim})
+		}
+	}
+	return out
 }
 
 func orEmpty(m map[string]int) map[string]int {
@@ -602,7 +679,7 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ identity)
 		return err
 	}
 	writeJSON(w, http.StatusOK, api.AuditVerification{OK: v.OK, Entries: v.Entries, Head: hex.EncodeToString(v.Head),
-		FirstBad: v.FirstBad, Problem: v.Problem})
+		FirstBad: v.FirstBad, Problem: v.Problem, Checkpoint: v.Checkpoint, Root: v.Root.String()})
 	return nil
 }
 

@@ -32,7 +32,10 @@ type scheduler struct {
 	isLeader atomic.Bool
 	kickc    chan struct{}
 	done     chan struct{}
-	stopOnce sync.Once
+	// housekept is when the leading loop last expired leases; only that
+	// loop reads or writes it.
+	housekept time.Time
+	stopOnce  sync.Once
 
 	mu       sync.Mutex
 	rollouts map[string]*rolloutCache
@@ -146,17 +149,25 @@ func (sc *scheduler) lead(ctx context.Context) error {
 	}
 }
 
-// pass expires leases and steps every active rollout once.
+// pass expires leases and steps every active rollout once. Leases expire
+// and gauges refresh at most once a tick: passes kicked by reports come
+// hundreds of times a second in a large rollout, and each expiry is a
+// write transaction.
 func (sc *scheduler) pass(ctx context.Context) error {
 	s := sc.s
 	term := sc.term.Load()
-	expired, err := s.st.ExpireLeases(ctx, s.now(), term)
-	if err != nil {
-		return fmt.Errorf("expire leases: %w", err)
-	}
-	if len(expired) > 0 {
-		s.log.Warn("agents silent past their lease", "nodes", len(expired))
-		s.wake.broadcast()
+	housekeeping := time.Since(sc.housekept) >= s.cfg.Tick
+	if housekeeping {
+		sc.housekept = time.Now()
+		expired, err := s.st.ExpireLeases(ctx, s.now(), term)
+		if err != nil {
+			return fmt.Errorf("expire leases: %w", err)
+		}
+		if len(expired) > 0 {
+			s.fp.hit(fpLeaseExpiry)
+			s.log.Warn("agents silent past their lease", "nodes", len(expired))
+			s.wake.broadcast()
+		}
 	}
 	ids, err := s.st.ActiveRollouts(ctx)
 	if err != nil {
@@ -170,7 +181,9 @@ func (sc *scheduler) pass(ctx context.Context) error {
 			s.log.Error("rollout step failed", "rollout", id, "err", err)
 		}
 	}
-	sc.updateGauges(ctx)
+	if housekeeping {
+		sc.updateGauges(ctx)
+	}
 	return nil
 }
 
@@ -260,6 +273,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 		now := s.now()
 		in := rc.input(data, now)
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
+		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		start := time.Now()
 		d := engine.Decide(in)
 		s.m.decideLatency.Observe(time.Since(start).Seconds())
@@ -267,9 +281,14 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 			sc.evaluate(ctx, rc, in, d)
 			return nil
 		}
+		s.fp.hit(fpAfterDecide)
+		if len(d.Waves) > 0 {
+			s.fp.hit(fpWaveTransition)
+		}
 		c, notify := sc.commit(rc, &in, d, term)
 		c.Version = data.Rollout.Version
 		start = time.Now()
+		s.fp.hit(fpBeforeCommit)
 		if _, err := s.st.ApplyCommit(ctx, c); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				s.m.conflicts.Inc()
@@ -278,6 +297,10 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 			return fmt.Errorf("commit rollout %s: %w", id, err)
 		}
 		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
+		s.fp.hit(fpAfterCommit)
+		if len(d.Rollbacks) > 0 {
+			s.fp.hit(fpDuringRollback)
+		}
 		sc.observe(rc, in, d, now)
 		for _, n := range notify {
 			s.wake.notify(n)
@@ -452,6 +475,7 @@ func (sc *scheduler) evaluate(ctx context.Context, rc *rolloutCache, in engine.I
 		s.log.Error("store gate results", "rollout", in.RolloutID, "err", err)
 		return
 	}
+	s.fp.hit(fpGateEvaluation)
 	sc.kick()
 	s.wake.broadcast()
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +25,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/auditlog"
 	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/web"
 )
 
 // Deps are the server's collaborators, built by the caller and passed in:
@@ -51,6 +54,15 @@ type Server struct {
 	agentTk [32]byte
 	wake    *waker
 	sched   *scheduler
+	fp      *failpoints // nil unless Config.Failpoints arms crash points
+
+	// auditKey signs the audit log's checkpoints (through the store) and
+	// is published at /v1/audit/key; see auditlog.go.
+	auditKey *auditlog.Key
+
+	// sec holds the CA, the credentials store, the certificate cache and
+	// the failed-authentication limiter; see enroll.go and tokens.go.
+	sec *security
 
 	mu   sync.Mutex
 	addr string
@@ -81,6 +93,20 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	for _, u := range cfg.Users {
 		s.users[sha256.Sum256([]byte(u.Token))] = u
 	}
+	fp, err := parseFailpoints(cfg.Failpoints)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if fp != nil {
+		s.log.Warn("failpoints armed: this server kills itself at them", "failpoints", cfg.Failpoints)
+	}
+	s.fp = fp
+	if err := s.initAuditKey(); err != nil {
+		return nil, err
+	}
+	if err := s.initSecurity(); err != nil {
+		return nil, err
+	}
 	s.m = newMetrics(s.reg)
 	s.sched = newScheduler(s)
 	return s, nil
@@ -92,6 +118,11 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	if s.cfg.TLS {
+		ln = tls.NewListener(ln, s.TLSConfig())
+	} else {
+		s.log.Warn("serving plain HTTP: tokens cross the network in clear and agents cannot use client certificates; for tests on loopback only")
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
@@ -138,15 +169,18 @@ func (s *Server) Addr() string {
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
 // Handler is the server's HTTP handler: REST API, agent channel, events,
-// metrics and health.
+// metrics, health and the dashboard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux)
+	s.artifactRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "serverId": s.cfg.ServerID, "leader": s.sched.leading()})
 	})
+	// The dashboard: a client of this same mux's REST API, in-process.
+	mux.Handle("/", web.Handler(mux, web.Options{Logger: s.log.With("component", "web"), Now: s.now}))
 	return mux
 }
 
@@ -161,13 +195,17 @@ type identity struct {
 // credentials. Agents present the agent token and name their node in
 // Drover-Node; client certificates replace both with enrolment.
 func (s *Server) authenticate(r *http.Request) (identity, error) {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return s.authenticateCert(r)
+	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		return identity{}, errUnauthorized
 	}
 	sum := sha256.Sum256([]byte(tok))
 	if node := r.Header.Get("Drover-Node"); node != "" {
-		if subtle.ConstantTimeCompare(sum[:], s.agentTk[:]) != 1 {
+		// The insecure shared agent token (Config.AgentToken), if set.
+		if s.cfg.AgentToken == "" || subtle.ConstantTimeCompare(sum[:], s.agentTk[:]) != 1 {
 			return identity{}, errUnauthorized
 		}
 		return identity{user: "agent:" + node, agent: node}, nil
@@ -175,7 +213,7 @@ func (s *Server) authenticate(r *http.Request) (identity, error) {
 	// Map lookup by hash: the token itself is never compared byte by byte.
 	u, ok := s.users[sum]
 	if !ok {
-		return identity{}, errUnauthorized
+		return s.authenticateAPIToken(r.Context(), sum)
 	}
 	return identity{user: u.Name, role: u.Role}, nil
 }

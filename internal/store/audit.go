@@ -6,13 +6,19 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
-// AuditHash is the one definition of the chain: SHA-256 of prev followed
-// by the canonical encoding of the entry (its Seq, At, Actor, Action,
-// Object, Rollout and Detail; Prev and Hash excluded). Anything that
-// verifies or checkpoints the log (Merkle tree heads included) must hash
-// through it.
+// AuditRecord is the one canonical encoding of an entry: JSON with a
+// fixed key order (its Seq, At in Unix nanoseconds, Actor, Action,
+// Object, Rollout and compacted Detail; Prev and Hash excluded).
+// Everything that verifies or checkpoints the log hashes it: the chain
+// (AuditHash) and the Merkle tree, whose leaf for entry Seq is
+// tlog.RecordHash(AuditRecord(e)) at index Seq-1.
+func AuditRecord(e AuditEntry) []byte { return canonicalAudit(e) }
+
+// AuditHash is the chain's link: SHA-256 of prev followed by
+// AuditRecord(e).
 func AuditHash(prev []byte, e AuditEntry) []byte {
 	h := sha256.New()
 	h.Write(prev)
@@ -20,8 +26,7 @@ func AuditHash(prev []byte, e AuditEntry) []byte {
 	return h.Sum(nil)
 }
 
-// canonicalAudit is the entry as JSON with a fixed key order, At in Unix
-// nanoseconds and Detail compacted.
+// canonicalAudit is AuditRecord.
 func canonicalAudit(e AuditEntry) []byte {
 	detail := e.Detail
 	if len(detail) == 0 {
@@ -67,15 +72,36 @@ func detail(v any) json.RawMessage {
 	return b
 }
 
-// appendAudit appends the transaction's pending entries to the chain.
-// The head row's lock (FOR UPDATE on PostgreSQL; the write lock on
-// SQLite) allocates sequence numbers without gaps even with several
-// servers writing.
-func (t *tx) appendAudit() error {
-	var seq int64
+// appendAudit appends the transaction's pending entries to the chain
+// and to the Merkle tree and, when the store holds an audit key, stores a
+// checkpoint of the new tree signed with it: the entries and the
+// checkpoint covering them commit together, so every entry appended
+// through the store is covered by a signed checkpoint once visible. The
+// head row's lock (FOR UPDATE on PostgreSQL; the write lock on SQLite)
+// allocates sequence numbers without gaps even with several servers
+// writing, and serializes the tree.
+func (t *tx) appendAudit(sig *auditSigning, clock func() time.Time) error {
+	var seq, treeSize int64
 	var head []byte
-	if err := t.queryRow("SELECT seq, hash FROM audit_head WHERE id = 1"+t.d.forUpdate).Scan(&seq, &head); err != nil {
+	if err := t.queryRow("SELECT seq, hash, tree_size FROM audit_head WHERE id = 1"+t.d.forUpdate).Scan(&seq, &head, &treeSize); err != nil {
 		return fmt.Errorf("lock audit head: %w", err)
+	}
+	key := sig.key.Load()
+	if key != nil {
+		if err := t.checkCovered(sig, seq, key, clock); err != nil {
+			return err
+		}
+	}
+	if treeSize > seq {
+		return fmt.Errorf("%w: the Merkle tree has %d leaves but the log only %d entries", ErrAuditTampered, treeSize, seq)
+	}
+	tree := newTreeWriter(t, treeSize)
+	if treeSize < seq {
+		// Entries from before the tree existed (a database migrated from
+		// schema version 1) join it once.
+		if err := tree.catchUp(seq); err != nil {
+			return err
+		}
 	}
 	for _, e := range t.pending {
 		d, err := compactDetail(e.Detail)
@@ -90,10 +116,21 @@ func (t *tx) appendAudit() error {
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, nanos(e.At), e.Actor, e.Action, e.Object, e.Rollout, string(e.Detail), nonNil(e.Prev), e.Hash); err != nil {
 			return fmt.Errorf("append audit %s: %w", e.Action, err)
 		}
+		if err := tree.add(AuditRecord(e)); err != nil {
+			return err
+		}
 		head = e.Hash
 	}
-	if _, err := t.exec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, head); err != nil {
+	if err := tree.flush(); err != nil {
+		return err
+	}
+	if _, err := t.exec("UPDATE audit_head SET seq = ?, hash = ?, tree_size = ? WHERE id = 1", seq, head, seq); err != nil {
 		return fmt.Errorf("advance audit head: %w", err)
+	}
+	if key != nil {
+		if err := t.signCheckpoint(sig, tree, key, clock); err != nil {
+			return err
+		}
 	}
 	t.pending = nil
 	return nil
@@ -153,63 +190,4 @@ func (s *sqlStore) ListAudit(ctx context.Context, after int64, limit int, rollou
 		return nil, fmt.Errorf("list audit: %w", err)
 	}
 	return out, nil
-}
-
-// VerifyAudit walks the chain from seq 1 to the head recorded in
-// audit_head and reports the first entry that is missing (deleted),
-// linked to the wrong predecessor (reordered or inserted) or whose hash
-// does not match its content (edited). Entries appended while it runs
-// are not checked.
-func (s *sqlStore) VerifyAudit(ctx context.Context) (AuditVerification, error) {
-	var headSeq int64
-	var headHash []byte
-	if err := s.db.QueryRowContext(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&headSeq, &headHash); err != nil {
-		return AuditVerification{}, fmt.Errorf("verify audit: read head: %w", err)
-	}
-	const page = 1000
-	var prev []byte
-	expect := int64(1)
-	bad := func(seq int64, format string, args ...any) (AuditVerification, error) {
-		return AuditVerification{Entries: expect - 1, Head: prev, FirstBad: seq, Problem: fmt.Sprintf(format, args...)}, nil
-	}
-	for expect <= headSeq {
-		rows, err := s.db.QueryContext(ctx, s.d.rebind("SELECT "+auditColumns+" FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"), expect, headSeq, page)
-		if err != nil {
-			return AuditVerification{}, fmt.Errorf("verify audit: %w", err)
-		}
-		var entries []AuditEntry
-		for rows.Next() {
-			e, err := scanAudit(rows)
-			if err != nil {
-				rows.Close()
-				return AuditVerification{}, fmt.Errorf("verify audit: %w", err)
-			}
-			entries = append(entries, e)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return AuditVerification{}, fmt.Errorf("verify audit: %w", err)
-		}
-		if len(entries) == 0 {
-			return bad(expect, "entries %d to %d are missing: the log was truncated (deleted)", expect, headSeq)
-		}
-		for _, e := range entries {
-			if e.Seq != expect {
-				return bad(expect, "entry %d is missing: deleted (next entry is %d)", expect, e.Seq)
-			}
-			if !bytes.Equal(e.Prev, prev) {
-				return bad(e.Seq, "entry %d does not link to entry %d (prev hash mismatch): entries were reordered or inserted", e.Seq, e.Seq-1)
-			}
-			if want := AuditHash(prev, e); !bytes.Equal(want, e.Hash) {
-				return bad(e.Seq, "entry %d does not match its hash: its content was edited", e.Seq)
-			}
-			prev = e.Hash
-			expect++
-		}
-	}
-	if headSeq > 0 && !bytes.Equal(prev, headHash) {
-		return bad(headSeq, "entry %d does not match the recorded head of the log: edited or replaced", headSeq)
-	}
-	return AuditVerification{OK: true, Entries: headSeq, Head: prev}, nil
 }

@@ -178,24 +178,23 @@ func scanStep(r scanner) (Step, error) {
 // rollout that were never delivered are withheld: the operator stopped
 // the rollout before the agent saw them.
 func (s *sqlStore) PendingSteps(ctx context.Context, nodeID string, now time.Time) ([]Step, error) {
+	// Most polls find nothing new: look in a read transaction first and
+	// take the write lock only when a step must be marked delivered.
 	var out []Step
-	err := s.write(ctx, func(t *tx) error {
-		out = out[:0]
-		rows, err := t.query(`SELECT `+prefixed("s.", stepColumns)+` FROM steps s JOIN rollouts r ON r.id = s.rollout_id
-WHERE s.node_id = ? AND s.finished_at IS NULL AND (r.state <> ? OR s.delivered_at IS NOT NULL)
-ORDER BY s.created_at, s.id`, nodeID, string(engine.RolloutAborted))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			st, err := scanStep(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			out = append(out, st)
-		}
-		if err := closeRows(rows); err != nil {
+	err := s.read(ctx, func(t *tx) error {
+		var err error
+		out, err = t.pendingSteps(nodeID, out)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending steps of node %s: %w", nodeID, err)
+	}
+	if !slices.ContainsFunc(out, func(st Step) bool { return st.DeliveredAt.IsZero() }) {
+		return out, nil
+	}
+	err = s.write(ctx, func(t *tx) error {
+		var err error
+		if out, err = t.pendingSteps(nodeID, out); err != nil {
 			return err
 		}
 		for i := range out {
@@ -213,6 +212,26 @@ ORDER BY s.created_at, s.id`, nodeID, string(engine.RolloutAborted))
 		return nil, fmt.Errorf("pending steps of node %s: %w", nodeID, err)
 	}
 	return out, nil
+}
+
+// pendingSteps reads the node's unfinished steps into out[:0].
+func (t *tx) pendingSteps(nodeID string, out []Step) ([]Step, error) {
+	out = out[:0]
+	rows, err := t.query(`SELECT `+prefixed("s.", stepColumns)+` FROM steps s JOIN rollouts r ON r.id = s.rollout_id
+WHERE s.node_id = ? AND s.finished_at IS NULL AND (r.state <> ? OR s.delivered_at IS NOT NULL)
+ORDER BY s.created_at, s.id`, nodeID, string(engine.RolloutAborted))
+	if err != nil {
+		return out, err
+	}
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			rows.Close()
+			return out, err
+		}
+		out = append(out, st)
+	}
+	return out, closeRows(rows)
 }
 
 // prefixed qualifies a column list with a table alias.

@@ -34,6 +34,18 @@ func (s *sqlStore) Campaign(ctx context.Context, serverID string) (int64, bool, 
 		if err != nil {
 			return 0, false, fmt.Errorf("campaign: connect: %w", err)
 		}
+		// A leader that crashes closes its socket and PostgreSQL frees the
+		// lock at once; one whose host dies or is cut off sends nothing,
+		// and the lock would stay held until TCP keepalive gives up (two
+		// hours by default). Probe this connection so that PostgreSQL
+		// drops it, and the lock, within about 15s.
+		if _, err := conn.ExecContext(ctx, `SELECT set_config('tcp_keepalives_idle', '5', false),
+	set_config('tcp_keepalives_interval', '2', false), set_config('tcp_keepalives_count', '3', false)`); err != nil {
+			s.log.Warn("campaign: TCP keepalives not set on the leader connection", "err", err)
+		}
+		if _, err := conn.ExecContext(ctx, "SELECT set_config('tcp_user_timeout', '15000', false)"); err != nil {
+			s.log.Debug("campaign: tcp_user_timeout not set (PostgreSQL before 12)", "err", err)
+		}
 		var won bool
 		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", pgLeaderLockKey).Scan(&won); err != nil {
 			conn.Close()

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -188,7 +189,14 @@ func nonNilMap(m map[string]string) map[string]string {
 
 // TouchNode is a heartbeat: it is not audited.
 func (s *sqlStore) TouchNode(ctx context.Context, id string, seen, leaseUntil time.Time) error {
-	res, err := s.db.ExecContext(ctx, s.d.rebind("UPDATE nodes SET last_seen = ?, lease_until = ? WHERE id = ?"), nanos(seen), nanos(leaseUntil), id)
+	q := s.d.rebind("UPDATE nodes SET last_seen = ?, lease_until = ? WHERE id = ?")
+	var res sql.Result
+	var err error
+	if st := s.stmts.get(q); st != nil {
+		res, err = st.ExecContext(ctx, nanos(seen), nanos(leaseUntil), id)
+	} else {
+		res, err = s.db.ExecContext(ctx, q, nanos(seen), nanos(leaseUntil), id)
+	}
 	if err != nil {
 		return fmt.Errorf("touch node %s: %w", id, err)
 	}
@@ -212,7 +220,17 @@ func (s *sqlStore) DeleteNode(ctx context.Context, id, actor string) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		// A removed node's certificate is refused from now on; it must
+		// enrol again with a new token (see credentials.go).
+		res, err = t.exec("DELETE FROM node_certs WHERE node_id = ?", id)
+		if err != nil {
+			return err
+		}
+		certs, err := rowsAffected(res)
+		if err != nil {
+			return err
+		}
+		if n == 0 && certs == 0 {
 			return notFound("node", id)
 		}
 		t.audit(AuditEntry{At: s.clock(), Actor: actor, Action: "node.delete", Object: "node/" + id, Detail: detail(nil)})

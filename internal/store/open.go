@@ -142,5 +142,9 @@ func openSQL(ctx context.Context, d *dialect, dsn, driverDSN string, logger *slo
 		}
 		return nil, err
 	}
+	if d.name == "sqlite" {
+		// After migrating: no statement is prepared against an old schema.
+		s.stmts = newStmtCache(db)
+	}
 	return s, nil
 }

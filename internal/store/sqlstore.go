@@ -22,6 +22,10 @@ type sqlStore struct {
 	mu     sync.Mutex
 	term   int64     // leadership term held, 0 when not leading
 	leader *sql.Conn // PostgreSQL: the connection holding the advisory lock
+
+	audit auditSigning // the audit key (SetAuditKey); see audittree.go
+
+	stmts *stmtCache // SQLite only; nil: every statement is parsed anew
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -34,6 +38,7 @@ func (s *sqlStore) Close() error {
 	}
 	s.term = 0
 	s.mu.Unlock()
+	s.stmts.close()
 	return s.db.Close()
 }
 
@@ -65,19 +70,32 @@ type tx struct {
 	ctx     context.Context
 	tx      *sql.Tx
 	d       *dialect
+	stmts   *stmtCache
 	pending []AuditEntry
 }
 
 func (t *tx) exec(q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(t.ctx, t.d.rebind(q), args...)
+	q = t.d.rebind(q)
+	if st := t.stmts.get(q); st != nil {
+		return t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
+	}
+	return t.tx.ExecContext(t.ctx, q, args...)
 }
 
 func (t *tx) query(q string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(t.ctx, t.d.rebind(q), args...)
+	q = t.d.rebind(q)
+	if st := t.stmts.get(q); st != nil {
+		return t.tx.StmtContext(t.ctx, st).QueryContext(t.ctx, args...)
+	}
+	return t.tx.QueryContext(t.ctx, q, args...)
 }
 
 func (t *tx) queryRow(q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(t.ctx, t.d.rebind(q), args...)
+	q = t.d.rebind(q)
+	if st := t.stmts.get(q); st != nil {
+		return t.tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
+	}
+	return t.tx.QueryRowContext(t.ctx, q, args...)
 }
 
 // audit records an entry to append at commit.
@@ -111,13 +129,13 @@ func (s *sqlStore) writeOnce(ctx context.Context, fn func(t *tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	t := &tx{ctx: ctx, tx: sqlTx, d: s.d}
+	t := &tx{ctx: ctx, tx: sqlTx, d: s.d, stmts: s.stmts}
 	if err := fn(t); err != nil {
 		sqlTx.Rollback()
 		return err
 	}
 	if len(t.pending) > 0 {
-		if err := t.appendAudit(); err != nil {
+		if err := t.appendAudit(&s.audit, s.clock); err != nil {
 			sqlTx.Rollback()
 			return err
 		}
@@ -135,7 +153,7 @@ func (s *sqlStore) read(ctx context.Context, fn func(t *tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer sqlTx.Rollback()
-	return fn(&tx{ctx: ctx, tx: sqlTx, d: s.d})
+	return fn(&tx{ctx: ctx, tx: sqlTx, d: s.d, stmts: s.stmts})
 }
 
 // nanos encodes t as Unix nanoseconds UTC; the zero time is 0.

@@ -1,6 +1,7 @@
 // Package store owns drover's persistent state: nodes, rollouts with their
 // per-node and per-wave state, dispatched steps, gate results, approvals,
-// the hash-chained audit log and leadership. One contract, two backends:
+// the audit log (hash-chained, and a Merkle tree with signed checkpoints)
+// and leadership. One contract, two backends:
 // SQLite (modernc.org/sqlite, the default, one server) and PostgreSQL (pgx,
 // several servers sharing one database). The conformance suite in
 // storetest runs against both.
@@ -16,6 +17,9 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/drover-dev/drover/internal/auditlog"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 )
@@ -35,6 +39,12 @@ var (
 	// ErrForbidden: the actor may not do this (an author approving their
 	// own rollout). Nothing was written.
 	ErrForbidden = errors.New("forbidden")
+	// ErrAuditTampered: a store holding an audit key refuses to append to
+	// a log that its latest signed checkpoint does not cover exactly
+	// (entries appended or deleted behind its back, tree hashes
+	// rewritten, a checkpoint by another key): signing on would vouch for
+	// them. Nothing was written; VerifyAudit says what is wrong.
+	ErrAuditTampered = errors.New("audit log tampered with")
 )
 
 // NodeRecord is a managed node as stored.
@@ -203,9 +213,27 @@ type AuditVerification struct {
 	Entries int64
 	Head    []byte
 	// FirstBad is the Seq of the first entry whose hash or link is wrong,
-	// or of the first gap; 0 when OK.
+	// or of the first gap, or of the first entry that no signed
+	// checkpoint vouches for; 0 when OK.
 	FirstBad int64
 	Problem  string
+	// Checkpoint is the size of the latest checkpoint whose signature was
+	// checked with the store's audit key (0 without a key, or when the
+	// log is empty); Root is the Merkle tree root recomputed from the
+	// entries (the zero hash for an empty log).
+	Checkpoint int64
+	Root       tlog.Hash
+}
+
+// AuditCheckpoint is a signed head of the audit log's Merkle tree
+// (golang.org/x/mod/sumdb/tlog; leaf i is entry Seq i+1, hashed as
+// tlog.RecordHash(AuditRecord(e))). Note is a golang.org/x/mod/sumdb/note
+// signed note whose text is tlog.FormatTree({Size, Root}).
+type AuditCheckpoint struct {
+	Size int64
+	Root tlog.Hash
+	Note []byte
+	At   time.Time
 }
 
 // RolloutData is everything the scheduler loads to decide one rollout.
@@ -273,7 +301,27 @@ type Store interface {
 	// ListAudit returns entries with Seq > after, oldest first; rollout
 	// filters by rollout ID when non-empty.
 	ListAudit(ctx context.Context, after int64, limit int, rollout string) ([]AuditEntry, error)
+	// VerifyAudit recomputes the hash chain and the Merkle tree from the
+	// entries and checks them against the stored tree and the signed
+	// checkpoints (signatures checked with the key given to SetAuditKey).
+	// It reports the first bad entry; a failed check is not an error.
 	VerifyAudit(ctx context.Context) (AuditVerification, error)
+	// SetAuditKey makes every later transaction that appends audit
+	// entries also store a checkpoint of the new tree signed by k, in the
+	// same transaction, and VerifyAudit check checkpoints with k. A log
+	// with entries but no checkpoint yet is adopted by the first signed
+	// append (an "audit.adopt" entry records it). nil stops signing. It
+	// does no I/O.
+	SetAuditKey(k *auditlog.Key)
+	// LatestAuditCheckpoint returns the newest signed checkpoint;
+	// ErrNotFound when none was signed yet.
+	LatestAuditCheckpoint(ctx context.Context) (AuditCheckpoint, error)
+	// AuditTreeProof proves that the tree of size newSize extends the one
+	// of size oldSize (1 <= oldSize <= newSize); AuditRecordProof proves
+	// that entry seq is leaf seq-1 of the tree of size size. ErrNotFound
+	// when a size exceeds the tree.
+	AuditTreeProof(ctx context.Context, oldSize, newSize int64) (tlog.TreeProof, error)
+	AuditRecordProof(ctx context.Context, seq, size int64) (tlog.RecordProof, error)
 
 	// Campaign tries to become the leader. It returns the new term (> every
 	// earlier term) and true on success; false while another live server

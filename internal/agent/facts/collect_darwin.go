@@ -33,10 +33,5 @@ func Collect(ctx context.Context, r driver.Runner) (fleet.Facts, error) {
 	if out, _, err := r.Run(ctx, nil, "pkgutil", "--pkgs"); err == nil {
 		f.Packages = ParsePkgutilPkgs(out)
 	}
-	if out, _, err := r.Run(ctx, nil, "softwareupdate", "--list"); err == nil {
-		for _, u := range ParseSoftwareUpdateList(out) {
-			_ = u // pending updates are not facts; restart-required ones are not installed yet
-		}
-	}
 	return f, nil
 }

@@ -1,0 +1,486 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/fleet"
+)
+
+// AgentsConfig configures the many-lightweight-agents benchmark.
+type AgentsConfig struct {
+	Drover    Command // the drover binary; the server runs as its process
+	Agents    int
+	Heartbeat time.Duration // poll period; the server's pollWait is set to it
+	Duration  time.Duration // measurement window of the idle fleet
+	// APIDuration is the REST load window (0 skips it); APIWorkers
+	// goroutines each issue one request, pause APIPause, and so on.
+	APIDuration time.Duration
+	APIWorkers  int
+	APIPause    time.Duration
+	SourceAddrs int    // loopback source addresses 127.0.0.2.. (1 = the default address only)
+	WorkDir     string // "" means a temporary directory, removed afterwards
+	CPUProfile  string // the server's CPU profile ("" none)
+	Progress    io.Writer
+}
+
+// AgentsResult is what the many-agents benchmark measured.
+type AgentsResult struct {
+	Agents           int     `json:"agents"`
+	HeartbeatSeconds float64 `json:"heartbeatSeconds"`
+	DurationSeconds  float64 `json:"durationSeconds"`
+	RegisterSeconds  float64 `json:"registerSeconds"` // registering every agent
+	Polling          int     `json:"pollingAgents"`   // polls held at the end of the window (drover_agents_connected)
+	PollsPerSecond   float64 `json:"pollsPerSecond"`  // polls answered during the window
+	PollErrors       int64   `json:"pollErrors"`
+	// Server process cost over the window: CPU from /proc/PID/stat in
+	// percent of one core; RSS from /proc/PID/status (max of 1 s samples
+	// and at the end); the Go heap from its /metrics.
+	ServerCPUPercent float64 `json:"serverCpuPercent"`
+	ServerRSSMiB     float64 `json:"serverRssMiB"`
+	ServerRSSMaxMiB  float64 `json:"serverRssMaxMiB"`
+	GoHeapInuseMiB   float64 `json:"goHeapInuseMiB"`
+	GoHeapAllocMiB   float64 `json:"goHeapAllocMiB"`
+	Goroutines       float64 `json:"goroutines"`
+	// The REST load, while the agents poll, on a fleet with one rollout
+	// over every node held for approval.
+	APIRolloutNodes  int                  `json:"apiRolloutNodes,omitempty"`
+	APIRequests      int                  `json:"apiRequests,omitempty"`
+	APIErrors        int64                `json:"apiErrors,omitempty"`
+	APIServerCPU     float64              `json:"apiServerCpuPercent,omitempty"`
+	API              map[string]RouteStat `json:"api,omitempty"`
+	APIPollsPerSec   float64              `json:"apiPollsPerSecond,omitempty"`
+	APIPollErrors    int64                `json:"apiPollErrors,omitempty"`
+	APIServerRSSMiB  float64              `json:"apiServerRssMiB,omitempty"`
+	APIGoHeapInuseMB float64              `json:"apiGoHeapInuseMiB,omitempty"`
+}
+
+// RouteStat is one REST route's latency: client-side quantiles, and the
+// server's own from its drover_api_request_seconds histogram (bucket
+// interpolation, so coarse).
+type RouteStat struct {
+	Requests    int     `json:"requests"`
+	ClientP50Ms float64 `json:"clientP50Ms"`
+	ClientP99Ms float64 `json:"clientP99Ms"`
+	ServerP50Ms float64 `json:"serverP50Ms"`
+	ServerP99Ms float64 `json:"serverP99Ms"`
+}
+
+func (c *AgentsConfig) defaults() error {
+	if c.Agents < 1 {
+		return fmt.Errorf("agents %d: must be positive", c.Agents)
+	}
+	if c.Drover.Path == "" {
+		return errors.New("no drover binary")
+	}
+	if c.Heartbeat < time.Second {
+		return fmt.Errorf("heartbeat %s: must be at least 1s", c.Heartbeat)
+	}
+	if c.Duration <= 0 {
+		c.Duration = time.Minute
+	}
+	c.APIWorkers = max(c.APIWorkers, 1)
+	c.SourceAddrs = max(c.SourceAddrs, 1)
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return nil
+}
+
+// fleetRun is one run of the many-agents benchmark.
+type fleetRun struct {
+	cfg      AgentsConfig
+	base     string
+	agentTok string
+	clients  []*http.Client
+	polls    atomic.Int64
+	errs     atomic.Int64
+}
+
+// RunAgents runs the many-agents benchmark once.
+func RunAgents(ctx context.Context, cfg AgentsConfig) (AgentsResult, error) {
+	if err := cfg.defaults(); err != nil {
+		return AgentsResult{}, fmt.Errorf("agents bench: %w", err)
+	}
+	res := AgentsResult{Agents: cfg.Agents, HeartbeatSeconds: cfg.Heartbeat.Seconds(), DurationSeconds: cfg.Duration.Seconds()}
+	dir, cleanup, err := workDir(cfg.WorkDir)
+	if err != nil {
+		return res, err
+	}
+	defer cleanup()
+	so := ServerOptions{DataDir: filepath.Join(dir, "server"), PollWait: cfg.Heartbeat, Tick: time.Second,
+		Lease: 3 * cfg.Heartbeat, AgentToken: token(), UserToken: token(), CPUProfile: cfg.CPUProfile}
+	srv, err := startServer(ctx, cfg.Drover, so, dir)
+	if err != nil {
+		return res, err
+	}
+	defer srv.stop()
+	fr := &fleetRun{cfg: cfg, base: "http://" + srv.addr, agentTok: so.AgentToken}
+	for i := range cfg.SourceAddrs {
+		fr.clients = append(fr.clients, loopbackClient(i, cfg.SourceAddrs, cfg.Agents/cfg.SourceAddrs+16))
+	}
+	defer func() {
+		for _, c := range fr.clients {
+			c.CloseIdleConnections()
+		}
+	}()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * cfg.APIWorkers}}
+	defer hc.CloseIdleConnections()
+	if err := waitLeader(ctx, hc, fr.base); err != nil {
+		return res, err
+	}
+
+	fmt.Fprintf(cfg.Progress, "registering %d agents\n", cfg.Agents)
+	t0 := time.Now()
+	if err := fr.registerAll(ctx); err != nil {
+		return res, err
+	}
+	res.RegisterSeconds = time.Since(t0).Seconds()
+	fmt.Fprintf(cfg.Progress, "registered in %.1f s; polling\n", res.RegisterSeconds)
+
+	pctx, stopPolls := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range cfg.Agents {
+		wg.Go(func() { fr.pollLoop(pctx, i) })
+	}
+	defer func() { stopPolls(); wg.Wait() }()
+	// Warm up: one full heartbeat, so that every agent holds a poll and
+	// the first, staggered polls are behind us.
+	if err := sleepCtx(ctx, cfg.Heartbeat+cfg.Heartbeat/2); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(cfg.Progress, "measuring the idle fleet for %s\n", cfg.Duration)
+	w, err := fr.window(ctx, srv.pid, hc, cfg.Duration, nil)
+	if err != nil {
+		return res, err
+	}
+	res.ServerCPUPercent, res.ServerRSSMiB, res.ServerRSSMaxMiB = w.cpuPercent, w.rssMiB, w.rssMaxMiB
+	res.GoHeapInuseMiB = w.after["go_memstats_heap_inuse_bytes"] / (1 << 20)
+	res.GoHeapAllocMiB = w.after["go_memstats_heap_alloc_bytes"] / (1 << 20)
+	res.Goroutines = w.after["go_goroutines"]
+	res.Polling = int(w.after["drover_agents_connected"])
+	res.PollsPerSecond, res.PollErrors = w.pollsPerSec, w.pollErrs
+
+	if cfg.APIDuration <= 0 {
+		return res, nil
+	}
+	cl := &api.Client{Base: fr.base, Token: so.UserToken, HTTP: hc}
+	ro, err := cl.CreateRollout(ctx, "api.yaml", apiPlan)
+	if err != nil {
+		return res, fmt.Errorf("create rollout: %w", err)
+	}
+	res.APIRolloutNodes = ro.Total
+	fmt.Fprintf(cfg.Progress, "REST load on rollout %s (%d nodes) for %s\n", ro.ID, ro.Total, cfg.APIDuration)
+	load := &apiLoad{cl: cl, rollout: ro.ID, workers: cfg.APIWorkers, pause: cfg.APIPause}
+	w, err = fr.window(ctx, srv.pid, hc, cfg.APIDuration, load)
+	if err != nil {
+		return res, err
+	}
+	res.APIServerCPU, res.APIServerRSSMiB = w.cpuPercent, w.rssMiB
+	res.APIGoHeapInuseMB = w.after["go_memstats_heap_inuse_bytes"] / (1 << 20)
+	res.APIPollsPerSec, res.APIPollErrors = w.pollsPerSec, w.pollErrs
+	res.API = map[string]RouteStat{}
+	for route, ds := range load.lat {
+		slices.Sort(ds)
+		pattern := "GET " + route // the server's route label
+		res.API[route] = RouteStat{Requests: len(ds), ClientP50Ms: ms(quantile(ds, .5)), ClientP99Ms: ms(quantile(ds, .99)),
+			ServerP50Ms: secMs(histogramQuantile(w.before, w.after, "drover_api_request_seconds", `route="`+pattern+`"`, .5)),
+			ServerP99Ms: secMs(histogramQuantile(w.before, w.after, "drover_api_request_seconds", `route="`+pattern+`"`, .99))}
+		res.APIRequests += len(ds)
+	}
+	res.APIErrors = load.errs.Load()
+	return res, nil
+}
+
+// apiPlan targets every simulated agent and waits for a start approval,
+// so it is never dispatched: its GET is a full rollout view of the fleet.
+const apiPlan = `apiVersion: drover.dev/v1
+name: bench-api
+target:
+  selector: node.labels.bench == "sim"
+change:
+  actions:
+    - name: noop
+      script:
+        artifact: "true"
+  reboot: never
+waves:
+  - name: canary
+    nodes: 1%
+    canary: true
+  - name: rest
+limits:
+  maxInFlight: 5%
+approvals:
+  start: 1
+`
+
+func secMs(s float64) float64 {
+	if math.IsNaN(s) {
+		return -1
+	}
+	return math.Round(s*1e5) / 100
+}
+
+// loopbackClient returns a client whose connections leave from
+// 127.0.0.(2+i) when n > 1, so that n clients share out the ephemeral
+// ports of n source addresses.
+func loopbackClient(i, n, conns int) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if n > 1 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConns: conns,
+		MaxIdleConnsPerHost: conns, IdleConnTimeout: 5 * time.Minute, DisableCompression: true, ForceAttemptHTTP2: false}}
+}
+
+func (fr *fleetRun) client(i int) *http.Client { return fr.clients[i%len(fr.clients)] }
+
+func nodeID(i int) string { return fmt.Sprintf("sim-%05d", i) }
+
+// facts are a simulated node's facts: a Debian host with a few dozen
+// packages, as a real agent reports them.
+func simFacts(i int) fleet.Facts {
+	pk := make(map[string]string, 40)
+	for j := range 40 {
+		pk[fmt.Sprintf("pkg-%02d", j)] = fmt.Sprintf("1.%d.%d-1", j, i%7)
+	}
+	return fleet.Facts{OS: fleet.OS{Family: "debian", Name: "Debian GNU/Linux", Version: "12"}, Kernel: "6.1.0-26-amd64",
+		Arch: "amd64", Hardware: fleet.Hardware{Class: []string{"gen1", "gen2", "gen3"}[i%3]}, BootID: fmt.Sprintf("boot-%d", i),
+		Packages: pk}
+}
+
+// post sends one agent-channel request as node id.
+func (fr *fleetRun) post(ctx context.Context, i int, path string, body any, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fr.base+path, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+fr.agentTok)
+	req.Header.Set("Drover-Node", nodeID(i))
+	req.Header.Set(api.HeaderProtocol, strconv.Itoa(api.ProtocolVersion))
+	resp, err := fr.client(i).Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: status %d: %s", path, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// registerAll registers every agent, 32 at a time.
+func (fr *fleetRun) registerAll(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	next := atomic.Int64{}
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= fr.cfg.Agents || ctx.Err() != nil {
+					return
+				}
+				req := api.RegisterRequest{NodeID: nodeID(i), Facts: simFacts(i), AgentVersion: "bench",
+					Labels: map[string]string{"bench": "sim", "zone": []string{"a", "b", "c"}[i%3]}}
+				if err := fr.post(ctx, i, api.PathRegister, req, nil); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("register %s: %w", nodeID(i), err)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// pollLoop is one lightweight agent: it long-polls, and polls again a
+// heartbeat after the previous poll began (at once when the server held
+// the poll that long). The first poll is spread over one heartbeat.
+func (fr *fleetRun) pollLoop(ctx context.Context, i int) {
+	hb := fr.cfg.Heartbeat
+	if sleepCtx(ctx, time.Duration(rand.Int64N(int64(hb)))) != nil {
+		return
+	}
+	req := api.PollRequest{NodeID: nodeID(i), BootID: fmt.Sprintf("boot-%d", i)}
+	for {
+		start := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, hb+30*time.Second)
+		var resp api.PollResponse
+		err := fr.post(pctx, i, api.PathPoll, req, &resp)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		wait := hb - time.Since(start)
+		if err != nil {
+			fr.errs.Add(1)
+			wait = max(wait, time.Second)
+		} else {
+			fr.polls.Add(1)
+		}
+		if wait > 0 && sleepCtx(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// windowStats is the server's cost over one measurement window.
+type windowStats struct {
+	cpuPercent, rssMiB, rssMaxMiB float64
+	before, after                 metrics
+	pollsPerSec                   float64
+	pollErrs                      int64
+}
+
+// window measures the server over d, running load (if not nil) meanwhile.
+func (fr *fleetRun) window(ctx context.Context, pid int, hc *http.Client, d time.Duration, load *apiLoad) (windowStats, error) {
+	var w windowStats
+	var err error
+	if w.before, err = scrape(ctx, hc, fr.base); err != nil {
+		return w, err
+	}
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return w, err
+	}
+	polls0, errs0 := fr.polls.Load(), fr.errs.Load()
+	t0 := time.Now()
+	lctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if load != nil {
+		load.start(lctx, &wg)
+	}
+	tick := time.NewTicker(time.Second)
+	for time.Since(t0) < d {
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			stop()
+			wg.Wait()
+			return w, ctx.Err()
+		case <-tick.C:
+		}
+		if rss, err := procRSS(pid); err == nil {
+			w.rssMaxMiB = max(w.rssMaxMiB, float64(rss)/(1<<20))
+		}
+	}
+	tick.Stop()
+	stop()
+	wg.Wait()
+	elapsed := time.Since(t0)
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return w, err
+	}
+	w.cpuPercent = math.Round(100*cpu1.Seconds()-100*cpu0.Seconds()) / elapsed.Seconds()
+	w.cpuPercent = math.Round(w.cpuPercent*10) / 10
+	rss, err := procRSS(pid)
+	if err != nil {
+		return w, err
+	}
+	w.rssMiB = math.Round(float64(rss)/(1<<20)*10) / 10
+	w.rssMaxMiB = math.Round(max(w.rssMaxMiB, w.rssMiB)*10) / 10
+	w.pollsPerSec = math.Round(float64(fr.polls.Load()-polls0)/elapsed.Seconds()*10) / 10
+	w.pollErrs = fr.errs.Load() - errs0
+	if w.after, err = scrape(ctx, hc, fr.base); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+// apiLoad is the bounded REST load: workers cycle through the routes.
+type apiLoad struct {
+	cl      *api.Client
+	rollout string
+	workers int
+	pause   time.Duration
+
+	mu   sync.Mutex
+	lat  map[string][]time.Duration
+	errs atomic.Int64
+}
+
+func (l *apiLoad) start(ctx context.Context, wg *sync.WaitGroup) {
+	l.lat = map[string][]time.Duration{}
+	routes := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"/v1/nodes", func(ctx context.Context) error { _, err := l.cl.ListNodes(ctx, "", "", 100); return err }},
+		{"/v1/rollouts", func(ctx context.Context) error { _, err := l.cl.ListRollouts(ctx); return err }},
+		{"/v1/rollouts/{id}", func(ctx context.Context) error { _, err := l.cl.GetRollout(ctx, l.rollout, false); return err }},
+	}
+	for w := range l.workers {
+		wg.Go(func() {
+			for n := w; ; n++ {
+				r := routes[n%len(routes)]
+				t0 := time.Now()
+				err := r.call(ctx)
+				d := time.Since(t0)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					l.errs.Add(1)
+				} else {
+					l.mu.Lock()
+					l.lat[r.name] = append(l.lat[r.name], d)
+					l.mu.Unlock()
+				}
+				if sleepCtx(ctx, l.pause) != nil {
+					return
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package server
+
+const failpointsSupported = false
+
+func killSelf(string, int) {}

@@ -1,0 +1,280 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// Tokens (security.md): API tokens and enrolment tokens are 32 random
+// bytes, shown once when created and stored only as their SHA-256. The
+// config's users are the bootstrap: an admin among them creates the
+// others with `drover token create`.
+
+// Token prefixes tell the kinds apart when one is pasted in the wrong place.
+const (
+	prefixAPI    = "drv_"
+	prefixEnroll = "dre_"
+)
+
+// DefaultEnrollTTL is an enrolment token's lifetime when none is asked.
+const DefaultEnrollTTL = time.Hour
+
+// newToken returns prefix and 32 random bytes, base64url.
+func newToken(prefix string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("token: %w", err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// tokenHash is the stored form of a token.
+func tokenHash(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// authenticateAPIToken looks up a token created through the API by its
+// hash.
+func (s *Server) authenticateAPIToken(ctx context.Context, sum [32]byte) (identity, error) {
+	if s.sec.creds == nil {
+		return identity{}, errUnauthorized
+	}
+	t, err := s.sec.creds.APIToken(ctx, hex.EncodeToString(sum[:]))
+	if errors.Is(err, store.ErrNotFound) {
+		return identity{}, errUnauthorized
+	}
+	if err != nil {
+		return identity{}, err
+	}
+	if !t.ExpiresAt.IsZero() && !s.now().Before(t.ExpiresAt) {
+		return identity{}, &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthorized, msg: "token expired"}
+	}
+	return identity{user: t.Name, role: Role(t.Role)}, nil
+}
+
+// authenticateLimited authenticates r unless its address failed too
+// often lately (429 with Retry-After); a failure counts against it.
+func (s *Server) authenticateLimited(w http.ResponseWriter, r *http.Request) (identity, error) {
+	now := s.now()
+	if err := s.sec.limit.check(w, r, now); err != nil {
+		return identity{}, err
+	}
+	id, err := s.authenticate(r)
+	var he *httpError
+	if errors.As(err, &he) && he.status == http.StatusUnauthorized {
+		s.sec.limit.fail(r, now)
+	}
+	return id, err
+}
+
+func (s *Server) securityRoutes(mux *http.ServeMux) {
+	s.route(mux, "POST /v1/tokens", RoleAdmin, s.createToken)
+	s.route(mux, "DELETE /v1/nodes/{id}", RoleOperator, s.removeNode)
+	s.route(mux, "POST /v1/rollouts/{id}/break-glass", RoleAdmin, s.breakGlass)
+	s.enrollRoutes(mux)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, id identity) error {
+	if s.sec.creds == nil {
+		return &httpError{status: http.StatusNotImplemented, code: api.CodeInternal, msg: "this store keeps no tokens"}
+	}
+	var req api.TokenRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			return badRequest("ttl %q: want a positive duration like 1h", req.TTL)
+		}
+		ttl = d
+	}
+	now := s.now()
+	out := api.TokenResponse{Kind: req.Kind}
+	switch req.Kind {
+	case api.TokenEnroll:
+		if req.User != "" || req.Role != "" {
+			return badRequest("an enrolment token has no user or role")
+		}
+		if ttl == 0 {
+			ttl = DefaultEnrollTTL
+		}
+		for k := range req.Labels {
+			if k == "" {
+				return badRequest("labels: empty key")
+			}
+		}
+		tok, err := newToken(prefixEnroll)
+		if err != nil {
+			return err
+		}
+		if err := s.sec.creds.CreateEnrollToken(r.Context(), store.EnrollToken{Hash: tokenHash(tok), Labels: req.Labels,
+			CreatedBy: id.user, CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
+			return err
+		}
+		out.Token, out.ExpiresAt, out.Labels, out.CAHash = tok, now.Add(ttl), req.Labels, s.CAHash()
+	case api.TokenAPI:
+		switch Role(req.Role) {
+		case RoleViewer, RoleOperator, RoleApprover, RoleAdmin:
+		default:
+			return badRequest("role %q: want viewer, operator, approver or admin", req.Role)
+		}
+		if req.User == "" || strings.HasPrefix(req.User, "agent:") || req.User == "scheduler" {
+			return badRequest("user %q: want a user name", req.User)
+		}
+		if len(req.Labels) > 0 {
+			return badRequest("an API token has no labels")
+		}
+		tok, err := newToken(prefixAPI)
+		if err != nil {
+			return err
+		}
+		at := store.APIToken{Hash: tokenHash(tok), Name: req.User, Role: req.Role, CreatedBy: id.user, CreatedAt: now}
+		if ttl > 0 {
+			at.ExpiresAt = now.Add(ttl)
+		}
+		if err := s.sec.creds.CreateAPIToken(r.Context(), at); err != nil {
+			return err
+		}
+		out.Token, out.ExpiresAt, out.User, out.Role = tok, at.ExpiresAt, req.User, req.Role
+	default:
+		return badRequest("kind %q: want enroll or api", req.Kind)
+	}
+	s.log.Info("token created", "kind", req.Kind, "by", id.user, "user", req.User, "role", req.Role, "expires_at", out.ExpiresAt)
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// breakGlass lets a rollout start nodes during its plan's freezes: an
+// admin's decision with a reason, audited (rollout.break-glass).
+func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request, id identity) error {
+	if s.sec.creds == nil {
+		return &httpError{status: http.StatusNotImplemented, code: api.CodeInternal, msg: "this store keeps no overrides"}
+	}
+	var req api.BreakGlassRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return badRequest("break-glass needs a reason")
+	}
+	ro := r.PathValue("id")
+	if err := s.sec.creds.BreakGlass(r.Context(), ro, id.user, req.Reason, s.now()); err != nil {
+		return err
+	}
+	s.log.Warn("break-glass: rollout may start nodes during freezes", "rollout", ro, "by", id.user, "reason", req.Reason)
+	s.sched.kick()
+	s.wake.broadcast()
+	got, err := s.rolloutView(r.Context(), ro, false, false)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, got)
+	return nil
+}
+
+// limiter counts failed authentications per client address in fixed
+// windows: past max failures in a window, the address gets 429 until
+// the window ends.
+type limiter struct {
+	max    int
+	window time.Duration
+
+	mu   sync.Mutex
+	addr map[string]*failures
+}
+
+type failures struct {
+	start time.Time
+	n     int
+}
+
+func newLimiter(max int, window time.Duration) *limiter {
+	return &limiter{max: max, window: window, addr: map[string]*failures{}}
+}
+
+// clientIP is the request's peer address (proxies' headers are not
+// trusted: they are the client's to forge).
+func clientIP(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+// check refuses an address over its limit, setting Retry-After.
+func (l *limiter) check(w http.ResponseWriter, r *http.Request, now time.Time) error {
+	ip := clientIP(r)
+	l.mu.Lock()
+	f, ok := l.addr[ip]
+	var wait time.Duration
+	if ok && now.Sub(f.start) >= l.window {
+		delete(l.addr, ip)
+	} else if ok && f.n >= l.max {
+		wait = f.start.Add(l.window).Sub(now)
+	}
+	l.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	secs := int((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return &httpError{status: http.StatusTooManyRequests, code: api.CodeRateLimited,
+		msg: fmt.Sprintf("too many failed authentications from %s; retry in %ds", ip, secs)}
+}
+
+// fail counts a failed authentication of r's address.
+func (l *limiter) fail(r *http.Request, now time.Time) {
+	ip := clientIP(r)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.addr[ip]
+	if !ok || now.Sub(f.start) >= l.window {
+		// Forget stale addresses now and then so the map stays small.
+		if len(l.addr) > 10000 {
+			for k, v := range l.addr {
+				if now.Sub(v.start) >= l.window {
+					delete(l.addr, k)
+				}
+			}
+		}
+		f = &failures{start: now}
+		l.addr[ip] = f
+	}
+	f.n++
+}
+
+// breakGlassReason is the recorded break-glass reason of a rollout whose
+// plan has freezes, "" when there is none (freezes are honoured; a store
+// error honours them too).
+func (s *Server) breakGlassReason(ctx context.Context, rollout string, p *plan.Plan) string {
+	if s.sec.creds == nil || p == nil || len(p.Windows.Freezes) == 0 {
+		return ""
+	}
+	b, err := s.sec.creds.BreakGlassOf(ctx, rollout)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("break-glass lookup failed; freezes honoured", "rollout", rollout, "err", err)
+		}
+		return ""
+	}
+	return b.Reason
+}

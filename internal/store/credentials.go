@@ -1,0 +1,291 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Credentials is the part of the store that keeps who may talk to the
+// server: enrolment tokens, API tokens, the current certificate of each
+// enrolled node, and break-glass overrides of rollouts. Tokens are given
+// and kept as their hash (hex SHA-256); the store never sees a token.
+// Both backends implement it (see AsCredentials).
+type Credentials interface {
+	// CreateEnrollToken stores a single-use enrolment token expiring at
+	// t.ExpiresAt, audited as token.create (the hash is not audited).
+	CreateEnrollToken(ctx context.Context, t EnrollToken) error
+	// EnrollNode consumes the enrolment token and records cert as the
+	// node's current certificate, in one transaction, audited as
+	// node.enroll. Nothing is written when it fails: ErrTokenInvalid
+	// (unknown, used or expired token, or the node's labels outside the
+	// token's), ErrConflict (the node exists: an operator must remove it
+	// first). It returns the token's labels.
+	EnrollNode(ctx context.Context, tokenHash string, cert NodeCert, now time.Time) (map[string]string, error)
+	// RenewNodeCert replaces the node's current certificate if its serial
+	// is still oldSerial (ErrConflict otherwise; ErrNotFound when the node
+	// was removed), audited as node.renew.
+	RenewNodeCert(ctx context.Context, oldSerial string, cert NodeCert) error
+	// NodeCert returns the node's current certificate; ErrNotFound.
+	NodeCert(ctx context.Context, node string) (NodeCert, error)
+
+	// CreateAPIToken stores an API token of a user with a role, audited
+	// as token.create.
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	// APIToken returns the API token with this hash; ErrNotFound.
+	APIToken(ctx context.Context, hash string) (APIToken, error)
+
+	// BreakGlass records that the rollout may start nodes during freezes
+	// (actor, reason), audited as rollout.break-glass; ErrNotFound.
+	BreakGlass(ctx context.Context, rollout, actor, reason string, now time.Time) error
+	// BreakGlassOf returns the rollout's override; ErrNotFound when none.
+	BreakGlassOf(ctx context.Context, rollout string) (BreakGlass, error)
+}
+
+// ErrTokenInvalid: an enrolment token is unknown, already used, expired
+// or does not allow what was asked. Nothing was written.
+var ErrTokenInvalid = errors.New("invalid enrolment token")
+
+// EnrollToken is a stored enrolment token.
+type EnrollToken struct {
+	Hash      string
+	Labels    map[string]string // the node is limited to these labels
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time
+	UsedBy    string
+}
+
+// NodeCert is a node's current client certificate.
+type NodeCert struct {
+	NodeID   string
+	Serial   string            // hex
+	SPKI     string            // "sha256:HEX" of the certificate's public key
+	Labels   map[string]string // from the enrolment token; the node's labels are limited to these
+	NotAfter time.Time
+	IssuedAt time.Time
+}
+
+// APIToken is a stored API token.
+type APIToken struct {
+	Hash      string
+	Name      string
+	Role      string
+	CreatedBy string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: does not expire
+}
+
+// BreakGlass is an admin's override of a rollout's freezes.
+type BreakGlass struct {
+	Rollout string
+	Actor   string
+	Reason  string
+	At      time.Time
+}
+
+// AsCredentials returns st's credentials store, or false when st does
+// not keep credentials.
+func AsCredentials(st Store) (Credentials, bool) {
+	c, ok := st.(Credentials)
+	return c, ok
+}
+
+var _ Credentials = (*sqlStore)(nil)
+
+func (s *sqlStore) CreateEnrollToken(ctx context.Context, et EnrollToken) error {
+	labels, err := encodeLabels(et.Labels)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, func(t *tx) error {
+		_, err := t.exec(`INSERT INTO enroll_tokens (hash, labels, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			et.Hash, labels, et.CreatedBy, nanos(et.CreatedAt), nanos(et.ExpiresAt))
+		if err := t.conflictOnUnique(err, "insert enrolment token"); err != nil {
+			return err
+		}
+		t.audit(AuditEntry{At: et.CreatedAt, Actor: et.CreatedBy, Action: "token.create", Object: "token/enroll",
+			Detail: detail(map[string]any{"kind": "enroll", "labels": et.Labels, "expiresAt": et.ExpiresAt})})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create enrolment token: %w", err)
+	}
+	return nil
+}
+
+func (s *sqlStore) EnrollNode(ctx context.Context, tokenHash string, c NodeCert, now time.Time) (map[string]string, error) {
+	var labels map[string]string
+	err := s.write(ctx, func(t *tx) error {
+		var lj string
+		var expires, used int64
+		err := t.queryRow(`SELECT labels, expires_at, used_at FROM enroll_tokens WHERE hash = ?`+t.d.forUpdate, tokenHash).Scan(&lj, &expires, &used)
+		switch {
+		case isNoRows(err):
+			return fmt.Errorf("unknown token: %w", ErrTokenInvalid)
+		case err != nil:
+			return err
+		case used != 0:
+			return fmt.Errorf("token already used: %w", ErrTokenInvalid)
+		case !now.Before(fromNanos(expires)):
+			return fmt.Errorf("token expired at %s: %w", fromNanos(expires).Format(time.RFC3339), ErrTokenInvalid)
+		}
+		if err := json.Unmarshal([]byte(lj), &labels); err != nil {
+			return fmt.Errorf("token labels: %w", err)
+		}
+		var n int
+		if err := t.queryRow(`SELECT COUNT(*) FROM node_certs WHERE node_id = ?`, c.NodeID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if err := t.queryRow(`SELECT COUNT(*) FROM nodes WHERE id = ?`, c.NodeID).Scan(&n); err != nil {
+				return err
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("node %s is already enrolled; an operator must remove it first (DELETE /v1/nodes/%s): %w", c.NodeID, c.NodeID, ErrConflict)
+		}
+		if _, err := t.exec(`UPDATE enroll_tokens SET used_at = ?, used_by = ? WHERE hash = ?`, nanos(now), c.NodeID, tokenHash); err != nil {
+			return err
+		}
+		_, err = t.exec(`INSERT INTO node_certs (node_id, serial, spki, labels, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			c.NodeID, c.Serial, c.SPKI, lj, nanos(c.NotAfter), nanos(c.IssuedAt))
+		if err := t.conflictOnUnique(err, "record certificate of node %s", c.NodeID); err != nil {
+			return err
+		}
+		t.audit(AuditEntry{At: now, Actor: "agent:" + c.NodeID, Action: "node.enroll", Object: "node/" + c.NodeID,
+			Detail: detail(map[string]any{"serial": c.Serial, "spki": c.SPKI, "notAfter": c.NotAfter, "labels": labels})})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enrol node %s: %w", c.NodeID, err)
+	}
+	return labels, nil
+}
+
+func (s *sqlStore) RenewNodeCert(ctx context.Context, oldSerial string, c NodeCert) error {
+	err := s.write(ctx, func(t *tx) error {
+		res, err := t.exec(`UPDATE node_certs SET serial = ?, spki = ?, not_after = ?, issued_at = ? WHERE node_id = ? AND serial = ?`,
+			c.Serial, c.SPKI, nanos(c.NotAfter), nanos(c.IssuedAt), c.NodeID, oldSerial)
+		if err != nil {
+			return err
+		}
+		n, err := rowsAffected(res)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			var cur int
+			if err := t.queryRow(`SELECT COUNT(*) FROM node_certs WHERE node_id = ?`, c.NodeID).Scan(&cur); err != nil {
+				return err
+			}
+			if cur == 0 {
+				return notFound("node", c.NodeID)
+			}
+			return fmt.Errorf("certificate %s is not the node's current one: %w", oldSerial, ErrConflict)
+		}
+		t.audit(AuditEntry{At: c.IssuedAt, Actor: "agent:" + c.NodeID, Action: "node.renew", Object: "node/" + c.NodeID,
+			Detail: detail(map[string]any{"serial": c.Serial, "previous": oldSerial, "notAfter": c.NotAfter})})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("renew certificate of node %s: %w", c.NodeID, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) NodeCert(ctx context.Context, node string) (NodeCert, error) {
+	c := NodeCert{NodeID: node}
+	var na, ia int64
+	var lj string
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT serial, spki, labels, not_after, issued_at FROM node_certs WHERE node_id = ?`), node).
+		Scan(&c.Serial, &c.SPKI, &lj, &na, &ia)
+	if isNoRows(err) {
+		return c, notFound("node certificate", node)
+	}
+	if err != nil {
+		return c, fmt.Errorf("node certificate %s: %w", node, err)
+	}
+	c.NotAfter, c.IssuedAt = fromNanos(na), fromNanos(ia)
+	if err := json.Unmarshal([]byte(lj), &c.Labels); err != nil {
+		return c, fmt.Errorf("node certificate %s: labels: %w", node, err)
+	}
+	return c, nil
+}
+
+func (s *sqlStore) CreateAPIToken(ctx context.Context, at APIToken) error {
+	err := s.write(ctx, func(t *tx) error {
+		_, err := t.exec(`INSERT INTO api_tokens (hash, name, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			at.Hash, at.Name, at.Role, at.CreatedBy, nanos(at.CreatedAt), nanos(at.ExpiresAt))
+		if err := t.conflictOnUnique(err, "insert API token"); err != nil {
+			return err
+		}
+		t.audit(AuditEntry{At: at.CreatedAt, Actor: at.CreatedBy, Action: "token.create", Object: "user/" + at.Name,
+			Detail: detail(map[string]any{"kind": "api", "user": at.Name, "role": at.Role, "expiresAt": at.ExpiresAt})})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create API token for %s: %w", at.Name, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) APIToken(ctx context.Context, hash string) (APIToken, error) {
+	at := APIToken{Hash: hash}
+	var ca, ea int64
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT name, role, created_by, created_at, expires_at FROM api_tokens WHERE hash = ?`), hash).
+		Scan(&at.Name, &at.Role, &at.CreatedBy, &ca, &ea)
+	if isNoRows(err) {
+		return at, notFound("API token", "")
+	}
+	if err != nil {
+		return at, fmt.Errorf("API token: %w", err)
+	}
+	at.CreatedAt, at.ExpiresAt = fromNanos(ca), fromNanos(ea)
+	return at, nil
+}
+
+func (s *sqlStore) BreakGlass(ctx context.Context, rollout, actor, reason string, now time.Time) error {
+	err := s.write(ctx, func(t *tx) error {
+		if _, err := t.getRollout(rollout, true); err != nil {
+			return err
+		}
+		if _, err := t.exec(`DELETE FROM rollout_break_glass WHERE rollout = ?`, rollout); err != nil {
+			return err
+		}
+		if _, err := t.exec(`INSERT INTO rollout_break_glass (rollout, actor, reason, at) VALUES (?, ?, ?, ?)`,
+			rollout, actor, reason, nanos(now)); err != nil {
+			return err
+		}
+		// Bump the version so that a scheduler decision computed before
+		// the override is refused and recomputed with it.
+		if _, err := t.exec(`UPDATE rollouts SET version = version + 1 WHERE id = ?`, rollout); err != nil {
+			return err
+		}
+		t.audit(AuditEntry{At: now, Actor: actor, Action: "rollout.break-glass", Object: "rollout/" + rollout, Rollout: rollout,
+			Detail: detail(map[string]any{"reason": reason, "override": "freezes"})})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("break-glass rollout %s: %w", rollout, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) BreakGlassOf(ctx context.Context, rollout string) (BreakGlass, error) {
+	b := BreakGlass{Rollout: rollout}
+	var at int64
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT actor, reason, at FROM rollout_break_glass WHERE rollout = ?`), rollout).
+		Scan(&b.Actor, &b.Reason, &at)
+	if isNoRows(err) {
+		return b, notFound("break-glass of rollout", rollout)
+	}
+	if err != nil {
+		return b, fmt.Errorf("break-glass of rollout %s: %w", rollout, err)
+	}
+	b.At = fromNanos(at)
+	return b, nil
+}
