@@ -28,7 +28,7 @@ vet:
 # PostgreSQL is started (or reused) by scripts/postgres.sh in the same shell
 # as the tests, which read DROVER_TEST_POSTGRES from it.
 unit:
-	eval "$$(scripts/postgres.sh)" && $(GO) test -count=1 -p 2 $(PKGS)
+	eval "$$(scripts/postgres.sh)" && $(GO) test -count=1 -p 2 -timeout 30m $(PKGS)
 
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)

@@ -55,6 +55,7 @@ main() {
 	cd "$(dirname "$0")/.."
 	need_go
 	need_prometheus
+	need_fleet
 	need_chromium
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -83,7 +84,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // errors, and bodies over api.MaxBodyBytes get 413.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
-	dec := json.NewDecoder(r.Body)
+	br := bufio.NewReader(r.Body)
+	if first, err := firstNonSpace(br); err == nil && first != '{' {
+		return badRequest("invalid JSON body: want an object, got %q...", string(first))
+	}
+	dec := json.NewDecoder(br)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -100,6 +105,21 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return badRequest("invalid JSON body: data after the object")
 	}
 	return nil
+}
+
+// firstNonSpace peeks at the first byte of a body that is not white space.
+func firstNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return b, br.UnreadByte()
+	}
 }
 
 // ifMatch reads an If-Match version: 0 when absent.

@@ -69,7 +69,7 @@ const (
 	vera  = "vera-token-0123456789a"
 )
 
-func seedNodes(t *testing.T, s *Server, n int) {
+func seedNodes(t testing.TB, s *Server, n int) {
 	t.Helper()
 	now := time.Now()
 	for i := range n {

@@ -10,7 +10,7 @@ import (
 )
 
 // testConfig is a valid configuration with one user per role.
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -25,7 +25,7 @@ func testConfig(t *testing.T) Config {
 }
 
 // newTestServer builds a server on a real SQLite store in a temp dir.
-func newTestServer(t *testing.T) *Server {
+func newTestServer(t testing.TB) *Server {
 	t.Helper()
 	cfg := testConfig(t)
 	st, err := store.Open(context.Background(), filepath.Join(cfg.DataDir, "drover.db"), slog.New(slog.DiscardHandler))

@@ -1,0 +1,18 @@
+// Package fleettest owns the Debian fleet test: the real `drover server`
+// on SQLite and real `drover agent`s with the real apt driver, each in a
+// Docker container of a debootstrapped Debian (bullseye, bookworm, trixie),
+// updating a test package from a local apt repository that the test builds
+// and serves. Rollouts are driven through the REST client (internal/api),
+// as the CLI drives them; outcomes are checked inside the containers
+// (dpkg-query, apt's history.log, dpkg.log) and in the server's audit log.
+//
+// The test needs the Docker engine, dpkg-deb and dpkg-scanpackages
+// (dpkg-dev) on the host and the images drover-fleet:SUITE that
+// scripts/fleet-rootfs.sh builds. It fails, never skips, when one is
+// missing. It builds its own binaries: drover (static) and the service it
+// rolls out, testdata/testsvc. Everything it starts (containers, the
+// network, the server, the repository) is removed when it ends, pass or
+// fail.
+//
+// There is no non-test code: this file only documents the package.
+package fleettest
