@@ -89,6 +89,7 @@ func runFailover(t *testing.T, bin string, admin *sql.DB, dsn string) []time.Dur
 	servers := make([]*serverProc, 3)
 	for i := range servers {
 		cfg := serverConfig{Listen: freePort(t), Database: dsn, ServerID: fmt.Sprintf("pg-%d", i),
+			DataDir: filepath.Join(dir, fmt.Sprintf("pg-%d", i)), AuditKey: filepath.Join(dir, "audit.key"),
 			Lease: 4 * time.Second, PollWait: time.Second, Tick: 100 * time.Millisecond}
 		servers[i] = newServerProc(t, bin, filepath.Join(dir), cfg)
 		if err := servers[i].start(""); err != nil {

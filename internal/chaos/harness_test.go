@@ -95,16 +95,23 @@ func freePort(t *testing.T) string {
 // serverConfig is what the tests write into a server's YAML file.
 type serverConfig struct {
 	Listen, DataDir, Database, ServerID, Prometheus string
-	Lease, PollWait, Tick                           time.Duration
+	// AuditKey is the audit signing key file; servers sharing one
+	// PostgreSQL must share it ("" means DataDir/audit.key).
+	AuditKey              string
+	Lease, PollWait, Tick time.Duration
 }
 
 func (c serverConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\nserverId: %s\n", c.Listen, c.ServerID)
+	// Always a data dir of the test's own: the default is relative to the
+	// working directory, which is the package's source directory.
+	fmt.Fprintf(&b, "dataDir: %s\n", c.DataDir)
 	if c.Database != "" {
 		fmt.Fprintf(&b, "database: %q\n", c.Database)
-	} else {
-		fmt.Fprintf(&b, "dataDir: %s\n", c.DataDir)
+	}
+	if c.AuditKey != "" {
+		fmt.Fprintf(&b, "auditKey: %s\n", c.AuditKey)
 	}
 	if c.Prometheus != "" {
 		fmt.Fprintf(&b, "prometheus: %s\n", c.Prometheus)

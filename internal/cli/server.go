@@ -57,10 +57,9 @@ func newServerCmd(e *env) *cobra.Command {
 				return exitf(ExitError, "invalid configuration:\n%w", err)
 			}
 			log := newLogger(orString(e.getenv("DROVER_LOG"), cfg.LogLevel), e.stderr)
-			if cfg.Database == "" {
-				if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-					return exitf(ExitError, "data dir: %w", err)
-				}
+			// The data dir holds the SQLite database, the CA and the audit key.
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+				return exitf(ExitError, "data dir: %w", err)
 			}
 			ctx := cmd.Context()
 			st, err := store.Open(ctx, cfg.DSN(), log)

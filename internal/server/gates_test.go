@@ -51,6 +51,7 @@ gates:
       query: histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{instance=~"{{ .Nodes | label "instance" | regex }}"}[{{ .Window }}])))
       maxIncrease: "20%"
       interval: 1s
+      initialDelay: 1s
       count: 2
 `
 
@@ -66,7 +67,7 @@ func TestWaveGateHaltsRollout(t *testing.T) {
 	exps := append(gatetest.StartExporters(t, "gen1", "gen1", 4, 1), gatetest.StartExporters(t, "gen2", "gen2", 4, 11)...)
 	ps := gatetest.StartPrometheus(t, gatetest.AddrsOf(exps), "")
 	ps.WaitTargetsUp(t, len(exps))
-	ev, err := gate.NewPrometheus(ps.URL, gate.WithTimeout(5*time.Second), gate.WithMinWindow(3*time.Second), gate.WithStep(2*time.Second))
+	ev, err := gate.NewPrometheus(ps.URL, gate.WithTimeout(5*time.Second), gate.WithMinWindow(6*time.Second), gate.WithStep(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
