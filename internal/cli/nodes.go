@@ -14,7 +14,7 @@ import (
 func newNodesCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "nodes", Short: "List, inspect and label the fleet's nodes", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
-	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e))
+	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e), newNodesRemoveCmd(e))
 	return cmd
 }
 
@@ -112,6 +112,26 @@ func newNodesLabelCmd(e *env) *cobra.Command {
 			return r.show(e, n, func(w io.Writer) { fmt.Fprintf(w, "%s labelled (version %d)\n", n.ID, n.Version) })
 		}}
 	r.flags(cmd, e, true)
+	return cmd
+}
+
+// newNodesRemoveCmd removes a node: its certificate is refused at once and
+// its name may enrol again (with a new key) only after this.
+func newNodesRemoveCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "remove NODE", Short: "Remove a node: its certificate stops working, its name may enrol again", Args: exactArgs(1, "a node ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveNode(cmd.Context(), args[0]); err != nil {
+				return apiErr(err)
+			}
+			fmt.Fprintf(e.stdout, "%s removed\n", args[0])
+			return nil
+		}}
+	r.flags(cmd, e, false)
 	return cmd
 }
 

@@ -14,8 +14,8 @@ import (
 
 // ExecRunner runs commands with os/exec. Every command runs with LC_ALL=C
 // (so the drivers parse the untranslated output of the tools) plus the env
-// passed to Run, and is killed when its timeout or the caller's context
-// ends.
+// passed to Run, and is killed, with every process it started, when its
+// timeout or the caller's context ends.
 type ExecRunner struct {
 	// Timeout bounds each command; 0 means only the caller's context does.
 	Timeout time.Duration
@@ -45,6 +45,7 @@ func (r *ExecRunner) Run(ctx context.Context, env []string, name string, args ..
 		defer cancel()
 	}
 	cmd := exec.CommandContext(runCtx, name, args...)
+	ownGroup(cmd)
 	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), env...)
 	cmd.WaitDelay = r.WaitDelay
 	if cmd.WaitDelay == 0 {
