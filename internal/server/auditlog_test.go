@@ -159,7 +159,7 @@ func TestAuditVerifyTampered(t *testing.T) {
 		ExecRaw(ctx context.Context, q string, args ...any) (int64, error)
 	})
 	if !ok {
-		t.Skip("store has no ExecRaw")
+		t.Fatal("the SQL store lost ExecRaw, which tamper tests need")
 	}
 	ctx := context.Background()
 	if _, err := raw.ExecRaw(ctx, `UPDATE audit SET actor = ? WHERE seq = ?`, "mallory", 2); err != nil {

@@ -17,7 +17,7 @@ func TestCredentials(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testCredentials(t, openSQLite(t)) })
 	t.Run("postgres", func(t *testing.T) {
 		if os.Getenv(postgresEnv) == "" {
-			t.Skip(postgresEnv + " not set (TestPostgres says how to start one)")
+			t.Fatal(postgresEnv + " is not set: start PostgreSQL with eval \"$(scripts/postgres.sh)\" (make test does)")
 		}
 		s, err := store.Open(context.Background(), newPGServer(t).createDB(t), nil)
 		if err != nil {
