@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/drover-dev/drover/internal/api"
@@ -19,7 +20,7 @@ import (
 type agentHandler func(w http.ResponseWriter, r *http.Request, node string) error
 
 func (s *Server) agentRoute(mux *http.ServeMux, pattern string, h agentHandler) {
-	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, pattern, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(api.HeaderProtocol, strconv.Itoa(api.ProtocolVersion))
 		id, err := s.authenticateLimited(w, r)
 		if err == nil && id.agent == "" {
@@ -105,7 +106,14 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 			}
 			req.Facts = nil
 		}
-		return s.st.TouchNode(ctx, node, now, now.Add(s.cfg.Lease))
+		if !s.beats.due(node, now) {
+			return nil
+		}
+		if err := s.st.TouchNode(ctx, node, now, now.Add(s.cfg.Lease)); err != nil {
+			return err
+		}
+		s.beats.wrote(node, now)
+		return nil
 	}
 	if err := touch(); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -201,8 +209,9 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 		at = s.now() // an agent's clock is not trusted into the future
 	}
 	s.fp.hit(fpDuringReportBefore)
+	now := s.now()
 	err := s.st.ReportStep(r.Context(), store.Report{StepID: req.StepID, NodeID: node, Phase: req.Phase, Gate: req.Gate,
-		HealthySince: req.HealthySince, Reason: req.Reason, Evidence: evidence, At: at})
+		HealthySince: req.HealthySince, Reason: req.Reason, Evidence: evidence, At: at, Seen: now, LeaseUntil: now.Add(s.cfg.Lease)})
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return &httpError{status: http.StatusConflict, code: api.CodeConflict,
@@ -210,9 +219,8 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 		}
 		return err
 	}
+	s.beats.wrote(node, now)
 	s.fp.hit(fpDuringReport)
-	now := s.now()
-	_ = s.st.TouchNode(r.Context(), node, now, now.Add(s.cfg.Lease))
 	s.m.reports.WithLabelValues(string(req.Phase)).Inc()
 	// Only a final phase or a gate verdict can change a decision: running
 	// and verifying without a verdict keep the node in flight, and their
@@ -224,4 +232,41 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 	s.wake.broadcast()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// heartbeats remembers when this server last wrote each node's lease, so
+// that an agent polling again at once (after every step it finishes)
+// does not write it again: a lease is rewritten at most once per window,
+// which is short enough that the next poll, PollWait later, still comes
+// well before the lease ends.
+type heartbeats struct {
+	window time.Duration
+	mu     sync.Mutex
+	last   map[string]time.Time
+}
+
+func newHeartbeats(lease, pollWait time.Duration) *heartbeats {
+	return &heartbeats{window: min(lease/10, (lease-pollWait)/4), last: map[string]time.Time{}}
+}
+
+// due reports whether node's lease should be written at now.
+func (h *heartbeats) due(node string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last, ok := h.last[node]
+	return !ok || now.Sub(last) >= h.window || now.Before(last)
+}
+
+// wrote records that node's lease was written at now.
+func (h *heartbeats) wrote(node string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last[node] = now
+}
+
+// forget drops a removed node.
+func (h *heartbeats) forget(node string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.last, node)
 }

@@ -25,10 +25,10 @@ const (
 // artifactRoutes mounts the repository routes; without ArtifactsDir they
 // answer 404 not_found.
 func (s *Server) artifactRoutes(mux *http.ServeMux) {
-	mux.HandleFunc(pathArtifactMetadata, s.serveArtifact("metadata", "application/json", "no-cache"))
+	s.handle(mux, pathArtifactMetadata, s.serveArtifact("metadata", "application/json", "no-cache"))
 	// Targets are published under their hash (consistent snapshots):
 	// a name's bytes never change.
-	mux.HandleFunc(pathArtifactTargets, s.serveArtifact("targets", "application/octet-stream", "max-age=86400, immutable"))
+	s.handle(mux, pathArtifactTargets, s.serveArtifact("targets", "application/octet-stream", "max-age=86400, immutable"))
 }
 
 func (s *Server) serveArtifact(sub, contentType, cacheControl string) http.HandlerFunc {

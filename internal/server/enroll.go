@@ -192,7 +192,7 @@ func (s *Server) clientCertTTL() time.Duration {
 }
 
 func (s *Server) enrollRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+api.PathEnroll, func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, "POST "+api.PathEnroll, func(w http.ResponseWriter, r *http.Request) {
 		if err := s.enroll(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -309,6 +309,7 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request, id identity)
 		return err
 	}
 	s.forgetCert(node)
+	s.beats.forget(node)
 	s.wake.broadcast()
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -19,7 +19,7 @@ type metrics struct {
 	haltToRollback  prometheus.Histogram
 	gateEvals       *prometheus.CounterVec
 	leader          prometheus.Gauge
-	routes          []string // registered API routes, for the OpenAPI sync test
+	routes          []string // every route of the API and the agent channel (Server.handle), for the OpenAPI sync test
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {

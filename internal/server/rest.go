@@ -137,10 +137,17 @@ func ifMatch(r *http.Request) (int64, error) {
 
 type handler func(w http.ResponseWriter, r *http.Request, id identity) error
 
+// handle registers h for pattern on mux and records the pattern: every
+// route of the API and of the agent channel goes through here, so that
+// the OpenAPI test sees them all.
+func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	s.m.routes = append(s.m.routes, pattern)
+	mux.HandleFunc(pattern, h)
+}
+
 // route registers h for pattern, requiring role need.
 func (s *Server) route(mux *http.ServeMux, pattern string, need Role, h handler) {
-	s.m.routes = append(s.m.routes, pattern)
-	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() { s.m.apiLatency.WithLabelValues(pattern).Observe(time.Since(start).Seconds()) }()
 		id, err := s.authenticateLimited(w, r)
@@ -179,7 +186,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
 	s.auditLogRoutes(mux)
 	s.securityRoutes(mux)
-	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	s.handle(mux, "GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
@@ -238,8 +245,15 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, _ identity) e
 	}
 	out := api.NodeList{Nodes: []api.Node{}}
 	after := q.Get("after")
+	// Without a selector every node read is returned: read one more than
+	// the page to know whether there is a next one. A selector may drop
+	// most of them: read in large pages.
+	pageSize := limit + 1
+	if sel != nil {
+		pageSize = max(pageSize, 500)
+	}
 	for {
-		page, err := s.st.ListNodes(r.Context(), store.NodeFilter{After: after, Limit: 500})
+		page, err := s.st.ListNodes(r.Context(), store.NodeFilter{After: after, Limit: pageSize})
 		if err != nil {
 			return err
 		}
@@ -261,7 +275,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, _ identity) e
 			}
 			out.Nodes = append(out.Nodes, s.nodeView(n))
 		}
-		if len(page) < 500 {
+		if len(page) < pageSize {
 			break
 		}
 	}
@@ -484,7 +498,7 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ identity) 
 // rolloutView builds the API view of a rollout. Its waits are what Decide
 // says now, so any server (leader or not) explains why nodes wait.
 func (s *Server) rolloutView(ctx context.Context, id string, withNodes, withPlan bool) (api.Rollout, error) {
-	data, err := s.st.LoadRollout(ctx, id)
+	data, rc, err := s.sched.load(ctx, id)
 	if err != nil {
 		return api.Rollout{}, err
 	}
@@ -494,10 +508,6 @@ func (s *Server) rolloutView(ctx context.Context, id string, withNodes, withPlan
 		UpdatedAt: ro.UpdatedAt, Counts: map[string]int{}, Total: len(data.Nodes)}
 	if withPlan {
 		v.Plan = string(ro.Plan)
-	}
-	rc, err := s.sched.rollout(ctx, data)
-	if err != nil {
-		return api.Rollout{}, err
 	}
 	p := rc.plan
 	v.ApprovalsNeeded = p.Approvals.Start

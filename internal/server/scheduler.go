@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,33 @@ type rolloutCache struct {
 	failAt   time.Time // first failing gate or node, for the halt latency metric
 	haltedAt time.Time // when a rollback was ordered, for the dispatch latency metric
 	lastSt   engine.RolloutState
+
+	// mu guards the mirror of the stored node states: every node as of
+	// node revision rev, in index order. Loads read only the nodes changed
+	// since rev and patch it.
+	mu  sync.Mutex
+	rev int64
+	rn  []store.RolloutNode
+}
+
+// patch applies a load of the nodes changed since rc.rev. It reports
+// false, changing nothing, when the load does not fit the mirror (a
+// revision older than the mirror's, a node out of place): the caller
+// then reloads in full.
+func (rc *rolloutCache) patch(data store.RolloutData) bool {
+	if data.Rollout.NodeRev < rc.rev {
+		return false
+	}
+	for _, n := range data.Nodes {
+		if n.Index < 0 || n.Index >= len(rc.rn) || rc.rn[n.Index].NodeID != n.NodeID {
+			return false
+		}
+	}
+	for _, n := range data.Nodes {
+		rc.rn[n.Index] = n
+	}
+	rc.rev = data.Rollout.NodeRev
+	return true
 }
 
 func newScheduler(s *Server) *scheduler {
@@ -187,12 +215,49 @@ func (sc *scheduler) pass(ctx context.Context) error {
 	return nil
 }
 
-// rollout returns the rollout's cache, building it on first use.
+// load reads a rollout to decide it or to show it, with every node in
+// index order (in a slice of the caller's own). Only the first load of a
+// rollout reads all its nodes; later ones read the nodes changed since
+// the cache's mirror and patch it.
+func (sc *scheduler) load(ctx context.Context, id string) (store.RolloutData, *rolloutCache, error) {
+	sc.mu.Lock()
+	rc := sc.rollouts[id]
+	sc.mu.Unlock()
+	if rc != nil && rc.plan != nil {
+		rc.mu.Lock()
+		data, err := sc.s.st.LoadRolloutSince(ctx, id, rc.rev)
+		if err == nil && rc.patch(data) {
+			data.Nodes = slices.Clone(rc.rn)
+			rc.mu.Unlock()
+			return data, rc, nil
+		}
+		rc.mu.Unlock()
+		if err != nil {
+			return store.RolloutData{}, nil, err
+		}
+		sc.s.log.Warn("rollout cache out of step with the store; reloading", "rollout", id, "rev", rc.rev, "stored_rev", data.Rollout.NodeRev)
+	}
+	data, err := sc.s.st.LoadRollout(ctx, id)
+	if err != nil {
+		return store.RolloutData{}, nil, err
+	}
+	rc, err = sc.rollout(ctx, data)
+	if err != nil {
+		return store.RolloutData{}, nil, err
+	}
+	return data, rc, nil
+}
+
+// rollout builds the rollout's cache from a full load, reusing the
+// parsed plan and nodes of an earlier cache of the same target.
 func (sc *scheduler) rollout(ctx context.Context, data store.RolloutData) (*rolloutCache, error) {
 	sc.mu.Lock()
 	rc := sc.rollouts[data.Rollout.ID]
 	sc.mu.Unlock()
 	if rc != nil && rc.plan != nil && len(rc.enodes) == len(data.Nodes) {
+		rc.mu.Lock()
+		rc.rn, rc.rev = slices.Clone(data.Nodes), data.Rollout.NodeRev
+		rc.mu.Unlock()
 		return rc, nil
 	}
 	ro := data.Rollout
@@ -201,7 +266,7 @@ func (sc *scheduler) rollout(ctx context.Context, data store.RolloutData) (*roll
 		return nil, fmt.Errorf("rollout %s: stored plan no longer parses: %w", ro.ID, err)
 	}
 	nrc := &rolloutCache{id: ro.ID, sha: ro.PlanSHA256, plan: p, nodes: map[string]*fleet.Node{}, author: ro.Author, seed: ro.Seed,
-		enodes: make([]engine.Node, len(data.Nodes)), lastSt: ro.State}
+		enodes: make([]engine.Node, len(data.Nodes)), lastSt: ro.State, rn: slices.Clone(data.Nodes), rev: ro.NodeRev}
 	for i, rn := range data.Nodes {
 		n, err := sc.s.st.GetNode(ctx, rn.NodeID)
 		var fn *fleet.Node
@@ -262,13 +327,9 @@ func (rc *rolloutCache) input(data store.RolloutData, now time.Time) engine.Inpu
 func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 	s := sc.s
 	for attempt := 0; attempt < 8; attempt++ {
-		data, err := s.st.LoadRollout(ctx, id)
+		data, rc, err := sc.load(ctx, id)
 		if err != nil {
 			return fmt.Errorf("load rollout %s: %w", id, err)
-		}
-		rc, err := sc.rollout(ctx, data)
-		if err != nil {
-			return err
 		}
 		now := s.now()
 		in := rc.input(data, now)

@@ -324,6 +324,30 @@ var routeRoles = map[string]Role{
 	"POST /v1/tokens":                    RoleAdmin,
 }
 
+// agentOnly are the agent channel's routes: agents only (the node's
+// certificate, or the shared token in the insecure test mode).
+var agentOnly = map[string]bool{
+	"POST " + api.PathRegister: true,
+	"POST " + api.PathPoll:     true,
+	"POST " + api.PathReport:   true,
+	"POST " + api.PathRenew:    true,
+}
+
+// public are the routes that need no credentials: enrolment (the
+// enrolment token in the body is the credential) and the API's own
+// description.
+var public = map[string]bool{
+	"POST " + api.PathEnroll: true,
+	"GET /v1/openapi.json":   true,
+}
+
+// anyone are the routes any authenticated caller, user or agent, may
+// use: the signed artifact repository.
+var anyone = map[string]bool{
+	pathArtifactMetadata: true,
+	pathArtifactTargets:  true,
+}
+
 // TestRolesEveryRoute sends every registered REST route as every role
 // (and as nobody, and as an agent): the route refuses exactly the roles
 // the table says, with 403, and never 401 a valid user.
@@ -336,14 +360,8 @@ func TestRolesEveryRoute(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for i, pattern := range s.m.routes {
-		need, ok := routeRoles[pattern]
-		if !ok {
-			t.Errorf("route %s is not in the role table (routeRoles and docs/security.md)", pattern)
-			continue
-		}
-		seen[pattern] = true
 		method, path, _ := strings.Cut(pattern, " ")
-		path = strings.NewReplacer("{id}", "nope", "{seq}", "1").Replace(path)
+		path = strings.NewReplacer("{id}", "nope", "{seq}", "1", "{file}", "1.root.json").Replace(path)
 		send := func(tok, addr string, hdr ...string) int {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
@@ -359,6 +377,43 @@ func TestRolesEveryRoute(t *testing.T) {
 			h.ServeHTTP(rec, req)
 			return rec.Code
 		}
+		switch {
+		case public[pattern]:
+			seen[pattern] = true
+			if got := send("", fmt.Sprintf("198.51.100.%d:1", i%200+1)); got == 401 || got == 403 {
+				t.Errorf("public route %s without a token: %d", pattern, got)
+			}
+			continue
+		case anyone[pattern]:
+			seen[pattern] = true
+			if got := send("", fmt.Sprintf("198.51.100.%d:1", i%200+1)); got != 401 {
+				t.Errorf("route %s without a token: %d, want 401", pattern, got)
+			}
+			if got := send(vera, fmt.Sprintf("192.0.2.%d:1", i%200+1)); got == 401 || got == 403 {
+				t.Errorf("route %s as a viewer: %d", pattern, got)
+			}
+			if got := send("agent-token-0123456789", "203.0.113.1:1", "Drover-Node", "deb-a"); got == 401 || got == 403 {
+				t.Errorf("route %s as an agent: %d", pattern, got)
+			}
+			continue
+		case agentOnly[pattern]:
+			seen[pattern] = true
+			for role, tok := range users {
+				if got := send(tok, fmt.Sprintf("192.0.2.%d:1", i%200+1)); got != 403 {
+					t.Errorf("agent route %s as %s: %d, want 403", pattern, role, got)
+				}
+			}
+			if got := send("", fmt.Sprintf("198.51.100.%d:1", i%200+1)); got != 401 {
+				t.Errorf("agent route %s without a token: %d, want 401", pattern, got)
+			}
+			continue
+		}
+		need, ok := routeRoles[pattern]
+		if !ok {
+			t.Errorf("route %s is not in the role table (routeRoles and docs/security.md)", pattern)
+			continue
+		}
+		seen[pattern] = true
 		for role, tok := range users {
 			got := send(tok, fmt.Sprintf("192.0.2.%d:1", i%200+1))
 			switch {
@@ -373,6 +428,13 @@ func TestRolesEveryRoute(t *testing.T) {
 		}
 		if got := send("agent-token-0123456789", "203.0.113.1:1", "Drover-Node", "deb-a"); got != 403 {
 			t.Errorf("%s as an agent: %d, want 403", pattern, got)
+		}
+	}
+	for _, table := range []map[string]bool{agentOnly, public, anyone} {
+		for p := range table {
+			if !seen[p] {
+				t.Errorf("route table lists %s, which is not registered", p)
+			}
 		}
 	}
 	for p := range routeRoles {

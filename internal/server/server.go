@@ -53,6 +53,7 @@ type Server struct {
 	users   map[[32]byte]User
 	agentTk [32]byte
 	wake    *waker
+	beats   *heartbeats
 	sched   *scheduler
 	fp      *failpoints // nil unless Config.Failpoints arms crash points
 
@@ -77,7 +78,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("server: no store")
 	}
 	s := &Server{cfg: cfg, st: deps.Store, log: deps.Logger, reg: deps.Registry, now: deps.Now, gates: deps.Gates,
-		users: map[[32]byte]User{}, agentTk: sha256.Sum256([]byte(cfg.AgentToken)), wake: newWaker()}
+		users: map[[32]byte]User{}, agentTk: sha256.Sum256([]byte(cfg.AgentToken)), wake: newWaker(),
+		beats: newHeartbeats(cfg.Lease, cfg.PollWait)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -169,8 +169,12 @@ func (t *tx) resolve(ro Rollout, cmd Command, now time.Time, d map[string]any) e
 	if to == engine.PhasePending {
 		reason = "retry ordered by " + cmd.Actor + withReason(cmd.Reason)
 	}
-	if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, reason = ?, gate = '', healthy_since = 0
-WHERE rollout_id = ? AND node_id = ?`, string(to), nanos(now), reason, ro.ID, cmd.NodeID); err != nil {
+	rev, err := t.nextNodeRev(ro.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, reason = ?, gate = '', healthy_since = 0, rev = ?
+WHERE rollout_id = ? AND node_id = ?`, string(to), nanos(now), reason, rev, ro.ID, cmd.NodeID); err != nil {
 		return fmt.Errorf("resolve node %s: %w", cmd.NodeID, err)
 	}
 	if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ? WHERE rollout_id = ? AND node_id = ? AND finished_at IS NULL",

@@ -51,9 +51,15 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 			string(c.State), c.Reason, c.RollbackScope, newVersion, nanos(c.Now), c.Rollout); err != nil {
 			return fmt.Errorf("update rollout: %w", err)
 		}
-		for _, u := range c.Nodes {
-			if err := t.casNode(c.Rollout, u); err != nil {
+		if len(c.Nodes) > 0 {
+			rev, err := t.nextNodeRev(c.Rollout)
+			if err != nil {
 				return err
+			}
+			for _, u := range c.Nodes {
+				if err := t.casNode(c.Rollout, u, rev); err != nil {
+					return err
+				}
 			}
 		}
 		for _, w := range c.Waves {
@@ -89,14 +95,15 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 	return newVersion, nil
 }
 
-// casNode applies u only if the node's phase and attempt are still From's.
-func (t *tx) casNode(rollout string, u NodeUpdate) error {
+// casNode applies u, at node revision rev, only if the node's phase and
+// attempt are still From's.
+func (t *tx) casNode(rollout string, u NodeUpdate, rev int64) error {
 	to := u.To
 	res, err := t.exec(`UPDATE rollout_nodes SET phase = ?, wave = ?, attempt = ?, since = ?, started_at = ?, healthy_since = ?,
-	gate = ?, reason = ?, rollback = ?, step_id = CASE WHEN ? = '' THEN step_id ELSE ? END
+	gate = ?, reason = ?, rollback = ?, step_id = CASE WHEN ? = '' THEN step_id ELSE ? END, rev = ?
 WHERE rollout_id = ? AND node_id = ? AND phase = ? AND attempt = ?`,
 		string(to.Phase), to.Wave, to.Attempt, nanos(to.Since), nanos(to.StartedAt), nanos(to.HealthySince),
-		string(to.Gate), to.Reason, boolInt(to.Rollback), u.StepID, u.StepID,
+		string(to.Gate), to.Reason, boolInt(to.Rollback), u.StepID, u.StepID, rev,
 		rollout, u.NodeID, string(u.From.Phase), u.From.Attempt)
 	if err != nil {
 		return fmt.Errorf("update node %s: %w", u.NodeID, err)
@@ -261,76 +268,94 @@ func (s *sqlStore) ReportStep(ctx context.Context, r Report) error {
 		r.At = s.clock()
 	}
 	err := s.write(ctx, func(t *tx) error {
-		var rollout, node string
-		var finished sql.NullInt64
-		var result string
-		err := t.queryRow("SELECT rollout_id, node_id, finished_at, result FROM steps WHERE id = ?", r.StepID).Scan(&rollout, &node, &finished, &result)
-		if isNoRows(err) {
-			return fmt.Errorf("unknown step: %w", ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("read step: %w", err)
-		}
-		if node != r.NodeID {
-			return fmt.Errorf("step belongs to node %s, not %s: %w", node, r.NodeID, ErrConflict)
-		}
-		if _, err := t.getRollout(rollout, true); err != nil {
+		if err := t.report(r); err != nil {
 			return err
 		}
-		n, err := t.getRolloutNode(rollout, node, true)
-		if isNotFound(err) {
-			return fmt.Errorf("node %s is not in rollout %s: %w", node, rollout, ErrConflict)
-		}
-		if err != nil {
-			return err
-		}
-		if n.StepID != r.StepID {
-			return fmt.Errorf("stale report: the node's current step is %q: %w", n.StepID, ErrConflict)
-		}
-		if finished.Valid {
-			if engine.Phase(result) == r.Phase {
-				return nil // a repeated final report
-			}
-			if engine.Phase(result) == engine.PhaseSucceeded && r.Phase == engine.PhaseVerifying && r.Gate == engine.Pass {
-				return nil // the soak report of a step the engine already judged healthy
-			}
-			return fmt.Errorf("step already finished as %s, report says %s: %w", result, r.Phase, ErrConflict)
-		}
-		st := n.State
-		changed := st.Phase != r.Phase || st.Gate != r.Gate || st.Reason != r.Reason ||
-			nanos(st.HealthySince) != nanos(r.HealthySince)
-		final := finalPhase(r.Phase)
-		if !changed && !final {
+		if r.LeaseUntil.IsZero() {
 			return nil
 		}
-		if changed {
-			since := st.Since
-			if st.Phase != r.Phase {
-				since = r.At
-			}
-			if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, gate = ?, healthy_since = ?, reason = ?
-WHERE rollout_id = ? AND node_id = ?`, string(r.Phase), nanos(since), string(r.Gate), nanos(r.HealthySince), r.Reason, rollout, node); err != nil {
-				return fmt.Errorf("update node: %w", err)
-			}
-		}
-		evidence := string(r.Evidence)
-		if final {
-			if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
-				nanos(r.At), string(r.Phase), evidence, nanos(r.At), r.StepID); err != nil {
-				return fmt.Errorf("finish step: %w", err)
-			}
-		} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
-			evidence, evidence, nanos(r.At), r.StepID); err != nil {
-			return fmt.Errorf("update step: %w", err)
-		}
-		if st.Phase != r.Phase || st.Gate != r.Gate {
-			t.audit(AuditEntry{At: r.At, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout,
-				Detail: detail(map[string]any{"step": r.StepID, "from": st.Phase, "to": r.Phase, "gate": r.Gate, "reason": r.Reason})})
+		if _, err := t.exec("UPDATE nodes SET last_seen = ?, lease_until = ? WHERE id = ?", nanos(r.Seen), nanos(r.LeaseUntil), r.NodeID); err != nil {
+			return fmt.Errorf("touch node: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("report of step %s from %s: %w", r.StepID, r.NodeID, err)
+	}
+	return nil
+}
+
+// report applies r in t (see ReportStep).
+func (t *tx) report(r Report) error {
+	var rollout, node string
+	var finished sql.NullInt64
+	var result string
+	err := t.queryRow("SELECT rollout_id, node_id, finished_at, result FROM steps WHERE id = ?", r.StepID).Scan(&rollout, &node, &finished, &result)
+	if isNoRows(err) {
+		return fmt.Errorf("unknown step: %w", ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("read step: %w", err)
+	}
+	if node != r.NodeID {
+		return fmt.Errorf("step belongs to node %s, not %s: %w", node, r.NodeID, ErrConflict)
+	}
+	if _, err := t.getRollout(rollout, true); err != nil {
+		return err
+	}
+	n, err := t.getRolloutNode(rollout, node, true)
+	if isNotFound(err) {
+		return fmt.Errorf("node %s is not in rollout %s: %w", node, rollout, ErrConflict)
+	}
+	if err != nil {
+		return err
+	}
+	if n.StepID != r.StepID {
+		return fmt.Errorf("stale report: the node's current step is %q: %w", n.StepID, ErrConflict)
+	}
+	if finished.Valid {
+		if engine.Phase(result) == r.Phase {
+			return nil // a repeated final report
+		}
+		if engine.Phase(result) == engine.PhaseSucceeded && r.Phase == engine.PhaseVerifying && r.Gate == engine.Pass {
+			return nil // the soak report of a step the engine already judged healthy
+		}
+		return fmt.Errorf("step already finished as %s, report says %s: %w", result, r.Phase, ErrConflict)
+	}
+	st := n.State
+	changed := st.Phase != r.Phase || st.Gate != r.Gate || st.Reason != r.Reason ||
+		nanos(st.HealthySince) != nanos(r.HealthySince)
+	final := finalPhase(r.Phase)
+	if !changed && !final {
+		return nil
+	}
+	if changed {
+		since := st.Since
+		if st.Phase != r.Phase {
+			since = r.At
+		}
+		rev, err := t.nextNodeRev(rollout)
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, gate = ?, healthy_since = ?, reason = ?, rev = ?
+WHERE rollout_id = ? AND node_id = ?`, string(r.Phase), nanos(since), string(r.Gate), nanos(r.HealthySince), r.Reason, rev, rollout, node); err != nil {
+			return fmt.Errorf("update node: %w", err)
+		}
+	}
+	evidence := string(r.Evidence)
+	if final {
+		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
+			nanos(r.At), string(r.Phase), evidence, nanos(r.At), r.StepID); err != nil {
+			return fmt.Errorf("finish step: %w", err)
+		}
+	} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
+		evidence, evidence, nanos(r.At), r.StepID); err != nil {
+		return fmt.Errorf("update step: %w", err)
+	}
+	if st.Phase != r.Phase || st.Gate != r.Gate {
+		t.audit(AuditEntry{At: r.At, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout,
+			Detail: detail(map[string]any{"step": r.StepID, "from": st.Phase, "to": r.Phase, "gate": r.Gate, "reason": r.Reason})})
 	}
 	return nil
 }
@@ -404,8 +429,12 @@ WHERE r.state NOT IN (` + terminalStates + `) AND rn.phase IN (?, ?, ?, ?) AND n
 				seen = h.lastSeen.UTC().Format(time.RFC3339)
 			}
 			reason := "agent silent since " + seen
-			if _, err := t.exec("UPDATE rollout_nodes SET phase = ?, since = ?, reason = ? WHERE rollout_id = ? AND node_id = ? AND phase = ?",
-				string(engine.PhaseUnknown), nanos(now), reason, h.rollout, h.node, string(h.phase)); err != nil {
+			rev, err := t.nextNodeRev(h.rollout)
+			if err != nil {
+				return err
+			}
+			if _, err := t.exec("UPDATE rollout_nodes SET phase = ?, since = ?, reason = ?, rev = ? WHERE rollout_id = ? AND node_id = ? AND phase = ?",
+				string(engine.PhaseUnknown), nanos(now), reason, rev, h.rollout, h.node, string(h.phase)); err != nil {
 				return fmt.Errorf("mark node %s unknown: %w", h.node, err)
 			}
 			t.audit(AuditEntry{At: now, Actor: "scheduler", Action: "node.phase", Object: "node/" + h.node, Rollout: h.rollout,

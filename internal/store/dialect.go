@@ -23,6 +23,10 @@ type dialect struct {
 	forUpdate, forShare string
 	numbered            bool // placeholders are $1, $2...
 	maxOpen             int
+	// snapshot is the isolation level that gives a read transaction one
+	// snapshot: SQLite's transactions always do (in WAL mode);
+	// PostgreSQL's default, read committed, takes one per statement.
+	snapshot sql.IsolationLevel
 }
 
 func sqliteDialect() *dialect {
@@ -31,7 +35,7 @@ func sqliteDialect() *dialect {
 
 func postgresDialect() *dialect {
 	return &dialect{name: "postgres", driver: "pgx", migrations: "migrations/postgres",
-		forUpdate: " FOR UPDATE", forShare: " FOR SHARE", numbered: true, maxOpen: 16}
+		forUpdate: " FOR UPDATE", forShare: " FOR SHARE", numbered: true, maxOpen: 16, snapshot: sql.LevelRepeatableRead}
 }
 
 func (d *dialect) configurePool(db *sql.DB) {

@@ -10,14 +10,14 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 )
 
-const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at"
+const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev"
 
 func scanRollout(r scanner) (Rollout, error) {
 	var ro Rollout
 	var seed, created, updated int64
 	var state string
 	if err := r.Scan(&ro.ID, &ro.Name, &ro.Author, &ro.Plan, &ro.PlanSHA256, &state, &ro.Reason, &ro.RollbackScope,
-		&seed, &ro.Version, &created, &updated); err != nil {
+		&seed, &ro.Version, &created, &updated, &ro.NodeRev); err != nil {
 		return ro, err
 	}
 	ro.State, ro.Seed = engine.RolloutState(state), uint64(seed)
@@ -70,12 +70,12 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 	if r.Plan == nil {
 		r.Plan = []byte{}
 	}
-	r.Version = 1
+	r.Version, r.NodeRev = 1, 0
 	r.CreatedAt, r.UpdatedAt = fromNanos(nanos(r.CreatedAt)), fromNanos(nanos(r.UpdatedAt))
 	err := s.write(ctx, func(t *tx) error {
-		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			r.ID, r.Name, r.Author, r.Plan, r.PlanSHA256, string(r.State), r.Reason, r.RollbackScope,
-			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt)); err != nil {
+			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev); err != nil {
 			return t.conflictOnUnique(err, "rollout %s exists", r.ID)
 		}
 		for i, n := range nodes {
@@ -198,16 +198,34 @@ func (t *tx) getRolloutNode(rollout, node string, lock bool) (RolloutNode, error
 	return n, nil
 }
 
+// nextNodeRev bumps the rollout's node revision and returns it, for the
+// nodes the transaction changes. The caller holds the rollout row's lock
+// (see the lock order), so revisions commit in the order they are taken.
+func (t *tx) nextNodeRev(rollout string) (int64, error) {
+	var rev int64
+	if err := t.queryRow("UPDATE rollouts SET node_rev = node_rev + 1 WHERE id = ? RETURNING node_rev", rollout).Scan(&rev); err != nil {
+		return 0, fmt.Errorf("bump node revision of rollout %s: %w", rollout, err)
+	}
+	return rev, nil
+}
+
 // LoadRollout reads the rollout in one snapshot.
 func (s *sqlStore) LoadRollout(ctx context.Context, id string) (RolloutData, error) {
+	return s.LoadRolloutSince(ctx, id, -1)
+}
+
+// LoadRolloutSince reads the rollout in one snapshot, with only the nodes
+// changed after node revision rev.
+func (s *sqlStore) LoadRolloutSince(ctx context.Context, id string, rev int64) (RolloutData, error) {
 	var out RolloutData
 	err := s.read(ctx, func(t *tx) error {
+		// The header first: its NodeRev covers every node read below.
 		ro, err := t.getRollout(id, false)
 		if err != nil {
 			return err
 		}
 		out.Rollout = ro
-		rows, err := t.query("SELECT "+rolloutNodeColumns+" FROM rollout_nodes WHERE rollout_id = ? ORDER BY idx", id)
+		rows, err := t.query("SELECT "+rolloutNodeColumns+" FROM rollout_nodes WHERE rollout_id = ? AND rev > ? ORDER BY idx", id, rev)
 		if err != nil {
 			return fmt.Errorf("nodes: %w", err)
 		}

@@ -148,7 +148,7 @@ func (s *sqlStore) writeOnce(ctx context.Context, fn func(t *tx) error) error {
 
 // read runs fn in a read-only transaction (one consistent snapshot).
 func (s *sqlStore) read(ctx context.Context, fn func(t *tx) error) error {
-	sqlTx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	sqlTx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.d.snapshot})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

@@ -78,8 +78,13 @@ type Rollout struct {
 	RollbackScope string
 	Seed          uint64
 	Version       int64 // bumped by every human command and scheduler commit
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// NodeRev is the revision of the latest change to any of the
+	// rollout's nodes (by the scheduler, an agent's report, a lease
+	// expiry or a human command); 0 before any. LoadRolloutSince(NodeRev)
+	// returns the nodes changed since.
+	NodeRev   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // RolloutNode is one target node's state in a rollout. Index is its
@@ -165,6 +170,10 @@ type Report struct {
 	Reason       string
 	Evidence     json.RawMessage // driver snapshot and outcome, kept with the step
 	At           time.Time
+	// LeaseUntil, when set, makes the report the agent's heartbeat too:
+	// the node's last_seen becomes Seen and its lease LeaseUntil, in the
+	// same transaction, unless the report is refused.
+	Seen, LeaseUntil time.Time
 }
 
 // Command is a human action on a rollout.
@@ -276,6 +285,11 @@ type Store interface {
 	// ActiveRollouts lists IDs of rollouts not in a terminal state.
 	ActiveRollouts(ctx context.Context) ([]string, error)
 	LoadRollout(ctx context.Context, id string) (RolloutData, error) // ErrNotFound
+	// LoadRolloutSince is LoadRollout with only the nodes whose latest
+	// change came after node revision rev (Rollout.NodeRev of an earlier
+	// load); every node when rev < 0. The header, waves, gates and
+	// approvals are whole.
+	LoadRolloutSince(ctx context.Context, id string, rev int64) (RolloutData, error)
 	// ApplyCommit writes one decision atomically. ErrConflict if the
 	// rollout version moved or a node's CAS failed or a step ID exists;
 	// ErrFenced if Term is not the current leadership term.
