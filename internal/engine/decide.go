@@ -97,14 +97,18 @@ type decider struct {
 	inFlight int
 	maxIF    int
 	x        *Index
-	used     [][]int   // per cap, slots in use per domain
-	recent   int       // starts within the rate window
-	oldest   time.Time // oldest start within the rate window
-	traced   string
-	waits    map[waitKey]*Wait
-	lastKey  waitKey // fast path: consecutive nodes usually wait for the same reason
-	lastWait *Wait
-	waitList []*Wait
+	used     [][]int // per cap, slots in use per domain
+	// allHolders and holders sample the nodes holding slots, overall and
+	// per cap and domain (allocated on first use), for wait reasons.
+	allHolders holders
+	holders    [][]holders
+	recent     int       // starts within the rate window
+	oldest     time.Time // oldest start within the rate window
+	traced     string
+	waits      map[waitKey]*Wait
+	lastKey    waitKey // fast path: consecutive nodes usually wait for the same reason
+	lastWait   *Wait
+	waitList   []*Wait
 }
 
 func newDecider(in *Input, trace string) *decider {
@@ -131,6 +135,7 @@ func newDecider(in *Input, trace string) *decider {
 		d.x = NewIndex(p, in.Nodes)
 	}
 	d.used = make([][]int, len(d.x.caps))
+	d.holders = make([][]holders, len(d.x.caps))
 	for c := range d.x.caps {
 		d.used[c] = make([]int, len(d.x.caps[c].names))
 	}
@@ -140,13 +145,21 @@ func newDecider(in *Input, trace string) *decider {
 func (d *decider) run() {
 	d.out.State, d.out.Reason, d.out.RollbackScope = d.in.State, d.in.Reason, d.in.RollbackScope
 	if d.state.Terminal() || d.state == RolloutAborted {
+		for i := range d.in.Nodes {
+			if d.in.Nodes[i].State.Phase.InFlight() {
+				d.take(i)
+			}
+		}
+		d.limits()
 		return
 	}
 	if d.state == RolloutPendingApproval && !d.approve() {
+		d.limits()
 		d.finish()
 		return
 	}
 	d.tally()
+	d.limits()
 	d.quarantine()
 	if d.state == RolloutRunning || d.state == RolloutPaused {
 		d.budgets()
@@ -766,16 +779,38 @@ func (d *decider) schedule() {
 // take uses one slot for node i.
 func (d *decider) take(i int) {
 	d.inFlight++
+	d.allHolders.add(i)
 	for c := range d.x.caps {
-		d.used[c][d.x.caps[c].dom[i]]++
+		dom := d.x.caps[c].dom[i]
+		d.used[c][dom]++
+		d.capHolders(int32(c), dom).add(i)
+	}
+}
+
+// limits records the slots in use now in the decision.
+func (d *decider) limits() {
+	d.out.Limits = append(d.out.Limits[:0], Limit{Key: "maxInFlight", InUse: d.inFlight, Limit: d.maxIF})
+	for c := range d.x.caps {
+		ci := &d.x.caps[c]
+		order := make([]int32, len(ci.names))
+		for j := range order {
+			order[j] = int32(j)
+		}
+		slices.SortFunc(order, func(a, b int32) int { return strings.Compare(ci.names[a], ci.names[b]) })
+		for _, dom := range order {
+			d.out.Limits = append(d.out.Limits, Limit{Key: ci.key, Domain: ci.names[dom], InUse: d.used[c][dom], Limit: ci.limit(dom)})
+		}
 	}
 }
 
 // release frees node i's slot.
 func (d *decider) release(i int) {
 	d.inFlight--
+	d.allHolders.remove(i)
 	for c := range d.x.caps {
-		d.used[c][d.x.caps[c].dom[i]]--
+		dom := d.x.caps[c].dom[i]
+		d.used[c][dom]--
+		d.capHolders(int32(c), dom).remove(i)
 	}
 }
 
@@ -785,7 +820,7 @@ func (d *decider) capBlocked(i int) (waitKey, bool) {
 		ci := &d.x.caps[c]
 		dom := ci.dom[i]
 		if lim := ci.limit(dom); d.used[c][dom] >= lim {
-			return waitKey{kind: waitCap, key: ci.key, dom: ci.names[dom], a: d.used[c][dom], b: lim}, true
+			return waitKey{kind: waitCap, key: ci.key, dom: ci.names[dom], a: d.used[c][dom], b: lim, capIdx: int32(c), domIdx: dom}, true
 		}
 	}
 	return waitKey{}, false

@@ -269,6 +269,12 @@ func (s *scenario) do(args []string) error {
 		in.BreakGlass = strings.Join(args[1:], " ")
 	case "explain":
 		fmt.Fprintf(&s.out, "%s\n", Explain(*in, args[1]))
+	case "limits":
+		var parts []string
+		for _, l := range Decide(*in).Limits {
+			parts = append(parts, strings.TrimSpace(fmt.Sprintf("%s %s", l.Key, l.Domain))+fmt.Sprintf(" %d/%d", l.InUse, l.Limit))
+		}
+		fmt.Fprintf(&s.out, "limits: %s\n", strings.Join(parts, "; "))
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}

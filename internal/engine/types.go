@@ -237,4 +237,19 @@ type Decision struct {
 	// NextAt is when deciding again may change something even if no event
 	// arrives; zero means only an event can.
 	NextAt time.Time
+	// Limits are the slots in use, as tallied from the input before this
+	// decision's starts and rollbacks, against max in flight and against
+	// each cap's domains (caps by key, domains by name).
+	Limits []Limit
+}
+
+// Limit is the use of one pool of slots: max in flight (Key
+// "maxInFlight", no Domain) or one domain of a cap. Limit resolves a
+// percent: over the target for max in flight, over the domain's nodes that
+// are not skipped for a cap, rounded up and never below 1.
+type Limit struct {
+	Key    string
+	Domain string
+	InUse  int
+	Limit  int
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -34,6 +35,9 @@ type waitKey struct {
 	a, b     int
 	d        time.Duration
 	t        time.Time
+	// capIdx and domIdx name the cap and domain of a waitCap, for its
+	// holders; capIdx is -1 otherwise.
+	capIdx, domIdx int32
 }
 
 func (k waitKey) String() string {
@@ -71,13 +75,13 @@ func (k waitKey) String() string {
 // wait records that node i waits for k.
 func (d *decider) wait(i int, k waitKey) {
 	if d.trace != "" && d.in.Nodes[i].ID == d.trace {
-		d.traced = k.String()
+		d.traced = d.waitReason(k)
 	}
 	w := d.lastWait
 	if w == nil || k != d.lastKey {
 		w = d.waits[k]
 		if w == nil {
-			w = &Wait{Reason: k.String()}
+			w = &Wait{Reason: d.waitReason(k)}
 			d.waits[k] = w
 			d.waitList = append(d.waitList, w)
 		}
@@ -87,6 +91,65 @@ func (d *decider) wait(i int, k waitKey) {
 	if len(w.Nodes) < MaxWaitSample {
 		w.Nodes = append(w.Nodes, d.in.Nodes[i].ID)
 	}
+}
+
+// waitReason formats k; a wait for a slot names the nodes holding the slots
+// (the first few), since a failed or silent node holding one until a
+// human resolves it is the usual reason a rollout stalls.
+func (d *decider) waitReason(k waitKey) string {
+	var hs *holders
+	switch k.kind {
+	case waitMaxInFlight:
+		hs = &d.allHolders
+	case waitCap:
+		hs = d.capHolders(k.capIdx, k.domIdx)
+	default:
+		return k.String()
+	}
+	if len(hs.idx) == 0 {
+		return k.String()
+	}
+	var b strings.Builder
+	b.WriteString(k.String())
+	b.WriteString(", held by ")
+	for j, i := range hs.idx {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(d.in.Nodes[i].ID)
+		if ph := d.phase[i]; ph != PhaseRunning && ph != PhaseQueued && ph != PhaseVerifying {
+			b.WriteString(" (" + string(ph) + ")")
+		}
+	}
+	if more := k.a - len(hs.idx); more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	return b.String()
+}
+
+// holders samples the nodes holding a pool of slots: up to maxHolders of
+// them, in the order they took their slots.
+type holders struct{ idx []int32 }
+
+const maxHolders = 3
+
+func (h *holders) add(i int) {
+	if len(h.idx) < maxHolders {
+		h.idx = append(h.idx, int32(i))
+	}
+}
+
+func (h *holders) remove(i int) {
+	if j := slices.Index(h.idx, int32(i)); j >= 0 {
+		h.idx = slices.Delete(h.idx, j, j+1)
+	}
+}
+
+func (d *decider) capHolders(c, dom int32) *holders {
+	if d.holders[c] == nil {
+		d.holders[c] = make([]holders, len(d.x.caps[c].names))
+	}
+	return &d.holders[c][dom]
 }
 
 // fmtTime formats an instant for reasons: UTC, to the second, stable.

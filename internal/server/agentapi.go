@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,13 +109,13 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 			}
 			req.Facts = nil
 		}
-		if !s.beats.due(node, now) {
+		if s.beats.queue(store.Heartbeat{NodeID: node, Seen: now, LeaseUntil: now.Add(s.cfg.Lease)}) {
 			return nil
 		}
 		if err := s.st.TouchNode(ctx, node, now, now.Add(s.cfg.Lease)); err != nil {
 			return err
 		}
-		s.beats.wrote(node, now)
+		s.beats.wrote(node)
 		return nil
 	}
 	if err := touch(); err != nil {
@@ -219,7 +222,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 		}
 		return err
 	}
-	s.beats.wrote(node, now)
+	s.beats.wrote(node)
 	s.fp.hit(fpDuringReport)
 	s.m.reports.WithLabelValues(string(req.Phase)).Inc()
 	// Only a final phase or a gate verdict can change a decision: running
@@ -234,39 +237,108 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 	return nil
 }
 
-// heartbeats remembers when this server last wrote each node's lease, so
-// that an agent polling again at once (after every step it finishes)
-// does not write it again: a lease is rewritten at most once per window,
-// which is short enough that the next poll, PollWait later, still comes
-// well before the lease ends.
+// heartbeats batches the agents' lease renewals. A node this server
+// has written a lease for once is known to exist: its later heartbeats
+// wait here, newest per node, and are written together in one
+// transaction every flush interval (a second at most) instead of one
+// transaction per poll, by far the most frequent write of a large fleet.
+// The first heartbeat of a node, and every one while no flusher runs (a
+// server used as a bare handler), is written at once, which is where an
+// unregistered node learns it is unknown.
 type heartbeats struct {
-	window time.Duration
-	mu     sync.Mutex
-	last   map[string]time.Time
+	mu      sync.Mutex
+	known   map[string]bool
+	pending map[string]store.Heartbeat
+	running bool
 }
 
-func newHeartbeats(lease, pollWait time.Duration) *heartbeats {
-	return &heartbeats{window: min(lease/10, (lease-pollWait)/4), last: map[string]time.Time{}}
+func newHeartbeats() *heartbeats {
+	return &heartbeats{known: map[string]bool{}, pending: map[string]store.Heartbeat{}}
 }
 
-// due reports whether node's lease should be written at now.
-func (h *heartbeats) due(node string, now time.Time) bool {
+// queue takes a heartbeat of a known node for the next flush; false
+// means the caller must write it itself.
+func (h *heartbeats) queue(b store.Heartbeat) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	last, ok := h.last[node]
-	return !ok || now.Sub(last) >= h.window || now.Before(last)
+	if !h.running || !h.known[b.NodeID] {
+		return false
+	}
+	h.pending[b.NodeID] = b
+	return true
 }
 
-// wrote records that node's lease was written at now.
-func (h *heartbeats) wrote(node string, now time.Time) {
+// wrote records that node's lease was written.
+func (h *heartbeats) wrote(node string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.last[node] = now
+	h.known[node] = true
 }
 
-// forget drops a removed node.
+// forget drops a removed node and its queued heartbeat.
 func (h *heartbeats) forget(node string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.last, node)
+	delete(h.known, node)
+	delete(h.pending, node)
+}
+
+// flushInterval is how long a heartbeat may wait: short against the
+// lease, so that the batching never makes a live agent look silent.
+func flushInterval(lease, pollWait time.Duration) time.Duration {
+	return min(time.Second, (lease-pollWait)/4)
+}
+
+// run writes the queued heartbeats every interval until ctx ends, then
+// once more.
+func (h *heartbeats) run(ctx context.Context, st store.Store, interval time.Duration, log *slog.Logger) {
+	h.mu.Lock()
+	h.running = true
+	h.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			h.mu.Lock()
+			h.running = false
+			h.mu.Unlock()
+			last, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			h.flush(last, st, log)
+			cancel()
+			return
+		case <-t.C:
+			h.flush(ctx, st, log)
+		}
+	}
+}
+
+func (h *heartbeats) flush(ctx context.Context, st store.Store, log *slog.Logger) {
+	h.mu.Lock()
+	if len(h.pending) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	beats := make([]store.Heartbeat, 0, len(h.pending))
+	for _, b := range h.pending {
+		beats = append(beats, b)
+	}
+	clear(h.pending)
+	h.mu.Unlock()
+	slices.SortFunc(beats, func(a, b store.Heartbeat) int { return strings.Compare(a.NodeID, b.NodeID) })
+	missing, err := st.TouchNodes(ctx, beats)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("heartbeats not written; the agents' next polls write them", "nodes", len(beats), "err", err)
+		}
+		h.mu.Lock()
+		for _, b := range beats {
+			h.known[b.NodeID] = false // written at once next time
+		}
+		h.mu.Unlock()
+		return
+	}
+	for _, id := range missing {
+		h.forget(id) // removed through another server: its next poll learns it
+	}
 }

@@ -12,9 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -443,7 +441,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	s.sched.remember(ro.ID, a.Uncovered)
 	s.sched.kick()
 	s.wake.broadcast()
-	view, err := s.rolloutView(r.Context(), ro.ID, false, false)
+	view, err := s.rolloutView(r.Context(), ro.ID, viewWaits)
 	if err != nil {
 		return err
 	}
@@ -473,11 +471,10 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ identity
 	}
 	out := api.RolloutList{Rollouts: []api.Rollout{}}
 	for _, ro := range rs {
-		v, err := s.rolloutView(r.Context(), ro.ID, false, false)
+		v, err := s.rolloutView(r.Context(), ro.ID, viewSummary)
 		if err != nil {
 			return err
 		}
-		v.Waits = nil
 		out.Rollouts = append(out.Rollouts, v)
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -486,7 +483,14 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ identity
 
 func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ identity) error {
 	q := r.URL.Query()
-	v, err := s.rolloutView(r.Context(), r.PathValue("id"), q.Get("nodes") == "true", q.Get("plan") == "true")
+	parts := viewWaits
+	if q.Get("nodes") == "true" {
+		parts |= viewNodes
+	}
+	if q.Get("plan") == "true" {
+		parts |= viewPlan
+	}
+	v, err := s.rolloutView(r.Context(), r.PathValue("id"), parts)
 	if err != nil {
 		return err
 	}
@@ -495,9 +499,20 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ identity) 
 	return nil
 }
 
+// viewParts are the optional parts of a rollout view.
+type viewParts int
+
+const (
+	viewSummary viewParts = 0
+	viewWaits   viewParts = 1 << iota // why nodes wait (a Decide over the rollout)
+	viewNodes                         // every node's state
+	viewPlan                          // the plan's text
+)
+
 // rolloutView builds the API view of a rollout. Its waits are what Decide
 // says now, so any server (leader or not) explains why nodes wait.
-func (s *Server) rolloutView(ctx context.Context, id string, withNodes, withPlan bool) (api.Rollout, error) {
+func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (api.Rollout, error) {
+	withNodes, withPlan := parts&viewNodes != 0, parts&viewPlan != 0
 	data, rc, err := s.sched.load(ctx, id)
 	if err != nil {
 		return api.Rollout{}, err
@@ -549,69 +564,21 @@ func (s *Server) rolloutView(ctx context.Context, id string, withNodes, withPlan
 	for _, a := range data.Approvals {
 		v.Approvals = append(v.Approvals, api.Approval{By: a.By, Wave: a.Wave, At: a.At})
 	}
+	in := rc.input(data, s.now())
 	if !ro.State.Terminal() {
-		in := rc.input(data, s.now())
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
-		v.Waits = engine.Decide(in).Waits
+	}
+	d := engine.Decide(in)
+	if parts&viewWaits != 0 {
+		v.Waits = d.Waits
+	}
+	for _, l := range d.Limits {
+		v.Limits = append(v.Limits, api.Limit{Key: l.Key, Domain: l.Domain, InUse: l.InUse, Limit: l.Limit})
 	}
 	v.Uncovered = rc.uncovered
-	v.Limits = limitsInUse(p, data.Nodes, rc.nodes)
 	return v, nil
 }
 
-// limitsInUse counts the slots in flight against maxInFlight and against
-// each cap's domains, resolving percents as the engine does: maxInFlight
-// over the target, a cap over its domain's nodes that are not skipped,
-// rounded up and never below 1.
-func limitsInUse(p *plan.Plan, nodes []store.RolloutNode, facts map[string]*fleet.Node) []api.Limit {
-	maxIF := api.Limit{Key: "maxInFlight", Limit: len(nodes)}
-	if q := p.Limits.MaxInFlight; q != nil {
-		maxIF.Limit = max(1, q.Of(len(nodes)))
-	}
-	keys := slices.Sorted(maps.Keys(p.Limits.Caps))
-	type dom struct{ size, used int }
-	doms := make([]map[string]*dom, len(keys))
-	for i := range keys {
-		doms[i] = map[string]*dom{}
-	}
-	for _, n := range nodes {
-		inFlight := n.State.Phase.InFlight()
-		if inFlight {
-			maxIF.InUse++
-		}
-		fn := facts[n.NodeID]
-		for i, k := range keys {
-			v := ""
-			if fn != nil {
-				v = fn.Value(k)
-			}
-			d := doms[i][v]
-			if d == nil {
-				d = &dom{}
-				doms[i][v] = d
-			}
-			if n.State.Phase != engine.PhaseSkipped {
-				d.size++
-			}
-			if inFlight {
-				d.used++
-			}
-		}
-	}
-	out := []api.Limit{maxIF}
-	for i, k := range keys {
-		q := p.Limits.Caps[k]
-		for _, v := range slices.Sorted(maps.Keys(doms[i])) {
-			d := doms[i][v]
-			lim := q.Count
-			if q.Percent {
-				lim = max(1, q.Of(d.size))
-			}
-			out = append(out, api.Limit{Key: k, Domain: v, InUse: d.used, Limit: lim})
-		}
-	}
-	return out
-}
 
 func orEmpty(m map[string]int) map[string]int {
 	if m == nil {
@@ -653,7 +620,7 @@ func (s *Server) command(action string) handler {
 		}
 		s.sched.kick()
 		s.wake.broadcast()
-		view, err := s.rolloutView(r.Context(), r.PathValue("id"), false, false)
+		view, err := s.rolloutView(r.Context(), r.PathValue("id"), viewWaits)
 		if err != nil {
 			return err
 		}

@@ -79,7 +79,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, st: deps.Store, log: deps.Logger, reg: deps.Registry, now: deps.Now, gates: deps.Gates,
 		users: map[[32]byte]User{}, agentTk: sha256.Sum256([]byte(cfg.AgentToken)), wake: newWaker(),
-		beats: newHeartbeats(cfg.Lease, cfg.PollWait)}
+		beats: newHeartbeats()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -142,6 +142,13 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- s.sched.run(ctx) }()
+	beatsCtx, stopBeats := context.WithCancel(ctx)
+	defer stopBeats()
+	beatsDone := make(chan struct{})
+	go func() {
+		defer close(beatsDone)
+		s.beats.run(beatsCtx, s.st, flushInterval(s.cfg.Lease, s.cfg.PollWait), s.log)
+	}()
 	s.log.Info("server listening", "addr", s.addr, "server_id", s.cfg.ServerID)
 	if ready != nil {
 		ready(s.addr)
@@ -154,6 +161,8 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	defer cancel()
 	_ = srv.Shutdown(shut)
 	s.sched.stop()
+	stopBeats()
+	<-beatsDone // the last heartbeats are written before the caller closes the store
 	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -182,7 +182,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request, id identity)
 	s.log.Warn("break-glass: rollout may start nodes during freezes", "rollout", ro, "by", id.user, "reason", req.Reason)
 	s.sched.kick()
 	s.wake.broadcast()
-	got, err := s.rolloutView(r.Context(), ro, false, false)
+	got, err := s.rolloutView(r.Context(), ro, viewWaits)
 	if err != nil {
 		return err
 	}

@@ -187,11 +187,41 @@ func nonNilMap(m map[string]string) map[string]string {
 	return maps.Clone(m)
 }
 
+// TouchNodes records many heartbeats in one transaction; not audited.
+func (s *sqlStore) TouchNodes(ctx context.Context, beats []Heartbeat) ([]string, error) {
+	var missing []string
+	err := s.write(ctx, func(t *tx) error {
+		missing = missing[:0]
+		for _, b := range beats {
+			res, err := t.exec("UPDATE nodes SET last_seen = ?, lease_until = ? WHERE id = ?", nanos(b.Seen), nanos(b.LeaseUntil), b.NodeID)
+			if err != nil {
+				return fmt.Errorf("touch node %s: %w", b.NodeID, err)
+			}
+			n, err := rowsAffected(res)
+			if err != nil {
+				return fmt.Errorf("touch node %s: %w", b.NodeID, err)
+			}
+			if n == 0 {
+				missing = append(missing, b.NodeID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("touch %d nodes: %w", len(beats), err)
+	}
+	return missing, nil
+}
+
 // TouchNode is a heartbeat: it is not audited.
 func (s *sqlStore) TouchNode(ctx context.Context, id string, seen, leaseUntil time.Time) error {
 	q := s.d.rebind("UPDATE nodes SET last_seen = ?, lease_until = ? WHERE id = ?")
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return fmt.Errorf("touch node %s: %w", id, err)
+	}
+	defer unlock()
 	var res sql.Result
-	var err error
 	if st := s.stmts.get(q); st != nil {
 		res, err = st.ExecContext(ctx, nanos(seen), nanos(leaseUntil), id)
 	} else {

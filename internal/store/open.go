@@ -145,6 +145,7 @@ func openSQL(ctx context.Context, d *dialect, dsn, driverDSN string, logger *slo
 	if d.name == "sqlite" {
 		// After migrating: no statement is prepared against an old schema.
 		s.stmts = newStmtCache(db)
+		s.writer = make(chan struct{}, 1)
 	}
 	return s, nil
 }

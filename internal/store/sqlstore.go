@@ -26,6 +26,27 @@ type sqlStore struct {
 	audit auditSigning // the audit key (SetAuditKey); see audittree.go
 
 	stmts *stmtCache // SQLite only; nil: every statement is parsed anew
+
+	// writer, on SQLite, is held by the one write transaction in
+	// progress: writers queue here, in this process, instead of in
+	// SQLite's busy handler, which polls with sleeps of up to 100 ms and
+	// holds a pooled connection while it waits (readers then starve for
+	// connections). nil on PostgreSQL, whose writers lock rows.
+	writer chan struct{}
+}
+
+// lockWrites takes the SQLite writer slot (a no-op on PostgreSQL); the
+// returned function gives it back.
+func (s *sqlStore) lockWrites(ctx context.Context) (func(), error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -56,6 +77,11 @@ func (s *sqlStore) Reopen(ctx context.Context) (Store, error) {
 // tools: anything written through it bypasses the audit chain, which
 // VerifyAudit will then report.
 func (s *sqlStore) ExecRaw(ctx context.Context, query string, args ...any) (int64, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	res, err := s.db.ExecContext(ctx, s.d.rebind(query), args...)
 	if err != nil {
 		return 0, err
@@ -125,6 +151,11 @@ func (s *sqlStore) write(ctx context.Context, fn func(t *tx) error) error {
 }
 
 func (s *sqlStore) writeOnce(ctx context.Context, fn func(t *tx) error) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

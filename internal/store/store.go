@@ -254,6 +254,13 @@ type RolloutData struct {
 	Approvals []Approval   // only those bound to the current plan hash
 }
 
+// Heartbeat is an agent's sign of life: last seen at Seen, its lease
+// extended to LeaseUntil.
+type Heartbeat struct {
+	NodeID           string
+	Seen, LeaseUntil time.Time
+}
+
 // NodeFilter pages through nodes in ID order.
 type NodeFilter struct {
 	After string // return IDs greater than this
@@ -274,6 +281,9 @@ type Store interface {
 	SetNodeLabels(ctx context.Context, id string, labels map[string]string, ifVersion int64, actor string) (NodeRecord, error)
 	// TouchNode records an agent's heartbeat and extends its lease.
 	TouchNode(ctx context.Context, id string, seen, leaseUntil time.Time) error
+	// TouchNodes records many heartbeats in one transaction and returns
+	// the IDs of the nodes that are not registered (they change nothing).
+	TouchNodes(ctx context.Context, beats []Heartbeat) (missing []string, err error)
 	// DeleteNode removes a node (an operator's decision); ErrNotFound.
 	DeleteNode(ctx context.Context, id, actor string) error
 

@@ -74,6 +74,17 @@ func testNodes(t *testing.T, s Backend) {
 		t.Fatalf("touched node = %+v", got)
 	}
 	wantErr(t, s.TouchNode(ctx, "nope", at(0), at(0)), store.ErrNotFound, "TouchNode of a missing node")
+	addNode(t, s, "n2", at(time.Hour))
+	missing := get(s.TouchNodes(ctx, []store.Heartbeat{{NodeID: "n1", Seen: at(3 * time.Hour), LeaseUntil: at(4 * time.Hour)},
+		{NodeID: "gone", Seen: at(3 * time.Hour), LeaseUntil: at(4 * time.Hour)},
+		{NodeID: "n2", Seen: at(5 * time.Hour), LeaseUntil: at(6 * time.Hour)}}))(t)
+	if len(missing) != 1 || missing[0] != "gone" {
+		t.Fatalf("TouchNodes missing = %v, want [gone]", missing)
+	}
+	if n1, n2 := get(s.GetNode(ctx, "n1"))(t), get(s.GetNode(ctx, "n2"))(t); !n1.LeaseUntil.Equal(at(4*time.Hour)) ||
+		!n2.LastSeen.Equal(at(5*time.Hour)) || !n2.LeaseUntil.Equal(at(6*time.Hour)) || n1.Version != 3 {
+		t.Fatalf("after TouchNodes: n1 %+v, n2 %+v", n1, n2)
+	}
 
 	// Delete.
 	ok(t, s.DeleteNode(ctx, "n1", "carol"))
