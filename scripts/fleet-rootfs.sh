@@ -16,8 +16,9 @@ ROOTFS_VERSION=1
 SUITES=(${DROVER_FLEET_SUITES:-bullseye bookworm trixie})
 CACHE="${DROVER_CACHE:-/var/cache/drover}/rootfs"
 # What minbase lacks that the fleet test needs: nothing today (apt, dpkg
-# with start-stop-daemon, and util-linux's flock are all in minbase). Kept
-# as a list so a suite that splits a tool out can add its package.
+# with start-stop-daemon, util-linux's flock and mount(8), which binds each
+# boot's boot ID, are all in minbase). Kept as a list so a suite that
+# splits a tool out can add its package.
 INCLUDE="${DROVER_FLEET_INCLUDE:-}"
 
 log() { printf 'fleet-rootfs: %s\n' "$*" >&2; }

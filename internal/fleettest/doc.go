@@ -6,6 +6,19 @@
 // as the CLI drives them; outcomes are checked inside the containers
 // (dpkg-query, apt's history.log, dpkg.log) and in the server's audit log.
 //
+// The agent channel is production's: the server serves TLS with its
+// built-in CA and has no shared agent token; each agent enrols on its
+// first start with its own single-use enrolment token (whose labels give
+// the node its zone and role) and the CA's pin, then talks mTLS with the
+// client certificate it keeps in its state dir.
+//
+// Every start of a container is a boot of its node as the agent sees it:
+// a new boot ID bind-mounted over /proc/sys/kernel/random/boot_id (the
+// containers run with CAP_SYS_ADMIN for that mount) and an empty /run.
+// The agent's `systemctl reboot` ends the container and Docker's restart
+// policy starts it again; reboot_test.go says what is real and what is
+// simulated.
+//
 // The test needs the Docker engine, dpkg-deb and dpkg-scanpackages
 // (dpkg-dev) on the host and the images drover-fleet:SUITE that
 // scripts/fleet-rootfs.sh builds. It fails, never skips, when one is

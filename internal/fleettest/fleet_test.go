@@ -69,9 +69,10 @@ func TestDebianFleet(t *testing.T) {
 		{"bad-1.2-canary-rolled-back", func(t *testing.T) { f.rollBad(t, fleet()) }},
 		{"restart-while-apt-runs", func(t *testing.T) { f.restartDuringApt(t, f.byName["a2"]) }},
 		{"restart-after-apt-ran", func(t *testing.T) { f.restartDuringSoak(t, f.byName["b1"]) }},
-		// Bad input on the two bad-input nodes, while the idle agent of a
-		// fleet node is measured: three groups in parallel.
-		{"bad-input-and-footprint", func(t *testing.T) {
+		// Bad input on the two bad-input nodes and a rolling reboot of two
+		// fleet nodes, while the idle agent of a third is measured: four
+		// groups in parallel.
+		{"bad-input-reboot-and-footprint", func(t *testing.T) {
 			t.Run("odd", func(t *testing.T) {
 				t.Parallel()
 				t.Run("version-not-in-repository", func(t *testing.T) { f.badVersion(t, f.byName["odd"]) })
@@ -82,6 +83,10 @@ func TestDebianFleet(t *testing.T) {
 				t.Parallel()
 				t.Run("disk-full", func(t *testing.T) { f.diskFull(t, f.byName["disk"]) })
 				t.Run("hostile-payloads", func(t *testing.T) { f.hostilePayloads(t, f.byName["disk"]) })
+			})
+			t.Run("rolling-reboot", func(t *testing.T) {
+				t.Parallel()
+				f.rebootRoll(t, []*node{f.byName["a3"], f.byName["b3"]})
 			})
 			t.Run("agent-footprint", func(t *testing.T) {
 				t.Parallel()
@@ -223,9 +228,10 @@ func applyStep(ro api.Rollout, node string) string {
 	return ro.ID + "/" + node + "/apply/1"
 }
 
-// Scenario 3a: the container restarts (a reboot) while apt runs the slow
-// preinst of 1.1.1. dpkg is cut short and leaves the package
-// half-installed. The agent comes back, reads its journal, does not run
+// Scenario 3a: the container restarts while apt runs the slow preinst of
+// 1.1.1: an unplanned reboot (a new boot ID, see entrypoint), as after a
+// power cut. dpkg is cut short and leaves the package half-installed.
+// The agent comes back, reads its journal, does not run
 // the step again, verifies (the package is not at 1.1.1), reports the
 // interrupted step failed and rolls it back: apt refuses until dpkg
 // --configure -a finishes the interrupted run, then reinstalls 1.1.
@@ -244,6 +250,9 @@ func (f *fleet) restartDuringApt(t *testing.T, n *node) {
 	}
 	if !strings.Contains(failed, "interrupted while package "+testPackage+" 1.1.1 was being applied") || !strings.Contains(failed, "not re-run") {
 		t.Errorf("failure reason %q does not say the step was interrupted while applying and not re-run", failed)
+	}
+	if !strings.Contains(failed, "the node rebooted") {
+		t.Errorf("failure reason %q does not say the node rebooted (the restart gave the container a new boot ID)", failed)
 	}
 	if got := f.installed(t, n); got != "installed 1.1" {
 		t.Errorf("%s is %q, want installed 1.1 (rolled back)", testPackage, got)
@@ -266,9 +275,10 @@ func (f *fleet) restartDuringApt(t *testing.T, n *node) {
 	}
 }
 
-// Scenario 3b: the container restarts after apt installed 1.1.1, while
-// the agent soaks the step's probes. The agent resumes from its journal,
-// verifies 1.1.1 in place, probes again and reports success; apt ran once.
+// Scenario 3b: the container restarts (an unplanned reboot) after apt
+// installed 1.1.1, while the agent soaks the step's probes. The agent
+// resumes from its journal, verifies 1.1.1 in place, probes again and
+// reports success; apt ran once.
 func (f *fleet) restartDuringSoak(t *testing.T, n *node) {
 	arch := debArch()
 	id := f.create(t, planSpec{Name: "restart-during-soak", Selector: `node.id == "` + n.name + `"`, Version: "1.1.1",
@@ -436,6 +446,8 @@ func (f *fleet) stopForGood(t *testing.T, nodes []*node, zoneOf map[string]strin
 		return false
 	})
 	stoppedAt := time.Now()
+	// docker kill is a manual stop: the restart policy that brings
+	// rebooted containers back leaves this one down.
 	mustDocker(t, "kill", f.byName[victim].container)
 	t.Logf("killed %s (zone a) while its step ran", victim)
 	ro := f.waitRollout(t, id, lease+time.Minute, victim+" unknown", func(ro api.Rollout) bool {
@@ -490,6 +502,9 @@ func (f *fleet) stopForGood(t *testing.T, nodes []*node, zoneOf map[string]strin
 	t.Logf("in flight, rebuilt from the audit log:\n  %s", strings.Join(r.Timeline, "\n  "))
 	if r.MaxTotal > 2 || r.MaxZone["a"] > 1 || r.MaxZone["b"] > 1 {
 		t.Errorf("caps exceeded: max in flight %d (cap 2), per zone %v (cap 1)", r.MaxTotal, r.MaxZone)
+	}
+	if st := strings.TrimSpace(mustDocker(t, "inspect", "-f", "{{.State.Status}}", f.byName[victim].container)); st != "exited" {
+		t.Errorf("%s's container is %s, want exited (stopped for good)", victim, st)
 	}
 	if _, err := f.api.Command(context.Background(), id, "abort", ro.Version, api.CommandRequest{Reason: "fleet test: " + victim + " is gone for good"}); err != nil {
 		t.Errorf("abort: %v", err)

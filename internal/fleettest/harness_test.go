@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,8 +58,9 @@ type fleet struct {
 	network string
 	gateway string
 	repoURL string
-	server  string // base URL
-	token   string // agent token
+	server  string // base URL, https://
+	caHash  string // the CA pin agents enrol with (--ca-hash)
+	caPEM   []byte // the server's CA, which the operator's client trusts
 	api     *api.Client
 	nodes   []*node
 	byName  map[string]*node
@@ -169,13 +173,36 @@ func goBuild(t *testing.T, dir, out, pkg string) {
 	}
 }
 
-// entrypoint is each container's command: point apt at the test's
-// repository (and nothing else), install drover-testsvc 1.0 on first
-// start (downloading outside /var/cache/apt/archives, which the full-disk
-// node mounts as a tiny tmpfs), start the service when it is installed (a
-// container restart is the node's reboot), then run the real agent.
+// entrypoint is each container's command, and every start of a container
+// is a boot of its node as the agent sees it:
+//
+//   - a new boot ID: a random UUID from the kernel
+//     (/proc/sys/kernel/random/uuid) is bind-mounted read-only over
+//     /proc/sys/kernel/random/boot_id, which the agent reads (as
+//     systemd-nspawn gives its containers their own boot ID). This needs
+//     CAP_SYS_ADMIN in the container (docker run --cap-add SYS_ADMIN;
+//     without it mount(2) is refused; --privileged is more than it needs)
+//     and a fresh mount namespace per start, which Docker makes;
+//   - an empty /run (docker run --tmpfs /run), so what a boot clears,
+//     such as /run/reboot-required, is gone.
+//
+// It then points apt at the test's repository (and nothing else),
+// installs drover-testsvc 1.0 on the first boot (downloading outside
+// /var/cache/apt/archives, which the full-disk node mounts as a tiny
+// tmpfs), starts the service when it is installed (the containers have no
+// systemd: this is its init script) and runs the real agent. The agent
+// enrols on its first boot with its single-use enrolment token and the CA
+// pin, and keeps its key and certificate in its state dir: later boots
+// use them and never look at the spent token again.
 const entrypoint = `#!/bin/sh
 set -eu
+boot_id=/run/drover-fleettest/boot_id
+mkdir -p /run/lock /run/drover-fleettest
+cat /proc/sys/kernel/random/uuid >$boot_id
+chmod 0444 $boot_id
+mount --bind $boot_id /proc/sys/kernel/random/boot_id
+mount -o remount,bind,ro /proc/sys/kernel/random/boot_id
+echo "boot $(cat /proc/sys/kernel/random/boot_id)"
 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 echo "deb [trusted=yes] $DROVER_REPO ./" >/etc/apt/sources.list.d/drover-fleettest.list
 if [ ! -e /var/lib/drover-fleettest-ready ]; then
@@ -190,8 +217,27 @@ if [ -x /usr/bin/drover-testsvc ]; then
 	start-stop-daemon --start --quiet --oknodo --background --make-pidfile \
 		--pidfile /run/drover-testsvc.pid --exec /usr/bin/drover-testsvc -- serve || true
 fi
-exec /opt/drover/drover agent --server "$DROVER_SERVER" --state-dir /var/lib/drover \
-	--node-id "$DROVER_NODE" --label "zone=$DROVER_ZONE" --label "role=$DROVER_ROLE"
+exec /opt/drover/drover agent --server "$DROVER_SERVER" --state-dir /var/lib/drover --node-id "$DROVER_NODE" \
+	--enroll-token "$DROVER_ENROLL_TOKEN" --ca-hash "$DROVER_CA_HASH"
+`
+
+// systemctl stands in for systemd in the containers, which have none. The
+// agent's real rebooter runs `systemctl reboot` (driver.Rebooter on
+// Linux); here that ends the container as a reboot ends a machine: it
+// logs the request (to /var/log, which survives the reboot) and sends
+// SIGTERM to the container's init (docker run --init), which passes it to
+// the agent and exits when the agent has; every other process of the
+// container dies with it. Docker's restart policy (--restart always) then
+// starts the container again: the next boot. Any other systemctl command
+// fails as the real one does without systemd.
+const systemctl = `#!/bin/sh
+if [ "$*" = reboot ]; then
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) reboot requested; ending boot $(cat /proc/sys/kernel/random/boot_id)" >>/var/log/drover-fleettest-reboots.log
+	kill -TERM 1
+	exit 0
+fi
+echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+exit 1
 `
 
 // setup builds the binaries and the repository, creates the network,
@@ -213,8 +259,10 @@ func setup(t *testing.T, nodes []*node) *fleet {
 	goBuild(t, root, filepath.Join(f.bin, "drover"), "./cmd/drover")
 	svc := filepath.Join(f.bin, "drover-testsvc")
 	goBuild(t, filepath.Join(root, "internal", "fleettest"), svc, "./testdata/testsvc")
-	if err := os.WriteFile(filepath.Join(f.bin, "entrypoint.sh"), []byte(entrypoint), 0o755); err != nil {
-		t.Fatal(err)
+	for name, text := range map[string]string{"entrypoint.sh": entrypoint, "systemctl": systemctl} {
+		if err := os.WriteFile(filepath.Join(f.bin, name), []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -249,11 +297,24 @@ func setup(t *testing.T, nodes []*node) *fleet {
 		}
 		f.nodes = append(f.nodes, n)
 		f.byName[n.name] = n
-		args := []string{"run", "-d", "--init", "--name", n.container, "--hostname", n.name, "--network", f.network,
+		// One single-use enrolment token per node, as an admin makes them
+		// (drover token create): its labels, not the agent's claims, place
+		// the node in its zone and role.
+		tok, err := f.api.CreateToken(ctx, api.TokenRequest{Kind: api.TokenEnroll, TTL: "15m",
+			Labels: map[string]string{"zone": n.zone, "role": n.role}})
+		if err != nil {
+			t.Fatalf("enrolment token for %s: %v", n.name, err)
+		}
+		if tok.CAHash != f.caHash {
+			t.Fatalf("enrolment token for %s pins CA %s, the server printed %s", n.name, tok.CAHash, f.caHash)
+		}
+		args := []string{"run", "-d", "--init", "--restart", "always", "--cap-add", "SYS_ADMIN", "--tmpfs", "/run",
+			"--name", n.container, "--hostname", n.name, "--network", f.network,
 			"--label", "drover-fleettest=" + f.id, "--label", pidLabel(),
 			"-v", f.bin + ":/opt/drover:ro", "-v", n.stateDir + ":/var/lib/drover",
-			"-e", "DROVER_SERVER=" + f.server, "-e", "DROVER_AGENT_TOKEN=" + f.token, "-e", "DROVER_REPO=" + f.repoURL,
-			"-e", "DROVER_LOG=info", "-e", "DROVER_NODE=" + n.name, "-e", "DROVER_ZONE=" + n.zone, "-e", "DROVER_ROLE=" + n.role}
+			"-v", filepath.Join(f.bin, "systemctl") + ":/usr/local/sbin/systemctl:ro",
+			"-e", "DROVER_SERVER=" + f.server, "-e", "DROVER_ENROLL_TOKEN=" + tok.Token, "-e", "DROVER_CA_HASH=" + tok.CAHash,
+			"-e", "DROVER_REPO=" + f.repoURL, "-e", "DROVER_LOG=info", "-e", "DROVER_NODE=" + n.name}
 		if n.tmpfs != "" {
 			args = append(args, "--tmpfs", n.tmpfs)
 		}
@@ -272,8 +333,44 @@ func setup(t *testing.T, nodes []*node) *fleet {
 		t.Fatal(err)
 	}
 	f.waitRegistered(t, len(nodes), 3*time.Minute)
-	t.Logf("fleet of %d containers registered %s after start", len(nodes), time.Since(start).Round(time.Millisecond))
+	f.checkEnrolled(t)
+	t.Logf("fleet of %d containers enrolled and registered %s after start", len(nodes), time.Since(start).Round(time.Millisecond))
 	return f
+}
+
+// checkEnrolled checks that every agent enrolled: its key and certificate
+// and the server's CA are in its state dir (0600), the server logged its
+// enrolment, and its zone and role are its token's.
+func (f *fleet) checkEnrolled(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	srvLog := f.srvLog.String()
+	f.mu.Unlock()
+	for _, n := range f.nodes {
+		for _, file := range []string{"identity.pem", "ca.pem"} {
+			p := filepath.Join(n.stateDir, "tls", file)
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatalf("%s did not enrol: %v", n.name, err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %s has mode %s, want 0600", n.name, file, st.Mode().Perm())
+			}
+		}
+		if ca, err := os.ReadFile(filepath.Join(n.stateDir, "tls", "ca.pem")); err != nil || !bytes.Equal(ca, f.caPEM) {
+			t.Errorf("%s: the CA it keeps is not the server's (%v)", n.name, err)
+		}
+		if !strings.Contains(srvLog, `msg="node enrolled" node=`+n.name+" ") {
+			t.Errorf("%s: the server's log shows no enrolment", n.name)
+		}
+		nd, err := f.api.GetNode(context.Background(), n.name)
+		if err != nil {
+			t.Fatalf("%s: %v", n.name, err)
+		}
+		if nd.Labels["zone"] != n.zone || nd.Labels["role"] != n.role {
+			t.Errorf("%s: labels %v, want its enrolment token's zone=%s role=%s", n.name, nd.Labels, n.zone, n.role)
+		}
+	}
 }
 
 // pidLabel labels what this test process creates, so that a later run can
@@ -316,12 +413,13 @@ func sweepStale(t *testing.T) {
 }
 
 // startServer runs `drover server` as a subprocess on SQLite, listening
-// on the network's gateway address. It serves plain HTTP with the shared
-// agent token (tls: false, the server's insecure test mode): the agents'
-// enrolment and TLS are not what this test is about.
+// on the network's gateway address, as in production: TLS with its
+// built-in CA (created in its data dir at this first start) and no shared
+// agent token, so agents are accepted only with a client certificate the
+// CA issued at their enrolment. The operator's client trusts the CA file
+// the server names (DROVER_CA_CERT for the CLI).
 func (f *fleet) startServer(t *testing.T) {
 	t.Helper()
-	f.token = randHex(16)
 	opToken := randHex(16)
 	cfg := fmt.Sprintf(`listen: %q
 dataDir: %q
@@ -329,14 +427,13 @@ serverId: fleettest
 lease: %s
 pollWait: %s
 tick: 250ms
-agentToken: %q
-tls: false
+tls: true
 logLevel: info
 users:
   - name: operator
     role: admin
     token: %q
-`, f.gateway+":0", filepath.Join(f.dir, "server"), lease, pollWait, f.token, opToken)
+`, f.gateway+":0", filepath.Join(f.dir, "server"), lease, pollWait, opToken)
 	path := filepath.Join(f.dir, "server.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -359,28 +456,46 @@ users:
 		cancel()
 		_ = cmd.Wait()
 	})
-	addr := make(chan string, 1)
+	// It prints its URL, then its CA file and the CA's pin.
+	type started struct{ url, caFile, caHash string }
+	ready := make(chan started, 1)
 	go func() {
-		re := regexp.MustCompile(`listening on (http://\S+)`)
+		listening := regexp.MustCompile(`listening on (https://\S+)`)
+		caLine := regexp.MustCompile(`^CA (\S+): agents enrol with --ca-hash (sha256:\S+);`)
+		var s started
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				s.url = m[1]
+			}
+			if m := caLine.FindStringSubmatch(sc.Text()); m != nil && s.url != "" {
+				s.caFile, s.caHash = m[1], m[2]
 				select {
-				case addr <- m[1]:
+				case ready <- s:
 				default:
 				}
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
+	var s started
 	select {
-	case f.server = <-addr:
+	case s = <-ready:
 	case <-time.After(30 * time.Second):
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		t.Fatalf("drover server did not start within 30s; its log:\n%s", f.srvLog.String())
+		t.Fatalf("drover server did not start with TLS within 30s; its log:\n%s", f.srvLog.String())
 	}
-	f.api = &api.Client{Base: f.server, Token: opToken}
+	f.server, f.caHash = s.url, s.caHash
+	if f.caPEM, err = os.ReadFile(s.caFile); err != nil {
+		t.Fatalf("the server's CA: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(f.caPEM) {
+		t.Fatalf("the server's CA %s holds no certificate", s.caFile)
+	}
+	f.api = &api.Client{Base: f.server, Token: opToken, HTTP: &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}}}}
 }
 
 type lockedWriter struct {

@@ -24,6 +24,8 @@ type pkgVersion struct {
 	Version string
 	// Preinst is extra shell run by the preinst script (e.g. a slow one).
 	Preinst string
+	// Postinst is extra shell run at the end of the postinst script.
+	Postinst string
 }
 
 // repoVersions are the versions the repository holds:
@@ -34,11 +36,16 @@ type pkgVersion struct {
 //	       /run/drover-testsvc-preinst while it runs): a window to
 //	       restart the container while apt runs
 //	1.2    bad: starts fine, /health answers 503
+//	1.3    good, and asks for a reboot as Debian packages of a kernel
+//	       or a core library do: its postinst writes
+//	       /var/run/reboot-required and names itself in
+//	       /var/run/reboot-required.pkgs, which the next boot clears
 var repoVersions = []pkgVersion{
 	{Version: "1.0"},
 	{Version: "1.1"},
 	{Version: "1.1.1", Preinst: "touch /run/drover-testsvc-preinst\nsleep 8\nrm -f /run/drover-testsvc-preinst\n"},
 	{Version: "1.2"},
+	{Version: "1.3", Postinst: "if [ \"$1\" = configure ]; then\n\ttouch /var/run/reboot-required\n\techo " + testPackage + " >>/var/run/reboot-required.pkgs\nfi\n"},
 }
 
 // The maintainer scripts start and stop the daemon with start-stop-daemon
@@ -91,7 +98,7 @@ func buildRepo(ctx context.Context, dir, svc string) error {
 			"DEBIAN/control": {fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: %s\nMaintainer: drover tests <tests@drover.invalid>\n"+
 				"Section: misc\nPriority: optional\nDescription: drover fleet test service\n HTTP service on 127.0.0.1:8080 (1.2 answers /health 503).\n",
 				testPackage, v.Version, debArch()), 0o644},
-			"DEBIAN/postinst":                     {postinst, 0o755},
+			"DEBIAN/postinst":                     {postinst + v.Postinst, 0o755},
 			"DEBIAN/prerm":                        {prerm, 0o755},
 			"DEBIAN/preinst":                      {"#!/bin/sh\nset -e\n" + v.Preinst, 0o755},
 			"usr/bin/drover-testsvc":              {string(bin), 0o755},

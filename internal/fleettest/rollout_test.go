@@ -24,6 +24,7 @@ type planSpec struct {
 	Probes     string // YAML of the node probes list
 	MinHealthy string
 	Deadline   string
+	Reboot     string // the change's reboot policy; "" means never
 }
 
 func (p planSpec) yaml() string {
@@ -47,6 +48,9 @@ func (p planSpec) yaml() string {
 	if p.Deadline == "" {
 		p.Deadline = "15s"
 	}
+	if p.Reboot == "" {
+		p.Reboot = "never"
+	}
 	limits := ""
 	if p.Limits != "" {
 		limits = "limits:\n" + p.Limits
@@ -62,7 +66,7 @@ change:
         packages:
           - name: %s
             version: %q
-  reboot: never
+  reboot: %s
 waves:
 %s%s
 failureBudget:
@@ -74,7 +78,7 @@ gates:
     probes:
 %s    minHealthy: %s
     healthyDeadline: %s
-`, p.Name, p.Selector, testPackage, p.Version, p.Waves, limits, p.OnBreach, p.Probes, p.MinHealthy, p.Deadline)
+`, p.Name, p.Selector, testPackage, p.Version, p.Reboot, p.Waves, limits, p.OnBreach, p.Probes, p.MinHealthy, p.Deadline)
 }
 
 // create creates a rollout and returns its ID.
