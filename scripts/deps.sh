@@ -51,11 +51,21 @@ need_fleet() {
 	scripts/fleet-rootfs.sh
 }
 
+# The dnf and zypper drivers' end-to-end tests (internal/driver, as root):
+# Debian's real dnf, zypper and rpm (rpmbuild) and createrepo-c for their
+# test repository; they fail, never skip, when one is missing.
+# scripts/record-rpm.sh, which records the drivers' transcripts, needs
+# them too.
+need_rpm() {
+	apt_install dnf zypper rpm createrepo-c
+}
+
 main() {
 	cd "$(dirname "$0")/.."
 	need_go
 	need_prometheus
 	need_fleet
+	need_rpm
 	need_chromium
 }
 

@@ -2,8 +2,10 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,17 +19,27 @@ type ZypperOptions struct {
 	Family string
 	// Update runs zypper refresh before Preflight and Apply.
 	Update bool
+	// Root is the directory holding the system to manage, "" for /: an
+	// image being built, or a test's scratch root. zypper runs with
+	// --root Root (its repositories, locks and caches are Root's) and rpm
+	// with --root Root. A root is not the running system: the driver never
+	// reports a reboot for it and does not run needs-rebooting.
+	Root string
 }
 
 // NewZypper returns the driver for SUSE. Pins are [EPOCH:]VERSION-RELEASE
 // as rpm prints them. It uses rpm -q for the installed state, zypper
 // search --details --match-exact for the available versions, zypper
 // install --oldpackage NAME=VERSION for apply and rollback (downgrades
-// allowed), addlock/removelock/locks for holds and zypper needs-rebooting
-// (exit 102) for the reboot. zypper's exit codes: 7 (another zypper holds
-// the lock: ErrLocked with its pid), 104 (not found: ErrUnavailable),
-// 102/103 (success, reboot or zypper restart needed). zypper checks disk
-// space itself; no separate df check.
+// allowed; a locked package is unlocked first, as zypper refuses to move
+// it), addlock/removelock/locks for holds and zypper needs-rebooting (exit
+// 102) for the reboot. zypper's exit codes: 7 (another zypper holds the
+// lock, for every command, search and locks included: ErrLocked with its
+// pid), 104 (not found: ErrUnavailable), 102/103 (success, reboot or
+// zypper restart needed), 8 (the commit failed: ErrNoSpace when rpm said
+// "needs N more space on the F filesystem"). rpm checks the disk space when
+// zypper commits; no separate df check. testdata/zypper holds the real
+// tools' output for each case (scripts/record-rpm.sh records it).
 func NewZypper(r Runner, opts ZypperOptions) *PackageDriver {
 	if opts.Family == "" {
 		opts.Family = "suse"
@@ -49,11 +61,20 @@ const (
 	zypperExitInfReposSkiped = 106
 )
 
-var zypperLockRE = regexp.MustCompile(`System management is locked by the application with pid (\d+) \(([^)\n]*)\)`)
+var (
+	zypperLockRE = regexp.MustCompile(`System management is locked by the application with pid (\d+) \(([^)\n]*)\)`)
+	// rpm's transaction check ("installing package X needs 4MB more space
+	// on the /usr filesystem"), which zypper relays; the others are older
+	// or rarer wordings.
+	zypperNoSpaceRE = regexp.MustCompile(`needs \S+ more space on the \S+ filesystem|No space left on device|Not enough free space|not enough disk space`)
+)
 
 func (b *zypperBackend) name() string { return "zypper" }
 
 func (b *zypperBackend) run(ctx context.Context, args ...string) (string, error) {
+	if b.opts.Root != "" {
+		args = append([]string{"--root", b.opts.Root}, args...)
+	}
 	args = append([]string{"--non-interactive"}, args...)
 	stdout, stderr, err := b.r.Run(ctx, nil, "zypper", args...)
 	code := exitCode(err)
@@ -73,8 +94,8 @@ func (b *zypperBackend) run(ctx context.Context, args ...string) (string, error)
 	switch {
 	case code == zypperExitInfNotFound:
 		return "", cmdError(ErrUnavailable, "zypper: "+line, err, zypperNotFound(msg))
-	case strings.Contains(msg, "No space left on device"), strings.Contains(msg, "Not enough free space"), strings.Contains(msg, "not enough disk space"):
-		return "", cmdError(ErrNoSpace, "zypper: "+line, err, "")
+	case zypperNoSpaceRE.MatchString(msg):
+		return "", cmdError(ErrNoSpace, "zypper: "+line, err, zypperNoSpaceRE.FindString(msg))
 	}
 	return "", cmdError(nil, "zypper: "+line, err, "")
 }
@@ -99,18 +120,20 @@ func (b *zypperBackend) refresh(ctx context.Context) error {
 }
 
 func (b *zypperBackend) installed(ctx context.Context, name string) (pkgState, error) {
-	return rpmInstalled(ctx, b.r, "zypper", name)
+	return rpmInstalled(ctx, b.r, "zypper", b.opts.Root, name)
 }
 
+// available runs zypper search, which takes the zypp lock like every
+// zypper command: another zypper makes it fail with ErrLocked.
 func (b *zypperBackend) available(ctx context.Context, name string) ([]string, error) {
-	stdout, _, err := b.r.Run(ctx, nil, "zypper", "--non-interactive", "search", "--details", "--match-exact", name)
-	if exitCode(err) == zypperExitInfNotFound {
-		return nil, nil
+	out, err := b.run(ctx, "search", "--details", "--match-exact", name)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, nil // exit 104: "No matching items found."
 	}
 	if err != nil {
-		return nil, cmdError(nil, "zypper: "+commandLine("zypper", "--non-interactive", "search", "--details", "--match-exact", name), err, "")
+		return nil, err
 	}
-	vs, err := parseZypperSearch(string(stdout), name)
+	vs, err := parseZypperSearch(out, name)
 	if err != nil {
 		return nil, fmt.Errorf("zypper: zypper search %s: %w", name, err)
 	}
@@ -147,7 +170,8 @@ func column(header []string, name string) int {
 }
 
 // parseZypperSearch reads the package versions of name from zypper search
-// --details (columns S | Name | Type | Version | Arch | Repository).
+// --details (columns S | Name | Type | Version | Arch | Repository; zypper
+// lists the newest first), oldest first as dnf lists them.
 func parseZypperSearch(out, name string) ([]string, error) {
 	header, rows := zypperTable(out)
 	if header == nil {
@@ -169,6 +193,7 @@ func parseZypperSearch(out, name string) ([]string, error) {
 			vs = append(vs, r[cv])
 		}
 	}
+	slices.SortStableFunc(vs, rpmVerCmp)
 	return vs, nil
 }
 
@@ -225,8 +250,11 @@ func (b *zypperBackend) unhold(ctx context.Context, names []string) error {
 }
 
 // rebootRequired runs zypper needs-rebooting: exit 102 means a reboot is
-// needed, 0 not.
+// needed, 0 not. A Root is not the running system: no reboot.
 func (b *zypperBackend) rebootRequired(ctx context.Context) (bool, string, error) {
+	if b.opts.Root != "" {
+		return false, "", nil
+	}
 	_, _, err := b.r.Run(ctx, nil, "zypper", "--non-interactive", "needs-rebooting")
 	switch {
 	case err == nil:
