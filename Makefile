@@ -10,6 +10,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/drover
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)-agent ./cmd/drover-agent
 
 # The whole suite, in order: dependencies, formatting, vet, tests, brief
 # fuzzing of every Fuzz* target, cross-compilation.

@@ -1,4 +1,5 @@
-// Package agent owns what runs on a managed node (`drover agent`): the
+// Package agent owns what runs on a managed node (`drover agent`, or the
+// slim drover-agent binary, whose command line is package agentcmd): the
 // agent protocol loop (register, long-poll, report), the allow-list of
 // action kinds, step execution through the drivers, node probes after a
 // step, reboots, and the write-ahead step journal that lets a step survive
@@ -13,7 +14,9 @@
 //	step        taken on: the payload and the boot ID, before anything runs
 //	action      per action: preflight (the change), snapshot (written just
 //	            before Apply, so it also marks "Apply may have begun"),
-//	            applied (the outcome), verified, rolled-back
+//	            applied (the outcome), verified, rolled-back; for a
+//	            kubernetes-node action, uncordoning and uncordoned (apply
+//	            steps) and held (rollback steps)
 //	failing     the reason the step failed; in-step rollback follows
 //	rebooting   the boot ID before a requested reboot
 //	verifying   every action in place; node probes run from here
@@ -27,6 +30,35 @@
 // the boot ID say what really happened; Apply is never re-run. A step ID
 // the journal holds a result for is never executed again: if the server
 // hands it out again, the recorded result is reported again.
+//
+// # Kubernetes nodes
+//
+// A kubernetes-node action takes the node out of service (cordon, and
+// drain when it says so) for the actions after it in the plan, and the
+// agent returns it to service:
+//
+//   - Success: once every action is applied and verified and, when the
+//     step reboots, after the reboot and the actions' check on the new
+//     boot; before the node probes, so they judge the node in service.
+//   - Crash or reboot: the action's snapshot record is the write-ahead
+//     mark that an uncordon is owed until its uncordoned (or rolled-back)
+//     record; resume uncordons it at the same point of the step. The
+//     uncordoning record, written before Uncordon is called, tells resume
+//     the node may be schedulable already, so the action is not verified
+//     (cordoned) again; Uncordon is idempotent, so one cut short before
+//     its record is simply done again.
+//   - Failure (in-step rollback): the later actions are restored, last
+//     first, then the node is uncordoned (the action's Rollback). If a
+//     restore failed, the node is left cordoned and the reason says so:
+//     no workloads are sent back to a node in a state nobody chose. An
+//     uncordon that still fails after retries (about two minutes) fails
+//     the step.
+//   - Rollback step: the node is cordoned and drained again before
+//     anything the apply left in place is restored (so restores and their
+//     reboot never run under workloads), and uncordoned after the restores
+//     and the reboot; not uncordoned if the drain or a restore failed.
+//   - A node cordoned before the step (an operator's cordon, seen in the
+//     snapshot) is never uncordoned.
 //
 // # Reports
 //

@@ -13,7 +13,8 @@ import (
 // TestIdleFootprint measures an idle agent: the heap it keeps (HeapInuse
 // after GC, agent started minus before) and the CPU time per heartbeat
 // (one poll round trip through the in-process fake server, JSON both ways,
-// timers). It logs the figures; run with -v to see them.
+// timers). It logs the figures; run with -v to see them. The resident
+// memory of agent processes is TestIdleProcessFootprint's (Linux).
 func TestIdleFootprint(t *testing.T) {
 	const beats = 2000
 	synctest.Test(t, func(t *testing.T) {

@@ -50,6 +50,18 @@ const (
 	stageVerified   = "verified"    // Verify returned nil
 	stageRolledBack = "rolled-back" // Rollback returned (Outcome)
 	stageRestoreErr = "rollback-failed"
+	// stageUncordoning: every action of an apply step is done (reboot
+	// included); the uncordon of this uncordoner action (kubernetes-node)
+	// is about to start. From here the action is not verified again (the
+	// node may already be schedulable); the uncordon is owed until
+	// stageUncordoned.
+	stageUncordoning = "uncordoning"
+	// stageUncordoned: the uncordoner action returned the node to service
+	// (Outcome).
+	stageUncordoned = "uncordoned"
+	// stageHeld: a rollback step cordoned and drained the node again
+	// (Outcome) before restoring the actions the hold covers.
+	stageHeld = "held"
 )
 
 // record is one line of the journal.
@@ -77,14 +89,32 @@ type rollbackReference struct {
 
 // actionState is what the journal says about one action of a step.
 type actionState struct {
-	Driver     string
-	Change     *driver.Change
-	Snapshot   *driver.Snapshot
-	Outcome    *driver.Outcome
-	Applied    bool // Apply returned successfully
-	Verified   bool
-	RolledBack bool
-	Rollback   *driver.Outcome
+	Driver      string
+	Change      *driver.Change
+	Snapshot    *driver.Snapshot
+	Outcome     *driver.Outcome
+	Applied     bool // Apply returned successfully
+	Verified    bool
+	RolledBack  bool
+	Rollback    *driver.Outcome
+	Uncordoning bool // apply steps: uncordon begun (actions done)
+	Uncordoned  bool // apply steps: the node is back in service
+	Uncordon    *driver.Outcome
+	Held        bool // rollback steps: cordoned and drained again
+	Hold        *driver.Outcome
+}
+
+// owesUncordon reports whether an action of an apply step took the node
+// out of service and has not yet returned it (its driver decides whether
+// it is an uncordoner at all).
+func (a *actionState) owesUncordon() bool {
+	return a != nil && a.Snapshot != nil && !a.Uncordoned && !a.RolledBack
+}
+
+// pastVerify reports whether an action of an apply step is past its
+// Verify: its uncordon has begun, so the node may be schedulable again.
+func (a *actionState) pastVerify() bool {
+	return a != nil && (a.Uncordoning || a.Uncordoned)
 }
 
 // stepState is what the journal says about one step.
@@ -248,6 +278,14 @@ func (j *journal) apply(rec record) {
 		case stageRolledBack:
 			a.RolledBack = true
 			a.Rollback = rec.Outcome
+		case stageUncordoning:
+			a.Uncordoning = true
+		case stageUncordoned:
+			a.Uncordoned = true
+			a.Uncordon = rec.Outcome
+		case stageHeld:
+			a.Held = true
+			a.Hold = rec.Outcome
 		}
 	case recFailing:
 		st.Failing = rec.Reason

@@ -20,6 +20,11 @@ import (
 //     verify every action, then probe. If not, the reboot is requested
 //     once more; a second time without a restart fails the step.
 //   - verifying recorded: actions were all in place; verify, probe again.
+//   - in every case, a kubernetes-node action that took the node out of
+//     service and has no uncordoned record still owes its Uncordon: it
+//     is done once the actions verify (and the reboot, if any, happened),
+//     before the probes. One whose uncordon has begun (uncordoning
+//     record) is not verified again: the node may be schedulable already.
 //   - otherwise the step stopped among its actions: if every action
 //     verifies, the change is in place (reboot if needed, then probe);
 //     if not, the step failed where it stopped, and the actions whose
@@ -80,6 +85,9 @@ func (a *agent) resumeStep(ctx context.Context, st stepState) error {
 		as := st.Actions[i]
 		if as != nil && as.Snapshot != nil {
 			applied++
+		}
+		if as.pastVerify() {
+			continue // returned to service (or about to be): Verify (cordoned) no longer holds
 		}
 		what := describe(act, facts.OS.Family)
 		d, err := a.cfg.Drivers.For(act, facts)

@@ -196,7 +196,8 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 
 // afterActions runs once every action is in place: the reboot if the
 // policy wants one (unless the node already rebooted since the step
-// began and rebooted is true), then the node probes.
+// began and rebooted is true), then the uncordon of a kubernetes-node
+// action, then the node probes.
 func (a *agent) afterActions(ctx context.Context, id string, rebooted bool) error {
 	st, _ := a.j.step(id)
 	policy := st.Payload.Reboot
@@ -212,7 +213,7 @@ func (a *agent) afterActions(ctx context.Context, id string, rebooted bool) erro
 	if need && !rebooted {
 		return a.reboot(ctx, id, string(policy))
 	}
-	return a.verifyPhase(ctx, id)
+	return a.toService(ctx, id)
 }
 
 // reboot journals and requests a reboot, then waits for it: a simulated
@@ -252,13 +253,15 @@ func (a *agent) reboot(ctx context.Context, id, policy string) error {
 	return a.fail(ctx, id, fmt.Sprintf("reboot requested but the node did not restart within %s (boot ID still %s)", a.cfg.RebootTimeout, before))
 }
 
-// afterReboot checks every action again on the new boot, then probes.
+// afterReboot checks every action again on the new boot, then returns
+// the node to service and probes. An action whose uncordon has begun is
+// not checked: its Verify (cordoned) no longer holds, by design.
 func (a *agent) afterReboot(ctx context.Context, id string) error {
 	st, _ := a.j.step(id)
 	facts := a.currentFacts()
 	for i, act := range st.Payload.Actions {
-		if as := st.Actions[i]; as == nil || as.Snapshot == nil {
-			continue // not changed by this step
+		if as := st.Actions[i]; as == nil || as.Snapshot == nil || as.pastVerify() {
+			continue // not changed by this step, or done with
 		}
 		what := describe(act, facts.OS.Family)
 		d, err := a.cfg.Drivers.For(act, facts)
@@ -272,7 +275,7 @@ func (a *agent) afterReboot(ctx context.Context, id string) error {
 			return a.fail(ctx, id, what+": after reboot, verify failed: "+err.Error())
 		}
 	}
-	return a.verifyPhase(ctx, id)
+	return a.toService(ctx, id)
 }
 
 // fail journals why the step failed, rolls back in reverse every action
@@ -290,12 +293,13 @@ func (a *agent) fail(ctx context.Context, id, reason string) error {
 
 // rollbackInStep restores the snapshots of the step's actions not yet
 // rolled back, last first, and reports failed with reason and what the
-// rollback did.
+// rollback did. An uncordoner action (kubernetes-node) is rolled back,
+// which uncordons, only if every action after it was restored: otherwise
+// the node stays cordoned and the reason says so.
 func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 	st, _ := a.j.step(id)
 	facts := a.currentFacts()
-	var done []string
-	var errs []string
+	var done, errs, kept []string
 	for i := len(st.Payload.Actions) - 1; i >= 0; i-- {
 		as := st.Actions[i]
 		if as == nil || as.Snapshot == nil {
@@ -310,7 +314,18 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		d, err := a.cfg.Drivers.For(act, facts)
 		var out driver.Outcome
 		if err == nil {
-			out, err = d.Rollback(ctx, act, *as.Snapshot)
+			if _, ok := d.(uncordoner); ok {
+				if len(errs) > 0 {
+					kept = append(kept, what)
+					continue
+				}
+				snap := *as.Snapshot
+				out, err = a.retryUncordon(ctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
+					return d.Rollback(ctx, act, snap)
+				})
+			} else {
+				out, err = d.Rollback(ctx, act, *as.Snapshot)
+			}
 		}
 		if stopped(ctx, err) {
 			return errStopped
@@ -336,8 +351,18 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 	default:
 		reason += "; nothing had been changed"
 	}
+	reason += keptCordoned(kept, "a restore failed")
 	boot, _ := a.bootID(ctx)
 	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Reason: reason, BootID: boot, Evidence: a.evidence(id)})
+}
+
+// keptCordoned says which uncordoner actions were not rolled back, and
+// why ("" when none).
+func keptCordoned(kept []string, why string) string {
+	if len(kept) == 0 {
+		return ""
+	}
+	return "; node left cordoned (" + strings.Join(kept, ", ") + ") because " + why + ": no workloads are sent back to a node in a state nobody chose"
 }
 
 // verifyPhase runs the step's probes: report verifying; probe until every
@@ -428,84 +453,138 @@ type rollbackVerifier interface {
 	VerifyRollback(ctx context.Context, a plan.Action, s driver.Snapshot) error
 }
 
-// rollback runs a rollback step: restore, last first, the snapshots the
-// journal holds for ref (this node's last apply of the rollout), check
-// each restore, report rolled-back. Actions not yet rolled back in st are
-// rolled back (Rollback is idempotent, so resuming is safe).
+// rollback runs a rollback step: hold the node again (cordon and drain)
+// if ref's kubernetes-node action covers changes still in place; restore,
+// last first, the snapshots the journal holds for ref (this node's last
+// apply of the rollout) and check each restore; reboot if a restore needs
+// it; then uncordon (the kubernetes-node action's Rollback), unless a
+// restore failed; report rolled-back. Actions not yet rolled back in st
+// are rolled back (Rollback is idempotent, so resuming is safe).
 func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	facts := a.currentFacts()
-	var errs, done []string
+	boot, _ := a.bootID(ctx)
+	if why, err := a.hold(ctx, st, ref); err != nil {
+		return err
+	} else if why != "" {
+		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: "rollback failed: " + why, BootID: boot, Evidence: a.evidence(st.ID)})
+	}
+	var errs, done, kept []string
+	var held []int // uncordoner actions, last first: rolled back after the restores and the reboot
 	rebootNeeded := false
+	// restore rolls back action i of ref (unless st did already) and
+	// checks it; it reports false when ctx ended.
+	restore := func(i int, d driver.Driver) (bool, error) {
+		as, act := ref.Actions[i], ref.Payload.Actions[i]
+		what := describe(act, facts.OS.Family)
+		if mine := st.Actions[i]; mine == nil || !mine.RolledBack {
+			var out driver.Outcome
+			var err error
+			if _, ok := d.(uncordoner); ok {
+				out, err = a.retryUncordon(ctx, st.ID, what, func(ctx context.Context) (driver.Outcome, error) {
+					return d.Rollback(ctx, act, *as.Snapshot)
+				})
+			} else {
+				out, err = d.Rollback(ctx, act, *as.Snapshot)
+			}
+			if stopped(ctx, err) {
+				return false, errStopped
+			}
+			if err != nil {
+				errs = append(errs, what+": "+err.Error())
+				_ = a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestoreErr, Driver: d.Name(), Reason: err.Error()})
+				return true, nil
+			}
+			if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRolledBack, Driver: d.Name(), Snapshot: as.Snapshot, Outcome: &out}); err != nil {
+				return false, err
+			}
+			rebootNeeded = rebootNeeded || out.RebootRequired
+		}
+		if err := verifyRestored(ctx, d, act, *as.Snapshot); err != nil {
+			if stopped(ctx, err) {
+				return false, errStopped
+			}
+			errs = append(errs, what+": "+err.Error())
+			return true, nil
+		}
+		done = append(done, what)
+		return true, nil
+	}
 	for i := len(ref.Payload.Actions) - 1; i >= 0; i-- {
 		as := ref.Actions[i]
 		if as == nil || as.Snapshot == nil {
 			continue // the apply never changed it
 		}
 		act := ref.Payload.Actions[i]
-		what := describe(act, facts.OS.Family)
 		d, err := a.cfg.Drivers.For(act, facts)
 		if err != nil {
-			errs = append(errs, what+": "+err.Error())
+			errs = append(errs, describe(act, facts.OS.Family)+": "+err.Error())
 			continue
 		}
-		if mine := st.Actions[i]; mine == nil || !mine.RolledBack {
-			out, err := d.Rollback(ctx, act, *as.Snapshot)
-			if stopped(ctx, err) {
-				return errStopped
+		if _, ok := d.(uncordoner); ok {
+			held = append(held, i)
+			continue
+		}
+		if ok, err := restore(i, d); !ok {
+			return err
+		}
+	}
+	if len(errs) == 0 {
+		cur, _ := a.j.step(st.ID)
+		if rebootNeeded && st.Payload.Reboot != plan.RebootNever && len(cur.Reboots) == 0 {
+			if a.cfg.Rebooter == nil {
+				return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot, Evidence: a.evidence(st.ID),
+					Reason: "rollback failed: the restore needs a reboot but this agent has no rebooter configured" + keptCordoned(a.describeAll(ref, held), "the restore's reboot did not happen")})
 			}
-			if err != nil {
-				errs = append(errs, what+": "+err.Error())
-				_ = a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestoreErr, Driver: d.Name(), Reason: err.Error()})
-				continue
-			}
-			if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRolledBack, Driver: d.Name(), Snapshot: as.Snapshot, Outcome: &out}); err != nil {
+			if err := a.j.append(record{Type: recRebooting, Step: st.ID, At: a.clock.Now(), BootID: boot}); err != nil {
 				return err
 			}
-			rebootNeeded = rebootNeeded || out.RebootRequired
-		}
-		if err := verifyRestored(ctx, d, act, *as.Snapshot); err != nil {
-			if stopped(ctx, err) {
+			if err := a.cfg.Rebooter.Reboot(ctx, "drover rollback "+st.ID); err != nil {
+				if stopped(ctx, err) {
+					return errStopped
+				}
+				return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot, Evidence: a.evidence(st.ID),
+					Reason: "rollback failed: reboot: " + err.Error() + keptCordoned(a.describeAll(ref, held), "the restore's reboot did not happen")})
+			}
+			if now, _ := a.bootID(ctx); now == boot {
+				<-ctx.Done() // a real reboot kills us; the next start finishes the step
 				return errStopped
 			}
-			errs = append(errs, what+": "+err.Error())
+			boot, _ = a.bootID(ctx)
+		}
+	}
+	// Back in service last, and only when everything it covers is restored.
+	for _, i := range held {
+		if len(errs) > 0 {
+			kept = append(kept, describe(ref.Payload.Actions[i], facts.OS.Family))
 			continue
 		}
-		done = append(done, what)
+		d, _ := a.cfg.Drivers.For(ref.Payload.Actions[i], facts)
+		if ok, err := restore(i, d); !ok {
+			return err
+		}
 	}
-	boot, _ := a.bootID(ctx)
 	if len(errs) > 0 {
 		reason := "rollback failed: " + strings.Join(errs, "; ")
 		if len(done) > 0 {
 			reason += " (restored: " + strings.Join(done, ", ") + ")"
 		}
-		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: reason, BootID: boot, Evidence: a.evidence(st.ID)})
-	}
-	cur, _ := a.j.step(st.ID)
-	if rebootNeeded && st.Payload.Reboot != plan.RebootNever && len(cur.Reboots) == 0 {
-		if a.cfg.Rebooter == nil {
-			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot, Evidence: a.evidence(st.ID),
-				Reason: "rollback failed: the restore needs a reboot but this agent has no rebooter configured"})
-		}
-		if err := a.j.append(record{Type: recRebooting, Step: st.ID, At: a.clock.Now(), BootID: boot}); err != nil {
-			return err
-		}
-		if err := a.cfg.Rebooter.Reboot(ctx, "drover rollback "+st.ID); err != nil {
-			if stopped(ctx, err) {
-				return errStopped
-			}
-			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: boot, Evidence: a.evidence(st.ID), Reason: "rollback failed: reboot: " + err.Error()})
-		}
-		if now, _ := a.bootID(ctx); now == boot {
-			<-ctx.Done() // a real reboot kills us; the next start finishes the step
-			return errStopped
-		}
-		boot, _ = a.bootID(ctx)
+		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: reason + keptCordoned(kept, "a restore failed"), BootID: boot, Evidence: a.evidence(st.ID)})
 	}
 	reason := "undid " + strings.Join(done, ", ") + ": restored the snapshots taken before " + ref.ID
 	if len(done) == 0 {
 		reason = "nothing to restore: " + ref.ID + " changed nothing"
 	}
 	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Reason: reason, BootID: boot, Evidence: a.evidence(st.ID)})
+}
+
+// describeAll describes actions idx of st.
+func (a *agent) describeAll(st stepState, idx []int) []string {
+	fam := a.currentFacts().OS.Family
+	var out []string
+	for _, i := range idx {
+		out = append(out, describe(st.Payload.Actions[i], fam))
+	}
+	return out
 }
 
 // verifyRestored checks a rollback: through the driver's VerifyRollback
@@ -563,6 +642,12 @@ func (a *agent) evidence(id string) map[string]any {
 		if as.Rollback != nil {
 			e["rollback"] = as.Rollback
 		}
+		if as.Uncordon != nil {
+			e["uncordon"] = as.Uncordon
+		}
+		if as.Hold != nil {
+			e["hold"] = as.Hold
+		}
 		list = append(list, e)
 	}
 	ev := map[string]any{}
@@ -612,6 +697,9 @@ func describe(act plan.Action, family string) string {
 	case plan.ActionContainerRuntime:
 		return "container-runtime " + act.ContainerRuntime.Runtime + " " + act.ContainerRuntime.Version
 	case plan.ActionKubernetesNode:
+		if !act.KubernetesNode.Drain {
+			return "kubernetes-node cordon"
+		}
 		return "kubernetes-node drain"
 	case plan.ActionScript:
 		return "script " + act.Script.Artifact

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/drover-dev/drover/internal/plan"
 )
@@ -51,15 +50,15 @@ type KubernetesOptions struct {
 // leave the node cordoned when the Snapshot shows it was cordoned before
 // drover touched it (an operator's cordon is not ours to lift).
 type KubernetesNode struct {
-	c    kubernetes.Interface
+	api  KubernetesAPI
 	opts KubernetesOptions
 }
 
 var _ Driver = (*KubernetesNode)(nil)
 
-// NewKubernetesNode returns the driver for client (the agent builds it
-// from the node's kubeconfig or in-cluster config).
-func NewKubernetesNode(client kubernetes.Interface, opts KubernetesOptions) *KubernetesNode {
+// NewKubernetesNode returns the driver for api (NewKubernetesClient, from
+// the node's kubeconfig or in-cluster config; see KubernetesConfig).
+func NewKubernetesNode(api KubernetesAPI, opts KubernetesOptions) *KubernetesNode {
 	if opts.Hostname == nil {
 		opts.Hostname = os.Hostname
 	}
@@ -72,7 +71,7 @@ func NewKubernetesNode(client kubernetes.Interface, opts KubernetesOptions) *Kub
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 2 * time.Second
 	}
-	return &KubernetesNode{c: client, opts: opts}
+	return &KubernetesNode{api: api, opts: opts}
 }
 
 // Name is "kubernetes-node".
@@ -104,7 +103,7 @@ type drainPlan struct {
 
 func (k *KubernetesNode) planDrain(ctx context.Context, node string) (drainPlan, error) {
 	var p drainPlan
-	list, err := k.c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+	list, err := k.api.ListPods(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node).String(),
 	})
 	if err != nil {
@@ -160,7 +159,7 @@ func (k *KubernetesNode) Preflight(ctx context.Context, a plan.Action) (Change, 
 	if err != nil {
 		return Change{}, err
 	}
-	n, err := k.c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := k.api.GetNode(ctx, node)
 	if err != nil {
 		return Change{}, fmt.Errorf("kubernetes-node: get node %s: %w", node, err)
 	}
@@ -211,7 +210,7 @@ func (k *KubernetesNode) Snapshot(ctx context.Context, a plan.Action) (Snapshot,
 	if err != nil {
 		return Snapshot{}, err
 	}
-	n, err := k.c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := k.api.GetNode(ctx, node)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("kubernetes-node: get node %s: %w", node, err)
 	}
@@ -272,7 +271,7 @@ func (k *KubernetesNode) setUnschedulable(ctx context.Context, node string, v bo
 	if !v {
 		verb = "uncordon"
 	}
-	n, err := k.c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := k.api.GetNode(ctx, node)
 	if err != nil {
 		return false, fmt.Errorf("kubernetes-node: %s %s: %w", verb, node, err)
 	}
@@ -280,7 +279,7 @@ func (k *KubernetesNode) setUnschedulable(ctx context.Context, node string, v bo
 		return false, nil
 	}
 	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, v)
-	if _, err := k.c.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if err := k.api.PatchNode(ctx, node, types.StrategicMergePatchType, []byte(patch)); err != nil {
 		return false, fmt.Errorf("kubernetes-node: %s %s: %w", verb, node, err)
 	}
 	return true, nil
@@ -310,7 +309,7 @@ func (k *KubernetesNode) drain(ctx context.Context, node string, ka *plan.Kubern
 			if pod.DeletionTimestamp != nil {
 				continue
 			}
-			err := k.c.PolicyV1().Evictions(pod.Namespace).Evict(ctx, &policyv1.Eviction{
+			err := k.api.EvictPod(ctx, &policyv1.Eviction{
 				ObjectMeta:    metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
 				DeleteOptions: &opts,
 			})
@@ -365,7 +364,7 @@ func (k *KubernetesNode) drainTimeout(node string, timeout time.Duration, pendin
 // budgetOf names the PodDisruptionBudgets selecting pod, with their
 // allowed disruptions.
 func (k *KubernetesNode) budgetOf(ctx context.Context, pod corev1.Pod) string {
-	list, err := k.c.PolicyV1().PodDisruptionBudgets(pod.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := k.api.ListPodDisruptionBudgets(ctx, pod.Namespace)
 	if err != nil {
 		return ""
 	}
@@ -388,7 +387,7 @@ func (k *KubernetesNode) waitGone(ctx context.Context, pods []corev1.Pod) error 
 	for {
 		var still []corev1.Pod
 		for _, pod := range left {
-			cur, err := k.c.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+			cur, err := k.api.GetPod(ctx, pod.Namespace, pod.Name)
 			switch {
 			case apierrors.IsNotFound(err):
 			case err != nil:
@@ -426,7 +425,7 @@ func (k *KubernetesNode) Verify(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return err
 	}
-	n, err := k.c.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	n, err := k.api.GetNode(ctx, node)
 	if err != nil {
 		return fmt.Errorf("kubernetes-node: get node %s: %w", node, err)
 	}

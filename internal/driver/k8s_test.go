@@ -1,8 +1,9 @@
 package driver
 
 // No Kubernetes API server can run in these tests: they run the driver
-// against client-go's fake clientset (an in-memory object tracker). The
-// fake has no eviction logic, so a reactor stands in for the API server's
+// against client-go's fake clientset (an in-memory object tracker),
+// directly and through the production REST client (see k8s_api_test.go).
+// The fake has no eviction logic, so a reactor stands in for the API server's
 // eviction subresource: it answers 429 TooManyRequests (with the API
 // server's message) for pods a PodDisruptionBudget protects, as the real
 // server does when the budget allows no disruption, and otherwise deletes
@@ -119,6 +120,12 @@ func drainAction(timeout time.Duration, deleteLocal bool) plan.Action {
 }
 
 func TestKubernetesDrain(t *testing.T) {
+	for _, backend := range k8sBackends {
+		t.Run(backend, func(t *testing.T) { testKubernetesDrain(t, backend) })
+	}
+}
+
+func testKubernetesDrain(t *testing.T, backend string) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		c, evicted := newK8sFake(
@@ -128,7 +135,7 @@ func TestKubernetesDrain(t *testing.T) {
 			k8sPod{name: "kube-apiserver-n1", node: "n1", mirror: true},
 			k8sPod{name: "other", node: "n2", owner: "ReplicaSet"},
 		)
-		d := NewKubernetesNode(c, KubernetesOptions{Hostname: func() (string, error) { return "N1.example.com", nil }})
+		d := NewKubernetesNode(k8sAPI(t, backend, c), KubernetesOptions{Hostname: func() (string, error) { return "N1.example.com", nil }})
 		a := drainAction(10*time.Minute, false)
 
 		ch, err := d.Preflight(ctx, a)
@@ -177,9 +184,15 @@ func TestKubernetesDrain(t *testing.T) {
 }
 
 func TestKubernetesDrainBlockedByPDB(t *testing.T) {
+	for _, backend := range k8sBackends {
+		t.Run(backend, func(t *testing.T) { testKubernetesDrainBlockedByPDB(t, backend) })
+	}
+}
+
+func testKubernetesDrainBlockedByPDB(t *testing.T, backend string) {
 	synctest.Test(t, func(t *testing.T) {
 		c, _ := newK8sFake(k8sPod{name: "web-1", node: "n1", labels: map[string]string{"app": "web"}, owner: "ReplicaSet", pdbBlocks: -1})
-		d := NewKubernetesNode(c, KubernetesOptions{NodeName: "n1"})
+		d := NewKubernetesNode(k8sAPI(t, backend, c), KubernetesOptions{NodeName: "n1"})
 		start := time.Now()
 		_, err := d.Apply(context.Background(), drainAction(2*time.Minute, false))
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -197,10 +210,16 @@ func TestKubernetesDrainBlockedByPDB(t *testing.T) {
 }
 
 func TestKubernetesEmptyDir(t *testing.T) {
+	for _, backend := range k8sBackends {
+		t.Run(backend, func(t *testing.T) { testKubernetesEmptyDir(t, backend) })
+	}
+}
+
+func testKubernetesEmptyDir(t *testing.T, backend string) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		c, _ := newK8sFake(k8sPod{name: "cache-1", node: "n1", owner: "ReplicaSet", emptyDir: true})
-		d := NewKubernetesNode(c, KubernetesOptions{NodeName: "n1"})
+		d := NewKubernetesNode(k8sAPI(t, backend, c), KubernetesOptions{NodeName: "n1"})
 		want := "pods with emptyDir data would lose it: default/cache-1 (set deleteEmptyDirData: true to allow)"
 		if _, err := d.Preflight(ctx, drainAction(time.Minute, false)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("preflight %v", err)
@@ -215,9 +234,16 @@ func TestKubernetesEmptyDir(t *testing.T) {
 }
 
 func TestKubernetesKeepsOperatorCordon(t *testing.T) {
+	for _, backend := range k8sBackends {
+		t.Run(backend, func(t *testing.T) { testKubernetesKeepsOperatorCordon(t, backend) })
+	}
+}
+
+func testKubernetesKeepsOperatorCordon(t *testing.T, backend string) {
 	ctx := context.Background()
 	c, _ := newK8sFake()
-	d := NewKubernetesNode(c, KubernetesOptions{NodeName: "n2"})
+	api := k8sAPI(t, backend, c)
+	d := NewKubernetesNode(api, KubernetesOptions{NodeName: "n2"})
 	a := plan.Action{KubernetesNode: &plan.KubernetesNodeAction{}}
 	if _, err := d.Apply(ctx, a); err != nil {
 		t.Fatal(err)
@@ -233,7 +259,7 @@ func TestKubernetesKeepsOperatorCordon(t *testing.T) {
 	if _, err := d.Rollback(ctx, a, Snapshot{Driver: "apt", Data: []byte("{}")}); err == nil {
 		t.Fatal("foreign snapshot accepted")
 	}
-	if _, err := NewKubernetesNode(c, KubernetesOptions{NodeName: "nope"}).Apply(ctx, a); err == nil || !strings.Contains(err.Error(), `cordon nope`) {
+	if _, err := NewKubernetesNode(api, KubernetesOptions{NodeName: "nope"}).Apply(ctx, a); err == nil || !strings.Contains(err.Error(), `cordon nope`) {
 		t.Fatalf("missing node: %v", err)
 	}
 	if _, err := d.Apply(ctx, plan.Action{}); !errors.Is(err, ErrUnsupported) {
