@@ -70,6 +70,28 @@ type TokenResponse struct {
 	Role      string            `json:"role,omitempty"`
 	// CAHash pins the server's CA for `drover agent --ca-hash`.
 	CAHash string `json:"caHash,omitempty"`
+	// ID names an API token in GET /v1/tokens and DELETE /v1/tokens/{id}.
+	ID string `json:"id,omitempty"`
+}
+
+// APIToken describes an API token, never the token or its hash: ID is
+// the first 12 hex digits of the token's SHA-256, enough to name it.
+type APIToken struct {
+	ID        string    `json:"id"`
+	User      string    `json:"user"`
+	Role      string    `json:"role"`
+	CreatedBy string    `json:"createdBy"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"` // absent: does not expire
+	RevokedAt time.Time `json:"revokedAt,omitzero"` // absent: not revoked
+	RevokedBy string    `json:"revokedBy,omitempty"`
+}
+
+// APITokenList is the answer of GET /v1/tokens: every API token, revoked
+// and expired ones included, oldest first. The config's users are not
+// tokens of the API and are not listed.
+type APITokenList struct {
+	Tokens []APIToken `json:"tokens"`
 }
 
 // BreakGlassRequest overrides a rollout's freezes; Reason is required.
@@ -82,6 +104,19 @@ func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (TokenRespon
 	var out TokenResponse
 	err := c.do(ctx, http.MethodPost, "/v1/tokens", 0, req, &out)
 	return out, err
+}
+
+// ListTokens lists the API tokens (admin only).
+func (c *Client) ListTokens(ctx context.Context) (APITokenList, error) {
+	var out APITokenList
+	err := c.do(ctx, http.MethodGet, "/v1/tokens", 0, nil, &out)
+	return out, err
+}
+
+// RevokeToken revokes the API token with this ID (admin only): it stops
+// working at once. Revoking a revoked token succeeds and changes nothing.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), 0, nil, nil)
 }
 
 // RemoveNode removes a node and revokes its certificate: it must enrol

@@ -37,9 +37,12 @@ func caHTTPClient(e *env) (*http.Client, error) {
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}}}, nil
 }
 
-// newTokenCmd creates enrolment and API tokens (admin only).
+// newTokenCmd creates enrolment and API tokens, lists and revokes API
+// tokens (admin only). "tokens" is the same command.
 func newTokenCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Create enrolment tokens for agents and API tokens for users"}
+	cmd := &cobra.Command{Use: "token", Aliases: []string{"tokens"},
+		Short: "Create enrolment tokens for agents and API tokens for users; list and revoke API tokens", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
 	var (
 		r      remote
 		ttl    time.Duration
@@ -95,7 +98,7 @@ expiring after --ttl if given.`,
 					fmt.Fprintf(e.stderr, "enrolment token, single use, expires %s; agents pin the CA with --ca-hash %s\n",
 						out.ExpiresAt.Format(time.RFC3339), out.CAHash)
 				} else {
-					fmt.Fprintf(e.stderr, "API token of %s (role %s); it is not shown again\n", out.User, out.Role)
+					fmt.Fprintf(e.stderr, "API token of %s (role %s, ID %s); it is not shown again\n", out.User, out.Role, out.ID)
 				}
 			})
 		},
@@ -106,6 +109,69 @@ expiring after --ttl if given.`,
 	f.StringVar(&labels, "labels", "", "enrolment: labels the node is limited to, k=v,...")
 	f.StringVar(&user, "user", "", "API token: the user's name")
 	f.StringVar(&role, "role", "", "API token: viewer, operator, approver or admin")
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, newTokenListCmd(e), newTokenRevokeCmd(e))
+	return cmd
+}
+
+// newTokenListCmd lists API tokens by ID; the tokens themselves are
+// never shown again after their creation.
+func newTokenListCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "list", Short: "List API tokens by ID, oldest first, revoked and expired ones included (admin only)", Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			list, err := c.ListTokens(cmd.Context())
+			if err != nil {
+				return apiErr(err)
+			}
+			now := time.Now()
+			return r.show(e, list, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tUSER\tROLE\tSTATE\tCREATED\tEXPIRES\tREVOKED")
+				for _, t := range list.Tokens {
+					state := "active"
+					switch {
+					case !t.RevokedAt.IsZero():
+						state = "revoked"
+					case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
+						state = "expired"
+					}
+					expires, revoked := "never", "-"
+					if !t.ExpiresAt.IsZero() {
+						expires = t.ExpiresAt.Format(time.RFC3339)
+					}
+					if !t.RevokedAt.IsZero() {
+						revoked = t.RevokedAt.Format(time.RFC3339) + " by " + t.RevokedBy
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s by %s\t%s\t%s\n", t.ID, t.User, t.Role, state,
+						t.CreatedAt.Format(time.RFC3339), t.CreatedBy, expires, revoked)
+				}
+				fmt.Fprintf(w, "%d tokens\n", len(list.Tokens))
+			})
+		}}
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+// newTokenRevokeCmd revokes an API token: every server refuses it from
+// now on. Revoking a revoked token succeeds and changes nothing.
+func newTokenRevokeCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "revoke ID", Short: "Revoke an API token by the ID `token list` shows (admin only); it stops working at once",
+		Args: exactArgs(1, "a token ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
+				return exitf(ExitError, "token revoke: %w", err)
+			}
+			fmt.Fprintf(e.stdout, "%s revoked\n", args[0])
+			return nil
+		}}
+	r.flags(cmd, e, false)
 	return cmd
 }

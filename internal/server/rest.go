@@ -579,7 +579,6 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	return v, nil
 }
 
-
 func orEmpty(m map[string]int) map[string]int {
 	if m == nil {
 		return map[string]int{}

@@ -23,7 +23,13 @@ import (
 // Tokens (security.md): API tokens and enrolment tokens are 32 random
 // bytes, shown once when created and stored only as their SHA-256. The
 // config's users are the bootstrap: an admin among them creates the
-// others with `drover token create`.
+// others with `drover token create`, lists them with `drover token list`
+// (by ID: the first 12 hex digits of the hash) and revokes them with
+// `drover token revoke ID`.
+//
+// API tokens are not cached: every request looks its token up in the
+// store, so a revocation is refused at once by every server sharing the
+// store (only node certificates are cached, for certCacheTTL).
 
 // Token prefixes tell the kinds apart when one is pasted in the wrong place.
 const (
@@ -50,7 +56,7 @@ func tokenHash(tok string) string {
 }
 
 // authenticateAPIToken looks up a token created through the API by its
-// hash.
+// hash, in the store on every request (a revoked token is not found).
 func (s *Server) authenticateAPIToken(ctx context.Context, sum [32]byte) (identity, error) {
 	if s.sec.creds == nil {
 		return identity{}, errUnauthorized
@@ -85,6 +91,8 @@ func (s *Server) authenticateLimited(w http.ResponseWriter, r *http.Request) (id
 
 func (s *Server) securityRoutes(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/tokens", RoleAdmin, s.createToken)
+	s.route(mux, "GET /v1/tokens", RoleAdmin, s.listTokens)
+	s.route(mux, "DELETE /v1/tokens/{id}", RoleAdmin, s.revokeToken)
 	s.route(mux, "DELETE /v1/nodes/{id}", RoleOperator, s.removeNode)
 	s.route(mux, "POST /v1/rollouts/{id}/break-glass", RoleAdmin, s.breakGlass)
 	s.enrollRoutes(mux)
@@ -153,12 +161,49 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, id identity
 		if err := s.sec.creds.CreateAPIToken(r.Context(), at); err != nil {
 			return err
 		}
-		out.Token, out.ExpiresAt, out.User, out.Role = tok, at.ExpiresAt, req.User, req.Role
+		out.Token, out.ExpiresAt, out.User, out.Role, out.ID = tok, at.ExpiresAt, req.User, req.Role, store.APITokenID(at.Hash)
 	default:
 		return badRequest("kind %q: want enroll or api", req.Kind)
 	}
-	s.log.Info("token created", "kind", req.Kind, "by", id.user, "user", req.User, "role", req.Role, "expires_at", out.ExpiresAt)
+	s.log.Info("token created", "kind", req.Kind, "id", out.ID, "by", id.user, "user", req.User, "role", req.Role, "expires_at", out.ExpiresAt)
 	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// listTokens lists the API tokens by ID, never by token or hash.
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ identity) error {
+	if s.sec.creds == nil {
+		return &httpError{status: http.StatusNotImplemented, code: api.CodeInternal, msg: "this store keeps no tokens"}
+	}
+	ts, err := s.sec.creds.ListAPITokens(r.Context())
+	if err != nil {
+		return err
+	}
+	out := api.APITokenList{Tokens: make([]api.APIToken, 0, len(ts))}
+	for _, t := range ts {
+		out.Tokens = append(out.Tokens, api.APIToken{ID: t.ID, User: t.Name, Role: t.Role, CreatedBy: t.CreatedBy,
+			CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, RevokedAt: t.RevokedAt, RevokedBy: t.RevokedBy})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// revokeToken revokes an API token by ID (or a longer prefix of its
+// hash), audited as token.revoke: 204, also when it was revoked already;
+// 404 for no such token, 409 for an ID naming several.
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, who identity) error {
+	if s.sec.creds == nil {
+		return &httpError{status: http.StatusNotImplemented, code: api.CodeInternal, msg: "this store keeps no tokens"}
+	}
+	id := strings.ToLower(r.PathValue("id"))
+	if !store.ValidAPITokenID(id) {
+		return badRequest("token ID %q: want the %d hex digits `drover token list` shows (or more of the hash)", id, store.APITokenIDLen)
+	}
+	if err := s.sec.creds.RevokeAPIToken(r.Context(), id, who.user, s.now()); err != nil {
+		return err
+	}
+	s.log.Warn("API token revoked", "id", id, "by", who.user)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

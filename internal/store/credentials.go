@@ -34,8 +34,23 @@ type Credentials interface {
 	// CreateAPIToken stores an API token of a user with a role, audited
 	// as token.create.
 	CreateAPIToken(ctx context.Context, t APIToken) error
-	// APIToken returns the API token with this hash; ErrNotFound.
+	// APIToken returns the API token with this hash; ErrNotFound when
+	// there is none or it was revoked (a revoked token authenticates no
+	// one). Expiry is the caller's to check.
 	APIToken(ctx context.Context, hash string) (APIToken, error)
+	// ListAPITokens returns every API token, revoked and expired ones
+	// included, oldest first. Hash is left empty: a token is named by its
+	// ID (APITokenID), never by its hash.
+	ListAPITokens(ctx context.Context) ([]APIToken, error)
+	// RevokeAPIToken revokes the API token whose hash starts with id (its
+	// ID, or a longer prefix of its hash: at least APITokenIDLen lowercase
+	// hex digits), audited as token.revoke by actor in the same
+	// transaction. ErrNotFound when no token has this ID (or id is not
+	// one); ErrConflict when it names several tokens (none is revoked:
+	// a longer prefix of the hash tells them apart). Revoking a revoked
+	// token is a no-op: nil, nothing written or audited, the first
+	// revocation's time and actor kept.
+	RevokeAPIToken(ctx context.Context, id, actor string, now time.Time) error
 
 	// BreakGlass records that the rollout may start nodes during freezes
 	// (actor, reason), audited as rollout.break-glass; ErrNotFound.
@@ -71,12 +86,44 @@ type NodeCert struct {
 
 // APIToken is a stored API token.
 type APIToken struct {
-	Hash      string
+	Hash      string // empty in ListAPITokens
+	ID        string // APITokenID(Hash): the name shown and revoked by
 	Name      string
 	Role      string
 	CreatedBy string
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: does not expire
+	RevokedAt time.Time // zero: not revoked
+	RevokedBy string
+}
+
+// APITokenIDLen is the length of an API token's ID: the first hex digits
+// of its hash. 48 bits name a token among an installation's few without
+// helping anyone find it (the token is 256 random bits).
+const APITokenIDLen = 12
+
+// APITokenID is the public ID of the API token with this hash.
+func APITokenID(hash string) string {
+	if len(hash) <= APITokenIDLen {
+		return hash
+	}
+	return hash[:APITokenIDLen]
+}
+
+// ValidAPITokenID reports whether id may name an API token: its ID or a
+// longer prefix of its hash, APITokenIDLen to 64 lowercase hex digits
+// (hashes are lowercase; SQLite's LIKE is not case-sensitive, and no
+// LIKE wildcard may slip through).
+func ValidAPITokenID(id string) bool {
+	if len(id) < APITokenIDLen || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // BreakGlass is an admin's override of a rollout's freezes.
@@ -224,7 +271,7 @@ func (s *sqlStore) CreateAPIToken(ctx context.Context, at APIToken) error {
 			return err
 		}
 		t.audit(AuditEntry{At: at.CreatedAt, Actor: at.CreatedBy, Action: "token.create", Object: "user/" + at.Name,
-			Detail: detail(map[string]any{"kind": "api", "user": at.Name, "role": at.Role, "expiresAt": at.ExpiresAt})})
+			Detail: detail(map[string]any{"kind": "api", "id": APITokenID(at.Hash), "user": at.Name, "role": at.Role, "expiresAt": at.ExpiresAt})})
 		return nil
 	})
 	if err != nil {
@@ -234,18 +281,95 @@ func (s *sqlStore) CreateAPIToken(ctx context.Context, at APIToken) error {
 }
 
 func (s *sqlStore) APIToken(ctx context.Context, hash string) (APIToken, error) {
-	at := APIToken{Hash: hash}
-	var ca, ea int64
-	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT name, role, created_by, created_at, expires_at FROM api_tokens WHERE hash = ?`), hash).
-		Scan(&at.Name, &at.Role, &at.CreatedBy, &ca, &ea)
+	at := APIToken{Hash: hash, ID: APITokenID(hash)}
+	var ca, ea, ra int64
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT name, role, created_by, created_at, expires_at, revoked_at FROM api_tokens WHERE hash = ?`), hash).
+		Scan(&at.Name, &at.Role, &at.CreatedBy, &ca, &ea, &ra)
 	if isNoRows(err) {
 		return at, notFound("API token", "")
 	}
 	if err != nil {
 		return at, fmt.Errorf("API token: %w", err)
 	}
+	if ra != 0 {
+		return APIToken{}, notFound("API token", at.ID+" (revoked)")
+	}
 	at.CreatedAt, at.ExpiresAt = fromNanos(ca), fromNanos(ea)
 	return at, nil
+}
+
+func (s *sqlStore) ListAPITokens(ctx context.Context) ([]APIToken, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, name, role, created_by, created_at, expires_at, revoked_at, revoked_by FROM api_tokens ORDER BY created_at, hash`)
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	defer rows.Close()
+	out := []APIToken{}
+	for rows.Next() {
+		var at APIToken
+		var hash string
+		var ca, ea, ra int64
+		if err := rows.Scan(&hash, &at.Name, &at.Role, &at.CreatedBy, &ca, &ea, &ra, &at.RevokedBy); err != nil {
+			return nil, fmt.Errorf("list API tokens: %w", err)
+		}
+		at.ID = APITokenID(hash)
+		at.CreatedAt, at.ExpiresAt, at.RevokedAt = fromNanos(ca), fromNanos(ea), fromNanos(ra)
+		out = append(out, at)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) RevokeAPIToken(ctx context.Context, id, actor string, now time.Time) error {
+	if !ValidAPITokenID(id) {
+		return fmt.Errorf("revoke API token %q: want %d to 64 lowercase hex digits: %w", id, APITokenIDLen, ErrNotFound)
+	}
+	err := s.write(ctx, func(t *tx) error {
+		// Lock every match: a concurrent revocation waits, then sees
+		// revoked_at set and does nothing.
+		rows, err := t.query(`SELECT hash, name, role, revoked_at FROM api_tokens WHERE hash LIKE ?`+t.d.forUpdate, id+"%")
+		if err != nil {
+			return err
+		}
+		type match struct {
+			hash, name, role string
+			revoked          int64
+		}
+		var ms []match
+		for rows.Next() {
+			var m match
+			if err := rows.Scan(&m.hash, &m.name, &m.role, &m.revoked); err != nil {
+				rows.Close()
+				return err
+			}
+			ms = append(ms, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		switch {
+		case len(ms) == 0:
+			return notFound("API token", id)
+		case len(ms) > 1:
+			return fmt.Errorf("ID %s names %d tokens; give more of the hash: %w", id, len(ms), ErrConflict)
+		case ms[0].revoked != 0:
+			return nil
+		}
+		m := ms[0]
+		if _, err := t.exec(`UPDATE api_tokens SET revoked_at = ?, revoked_by = ? WHERE hash = ?`, nanos(now), actor, m.hash); err != nil {
+			return err
+		}
+		t.audit(AuditEntry{At: now, Actor: actor, Action: "token.revoke", Object: "user/" + m.name,
+			Detail: detail(map[string]any{"kind": "api", "id": APITokenID(m.hash), "user": m.name, "role": m.role})})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoke API token %s: %w", id, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) BreakGlass(ctx context.Context, rollout, actor, reason string, now time.Time) error {

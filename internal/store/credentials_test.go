@@ -80,15 +80,17 @@ func testCredentials(t *testing.T, st store.Store) {
 	if _, err := c.EnrollNode(ctx, "h2", cert, now); err != nil {
 		t.Fatalf("re-enrol after removal: %v", err)
 	}
-	if err := c.CreateAPIToken(ctx, store.APIToken{Hash: "a1", Name: "olga", Role: "viewer", CreatedBy: "root", CreatedAt: now}); err != nil {
+	a1 := strings.Repeat("a1", 32) // hex SHA-256 of a token
+	if err := c.CreateAPIToken(ctx, store.APIToken{Hash: a1, Name: "olga", Role: "viewer", CreatedBy: "root", CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if at, err := c.APIToken(ctx, "a1"); err != nil || at.Name != "olga" || at.Role != "viewer" {
+	if at, err := c.APIToken(ctx, a1); err != nil || at.Name != "olga" || at.Role != "viewer" || at.ID != a1[:12] {
 		t.Fatalf("api token: %+v %v", at, err)
 	}
 	if _, err := c.APIToken(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown api token: %v", err)
 	}
+	testAPITokenRevocation(t, c, a1, now)
 	if err := c.BreakGlass(ctx, "nope", "root", "why", now); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("break-glass of no rollout: %v", err)
 	}
@@ -100,12 +102,104 @@ func testCredentials(t *testing.T, st store.Store) {
 	var actions []string
 	for _, e := range es {
 		actions = append(actions, e.Action)
-		if string(e.Detail) != "" && (strings.Contains(string(e.Detail), `"h1"`) || strings.Contains(string(e.Detail), `"a1"`)) {
+		if string(e.Detail) != "" && (strings.Contains(string(e.Detail), `"h1"`) || strings.Contains(string(e.Detail), a1) ||
+			strings.Contains(string(e.Detail), hashP) || strings.Contains(string(e.Detail), hashR)) {
 			t.Errorf("audit entry %s holds a token hash: %s", e.Action, e.Detail)
 		}
 	}
-	want := []string{"token.create", "node.enroll", "token.create", "node.renew", "node.delete", "node.enroll", "token.create"}
-	if len(actions) != len(want) {
+	want := []string{"token.create", "node.enroll", "token.create", "node.renew", "node.delete", "node.enroll", "token.create",
+		"token.create", "token.create", "token.create", "token.revoke", "token.revoke"}
+	if strings.Join(actions, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit actions %v, want %v", actions, want)
+	}
+	last := es[len(es)-1]
+	if last.Actor != "root" || last.Object != "user/rita" || !strings.Contains(string(last.Detail), `"id":"`+hashR[:12]+`"`) {
+		t.Fatalf("token.revoke entry: %+v %s", last, last.Detail)
+	}
+}
+
+// Hashes of API tokens for the revocation tests: P and Q share their ID
+// (the first 12 hex digits), R does not.
+var (
+	hashP = "abcdef012345" + strings.Repeat("1", 52)
+	hashQ = "abcdef012345" + strings.Repeat("2", 52)
+	hashR = "0123456789ab" + strings.Repeat("c", 52)
+)
+
+// testAPITokenRevocation: tokens are listed by ID without their hashes;
+// revocation by ID (or a longer prefix of the hash) stops a token from
+// authenticating, refuses an ambiguous ID, and is a no-op the second time.
+func testAPITokenRevocation(t *testing.T, c store.Credentials, a1 string, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	for i, at := range []store.APIToken{
+		{Hash: hashP, Name: "pat", Role: "operator", ExpiresAt: now.Add(time.Hour)},
+		{Hash: hashQ, Name: "quinn", Role: "viewer"},
+		{Hash: hashR, Name: "rita", Role: "admin"},
+	} {
+		at.CreatedBy, at.CreatedAt = "root", now.Add(time.Duration(i+1)*time.Second)
+		if err := c.CreateAPIToken(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := c.ListAPITokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, at := range list {
+		if at.Hash != "" {
+			t.Errorf("listed token %s has its hash", at.ID)
+		}
+		got = append(got, at.ID+" "+at.Name+" "+at.Role)
+	}
+	if want := []string{a1[:12] + " olga viewer", "abcdef012345 pat operator", "abcdef012345 quinn viewer", "0123456789ab rita admin"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("listed %q, want %q", got, want)
+	}
+	if p := list[1]; !p.ExpiresAt.Equal(now.Add(time.Hour)) || !p.CreatedAt.Equal(now.Add(time.Second)) || p.CreatedBy != "root" || !p.RevokedAt.IsZero() {
+		t.Fatalf("listed token: %+v", p)
+	}
+
+	for _, id := range []string{"ffffffffffff", "abcdef", "ABCDEF012345", "abcdef01234%", "abcdef01234_", hashP + "0"} {
+		if err := c.RevokeAPIToken(ctx, id, "root", now); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("revoke %q: %v, want ErrNotFound", id, err)
+		}
+	}
+	if err := c.RevokeAPIToken(ctx, "abcdef012345", "root", now); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("revoke an ID naming two tokens: %v, want ErrConflict", err)
+	}
+	for _, h := range []string{hashP, hashQ} {
+		if _, err := c.APIToken(ctx, h); err != nil {
+			t.Fatalf("token %s after a refused ambiguous revocation: %v", h[:13], err)
+		}
+	}
+	if err := c.RevokeAPIToken(ctx, hashP[:13], "root", now); err != nil {
+		t.Fatalf("revoke by a longer prefix: %v", err)
+	}
+	if _, err := c.APIToken(ctx, hashP); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked token authenticates: %v", err)
+	}
+	if _, err := c.APIToken(ctx, hashQ); err != nil {
+		t.Fatalf("the other token of the ID: %v", err)
+	}
+
+	if err := c.RevokeAPIToken(ctx, "0123456789ab", "root", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RevokeAPIToken(ctx, "0123456789ab", "eve", now.Add(2*time.Minute)); err != nil {
+		t.Fatalf("revoke twice: %v, want a no-op", err)
+	}
+	if _, err := c.APIToken(ctx, hashR); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked token authenticates: %v", err)
+	}
+	list, err = c.ListAPITokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := list[3]; r.Name != "rita" || !r.RevokedAt.Equal(now.Add(time.Minute)) || r.RevokedBy != "root" {
+		t.Fatalf("revoked token listed as %+v, want revoked at %s by root (the second revocation changes nothing)", r, now.Add(time.Minute))
+	}
+	if p, q := list[1], list[2]; p.RevokedBy != "root" || !p.RevokedAt.Equal(now) || !q.RevokedAt.IsZero() {
+		t.Fatalf("listed %+v and %+v", p, q)
 	}
 }
