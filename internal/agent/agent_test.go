@@ -124,13 +124,15 @@ func TestApplyEndToEnd(t *testing.T) {
 		step := applyStep(1, pkg("openssl", "3.0.15-1~deb12u1"))
 		srv.dispatch(step)
 		var all []api.StepReport
-		for len(all) < 4 {
+		for len(all) < 3 {
 			all = append(all, srv.next(t))
 		}
-		if got, want := phases(all), "running verifying verifying/pass verifying/pass"; got != want {
+		// Healthy at the first probe round: no report of probing without
+		// a verdict; the soak's start and its end.
+		if got, want := phases(all), "running verifying/pass verifying/pass"; got != want {
 			t.Fatalf("reports %q, want %q", got, want)
 		}
-		pass, last := all[2], all[3]
+		pass, last := all[1], all[2]
 		if pass.HealthySince.IsZero() || !last.HealthySince.Equal(pass.HealthySince) || last.At.Sub(pass.HealthySince) < time.Minute {
 			t.Errorf("healthy since %v, final at %v: want a minute of soak", pass.HealthySince, last.At)
 		}
@@ -409,6 +411,36 @@ func TestFinishedStepIsNotExecutedAgain(t *testing.T) {
 	})
 }
 
+// TestJournalDurability: the records later decisions depend on are
+// flushed to the disk before the agent goes on; the ones resuming can do
+// without are not (each fsync is milliseconds).
+func TestJournalDurability(t *testing.T) {
+	for _, tt := range []struct {
+		rec  record
+		want bool
+	}{
+		{record{Type: recStep}, true},
+		{record{Type: recAction, Stage: stagePreflight}, false},
+		{record{Type: recAction, Stage: stageSnapshot}, true},
+		{record{Type: recAction, Stage: stageApplied}, false},
+		{record{Type: recAction, Stage: stageVerified}, false},
+		{record{Type: recAction, Stage: stageRolledBack}, true},
+		{record{Type: recAction, Stage: stageRestoreErr}, true},
+		{record{Type: recAction, Stage: stageUncordoning}, true},
+		{record{Type: recAction, Stage: stageUncordoned}, false},
+		{record{Type: recAction, Stage: stageHeld}, true},
+		{record{Type: recFailing}, true},
+		{record{Type: recRebooting}, true},
+		{record{Type: recVerifying}, false},
+		{record{Type: recResult}, true},
+		{record{Type: recReported}, false},
+	} {
+		if got := tt.rec.durable(); got != tt.want {
+			t.Errorf("%s %s: durable %v, want %v", tt.rec.Type, tt.rec.Stage, got, tt.want)
+		}
+	}
+}
+
 func TestTornJournal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newTestNode(t)
@@ -481,7 +513,7 @@ func TestRebootInProcess(t *testing.T) {
 		boot := n.state.BootID()
 		srv.dispatch(step)
 		final, seen := srv.final(t)
-		if got := phases(seen); got != "running verifying verifying/pass verifying/pass" {
+		if got := phases(seen); got != "running verifying/pass verifying/pass" {
 			t.Fatalf("reports %q (%s)", got, final.Reason)
 		}
 		if n.state.Reboots() != 1 || n.state.BootID() == boot || final.BootID != n.state.BootID() {
@@ -559,6 +591,35 @@ func TestSoakFailureAndDeadline(t *testing.T) {
 		want = "node probes did not pass within 5m0s: command check-app: exit status 1, want 0: app answers 500 on /orders (after 1 try)"
 		if final.Phase != engine.PhaseFailed || final.Reason != want {
 			t.Errorf("final %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+	})
+}
+
+// TestProbingReported: a node not healthy at the first probe round
+// reports verifying without a verdict, once, while it is probed; then the
+// verdict.
+func TestProbingReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		n.healthy.Store(false)
+		srv := newFakeServer(t)
+		stop, _ := start(t, n.config(t, srv))
+		defer stop()
+		step := applyStep(1, pkg("openssl", "3.0.15-1~deb12u1"))
+		step.MinHealthy = 0
+		srv.dispatch(step)
+		var all []api.StepReport
+		for len(all) < 2 {
+			all = append(all, srv.next(t))
+		}
+		time.Sleep(35 * time.Second) // three more failed rounds, 10 s apart
+		n.healthy.Store(true)
+		final, seen := srv.final(t)
+		if got, want := phases(append(all, seen...)), "running verifying verifying/pass"; got != want || final.Gate != engine.Pass {
+			t.Fatalf("reports %q, want %q", got, want)
+		}
+		if !final.HealthySince.After(all[1].At) {
+			t.Errorf("healthy since %v, probing reported at %v", final.HealthySince, all[1].At)
 		}
 	})
 }
@@ -641,7 +702,8 @@ func TestOverRealHTTP(t *testing.T) {
 	step.MinHealthy = 0
 	srv.dispatch(step)
 	final, seen := srv.final(t)
-	if phases(seen) != "running verifying verifying/pass verifying/pass" || final.Gate != engine.Pass {
+	// No soak: the one verdict is the final report.
+	if phases(seen) != "running verifying/pass" || final.Gate != engine.Pass {
 		t.Fatalf("reports %q", phases(seen))
 	}
 }

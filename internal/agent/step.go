@@ -365,10 +365,14 @@ func keptCordoned(kept []string, why string) string {
 	return "; node left cordoned (" + strings.Join(kept, ", ") + ") because " + why + ": no workloads are sent back to a node in a state nobody chose"
 }
 
-// verifyPhase runs the step's probes: report verifying; probe until every
-// probe passes (failed if not within HealthyDeadline); report Gate pass
-// with HealthySince; keep probing for MinHealthy and report Gate fail at
-// the first failure. The final report is verifying with the last verdict.
+// verifyPhase runs the step's probes: probe until every probe passes
+// (failed if not within HealthyDeadline), reporting verifying without a
+// verdict if the first round does not pass; then keep probing for
+// MinHealthy, reporting Gate pass with HealthySince when the soak starts,
+// and Gate fail at the first failure. The final report is verifying with
+// the last verdict. A node healthy at the first round with no soak thus
+// costs one report, not three: reports are what the server's time goes
+// to in a large rollout.
 func (a *agent) verifyPhase(ctx context.Context, id string) error {
 	st, _ := a.j.step(id)
 	if !st.Verifying {
@@ -379,7 +383,6 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 	boot, _ := a.bootID(ctx)
 	p := st.Payload
 	ev := a.evidence(id)
-	a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, BootID: boot, Evidence: ev})
 	if len(p.Probes) == 0 {
 		return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: a.clock.Now(),
 			BootID: boot, Reason: "no node probes", Evidence: ev})
@@ -396,6 +399,7 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 	}
 	start := a.clock.Now()
 	var since time.Time
+	probing := false // reported verifying without a verdict
 	for {
 		t0 := a.clock.Now()
 		reason := a.probeAll(ctx, p.Probes)
@@ -406,6 +410,10 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			since = t0
 			break
 		}
+		if !probing {
+			probing = true
+			a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, BootID: boot, Evidence: ev})
+		}
 		if a.clock.Now().Add(interval).Sub(start) > deadline {
 			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Gate: engine.Fail, BootID: boot, Evidence: ev,
 				Reason: fmt.Sprintf("node probes did not pass within %s: %s", deadline, reason)})
@@ -414,8 +422,11 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			return errStopped
 		}
 	}
-	a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot})
 	minHealthy := p.MinHealthy.D()
+	if minHealthy <= 0 {
+		return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev})
+	}
+	a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot})
 	for a.clock.Now().Sub(since) < minHealthy {
 		wait := min(interval, minHealthy-a.clock.Now().Sub(since))
 		if err := a.c.sleep(ctx, wait); err != nil {
