@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// recheckCredentials is how often an event stream checks that its
+// caller's credentials are still valid.
+const recheckCredentials = 5 * time.Second
+
 // events streams audit entries as Server-Sent Events, oldest first from
 // ?after= (or Last-Event-ID), then live: every state transition and human
 // action is an audit entry, so the audit log is the event stream. Streams
@@ -41,6 +45,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ identity) erro
 	defer tick.Stop()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	// A stream outlives the check of the credentials it started with: a
+	// token revoked (or expired) since ends it within recheckCredentials.
+	recheck := time.NewTicker(recheckCredentials)
+	defer recheck.Stop()
 	for {
 		changed := s.wake.changed()
 		es, err := s.st.ListAudit(ctx, after, 500, rollout)
@@ -65,6 +73,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ identity) erro
 			return nil
 		case <-changed:
 		case <-tick.C:
+		case <-recheck.C:
+			if _, err := s.authenticate(r); err != nil {
+				fmt.Fprint(w, "event: error\ndata: {\"error\": \"credentials no longer valid\", \"code\": \"unauthorized\"}\n\n")
+				_ = rc.Flush()
+				return nil
+			}
 		case <-keepalive.C:
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
 				return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -709,4 +710,41 @@ func mustPlan(t *testing.T, s *Server, id string) *plan.Plan {
 		t.Fatal(err)
 	}
 	return rc.plan
+}
+
+// TestEventStreamEndsOnRevocation: an event stream opened with an API
+// token ends, saying why, once the token is revoked (within the stream's
+// credential recheck), instead of streaming on to its old holder.
+func TestEventStreamEndsOnRevocation(t *testing.T) {
+	s := newTestServer(t)
+	h := s.Handler()
+	st, ae, body := call(t, h, "POST", "/v1/tokens", root, api.TokenRequest{Kind: api.TokenAPI, User: "pat", Role: "viewer"})
+	if st != 201 {
+		t.Fatalf("create: %d %v", st, ae)
+	}
+	var tok api.TokenResponse
+	_ = json.Unmarshal(body, &tok)
+	hs := httptest.NewServer(h)
+	defer hs.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", hs.URL+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	resp, err := hs.Client().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("open stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if st, ae, _ := call(t, h, "DELETE", "/v1/tokens/"+tok.ID, root, nil); st != 204 {
+		t.Fatalf("revoke: %d %v", st, ae)
+	}
+	revoked := time.Now()
+	rest, err := io.ReadAll(resp.Body) // returns when the server ends the stream
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if took := time.Since(revoked); took > recheckCredentials+5*time.Second {
+		t.Errorf("stream ended %s after the revocation", took)
+	}
+	if !strings.Contains(string(rest), "event: error") || !strings.Contains(string(rest), "credentials no longer valid") {
+		t.Errorf("stream ended without saying why:\n%s", rest)
+	}
 }
