@@ -23,7 +23,10 @@ type uncordoner interface {
 	Uncordon(ctx context.Context, a plan.Action, s driver.Snapshot) (driver.Outcome, error)
 }
 
-var _ uncordoner = (*driver.KubernetesNode)(nil)
+var (
+	_ uncordoner = (*driver.KubernetesNode)(nil)
+	_ uncordoner = (*driver.Sim)(nil)
+)
 
 // uncordonTries bounds the tries of one Uncordon (or the Rollback of an
 // uncordoner) with the agent's backoff between them (1s, 2s, 4s ... up
@@ -31,8 +34,13 @@ var _ uncordoner = (*driver.KubernetesNode)(nil)
 // server to restart.
 const uncordonTries = 8
 
-// isUncordoner reports whether act's driver on this node is an uncordoner.
+// isUncordoner reports whether act is a kubernetes-node action whose
+// driver on this node is an uncordoner (the simulated driver, which
+// handles every kind, uncordons only those).
 func (a *agent) isUncordoner(act plan.Action) (uncordoner, bool) {
+	if kind, err := driver.KindOf(act); err != nil || kind != plan.ActionKubernetesNode {
+		return nil, false
+	}
 	d, err := a.cfg.Drivers.For(act, a.currentFacts())
 	if err != nil {
 		return nil, false

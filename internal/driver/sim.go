@@ -210,6 +210,13 @@ func (s *SimState) Rollbacks() int {
 	return s.db.Rollbacks
 }
 
+// Drained reports whether the simulated Kubernetes node is out of service.
+func (s *SimState) Drained() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Drained
+}
+
 // Healthy reports whether no applied action hurts the node.
 func (s *SimState) Healthy() bool {
 	ok, _ := s.Health()
@@ -626,11 +633,27 @@ func (d *Sim) Verify(ctx context.Context, a plan.Action) error {
 	return nil
 }
 
+// Uncordon returns a simulated Kubernetes node to service after the
+// step's later actions, as the kubernetes-node driver does: like its
+// rollback, by the snapshot, so a node drained before the step stays
+// drained. Only kubernetes-node actions have one.
+func (d *Sim) Uncordon(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
+	if kind, err := KindOf(a); err != nil || kind != plan.ActionKubernetesNode {
+		return Outcome{}, fmt.Errorf("sim: uncordon of a %s action: only kubernetes-node actions take a node out of service", kind)
+	}
+	return d.restore(ctx, a, s)
+}
+
 // Rollback restores the snapshot s.
 func (d *Sim) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
 	d.s.mu.Lock()
 	d.s.db.Rollbacks++
 	d.s.mu.Unlock()
+	return d.restore(ctx, a, s)
+}
+
+// restore brings the simulated node back to the snapshot s.
+func (d *Sim) restore(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
 	var snap simSnapshot
 	if err := json.Unmarshal(s.Data, &snap); err != nil {
 		return Outcome{}, fmt.Errorf("sim rollback: bad snapshot: %w", err)

@@ -133,3 +133,47 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("no kind: %v", err)
 	}
 }
+
+// TestSimUncordon: a simulated Kubernetes node drained by the step is
+// back in service after Uncordon, which is not a rollback; a node drained
+// before the step stays drained; other actions have no uncordon.
+func TestSimUncordon(t *testing.T) {
+	ctx := context.Background()
+	st := NewSimState("k1", "ubuntu", "6.8.0-45", nil)
+	d := NewSim(st)
+	a := plan.Action{KubernetesNode: &plan.KubernetesNodeAction{Drain: true}}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Drained() {
+		t.Fatal("not drained after apply")
+	}
+	for range 2 { // idempotent
+		out, err := d.Uncordon(ctx, a, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Drained() {
+			t.Fatalf("still drained after uncordon (%s)", out.Summary)
+		}
+	}
+	if st.Rollbacks() != 0 {
+		t.Errorf("uncordon counted as %d rollbacks", st.Rollbacks())
+	}
+	// Drained before the step: the snapshot says so, and it stays.
+	if _, err := d.Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := d.Snapshot(ctx, a)
+	if _, err := d.Uncordon(ctx, a, before); err != nil || !st.Drained() {
+		t.Fatalf("an operator's drain was undone: %v", err)
+	}
+	pkg := plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "curl", Version: "1"}}}}
+	if _, err := d.Uncordon(ctx, pkg, snap); err == nil {
+		t.Error("uncordon of a package action accepted")
+	}
+}
