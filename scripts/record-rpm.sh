@@ -10,7 +10,7 @@
 #	scripts/record-rpm.sh dnf/lock    # one
 #	scripts/record-rpm.sh shell       # a shell on a fresh fake host
 #
-# (about 80 s for every scenario: the lock ones wait for a slow install).
+# (about 60 s for every scenario: the lock ones wait for a slow install).
 #
 # The packages come from internal/driver/testdata/dnf/rpm/*.spec, built
 # with rpmbuild into a file:// repository made by createrepo_c. Each
@@ -123,6 +123,19 @@ long=drover-testsvc-with-a-package-name-too-long-for-the-columns-of-dnf-list
 
 # q is the driver's rpm query of one package.
 q() { rec rpm -q --qf '%{EPOCH}:%{VERSION}-%{RELEASE}\n' "$1"; }
+
+# lk is the option the dnf driver gives the dnf commands that change the
+# system: fail at once, not wait, when another process holds the lock.
+lk=--setopt=exit_on_lock=True
+
+# kernel is the driver's look for the packages owning the running kernel,
+# which Rollback runs before it removes anything.
+kernel() {
+	local r
+	r=$(uname -r)
+	rec uname -r
+	rec rpm -qf --qf '%{NAME} %{EPOCH}:%{VERSION}-%{RELEASE}\n' "/boot/vmlinuz-$r" "/lib/modules/$r"
+}
 
 # quiet CMD... runs a setup command, showing its output only if it fails.
 quiet() {
@@ -249,7 +262,7 @@ dnf/upgrade() {
 	rec dnf makecache
 	q drover-testsvc
 	rec dnf versionlock list
-	rec dnf install -y drover-testsvc-1.1-1
+	rec dnf $lk install -y drover-testsvc-1.1-1
 	q drover-testsvc
 	rec needs-restarting -r
 	# Verify
@@ -266,11 +279,11 @@ dnf/already() {
 	rec dnf versionlock list
 	rec needs-restarting -r
 	# (not the driver)
-	rec dnf install -y drover-testsvc-1.1-1
+	rec dnf $lk install -y drover-testsvc-1.1-1
 }
 
 dnf/install() {
-	begin dnf install "drover-testsvc not installed; operation install pins 1.1-1: Snapshot, Preflight, Apply; then Rollback to the snapshot, which recorded it absent (dnf remove), and Verify of the snapshot."
+	begin dnf install "drover-testsvc not installed; operation install pins 1.1-1: Snapshot, Preflight, Apply; then Rollback to the snapshot, which recorded it absent (dnf remove, after a look at which package owns the running kernel: none here), and checks it."
 	# Snapshot
 	rec dnf versionlock list
 	q drover-testsvc
@@ -280,31 +293,34 @@ dnf/install() {
 	# Apply
 	q drover-testsvc
 	rec dnf versionlock list
-	rec dnf install -y drover-testsvc-1.1-1
+	rec dnf $lk install -y drover-testsvc-1.1-1
 	q drover-testsvc
 	rec needs-restarting -r
 	# Rollback
 	rec dnf versionlock list
 	q drover-testsvc
-	rec dnf remove -y drover-testsvc
+	kernel
+	rec dnf $lk remove -y drover-testsvc
 	rec needs-restarting -r
+	rec dnf versionlock list
 	q drover-testsvc
 }
 
 dnf/hold() {
 	quiet dnf -y install drover-testsvc-1.0-1
 	quiet dnf versionlock add drover-testsvc
-	begin dnf hold "drover-testsvc 1.0-1 installed and versionlocked, pinned to 1.1-1 with hold: true: Preflight (dnf list shows every version: the lock only excludes them from transactions), Apply (unlock, install, lock again), Verify."
+	begin dnf hold "drover-testsvc 1.0-1 installed and versionlocked, pinned to 1.1-1 with hold: true: Preflight (versionlock list first: the host can hold; dnf list shows every version: the lock only excludes them from transactions), Apply (unlock, install, lock again), Verify."
 	# Preflight
+	rec dnf versionlock list
 	q drover-testsvc
 	rec dnf list --showduplicates drover-testsvc
 	# Apply
-	q drover-testsvc
 	rec dnf versionlock list
-	rec dnf versionlock delete drover-testsvc
-	rec dnf install -y drover-testsvc-1.1-1
 	q drover-testsvc
-	rec dnf versionlock add drover-testsvc-1.1-1
+	rec dnf $lk versionlock delete drover-testsvc
+	rec dnf $lk install -y drover-testsvc-1.1-1
+	q drover-testsvc
+	rec dnf $lk versionlock add drover-testsvc-1.1-1
 	rec needs-restarting -r
 	# Verify
 	q drover-testsvc
@@ -316,38 +332,46 @@ dnf/downgrade() {
 	quiet dnf -y install drover-testsvc-1.0-1
 	quiet dnf -y install drover-testsvc-1.1-1
 	quiet dnf versionlock add drover-testsvc-1.1-1
-	begin dnf downgrade "Rollback of drover-testsvc from 1.1-1 (versionlocked) to the snapshot's 1.0-1 (not held): unlock, dnf downgrade; then a repeated Rollback that finds it restored. needs-restarting.d lists drover-testsvc, so needs-restarting -r reports a reboot."
+	begin dnf downgrade "Rollback of drover-testsvc from 1.1-1 (versionlocked) to the snapshot's 1.0-1 (not held): unlock, dnf downgrade, check; then a repeated Rollback that finds it restored. needs-restarting.d lists drover-testsvc, so needs-restarting -r reports a reboot."
 	# Rollback
 	rec dnf versionlock list
 	q drover-testsvc
-	rec dnf versionlock delete drover-testsvc
-	rec dnf downgrade -y drover-testsvc-1.0-1
+	rec dnf $lk versionlock delete drover-testsvc
+	rec dnf $lk downgrade -y drover-testsvc-1.0-1
 	rec needs-restarting -r
+	rec dnf versionlock list
+	q drover-testsvc
 	# Rollback again
 	rec dnf versionlock list
 	q drover-testsvc
 	rec needs-restarting -r
+	rec dnf versionlock list
+	q drover-testsvc
 }
 
 dnf/epoch() {
 	quiet dnf -y install drover-epochsvc-1:2.0-1.el9
-	begin dnf epoch "drover-epochsvc 1:2.0-1.el9 installed (epoch 1, as RHEL's nginx), pinned to 1:2.1-1.el9 with hold: true: Preflight, Apply (versionlock add takes the epoch); then Rollback to the snapshot's 1:2.0-1.el9 (not held) and Verify of the snapshot."
+	begin dnf epoch "drover-epochsvc 1:2.0-1.el9 installed (epoch 1, as RHEL's nginx), pinned to 1:2.1-1.el9 with hold: true: Preflight, Apply (versionlock add takes the epoch); then Rollback to the snapshot's 1:2.0-1.el9 (not held), which checks it, and Verify of the snapshot."
 	# Preflight
+	rec dnf versionlock list
 	q drover-epochsvc
 	rec dnf list --showduplicates drover-epochsvc
 	# Apply
-	q drover-epochsvc
 	rec dnf versionlock list
-	rec dnf install -y drover-epochsvc-1:2.1-1.el9
 	q drover-epochsvc
-	rec dnf versionlock add drover-epochsvc-1:2.1-1.el9
+	rec dnf $lk install -y drover-epochsvc-1:2.1-1.el9
+	q drover-epochsvc
+	rec dnf $lk versionlock add drover-epochsvc-1:2.1-1.el9
 	rec needs-restarting -r
 	# Rollback
 	rec dnf versionlock list
 	q drover-epochsvc
-	rec dnf versionlock delete drover-epochsvc
-	rec dnf downgrade -y drover-epochsvc-1:2.0-1.el9
+	rec dnf $lk versionlock delete drover-epochsvc
+	rec dnf $lk downgrade -y drover-epochsvc-1:2.0-1.el9
 	rec needs-restarting -r
+	rec dnf versionlock list
+	q drover-epochsvc
+	# Verify
 	q drover-epochsvc
 }
 
@@ -362,26 +386,25 @@ dnf/errors() {
 	q drover-testsvc
 	rec dnf list --showduplicates drover-testsvc
 	rec dnf versionlock list
-	rec dnf install -y drover-testsvc-9.9-1
+	rec dnf $lk install -y drover-testsvc-9.9-1
 	q nosuchpkg
 	rec dnf list --showduplicates nosuchpkg
-	rec dnf install -y nosuchpkg-2.0-1
+	rec dnf $lk install -y nosuchpkg-2.0-1
 }
 
 dnf/noplugins() {
 	no_dnf_plugins
 	quiet dnf -y install drover-testsvc-1.0-1
-	begin dnf noplugins "A host without dnf-plugins-core (no versionlock, no needs-restarting): drover-testsvc 1.0-1 installed, pinned to 1.1-1 with hold: true. Preflight passes, Apply installs 1.1-1, then cannot make the hold."
-	# Preflight
+	begin dnf noplugins "A host without dnf-plugins-core (no versionlock, no needs-restarting): drover-testsvc 1.0-1 installed, pinned to 1.1-1. With hold: true, Preflight and Apply stop at their first command, dnf versionlock list, before anything changes. Without hold: Preflight, then Apply installs 1.1-1 (nothing is held; no reboot)."
+	# Preflight and Apply with hold: true; Apply without
+	rec dnf versionlock list
+	# Preflight without hold
 	q drover-testsvc
 	rec dnf list --showduplicates drover-testsvc
-	# Apply
+	# Apply without hold
 	q drover-testsvc
-	rec dnf versionlock list
-	rec dnf install -y drover-testsvc-1.1-1
+	rec dnf $lk install -y drover-testsvc-1.1-1
 	q drover-testsvc
-	rec dnf versionlock add drover-testsvc-1.1-1
-	# (a reboot check on such a host)
 	rec needs-restarting -r
 }
 
@@ -402,24 +425,14 @@ other_wait() {
 
 dnf/lock() {
 	quiet dnf -y install drover-testsvc-1.0-1
-	begin dnf lock "Another dnf installs drover-slowsvc (its pre-install scriptlet sleeps) and holds dnf's rpmdb lock (/var/lib/dnf/rpmdb_lock.pid) while the driver applies drover-testsvc 1.1-1: dnf waits for the lock, printing the other's pid, until the runner's timeout (5 s here) kills it."
+	begin dnf lock "Another dnf installs drover-slowsvc (its pre-install scriptlet sleeps) and holds dnf's rpmdb lock (/var/lib/dnf/rpmdb_lock.pid) while the driver applies drover-testsvc 1.1-1: the reads run (rpm -q, dnf versionlock list), the install with exit_on_lock fails at once (exit 200), naming the holder. Then what the same install does without exit_on_lock (not the driver's command line): it waits for the lock, printing the other's pid, until the runner's timeout (5 s here) kills it."
 	other_dnf
 	# Apply
 	q drover-testsvc
 	rec dnf versionlock list
+	rec dnf $lk install -y drover-testsvc-1.1-1
+	# (not the driver)
 	rec_timeout 5 dnf install -y drover-testsvc-1.1-1
-	other_wait
-}
-
-dnf/lock-exit() {
-	echo exit_on_lock=True >>/etc/dnf/dnf.conf
-	quiet dnf -y install drover-testsvc-1.0-1
-	begin dnf lock-exit "As dnf/lock, on a host whose dnf.conf sets exit_on_lock=True: dnf fails at once (exit 200), naming the holder."
-	other_dnf
-	# Apply
-	q drover-testsvc
-	rec dnf versionlock list
-	rec dnf install -y drover-testsvc-1.1-1
 	other_wait
 }
 
@@ -431,7 +444,80 @@ dnf/nospace() {
 	# Apply
 	q drover-bigsvc
 	rec dnf versionlock list
-	rec dnf install -y drover-bigsvc-1.0-1
+	rec dnf $lk install -y drover-bigsvc-1.0-1
+}
+
+dnf/kernel() {
+	quiet dnf -y install drover-kernel-6.1-1
+	begin dnf kernel "drover-kernel (provides installonlypkg(kernel): installonly for dnf) 6.1-1 installed; a kernel action installs 6.2-1: Snapshot, Preflight, Apply (dnf installs 6.2-1 beside 6.1-1), Verify; then Rollback (which package owns the running kernel: none here; dnf remove of 6.2-1 alone; the check), and a repeated Rollback that finds the snapshot's versions."
+	# Snapshot
+	rec dnf versionlock list
+	q drover-kernel
+	# Preflight
+	q drover-kernel
+	rec dnf list --showduplicates drover-kernel
+	# Apply
+	rec dnf versionlock list
+	q drover-kernel
+	rec dnf $lk install -y drover-kernel-6.2-1
+	q drover-kernel
+	rec needs-restarting -r
+	# Verify
+	q drover-kernel
+	# Rollback
+	rec dnf versionlock list
+	q drover-kernel
+	kernel
+	rec dnf $lk remove -y drover-kernel-6.2-1
+	rec needs-restarting -r
+	rec dnf versionlock list
+	q drover-kernel
+	# Rollback again
+	rec dnf versionlock list
+	q drover-kernel
+	rec needs-restarting -r
+	rec dnf versionlock list
+	q drover-kernel
+}
+
+dnf/kernel-limit() {
+	quiet dnf -y install drover-kernel-6.1-1
+	quiet dnf -y install drover-kernel-6.2-1
+	quiet dnf -y install drover-kernel-6.3-1
+	begin dnf kernel-limit "drover-kernel 6.1-1, 6.2-1 and 6.3-1 installed, installonly_limit=3 (RHEL's); a kernel action installs 6.4-1: Snapshot, Apply (dnf installs 6.4-1 and removes the oldest, 6.1-1); then Rollback: dnf remove of 6.4-1, then dnf downgrade to 6.1-1 (which installs it beside 6.2-1 and 6.3-1), and the check."
+	# Snapshot
+	rec dnf versionlock list
+	q drover-kernel
+	# Apply
+	rec dnf versionlock list
+	q drover-kernel
+	rec dnf $lk install -y drover-kernel-6.4-1
+	q drover-kernel
+	rec needs-restarting -r
+	# Rollback
+	rec dnf versionlock list
+	q drover-kernel
+	kernel
+	rec dnf $lk remove -y drover-kernel-6.4-1
+	rec dnf $lk downgrade -y drover-kernel-6.1-1
+	rec needs-restarting -r
+	rec dnf versionlock list
+	q drover-kernel
+}
+
+dnf/kernel-running() {
+	quiet dnf -y install drover-kernel-6.1-1
+	begin dnf kernel-running "drover-kernel 6.1-1 installed: Snapshot. Then the step installed 6.2-1 and the node rebooted into it: this 6.2-1's modules are in /lib/modules/\$(uname -r), so rpm -qf finds it owns the running kernel. Rollback refuses before changing anything. Last, not the driver: dnf itself refuses to remove it (protect_running_kernel)."
+	# Snapshot
+	rec dnf versionlock list
+	q drover-kernel
+	quiet rpm -i "$W"/running/noarch/drover-kernel-6.2-1.noarch.rpm
+	# Rollback
+	rec dnf versionlock list
+	q drover-kernel
+	kernel
+	# (not the driver)
+	rec dnf $lk remove -y drover-kernel-6.2-1
 }
 
 # ---- zypper scenarios ----------------------------------------------------------
@@ -439,8 +525,9 @@ dnf/nospace() {
 zypper/upgrade() {
 	zypper_reboot_hint
 	quiet zypper --non-interactive install drover-testsvc=1.0-1
-	begin zypper upgrade "drover-testsvc 1.0-1 installed, pinned to 1.1-1 with hold: true (update: true): Preflight, Apply, Verify. /etc/zypp/needreboot.d lists drover-testsvc, so installing it flags a reboot."
+	begin zypper upgrade "drover-testsvc 1.0-1 installed, pinned to 1.1-1 with hold: true (update: true): Preflight (locks first: the host can hold), Apply, Verify. /etc/zypp/needreboot.d lists drover-testsvc, so installing it flags a reboot."
 	# Preflight
+	rec zypper --non-interactive locks
 	rec zypper --non-interactive refresh
 	q drover-testsvc
 	rec zypper --non-interactive search --details --match-exact drover-testsvc
@@ -471,7 +558,7 @@ zypper/already() {
 }
 
 zypper/install() {
-	begin zypper install "drover-testsvc not installed; operation install pins 1.1-1: Snapshot, Preflight, Apply; then Rollback to the snapshot, which recorded it absent (zypper remove), and Verify of the snapshot."
+	begin zypper install "drover-testsvc not installed; operation install pins 1.1-1: Snapshot, Preflight, Apply; then Rollback to the snapshot, which recorded it absent (zypper remove, after a look at which package owns the running kernel: none here), and checks it."
 	# Snapshot
 	rec zypper --non-interactive locks
 	q drover-testsvc
@@ -487,30 +574,36 @@ zypper/install() {
 	# Rollback
 	rec zypper --non-interactive locks
 	q drover-testsvc
+	kernel
 	rec zypper --non-interactive remove drover-testsvc
 	rec zypper --non-interactive needs-rebooting
+	rec zypper --non-interactive locks
 	q drover-testsvc
 }
 
 zypper/downgrade() {
 	quiet zypper --non-interactive install drover-testsvc=1.1-1
 	quiet zypper --non-interactive addlock drover-testsvc
-	begin zypper downgrade "Rollback of drover-testsvc from 1.1-1 (locked) to the snapshot's 1.0-1 (not held): removelock, zypper install --oldpackage; then a repeated Rollback that finds it restored. (zypper install --oldpackage of a locked package fails with exit 4, \"Problem: conflicting requests\": the driver removes the lock first.)"
+	begin zypper downgrade "Rollback of drover-testsvc from 1.1-1 (locked) to the snapshot's 1.0-1 (not held): removelock, zypper install --oldpackage, check; then a repeated Rollback that finds it restored. (zypper install --oldpackage of a locked package fails with exit 4, \"Problem: conflicting requests\": the driver removes the lock first.)"
 	# Rollback
 	rec zypper --non-interactive locks
 	q drover-testsvc
 	rec zypper --non-interactive removelock drover-testsvc
 	rec zypper --non-interactive install --oldpackage drover-testsvc=1.0-1
 	rec zypper --non-interactive needs-rebooting
+	rec zypper --non-interactive locks
+	q drover-testsvc
 	# Rollback again
 	rec zypper --non-interactive locks
 	q drover-testsvc
 	rec zypper --non-interactive needs-rebooting
+	rec zypper --non-interactive locks
+	q drover-testsvc
 }
 
 zypper/epoch() {
 	quiet zypper --non-interactive install drover-epochsvc=1:2.0-1.el9
-	begin zypper epoch "drover-epochsvc 1:2.0-1.el9 installed (epoch 1), pinned to 1:2.1-1.el9: Preflight, Apply; then Rollback to 1:2.0-1.el9 and Verify of the snapshot."
+	begin zypper epoch "drover-epochsvc 1:2.0-1.el9 installed (epoch 1), pinned to 1:2.1-1.el9: Preflight, Apply; then Rollback to 1:2.0-1.el9, which checks it, and Verify of the snapshot."
 	# Preflight
 	q drover-epochsvc
 	rec zypper --non-interactive search --details --match-exact drover-epochsvc
@@ -525,6 +618,9 @@ zypper/epoch() {
 	q drover-epochsvc
 	rec zypper --non-interactive install --oldpackage drover-epochsvc=1:2.0-1.el9
 	rec zypper --non-interactive needs-rebooting
+	rec zypper --non-interactive locks
+	q drover-epochsvc
+	# Verify
 	q drover-epochsvc
 }
 
@@ -573,11 +669,60 @@ zypper/nospace() {
 	rec zypper --non-interactive install --oldpackage drover-bigsvc=1.0-1
 }
 
+zypper/kernel() {
+	quiet zypper --non-interactive install drover-kernel=6.1-1
+	begin zypper kernel "drover-kernel (provides multiversion(kernel): multiversion for zypper, whose zypp.conf says multiversion = provides:multiversion(kernel) as SUSE's does) 6.1-1 installed; a kernel action installs 6.2-1: Snapshot, Preflight, Apply (zypper installs 6.2-1 beside 6.1-1), Verify; then Rollback (which package owns the running kernel: none here; zypper remove of 6.2-1 alone; the check), and a repeated Rollback that finds the snapshot's versions."
+	# Snapshot
+	rec zypper --non-interactive locks
+	q drover-kernel
+	# Preflight
+	q drover-kernel
+	rec zypper --non-interactive search --details --match-exact drover-kernel
+	# Apply
+	rec zypper --non-interactive locks
+	q drover-kernel
+	rec zypper --non-interactive install --oldpackage drover-kernel=6.2-1
+	q drover-kernel
+	rec zypper --non-interactive needs-rebooting
+	# Verify
+	q drover-kernel
+	# Rollback
+	rec zypper --non-interactive locks
+	q drover-kernel
+	kernel
+	rec zypper --non-interactive remove drover-kernel=6.2-1
+	rec zypper --non-interactive needs-rebooting
+	rec zypper --non-interactive locks
+	q drover-kernel
+	# Rollback again
+	rec zypper --non-interactive locks
+	q drover-kernel
+	rec zypper --non-interactive needs-rebooting
+	rec zypper --non-interactive locks
+	q drover-kernel
+}
+
+zypper/kernel-running() {
+	quiet zypper --non-interactive install drover-kernel=6.1-1
+	begin zypper kernel-running "drover-kernel 6.1-1 installed: Snapshot. Then the step installed 6.2-1 and the node rebooted into it: this 6.2-1's modules are in /lib/modules/\$(uname -r), so rpm -qf finds it owns the running kernel. Rollback refuses before changing anything. Last, not the driver: zypper, unlike dnf, removes it when asked."
+	# Snapshot
+	rec zypper --non-interactive locks
+	q drover-kernel
+	quiet rpm -i "$W"/running/noarch/drover-kernel-6.2-1.noarch.rpm
+	# Rollback
+	rec zypper --non-interactive locks
+	q drover-kernel
+	kernel
+	# (not the driver)
+	rec zypper --non-interactive remove drover-kernel=6.2-1
+	q drover-kernel
+}
+
 scenarios=(
 	dnf/upgrade dnf/already dnf/install dnf/hold dnf/downgrade dnf/epoch dnf/longname
-	dnf/errors dnf/noplugins dnf/lock dnf/lock-exit dnf/nospace
+	dnf/errors dnf/noplugins dnf/lock dnf/nospace dnf/kernel dnf/kernel-limit dnf/kernel-running
 	zypper/upgrade zypper/already zypper/install zypper/downgrade zypper/epoch
-	zypper/longname zypper/errors zypper/lock zypper/nospace
+	zypper/longname zypper/errors zypper/lock zypper/nospace zypper/kernel zypper/kernel-running
 )
 
 # ---- main -----------------------------------------------------------------------
@@ -604,6 +749,7 @@ build_repo() {
 		case $(basename "$spec") in
 		drover-testsvc.spec) v="1.0 1.1 1.2" ;;
 		drover-epochsvc.spec) v="2.0 2.1" ;;
+		drover-kernel.spec) v="6.1 6.2 6.3 6.4" ;;
 		*) v="-" ;;
 		esac
 		for v in $v; do
@@ -612,6 +758,10 @@ build_repo() {
 		done
 	done
 	quiet createrepo_c "$W/repo"
+	# The kernel-running scenarios' 6.2-1, outside the repository: its
+	# modules directory is named after this machine's kernel, uname -r.
+	quiet rpmbuild -bb --quiet --define "_topdir $W/build" --define "_rpmdir $W/running" \
+		--define "ver 6.2" --define "kver $(uname -r)" --define '_buildhost drover' "$specs/drover-kernel.spec"
 }
 
 fetch_dnf_plugins() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,6 +34,20 @@ type AptOptions struct {
 // changed configuration files (--force-confdef --force-confold) and sets
 // NEEDRESTART_MODE=l so needrestart's apt hook lists but never restarts
 // services (restarts are separate service-restart actions).
+//
+// Kernels: Debian and Ubuntu install each kernel version as a package of
+// its own (linux-image-6.1.0-25-amd64), so apt never has two versions of
+// one package. A kernel action naming such a package installs it, and its
+// rollback removes it, unless it is the running kernel (dpkg-query -S
+// /boot/vmlinuz-$(uname -r)): see PackageDriver.Rollback. A package
+// action upgrading a metapackage (linux-image-amd64, linux-generic)
+// installs, as a dependency, the new version's package beside the old;
+// its rollback downgrades the metapackage, which does not remove that new
+// package (apt leaves it installed, and APT::NeverAutoRemove keeps
+// autoremove off the newest kernels), so the boot loader still defaults
+// to the new kernel, the newest installed. The snapshot records only the
+// pinned packages: pin the versioned kernel package in a kernel action
+// to have rollback remove it.
 func NewApt(r Runner, opts AptOptions) *PackageDriver {
 	if opts.Family == "" {
 		opts.Family = "debian"
@@ -314,6 +329,57 @@ func (b *aptBackend) install(ctx context.Context, changes []pkgChange) error {
 func (b *aptBackend) remove(ctx context.Context, names []string) error {
 	_, err := b.run(ctx, aptEnv, "apt-get", append([]string{"remove", "-y"}, names...)...)
 	return err
+}
+
+// multiVersion: a Debian package is installed in one version (one per
+// architecture, which Snapshot refuses to pick from).
+func (b *aptBackend) multiVersion() bool { return false }
+
+func (b *aptBackend) removeVersions(context.Context, []plan.PackagePin) error {
+	return fmt.Errorf("apt: removing one version of a package: %w", ErrUnsupported)
+}
+
+// runningKernel asks dpkg which package owns /boot/vmlinuz-$(uname -r):
+// linux-image-6.1.0-25-amd64 on Debian; none for a kernel no package
+// owns, as in a container.
+func (b *aptBackend) runningKernel(ctx context.Context) (runningKernel, error) {
+	stdout, _, err := b.r.Run(ctx, nil, "uname", "-r")
+	if err != nil {
+		return runningKernel{}, cmdError(nil, "apt: uname -r", err, "")
+	}
+	k := runningKernel{Release: strings.TrimSpace(string(stdout))}
+	if k.Release == "" || strings.ContainsAny(k.Release, "/ \n") {
+		return runningKernel{}, fmt.Errorf("apt: uname -r: malformed release %q", k.Release)
+	}
+	path := "/boot/vmlinuz-" + k.Release
+	stdout, stderr, err := b.r.Run(ctx, nil, "dpkg-query", "-S", path)
+	if err != nil {
+		if exitCode(err) == 1 && strings.Contains(string(stderr), "no path found matching pattern") {
+			return k, nil
+		}
+		return runningKernel{}, cmdError(nil, "apt: dpkg-query -S "+path, err, "")
+	}
+	k.Owners = parseDpkgSearch(string(stdout))
+	return k, nil
+}
+
+// parseDpkgSearch reads the packages of dpkg-query -S lines ("pkg: path",
+// "pkg1:amd64, pkg2: path"; "diversion by pkg from: path" lines skipped).
+func parseDpkgSearch(out string) []plan.PackagePin {
+	var owners []plan.PackagePin
+	for line := range strings.SplitSeq(out, "\n") {
+		pkgs, _, ok := strings.Cut(line, ": ")
+		if !ok || strings.HasPrefix(line, "diversion by ") {
+			continue
+		}
+		for p := range strings.SplitSeq(pkgs, ", ") {
+			name, _, _ := strings.Cut(strings.TrimSpace(p), ":")
+			if pkgNameRE.MatchString(name) && !slices.Contains(owners, plan.PackagePin{Name: name}) {
+				owners = append(owners, plan.PackagePin{Name: name})
+			}
+		}
+	}
+	return owners
 }
 
 func (b *aptBackend) held(ctx context.Context, names []string) (map[string]bool, error) {

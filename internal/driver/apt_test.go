@@ -421,3 +421,36 @@ func TestAptRollbackAfterInterruptedDpkg(t *testing.T) {
 		t.Fatalf("snapshot of a half-installed package: %s %v", broken.Data, err)
 	}
 }
+
+// TestAptKernelRollbackRunningKernel: a kernel action installed
+// linux-image-6.1.0-26-amd64 (absent before) and the node booted it: the
+// rollback refuses to remove it. The dpkg-query and uname outputs are
+// written in dpkg's format, not recorded (no Debian kernel here).
+func TestAptKernelRollbackRunningKernel(t *testing.T) {
+	r := replayFromText(t, `-- $ apt-mark showhold linux-image-6.1.0-26-amd64 --
+-- $ dpkg-query -W '-f=${db:Status-Status} ${Version}\n' linux-image-6.1.0-26-amd64 --
+installed 6.1.112-1
+-- $ uname -r --
+6.1.0-26-amd64
+-- $ dpkg-query -S /boot/vmlinuz-6.1.0-26-amd64 --
+linux-image-6.1.0-26-amd64: /boot/vmlinuz-6.1.0-26-amd64
+`)
+	d := NewApt(r, AptOptions{FS: fakeFS{}})
+	a := plan.Action{Name: "kernel", Kernel: &plan.KernelAction{Package: "linux-image-6.1.0-26-amd64", Version: "6.1.112-1"}}
+	_, err := d.Rollback(context.Background(), a, aptSnapshot(t, pkgSnapshotEntry{Name: "linux-image-6.1.0-26-amd64", Absent: true}))
+	if !errors.Is(err, ErrRunningKernel) || !strings.Contains(err.Error(), "removes linux-image-6.1.0-26-amd64 6.1.112-1, which is the running kernel (uname -r 6.1.0-26-amd64)") ||
+		!strings.Contains(err.Error(), "boot a kernel installed before the step") {
+		t.Fatalf("got %v", err)
+	}
+	if got := r.ran("apt-get"); len(got) != 0 {
+		t.Fatalf("ran %q", got)
+	}
+}
+
+func TestParseDpkgSearch(t *testing.T) {
+	out := "diversion by dash from: /bin/sh\nlinux-image-6.1.0-25-amd64: /boot/vmlinuz-6.1.0-25-amd64\nlibc6:amd64, libc6:i386: /usr/share/doc/libc6\n"
+	want := []plan.PackagePin{{Name: "linux-image-6.1.0-25-amd64"}, {Name: "libc6"}}
+	if got := parseDpkgSearch(out); !slices.Equal(got, want) {
+		t.Fatalf("%+v", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -35,19 +36,41 @@ type DNFOptions struct {
 // a non-zero epoch ("1:1.20.1-14.el9_2.1"). It uses rpm -q for the
 // installed state, dnf list --showduplicates for availability, dnf install
 // or dnf downgrade NAME-VERSION (chosen by rpm version order), dnf
-// versionlock for holds (needs the versionlock plugin; without it holds
-// fail with ErrUnsupported) and needs-restarting -r (exit 1: reboot
-// required; not installed: no reboot). dnf checks disk space itself in its
+// versionlock for holds and needs-restarting -r (exit 1: reboot required;
+// not installed: no reboot). dnf checks disk space itself in its
 // transaction test; its "needs N more space" errors wrap ErrNoSpace.
+//
+// Holds need dnf's versionlock plugin (python3-dnf-plugin-versionlock;
+// yum-plugin-versionlock for RHEL 7's yum). On a host without it nothing
+// is held, and an action with hold: true fails Preflight and Apply with
+// ErrUnsupported before anything changes.
+//
+// Installonly packages (dnf's installonlypkgs: by default kernel and
+// whatever provides installonlypkg(kernel), installonlypkg(kernel-module)
+// or multiversion(kernel), as RHEL's kernel-core, kernel-modules and
+// kernel-devel do): dnf install and dnf downgrade add the version beside
+// the installed ones, and remove the oldest (not the running kernel) when
+// that makes more than installonly_limit (RHEL: 3). dnf remove NAME takes
+// every version; the driver removes one with dnf remove NAME-VERSION, and
+// dnf refuses to remove the running kernel (protect_running_kernel).
+// PackageDriver's Snapshot and Rollback keep track of the versions.
 //
 // Locks: dnf 4 keeps pid files (/var/lib/dnf/rpmdb_lock.pid,
 // /var/cache/dnf/metadata_lock.pid) and, by default, waits for their
 // holder without a time limit, printing "Waiting for process with pid N to
-// finish." once: when the runner's timeout stops it, that line becomes
-// ErrLocked. With exit_on_lock=True in dnf.conf it fails at once (exit
-// 200, "RPMDB already locked by N" and the holder's name), also ErrLocked.
-// Neither names the lock file. testdata/dnf holds the real tools' output
-// for each case (scripts/record-rpm.sh records it).
+// finish." once, until the runner's timeout kills it: in the middle of its
+// transaction, should the lock free just before. So the commands that
+// change the system (install, downgrade, remove, versionlock add and
+// delete) run with --setopt=exit_on_lock=True: another dnf, yum or
+// PackageKit holding the lock makes them fail at once (dnf: exit 200,
+// "RPMDB already locked by N" and the holder's name; yum: "Existing lock
+// /var/run/yum.pid: another copy is running as pid N"), which is ErrLocked
+// with the holder's pid. The reads (rpm -q, dnf list, versionlock list,
+// makecache) do not take the rpm database's lock and run while another
+// dnf installs; should one wait for the metadata lock, the waiting line
+// becomes ErrLocked when the runner's timeout stops it. dnf names no lock
+// file. testdata/dnf holds the real tools' output for each case
+// (scripts/record-rpm.sh records it).
 func NewDNF(r Runner, opts DNFOptions) *PackageDriver {
 	if opts.Family == "" {
 		opts.Family = "rhel"
@@ -66,10 +89,15 @@ type dnfBackend struct {
 func (b *dnfBackend) name() string { return "dnf" }
 
 var (
-	dnfWaitRE       = regexp.MustCompile(`Waiting for process with pid (\d+) to finish`)
-	dnfExitLockRE   = regexp.MustCompile(`(?:RPMDB|metadata|cachedir|log) already locked by (\d+)`)
-	dnfLockOwnerRE  = regexp.MustCompile(`The application with PID \d+ is: (\S+)`)
-	yumLockRE       = regexp.MustCompile(`(?s)Another app is currently holding the yum lock.*?The other application is: (\S+).*?pid: (\d+)`)
+	dnfWaitRE      = regexp.MustCompile(`Waiting for process with pid (\d+) to finish`)
+	dnfExitLockRE  = regexp.MustCompile(`(?:RPMDB|metadata|cachedir|log) already locked by (\d+)`)
+	dnfLockOwnerRE = regexp.MustCompile(`The application with PID \d+ is: (\S+)`)
+	yumLockRE      = regexp.MustCompile(`(?s)Another app is currently holding the yum lock.*?The other application is: (\S+).*?pid: (\d+)`)
+	// yum with exit_on_lock (written from yum 3.4's yummain.py, not
+	// recorded: no yum here): the lock error, then "Another app is
+	// currently holding the yum lock; exiting as configured by
+	// exit_on_lock".
+	yumExitLockRE   = regexp.MustCompile(`Existing lock (\S+): another copy is running as pid (\d+)`)
 	dnfUnavailRE    = regexp.MustCompile(`No match for argument: \S+|Unable to find a match: [^\n]+|No matching Packages to list|No package \S+ available`)
 	dnfNoSpaceRE    = regexp.MustCompile(`needs \S+ more space on the \S+ filesystem|Not enough free space in \S+|No space left on device`)
 	dnfNoVersionlck = regexp.MustCompile(`No such command: versionlock`)
@@ -101,15 +129,25 @@ func (b *dnfBackend) run(ctx context.Context, args ...string) (string, error) {
 		pid, _ := strconv.Atoi(m[2])
 		return string(stdout), &LockError{Tool: "dnf", Command: line, Lock: "/var/run/yum.pid", PID: pid, Holder: m[1], Err: err}
 	}
+	if m := yumExitLockRE.FindStringSubmatch(msg); m != nil {
+		pid, _ := strconv.Atoi(m[2])
+		return string(stdout), &LockError{Tool: "dnf", Command: line, Lock: m[1], PID: pid, Err: err}
+	}
 	switch {
 	case dnfNoSpaceRE.MatchString(msg):
 		return string(stdout), cmdError(ErrNoSpace, "dnf: "+line, err, dnfNoSpaceRE.FindString(msg))
 	case dnfUnavailRE.MatchString(msg):
 		return string(stdout), cmdError(ErrUnavailable, "dnf: "+line, err, dnfUnavailRE.FindString(msg))
 	case dnfNoVersionlck.MatchString(msg):
-		return string(stdout), cmdError(ErrUnsupported, "dnf: "+line, err, "the versionlock plugin is not installed (python3-dnf-plugin-versionlock)")
+		return string(stdout), cmdError(ErrUnsupported, "dnf: "+line, err, "dnf's versionlock plugin is not installed (install python3-dnf-plugin-versionlock; yum-plugin-versionlock for RHEL 7's yum)")
 	}
 	return string(stdout), cmdError(nil, "dnf: "+line, err, "")
+}
+
+// change runs a dnf command that changes the system, failing at once
+// (ErrLocked) instead of waiting when another process holds the lock.
+func (b *dnfBackend) change(ctx context.Context, args ...string) (string, error) {
+	return b.run(ctx, append([]string{"--setopt=exit_on_lock=True"}, args...)...)
 }
 
 func (b *dnfBackend) refresh(ctx context.Context) error {
@@ -149,8 +187,10 @@ func rpmInstalled(ctx context.Context, r Runner, tool, root, name string) (pkgSt
 }
 
 // parseRPMQuery reads "EPOCH:VERSION-RELEASE" lines ("(none)" for no
-// epoch); several lines for a package installed in several versions.
-// Versions come back as rpm tools print them: without an epoch of 0.
+// epoch); several lines for a package installed in several versions
+// (rpm -q lists them in the order they were installed), or for several
+// architectures. Versions come back once each, oldest first, as rpm tools
+// print them: without an epoch of 0.
 func parseRPMQuery(out string) (pkgState, error) {
 	var st pkgState
 	for line := range strings.SplitSeq(out, "\n") {
@@ -176,6 +216,8 @@ func parseRPMQuery(out string) (pkgState, error) {
 	if !st.Present {
 		return pkgState{}, errors.New("rpm -q printed nothing")
 	}
+	slices.SortFunc(st.Versions, rpmVerCmp)
+	st.Versions = slices.Compact(st.Versions)
 	return st, nil
 }
 
@@ -257,12 +299,12 @@ func (b *dnfBackend) freeSpace(context.Context) (int64, error)                  
 func (b *dnfBackend) install(ctx context.Context, changes []pkgChange) error {
 	up, down := splitByRPMOrder(changes)
 	if len(up) > 0 {
-		if _, err := b.run(ctx, append([]string{"install", "-y"}, up...)...); err != nil {
+		if _, err := b.change(ctx, append([]string{"install", "-y"}, up...)...); err != nil {
 			return err
 		}
 	}
 	if len(down) > 0 {
-		if _, err := b.run(ctx, append([]string{"downgrade", "-y"}, down...)...); err != nil {
+		if _, err := b.change(ctx, append([]string{"downgrade", "-y"}, down...)...); err != nil {
 			return err
 		}
 	}
@@ -291,16 +333,70 @@ func splitByRPMOrder(changes []pkgChange) (up, down []string) {
 }
 
 func (b *dnfBackend) remove(ctx context.Context, names []string) error {
-	_, err := b.run(ctx, append([]string{"remove", "-y"}, names...)...)
+	_, err := b.change(ctx, append([]string{"remove", "-y"}, names...)...)
 	return err
 }
 
-// held lists dnf versionlock entries; without the plugin nothing is held.
+func (b *dnfBackend) multiVersion() bool { return true }
+
+// removeVersions runs dnf remove NAME-VERSION, which removes that version
+// of an installonly package and leaves the others.
+func (b *dnfBackend) removeVersions(ctx context.Context, pins []plan.PackagePin) error {
+	args := []string{"remove", "-y"}
+	for _, p := range pins {
+		args = append(args, p.Name+"-"+p.Version)
+	}
+	_, err := b.change(ctx, args...)
+	return err
+}
+
+func (b *dnfBackend) runningKernel(ctx context.Context) (runningKernel, error) {
+	return rpmRunningKernel(ctx, b.r, "dnf", b.opts.Root)
+}
+
+// rpmRunningKernel asks rpm which packages own the running kernel's
+// /boot/vmlinuz-R and /lib/modules/R (R from uname -r), as dnf finds the
+// kernel it protects. A root is not the running system: no kernel.
+func rpmRunningKernel(ctx context.Context, r Runner, tool, root string) (runningKernel, error) {
+	if root != "" {
+		return runningKernel{}, nil
+	}
+	stdout, _, err := r.Run(ctx, nil, "uname", "-r")
+	if err != nil {
+		return runningKernel{}, cmdError(nil, tool+": uname -r", err, "")
+	}
+	k := runningKernel{Release: strings.TrimSpace(string(stdout))}
+	if k.Release == "" || strings.ContainsAny(k.Release, "/ \n") {
+		return runningKernel{}, fmt.Errorf("%s: uname -r: malformed release %q", tool, k.Release)
+	}
+	args := []string{"-qf", "--qf", `%{NAME} ` + rpmQueryFormat, "/boot/vmlinuz-" + k.Release, "/lib/modules/" + k.Release}
+	stdout, _, err = r.Run(ctx, nil, "rpm", args...)
+	// rpm exits 1 when a path is missing or owned by no package; it
+	// prints the owners of the others.
+	if err != nil && exitCode(err) <= 0 {
+		return runningKernel{}, cmdError(nil, tool+": "+commandLine("rpm", args...), err, "")
+	}
+	for line := range strings.SplitSeq(string(stdout), "\n") {
+		name, evr, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || !pkgNameRE.MatchString(name) {
+			continue // "file /boot/vmlinuz-R is not owned by any package"
+		}
+		st, err := parseRPMQuery(evr)
+		if err != nil {
+			continue
+		}
+		p := plan.PackagePin{Name: name, Version: st.Versions[0]}
+		if !slices.Contains(k.Owners, p) {
+			k.Owners = append(k.Owners, p)
+		}
+	}
+	return k, nil
+}
+
+// held lists dnf versionlock entries. Without the plugin it returns an
+// error wrapping ErrUnsupported (nothing is held).
 func (b *dnfBackend) held(ctx context.Context, names []string) (map[string]bool, error) {
 	out, err := b.run(ctx, "versionlock", "list")
-	if errors.Is(err, ErrUnsupported) {
-		return map[string]bool{}, nil
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -341,12 +437,12 @@ func (b *dnfBackend) hold(ctx context.Context, pins []plan.PackagePin) error {
 	for _, p := range pins {
 		args = append(args, p.Name+"-"+p.Version)
 	}
-	_, err := b.run(ctx, args...)
+	_, err := b.change(ctx, args...)
 	return err
 }
 
 func (b *dnfBackend) unhold(ctx context.Context, names []string) error {
-	_, err := b.run(ctx, append([]string{"versionlock", "delete"}, names...)...)
+	_, err := b.change(ctx, append([]string{"versionlock", "delete"}, names...)...)
 	return err
 }
 

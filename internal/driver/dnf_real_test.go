@@ -47,9 +47,10 @@ func rpmRun(t *testing.T, name string, args ...string) {
 	}
 }
 
-// rpmTestRepo builds drover-release 9-1 and drover-testsvc 1.0-1, 1.1-1
-// and 1.2-1 into a repository made by createrepo_c; it returns the
-// repository's directory and drover-release's rpm.
+// rpmTestRepo builds drover-release 9-1, drover-testsvc 1.0-1, 1.1-1 and
+// 1.2-1 and drover-kernel 6.1-1 and 6.2-1 into a repository made by
+// createrepo_c; it returns the repository's directory and drover-release's
+// rpm.
 func rpmTestRepo(t *testing.T) (repo, release string) {
 	t.Helper()
 	specs, err := filepath.Abs(filepath.Join("testdata", "dnf", "rpm"))
@@ -60,6 +61,7 @@ func rpmTestRepo(t *testing.T) (repo, release string) {
 	repo = filepath.Join(dir, "repo")
 	for _, b := range []struct{ spec, ver string }{
 		{"drover-release.spec", "-"}, {"drover-testsvc.spec", "1.0"}, {"drover-testsvc.spec", "1.1"}, {"drover-testsvc.spec", "1.2"},
+		{"drover-kernel.spec", "6.1"}, {"drover-kernel.spec", "6.2"},
 	} {
 		// One after the other: parallel rpmbuilds fail on each other's
 		// directories ("failed to create directory ...: File exists").
@@ -166,6 +168,55 @@ func rpmDriverEndToEnd(t *testing.T, d *PackageDriver, root string, hold bool) {
 	}
 }
 
+// rpmModules lists the /lib/modules directories of root: one per
+// drover-kernel version installed.
+func rpmModules(t *testing.T, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, "lib", "modules"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		dirs = append(dirs, e.Name())
+	}
+	return dirs
+}
+
+// rpmKernelEndToEnd installs drover-kernel 6.1-1 (a package action), then
+// runs a kernel action to 6.2-1, which the package manager installs
+// beside 6.1-1 as it does kernels, and rolls it back: 6.2-1 is removed,
+// 6.1-1 stays.
+func rpmKernelEndToEnd(t *testing.T, d *PackageDriver, root string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := d.Apply(ctx, pkgAction(plan.PackageInstall, false, pin("drover-kernel", "6.1-1"))); err != nil {
+		t.Fatal(err)
+	}
+	a := kernelAction("drover-kernel", "6.2-1")
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil || snap.Summary != "drover-kernel 6.1-1" {
+		t.Fatalf("snapshot before the kernel: %+v %v", snap, err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || out.Summary != "changed drover-kernel 6.1-1 -> 6.2-1 (drover-kernel 6.2-1 installed beside 6.1-1); reboot required" {
+		t.Fatalf("kernel: %+v %v", out, err)
+	}
+	if got := rpmModules(t, root); !slices.Equal(got, []string{"6.1-1.drover", "6.2-1.drover"}) {
+		t.Fatalf("after the kernel the root has modules %q", got)
+	}
+	out, err = d.Rollback(ctx, a, snap)
+	if err != nil || out.Summary != "restored drover-kernel 6.1-1,6.2-1 -> 6.1-1; reboot required" {
+		t.Fatalf("rollback of the kernel: %+v %v", out, err)
+	}
+	if got := rpmModules(t, root); !slices.Equal(got, []string{"6.1-1.drover"}) {
+		t.Fatalf("after the rollback of the kernel the root has modules %q", got)
+	}
+	if out, err := d.Rollback(ctx, a, snap); err != nil || out.Summary != "already as recorded in the snapshot" {
+		t.Fatalf("second rollback of the kernel: %+v %v", out, err)
+	}
+}
+
 func TestDNFRealTools(t *testing.T) {
 	rpmRealTools(t, "dnf", "rpm", "rpmbuild", "createrepo_c")
 	start := time.Now()
@@ -191,14 +242,37 @@ func TestDNFRealTools(t *testing.T) {
 	t.Logf("repository and root: %s", time.Since(start).Round(time.Millisecond))
 
 	r := &rpmLineRunner{Runner: NewExecRunner(2 * time.Minute)}
-	rpmDriverEndToEnd(t, NewDNF(r, DNFOptions{Root: root}), root, false)
+	d := NewDNF(r, DNFOptions{Root: root})
+	rpmDriverEndToEnd(t, d, root, false)
+
+	// The root's dnf has no plugins, so no versionlock: hold: true is
+	// refused before anything changes.
+	held := pkgAction(plan.PackageInstall, true, pin(rpmTestsvc, "1.1-1"))
+	if _, err := d.Preflight(context.Background(), held); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "python3-dnf-plugin-versionlock") {
+		t.Fatalf("preflight of a hold without versionlock: %v", err)
+	}
+	if _, err := d.Apply(context.Background(), held); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("apply of a hold without versionlock: %v", err)
+	}
+	if v := rpmInstalledFile(t, root); v != "" {
+		t.Fatalf("the refused hold installed drover-testsvc %q", v)
+	}
+
+	rpmKernelEndToEnd(t, d, root)
 	for _, l := range r.lines {
 		if !strings.HasPrefix(l, "dnf --installroot="+root+" ") && !strings.HasPrefix(l, "rpm --root "+root+" -q ") {
 			t.Errorf("ran %s: not in the root", l)
 		}
+		for _, verb := range []string{" install ", " downgrade ", " remove "} {
+			if strings.Contains(l, verb) && !strings.Contains(l, " --setopt=exit_on_lock=True"+verb) {
+				t.Errorf("ran %s: without exit_on_lock", l)
+			}
+		}
 	}
-	if !slices.Contains(r.lines, "dnf --installroot="+root+" downgrade -y drover-testsvc-1.0-1") {
-		t.Errorf("no dnf downgrade in %q", r.lines)
+	for _, want := range []string{"downgrade -y drover-testsvc-1.0-1", "remove -y drover-kernel-6.2-1"} {
+		if !slices.Contains(r.lines, "dnf --installroot="+root+" --setopt=exit_on_lock=True "+want) {
+			t.Errorf("no dnf %s in %q", want, r.lines)
+		}
 	}
 	t.Logf("%d commands in %s", len(r.lines), time.Since(start).Round(time.Millisecond))
 }

@@ -16,7 +16,11 @@ import (
 // testdata/dnf/rpm; each file's comment says what state it starts from
 // and which driver calls it answers, in order.
 
-const rpmTestsvc = "drover-testsvc"
+const (
+	rpmTestsvc = "drover-testsvc"
+	// dnfX starts the dnf commands that change the system.
+	dnfX = "dnf --setopt=exit_on_lock=True"
+)
 
 func TestDNFUpgrade(t *testing.T) {
 	ctx := context.Background()
@@ -34,9 +38,9 @@ func TestDNFUpgrade(t *testing.T) {
 	want := []string{
 		"dnf makecache",
 		"dnf list --showduplicates drover-testsvc",
-		"dnf makecache",
 		"dnf versionlock list",
-		"dnf install -y drover-testsvc-1.1-1",
+		"dnf makecache",
+		dnfX + " install -y drover-testsvc-1.1-1",
 	}
 	if got := r.ran("dnf"); !slices.Equal(got, want) {
 		t.Fatalf("ran %q", got)
@@ -59,7 +63,7 @@ func TestDNFAlreadyAtPin(t *testing.T) {
 	if err != nil || len(out.Changed) != 0 || out.RebootRequired {
 		t.Fatalf("apply %+v %v", out, err)
 	}
-	if got := r.ran("dnf install"); len(got) != 0 {
+	if got := r.ran(dnfX); len(got) != 0 {
 		t.Fatalf("ran %q", got)
 	}
 }
@@ -84,8 +88,8 @@ func TestDNFInstallThenRollbackRemoves(t *testing.T) {
 	if err != nil || out.Summary != "restored drover-testsvc 1.1-1 -> absent" {
 		t.Fatalf("rollback %+v %v", out, err)
 	}
-	want := []string{"dnf install -y drover-testsvc-1.1-1", "dnf remove -y drover-testsvc"}
-	if got := rpmKeepPrefixed(r.ran("dnf"), "dnf install", "dnf remove"); !slices.Equal(got, want) {
+	want := []string{dnfX + " install -y drover-testsvc-1.1-1", dnfX + " remove -y drover-testsvc"}
+	if got := r.ran(dnfX); !slices.Equal(got, want) {
 		t.Fatalf("ran %q", got)
 	}
 }
@@ -118,12 +122,13 @@ func TestDNFHoldUnlocksAndLocksAgain(t *testing.T) {
 		t.Fatalf("apply %+v %v", out, err)
 	}
 	want := []string{
+		"dnf versionlock list", // Preflight: the host can hold
 		"dnf versionlock list",
-		"dnf versionlock delete drover-testsvc",
-		"dnf install -y drover-testsvc-1.1-1",
-		"dnf versionlock add drover-testsvc-1.1-1",
+		dnfX + " versionlock delete drover-testsvc",
+		dnfX + " install -y drover-testsvc-1.1-1",
+		dnfX + " versionlock add drover-testsvc-1.1-1",
 	}
-	if got := rpmKeepPrefixed(r.ran("dnf"), "dnf install", "dnf versionlock"); !slices.Equal(got, want) {
+	if got := rpmKeepPrefixed(r.ran("dnf"), "dnf versionlock", dnfX); !slices.Equal(got, want) {
 		t.Fatalf("ran %q", got)
 	}
 	if err := d.Verify(ctx, a); err != nil {
@@ -141,7 +146,7 @@ func TestDNFRollbackDowngrade(t *testing.T) {
 	if err != nil || !out.RebootRequired || out.Summary != "restored drover-testsvc 1.1-1 -> 1.0-1; reboot required: updated since boot: drover-testsvc" {
 		t.Fatalf("rollback %+v %v", out, err)
 	}
-	want := []string{"dnf versionlock list", "dnf versionlock delete drover-testsvc", "dnf downgrade -y drover-testsvc-1.0-1"}
+	want := []string{"dnf versionlock list", dnfX + " versionlock delete drover-testsvc", dnfX + " downgrade -y drover-testsvc-1.0-1", "dnf versionlock list"}
 	if got := r.ran("dnf"); !slices.Equal(got, want) {
 		t.Fatalf("ran %q", got)
 	}
@@ -168,12 +173,12 @@ func TestDNFEpoch(t *testing.T) {
 		t.Fatalf("rollback %+v %v", out, err)
 	}
 	want := []string{
-		"dnf install -y drover-epochsvc-1:2.1-1.el9",
-		"dnf versionlock add drover-epochsvc-1:2.1-1.el9",
-		"dnf versionlock delete drover-epochsvc",
-		"dnf downgrade -y drover-epochsvc-1:2.0-1.el9",
+		dnfX + " install -y drover-epochsvc-1:2.1-1.el9",
+		dnfX + " versionlock add drover-epochsvc-1:2.1-1.el9",
+		dnfX + " versionlock delete drover-epochsvc",
+		dnfX + " downgrade -y drover-epochsvc-1:2.0-1.el9",
 	}
-	if got := rpmKeepPrefixed(r.ran("dnf"), "dnf install", "dnf downgrade", "dnf versionlock add", "dnf versionlock delete"); !slices.Equal(got, want) {
+	if got := r.ran(dnfX); !slices.Equal(got, want) {
 		t.Fatalf("ran %q", got)
 	}
 	if err := d.Verify(ctx, pkgAction(plan.PackageUpgrade, false, pin("drover-epochsvc", "1:2.0-1.el9"))); err != nil {
@@ -197,33 +202,79 @@ func TestDNFErrors(t *testing.T) {
 		{"unknown package preflight", "errors", pkgAction(plan.PackageInstall, false, pin("nosuchpkg", "2.0-1")), true, ErrUnavailable, "nosuchpkg=2.0-1: package not found"},
 		{"unavailable apply", "errors", pkgAction(plan.PackageUpgrade, false, pin(rpmTestsvc, "9.9-1")), false, ErrUnavailable, "Unable to find a match: drover-testsvc-9.9-1"},
 		{"unknown package apply", "errors", pkgAction(plan.PackageInstall, false, pin("nosuchpkg", "2.0-1")), false, ErrUnavailable, "Unable to find a match: nosuchpkg-2.0-1"},
-		{"waiting for the lock", "lock", pkgAction(plan.PackageUpgrade, false, pin(rpmTestsvc, "1.1-1")), false, ErrLocked, "dnf: dnf install -y drover-testsvc-1.1-1: lock held by process "},
-		{"exit_on_lock", "lock-exit", pkgAction(plan.PackageUpgrade, false, pin(rpmTestsvc, "1.1-1")), false, ErrLocked, " (dnf): exit status 200"},
+		// The install fails at once (exit 200), not when the runner's
+		// timeout kills it waiting for the lock.
+		{"locked", "lock", pkgAction(plan.PackageUpgrade, false, pin(rpmTestsvc, "1.1-1")), false, ErrLocked, "dnf: " + dnfX + " install -y drover-testsvc-1.1-1: lock held by process "},
 		{"no space", "nospace", pkgAction(plan.PackageInstall, false, pin("drover-bigsvc", "1.0-1")), false, ErrNoSpace, "needs 4MB more space on the /usr filesystem"},
-		{"no versionlock plugin", "noplugins", pkgAction(plan.PackageUpgrade, true, pin(rpmTestsvc, "1.1-1")), false, ErrUnsupported, "dnf versionlock add drover-testsvc-1.1-1: the versionlock plugin is not installed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := NewDNF(loadReplay(t, "dnf/"+tc.file+".txt"), DNFOptions{})
 			var err error
-			switch {
-			case tc.pre:
+			if tc.pre {
 				_, err = d.Preflight(ctx, tc.a)
-			case tc.file == "noplugins":
-				if _, err := d.Preflight(ctx, tc.a); err != nil {
-					t.Fatal(err)
-				}
-				fallthrough
-			default:
+			} else {
 				_, err = d.Apply(ctx, tc.a)
 			}
 			if !errors.Is(err, tc.sentinel) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v\nwant %v with %q", err, tc.sentinel, tc.msg)
 			}
 			var le *LockError
-			if errors.As(err, &le) && (le.PID <= 0 || le.Lock != "") {
-				t.Fatalf("lock error %+v: want the holder's pid and no lock file (dnf names none)", le)
+			if errors.As(err, &le) && (le.PID <= 0 || le.Lock != "" || !strings.Contains(err.Error(), " (dnf): exit status 200")) {
+				t.Fatalf("lock error %+v: want the holder's pid and name, no lock file (dnf names none), exit 200", le)
 			}
 		})
+	}
+}
+
+// TestDNFLockWithoutExitOnLock: a dnf command run without exit_on_lock
+// (the reads; dnf/lock.txt records the install too) waits for the lock
+// until the runner's timeout kills it: still ErrLocked, with the holder's
+// pid.
+func TestDNFLockWithoutExitOnLock(t *testing.T) {
+	b := &dnfBackend{r: loadReplay(t, "dnf/lock.txt"), opts: DNFOptions{Command: "dnf"}}
+	_, err := b.run(context.Background(), "install", "-y", "drover-testsvc-1.1-1")
+	var le *LockError
+	if !errors.Is(err, ErrLocked) || !errors.As(err, &le) || le.PID <= 0 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestYumExitOnLock: yum's refusal with exit_on_lock, written from yum
+// 3.4's yummain.py (not recorded: no yum here).
+func TestYumExitOnLock(t *testing.T) {
+	r := replayFromText(t, `-- $ yum --setopt=exit_on_lock=True install -y nginx-1.20.1-10.el7 --
+Loaded plugins: fastestmirror
+-- stderr --
+Existing lock /var/run/yum.pid: another copy is running as pid 3523.
+Another app is currently holding the yum lock; exiting as configured by exit_on_lock
+-- exit --
+1
+`)
+	b := &dnfBackend{r: r, opts: DNFOptions{Command: "yum"}}
+	err := b.install(context.Background(), []pkgChange{{Pin: pin("nginx", "1.20.1-10.el7")}})
+	var le *LockError
+	if !errors.As(err, &le) || le.PID != 3523 || le.Lock != "/var/run/yum.pid" || !errors.Is(err, ErrLocked) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestDNFHoldWithoutVersionlock: on a host without the versionlock plugin,
+// an action with hold: true fails Preflight and Apply with ErrUnsupported
+// naming the plugin's package, before anything changes.
+func TestDNFHoldWithoutVersionlock(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "dnf/noplugins.txt")
+	d := NewDNF(r, DNFOptions{})
+	a := pkgAction(plan.PackageUpgrade, true, pin(rpmTestsvc, "1.1-1"))
+	if _, err := d.Preflight(ctx, a); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "install python3-dnf-plugin-versionlock") {
+		t.Fatalf("preflight: %v", err)
+	}
+	_, err := d.Apply(ctx, a)
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "(hold: true), which this host cannot do; nothing was changed") {
+		t.Fatalf("apply: %v", err)
+	}
+	if got := r.ran(dnfX); len(got) != 0 {
+		t.Fatalf("ran %q", got)
 	}
 }
 
@@ -297,6 +348,11 @@ func TestParseDNFListWrapped(t *testing.T) {
 	if _, err := parseRPMQuery("(none):garbage\n"); err == nil {
 		t.Fatal("rpm: no error")
 	}
+	// rpm -q lists versions as installed, and an x86_64 and an i686
+	// package of one version twice: oldest first, once each.
+	if st, err := parseRPMQuery("(none):6.3-1\n(none):6.10-1\n(none):6.2-1\n(none):6.2-1\n"); err != nil || !slices.Equal(st.Versions, []string{"6.2-1", "6.3-1", "6.10-1"}) {
+		t.Fatalf("%+v %v", st, err)
+	}
 	st, err := parseRPMQuery("(none):5.14.0-427.el9\n(none):5.14.0-503.el9\n")
 	if err != nil || !st.at("5.14.0-503.el9") {
 		t.Fatalf("%+v %v", st, err)
@@ -320,4 +376,112 @@ func FuzzRPMVerCmp(f *testing.F) {
 			t.Fatalf("not antisymmetric: %q %q", a, b)
 		}
 	})
+}
+
+func kernelAction(pkg, version string) plan.Action {
+	return plan.Action{Name: "kernel", Kernel: &plan.KernelAction{Package: pkg, Version: version}}
+}
+
+// TestDNFKernelRollback: dnf installs a kernel (an installonly package)
+// beside the installed one; the rollback removes it, and only it.
+func TestDNFKernelRollback(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "dnf/kernel.txt")
+	d := NewDNF(r, DNFOptions{})
+	a := kernelAction("drover-kernel", "6.2-1")
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil || snap.Summary != "drover-kernel 6.1-1" {
+		t.Fatalf("snapshot %+v %v", snap, err)
+	}
+	if ch, err := d.Preflight(ctx, a); err != nil || ch.None || ch.Items[0] != (ChangeItem{Name: "drover-kernel", From: "6.1-1", To: "6.2-1"}) {
+		t.Fatalf("preflight %+v %v", ch, err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || !out.RebootRequired || out.Summary != "changed drover-kernel 6.1-1 -> 6.2-1 (drover-kernel 6.2-1 installed beside 6.1-1); reboot required" {
+		t.Fatalf("apply %+v %v", out, err)
+	}
+	if err := d.Verify(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	out, err = d.Rollback(ctx, a, snap)
+	if err != nil || !out.RebootRequired || out.Summary != "restored drover-kernel 6.1-1,6.2-1 -> 6.1-1; reboot required" {
+		t.Fatalf("rollback %+v %v", out, err)
+	}
+	out, err = d.Rollback(ctx, a, snap)
+	if err != nil || len(out.Changed) != 0 || out.Summary != "already as recorded in the snapshot" {
+		t.Fatalf("second rollback %+v %v", out, err)
+	}
+	want := []string{dnfX + " install -y drover-kernel-6.2-1", dnfX + " remove -y drover-kernel-6.2-1"}
+	if got := r.ran(dnfX); !slices.Equal(got, want) {
+		t.Fatalf("ran %q", got)
+	}
+}
+
+// TestDNFKernelRollbackPastInstallonlyLimit: the step's kernel was one
+// too many for installonly_limit=3 and dnf removed the oldest; the
+// rollback removes the step's kernel, then installs the oldest again.
+func TestDNFKernelRollbackPastInstallonlyLimit(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "dnf/kernel-limit.txt")
+	d := NewDNF(r, DNFOptions{})
+	a := kernelAction("drover-kernel", "6.4-1")
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil || snap.Summary != "drover-kernel 6.1-1,6.2-1,6.3-1" || !strings.Contains(string(snap.Data), `"version":"6.3-1","versions":["6.1-1","6.2-1","6.3-1"]`) {
+		t.Fatalf("snapshot %+v %s %v", snap, snap.Data, err)
+	}
+	if out, err := d.Apply(ctx, a); err != nil || !strings.Contains(out.Summary, "(drover-kernel 6.4-1 installed beside 6.2-1,6.3-1)") {
+		t.Fatalf("apply %+v %v", out, err)
+	}
+	out, err := d.Rollback(ctx, a, snap)
+	if err != nil || out.Summary != "restored drover-kernel 6.2-1,6.3-1,6.4-1 -> 6.1-1,6.2-1,6.3-1; reboot required" {
+		t.Fatalf("rollback %+v %v", out, err)
+	}
+	want := []string{dnfX + " install -y drover-kernel-6.4-1", dnfX + " remove -y drover-kernel-6.4-1", dnfX + " downgrade -y drover-kernel-6.1-1"}
+	if got := r.ran(dnfX); !slices.Equal(got, want) {
+		t.Fatalf("ran %q", got)
+	}
+}
+
+// TestDNFKernelRollbackRunningKernel: the node booted into the step's
+// kernel: Rollback refuses, changing nothing, and says what to boot.
+func TestDNFKernelRollbackRunningKernel(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "dnf/kernel-running.txt")
+	d := NewDNF(r, DNFOptions{})
+	a := kernelAction("drover-kernel", "6.2-1")
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Rollback(ctx, a, snap)
+	if !errors.Is(err, ErrRunningKernel) || !strings.Contains(err.Error(), "removes drover-kernel 6.2-1, which is the running kernel (uname -r ") ||
+		!strings.Contains(err.Error(), "Nothing was changed; boot drover-kernel 6.1-1, then roll back again") {
+		t.Fatalf("got %v", err)
+	}
+	if got := r.ran(dnfX); len(got) != 0 {
+		t.Fatalf("ran %q", got)
+	}
+}
+
+// TestRunningKernelOwns: a removal hits the running kernel by package
+// name (apt), or by the version the kernel's packages share (RPM).
+func TestRunningKernelOwns(t *testing.T) {
+	rpm := runningKernel{Release: "5.14.0-503.el9.x86_64", Owners: []plan.PackagePin{{Name: "kernel-core", Version: "5.14.0-503.el9"}}}
+	deb := runningKernel{Release: "6.1.0-25-amd64", Owners: []plan.PackagePin{{Name: "linux-image-6.1.0-25-amd64"}}}
+	for _, tc := range []struct {
+		k             runningKernel
+		name, version string
+		want          bool
+	}{
+		{rpm, "kernel-core", "5.14.0-503.el9", true},
+		{rpm, "kernel", "5.14.0-503.el9", true},
+		{rpm, "kernel-core", "5.14.0-427.el9", false},
+		{deb, "linux-image-6.1.0-25-amd64", "6.1.0-25", true},
+		{deb, "linux-image-6.1.0-26-amd64", "6.1.0-26", false},
+		{runningKernel{}, "kernel-core", "5.14.0-503.el9", false},
+	} {
+		if got := tc.k.owns(tc.name, tc.version); got != tc.want {
+			t.Errorf("%+v owns %s %s = %t", tc.k, tc.name, tc.version, got)
+		}
+	}
 }

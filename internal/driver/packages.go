@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -73,7 +74,25 @@ type pkgBackend interface {
 	// install moves every change to its pin (installing, upgrading or
 	// downgrading) in one transaction.
 	install(ctx context.Context, changes []pkgChange) error
+	// remove removes packages, every installed version of each.
 	remove(ctx context.Context, names []string) error
+	// multiVersion says whether one package name can be installed in
+	// several versions at once: RPM's installonly (dnf) and multiversion
+	// (zypper) packages, kernels first, which an install adds beside the
+	// installed versions instead of replacing them. Debian gives each
+	// kernel version a package name of its own: apt says no.
+	multiVersion() bool
+	// removeVersions removes the given versions of packages, leaving
+	// their other versions installed; multi-version backends only.
+	removeVersions(ctx context.Context, pins []plan.PackagePin) error
+	// runningKernel names the installed packages owning the running
+	// kernel's files (/boot/vmlinuz-R, R from uname -r; for rpm also
+	// /lib/modules/R). It finds none for a kernel no package owns, and
+	// for a root that is not the running system.
+	runningKernel(ctx context.Context) (runningKernel, error)
+	// held lists which of names are held. A backend that cannot hold
+	// packages on this host (dnf without its versionlock plugin) says so
+	// with an error wrapping ErrUnsupported.
 	held(ctx context.Context, names []string) (map[string]bool, error)
 	hold(ctx context.Context, pins []plan.PackagePin) error
 	unhold(ctx context.Context, names []string) error
@@ -86,9 +105,17 @@ type pkgBackend interface {
 // (operation upgrade leaves packages that are not installed alone, as
 // apt-get --only-upgrade does; install installs them), optionally holding
 // them there. Kernel actions install the kernel package (KernelAction.Package
-// is required) and always require a reboot; their rollback removes a kernel
-// package that was absent before, so the boot loader falls back to the
-// previous kernel.
+// is required) and always require a reboot.
+//
+// Kernels are multi-version packages on RPM systems (dnf's installonlypkgs,
+// zypper's multiversion): installing kernel-core or kernel-default
+// version B adds B beside the running A, and the boot loader's default
+// moves to B. Snapshots record every installed version of such a package,
+// and Rollback removes the version the step added (never the running
+// kernel: see Rollback), which moves the boot loader back to A. On Debian
+// each kernel version is a package of its own (linux-image-6.1.0-25-amd64):
+// a kernel action naming it installs it when absent, and its rollback
+// removes it.
 type PackageDriver struct {
 	b      pkgBackend
 	family string
@@ -200,6 +227,13 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 	if err != nil {
 		return Change{}, err
 	}
+	var held map[string]bool
+	if t.hold {
+		// First: a host that cannot hold is refused before anything runs.
+		if held, err = d.held(ctx, pinNames(t.pins), true); err != nil {
+			return Change{}, err
+		}
+	}
 	if err := d.b.refresh(ctx); err != nil {
 		return Change{}, err
 	}
@@ -236,10 +270,6 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 	}
 	ch := Change{Summary: summarize("would change", changes, skipped), Items: changeItems(changes), None: len(changes) == 0}
 	if ch.None && t.hold {
-		held, err := d.b.held(ctx, pinNames(t.pins))
-		if err != nil {
-			return Change{}, err
-		}
 		for _, p := range t.pins {
 			if !held[p.Name] && !slices.Contains(skipped, p.Name) {
 				ch.None = false
@@ -248,6 +278,22 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 		}
 	}
 	return ch, nil
+}
+
+// held asks the backend which of names are held. A backend that cannot
+// hold packages here (dnf without its versionlock plugin) holds nothing,
+// which is an error (wrapping ErrUnsupported) only when need is set: the
+// action asks to hold. Preflight and Apply ask it before anything changes,
+// so such an action fails whole instead of after its upgrade.
+func (d *PackageDriver) held(ctx context.Context, names []string, need bool) (map[string]bool, error) {
+	held, err := d.b.held(ctx, names)
+	if errors.Is(err, ErrUnsupported) {
+		if need {
+			return nil, fmt.Errorf("%s: the action holds its packages (hold: true), which this host cannot do; nothing was changed: %w", d.b.name(), err)
+		}
+		return map[string]bool{}, nil
+	}
+	return held, err
 }
 
 func pinNames(pins []plan.PackagePin) []string {
@@ -265,24 +311,40 @@ type pkgSnapshotData struct {
 
 type pkgSnapshotEntry struct {
 	Name string `json:"name"`
-	// Version installed before; empty when Absent.
+	// Version installed before (the newest, when several were); empty
+	// when Absent.
 	Version string `json:"version,omitempty"`
-	Absent  bool   `json:"absent,omitempty"`
-	Held    bool   `json:"held,omitempty"`
+	// Versions lists every version installed before, oldest first, when
+	// a multi-version backend had several (kernels); nil for one, so a
+	// snapshot of one version keeps the form it had before Versions.
+	// (Kernel snapshots taken before Versions existed name only the last
+	// of several: their rollback removes the step's kernel all the same,
+	// and its final check reports the others.)
+	Versions []string `json:"versions,omitempty"`
+	Absent   bool     `json:"absent,omitempty"`
+	Held     bool     `json:"held,omitempty"`
 	// Broken says why the package was not usable (e.g. half-installed
 	// after an interrupted dpkg run): a restore that leaves it broken
 	// does not match a snapshot of it intact.
 	Broken string `json:"broken,omitempty"`
 }
 
-// Snapshot records each pinned package's installed version ("absent" when
+// want is the set of versions the entry recorded installed.
+func (e pkgSnapshotEntry) want() []string {
+	if len(e.Versions) > 0 {
+		return e.Versions
+	}
+	return []string{e.Version}
+}
+
+// Snapshot records each pinned package's installed versions ("absent" when
 // not installed) and whether it was held.
 func (d *PackageDriver) Snapshot(ctx context.Context, a plan.Action) (Snapshot, error) {
 	t, err := d.target(a)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	held, err := d.b.held(ctx, pinNames(t.pins))
+	held, err := d.held(ctx, pinNames(t.pins), false)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -295,11 +357,15 @@ func (d *PackageDriver) Snapshot(ctx context.Context, a plan.Action) (Snapshot, 
 		}
 		e := pkgSnapshotEntry{Name: p.Name, Held: held[p.Name], Absent: !st.Present, Broken: st.Broken}
 		if st.Present {
-			if len(st.Versions) != 1 && !t.kernel {
+			multi := d.b.multiVersion()
+			if len(st.Versions) != 1 && !t.kernel && !multi {
 				return Snapshot{}, fmt.Errorf("%s: %s has %d installed versions (%s); cannot record one to restore", d.b.name(), p.Name, len(st.Versions), st)
 			}
 			if len(st.Versions) > 0 {
 				e.Version = st.Versions[len(st.Versions)-1]
+			}
+			if multi && len(st.Versions) > 1 {
+				e.Versions = st.Versions
 			}
 		}
 		data.Packages = append(data.Packages, e)
@@ -320,14 +386,16 @@ func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 	if err != nil {
 		return Outcome{}, err
 	}
+	// First, as in Preflight: a host that cannot hold is refused before
+	// anything changes.
+	held, err := d.held(ctx, pinNames(t.pins), t.hold)
+	if err != nil {
+		return Outcome{}, err
+	}
 	if err := d.b.refresh(ctx); err != nil {
 		return Outcome{}, err
 	}
 	changes, skipped, err := d.survey(ctx, t)
-	if err != nil {
-		return Outcome{}, err
-	}
-	held, err := d.b.held(ctx, pinNames(t.pins))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -342,6 +410,7 @@ func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 			return Outcome{}, err
 		}
 	}
+	var beside []string
 	if len(changes) > 0 {
 		if err := d.b.install(ctx, changes); err != nil {
 			return Outcome{}, err
@@ -353,6 +422,11 @@ func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 			}
 			if !st.at(c.Pin.Version) {
 				return Outcome{}, fmt.Errorf("%s: install reported success but %s is %s, not %s", d.b.name(), c.Pin.Name, st, c.Pin.Version)
+			}
+			if others := slices.DeleteFunc(slices.Clone(st.Versions), func(v string) bool { return v == c.Pin.Version }); d.b.multiVersion() && len(others) > 0 {
+				// A multi-version package (a kernel): the install
+				// added the pin beside the versions in place.
+				beside = append(beside, fmt.Sprintf("%s %s installed beside %s", c.Pin.Name, c.Pin.Version, strings.Join(others, ",")))
 			}
 		}
 	}
@@ -375,6 +449,9 @@ func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 		return Outcome{}, err
 	}
 	out := Outcome{Summary: summarize("changed", changes, skipped), Changed: changeItems(changes), RebootRequired: reboot || (t.kernel && len(changes) > 0)}
+	if len(beside) > 0 {
+		out.Summary += " (" + strings.Join(beside, "; ") + ")"
+	}
 	if len(toHold) > 0 {
 		out.Summary += "; held " + strings.Join(pinNames(toHold), ", ")
 	}
@@ -401,7 +478,7 @@ func (d *PackageDriver) Verify(ctx context.Context, a plan.Action) error {
 		return fmt.Errorf("%s: verify: %s", d.b.name(), strings.Join(bad, "; "))
 	}
 	if t.hold {
-		held, err := d.b.held(ctx, pinNames(t.pins))
+		held, err := d.held(ctx, pinNames(t.pins), true)
 		if err != nil {
 			return err
 		}
@@ -414,11 +491,61 @@ func (d *PackageDriver) Verify(ctx context.Context, a plan.Action) error {
 	return nil
 }
 
+// ErrRunningKernel is what Rollback returns, before changing anything,
+// when restoring the snapshot would remove the kernel the node is running:
+// the node rebooted into the kernel the step installed. Boot it into a
+// kernel the snapshot recorded (pick it in the boot menu, or make it the
+// default with grubby --set-default or grub2-set-default and reboot), then
+// roll back again.
+var ErrRunningKernel = errors.New("the rollback would remove the running kernel")
+
+// runningKernel is what the backend knows of the running kernel.
+type runningKernel struct {
+	Release string // uname -r
+	// Owners are the installed packages owning its files; Version is ""
+	// when the tool names only the package (dpkg-query -S).
+	Owners []plan.PackagePin
+}
+
+// owns reports whether removing version of package name would remove the
+// running kernel: name owns it, or (RPM) version is the running kernel's
+// own: kernel, kernel-core and kernel-modules of one build share it, and
+// dnf removes them together.
+func (k runningKernel) owns(name, version string) bool {
+	for _, o := range k.Owners {
+		if o.Name == name && (o.Version == "" || o.Version == version) || o.Version != "" && o.Version == version {
+			return true
+		}
+	}
+	return false
+}
+
 // Rollback restores the snapshot: packages go back to their recorded
 // versions (downgrading), packages recorded absent are removed, and holds
 // are restored as they were. Packages already as recorded are left alone,
 // so a repeated Rollback changes nothing. An action with rollback: none
 // gets an error wrapping ErrUnsupported.
+//
+// A multi-version package (a kernel on dnf or zypper: see PackageDriver)
+// is restored version by version: the version the step installed (the
+// action's pin) is removed unless the snapshot recorded it, and recorded
+// versions gone since (dnf's installonly_limit removes the oldest kernel
+// when the step's makes one too many) are installed again, after the
+// removal so that the limit does not take them again. Rollback never
+// removes versions the step did not install: a version installed by
+// someone else since fails the final check instead.
+//
+// Rollback never removes the running kernel. When a removal would (the
+// node rebooted into the step's kernel, as a kernel step does), it changes
+// nothing and returns an error wrapping ErrRunningKernel that names the
+// kernel to boot first: removing the running kernel would leave the
+// system without the modules it runs on, and dnf refuses it anyway
+// (protect_running_kernel) while zypper does not. The operator boots the
+// recorded kernel and rolls back again, which then removes the step's.
+//
+// Rollback ends by checking the result against the snapshot: every
+// package recorded absent is absent, every other has exactly the
+// recorded versions installed, intact, and held as recorded.
 func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
 	t, err := d.target(a)
 	if err != nil {
@@ -436,38 +563,92 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	}
 	names := make([]string, 0, len(data.Packages))
 	for _, e := range data.Packages {
-		if !pkgNameRE.MatchString(e.Name) || (!e.Absent && !pkgVersionRE.MatchString(e.Version)) {
+		ok := pkgNameRE.MatchString(e.Name) && (e.Absent || pkgVersionRE.MatchString(e.Version))
+		for _, v := range e.Versions {
+			ok = ok && pkgVersionRE.MatchString(v)
+		}
+		if !ok {
 			return Outcome{}, fmt.Errorf("%s: snapshot holds invalid package %q version %q", d.b.name(), e.Name, e.Version)
 		}
 		names = append(names, e.Name)
 	}
-	held, err := d.b.held(ctx, names)
+	pinned := map[string]string{}
+	for _, p := range t.pins {
+		pinned[p.Name] = p.Version
+	}
+	held, err := d.held(ctx, names, false)
 	if err != nil {
 		return Outcome{}, err
 	}
 	var downgrade []pkgChange
 	var remove, unhold []string
+	// dropFirst are versions removed before the installs, dropLast after
+	// them (when removing first would leave none installed).
+	var dropFirst, dropLast []plan.PackagePin
+	var removing []plan.PackagePin // every version the rollback removes
 	var changed []ChangeItem
 	for _, e := range data.Packages {
 		st, err := d.b.installed(ctx, e.Name)
 		if err != nil {
 			return Outcome{}, err
 		}
+		touch := false
 		switch {
-		case e.Absent && st.Present:
-			remove = append(remove, e.Name)
-			changed = append(changed, ChangeItem{Name: e.Name, From: st.String(), To: "absent"})
-		case !e.Absent && !st.at(e.Version):
+		case e.Absent:
+			if st.Present {
+				touch = true
+				remove = append(remove, e.Name)
+				changed = append(changed, ChangeItem{Name: e.Name, From: st.String(), To: "absent"})
+				for _, v := range st.Versions {
+					removing = append(removing, plan.PackagePin{Name: e.Name, Version: v})
+				}
+			}
+		case d.b.multiVersion() && (t.kernel || len(e.Versions) > 1 || len(st.Versions) > 1):
+			want := e.want()
+			var drop []plan.PackagePin
+			if p, ok := pinned[e.Name]; ok && !slices.Contains(want, p) && slices.Contains(st.Versions, p) {
+				drop = append(drop, plan.PackagePin{Name: e.Name, Version: p})
+			}
+			for _, v := range want {
+				if !slices.Contains(st.Versions, v) {
+					downgrade = append(downgrade, pkgChange{Pin: plan.PackagePin{Name: e.Name, Version: v}, From: st.String(), Present: st.Present})
+					touch = true
+				}
+			}
+			if len(drop) > 0 {
+				touch = true
+				removing = append(removing, drop...)
+				if len(st.Versions) > len(drop) {
+					dropFirst = append(dropFirst, drop...)
+				} else {
+					dropLast = append(dropLast, drop...)
+				}
+			}
+			if touch {
+				changed = append(changed, ChangeItem{Name: e.Name, From: st.String(), To: strings.Join(want, ",")})
+			}
+		case !st.at(e.Version):
+			touch = true
 			downgrade = append(downgrade, pkgChange{Pin: plan.PackagePin{Name: e.Name, Version: e.Version}, From: st.String(), Present: st.Present,
 				Reinstall: st.brokenAt(e.Version)})
 			changed = append(changed, ChangeItem{Name: e.Name, From: st.String(), To: e.Version})
 		}
-		if held[e.Name] && (!e.Held || st.Present && (e.Absent || !st.at(e.Version))) {
+		if held[e.Name] && (!e.Held || touch && st.Present) {
 			unhold = append(unhold, e.Name)
+		}
+	}
+	if len(removing) > 0 {
+		if err := d.refuseRunningKernel(ctx, removing, data); err != nil {
+			return Outcome{}, err
 		}
 	}
 	if len(unhold) > 0 {
 		if err := d.b.unhold(ctx, unhold); err != nil {
+			return Outcome{}, err
+		}
+	}
+	if len(dropFirst) > 0 {
+		if err := d.b.removeVersions(ctx, dropFirst); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -479,6 +660,25 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	if len(remove) > 0 {
 		if err := d.b.remove(ctx, remove); err != nil {
 			return Outcome{}, err
+		}
+	}
+	if len(dropLast) > 0 {
+		// The installs may have replaced them (a package that turned
+		// out to be single-version): remove those still there.
+		var still []plan.PackagePin
+		for _, p := range dropLast {
+			st, err := d.b.installed(ctx, p.Name)
+			if err != nil {
+				return Outcome{}, err
+			}
+			if slices.Contains(st.Versions, p.Version) {
+				still = append(still, p)
+			}
+		}
+		if len(still) > 0 {
+			if err := d.b.removeVersions(ctx, still); err != nil {
+				return Outcome{}, err
+			}
 		}
 	}
 	var rehold []plan.PackagePin
@@ -496,6 +696,9 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	if err != nil {
 		return Outcome{}, err
 	}
+	if err := d.restored(ctx, data); err != nil {
+		return Outcome{}, err
+	}
 	out := Outcome{Changed: changed, RebootRequired: reboot || (t.kernel && len(changed) > 0)}
 	if len(changed) == 0 {
 		out.Summary = "already as recorded in the snapshot"
@@ -508,6 +711,78 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	}
 	out.Summary += rebootNote(out.RebootRequired, why)
 	return out, nil
+}
+
+// refuseRunningKernel returns an error wrapping ErrRunningKernel when one
+// of the versions a rollback removes owns the running kernel.
+func (d *PackageDriver) refuseRunningKernel(ctx context.Context, removing []plan.PackagePin, data pkgSnapshotData) error {
+	k, err := d.b.runningKernel(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range removing {
+		if !k.owns(p.Name, p.Version) {
+			continue
+		}
+		boot := "a kernel installed before the step"
+		for _, e := range data.Packages {
+			if e.Name == p.Name && !e.Absent {
+				boot = p.Name + " " + strings.Join(e.want(), " or ")
+			}
+		}
+		return fmt.Errorf("%s: restoring the snapshot removes %s %s, which is the running kernel (uname -r %s): the node booted into the kernel the step installed. Nothing was changed; boot %s, then roll back again: %w",
+			d.b.name(), p.Name, p.Version, k.Release, boot, ErrRunningKernel)
+	}
+	return nil
+}
+
+// restored checks the packages are as the snapshot recorded them: absent,
+// or installed intact in exactly the recorded versions, and held as
+// recorded.
+func (d *PackageDriver) restored(ctx context.Context, data pkgSnapshotData) error {
+	names := make([]string, 0, len(data.Packages))
+	for _, e := range data.Packages {
+		names = append(names, e.Name)
+	}
+	held, err := d.held(ctx, names, false)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for _, e := range data.Packages {
+		st, err := d.b.installed(ctx, e.Name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case e.Absent && st.Present:
+			bad = append(bad, fmt.Sprintf("%s is %s, recorded absent", e.Name, st))
+		case e.Absent:
+		case !st.Present || st.Broken != "" || !sameSet(st.Versions, e.want()):
+			bad = append(bad, fmt.Sprintf("%s is %s, recorded %s", e.Name, st, strings.Join(e.want(), ",")))
+		case held[e.Name] != e.Held:
+			bad = append(bad, fmt.Sprintf("%s is held: %t, recorded %t", e.Name, held[e.Name], e.Held))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s: rollback: not as the snapshot recorded: %s", d.b.name(), strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// sameSet reports whether a and b hold the same strings, repeats aside.
+func sameSet(a, b []string) bool {
+	for _, v := range a {
+		if !slices.Contains(b, v) {
+			return false
+		}
+	}
+	for _, v := range b {
+		if !slices.Contains(a, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // LockError is the error a driver returns when another process holds the

@@ -40,6 +40,15 @@ type ZypperOptions struct {
 // "needs N more space on the F filesystem"). rpm checks the disk space when
 // zypper commits; no separate df check. testdata/zypper holds the real
 // tools' output for each case (scripts/record-rpm.sh records it).
+//
+// zypper fails at once when another zypper holds the zypp lock (exit 7),
+// so it never waits for one. Its locks (holds) are built in: no plugin to
+// check for. Multiversion packages (zypp.conf's multiversion, by default
+// whatever provides multiversion(kernel): the kernels): zypper install
+// adds the version beside the installed ones, zypper remove NAME=VERSION
+// removes one, and zypper, unlike dnf, removes the running kernel when
+// asked (purge-kernels is what keeps it); PackageDriver's Rollback never
+// asks.
 func NewZypper(r Runner, opts ZypperOptions) *PackageDriver {
 	if opts.Family == "" {
 		opts.Family = "suse"
@@ -212,6 +221,23 @@ func (b *zypperBackend) install(ctx context.Context, changes []pkgChange) error 
 func (b *zypperBackend) remove(ctx context.Context, names []string) error {
 	_, err := b.run(ctx, append([]string{"remove"}, names...)...)
 	return err
+}
+
+func (b *zypperBackend) multiVersion() bool { return true }
+
+// removeVersions runs zypper remove NAME=VERSION, which removes that
+// version of a multiversion package and leaves the others.
+func (b *zypperBackend) removeVersions(ctx context.Context, pins []plan.PackagePin) error {
+	args := []string{"remove"}
+	for _, p := range pins {
+		args = append(args, p.Name+"="+p.Version)
+	}
+	_, err := b.run(ctx, args...)
+	return err
+}
+
+func (b *zypperBackend) runningKernel(ctx context.Context) (runningKernel, error) {
+	return rpmRunningKernel(ctx, b.r, "zypper", b.opts.Root)
 }
 
 func (b *zypperBackend) held(ctx context.Context, _ []string) (map[string]bool, error) {

@@ -28,10 +28,11 @@ func TestZypperUpgradeAndLock(t *testing.T) {
 		t.Fatalf("apply %+v %v", out, err)
 	}
 	want := []string{
+		"zypper --non-interactive locks", // Preflight: hold asked
 		"zypper --non-interactive refresh",
 		"zypper --non-interactive search --details --match-exact drover-testsvc",
-		"zypper --non-interactive refresh",
 		"zypper --non-interactive locks",
+		"zypper --non-interactive refresh",
 		"zypper --non-interactive install --oldpackage drover-testsvc=1.1-1",
 		"zypper --non-interactive addlock drover-testsvc",
 		"zypper --non-interactive needs-rebooting",
@@ -100,6 +101,7 @@ func TestZypperRollbackDowngrade(t *testing.T) {
 		"zypper --non-interactive removelock drover-testsvc",
 		"zypper --non-interactive install --oldpackage drover-testsvc=1.0-1",
 		"zypper --non-interactive needs-rebooting",
+		"zypper --non-interactive locks", // the check
 	}
 	if got := r.ran("zypper"); !slices.Equal(got, want) {
 		t.Fatalf("ran %q", got)
@@ -186,4 +188,58 @@ func FuzzParseZypper(f *testing.F) {
 		_, _ = parseZypperSearch(s, "nginx")
 		_ = parseZypperLocks(s)
 	})
+}
+
+// TestZypperKernelRollback: zypper installs a kernel (a multiversion
+// package) beside the installed one; the rollback removes it, and only it.
+func TestZypperKernelRollback(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "zypper/kernel.txt")
+	d := NewZypper(r, ZypperOptions{})
+	a := kernelAction("drover-kernel", "6.2-1")
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil || snap.Summary != "drover-kernel 6.1-1" {
+		t.Fatalf("snapshot %+v %v", snap, err)
+	}
+	if ch, err := d.Preflight(ctx, a); err != nil || ch.None {
+		t.Fatalf("preflight %+v %v", ch, err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || !out.RebootRequired || out.Summary != "changed drover-kernel 6.1-1 -> 6.2-1 (drover-kernel 6.2-1 installed beside 6.1-1); reboot required" {
+		t.Fatalf("apply %+v %v", out, err)
+	}
+	if err := d.Verify(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	out, err = d.Rollback(ctx, a, snap)
+	if err != nil || out.Summary != "restored drover-kernel 6.1-1,6.2-1 -> 6.1-1; reboot required" {
+		t.Fatalf("rollback %+v %v", out, err)
+	}
+	if out, err := d.Rollback(ctx, a, snap); err != nil || len(out.Changed) != 0 {
+		t.Fatalf("second rollback %+v %v", out, err)
+	}
+	want := []string{"zypper --non-interactive install --oldpackage drover-kernel=6.2-1", "zypper --non-interactive remove drover-kernel=6.2-1"}
+	if got := rpmKeepPrefixed(r.ran("zypper"), "zypper --non-interactive install", "zypper --non-interactive remove"); !slices.Equal(got, want) {
+		t.Fatalf("ran %q", got)
+	}
+}
+
+// TestZypperKernelRollbackRunningKernel: the node booted into the step's
+// kernel, which zypper would remove (zypper/kernel-running.txt shows it
+// does): Rollback refuses, changing nothing.
+func TestZypperKernelRollbackRunningKernel(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "zypper/kernel-running.txt")
+	d := NewZypper(r, ZypperOptions{})
+	a := kernelAction("drover-kernel", "6.2-1")
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Rollback(ctx, a, snap); !errors.Is(err, ErrRunningKernel) || !strings.Contains(err.Error(), "boot drover-kernel 6.1-1, then roll back again") {
+		t.Fatalf("got %v", err)
+	}
+	if got := rpmKeepPrefixed(r.ran("zypper"), "zypper --non-interactive remove", "zypper --non-interactive install"); len(got) != 0 {
+		t.Fatalf("ran %q", got)
+	}
 }
