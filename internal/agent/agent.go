@@ -42,6 +42,77 @@ type agent struct {
 	wake      chan struct{}
 	heartbeat time.Duration
 	pollWait  time.Duration
+
+	prog progressSender
+}
+
+// progressSender sends a step's progress reports in the background and
+// in order, so that the step does not wait for the server to take each
+// one. A report waits up to progressCoalesce for a newer one, which
+// replaces it (the server needs the node's latest state, not every state
+// it passed through): a step done within that time reports only its
+// result, and a progress report costs the server a write transaction.
+// The final report waits for the report being sent, so that nothing
+// overtakes it, and drops the unsent one.
+type progressSender struct {
+	clock   Clock
+	mu      sync.Mutex
+	idle    sync.Cond
+	pending *api.StepReport
+	sending bool
+	cut     chan struct{} // closed to end the sender's wait at once
+}
+
+// progressCoalesce is how long a progress report waits for a newer one.
+const progressCoalesce = 200 * time.Millisecond
+
+// post queues rep, replacing an unsent one, and starts a sender if none
+// runs; send delivers one report.
+func (p *progressSender) post(ctx context.Context, rep api.StepReport, send func(context.Context, api.StepReport)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending = &rep
+	if p.sending {
+		return
+	}
+	p.sending = true
+	cut := make(chan struct{})
+	p.cut = cut
+	go func() {
+		t := p.clock.NewTimer(progressCoalesce)
+		select {
+		case <-t.C:
+		case <-cut:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for p.pending != nil {
+			next := *p.pending
+			p.pending = nil
+			p.mu.Unlock()
+			send(ctx, next)
+			p.mu.Lock()
+		}
+		p.sending = false
+		p.idle.Broadcast()
+	}()
+}
+
+// drain drops the unsent report, which the final one supersedes, and
+// waits for the one being sent (it gives up when its ctx ends).
+func (p *progressSender) drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending = nil
+	if p.cut != nil {
+		close(p.cut)
+		p.cut = nil
+	}
+	for p.sending {
+		p.idle.Wait()
+	}
 }
 
 // Run runs the agent until ctx ends: it opens the journal in StateDir,
@@ -77,6 +148,8 @@ func Run(ctx context.Context, cfg Config) error {
 		wake:      make(chan struct{}, 1),
 		heartbeat: cfg.Heartbeat,
 	}
+	a.prog.idle.L, a.prog.clock = &a.prog.mu, cfg.Clock
+	defer a.prog.drain()
 	if j.torn > 0 {
 		a.log.Warn("journal: cut a torn last record; its step is treated as interrupted", "bytes", j.torn)
 	}
@@ -361,17 +434,20 @@ func (a *agent) setWorking(id string) {
 	a.mu.Unlock()
 }
 
-// progress reports a non-final phase, trying a few times; a lost progress
-// report is logged, not fatal: the final report carries the outcome.
+// progress reports a non-final phase in the background (see
+// progressSender), trying a few times; a lost progress report is logged,
+// not fatal: the final report carries the outcome.
 func (a *agent) progress(ctx context.Context, rep api.StepReport) {
 	rep.NodeID = a.cfg.NodeID
 	rep.At = a.clock.Now()
-	err := a.c.retry(ctx, "report "+string(rep.Phase), 3, true, func(ctx context.Context) error {
-		return a.c.do(ctx, api.PathReport, rep, nil)
+	a.prog.post(ctx, rep, func(ctx context.Context, rep api.StepReport) {
+		err := a.c.retry(ctx, "report "+string(rep.Phase), 3, true, func(ctx context.Context) error {
+			return a.c.do(ctx, api.PathReport, rep, nil)
+		})
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("progress report lost", "step", rep.StepID, "phase", rep.Phase, "error", err)
+		}
 	})
-	if err != nil && ctx.Err() == nil {
-		a.log.Warn("progress report lost", "step", rep.StepID, "phase", rep.Phase, "error", err)
-	}
 }
 
 // finish journals the final report of a step, then sends it. Persist
@@ -392,6 +468,7 @@ func (a *agent) finish(ctx context.Context, id string, rep api.StepReport) error
 // sendFinal sends a recorded final report (maxTries <= 0: until it is
 // accepted, refused, or ctx ends) and journals that it was accepted.
 func (a *agent) sendFinal(ctx context.Context, id string, rep api.StepReport, maxTries int) {
+	a.prog.drain()
 	err := a.c.retry(ctx, "report "+string(rep.Phase), maxTries, true, func(ctx context.Context) error {
 		return a.c.do(ctx, api.PathReport, rep, nil)
 	})

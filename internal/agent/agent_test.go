@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -702,8 +703,60 @@ func TestOverRealHTTP(t *testing.T) {
 	step.MinHealthy = 0
 	srv.dispatch(step)
 	final, seen := srv.final(t)
-	// No soak: the one verdict is the final report.
-	if phases(seen) != "running verifying/pass" || final.Gate != engine.Pass {
+	// No soak, and done within the progress reports' coalescing time:
+	// the one verdict is the only report.
+	if phases(seen) != "verifying/pass" || final.Gate != engine.Pass {
 		t.Fatalf("reports %q", phases(seen))
+	}
+}
+
+// TestProgressSender: progress reports go out in order, in the
+// background, each after waiting progressCoalesce for a newer one; one
+// still unsent when a newer one comes is dropped; drain drops the unsent
+// one and waits for the one being sent.
+func TestProgressSender(t *testing.T) {
+	p := progressSender{clock: SystemClock{}}
+	p.idle.L = &p.mu
+	started, release := make(chan string), make(chan struct{})
+	var mu sync.Mutex
+	var sent []string
+	send := func(_ context.Context, rep api.StepReport) {
+		started <- rep.Reason
+		<-release
+		mu.Lock()
+		sent = append(sent, rep.Reason)
+		mu.Unlock()
+	}
+	ctx := context.Background()
+	want := func(r string) {
+		t.Helper()
+		if got := <-started; got != r {
+			t.Fatalf("sending %q, want %q", got, r)
+		}
+	}
+	p.post(ctx, api.StepReport{Reason: "running"}, send) // replaced within the coalescing time: never sent
+	p.post(ctx, api.StepReport{Reason: "a"}, send)
+	want("a")
+	p.post(ctx, api.StepReport{Reason: "b"}, send) // replaced by c before it is sent
+	p.post(ctx, api.StepReport{Reason: "c"}, send)
+	release <- struct{}{}
+	want("c")
+	release <- struct{}{}
+	p.post(ctx, api.StepReport{Reason: "d"}, send)
+	want("d")
+	p.post(ctx, api.StepReport{Reason: "e"}, send) // dropped by drain: the final report supersedes it
+	done := make(chan struct{})
+	go func() { p.drain(); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("drain returned while a report was being sent")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- struct{}{}
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(sent, " "); got != "a c d" {
+		t.Fatalf("sent %q, want \"a c d\"", got)
 	}
 }

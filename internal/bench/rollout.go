@@ -68,11 +68,17 @@ type RolloutResult struct {
 	LimitSeconds          float64 `json:"limitSeconds"`
 	OverheadMsPerNodeStep float64 `json:"overheadMsPerNodeStep"` // (wall - limit) / agents
 	// Per node step, from the audit trail: dispatch to succeeded, and its
-	// parts: dispatch to the agent's running report (poll wake-up,
-	// journal), running to the agent's healthy report (the work and its
-	// reports), healthy to succeeded (the scheduler's reaction).
+	// parts: dispatch to the agent's healthy report (poll wake-up,
+	// journal, the work, the report), healthy to succeeded (the
+	// scheduler's reaction). The agent's part splits at its running
+	// report for the nodes that sent one (a step done within the agent's
+	// progress coalescing time reports only its result; 0 when none did):
+	// dispatch to running, running to healthy.
 	StepP50Ms     float64 `json:"stepLatencyP50Ms"`
 	StepP99Ms     float64 `json:"stepLatencyP99Ms"`
+	AgentP50Ms    float64 `json:"dispatchToHealthyP50Ms"`
+	AgentP99Ms    float64 `json:"dispatchToHealthyP99Ms"`
+	Running       int     `json:"runningReports"` // nodes whose running report was not coalesced away
 	DeliverP50Ms  float64 `json:"dispatchToRunningP50Ms"`
 	DeliverP99Ms  float64 `json:"dispatchToRunningP99Ms"`
 	ExecP50Ms     float64 `json:"runningToHealthyP50Ms"`
@@ -521,22 +527,28 @@ func stepTimings(entries []api.AuditEntry, res *RolloutResult) (time.Time, error
 	if done.IsZero() {
 		return done, errors.New("audit trail: no transition to succeeded")
 	}
-	var step, deliver, exec, judge []time.Duration
+	var step, agent, deliver, exec, judge []time.Duration
 	for id, t := range nodes {
 		if t.dispatch.IsZero() || t.succeeded.IsZero() {
 			return done, fmt.Errorf("audit trail: node %s lacks its dispatch or success", id)
 		}
 		step = append(step, t.succeeded.Sub(t.dispatch))
-		if !t.running.IsZero() && !t.healthy.IsZero() {
+		if t.healthy.IsZero() {
+			continue
+		}
+		agent = append(agent, t.healthy.Sub(t.dispatch))
+		judge = append(judge, t.succeeded.Sub(t.healthy))
+		if !t.running.IsZero() {
 			deliver = append(deliver, t.running.Sub(t.dispatch))
 			exec = append(exec, t.healthy.Sub(t.running))
-			judge = append(judge, t.succeeded.Sub(t.healthy))
 		}
 	}
-	for _, s := range [][]time.Duration{step, deliver, exec, judge} {
+	for _, s := range [][]time.Duration{step, agent, deliver, exec, judge} {
 		slices.Sort(s)
 	}
+	res.Running = len(deliver)
 	res.StepP50Ms, res.StepP99Ms = ms(quantile(step, .5)), ms(quantile(step, .99))
+	res.AgentP50Ms, res.AgentP99Ms = ms(quantile(agent, .5)), ms(quantile(agent, .99))
 	res.DeliverP50Ms, res.DeliverP99Ms = ms(quantile(deliver, .5)), ms(quantile(deliver, .99))
 	res.ExecP50Ms, res.ExecP99Ms = ms(quantile(exec, .5)), ms(quantile(exec, .99))
 	res.JudgeP50Ms, res.JudgeP99Ms = ms(quantile(judge, .5)), ms(quantile(judge, .99))
