@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -320,7 +321,7 @@ func fakePrometheus(t *testing.T) string {
 }
 
 // ledgerEntry is one driver call of an agent: which node, which step (the
-// step the agent last reported running), apply or rollback, and when.
+// step its agent's journal last took on), apply or rollback, and when.
 type ledgerEntry struct {
 	Node, Step, Op string
 	Start, End     time.Time
@@ -330,24 +331,11 @@ type ledgerEntry struct {
 // ledger records every Apply and Rollback of the fleet's drivers.
 type ledger struct {
 	mu        sync.Mutex
-	current   map[string]string // node -> step it reported running last
 	entries   []ledgerEntry
 	onApplied func(node, step string) // nil: nothing; called after an Apply returns
 }
 
-func newLedger() *ledger { return &ledger{current: map[string]string{}} }
-
-func (l *ledger) setCurrent(node, step string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.current[node] = step
-}
-
-func (l *ledger) step(node string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.current[node]
-}
+func newLedger() *ledger { return &ledger{} }
 
 func (l *ledger) add(e ledgerEntry) {
 	l.mu.Lock()
@@ -365,12 +353,37 @@ func (l *ledger) all() []ledgerEntry {
 	return append([]ledgerEntry(nil), l.entries...)
 }
 
+// journalStep returns the step the agent whose state directory is dir
+// executes: the last step its write-ahead journal took on. The agent
+// records a step there before anything else is done for it (a resumed
+// step keeps its record), and executes one step at a time, so every
+// driver call belongs to that step. "" when there is none, or the
+// journal cannot be read.
+func journalStep(dir string) string {
+	f, err := os.Open(filepath.Join(dir, agent.JournalFile))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var step string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		var rec struct{ Type, Step string }
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Type == "step" {
+			step = rec.Step
+		}
+	}
+	return step
+}
+
 // ledgerDriver wraps a node's sim driver and writes every Apply and
-// Rollback into the ledger, attributed to the node's current step.
+// Rollback into the ledger, attributed to the step its agent's journal
+// shows it executing.
 type ledgerDriver struct {
-	node string
-	sim  *driver.Sim
-	l    *ledger
+	node, dir string
+	sim       *driver.Sim
+	l         *ledger
 }
 
 func (d ledgerDriver) Name() string { return d.sim.Name() }
@@ -386,7 +399,7 @@ func (d ledgerDriver) VerifyRollback(ctx context.Context, a plan.Action, s drive
 }
 
 func (d ledgerDriver) Apply(ctx context.Context, a plan.Action) (driver.Outcome, error) {
-	e := ledgerEntry{Node: d.node, Step: d.l.step(d.node), Op: "apply", Start: time.Now()}
+	e := ledgerEntry{Node: d.node, Step: journalStep(d.dir), Op: "apply", Start: time.Now()}
 	out, err := d.sim.Apply(ctx, a)
 	e.End = time.Now()
 	if err != nil {
@@ -397,7 +410,7 @@ func (d ledgerDriver) Apply(ctx context.Context, a plan.Action) (driver.Outcome,
 }
 
 func (d ledgerDriver) Rollback(ctx context.Context, a plan.Action, s driver.Snapshot) (driver.Outcome, error) {
-	e := ledgerEntry{Node: d.node, Step: d.l.step(d.node), Op: "rollback", Start: time.Now()}
+	e := ledgerEntry{Node: d.node, Step: journalStep(d.dir), Op: "rollback", Start: time.Now()}
 	out, err := d.sim.Rollback(ctx, a, s)
 	e.End = time.Now()
 	if err != nil {
@@ -405,31 +418,6 @@ func (d ledgerDriver) Rollback(ctx context.Context, a plan.Action, s driver.Snap
 	}
 	d.l.add(e)
 	return out, err
-}
-
-// sniffer tells the ledger which step each agent executes: the agent
-// reports "running" for a step (new or resumed) before its driver calls.
-type sniffer struct {
-	node string
-	l    *ledger
-	next http.RoundTripper
-}
-
-func (s sniffer) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Path == api.PathReport && req.Body != nil {
-		body, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		var rep api.StepReport
-		if json.Unmarshal(body, &rep) == nil && rep.Phase == engine.PhaseRunning {
-			s.l.setCurrent(s.node, rep.StepID)
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	}
-	return s.next.RoundTrip(req)
 }
 
 // simNode is one simulated machine with its real agent.
@@ -488,7 +476,7 @@ func newSimFleet(t *testing.T, dir string, n int, step time.Duration, hurts func
 
 func (f *simFleet) agentConfig(sn *simNode) agent.Config {
 	reg := &driver.Registry{}
-	ld := ledgerDriver{node: sn.id, sim: driver.NewSim(sn.state), l: f.l}
+	ld := ledgerDriver{node: sn.id, dir: sn.dir, sim: driver.NewSim(sn.state), l: f.l}
 	for _, k := range []plan.ActionKind{plan.ActionPackage, plan.ActionKernel, plan.ActionLivePatch, plan.ActionServiceRestart,
 		plan.ActionContainerRuntime, plan.ActionKubernetesNode} {
 		reg.Register(k, ld)
@@ -498,7 +486,7 @@ func (f *simFleet) agentConfig(sn *simNode) agent.Config {
 	return agent.Config{
 		ServerURL: sn.server, StateDir: sn.dir, NodeID: sn.id, Token: agentToken,
 		Labels:     map[string]string{"zone": sn.zone, "env": "prod"},
-		HTTPClient: &http.Client{Transport: sniffer{node: sn.id, l: f.l, next: tr}},
+		HTTPClient: &http.Client{Transport: tr},
 		Drivers:    reg,
 		Facts:      func(context.Context) (fleet.Facts, error) { return sn.state.Facts(base), nil },
 		Rebooter:   sn.state,

@@ -94,7 +94,7 @@ func verifyRun(ctx context.Context, c *api.Client, f *simFleet, id string, lim l
 		d, ok := byStep[e.Step]
 		switch {
 		case e.Step == "":
-			ck.errorf("node %s: %s with no step reported running", e.Node, e.Op)
+			ck.errorf("node %s: %s with no step in its agent's journal", e.Node, e.Op)
 		case !ok:
 			ck.errorf("node %s: %s for step %s, which was never dispatched", e.Node, e.Op, e.Step)
 		case d.Node != e.Node:
