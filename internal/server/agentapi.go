@@ -136,9 +136,16 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	recheck := time.NewTicker(time.Second)
 	defer recheck.Stop()
 	for {
-		all, err := s.st.PendingSteps(ctx, node, s.now())
-		if err != nil {
-			return err
+		var all []store.Step
+		if leading := s.sched.leading(); !leading || !s.wake.isIdle(node, time.Now()) {
+			mark := s.wake.stamp(node, time.Now())
+			var err error
+			if all, err = s.st.PendingSteps(ctx, node, s.now()); err != nil {
+				return err
+			}
+			if len(all) == 0 && leading {
+				s.wake.markIdle(node, mark)
+			}
 		}
 		// Steps the agent says it is executing are not handed out again.
 		steps := all[:0]

@@ -310,6 +310,7 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request, id identity)
 	}
 	s.forgetCert(node)
 	s.beats.forget(node)
+	s.wake.forget(node)
 	s.wake.broadcast()
 	w.WriteHeader(http.StatusNoContent)
 	return nil

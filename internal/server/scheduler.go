@@ -127,11 +127,13 @@ func (sc *scheduler) run(ctx context.Context) error {
 		}
 		if ok {
 			sc.term.Store(term)
+			s.wake.newEpoch()
 			sc.isLeader.Store(true)
 			s.m.leader.Set(1)
 			s.log.Info("leading", "term", term, "server_id", s.cfg.ServerID)
 			err := sc.lead(ctx)
 			sc.isLeader.Store(false)
+			s.wake.newEpoch()
 			s.m.leader.Set(0)
 			s.log.Warn("leadership ended", "term", term, "err", err)
 			resign, cancel := context.WithTimeout(context.Background(), 2*time.Second)

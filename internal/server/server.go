@@ -247,13 +247,72 @@ func allowed(have, need Role) bool {
 }
 
 // waker wakes long polls and event streams when something changed.
+//
+// It also spares the leader most reads of an agent's pending steps: a
+// poll that found none marks the node idle, stamped with the node's
+// notification count and the leadership epoch taken before the read.
+// Only the leader creates steps, and it notifies each node it commits a
+// step for, so the mark holds until then; a change of leadership (another
+// server may have created steps meanwhile) or idleTTL ends every mark.
 type waker struct {
 	mu    sync.Mutex
 	nodes map[string]chan struct{}
 	all   chan struct{} // closed and replaced on every broadcast
+	gen   map[string]uint64
+	epoch uint64
+	idle  map[string]idleMark
 }
 
-func newWaker() *waker { return &waker{nodes: map[string]chan struct{}{}, all: make(chan struct{})} }
+// idleMark is when a read of a node's pending steps found none.
+type idleMark struct {
+	epoch, gen uint64
+	at         time.Time
+}
+
+// idleTTL bounds how long a poll trusts an idle mark without reading.
+const idleTTL = time.Minute
+
+func newWaker() *waker {
+	return &waker{nodes: map[string]chan struct{}{}, all: make(chan struct{}), gen: map[string]uint64{}, idle: map[string]idleMark{}}
+}
+
+// stamp is taken before reading node's pending steps.
+func (w *waker) stamp(node string, now time.Time) idleMark {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return idleMark{epoch: w.epoch, gen: w.gen[node], at: now}
+}
+
+// markIdle records that the read stamped m found no pending step.
+func (w *waker) markIdle(node string, m idleMark) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.idle[node] = m
+}
+
+// isIdle reports whether node has had no step since a read found none.
+func (w *waker) isIdle(node string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.idle[node]
+	return ok && m.epoch == w.epoch && m.gen == w.gen[node] && now.Sub(m.at) < idleTTL && !now.Before(m.at)
+}
+
+// newEpoch ends every idle mark: leadership was won or lost.
+func (w *waker) newEpoch() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.epoch++
+	clear(w.idle)
+}
+
+// forget drops a removed node.
+func (w *waker) forget(node string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.idle, node)
+	delete(w.gen, node)
+}
 
 // node returns the channel that is signalled when node has new steps.
 func (w *waker) node(id string) chan struct{} {
@@ -267,7 +326,12 @@ func (w *waker) node(id string) chan struct{} {
 	return c
 }
 
+// notify wakes node's poll: the leader committed a step for it.
 func (w *waker) notify(id string) {
+	w.mu.Lock()
+	w.gen[id]++
+	delete(w.idle, id)
+	w.mu.Unlock()
 	c := w.node(id)
 	select {
 	case c <- struct{}{}:

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/internal/store"
 )
@@ -38,4 +39,44 @@ func newTestServer(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestWakerIdleMarks: a read that found no pending step marks the node
+// idle only if nothing was notified since the read began; a notification,
+// a change of leadership or the TTL ends the mark.
+func TestWakerIdleMarks(t *testing.T) {
+	w := newWaker()
+	now := time.Now()
+	if w.isIdle("n1", now) {
+		t.Fatal("idle before any read")
+	}
+	m := w.stamp("n1", now)
+	w.markIdle("n1", m)
+	if !w.isIdle("n1", now) {
+		t.Fatal("not idle after an empty read")
+	}
+	w.notify("n1")
+	if w.isIdle("n1", now) {
+		t.Fatal("idle after a step was notified")
+	}
+	// A read that began before a notification must not mark the node
+	// idle: the step committed meanwhile may not be in what it read.
+	m = w.stamp("n1", now)
+	w.notify("n1")
+	w.markIdle("n1", m)
+	if w.isIdle("n1", now) {
+		t.Fatal("a stale empty read marked the node idle")
+	}
+	w.markIdle("n1", w.stamp("n1", now))
+	w.newEpoch()
+	if w.isIdle("n1", now) {
+		t.Fatal("idle mark survived a change of leadership")
+	}
+	w.markIdle("n1", w.stamp("n1", now))
+	if w.isIdle("n1", now.Add(idleTTL)) || w.isIdle("n1", now.Add(-time.Second)) {
+		t.Fatal("idle mark trusted past its TTL or before it was taken")
+	}
+	if !w.isIdle("n1", now.Add(time.Second)) || w.isIdle("n2", now) {
+		t.Fatal("idle marks mixed up")
+	}
 }
