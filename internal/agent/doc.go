@@ -9,7 +9,10 @@
 // # The step journal
 //
 // StateDir/journal.jsonl is append-only: one JSON record per line, each
-// written and fsynced before the agent acts on it. The records of a step:
+// written before the agent acts on it, and fsynced first when resuming
+// depends on it (the step, the snapshot, a failure, a reboot, an uncordon
+// under way, rollback progress, the result; see record.durable). The
+// records of a step:
 //
 //	step        taken on: the payload and the boot ID, before anything runs
 //	action      per action: preflight (the change), snapshot (written just
@@ -62,13 +65,19 @@
 //
 // # Reports
 //
-// Per apply step: running; verifying (actions in place, probes starting);
-// verifying with Gate pass and HealthySince once every probe passes; then
-// the final report, journaled first: verifying with Gate pass after
+// Per apply step: running; verifying (actions in place, probes not yet
+// passing: sent only when the first probe round fails); verifying with
+// Gate pass and HealthySince once every probe passes (when there is a
+// soak); then the final report, journaled first: verifying with Gate pass after
 // MinHealthy of passing probes (the engine marks the node succeeded), or
 // verifying with Gate fail and the probe's reason when one fails during
 // the soak, or failed with a reason naming the action and the driver's
 // error ("package openssl 3.0.15: dpkg lock held by another process (pid
 // 1234); rolled back ..."). A rollback step ends rolled-back or failed
 // ("rollback failed: ...").
+//
+// Progress reports (all but the final one) are sent in the background,
+// in order; each waits 200 ms for a newer one, which replaces it, so a
+// step done within that time reports only its result. The final report
+// waits for the progress report being sent and drops an unsent one.
 package agent
