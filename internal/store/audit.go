@@ -128,7 +128,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, nanos(e.At), e.Actor, e.Action, e.Ob
 		return fmt.Errorf("advance audit head: %w", err)
 	}
 	if key != nil {
-		if err := t.signCheckpoint(sig, tree, key, clock); err != nil {
+		if err := t.signCheckpoint(sig, tree, key, clock, treeSize); err != nil {
 			return err
 		}
 	}

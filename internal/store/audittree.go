@@ -38,6 +38,8 @@ import (
 // auditSigning is the store's audit key, set by SetAuditKey.
 type auditSigning struct {
 	key atomic.Pointer[auditlog.Key]
+	// span and recent are the checkpoint retention (options).
+	span, recent int64
 	// verified is the last checkpoint note the appender verified, so the
 	// common case (this store signed the latest checkpoint) skips the
 	// signature check.
@@ -96,8 +98,10 @@ func (t *tx) checkCovered(s *auditSigning, seq int64, key *auditlog.Key, clock f
 	return nil
 }
 
-// signCheckpoint stores the checkpoint of the tree just extended.
-func (t *tx) signCheckpoint(s *auditSigning, w *treeWriter, key *auditlog.Key, clock func() time.Time) error {
+// signCheckpoint stores the checkpoint of the tree just extended from
+// prevSize leaves, and prunes old checkpoints when the log crosses a span
+// (see WithCheckpointRetention).
+func (t *tx) signCheckpoint(s *auditSigning, w *treeWriter, key *auditlog.Key, clock func() time.Time, prevSize int64) error {
 	root, err := tlog.TreeHash(w.size, w)
 	if err != nil {
 		return fmt.Errorf("audit tree root: %w", err)
@@ -109,6 +113,14 @@ func (t *tx) signCheckpoint(s *auditSigning, w *treeWriter, key *auditlog.Key, c
 	if _, err := t.exec("INSERT INTO audit_checkpoints (size, root, note, at) VALUES (?, ?, ?, ?)",
 		w.size, root[:], string(msg), nanos(clock())); err != nil {
 		return t.conflictOnUnique(err, "store audit checkpoint %d", w.size)
+	}
+	if span := s.span; prevSize/span != w.size/span && w.size > s.recent {
+		// Older than the recent window and not the first of its span.
+		if _, err := t.exec(`DELETE FROM audit_checkpoints WHERE size < ? AND EXISTS (
+	SELECT 1 FROM audit_checkpoints c WHERE c.size < audit_checkpoints.size AND c.size >= (audit_checkpoints.size / ?) * ?)`,
+			w.size-s.recent, span, span); err != nil {
+			return fmt.Errorf("prune audit checkpoints: %w", err)
+		}
 	}
 	// Remembered before COMMIT: if the transaction fails, the next
 	// append finds another note and verifies it.
@@ -294,22 +306,6 @@ func (r treeReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// snapshot runs fn in a read-only transaction that sees one state of the
-// database throughout (REPEATABLE READ on PostgreSQL; SQLite's read
-// transactions in WAL mode already do).
-func (s *sqlStore) snapshot(ctx context.Context, fn func(t *tx) error) error {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.d.name == "postgres" {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	sqlTx, err := s.db.BeginTx(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer sqlTx.Rollback()
-	return fn(&tx{ctx: ctx, tx: sqlTx, d: s.d})
-}
-
 func (t *tx) treeSize() (int64, error) {
 	var n int64
 	if err := t.queryRow("SELECT tree_size FROM audit_head WHERE id = 1").Scan(&n); err != nil {
@@ -421,7 +417,7 @@ func (c *compactRange) root() tlog.Hash {
 func (s *sqlStore) VerifyAudit(ctx context.Context) (AuditVerification, error) {
 	key := s.audit.key.Load()
 	var v AuditVerification
-	err := s.snapshot(ctx, func(t *tx) error {
+	err := s.read(ctx, func(t *tx) error {
 		var err error
 		v, err = verifyAudit(t, key)
 		return err

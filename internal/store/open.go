@@ -19,6 +19,26 @@ type Option func(*options)
 
 type options struct {
 	clock func() time.Time
+	// Audit checkpoint retention (see WithCheckpointRetention).
+	checkpointSpan, checkpointRecent int64
+}
+
+// Audit checkpoint retention by default: every checkpoint of the last
+// 10,000 entries, and older ones one per 1,000 entries.
+const (
+	DefaultCheckpointSpan   = 1000
+	DefaultCheckpointRecent = 10000
+)
+
+// WithCheckpointRetention sets which signed audit checkpoints are kept.
+// A checkpoint is stored by every transaction that appends entries; the
+// newest vouches for the whole log (a tree of size N commits to every
+// leaf below it), the older ones let an auditor check consistency with a
+// checkpoint it kept and narrow down where a rewrite starts. Kept: every
+// checkpoint of the last recent entries, and before them the first
+// checkpoint of every span entries (span > 0, recent >= span).
+func WithCheckpointRetention(span, recent int64) Option {
+	return func(o *options) { o.checkpointSpan, o.checkpointRecent = span, recent }
 }
 
 // WithClock sets the clock used for the few timestamps the callers do not
@@ -44,9 +64,12 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger, opts ...Option) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	o := options{clock: time.Now}
+	o := options{clock: time.Now, checkpointSpan: DefaultCheckpointSpan, checkpointRecent: DefaultCheckpointRecent}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.checkpointSpan <= 0 || o.checkpointRecent < o.checkpointSpan {
+		return nil, fmt.Errorf("open %s: checkpoint retention: span %d must be positive and recent %d at least the span", RedactDSN(dsn), o.checkpointSpan, o.checkpointRecent)
 	}
 	d, driverDSN, err := parseDSN(dsn)
 	if err != nil {
@@ -135,6 +158,7 @@ func openSQL(ctx context.Context, d *dialect, dsn, driverDSN string, logger *slo
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	s := &sqlStore{db: db, d: d, dsn: dsn, log: logger.With("store", d.name), clock: o.clock, opts: o}
+	s.audit.span, s.audit.recent = o.checkpointSpan, o.checkpointRecent
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		if d.isReadOnly(err) {
