@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drover-dev/drover/internal/agent/agentcmd"
 	"github.com/drover-dev/drover/internal/bench"
 )
 
@@ -135,7 +136,7 @@ func newBenchServerCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "The benchmarks' server process", Hidden: true, Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.AgentToken, o.UserToken = e.getenv(bench.EnvAgentToken), e.getenv(bench.EnvUserToken)
-			o.Logger = newLogger(e.getenv("DROVER_LOG"), e.stderr)
+			o.Logger = agentcmd.NewLogger(e.getenv("DROVER_LOG"), e.stderr)
 			err := bench.Serve(cmd.Context(), o, func(addr string) {
 				fmt.Fprintf(e.stdout, "drover bench server listening on http://%s\n", addr)
 			})

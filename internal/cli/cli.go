@@ -18,9 +18,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/drover-dev/drover/internal/agent/agentcmd"
 )
 
 // Exit codes of Main.
@@ -70,7 +71,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdin 
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, log: newLogger(getenv("DROVER_LOG"), stderr)}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, log: agentcmd.NewLogger(getenv("DROVER_LOG"), stderr)}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -92,23 +93,6 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdin 
 		}
 	}
 	return ee.code
-}
-
-func newLogger(level string, w io.Writer) *slog.Logger {
-	var l slog.Level
-	switch strings.ToLower(level) {
-	case "":
-		return slog.New(slog.DiscardHandler)
-	case "debug":
-		l = slog.LevelDebug
-	case "warn":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
-	default:
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 func newRoot(e *env) *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/drover-dev/drover/internal/agent/agentcmd"
 	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/store"
@@ -56,7 +57,7 @@ func newServerCmd(e *env) *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return exitf(ExitError, "invalid configuration:\n%w", err)
 			}
-			log := newLogger(orString(e.getenv("DROVER_LOG"), cfg.LogLevel), e.stderr)
+			log := agentcmd.NewLogger(orString(e.getenv("DROVER_LOG"), cfg.LogLevel), e.stderr)
 			// The data dir holds the SQLite database, the CA and the audit key.
 			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 				return exitf(ExitError, "data dir: %w", err)

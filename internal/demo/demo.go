@@ -343,7 +343,11 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 		}
 		if len(ro.Waits) > 0 && ro.Waits[0].Reason != lastWait {
 			lastWait = ro.Waits[0].Reason
-			fmt.Fprintf(progress, "  %5.1fs  %d nodes wait: %s\n", time.Since(started).Seconds(), ro.Waits[0].Count, lastWait)
+			who := fmt.Sprintf("%d nodes wait", ro.Waits[0].Count)
+			if ro.Waits[0].Count == 1 {
+				who = "1 node waits"
+			}
+			fmt.Fprintf(progress, "  %5.1fs  %s: %s\n", time.Since(started).Seconds(), who, lastWait)
 		}
 		if ro.State.Terminal() {
 			break

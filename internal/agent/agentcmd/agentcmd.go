@@ -165,7 +165,7 @@ func Main(ctx context.Context, prog string, args []string, getenv func(string) s
 }
 
 func run(ctx context.Context, o options, getenv func(string) string, stderr io.Writer) error {
-	log := newLogger(getenv("DROVER_LOG"), stderr)
+	log := NewLogger(getenv("DROVER_LOG"), stderr)
 	if o.server == "" {
 		o.server = getenv("DROVER_SERVER")
 	}
@@ -359,7 +359,9 @@ func simAgent(cfg *agent.Config, o options) error {
 	return nil
 }
 
-func newLogger(level string, w io.Writer) *slog.Logger {
+// NewLogger is the logger of drover's commands (this one and the CLI's):
+// DROVER_LOG's level (debug, info, warn, error) to w as text; "" discards.
+func NewLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
 	case "":
