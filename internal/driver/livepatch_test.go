@@ -9,6 +9,9 @@ import (
 	"github.com/drover-dev/drover/internal/plan"
 )
 
+// kpatch and canonical-livepatch outputs are written from the tools'
+// documented formats, not recorded: Debian packages neither, and the
+// kernel drover is tested on has no livepatch support.
 const kpatchListOut = `Loaded patch modules:
 kpatch_cve_2024_1086 [enabled]
 

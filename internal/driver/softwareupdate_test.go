@@ -8,7 +8,9 @@ import (
 	"github.com/drover-dev/drover/internal/plan"
 )
 
-// softwareupdate --list as macOS 14 prints it (tab-indented details).
+// softwareupdate --list as macOS 14 prints it (tab-indented details),
+// written from Apple's documented format and published transcripts, not
+// recorded: no macOS host is reachable where drover is tested.
 const swList = "Software Update Tool\n\nFinding available software\nSoftware Update found the following new or updated software:\n* Label: macOS Sonoma 14.6.1-23G93\n\tTitle: macOS Sonoma 14.6.1, Version: 14.6.1, Size: 1562012KiB, Recommended: YES, Action: restart, \n* Label: Safari17.6MontereyAuto-17.6\n\tTitle: Safari, Version: 17.6, Size: 143200KiB, Recommended: YES, \n"
 
 func TestSoftwareUpdate(t *testing.T) {

@@ -9,6 +9,13 @@ import (
 	"github.com/drover-dev/drover/internal/plan"
 )
 
+// Provenance: the outputs below are written from the documented shapes of
+// ConvertTo-Json and of the Windows Update Agent API's result codes, not
+// recorded on Windows: no Windows host (nor pwsh, which Debian does not
+// package) is reachable where drover is built and tested. The dnf and
+// zypper transcripts, by contrast, are recorded from the real tools
+// (scripts/record-rpm.sh).
+//
 // The PowerShell scripts show in transcripts by their first line.
 const ps = "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -Command "
 

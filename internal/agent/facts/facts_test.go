@@ -16,6 +16,12 @@ import (
 	"github.com/drover-dev/drover/internal/fleet"
 )
 
+// The macOS and Windows outputs in testdata are written from the tools'
+// documented formats (sw_vers, pkgutil, softwareupdate; Get-CimInstance
+// and Get-HotFix through ConvertTo-Json, for Windows PowerShell 5.1 and
+// PowerShell 7), not recorded: no macOS or Windows host is reachable
+// where drover is tested.
+//
 // replay is a Runner answering with recorded outputs: dir/NAME.txt is the
 // stdout of command NAME, dir/NAME.exit its exit code if not 0; a command
 // with no recording is not installed.
