@@ -42,9 +42,6 @@ func self(t *testing.T) bench.Command {
 // processes, 5 at a time. It checks that the rollout succeeds and the
 // result is coherent, never how fast it was.
 func TestRolloutSmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts 21 processes")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := bench.RunRollout(ctx, bench.RolloutConfig{Drover: self(t), Agents: 20, Batch: 5, PollWait: 2 * time.Second})
@@ -74,9 +71,6 @@ func TestRolloutSmall(t *testing.T) {
 
 // TestAgentsSmall runs the many-agents benchmark at small scale.
 func TestAgentsSmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server process")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := bench.RunAgents(ctx, bench.AgentsConfig{Drover: self(t), Agents: 50, Heartbeat: time.Second,

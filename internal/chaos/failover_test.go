@@ -5,41 +5,16 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
-
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/store/storetest"
 )
-
-// postgresEnv names the URL of a PostgreSQL whose user may create
-// databases; scripts/postgres.sh starts one and prints it.
-const postgresEnv = "DROVER_TEST_POSTGRES"
-
-// newDatabase creates a fresh database for one run and returns its URL;
-// it is dropped when the test ends.
-func newDatabase(t *testing.T, admin *sql.DB, base *url.URL, n int) string {
-	t.Helper()
-	name := fmt.Sprintf("drover_chaos_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, n)
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u := *base
-	u.Path = "/" + name
-	return u.String()
-}
 
 // TestLeaderFailoverPostgres runs three `drover server` processes on one
 // PostgreSQL, agents spread over all three, and SIGKILLs the leader twice
@@ -47,28 +22,12 @@ func newDatabase(t *testing.T, admin *sql.DB, base *url.URL, n int) string {
 // its agents come back). Another server must take over within 15s, the
 // rollout must complete, and no step may be dispatched or applied twice.
 func TestLeaderFailoverPostgres(t *testing.T) {
-	raw := os.Getenv(postgresEnv)
-	if raw == "" {
-		t.Fatalf("%s is not set: the failover test needs a real PostgreSQL shared by several drover servers. Start one with\n"+
-			"\teval \"$(scripts/postgres.sh)\"\nfrom the repository root (or run `make test`), then run the tests again.", postgresEnv)
-	}
-	base, err := url.Parse(raw)
-	if err != nil {
-		t.Fatalf("%s: %v", postgresEnv, err)
-	}
-	admin, err := sql.Open("pgx", raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	if err := admin.Ping(); err != nil {
-		t.Fatalf("%s is not reachable: %v\nstart one with: eval \"$(scripts/postgres.sh)\"", postgresEnv, err)
-	}
+	pg := storetest.NewPostgres(t)
 	bin := buildDrover(t)
 	var takeovers []time.Duration
 	for run := range 3 {
 		t.Run(fmt.Sprintf("run%d", run+1), func(t *testing.T) {
-			takeovers = append(takeovers, runFailover(t, bin, admin, newDatabase(t, admin, base, run))...)
+			takeovers = append(takeovers, runFailover(t, bin, pg.CreateDB(t))...)
 		})
 	}
 	sorted := slices.Clone(takeovers)
@@ -82,7 +41,7 @@ func TestLeaderFailoverPostgres(t *testing.T) {
 // runFailover runs one rollout across three servers, killing the leader
 // when the rollout is a third and again two thirds done, and returns the
 // measured takeover times.
-func runFailover(t *testing.T, bin string, admin *sql.DB, dsn string) []time.Duration {
+func runFailover(t *testing.T, bin string, dsn string) []time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	dir := t.TempDir()

@@ -3,23 +3,20 @@ package store_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
-// TestCredentials runs the credentials contract on SQLite and, when
-// DROVER_TEST_POSTGRES is set, on PostgreSQL.
+// TestCredentials runs the credentials contract on SQLite and on a real
+// PostgreSQL (storetest.NewPostgres).
 func TestCredentials(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testCredentials(t, openSQLite(t)) })
 	t.Run("postgres", func(t *testing.T) {
-		if os.Getenv(postgresEnv) == "" {
-			t.Fatal(postgresEnv + " is not set: start PostgreSQL with eval \"$(scripts/postgres.sh)\" (make test does)")
-		}
-		s, err := store.Open(context.Background(), newPGServer(t).createDB(t), nil)
+		s, err := store.Open(context.Background(), storetest.NewPostgres(t).CreateDB(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	_ "modernc.org/sqlite"
-
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/store"
 	"github.com/drover-dev/drover/internal/store/storetest"
@@ -27,7 +25,7 @@ func TestCheckpointRetention(t *testing.T) {
 			if backend == "sqlite" {
 				dsn = "sqlite://" + filepath.Join(t.TempDir(), "drover.db")
 			} else {
-				dsn = newPGServer(t).createDB(t)
+				dsn = storetest.NewPostgres(t).CreateDB(t)
 			}
 			s, err := store.Open(ctx, dsn, nil, store.WithCheckpointRetention(10, 30))
 			if err != nil {
