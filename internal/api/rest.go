@@ -87,6 +87,15 @@ type ValidateResponse struct {
 type DryRunResponse struct {
 	Result json.RawMessage `json:"result"`
 	Text   string          `json:"text"`
+	// ApprovalsNeeded is how many distinct approvers other than the
+	// author the rollout would need before it starts: the maximum of the
+	// plan's approvals.start and the server's approval floor.
+	ApprovalsNeeded int `json:"approvalsNeeded"`
+	// ApprovalFloor says which floor rules raised it ("" when none did).
+	ApprovalFloor string `json:"approvalFloor,omitempty"`
+	// Warnings are problems the plan would meet on this server (e.g.
+	// more approvals than it has approvers).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // CreateRolloutRequest creates a rollout from a plan.
@@ -116,8 +125,18 @@ type Rollout struct {
 	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
 	Nodes         []RolloutNode       `json:"nodes,omitempty"` // with ?nodes=true
 	Plan          string              `json:"plan,omitempty"`  // with ?plan=true
-	// ApprovalsNeeded is how many start approvals the plan requires.
+	// ApprovalsNeeded is how many distinct approvers other than the
+	// author the start needs: the maximum of the plan's approvals.start
+	// and the server's approval floor, fixed when the rollout was
+	// created. ApprovalsGot counts those who approved the start.
 	ApprovalsNeeded int `json:"approvalsNeeded"`
+	ApprovalsGot    int `json:"approvalsGot"`
+	// ApprovalFloor says which server floor rules raised ApprovalsNeeded
+	// above the plan's ("" when none did).
+	ApprovalFloor string `json:"approvalFloor,omitempty"`
+	// Warnings are problems found at creation (e.g. more approvals
+	// needed than the server has approvers); only in the create answer.
+	Warnings []string `json:"warnings,omitempty"`
 	// Limits are the plan's concurrency limits with the slots in use now:
 	// maxInFlight over the target, then each cap per domain.
 	Limits []Limit `json:"limits,omitempty"`
@@ -155,6 +174,11 @@ type Wave struct {
 	EndedAt   time.Time        `json:"endedAt,omitzero"`
 	After     []string         `json:"after,omitempty"`
 	Canary    bool             `json:"canary,omitempty"`
+	// ApprovalsNeeded is how many distinct approvers other than the
+	// author the wave needs before it starts (0: none); ApprovalsGot
+	// counts those who approved it.
+	ApprovalsNeeded int `json:"approvalsNeeded,omitempty"`
+	ApprovalsGot    int `json:"approvalsGot,omitempty"`
 }
 
 // Gate is a wave-gate result.

@@ -94,6 +94,17 @@ type APITokenList struct {
 	Tokens []APIToken `json:"tokens"`
 }
 
+// Session is a dashboard session (POST /v1/sessions): Token is its
+// bearer credential, shown once and stored only hashed, valid until
+// ExpiresAt or DELETE /v1/sessions/current, and only while the token that
+// opened it is.
+type Session struct {
+	Token     string    `json:"token"`
+	User      string    `json:"user"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
 // BreakGlassRequest overrides a rollout's freezes; Reason is required.
 type BreakGlassRequest struct {
 	Reason string `json:"reason"`

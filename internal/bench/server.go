@@ -52,6 +52,7 @@ func Serve(ctx context.Context, o ServerOptions, ready func(addr string)) error 
 	cfg.PollWait, cfg.Tick, cfg.Lease = o.PollWait, o.Tick, o.Lease
 	cfg.AgentToken = o.AgentToken
 	cfg.Users = []server.User{{Name: "bench", Role: server.RoleAdmin, Token: o.UserToken}}
+	cfg.Metrics.Auth = server.MetricsAuthNone // scraped by the bench on loopback
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("bench server: %w", err)
 	}

@@ -71,6 +71,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdin 
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
+	// Everything the CLI prints is made safe for a terminal (safeout.go).
+	safeOut, safeErr := newTerminalSafe(stdout), newTerminalSafe(stderr)
+	defer safeOut.flush()
+	defer safeErr.flush()
+	stdout, stderr = safeOut, safeErr
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, log: agentcmd.NewLogger(getenv("DROVER_LOG"), stderr)}
 	root := newRoot(e)
 	root.SetArgs(args)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -24,7 +26,7 @@ type remote struct {
 }
 
 func (r *remote) flags(cmd *cobra.Command, e *env, outputs bool) {
-	cmd.Flags().StringVar(&r.server, "server", "", "server URL (default $DROVER_SERVER, else http://127.0.0.1:7070)")
+	cmd.Flags().StringVar(&r.server, "server", "", "server URL or host:port (default $DROVER_SERVER, else https://127.0.0.1:7070); http:// only for loopback")
 	cmd.Flags().StringVar(&r.token, "token", "", "API token (default $DROVER_TOKEN)")
 	if outputs {
 		cmd.Flags().StringVarP(&r.output, "output", "o", "table", "output format: table, json or yaml")
@@ -36,11 +38,9 @@ func (r *remote) client(e *env) (*api.Client, error) {
 	if server == "" {
 		server = e.getenv("DROVER_SERVER")
 	}
-	if server == "" {
-		server = "http://127.0.0.1:7070"
-	}
-	if !strings.Contains(server, "://") {
-		server = "http://" + server
+	server, err := serverURL(server)
+	if err != nil {
+		return nil, err
 	}
 	token := r.token
 	if token == "" {
@@ -54,6 +54,41 @@ func (r *remote) client(e *env) (*api.Client, error) {
 		return nil, err
 	}
 	return &api.Client{Base: server, Token: token, HTTP: hc}, nil
+}
+
+// serverURL is the server's base URL: https:// unless the URL says
+// http://, which is refused for anything but loopback (the token would
+// cross the network in clear). "" is https://127.0.0.1:7070.
+func serverURL(raw string) (string, error) {
+	if raw == "" {
+		raw = "127.0.0.1:7070"
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "https://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", usagef("server %q: want https://HOST:PORT or HOST:PORT", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !loopbackHost(u.Hostname()) {
+			return "", usagef("server %s: refusing to send the API token in clear over http:// to a host that is not loopback; use https:// (with DROVER_CA_CERT set to the server's CA file)", raw)
+		}
+	default:
+		return "", usagef("server %q: scheme %q: want https:// (or http:// on loopback)", raw, u.Scheme)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // show writes v as JSON or YAML, or calls table for the table format.
@@ -131,8 +166,17 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 			if err != nil {
 				return apiErr(err)
 			}
+			for _, wn := range ro.Warnings {
+				fmt.Fprintf(e.stderr, "warning: %s\n", wn)
+			}
 			return r.show(e, ro, func(w io.Writer) {
 				fmt.Fprintf(w, "created rollout %s (%s, %d nodes)\n", ro.ID, ro.State, ro.Total)
+				if ro.ApprovalsNeeded > 0 {
+					fmt.Fprintf(w, "  needs %d approvals to start\n", ro.ApprovalsNeeded)
+				}
+				if ro.ApprovalFloor != "" {
+					fmt.Fprintf(w, "  %s\n", ro.ApprovalFloor)
+				}
 				for _, u := range ro.Uncovered {
 					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)
 				}
@@ -231,11 +275,15 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	fmt.Fprintf(w, "version\t%d\n", ro.Version)
 	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Counts, ro.Total))
 	if ro.ApprovalsNeeded > 0 || len(ro.Approvals) > 0 {
-		var by []string
-		for _, a := range ro.Approvals {
-			by = append(by, a.By+orDash(a.Wave, " (wave "+a.Wave+")"))
+		fmt.Fprintf(w, "approvals\tstart %s\n", approvalCount(ro, ""))
+		for _, wv := range ro.Waves {
+			if wv.ApprovalsNeeded > 0 {
+				fmt.Fprintf(w, "\twave %s %s\n", wv.Name, approvalCount(ro, wv.Name))
+			}
 		}
-		fmt.Fprintf(w, "approvals\t%d needed; %s\n", ro.ApprovalsNeeded, orDash(strings.Join(by, ", "), strings.Join(by, ", ")))
+		if ro.ApprovalFloor != "" {
+			fmt.Fprintf(w, "approval floor\t%s\n", ro.ApprovalFloor)
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tRUNNING\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
@@ -268,6 +316,28 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Wave, n.Phase, n.Attempt, n.Zone, n.Family, n.Class, n.Reason)
 		}
 	}
+}
+
+// approvalCount is the server's count of a rollout's approvals of wave
+// ("" for the start): "GOT/NEEDED (names)", the names being those the
+// server counted (distinct, never the author).
+func approvalCount(ro api.Rollout, wave string) string {
+	got, need := ro.ApprovalsGot, ro.ApprovalsNeeded
+	if wave != "" {
+		got, need = 0, 0
+		for _, wv := range ro.Waves {
+			if wv.Name == wave {
+				got, need = wv.ApprovalsGot, wv.ApprovalsNeeded
+			}
+		}
+	}
+	var by []string
+	for _, a := range ro.Approvals {
+		if a.Wave == wave && a.By != ro.Author && !slices.Contains(by, a.By) {
+			by = append(by, a.By)
+		}
+	}
+	return fmt.Sprintf("%d/%d (%s)", got, need, orDash(strings.Join(by, ", "), strings.Join(by, ", ")))
 }
 
 func orDash(s, v string) string {
@@ -304,11 +374,11 @@ func newRolloutCommand(e *env, action, short string) *cobra.Command {
 			}
 			return r.show(e, ro, func(w io.Writer) {
 				if action == "approve" {
-					var by []string
-					for _, a := range ro.Approvals {
-						by = append(by, a.By)
+					what := "approvals"
+					if wave != "" {
+						what = "wave " + wave + " approvals"
 					}
-					fmt.Fprintf(w, "%s: approved; approvals %d/%d (%s)\n", ro.ID, len(ro.Approvals), ro.ApprovalsNeeded, strings.Join(by, ", "))
+					fmt.Fprintf(w, "%s: approved; %s %s\n", ro.ID, what, approvalCount(ro, wave))
 					return
 				}
 				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))

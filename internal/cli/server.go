@@ -54,6 +54,7 @@ func newServerCmd(e *env) *cobra.Command {
 			set("tls", func() { cfg.TLS = flagCfg.TLS })
 			set("ca-cert", func() { cfg.CACert = flagCfg.CACert })
 			set("ca-key", func() { cfg.CAKey = flagCfg.CAKey })
+			set("insecure-plain-http", func() { cfg.InsecurePlainHTTP = flagCfg.InsecurePlainHTTP })
 			if err := cfg.Validate(); err != nil {
 				return exitf(ExitError, "invalid configuration:\n%w", err)
 			}
@@ -105,6 +106,7 @@ func newServerCmd(e *env) *cobra.Command {
 	f.BoolVar(&flagCfg.TLS, "tls", true, "serve TLS with the built-in CA and accept agents' client certificates (--tls=false: plain HTTP, for tests on loopback)")
 	f.StringVar(&flagCfg.CACert, "ca-cert", "", "the operator's own CA certificate (default DATA-DIR/ca.pem, created at the first start)")
 	f.StringVar(&flagCfg.CAKey, "ca-key", "", "the private key of --ca-cert")
+	f.BoolVar(&flagCfg.InsecurePlainHTTP, "insecure-plain-http", false, "with --tls=false, allow listening on an address that is not loopback (tokens cross the network in clear)")
 	f.StringVar(&flagCfg.AuditKey, "audit-key", "", "note signer key file signing the audit log's checkpoints (default DATA-DIR/audit.key, generated at first start; servers sharing a database must share it)")
 	f.StringVar(&flagCfg.ArtifactsDir, "artifacts-dir", "", "signed artifact repository (drover artifact init) to publish read-only at /v1/artifacts")
 	return cmd

@@ -66,7 +66,10 @@ expiring after --ttl if given.`,
 				return err
 			}
 			req := api.TokenRequest{Kind: api.TokenEnroll}
-			if ttl > 0 {
+			if cmd.Flags().Changed("ttl") {
+				if ttl <= 0 {
+					return usagef("token create: --ttl %s: want a positive duration like 1h", ttl)
+				}
 				req.TTL = ttl.String()
 			}
 			switch {

@@ -176,7 +176,7 @@ func (d *decider) run() {
 // approve moves a rollout waiting for approvals to running when enough
 // distinct approvers other than the author approved.
 func (d *decider) approve() bool {
-	need := d.p.Approvals.Start
+	need := max(d.p.Approvals.Start, d.in.StartApprovals)
 	got := approvers(d.in, "")
 	if len(got) >= need {
 		d.setState(RolloutRunning, "", "")
@@ -195,10 +195,16 @@ func (d *decider) approve() bool {
 // approvers lists the distinct approvers of wave ("" for the start), never
 // counting the rollout's author.
 func approvers(in *Input, wave string) []string {
+	return Approvers(in.Author, in.Approvals, wave)
+}
+
+// Approvers lists, sorted, the distinct people other than author who
+// approved wave ("" for the start): the approvals that count.
+func Approvers(author string, approvals []Approval, wave string) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, a := range in.Approvals {
-		if a.Wave != wave || a.By == "" || a.By == in.Author || seen[a.By] {
+	for _, a := range approvals {
+		if a.Wave != wave || a.By == "" || a.By == author || seen[a.By] {
 			continue
 		}
 		seen[a.By] = true

@@ -164,6 +164,11 @@ type Input struct {
 	Waves         map[string]WaveStatus
 	Gates         []GateResult // latest wave-gate results, any order
 	Approvals     []Approval
+	// StartApprovals is how many distinct approvers other than the author
+	// the start needs when the server requires more than the plan (its
+	// approval floor, fixed when the rollout was created); the start
+	// needs the larger of it and Plan.Approvals.Start.
+	StartApprovals int
 	// BlockingAlerts names alerts firing now that block new starts.
 	BlockingAlerts []string
 	// BreakGlass is the reason an admin recorded to override the plan's

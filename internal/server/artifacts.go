@@ -33,7 +33,7 @@ func (s *Server) artifactRoutes(mux *http.ServeMux) {
 
 func (s *Server) serveArtifact(sub, contentType, cacheControl string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.authenticate(r); err != nil {
+		if _, err := s.authenticateLimited(w, r); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -73,7 +73,43 @@ type Config struct {
 	// checkpoints; "" means DATADIR/audit.key, generated at first start.
 	// Servers sharing a database must share it (see auditlog.go).
 	AuditKey string `yaml:"auditKey"`
+	// InsecurePlainHTTP lets a server without TLS listen on an address
+	// that is not loopback (tokens then cross the network in clear).
+	// Without it such a configuration is refused.
+	InsecurePlainHTTP bool `yaml:"insecurePlainHTTP"`
+	// TrustedProxies are the addresses (CIDRs or IPs) of reverse proxies
+	// whose X-Forwarded-For names the client; from any other peer the
+	// header is ignored (see authlimit.go).
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// ApprovalFloor sets minimum approvals the server requires whatever
+	// the plan asks (see floor.go).
+	ApprovalFloor []FloorRule `yaml:"approvalFloor"`
+	// Metrics says who may read /metrics and where it is served.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// SessionTTL is the lifetime of a dashboard session; default 12h.
+	SessionTTL time.Duration `yaml:"sessionTTL"`
 }
+
+// MetricsConfig: /metrics is served on the API listener and needs an API
+// token (any role) unless Auth is "none"; with Listen set it is served
+// there instead, on its own plain-HTTP listener, and not on the API's.
+type MetricsConfig struct {
+	Auth   string `yaml:"auth"`   // "token" (default) or "none"
+	Listen string `yaml:"listen"` // host:port of a separate metrics listener; "" serves them on the API listener
+}
+
+// Metrics authentication modes.
+const (
+	MetricsAuthToken = "token"
+	MetricsAuthNone  = "none"
+)
+
+// MinTokenLen is the shortest token the configuration accepts (22
+// base64url characters carry 128 random bits).
+const MinTokenLen = 22
+
+// DefaultSessionTTL is a dashboard session's lifetime when none is set.
+const DefaultSessionTTL = 12 * time.Hour
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -153,8 +189,32 @@ func (c *Config) Validate() error {
 	if c.ServerID == "" {
 		errs = append(errs, errors.New("serverId is required"))
 	}
-	if c.AgentToken != "" && len(c.AgentToken) < 16 {
-		errs = append(errs, errors.New("agentToken (insecure, for tests) must be at least 16 characters"))
+	if c.AgentToken != "" {
+		if err := weakToken(c.AgentToken); err != nil {
+			errs = append(errs, fmt.Errorf("agentToken (insecure, for tests): %w", err))
+		}
+	}
+	if !c.TLS && !c.InsecurePlainHTTP && !loopbackListen(c.Listen) {
+		errs = append(errs, fmt.Errorf("listen %q without TLS: plain HTTP would send tokens in clear over the network; listen on loopback, turn TLS on, or set insecurePlainHTTP: true (--insecure-plain-http)", c.Listen))
+	}
+	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := compileFloor(c.ApprovalFloor); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Metrics.Auth {
+	case "", MetricsAuthToken, MetricsAuthNone:
+	default:
+		errs = append(errs, fmt.Errorf("metrics.auth %q: want token or none", c.Metrics.Auth))
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen %q: want host:port: %w", c.Metrics.Listen, err))
+		}
+	}
+	if c.SessionTTL < 0 || (c.SessionTTL > 0 && c.SessionTTL < time.Minute) {
+		errs = append(errs, fmt.Errorf("sessionTTL %s: must be at least 1m", c.SessionTTL))
 	}
 	if (c.CACert == "") != (c.CAKey == "") {
 		errs = append(errs, errors.New("caCert and caKey go together"))
@@ -166,12 +226,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("users: at least one user is required"))
 	}
 	seen := map[string]bool{}
+	tokens := map[string]string{} // token -> first user holding it
+	if c.AgentToken != "" {
+		tokens[c.AgentToken] = "agentToken"
+	}
 	for i, u := range c.Users {
 		switch {
 		case u.Name == "":
 			errs = append(errs, fmt.Errorf("users[%d]: name is required", i))
 		case seen[u.Name]:
 			errs = append(errs, fmt.Errorf("users[%d]: duplicate name %q", i, u.Name))
+		case !validUserName(u.Name):
+			errs = append(errs, fmt.Errorf("users[%d]: name %q is reserved (agent:..., scheduler) or has spaces or control characters", i, u.Name))
 		}
 		seen[u.Name] = true
 		switch u.Role {
@@ -179,8 +245,12 @@ func (c *Config) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("users[%d] %s: role %q is not one of viewer, operator, approver, admin", i, u.Name, u.Role))
 		}
-		if len(u.Token) < 16 {
-			errs = append(errs, fmt.Errorf("users[%d] %s: token must be at least 16 characters", i, u.Name))
+		if err := weakToken(u.Token); err != nil {
+			errs = append(errs, fmt.Errorf("users[%d] %s: %w", i, u.Name, err))
+		} else if other, dup := tokens[u.Token]; dup {
+			errs = append(errs, fmt.Errorf("users[%d] %s: token is also %s's: every user needs a token of its own", i, u.Name, other))
+		} else {
+			tokens[u.Token] = u.Name
 		}
 	}
 	if _, err := parseFailpoints(c.Failpoints); err != nil {
@@ -192,6 +262,49 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// weakToken refuses configured tokens a guesser could find: shorter
+// than MinTokenLen, or made of few distinct characters.
+func weakToken(tok string) error {
+	if len(tok) < MinTokenLen {
+		return fmt.Errorf("token must be at least %d characters (e.g. openssl rand -base64 24)", MinTokenLen)
+	}
+	distinct := map[rune]bool{}
+	for _, r := range tok {
+		distinct[r] = true
+	}
+	if len(distinct) < 8 {
+		return fmt.Errorf("token has only %d distinct characters: use a random one (e.g. openssl rand -base64 24)", len(distinct))
+	}
+	return nil
+}
+
+// validUserName refuses names that are reserved for agents and the
+// scheduler, and names with spaces or control characters.
+func validUserName(name string) bool {
+	if strings.HasPrefix(name, "agent:") || name == "scheduler" || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// loopbackListen reports whether a listen address is loopback only.
+func loopbackListen(listen string) bool {
+	h, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // DSN returns the database to open.

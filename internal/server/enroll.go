@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -42,6 +43,8 @@ type security struct {
 	creds   store.Credentials
 	tlsCert tls.Certificate
 	limit   *limiter
+	proxies []netip.Prefix // Config.TrustedProxies
+	floor   []floorRule    // Config.ApprovalFloor, compiled
 
 	mu    sync.Mutex
 	certs map[string]cachedCert // node -> current serial
@@ -53,8 +56,15 @@ type cachedCert struct {
 }
 
 func (s *Server) initSecurity() error {
-	sec := &security{certs: map[string]cachedCert{}, limit: newLimiter(10, time.Minute)}
+	sec := &security{certs: map[string]cachedCert{}, limit: newLimiter(authLimit, authLimitWindow)}
 	sec.creds, _ = store.AsCredentials(s.st)
+	var err error
+	if sec.proxies, err = parseTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		return err
+	}
+	if sec.floor, err = compileFloor(s.cfg.ApprovalFloor); err != nil {
+		return err
+	}
 	s.sec = sec
 	if s.cfg.AgentToken != "" {
 		s.log.Warn("agentToken set: any holder of the shared agent token may act as any node (insecure; for tests and migrations only)")
@@ -215,12 +225,11 @@ func (s *Server) issue(csrPEM, node string) (*x509.Certificate, store.NodeCert, 
 }
 
 // enroll issues a node's first certificate in exchange for an enrolment
-// token. Failures count against the caller's address like failed logins.
+// token. Failures count against the token and the caller's address like
+// failed logins (authlimit.go): a valid token is never refused for
+// others' failures.
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set(api.HeaderProtocol, fmt.Sprint(api.ProtocolVersion))
-	if err := s.sec.limit.check(w, r, s.now()); err != nil {
-		return err
-	}
 	if s.sec.ca == nil || r.TLS == nil {
 		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, msg: "enrolment needs TLS: this server runs without it"}
 	}
@@ -231,9 +240,19 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err := fleet.ValidID(req.NodeID); err != nil {
 		return badRequest("node id %q: %v", req.NodeID, err)
 	}
+	cred := credKey(req.Token)
+	if wait := s.sec.limit.over(cred, s.now()); cred != "" && wait > 0 {
+		return rateLimited(w, "with this enrolment token", wait)
+	}
+	refused := func(msg string) error {
+		ip := s.clientIP(r)
+		if wait := s.sec.limit.fail(s.now(), addrKey(ip), cred); wait > 0 {
+			return rateLimited(w, "from "+ip, wait)
+		}
+		return &httpError{status: http.StatusUnauthorized, code: api.CodeTokenInvalid, msg: msg}
+	}
 	if req.Token == "" {
-		s.sec.limit.fail(r, s.now())
-		return &httpError{status: http.StatusUnauthorized, code: api.CodeTokenInvalid, msg: "enrolment refused: no token"}
+		return refused("enrolment refused: no token")
 	}
 	cert, nc, err := s.issue(req.CSR, req.NodeID)
 	if err != nil {
@@ -242,9 +261,8 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	labels, err := s.sec.creds.EnrollNode(r.Context(), tokenHash(req.Token), nc, s.now())
 	switch {
 	case errors.Is(err, store.ErrTokenInvalid):
-		s.sec.limit.fail(r, s.now())
-		s.log.Warn("enrolment refused", "node", req.NodeID, "remote", clientIP(r), "err", err)
-		return &httpError{status: http.StatusUnauthorized, code: api.CodeTokenInvalid, msg: "enrolment refused: " + strings.TrimPrefix(err.Error(), "enrol node "+req.NodeID+": ")}
+		s.log.Warn("enrolment refused", "node", req.NodeID, "remote", s.clientIP(r), "err", err)
+		return refused("enrolment refused: " + strings.TrimPrefix(err.Error(), "enrol node "+req.NodeID+": "))
 	case errors.Is(err, store.ErrConflict):
 		return &httpError{status: http.StatusConflict, code: api.CodeConflict, msg: "enrolment refused", err: err}
 	case err != nil:

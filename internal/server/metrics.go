@@ -1,6 +1,17 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
 
 // metrics are the server's Prometheus metrics, registered on the registry
 // passed to New (never the global one).
@@ -53,4 +64,52 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.apiLatency, m.agents, m.stepDuration, m.failToHalt, m.haltToRollback, m.gateEvals, m.leader,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// pathMetrics serves the Prometheus metrics: on the API listener, or on
+// Config.Metrics.Listen alone.
+const pathMetrics = "GET /metrics"
+
+// metricsHandler serves the registry, requiring an API token of any role
+// (or an agent's certificate) unless Config.Metrics.Auth is "none".
+// Failures count like every failed authentication (authlimit.go).
+func (s *Server) metricsHandler() http.HandlerFunc {
+	h := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Metrics.Auth != MetricsAuthNone {
+			if _, err := s.authenticateLimited(w, r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	}
+}
+
+// serveMetrics serves /metrics alone on Config.Metrics.Listen (plain
+// HTTP) until ctx ends; ready gets the bound address.
+func (s *Server) serveMetrics(ctx context.Context, ready func(addr string)) (func(), error) {
+	ln, err := net.Listen("tcp", s.cfg.Metrics.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen %s: %w", s.cfg.Metrics.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pathMetrics, s.metricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics listener failed", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.log.Info("metrics listening", "addr", ln.Addr().String(), "auth", orElse(s.cfg.Metrics.Auth, MetricsAuthToken))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	return func() {
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}, nil
 }

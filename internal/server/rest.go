@@ -411,7 +411,12 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		return err
 	}
 	seed := randomSeed()
-	p, a, _, err := s.assign(r.Context(), req.File, req.Plan, seed)
+	p, a, inv, err := s.assign(r.Context(), req.File, req.Plan, seed)
+	if err != nil {
+		return err
+	}
+	need := s.requiredApprovals(p, a, inv)
+	warnings, err := s.approverWarnings(r.Context(), p, need.Needed, id.user)
 	if err != nil {
 		return err
 	}
@@ -420,10 +425,11 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	ro := store.Rollout{
 		ID: newRolloutID(p.Name, now), Name: p.Name, Author: id.user, Plan: []byte(req.Plan),
 		PlanSHA256: hex.EncodeToString(sum[:]), State: engine.RolloutRunning, Seed: seed, CreatedAt: now, UpdatedAt: now,
+		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor,
 	}
-	if p.Approvals.Start > 0 {
+	if need.Needed > 0 {
 		ro.State = engine.RolloutPendingApproval
-		ro.Reason = fmt.Sprintf("waiting for approvals: 0/%d", p.Approvals.Start)
+		ro.Reason = fmt.Sprintf("waiting for approvals: 0/%d", need.Needed)
 	}
 	nodes := make([]store.RolloutNode, len(a.Nodes))
 	for i, n := range a.Nodes {
@@ -446,6 +452,10 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		return err
 	}
 	view.Uncovered = a.Uncovered
+	view.Warnings = warnings
+	for _, wn := range warnings {
+		s.log.Warn("rollout created with a problem", "rollout", ro.ID, "warning", wn)
+	}
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
@@ -525,7 +535,12 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		v.Plan = string(ro.Plan)
 	}
 	p := rc.plan
-	v.ApprovalsNeeded = p.Approvals.Start
+	v.ApprovalsNeeded, v.ApprovalFloor = max(p.Approvals.Start, ro.ApprovalsNeeded), ro.ApprovalFloor
+	approvals := make([]engine.Approval, len(data.Approvals))
+	for i, a := range data.Approvals {
+		approvals[i] = engine.Approval{By: a.By, Wave: a.Wave, At: a.At}
+	}
+	v.ApprovalsGot = len(engine.Approvers(ro.Author, approvals, ""))
 	waveCounts := map[string]map[string]int{}
 	waveNodes := map[string]int{}
 	for _, n := range data.Nodes {
@@ -556,7 +571,8 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 			st = engine.WavePending
 		}
 		v.Waves = append(v.Waves, api.Wave{Name: pw.Name, State: st, Reason: sw.Reason, Nodes: waveNodes[pw.Name],
-			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary})
+			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary,
+			ApprovalsNeeded: pw.Approvals, ApprovalsGot: len(engine.Approvers(ro.Author, approvals, pw.Name))})
 	}
 	for _, g := range data.Gates {
 		v.Gates = append(v.Gates, api.Gate{Wave: g.Wave, Gate: g.Gate, Verdict: g.Verdict, Reason: g.Reason, At: g.At})
@@ -599,6 +615,11 @@ func (s *Server) command(action string) handler {
 			}
 		}
 		cmd := store.Command{Actor: id.user, Action: action, Wave: req.Wave, Reason: req.Reason, NodeID: req.Node}
+		if action == "approve" {
+			if err := s.checkApproval(r.Context(), r.PathValue("id"), req.Wave); err != nil {
+				return err
+			}
+		}
 		if action == "resolve" {
 			switch req.Resolution {
 			case "retry":
@@ -681,12 +702,17 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ identity)
 
 // dryRun runs the simulator against the live inventory: the same engine,
 // on a virtual clock, with no failures injected.
-func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) error {
+func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) error {
 	var req api.PlanRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	p, _, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	p, a, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	if err != nil {
+		return err
+	}
+	need := s.requiredApprovals(p, a, nodes)
+	warnings, err := s.approverWarnings(r.Context(), p, need.Needed, id.user)
 	if err != nil {
 		return err
 	}
@@ -700,6 +726,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: sim.Summary(res)})
+	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: approvalsText(need, warnings) + sim.Summary(res),
+		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
 	return nil
 }

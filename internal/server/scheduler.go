@@ -311,7 +311,8 @@ func (rc *rolloutCache) input(data store.RolloutData, now time.Time) engine.Inpu
 	}
 	in := engine.Input{RolloutID: data.Rollout.ID, Author: data.Rollout.Author, Plan: rc.plan, State: data.Rollout.State,
 		Reason: data.Rollout.Reason, RollbackScope: data.Rollout.RollbackScope, Nodes: nodes,
-		Waves: make(map[string]engine.WaveStatus, len(data.Waves)), Now: now, Seed: data.Rollout.Seed, Index: rc.index}
+		Waves: make(map[string]engine.WaveStatus, len(data.Waves)), Now: now, Seed: data.Rollout.Seed, Index: rc.index,
+		StartApprovals: data.Rollout.ApprovalsNeeded}
 	for _, w := range data.Waves {
 		in.Waves[w.Name] = w.WaveStatus
 	}

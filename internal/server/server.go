@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/auditlog"
@@ -50,7 +49,8 @@ type Server struct {
 	now     func() time.Time
 	gates   gate.Evaluator
 	m       *metrics
-	users   map[[32]byte]User
+	users   map[[32]byte]User // configured users by their token's hash
+	byName  map[string]User   // and by name
 	agentTk [32]byte
 	wake    *waker
 	beats   *heartbeats
@@ -65,8 +65,9 @@ type Server struct {
 	// the failed-authentication limiter; see enroll.go and tokens.go.
 	sec *security
 
-	mu   sync.Mutex
-	addr string
+	mu          sync.Mutex
+	addr        string
+	metricsAddr string // Config.Metrics.Listen once bound
 }
 
 // New validates cfg and builds a server on deps.Store.
@@ -78,7 +79,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("server: no store")
 	}
 	s := &Server{cfg: cfg, st: deps.Store, log: deps.Logger, reg: deps.Registry, now: deps.Now, gates: deps.Gates,
-		users: map[[32]byte]User{}, agentTk: sha256.Sum256([]byte(cfg.AgentToken)), wake: newWaker(),
+		users: map[[32]byte]User{}, byName: map[string]User{}, agentTk: sha256.Sum256([]byte(cfg.AgentToken)), wake: newWaker(),
 		beats: newHeartbeats()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -94,6 +95,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	for _, u := range cfg.Users {
 		s.users[sha256.Sum256([]byte(u.Token))] = u
+		s.byName[u.Name] = u
 	}
 	fp, err := parseFailpoints(cfg.Failpoints)
 	if err != nil {
@@ -125,6 +127,18 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		ln = tls.NewListener(ln, s.TLSConfig())
 	} else {
 		s.log.Warn("serving plain HTTP: tokens cross the network in clear and agents cannot use client certificates; for tests on loopback only")
+	}
+	if s.cfg.Metrics.Listen != "" {
+		stop, err := s.serveMetrics(ctx, func(addr string) {
+			s.mu.Lock()
+			s.metricsAddr = addr
+			s.mu.Unlock()
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
@@ -176,6 +190,14 @@ func (s *Server) Addr() string {
 	return s.addr
 }
 
+// MetricsAddr is the bound address of the separate metrics listener
+// (Config.Metrics.Listen) once Run listens; "" without one.
+func (s *Server) MetricsAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metricsAddr
+}
+
 // Registry is the server's metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
@@ -185,7 +207,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.artifactRoutes(mux)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	if s.cfg.Metrics.Listen == "" {
+		s.handle(mux, pathMetrics, s.metricsHandler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "serverId": s.cfg.ServerID, "leader": s.sched.leading()})
@@ -200,6 +224,9 @@ type identity struct {
 	user  string // user name, or "agent:NODE"
 	role  Role
 	agent string // node ID for agents
+	// source is the user's credential: "config:NAME" or "api:HASH";
+	// session is the hash of the dashboard session used, "" for none.
+	source, session string
 }
 
 // authenticate reads the caller's identity from the request's
@@ -209,8 +236,8 @@ func (s *Server) authenticate(r *http.Request) (identity, error) {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return s.authenticateCert(r)
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
+	tok := bearer(r)
+	if tok == "" {
 		return identity{}, errUnauthorized
 	}
 	sum := sha256.Sum256([]byte(tok))
@@ -222,11 +249,17 @@ func (s *Server) authenticate(r *http.Request) (identity, error) {
 		return identity{user: "agent:" + node, agent: node}, nil
 	}
 	// Map lookup by hash: the token itself is never compared byte by byte.
-	u, ok := s.users[sum]
-	if !ok {
-		return s.authenticateAPIToken(r.Context(), sum)
+	if u, ok := s.users[sum]; ok {
+		return identity{user: u.Name, role: u.Role, source: "config:" + u.Name}, nil
 	}
-	return identity{user: u.Name, role: u.Role}, nil
+	// Only tokens of the API's shapes are looked up in the store.
+	switch {
+	case strings.HasPrefix(tok, prefixAPI):
+		return s.authenticateAPIToken(r.Context(), sum)
+	case strings.HasPrefix(tok, prefixSession):
+		return s.authenticateSession(r.Context(), sum)
+	}
+	return identity{}, errUnauthorized
 }
 
 var errUnauthorized = &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthorized, msg: "missing or invalid token"}

@@ -8,11 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/drover-dev/drover/internal/api"
@@ -71,22 +68,7 @@ func (s *Server) authenticateAPIToken(ctx context.Context, sum [32]byte) (identi
 	if !t.ExpiresAt.IsZero() && !s.now().Before(t.ExpiresAt) {
 		return identity{}, &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthorized, msg: "token expired"}
 	}
-	return identity{user: t.Name, role: Role(t.Role)}, nil
-}
-
-// authenticateLimited authenticates r unless its address failed too
-// often lately (429 with Retry-After); a failure counts against it.
-func (s *Server) authenticateLimited(w http.ResponseWriter, r *http.Request) (identity, error) {
-	now := s.now()
-	if err := s.sec.limit.check(w, r, now); err != nil {
-		return identity{}, err
-	}
-	id, err := s.authenticate(r)
-	var he *httpError
-	if errors.As(err, &he) && he.status == http.StatusUnauthorized {
-		s.sec.limit.fail(r, now)
-	}
-	return id, err
+	return identity{user: t.Name, role: Role(t.Role), source: "api:" + t.Hash}, nil
 }
 
 func (s *Server) securityRoutes(mux *http.ServeMux) {
@@ -95,6 +77,7 @@ func (s *Server) securityRoutes(mux *http.ServeMux) {
 	s.route(mux, "DELETE /v1/tokens/{id}", RoleAdmin, s.revokeToken)
 	s.route(mux, "DELETE /v1/nodes/{id}", RoleOperator, s.removeNode)
 	s.route(mux, "POST /v1/rollouts/{id}/break-glass", RoleAdmin, s.breakGlass)
+	s.sessionRoutes(mux)
 	s.enrollRoutes(mux)
 }
 
@@ -144,8 +127,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, id identity
 		default:
 			return badRequest("role %q: want viewer, operator, approver or admin", req.Role)
 		}
-		if req.User == "" || strings.HasPrefix(req.User, "agent:") || req.User == "scheduler" {
-			return badRequest("user %q: want a user name", req.User)
+		if req.User == "" || !validUserName(req.User) {
+			return badRequest("user %q: want a user name (not agent:..., scheduler, nor with spaces or control characters)", req.User)
+		}
+		if u, ok := s.byName[req.User]; ok {
+			return &httpError{status: http.StatusConflict, code: api.CodeConflict,
+				msg: fmt.Sprintf("user %s is configured on the server (role %s): a configured user's identity cannot be given by a token; choose another name", req.User, u.Role)}
 		}
 		if len(req.Labels) > 0 {
 			return badRequest("an API token has no labels")
@@ -233,78 +220,6 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request, id identity)
 	}
 	writeJSON(w, http.StatusOK, got)
 	return nil
-}
-
-// limiter counts failed authentications per client address in fixed
-// windows: past max failures in a window, the address gets 429 until
-// the window ends.
-type limiter struct {
-	max    int
-	window time.Duration
-
-	mu   sync.Mutex
-	addr map[string]*failures
-}
-
-type failures struct {
-	start time.Time
-	n     int
-}
-
-func newLimiter(max int, window time.Duration) *limiter {
-	return &limiter{max: max, window: window, addr: map[string]*failures{}}
-}
-
-// clientIP is the request's peer address (proxies' headers are not
-// trusted: they are the client's to forge).
-func clientIP(r *http.Request) string {
-	h, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return h
-}
-
-// check refuses an address over its limit, setting Retry-After.
-func (l *limiter) check(w http.ResponseWriter, r *http.Request, now time.Time) error {
-	ip := clientIP(r)
-	l.mu.Lock()
-	f, ok := l.addr[ip]
-	var wait time.Duration
-	if ok && now.Sub(f.start) >= l.window {
-		delete(l.addr, ip)
-	} else if ok && f.n >= l.max {
-		wait = f.start.Add(l.window).Sub(now)
-	}
-	l.mu.Unlock()
-	if wait <= 0 {
-		return nil
-	}
-	secs := int((wait + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	return &httpError{status: http.StatusTooManyRequests, code: api.CodeRateLimited,
-		msg: fmt.Sprintf("too many failed authentications from %s; retry in %ds", ip, secs)}
-}
-
-// fail counts a failed authentication of r's address.
-func (l *limiter) fail(r *http.Request, now time.Time) {
-	ip := clientIP(r)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f, ok := l.addr[ip]
-	if !ok || now.Sub(f.start) >= l.window {
-		// Forget stale addresses now and then so the map stays small.
-		if len(l.addr) > 10000 {
-			for k, v := range l.addr {
-				if now.Sub(v.start) >= l.window {
-					delete(l.addr, k)
-				}
-			}
-		}
-		f = &failures{start: now}
-		l.addr[ip] = f
-	}
-	f.n++
 }
 
 // breakGlassReason is the recorded break-glass reason of a rollout whose

@@ -52,6 +52,17 @@ type Credentials interface {
 	// revocation's time and actor kept.
 	RevokeAPIToken(ctx context.Context, id, actor string, now time.Time) error
 
+	// CreateSession stores a dashboard session, audited as
+	// session.open; sessions expired before now are deleted.
+	CreateSession(ctx context.Context, sess Session) error
+	// Session returns the session with this hash; ErrNotFound when there
+	// is none or it was revoked. Expiry is the caller's to check.
+	Session(ctx context.Context, hash string) (Session, error)
+	// RevokeSession ends the session with this hash (sign-out), audited
+	// as session.close; a revoked or unknown session: nil, nothing
+	// written.
+	RevokeSession(ctx context.Context, hash string, now time.Time) error
+
 	// BreakGlass records that the rollout may start nodes during freezes
 	// (actor, reason), audited as rollout.break-glass; ErrNotFound.
 	BreakGlass(ctx context.Context, rollout, actor, reason string, now time.Time) error
@@ -265,7 +276,17 @@ func (s *sqlStore) NodeCert(ctx context.Context, node string) (NodeCert, error) 
 
 func (s *sqlStore) CreateAPIToken(ctx context.Context, at APIToken) error {
 	err := s.write(ctx, func(t *tx) error {
-		_, err := t.exec(`INSERT INTO api_tokens (hash, name, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		// One identity, one role: a user's active tokens all carry it.
+		var other string
+		err := t.queryRow(`SELECT role FROM api_tokens WHERE name = ? AND role <> ? AND revoked_at = 0 AND (expires_at = 0 OR expires_at > ?) LIMIT 1`,
+			at.Name, at.Role, nanos(at.CreatedAt)).Scan(&other)
+		switch {
+		case err == nil:
+			return fmt.Errorf("user %s already has role %s through an active token; revoke those tokens first to change the role: %w", at.Name, other, ErrConflict)
+		case !isNoRows(err):
+			return err
+		}
+		_, err = t.exec(`INSERT INTO api_tokens (hash, name, role, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			at.Hash, at.Name, at.Role, at.CreatedBy, nanos(at.CreatedAt), nanos(at.ExpiresAt))
 		if err := t.conflictOnUnique(err, "insert API token"); err != nil {
 			return err

@@ -10,14 +10,14 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 )
 
-const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev"
+const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev, approvals_needed, approval_floor"
 
 func scanRollout(r scanner) (Rollout, error) {
 	var ro Rollout
 	var seed, created, updated int64
 	var state string
 	if err := r.Scan(&ro.ID, &ro.Name, &ro.Author, &ro.Plan, &ro.PlanSHA256, &state, &ro.Reason, &ro.RollbackScope,
-		&seed, &ro.Version, &created, &updated, &ro.NodeRev); err != nil {
+		&seed, &ro.Version, &created, &updated, &ro.NodeRev, &ro.ApprovalsNeeded, &ro.ApprovalFloor); err != nil {
 		return ro, err
 	}
 	ro.State, ro.Seed = engine.RolloutState(state), uint64(seed)
@@ -73,9 +73,9 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 	r.Version, r.NodeRev = 1, 0
 	r.CreatedAt, r.UpdatedAt = fromNanos(nanos(r.CreatedAt)), fromNanos(nanos(r.UpdatedAt))
 	err := s.write(ctx, func(t *tx) error {
-		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			r.ID, r.Name, r.Author, r.Plan, r.PlanSHA256, string(r.State), r.Reason, r.RollbackScope,
-			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev); err != nil {
+			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev, r.ApprovalsNeeded, r.ApprovalFloor); err != nil {
 			return t.conflictOnUnique(err, "rollout %s exists", r.ID)
 		}
 		for i, n := range nodes {
@@ -101,7 +101,8 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 		}
 		t.audit(AuditEntry{At: r.CreatedAt, Actor: actor, Action: "rollout.create", Object: "rollout/" + r.ID, Rollout: r.ID,
 			Detail: detail(map[string]any{"name": r.Name, "author": r.Author, "plan_sha256": r.PlanSHA256,
-				"state": r.State, "nodes": len(nodes), "waves": waveNames})})
+				"state": r.State, "nodes": len(nodes), "waves": waveNames, "approvals_needed": r.ApprovalsNeeded,
+				"approval_floor": r.ApprovalFloor})})
 		return nil
 	})
 	if err != nil {

@@ -85,6 +85,12 @@ type Rollout struct {
 	NodeRev   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ApprovalsNeeded is how many distinct approvers other than the
+	// author the start needs, fixed at creation (the larger of the plan's
+	// and the server's approval floor; 0: the plan's). ApprovalFloor
+	// says why the floor raised it ("" when it did not).
+	ApprovalsNeeded int
+	ApprovalFloor   string
 }
 
 // RolloutNode is one target node's state in a rollout. Index is its
