@@ -94,6 +94,10 @@ type APITokenList struct {
 	Tokens []APIToken `json:"tokens"`
 }
 
+// SessionPrefix starts every session token: a dashboard takes nothing
+// else from its cookie.
+const SessionPrefix = "drs_"
+
 // Session is a dashboard session (POST /v1/sessions): Token is its
 // bearer credential, shown once and stored only hashed, valid until
 // ExpiresAt or DELETE /v1/sessions/current, and only while the token that

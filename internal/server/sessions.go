@@ -19,7 +19,7 @@ import (
 // (DELETE /v1/sessions/current) and is refused as soon as the token it
 // was opened with is revoked or expires. A session cannot open another.
 
-const prefixSession = "drs_"
+const prefixSession = api.SessionPrefix
 
 func (s *Server) sessionRoutes(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/sessions", RoleViewer, s.openSession)

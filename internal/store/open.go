@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -123,6 +124,43 @@ func sqliteDriverDSN(path string) string {
 	return "file:" + path + "?" + strings.Join(params, "&")
 }
 
+// sqliteFile is the database file a SQLite DSN names; "" for an
+// in-memory or read-only database.
+func sqliteFile(dsn string) string {
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "sqlite:")
+	path, query, _ := strings.Cut(path, "?")
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.Contains(query, "mode=memory") || strings.Contains(query, "mode=ro") {
+		return ""
+	}
+	return path
+}
+
+// privateFiles makes the database file and its WAL and shared-memory
+// files readable by the server's user only (0600), creating the
+// database file so, whatever the mode of its directory or the umask:
+// SQLite creates its -wal and -shm files with the database file's mode.
+// A file that cannot be created or changed is left to SQLite, which
+// reports why it cannot open it.
+func privateFiles(path string, logger *slog.Logger) {
+	if path == "" {
+		return
+	}
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() == 0o600 {
+			continue
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			logger.Warn("database file readable by others; could not make it 0600", "file", p, "mode", fi.Mode().Perm().String(), "err", err)
+		} else {
+			logger.Info("database file made private (0600)", "file", p, "was", fi.Mode().Perm().String())
+		}
+	}
+}
+
 // RedactDSN returns dsn with any password replaced by "xxxxx", for error
 // messages and logs.
 func RedactDSN(dsn string) string {
@@ -145,6 +183,9 @@ func RedactDSN(dsn string) string {
 // openSQL opens the pool, checks it is reachable, migrates and probes
 // that it is writable.
 func openSQL(ctx context.Context, d *dialect, dsn, driverDSN string, logger *slog.Logger, o options) (*sqlStore, error) {
+	if d.name == "sqlite" {
+		privateFiles(sqliteFile(dsn), logger)
+	}
 	db, err := sql.Open(d.driver, driverDSN)
 	if err != nil {
 		return nil, err

@@ -10,13 +10,20 @@
 // dashboard exactly as for every other client; the pages only hide the
 // buttons that GET /v1/whoami says the caller's role cannot use.
 //
-// Sign-in: POST /ui/login validates the token against /v1/whoami and keeps
-// it in an HttpOnly, SameSite=Strict cookie (Secure over TLS). Scripts
-// never see it (an injected script cannot steal it), no server-side
-// session table is needed (any server of an HA group serves any page),
-// and browsers do not send it on cross-site requests. Every POST also
+// Sign-in: POST /ui/login trades the user's token for a dashboard
+// session (POST /v1/sessions): a random session token the store keeps
+// hashed, with a lifetime, refused once the user's token is revoked and
+// revoked at sign-out (DELETE /v1/sessions/current). Only the session
+// token goes into the cookie, never the API token; the cookie is
+// HttpOnly, SameSite=Strict (Secure over TLS): scripts never see it and
+// browsers do not send it on cross-site requests. Sessions live in the
+// store, so any server of an HA group serves any page. Every POST also
 // passes net/http's CrossOriginProtection (Sec-Fetch-Site / Origin
 // checks), so forms need no CSRF token.
+//
+// Notices are never text from the URL: a command's outcome comes back as
+// ?done=ACTION, shown as a fixed sentence, and its failure is rendered
+// at once rather than carried in a redirect.
 //
 // Live updates: the rollout page opens an EventSource on
 // /ui/rollouts/{id}/events, which relays the API's SSE stream of the
@@ -46,8 +53,8 @@ import (
 //go:embed templates/*.html static/*
 var assets embed.FS
 
-// cookieName holds the signed-in user's API token.
-const cookieName = "drover_token"
+// cookieName holds the signed-in user's session token.
+const cookieName = "drover_session"
 
 // Options configure the dashboard.
 type Options struct {
@@ -162,11 +169,8 @@ func (d *dashboard) page(f pageFunc) http.HandlerFunc {
 			return
 		}
 		v.Me = me
-		if v.Notice == "" {
-			v.Notice = r.URL.Query().Get("done")
-		}
-		if v.Error == "" {
-			v.Error = r.URL.Query().Get("err")
+		if done := commandDone(r.URL.Query().Get("done")); v.Notice == "" && done != "" {
+			v.Notice = "Rollout " + done + "."
 		}
 		d.render(w, r, http.StatusOK, name, v)
 	}
@@ -210,10 +214,10 @@ func (d *dashboard) toLogin(w http.ResponseWriter, r *http.Request) {
 // client returns an API client for the request's signed-in user.
 func (d *dashboard) client(r *http.Request) (*client, bool) {
 	ck, err := r.Cookie(cookieName)
-	if err != nil || ck.Value == "" {
+	if err != nil || !strings.HasPrefix(ck.Value, api.SessionPrefix) {
 		return nil, false
 	}
-	return &client{h: d.api, token: ck.Value, remote: r.RemoteAddr}, true
+	return &client{h: d.api, token: ck.Value, remote: r.RemoteAddr, forwarded: r.Header.Values("X-Forwarded-For")}, true
 }
 
 type loginData struct {
@@ -234,22 +238,33 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, http.StatusBadRequest, "login", &view{Title: "Sign in", Error: "Enter your API token.", Data: loginData{Next: next}})
 		return
 	}
-	c := &client{h: d.api, token: tok, remote: r.RemoteAddr}
-	if _, err := c.whoami(r.Context()); err != nil {
+	c := &client{h: d.api, token: tok, remote: r.RemoteAddr, forwarded: r.Header.Values("X-Forwarded-For")}
+	var sess api.Session
+	if err := c.call(r.Context(), http.MethodPost, "/v1/sessions", struct{}{}, &sess); err != nil {
 		var ae *apiError
-		if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
+		if errors.As(err, &ae) && (ae.status == http.StatusUnauthorized || ae.status == http.StatusForbidden) {
 			d.render(w, r, http.StatusUnauthorized, "login", &view{Title: "Sign in", Error: "That token was not accepted.", Data: loginData{Next: next}})
 			return
 		}
 		d.fail(w, r, nil, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: tok, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
-		SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: sess.Token, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
+		SameSite: http.SameSiteStrictMode, Expires: sess.ExpiresAt, MaxAge: max(1, int(sess.ExpiresAt.Sub(d.now()).Seconds()))})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// logout revokes the session in the store (every server refuses it from
+// now on) and clears the cookie.
 func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
+	if c, ok := d.client(r); ok {
+		if err := c.call(r.Context(), http.MethodDelete, "/v1/sessions/current", nil, nil); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status != http.StatusUnauthorized {
+				d.log.Error("dashboard sign-out failed", "err", err)
+			}
+		}
+	}
 	clearCookie(w, r)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
@@ -300,9 +315,8 @@ func (d *dashboard) command(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	action := r.PostFormValue("action")
 	back := "/ui/rollouts/" + url.PathEscape(id)
-	done := commandDone(action)
-	if done == "" {
-		http.Redirect(w, r, back+"?err="+url.QueryEscape("unknown action "+action), http.StatusSeeOther)
+	if commandDone(action) == "" {
+		d.commandFailed(w, r, c, http.StatusBadRequest, "There is no such action.")
 		return
 	}
 	req := api.CommandRequest{Reason: strings.TrimSpace(r.PostFormValue("reason"))}
@@ -310,16 +324,34 @@ func (d *dashboard) command(w http.ResponseWriter, r *http.Request) {
 	var ae *apiError
 	switch {
 	case err == nil:
-		http.Redirect(w, r, back+"?done="+url.QueryEscape("Rollout "+done+"."), http.StatusSeeOther)
+		http.Redirect(w, r, back+"?done="+url.QueryEscape(action), http.StatusSeeOther)
 	case errors.As(err, &ae) && ae.status == http.StatusUnauthorized:
 		clearCookie(w, r)
 		d.toLogin(w, r)
 	case errors.As(err, &ae):
-		http.Redirect(w, r, back+"?err="+url.QueryEscape("Could not "+action+": "+ae.body.Error), http.StatusSeeOther)
+		d.commandFailed(w, r, c, ae.status, "Could not "+action+": "+ae.body.Error)
 	default:
 		d.log.Error("dashboard command failed", "rollout", id, "action", action, "err", err)
-		http.Redirect(w, r, back+"?err="+url.QueryEscape("Could not "+action+": internal error; see the server log"), http.StatusSeeOther)
+		d.commandFailed(w, r, c, http.StatusInternalServerError, "Could not "+action+": internal error; see the server log")
 	}
+}
+
+// commandFailed renders the rollout page with why a command failed (the
+// API's own answer, never text from the request's URL).
+func (d *dashboard) commandFailed(w http.ResponseWriter, r *http.Request, c *client, status int, msg string) {
+	me, err := c.whoami(r.Context())
+	if err != nil {
+		d.fail(w, r, nil, err)
+		return
+	}
+	c.me = me
+	name, v, err := d.rollout(r, c)
+	if err != nil {
+		d.fail(w, r, me, err)
+		return
+	}
+	v.Me, v.Error = me, msg
+	d.render(w, r, status, name, v)
 }
 
 // events relays the API's event stream of one rollout with the user's
@@ -342,6 +374,7 @@ func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.RemoteAddr = r.RemoteAddr
+	req.Header["X-Forwarded-For"] = c.forwarded
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		req.Header.Set("Last-Event-ID", v)
@@ -394,6 +427,9 @@ type client struct {
 	h      http.Handler
 	token  string
 	remote string      // the browser's address, passed on for the API's logs and limits
+	// forwarded is the browser's X-Forwarded-For, passed on with remote:
+	// the API trusts it only from its configured proxies.
+	forwarded []string
 	me     *api.WhoAmI // set once the page knows who is calling
 }
 
@@ -425,6 +461,9 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 		return err
 	}
 	req.RemoteAddr = c.remote
+	if len(c.forwarded) > 0 {
+		req.Header["X-Forwarded-For"] = c.forwarded
+	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
