@@ -179,7 +179,12 @@ func TestWaveGateHaltsRollout(t *testing.T) {
 	}
 
 	// Counted in /metrics.
-	resp, err := http.Get(base + "/metrics")
+	req, err := http.NewRequest("GET", base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer vera-token-0123456789a")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

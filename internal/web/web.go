@@ -426,11 +426,11 @@ func (f *sseFilter) Flush() {
 type client struct {
 	h      http.Handler
 	token  string
-	remote string      // the browser's address, passed on for the API's logs and limits
+	remote string // the browser's address, passed on for the API's logs and limits
 	// forwarded is the browser's X-Forwarded-For, passed on with remote:
 	// the API trusts it only from its configured proxies.
 	forwarded []string
-	me     *api.WhoAmI // set once the page knows who is calling
+	me        *api.WhoAmI // set once the page knows who is calling
 }
 
 // apiError is a non-2xx API answer.
