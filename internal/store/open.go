@@ -150,13 +150,15 @@ func privateFiles(path string, logger *slog.Logger) {
 	}
 	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
 		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm() == 0o600 {
+		if err != nil || fi.Mode().Perm()&0o077 == 0 {
 			continue
 		}
-		if err := os.Chmod(p, 0o600); err != nil {
-			logger.Warn("database file readable by others; could not make it 0600", "file", p, "mode", fi.Mode().Perm().String(), "err", err)
+		// Take group's and others' bits only: a file the operator made
+		// read-only stays read-only.
+		if err := os.Chmod(p, fi.Mode().Perm()&^0o077); err != nil {
+			logger.Warn("database file readable by others; could not make it private", "file", p, "mode", fi.Mode().Perm().String(), "err", err)
 		} else {
-			logger.Info("database file made private (0600)", "file", p, "was", fi.Mode().Perm().String())
+			logger.Info("database file made private", "file", p, "was", fi.Mode().Perm().String())
 		}
 	}
 }

@@ -52,6 +52,51 @@ func TestSQLiteOpenForms(t *testing.T) {
 	}
 }
 
+// TestSQLiteFilesPrivate: the database and its WAL and shared-memory
+// files are 0600 even in a directory that already exists with a looser
+// mode, and an existing database readable by others is made private.
+func TestSQLiteFilesPrivate(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "drover.db")
+	check := func() {
+		t.Helper()
+		s, err := store.Open(ctx, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := s.UpsertNode(ctx, store.NodeRecord{ID: "n1"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(f)
+			if os.IsNotExist(err) && f != path {
+				continue // removed when the pool closed its last connection
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", filepath.Base(f), fi.Mode().Perm())
+			}
+		}
+	}
+	check()
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(f, 0o644); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	check()
+}
+
 func TestSQLiteUnreachable(t *testing.T) {
 	dsn := "sqlite:///nonexistent-dir/drover/drover.db"
 	_, err := store.Open(context.Background(), dsn, nil)
