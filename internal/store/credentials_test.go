@@ -200,3 +200,84 @@ func testAPITokenRevocation(t *testing.T, c store.Credentials, a1 string, now ti
 		t.Fatalf("listed %+v and %+v", p, q)
 	}
 }
+
+// TestSessionsAndRoles runs the dashboard-session and one-role-per-user
+// contract on SQLite and on a real PostgreSQL.
+func TestSessionsAndRoles(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testSessionsAndRoles(t, openSQLite(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		s, err := store.Open(context.Background(), storetest.NewPostgres(t).CreateDB(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		testSessionsAndRoles(t, s)
+	})
+}
+
+func testSessionsAndRoles(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	c, _ := store.AsCredentials(st)
+	now := time.Unix(1_800_000_000, 0).UTC()
+	sess := store.Session{Hash: "s1", Name: "vera", Role: "viewer", Source: "config:vera", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := c.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Session(ctx, "s1")
+	if err != nil || got.Name != "vera" || got.Role != "viewer" || got.Source != "config:vera" || !got.ExpiresAt.Equal(sess.ExpiresAt) {
+		t.Fatalf("session: %+v %v", got, err)
+	}
+	if err := c.RevokeSession(ctx, "s1", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Session(ctx, "s1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked session: %v", err)
+	}
+	if err := c.RevokeSession(ctx, "s1", now.Add(2*time.Minute)); err != nil {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	// Opening a session drops the expired ones.
+	if err := c.CreateSession(ctx, store.Session{Hash: "s2", Name: "vera", Role: "viewer", Source: "config:vera", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateSession(ctx, store.Session{Hash: "s3", Name: "vera", Role: "viewer", Source: "config:vera", CreatedAt: now.Add(time.Hour), ExpiresAt: now.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Session(ctx, "s2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired session kept: %v", err)
+	}
+	es, _ := st.ListAudit(ctx, 0, 100, "")
+	var opens, closes int
+	for _, e := range es {
+		switch e.Action {
+		case "session.open":
+			opens++
+		case "session.close":
+			closes++
+		}
+	}
+	if opens != 3 || closes != 1 {
+		t.Fatalf("audit: %d session.open, %d session.close", opens, closes)
+	}
+
+	// One identity, one role among active tokens.
+	tok := func(hash, role string, expires time.Time) error {
+		return c.CreateAPIToken(ctx, store.APIToken{Hash: hash, Name: "olga", Role: role, CreatedBy: "root", CreatedAt: now, ExpiresAt: expires})
+	}
+	t1, t2, t3 := strings.Repeat("a1", 32), strings.Repeat("b2", 32), strings.Repeat("c3", 32)
+	if err := tok(t1, "operator", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok(t2, "admin", time.Time{}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second role for olga: %v", err)
+	}
+	if err := tok(t3, "operator", time.Time{}); err != nil {
+		t.Fatalf("the same role again: %v", err)
+	}
+	if err := c.RevokeAPIToken(ctx, store.APITokenID(t3), "root", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateAPIToken(ctx, store.APIToken{Hash: strings.Repeat("d4", 32), Name: "olga", Role: "admin", CreatedBy: "root", CreatedAt: now.Add(2 * time.Hour)}); err != nil {
+		t.Fatalf("a new role once the others are revoked or expired: %v", err)
+	}
+}
