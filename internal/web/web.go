@@ -250,7 +250,7 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: sess.Token, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
-		SameSite: http.SameSiteStrictMode, Expires: sess.ExpiresAt, MaxAge: max(1, int(sess.ExpiresAt.Sub(d.now()).Seconds()))})
+		SameSite: http.SameSiteStrictMode, Expires: sess.ExpiresAt, MaxAge: max(1, int((sess.ExpiresAt.Sub(d.now())+time.Second/2)/time.Second))})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -59,7 +59,11 @@ func body(t *testing.T, r *http.Response) string {
 	return string(b)
 }
 
-func TestSignInKeepsTheTokenInAnHttpOnlyCookie(t *testing.T) {
+// TestSignInKeepsASessionInAnHttpOnlyCookie: signing in trades the token
+// for a server-side session; the cookie holds the session, never the
+// token; signing out revokes it; a cookie holding a token is not a
+// sign-in.
+func TestSignInKeepsASessionInAnHttpOnlyCookie(t *testing.T) {
 	ts := newServer(t)
 	c := browserClient(t)
 
@@ -94,9 +98,18 @@ func TestSignInKeepsTheTokenInAnHttpOnlyCookie(t *testing.T) {
 		t.Errorf("sign-in answered %d to %q; want 303 to /ui/fleet (never off-site)", r.StatusCode, loc)
 	}
 	ck := r.Header.Get("Set-Cookie")
-	for _, want := range []string{"HttpOnly", "SameSite=Strict", "Path=/"} {
+	for _, want := range []string{"drover_session=" + api.SessionPrefix, "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=4"} {
 		if !strings.Contains(ck, want) {
 			t.Errorf("cookie %q lacks %s", ck, want)
+		}
+	}
+	if strings.Contains(ck, "operator-token-0123456789") {
+		t.Fatalf("the cookie holds the API token: %q", ck)
+	}
+	var session string
+	for _, c := range r.Cookies() {
+		if c.Name == "drover_session" {
+			session = c.Value
 		}
 	}
 
@@ -116,6 +129,54 @@ func TestSignInKeepsTheTokenInAnHttpOnlyCookie(t *testing.T) {
 	if page := body(t, r); !strings.Contains(page, `id="selector-error"`) {
 		t.Errorf("a bad selector shows no error:\n%s", page)
 	}
+
+	// Signing out revokes the session on the server, not only the cookie.
+	r, err = c.PostForm(ts.URL+"/ui/logout", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body(t, r)
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+session)
+	r, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body(t, r)
+	if r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the session after sign-out: %d, want 401", r.StatusCode)
+	}
+	// A cookie holding an API token is no sign-in.
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/ui/fleet", nil)
+	req.AddCookie(&http.Cookie{Name: "drover_session", Value: "operator-token-0123456789"})
+	r, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body(t, r)
+	if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/ui/login") {
+		t.Errorf("a token in the cookie: %d to %q, want the sign-in page", r.StatusCode, r.Header.Get("Location"))
+	}
+}
+
+// TestNoReflectedNotices: text in the URL is never shown as an alert or
+// a notice.
+func TestNoReflectedNotices(t *testing.T) {
+	ts := newServer(t)
+	c := browserClient(t)
+	if r, err := c.PostForm(ts.URL+"/ui/login", url.Values{"token": {"viewer-token-0123456789"}}); err != nil {
+		t.Fatal(err)
+	} else {
+		body(t, r)
+	}
+	forged := "Your session expired: call 555-0100"
+	r, err := c.Get(ts.URL + "/ui/fleet?err=" + url.QueryEscape(forged) + "&done=" + url.QueryEscape(forged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := body(t, r); r.StatusCode != http.StatusOK || strings.Contains(page, "555-0100") {
+		t.Errorf("URL text shown on the page (%d)", r.StatusCode)
+	}
 }
 
 func TestCrossSitePostsAreRefused(t *testing.T) {
@@ -123,7 +184,7 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/ui/rollouts/x/command", strings.NewReader("action=abort"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
-	req.AddCookie(&http.Cookie{Name: "drover_token", Value: "operator-token-0123456789"})
+	req.AddCookie(&http.Cookie{Name: "drover_session", Value: "operator-token-0123456789"})
 	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
