@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -49,7 +50,7 @@ func writeYAML(w io.Writer, v any) error {
 		return fmt.Errorf("write yaml: %w", err)
 	}
 	var generic yaml.Node
-	if err := yaml.Unmarshal(buf.Bytes(), &generic); err != nil {
+	if err := yaml.Unmarshal(escapeC1(buf.Bytes()), &generic); err != nil {
 		return fmt.Errorf("write yaml: %w", err)
 	}
 	clearStyle(&generic)
@@ -62,6 +63,22 @@ func writeYAML(w io.Writer, v any) error {
 		return fmt.Errorf("write yaml: %w", err)
 	}
 	return nil
+}
+
+// escapeC1 writes the C1 control characters JSON leaves raw as \u
+// escapes (they occur only inside JSON strings), which YAML reads.
+func escapeC1(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r >= 0x80 && r < 0xa0 {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
 }
 
 // clearStyle drops the flow style JSON input gives every node, so the
