@@ -146,14 +146,25 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 		"DROVER_LISTEN": &c.Listen, "DROVER_DATA_DIR": &c.DataDir, "DROVER_DATABASE": &c.Database,
 		"DROVER_SERVER_ID": &c.ServerID, "DROVER_PROMETHEUS": &c.Prometheus,
 		"DROVER_AGENT_TOKEN": &c.AgentToken, "DROVER_LOG_LEVEL": &c.LogLevel, "DROVER_FAILPOINTS": &c.Failpoints,
-		"DROVER_AUDIT_KEY": &c.AuditKey,
+		"DROVER_AUDIT_KEY": &c.AuditKey, "DROVER_METRICS_AUTH": &c.Metrics.Auth, "DROVER_METRICS_LISTEN": &c.Metrics.Listen,
 	}
 	for k, p := range str {
 		if v := getenv(k); v != "" {
 			*p = v
 		}
 	}
-	dur := map[string]*time.Duration{"DROVER_LEASE": &c.Lease, "DROVER_POLL_WAIT": &c.PollWait, "DROVER_TICK": &c.Tick}
+	if v := getenv("DROVER_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
+	if v := getenv("DROVER_INSECURE_PLAIN_HTTP"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("DROVER_INSECURE_PLAIN_HTTP=%q: want true or false", v)
+		}
+		c.InsecurePlainHTTP = b
+	}
+	dur := map[string]*time.Duration{"DROVER_LEASE": &c.Lease, "DROVER_POLL_WAIT": &c.PollWait, "DROVER_TICK": &c.Tick,
+		"DROVER_SESSION_TTL": &c.SessionTTL}
 	for k, p := range dur {
 		if v := getenv(k); v != "" {
 			d, err := time.ParseDuration(v)
