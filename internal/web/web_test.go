@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/store"
 )
@@ -22,7 +24,16 @@ import (
 // viewer and an operator.
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	ts, _ := newServerWith(t, nil)
+	return ts
+}
+
+// newServerWith is newServer with an approval floor; it returns the store
+// too.
+func newServerWith(t *testing.T, floor []server.FloorRule) (*httptest.Server, store.Store) {
+	t.Helper()
 	cfg := server.DefaultConfig()
+	cfg.ApprovalFloor = floor
 	cfg.DataDir = t.TempDir()
 	cfg.AgentToken = "agent-token-0123456789"
 	cfg.Users = []server.User{{Name: "vera", Role: server.RoleViewer, Token: "viewer-token-0123456789"},
@@ -38,7 +49,7 @@ func newServer(t *testing.T) *httptest.Server {
 	}
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return ts
+	return ts, st
 }
 
 func browserClient(t *testing.T) *http.Client {
@@ -219,5 +230,45 @@ func TestWhoAmIAndUnknownAPIPaths(t *testing.T) {
 	var e api.Error
 	if err := json.Unmarshal([]byte(body(t, r)), &e); err != nil || r.StatusCode != http.StatusNotFound || e.Code != api.CodeNotFound {
 		t.Errorf("unknown API path: %d %+v %v", r.StatusCode, e, err)
+	}
+}
+
+// TestRolloutPageShowsTheApprovalFloor: the rollout page shows the
+// effective requirement and the floor rule that raised it.
+func TestRolloutPageShowsTheApprovalFloor(t *testing.T) {
+	ts, st := newServerWith(t, []server.FloorRule{{Name: "production", Selector: `node.labels.env == "prod"`, Approvals: 2}})
+	now := time.Now()
+	if _, err := st.UpsertNode(context.Background(), store.NodeRecord{ID: "deb-1", Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}},
+		Labels: map[string]string{"env": "prod"}, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	cl := &api.Client{Base: ts.URL, Token: "operator-token-0123456789"}
+	ro, err := cl.CreateRollout(context.Background(), "plan.yaml", `apiVersion: drover.dev/v1
+name: openssl
+target:
+  selector: node.os.family == "debian"
+change:
+  actions:
+    - package:
+        packages: [{name: openssl, version: "3.0.15-1~deb12u1"}]
+waves:
+  - name: all
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := browserClient(t)
+	if r, err := c.PostForm(ts.URL+"/ui/login", url.Values{"token": {"viewer-token-0123456789"}}); err != nil {
+		t.Fatal(err)
+	} else {
+		body(t, r)
+	}
+	r, err := c.Get(ts.URL + "/ui/rollouts/" + ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, r)
+	if !strings.Contains(page, `<dd id="approvals">0/2`) || !strings.Contains(page, `id="approval-floor"`) || !strings.Contains(page, "production: 2") {
+		t.Errorf("the rollout page does not show the floor:\n%s", page)
 	}
 }
