@@ -62,7 +62,8 @@ type Server struct {
 	auditKey *auditlog.Key
 
 	// sec holds the CA, the credentials store, the certificate cache and
-	// the failed-authentication limiter; see enroll.go and tokens.go.
+	// the failed-authentication limiter, the trusted proxies and the approval
+	// floor; see enroll.go, tokens.go, authlimit.go and floor.go.
 	sec *security
 
 	mu          sync.Mutex
