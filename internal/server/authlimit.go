@@ -85,11 +85,11 @@ func (l *limiter) overLocked(key string, now time.Time) time.Duration {
 }
 
 // fail counts one failure against each key ("" keys are skipped) and
-// returns the longest time any of them is now over its limit.
-func (l *limiter) fail(now time.Time, keys ...string) time.Duration {
+// returns the longest time any of them is now over its limit, and the
+// keys that went over it with this failure.
+func (l *limiter) fail(now time.Time, keys ...string) (wait time.Duration, crossed []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var wait time.Duration
 	for _, k := range keys {
 		if k == "" {
 			continue
@@ -106,9 +106,12 @@ func (l *limiter) fail(now time.Time, keys ...string) time.Duration {
 			l.keys[k] = f
 		}
 		f.n++
+		if f.n == l.max+1 {
+			crossed = append(crossed, k)
+		}
 		wait = max(wait, l.overLocked(k, now))
 	}
-	return wait
+	return wait, crossed
 }
 
 // sweep drops the entries whose window ended.
@@ -164,10 +167,26 @@ func (s *Server) authenticateLimited(w http.ResponseWriter, r *http.Request) (id
 		return id, err
 	}
 	ip := s.clientIP(r)
-	if wait := s.sec.limit.fail(now, addrKey(ip), cred); wait > 0 {
+	if wait := s.failedAuth(r, now, ip, cred); wait > 0 {
 		return identity{}, rateLimited(w, "from "+ip, wait)
 	}
 	return id, err
+}
+
+// failedAuth counts a failure of the credential cred from ip, logging
+// when either goes over its limit, and returns how long it stays over.
+func (s *Server) failedAuth(r *http.Request, now time.Time, ip, cred string) time.Duration {
+	wait, crossed := s.sec.limit.fail(now, addrKey(ip), cred)
+	for _, k := range crossed {
+		if k == cred {
+			s.log.Warn("one credential failed authentication too often; refused without lookup until the window ends",
+				"credential", strings.TrimPrefix(k, "cred ")[:8], "remote", ip, "path", r.URL.Path, "window", authLimitWindow)
+		} else {
+			s.log.Warn("too many failed authentications from one address; its failures get 429 (valid credentials still pass)",
+				"remote", ip, "path", r.URL.Path, "window", authLimitWindow)
+		}
+	}
+	return wait
 }
 
 // parseTrustedProxies reads Config.TrustedProxies: CIDRs or single IPs.

@@ -246,7 +246,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	refused := func(msg string) error {
 		ip := s.clientIP(r)
-		if wait := s.sec.limit.fail(s.now(), addrKey(ip), cred); wait > 0 {
+		if wait := s.failedAuth(r, s.now(), ip, cred); wait > 0 {
 			return rateLimited(w, "from "+ip, wait)
 		}
 		return &httpError{status: http.StatusUnauthorized, code: api.CodeTokenInvalid, msg: msg}
