@@ -274,16 +274,16 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	fmt.Fprintf(w, "author\t%s\n", ro.Author)
 	fmt.Fprintf(w, "version\t%d\n", ro.Version)
 	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Counts, ro.Total))
-	if ro.ApprovalsNeeded > 0 || len(ro.Approvals) > 0 {
+	if ro.ApprovalsNeeded > 0 {
 		fmt.Fprintf(w, "approvals\tstart %s\n", approvalCount(ro, ""))
-		for _, wv := range ro.Waves {
-			if wv.ApprovalsNeeded > 0 {
-				fmt.Fprintf(w, "\twave %s %s\n", wv.Name, approvalCount(ro, wv.Name))
-			}
+	}
+	for _, wv := range ro.Waves {
+		if wv.ApprovalsNeeded > 0 {
+			fmt.Fprintf(w, "approvals\twave %s %s\n", wv.Name, approvalCount(ro, wv.Name))
 		}
-		if ro.ApprovalFloor != "" {
-			fmt.Fprintf(w, "approval floor\t%s\n", ro.ApprovalFloor)
-		}
+	}
+	if ro.ApprovalFloor != "" {
+		fmt.Fprintf(w, "approval floor\t%s\n", ro.ApprovalFloor)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tRUNNING\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
