@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	t.Run("Nodes", h(testNodes))
 	t.Run("ListNodesPaging", h(testListNodesPaging))
+	t.Run("FactsAuditBounded", h(testFactsAuditBounded))
 	t.Run("ConcurrentRegistration", h(testConcurrentRegistration))
 	t.Run("Rollouts", h(testRollouts))
 	t.Run("CommitStart", h(testCommitStart))
