@@ -81,7 +81,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // errors, and bodies over api.MaxBodyBytes get 413.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	return decodeLimit(w, r, v, api.MaxBodyBytes)
+}
+
+// decodeLimit is decode of a body of at most limit bytes.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	br := bufio.NewReader(r.Body)
 	if first, err := firstNonSpace(br); err == nil && first != '{' {
 		return badRequest("invalid JSON body: want an object, got %q...", string(first))
@@ -92,7 +97,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
-				msg: fmt.Sprintf("request body over %d bytes", api.MaxBodyBytes)}
+				msg: fmt.Sprintf("request body over %d bytes", limit)}
 		}
 		if errors.Is(err, io.EOF) {
 			return badRequest("empty request body; want a JSON object")

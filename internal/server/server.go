@@ -65,6 +65,11 @@ type Server struct {
 	// the failed-authentication limiter; see enroll.go and tokens.go.
 	sec *security
 
+	// limits bound what each node may send (agentlimits.go); streams
+	// count the open event streams (events.go).
+	limits  *agentLimits
+	streams *streams
+
 	mu   sync.Mutex
 	addr string
 }
@@ -110,6 +115,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.m = newMetrics(s.reg)
+	s.limits = newAgentLimits(cfg.AgentLimits, s.reg)
+	s.streams = newStreams(cfg.StreamLimits, s.reg)
 	s.sched = newScheduler(s)
 	return s, nil
 }
