@@ -24,7 +24,7 @@ const recheckCredentials = 5 * time.Second
 // however large the log and its entries are.
 const (
 	streamPageEntries = 100
-	streamPageBytes   = 256 << 10
+	streamPageBytes   = 64 << 10
 )
 
 // events streams audit entries as Server-Sent Events: every state
