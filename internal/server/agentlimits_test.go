@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -246,4 +248,139 @@ func counter(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestLimitsConfig: the limits are read from the configuration file's
+// top-level keys and validated with the key named.
+func TestLimitsConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.yaml")
+	yml := `agentMaxFactsBytes: 131072
+agentMaxReasonBytes: 512
+agentMaxEvidenceBytes: 32768
+agentFactsPerMinute: 2
+agentFactsBurst: 4
+agentReportsPerMinute: 30
+agentReportsBurst: 20
+agentClockWindow: 30m
+agentClockSkew: 30s
+eventStreamsPerIdentity: 2
+eventStreamsTotal: 64
+eventStreamWriteTimeout: 5s
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	if err := cfg.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	want := AgentLimits{MaxFactsBytes: 128 << 10, MaxReasonBytes: 512, MaxEvidenceBytes: 32 << 10, FactsPerMinute: 2, FactsBurst: 4,
+		ReportsPerMinute: 30, ReportsBurst: 20, ClockWindow: 30 * time.Minute, ClockSkew: 30 * time.Second}
+	if cfg.AgentLimits != want || cfg.StreamLimits != (StreamLimits{PerIdentity: 2, Total: 64, WriteTimeout: 5 * time.Second}) {
+		t.Fatalf("loaded %+v %+v", cfg.AgentLimits, cfg.StreamLimits)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.AgentLimits = AgentLimits{}
+	cfg.StreamLimits = StreamLimits{PerIdentity: 4, Total: 2}
+	err := cfg.Validate()
+	for _, key := range []string{"agentMaxFactsBytes", "agentMaxReasonBytes", "agentMaxEvidenceBytes", "agentFactsPerMinute",
+		"agentFactsBurst", "agentReportsPerMinute", "agentReportsBurst", "agentClockWindow", "eventStreamsTotal", "eventStreamWriteTimeout"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("invalid limits: error %v does not name %s", err, key)
+		}
+	}
+}
+
+// TestReportClockAndReason: through the agent channel, a report dated
+// 2001 with a 10 KiB reason is accepted; the reason is cut with a marker,
+// the node's phase time is clamped to the clock window, and the audit
+// entry is dated by the server's clock with the agent's claim kept as
+// agent_at. A final report with a long reason is accepted too.
+func TestReportClockAndReason(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Tick, cfg.PollWait = 50*time.Millisecond, 200*time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "drover.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := New(cfg, Deps{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Run(runCtx, func(a string) { ready <- a }) }()
+	defer func() { stop(); <-done }()
+	base := "http://" + <-ready
+	hc := &http.Client{}
+	if code, err := agentPost(ctx, hc, base, "n1", api.PathRegister, mustJSON(t, api.RegisterRequest{NodeID: "n1",
+		Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}}})); code != 200 {
+		t.Fatalf("register: %d %v", code, err)
+	}
+	c := &api.Client{Base: base, Token: alice}
+	ro, err := c.CreateRollout(ctx, "p.yaml", testPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var step string
+	eventually(t, 30*time.Second, "a step for n1", func() bool {
+		steps, err := st.PendingSteps(ctx, "n1", time.Now())
+		if err == nil && len(steps) > 0 {
+			step = steps[0].ID
+		}
+		return step != ""
+	})
+	start := time.Now()
+	long := strings.Repeat("apt: E: ", 10<<10/8)
+	if code, err := agentPost(ctx, hc, base, "n1", api.PathReport, mustJSON(t, api.StepReport{NodeID: "n1", StepID: step,
+		Phase: "running", Reason: long, At: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)})); code != 204 {
+		t.Fatalf("running report: %d %v", code, err)
+	}
+	data, err := st.LoadRollout(ctx, ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range data.Nodes {
+		if n.NodeID == "n1" && (n.State.Phase != "running" || n.State.Since.Before(start.Add(-cfg.AgentLimits.ClockWindow-time.Second))) {
+			t.Errorf("n1 after a report dated 2001: %s since %s, want running since no earlier than the clock window", n.State.Phase, n.State.Since)
+		}
+	}
+	if code, err := agentPost(ctx, hc, base, "n1", api.PathReport, mustJSON(t, api.StepReport{NodeID: "n1", StepID: step,
+		Phase: "failed", Reason: long + " the end", At: time.Now()})); code != 204 {
+		t.Fatalf("final report with a long reason: %d %v", code, err)
+	}
+	es, err := st.ListAudit(ctx, 0, 1000, ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phases []store.AuditEntry
+	for _, e := range es {
+		if e.Action == "node.phase" && e.Actor == "agent:n1" {
+			phases = append(phases, e)
+		}
+	}
+	if len(phases) != 2 {
+		t.Fatalf("%d node.phase entries by the agent, want 2", len(phases))
+	}
+	for i, e := range phases {
+		var d struct {
+			Reason  string `json:"reason"`
+			AgentAt string `json:"agent_at"`
+		}
+		if err := json.Unmarshal(e.Detail, &d); err != nil {
+			t.Fatal(err)
+		}
+		if e.At.Before(start) || len(d.Reason) > cfg.AgentLimits.MaxReasonBytes || !strings.Contains(d.Reason, "…[truncated: ") {
+			t.Errorf("entry %d at %s, reason of %d bytes %q", e.Seq, e.At, len(d.Reason), d.Reason[max(0, len(d.Reason)-40):])
+		}
+		if i == 0 && d.AgentAt != "2001-01-01T00:00:00Z" {
+			t.Errorf("running report's agent_at = %q, want the agent's claim", d.AgentAt)
+		}
+	}
 }

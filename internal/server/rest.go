@@ -633,6 +633,11 @@ func (s *Server) command(action string) handler {
 	}
 }
 
+// auditPageBytes bounds the details of one page of GET /v1/audit, so
+// that a page's memory is bounded whatever its limit and the entries'
+// size; Next says where the next page starts.
+const auditPageBytes = 8 << 20
+
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) error {
 	q := r.URL.Query()
 	after, limit := int64(0), 500
@@ -650,7 +655,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 		}
 		limit = n
 	}
-	es, err := s.st.ListAudit(r.Context(), after, limit, q.Get("rollout"))
+	es, more, err := s.st.AuditPage(r.Context(), store.AuditQuery{After: after, Limit: limit, Rollout: q.Get("rollout"), MaxBytes: auditPageBytes})
 	if err != nil {
 		return err
 	}
@@ -658,7 +663,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 	for _, e := range es {
 		out.Entries = append(out.Entries, auditView(e))
 	}
-	if len(es) == limit {
+	if more && len(es) > 0 {
 		out.Next = es[len(es)-1].Seq
 	}
 	writeJSON(w, http.StatusOK, out)
