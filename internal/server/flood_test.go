@@ -98,12 +98,12 @@ func mustJSON(t testing.TB, v any) []byte {
 }
 
 // TestFloodCompromisedNode: a compromised node floods the agent channel
-// for 3 s from 8 connections (2 polling with 206 KiB of facts changing
-// every time, 2 registering with 900 KiB of facts, 4 reporting with
-// 100 KiB of reason and 100 KiB of evidence dated 2001) while an honest node polls and reports. The
-// audit log grows by a bounded diff per accepted facts update, at the
-// node's facts rate; the server's heap is the same after the flood as
-// before; the honest node is never refused.
+// from 6 connections (40 polls with 206 KiB of facts changing every
+// time, 20 registrations with 900 KiB of facts, 160 reports with 100 KiB
+// of reason and 100 KiB of evidence dated 2001) while an honest node
+// polls and reports. The audit log grows by a bounded diff per accepted
+// facts update, at the node's facts rate; the server's heap is the same
+// after the flood as before; the honest node is never refused.
 func TestFloodCompromisedNode(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.PollWait = 50 * time.Millisecond // polls without steps answer soon
@@ -161,41 +161,44 @@ func TestFloodCompromisedNode(t *testing.T) {
 		}
 		statuses[kind][code]++
 	}
-	floodCtx, endFlood := context.WithTimeout(ctx, 3*time.Second)
+	// The flood sends a fixed number of requests of each kind, more than
+	// the limits let through however fast it goes (at most 20 s): 40
+	// polls with facts (10 tokens, 1 more per 10 s), 160 reports (60
+	// tokens, 2 more a second), 20 registrations over the size limit.
+	floodCtx, endFlood := context.WithTimeout(ctx, 20*time.Second)
 	defer endFlood()
-	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := range 8 { // 0-1 register, 2-5 report, 6-7 poll
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for floodCtx.Err() == nil {
-				var kind, path string
-				var body []byte
-				switch i := next.Add(1); {
-				case w < 2:
-					kind, path, body = "register", api.PathRegister, bigFacts
-				case w < 6:
-					kind, path, body = "report", api.PathReport, bigReport
-				default:
-					kind, path, body = "poll", api.PathPoll, polls[int(i)%len(polls)]
-				}
-				code, err := agentPost(floodCtx, hc, base, "evil", path, body)
-				if err == nil {
-					count(kind, code)
-				}
+	flood := func(kind, path string, n int, body func(i int) []byte) {
+		defer wg.Done()
+		for i := 0; i < n && floodCtx.Err() == nil; i++ {
+			if code, err := agentPost(floodCtx, hc, base, "evil", path, body(i)); err == nil {
+				count(kind, code)
 			}
-		}()
+		}
 	}
+	for w := range 2 {
+		wg.Add(3)
+		go flood("register", api.PathRegister, 10, func(int) []byte { return bigFacts })
+		go flood("poll", api.PathPoll, 20, func(i int) []byte { return polls[(2*i+w)%len(polls)] })
+		go flood("report", api.PathReport, 80, func(int) []byte { return bigReport })
+	}
+	flooding := make(chan struct{})
+	go func() { wg.Wait(); close(flooding) }()
 	var honestWorst time.Duration
 	honestRefused := 0
-	for honest := 0; floodCtx.Err() == nil; honest++ {
+honest:
+	for i := 0; ; i++ {
+		select {
+		case <-flooding:
+			break honest
+		default:
+		}
 		start := time.Now()
 		code, err := agentPost(ctx, hc, base, "good", api.PathPoll, mustJSON(t, api.PollRequest{NodeID: "good"}))
 		if err != nil || code != 200 {
 			honestRefused++
 		}
-		if honest%2 == 0 {
+		if i%2 == 0 {
 			if code, err := agentPost(ctx, hc, base, "good", api.PathReport,
 				mustJSON(t, api.StepReport{NodeID: "good", StepID: "good/none", Phase: "running", At: time.Now()})); err != nil || code != 409 {
 				honestRefused++
@@ -203,7 +206,6 @@ func TestFloodCompromisedNode(t *testing.T) {
 		}
 		honestWorst = max(honestWorst, time.Since(start))
 	}
-	wg.Wait()
 	close(stopPeak)
 	peakHeap := <-peak
 	after := heapInuse()
@@ -232,8 +234,9 @@ func TestFloodCompromisedNode(t *testing.T) {
 	if polled[429] == 0 || statuses["register"][413] == 0 || statuses["report"][429] == 0 {
 		t.Fatalf("the flood was not limited: %v", statuses)
 	}
-	// Facts rate: burst 10 (less the registration) and 6 a minute.
-	if factsUpdates > cfg.AgentLimits.FactsBurst || factsUpdates != polled[200] {
+	// Facts rate: burst 10 (less the registration) and 6 a minute. An
+	// accepted poll repeating the facts of the one before audits nothing.
+	if polled[200] > cfg.AgentLimits.FactsBurst || factsUpdates > polled[200] {
 		t.Errorf("%d facts updates audited, %d polls accepted; want at most the burst of %d", factsUpdates, polled[200], cfg.AgentLimits.FactsBurst)
 	}
 	if auditBytes > factsUpdates*16<<10+len(es)*2<<10 {
