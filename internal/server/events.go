@@ -40,18 +40,20 @@ const (
 // StreamLimits.WriteTimeout, or the stream is dropped: a client that
 // does not read costs its socket buffers and nothing more.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, id identity) error {
+	// Last-Event-ID wins over ?after=: an EventSource reconnecting to the
+	// URL it was opened with sends the last ID it received.
 	after := int64(-1) // the head
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return badRequest("Last-Event-ID %q: want a sequence number", v)
-		}
-		after = n
-	}
 	if v := r.URL.Query().Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
 			return badRequest("after %q: want a sequence number", v)
+		}
+		after = n
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return badRequest("Last-Event-ID %q: want a sequence number", v)
 		}
 		after = n
 	}

@@ -77,7 +77,7 @@ func nextID(t *testing.T, sc *bufio.Scanner) int64 {
 
 // TestEventStreamStartsAtHead: a stream without a position starts at
 // the head of the log (no replay); ?after= and Last-Event-ID replay
-// from the position given.
+// from the position given, Last-Event-ID first.
 func TestEventStreamStartsAtHead(t *testing.T) {
 	s := newTestServer(t)
 	seedNodes(t, s, 3) // audit entries 1..3
@@ -90,7 +90,7 @@ func TestEventStreamStartsAtHead(t *testing.T) {
 	defer closeHead()
 	_, all, closeAll := openStream(t, ctx, hs.URL, vera, "?after=0")
 	defer closeAll()
-	_, resumed, closeResumed := openStream(t, ctx, hs.URL, vera, "", "Last-Event-ID", "2")
+	_, resumed, closeResumed := openStream(t, ctx, hs.URL, vera, "?after=0", "Last-Event-ID", "2") // a reconnecting EventSource
 	defer closeResumed()
 	if _, err := s.st.SetNodeLabels(ctx, "deb-a", map[string]string{"zone": "b"}, 0, "alice"); err != nil {
 		t.Fatal(err)
