@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -100,7 +101,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, id identity) err
 		}
 		for _, e := range es {
 			data, _ := json.Marshal(auditView(e))
-			if err := out.write(fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Action, data)); err != nil {
+			if err := out.event(e.Seq, e.Action, data); err != nil {
 				s.streams.drop()
 				return nil
 			}
@@ -153,6 +154,19 @@ func (s *streamWriter) deadline() {
 func (s *streamWriter) write(str string) error {
 	s.deadline()
 	_, err := fmt.Fprint(s.w, str)
+	return err
+}
+
+// event writes one event whose data is one line of JSON.
+func (s *streamWriter) event(id int64, name string, data []byte) error {
+	s.deadline()
+	if _, err := fmt.Fprintf(s.w, "id: %d\nevent: %s\ndata: ", id, name); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(data); err != nil {
+		return err
+	}
+	_, err := io.WriteString(s.w, "\n\n")
 	return err
 }
 
