@@ -235,15 +235,18 @@ func (c *Client) VerifyAudit(ctx context.Context) (AuditVerification, error) {
 	return out, err
 }
 
-// Events follows the Server-Sent Events stream of a rollout ("" for all)
-// from after, calling fn for each event until ctx ends, fn returns false
-// or the stream fails.
+// Events follows the Server-Sent Events stream of a rollout ("" for all),
+// calling fn for each event until ctx ends, fn returns false or the
+// stream fails. after < 0 starts at the head of the log (new events
+// only); after >= 0 replays the events after that sequence number first.
 func (c *Client) Events(ctx context.Context, rollout string, after int64, fn func(Event) bool) error {
 	q := url.Values{}
 	if rollout != "" {
 		q.Set("rollout", rollout)
 	}
-	q.Set("after", strconv.FormatInt(after, 10))
+	if after >= 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Base, "/")+"/v1/events?"+q.Encode(), nil)
 	if err != nil {
 		return err

@@ -440,7 +440,7 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		_ = c.Events(sctx, id, 0, func(api.Event) bool {
+		_ = c.Events(sctx, id, -1, func(api.Event) bool { // wake-ups only: new events
 			select {
 			case changed <- struct{}{}:
 			default:

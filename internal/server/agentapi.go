@@ -67,15 +67,29 @@ func sameNode(conn, body string) error {
 	return nil
 }
 
+// decodeAgent decodes an agent's body of at most limit bytes, counting
+// bodies over it.
+func (s *Server) decodeAgent(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	err := decodeLimit(w, r, v, limit)
+	var he *httpError
+	if errors.As(err, &he) && he.status == http.StatusRequestEntityTooLarge {
+		s.limits.limited.WithLabelValues("body", "too_large").Inc()
+	}
+	return err
+}
+
 func (s *Server) register(w http.ResponseWriter, r *http.Request, node string) error {
 	var req api.RegisterRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := s.decodeAgent(w, r, &req, s.limits.factsBodyBytes()); err != nil {
 		return err
 	}
 	if err := sameNode(node, req.NodeID); err != nil {
 		return err
 	}
 	now := s.now()
+	if err := s.limits.checkFacts(w, node, req.Facts, now); err != nil {
+		return err
+	}
 	req.Labels = s.enrolledLabels(r.Context(), node, req.Labels)
 	_, err := s.st.UpsertNode(r.Context(), store.NodeRecord{ID: node, Facts: req.Facts, Labels: req.Labels,
 		AgentVersion: req.AgentVersion, Protocol: api.ProtocolVersion, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)})
@@ -92,11 +106,16 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, node string) e
 // PollWait while there are none. Every poll renews the lease.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error {
 	var req api.PollRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := s.decodeAgent(w, r, &req, s.limits.factsBodyBytes()); err != nil {
 		return err
 	}
 	if err := sameNode(node, req.NodeID); err != nil {
 		return err
+	}
+	if req.Facts != nil {
+		if err := s.limits.checkFacts(w, node, *req.Facts, s.now()); err != nil {
+			return err
+		}
 	}
 	ctx := r.Context()
 	s.m.agents.Inc()
@@ -186,9 +205,18 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	}
 }
 
+// report takes a step report. Over the node's report rate it is refused
+// before its body is read; its reason and evidence are cut to the
+// server's limits, never refused for their size; the times it claims are
+// clamped to the server's clock window, and its audit entries carry the
+// server's receive time.
 func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) error {
+	received := s.now()
+	if err := s.limits.checkReport(w, node, received); err != nil {
+		return err
+	}
 	var req api.StepReport
-	if err := decode(w, r, &req); err != nil {
+	if err := s.decodeAgent(w, r, &req, api.MaxBodyBytes); err != nil {
 		return err
 	}
 	if err := sameNode(node, req.NodeID); err != nil {
@@ -206,22 +234,19 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 			return badRequest("report gate %q: want pass, fail or inconclusive", req.Gate)
 		}
 	}
-	var evidence json.RawMessage
-	if req.Evidence != nil {
-		raw, err := json.Marshal(req.Evidence)
-		if err != nil {
-			return badRequest("evidence: %v", err)
-		}
-		evidence = raw
+	evidence, err := s.limits.evidence(req.Evidence)
+	if err != nil {
+		return err
 	}
-	at := req.At
-	if at.IsZero() || at.After(s.now().Add(time.Minute)) {
-		at = s.now() // an agent's clock is not trusted into the future
+	at := s.limits.clock("at", req.At, received)
+	if at.IsZero() {
+		at = received
 	}
 	s.fp.hit(fpDuringReportBefore)
 	now := s.now()
-	err := s.st.ReportStep(r.Context(), store.Report{StepID: req.StepID, NodeID: node, Phase: req.Phase, Gate: req.Gate,
-		HealthySince: req.HealthySince, Reason: req.Reason, Evidence: evidence, At: at, Seen: now, LeaseUntil: now.Add(s.cfg.Lease)})
+	err = s.st.ReportStep(r.Context(), store.Report{StepID: req.StepID, NodeID: node, Phase: req.Phase, Gate: req.Gate,
+		HealthySince: s.limits.clock("healthySince", req.HealthySince, received), Reason: s.limits.reason(req.Reason),
+		Evidence: evidence, At: at, ClaimedAt: req.At, Seen: now, LeaseUntil: now.Add(s.cfg.Lease)})
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return &httpError{status: http.StatusConflict, code: api.CodeConflict,

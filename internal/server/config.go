@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/drover-dev/drover/internal/api"
 )
 
 // Role is what a user may do. Each role includes the ones before it,
@@ -88,6 +90,54 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// SessionTTL is the lifetime of a dashboard session; default 12h.
 	SessionTTL time.Duration `yaml:"sessionTTL"`
+
+	// AgentLimits bound what one node may send (see agentlimits.go);
+	// StreamLimits bound the event streams (see events.go). Their keys
+	// sit at the top level of the file.
+	AgentLimits  `yaml:",inline"`
+	StreamLimits `yaml:",inline"`
+}
+
+// AgentLimits bound the input of one node, so that a compromised node
+// cannot grow the audit log or the server's memory without bound, nor
+// slow the other nodes down.
+type AgentLimits struct {
+	// MaxFactsBytes is the largest facts object (JSON-encoded) a node may
+	// register or poll with; larger ones are refused (413 too_large).
+	MaxFactsBytes int `yaml:"agentMaxFactsBytes"`
+	// MaxReasonBytes bounds a report's reason: a longer one is cut, with
+	// a marker saying how much was cut, never refused.
+	MaxReasonBytes int `yaml:"agentMaxReasonBytes"`
+	// MaxEvidenceBytes bounds a report's evidence (JSON-encoded): the
+	// entries that do not fit are replaced by a marker with their size
+	// and the digest of the whole, never refused.
+	MaxEvidenceBytes int `yaml:"agentMaxEvidenceBytes"`
+	// FactsPerMinute and FactsBurst are a token bucket per node for
+	// registrations and polls carrying facts; ReportsPerMinute and
+	// ReportsBurst one for step reports. Beyond them: 429 rate_limited
+	// with Retry-After.
+	FactsPerMinute   float64 `yaml:"agentFactsPerMinute"`
+	FactsBurst       int     `yaml:"agentFactsBurst"`
+	ReportsPerMinute float64 `yaml:"agentReportsPerMinute"`
+	ReportsBurst     int     `yaml:"agentReportsBurst"`
+	// ClockWindow and ClockSkew bound the times an agent claims (a
+	// report's at and healthySince): earlier than ClockWindow before the
+	// server's clock, or later than ClockSkew after it, they are clamped
+	// to that bound. Audit entries carry the server's receive time.
+	ClockWindow time.Duration `yaml:"agentClockWindow"`
+	ClockSkew   time.Duration `yaml:"agentClockSkew"`
+}
+
+// StreamLimits bound the event streams (GET /v1/events).
+type StreamLimits struct {
+	// PerIdentity is how many streams one user (or API token's user) may
+	// hold open at once; Total how many the server holds. Beyond them:
+	// 429 rate_limited.
+	PerIdentity int `yaml:"eventStreamsPerIdentity"`
+	Total       int `yaml:"eventStreamsTotal"`
+	// WriteTimeout is how long one write to a stream may block: a client
+	// that does not read is dropped after it.
+	WriteTimeout time.Duration `yaml:"eventStreamWriteTimeout"`
 }
 
 // MetricsConfig: /metrics is served on the API listener and needs an API
@@ -122,6 +172,12 @@ func DefaultConfig() Config {
 		PollWait: 20 * time.Second,
 		Tick:     time.Second,
 		LogLevel: "info",
+		AgentLimits: AgentLimits{
+			MaxFactsBytes: 256 << 10, MaxReasonBytes: 1 << 10, MaxEvidenceBytes: 64 << 10,
+			FactsPerMinute: 6, FactsBurst: 10, ReportsPerMinute: 120, ReportsBurst: 60,
+			ClockWindow: time.Hour, ClockSkew: time.Minute,
+		},
+		StreamLimits: StreamLimits{PerIdentity: 8, Total: 256, WriteTimeout: 10 * time.Second},
 	}
 }
 
@@ -264,6 +320,8 @@ func (c *Config) Validate() error {
 			tokens[u.Token] = u.Name
 		}
 	}
+	errs = append(errs, c.AgentLimits.validate()...)
+	errs = append(errs, c.StreamLimits.validate()...)
 	if _, err := parseFailpoints(c.Failpoints); err != nil {
 		errs = append(errs, fmt.Errorf("DROVER_FAILPOINTS: %w", err))
 	}
@@ -316,6 +374,52 @@ func loopbackListen(listen string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+func (l AgentLimits) validate() []error {
+	var errs []error
+	if l.MaxFactsBytes < 4<<10 || l.MaxFactsBytes > 16<<20 {
+		errs = append(errs, fmt.Errorf("agentMaxFactsBytes %d: want 4096..16777216", l.MaxFactsBytes))
+	}
+	if l.MaxReasonBytes < 64 || l.MaxReasonBytes > 64<<10 {
+		errs = append(errs, fmt.Errorf("agentMaxReasonBytes %d: want 64..65536", l.MaxReasonBytes))
+	}
+	if l.MaxEvidenceBytes < 1<<10 || l.MaxEvidenceBytes > api.MaxBodyBytes/2 {
+		errs = append(errs, fmt.Errorf("agentMaxEvidenceBytes %d: want 1024..%d", l.MaxEvidenceBytes, api.MaxBodyBytes/2))
+	}
+	for _, r := range []struct {
+		key   string
+		rate  float64
+		burst int
+	}{{"agentFacts", l.FactsPerMinute, l.FactsBurst}, {"agentReports", l.ReportsPerMinute, l.ReportsBurst}} {
+		if r.rate <= 0 {
+			errs = append(errs, fmt.Errorf("%sPerMinute %g: must be positive", r.key, r.rate))
+		}
+		if r.burst < 1 {
+			errs = append(errs, fmt.Errorf("%sBurst %d: must be at least 1", r.key, r.burst))
+		}
+	}
+	if l.ClockWindow < time.Minute {
+		errs = append(errs, fmt.Errorf("agentClockWindow %s: must be at least 1m", l.ClockWindow))
+	}
+	if l.ClockSkew < 0 || l.ClockSkew > time.Hour {
+		errs = append(errs, fmt.Errorf("agentClockSkew %s: want 0..1h", l.ClockSkew))
+	}
+	return errs
+}
+
+func (l StreamLimits) validate() []error {
+	var errs []error
+	if l.PerIdentity < 1 {
+		errs = append(errs, fmt.Errorf("eventStreamsPerIdentity %d: must be at least 1", l.PerIdentity))
+	}
+	if l.Total < l.PerIdentity {
+		errs = append(errs, fmt.Errorf("eventStreamsTotal %d: must be at least eventStreamsPerIdentity (%d)", l.Total, l.PerIdentity))
+	}
+	if l.WriteTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("eventStreamWriteTimeout %s: must be at least 100ms", l.WriteTimeout))
+	}
+	return errs
 }
 
 // DSN returns the database to open.

@@ -81,7 +81,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // errors, and bodies over api.MaxBodyBytes get 413.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	return decodeLimit(w, r, v, api.MaxBodyBytes)
+}
+
+// decodeLimit is decode of a body of at most limit bytes.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	br := bufio.NewReader(r.Body)
 	if first, err := firstNonSpace(br); err == nil && first != '{' {
 		return badRequest("invalid JSON body: want an object, got %q...", string(first))
@@ -92,7 +97,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
-				msg: fmt.Sprintf("request body over %d bytes", api.MaxBodyBytes)}
+				msg: fmt.Sprintf("request body over %d bytes", limit)}
 		}
 		if errors.Is(err, io.EOF) {
 			return badRequest("empty request body; want a JSON object")
@@ -649,6 +654,11 @@ func (s *Server) command(action string) handler {
 	}
 }
 
+// auditPageBytes bounds the details of one page of GET /v1/audit, so
+// that a page's memory is bounded whatever its limit and the entries'
+// size; Next says where the next page starts.
+const auditPageBytes = 8 << 20
+
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) error {
 	q := r.URL.Query()
 	after, limit := int64(0), 500
@@ -666,7 +676,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 		}
 		limit = n
 	}
-	es, err := s.st.ListAudit(r.Context(), after, limit, q.Get("rollout"))
+	es, more, err := s.st.AuditPage(r.Context(), store.AuditQuery{After: after, Limit: limit, Rollout: q.Get("rollout"), MaxBytes: auditPageBytes})
 	if err != nil {
 		return err
 	}
@@ -674,7 +684,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 	for _, e := range es {
 		out.Entries = append(out.Entries, auditView(e))
 	}
-	if len(es) == limit {
+	if more && len(es) > 0 {
 		out.Next = es[len(es)-1].Seq
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -66,6 +66,11 @@ type Server struct {
 	// floor; see enroll.go, tokens.go, authlimit.go and floor.go.
 	sec *security
 
+	// limits bound what each node may send (agentlimits.go); streams
+	// count the open event streams (events.go).
+	limits  *agentLimits
+	streams *streams
+
 	mu          sync.Mutex
 	addr        string
 	metricsAddr string // Config.Metrics.Listen once bound
@@ -113,6 +118,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.m = newMetrics(s.reg)
+	s.limits = newAgentLimits(cfg.AgentLimits, s.reg)
+	s.streams = newStreams(cfg.StreamLimits, s.reg)
 	s.sched = newScheduler(s)
 	return s, nil
 }

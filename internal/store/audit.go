@@ -162,32 +162,51 @@ func scanAudit(r scanner) (AuditEntry, error) {
 }
 
 func (s *sqlStore) ListAudit(ctx context.Context, after int64, limit int, rollout string) ([]AuditEntry, error) {
+	es, _, err := s.AuditPage(ctx, AuditQuery{After: after, Limit: limit, Rollout: rollout})
+	return es, err
+}
+
+func (s *sqlStore) AuditPage(ctx context.Context, aq AuditQuery) ([]AuditEntry, bool, error) {
+	limit := aq.Limit
 	if limit <= 0 {
 		limit = 500
 	}
 	q := "SELECT " + auditColumns + " FROM audit WHERE seq > ?"
-	args := []any{after}
-	if rollout != "" {
+	args := []any{aq.After}
+	if aq.Rollout != "" {
 		q += " AND rollout = ?"
-		args = append(args, rollout)
+		args = append(args, aq.Rollout)
 	}
 	q += " ORDER BY seq LIMIT ?"
 	args = append(args, limit)
 	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
+		return nil, false, fmt.Errorf("list audit: %w", err)
 	}
 	defer rows.Close()
 	var out []AuditEntry
+	size := 0
 	for rows.Next() {
 		e, err := scanAudit(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list audit: %w", err)
+			return nil, false, fmt.Errorf("list audit: %w", err)
+		}
+		size += len(e.Detail)
+		if aq.MaxBytes > 0 && size > aq.MaxBytes && len(out) > 0 {
+			return out, true, nil
 		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
+		return nil, false, fmt.Errorf("list audit: %w", err)
 	}
-	return out, nil
+	return out, len(out) == limit, nil
+}
+
+func (s *sqlStore) AuditHead(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, "SELECT seq FROM audit_head WHERE id = 1").Scan(&seq); err != nil {
+		return 0, fmt.Errorf("audit head: %w", err)
+	}
+	return seq, nil
 }

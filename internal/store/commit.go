@@ -354,8 +354,15 @@ WHERE rollout_id = ? AND node_id = ?`, string(r.Phase), nanos(since), string(r.G
 		return fmt.Errorf("update step: %w", err)
 	}
 	if st.Phase != r.Phase || st.Gate != r.Gate {
-		t.audit(AuditEntry{At: r.At, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout,
-			Detail: detail(map[string]any{"step": r.StepID, "from": st.Phase, "to": r.Phase, "gate": r.Gate, "reason": r.Reason})})
+		at, d := r.At, map[string]any{"step": r.StepID, "from": st.Phase, "to": r.Phase, "gate": r.Gate, "reason": r.Reason}
+		if !r.Seen.IsZero() {
+			at = r.Seen
+		}
+		if !r.ClaimedAt.IsZero() {
+			d["agent_at"] = r.ClaimedAt.UTC().Format(time.RFC3339Nano)
+		}
+		t.audit(AuditEntry{At: at, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout,
+			Detail: detail(d)})
 	}
 	return nil
 }

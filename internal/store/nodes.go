@@ -3,11 +3,15 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"time"
+
+	"github.com/drover-dev/drover/internal/fleet"
 )
 
 const nodeColumns = "id, facts, labels, version, agent_version, protocol, registered_at, last_seen, lease_until"
@@ -55,7 +59,8 @@ func (t *tx) getNode(id string, lock bool) (NodeRecord, error) {
 // UpsertNode registers a node (version 1, labels as given) or refreshes
 // it: facts, agent version, protocol, last seen and lease are replaced;
 // stored labels and registration time are kept. Version is bumped, and
-// the change audited, only when the facts change.
+// the change audited, only when the facts change; the audit records the
+// new facts' digest and a bounded diff (factsAudit), not the facts.
 func (s *sqlStore) UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, error) {
 	if n.ID == "" {
 		return NodeRecord{}, fmt.Errorf("upsert node: empty ID")
@@ -73,8 +78,11 @@ func (s *sqlStore) UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, er
 			version := old.Version
 			if !bytes.Equal(oldFacts, factsJSON) {
 				version++
+				d := factsAudit(old.Facts, n.Facts, factsJSON)
+				d["version"] = version
+				d["previous_sha256"] = digest(oldFacts)
 				t.audit(AuditEntry{At: n.LastSeen, Actor: "agent:" + n.ID, Action: "node.facts", Object: "node/" + n.ID,
-					Detail: detail(map[string]any{"version": version, "facts": n.Facts})})
+					Detail: detail(d)})
 			}
 			if _, err := t.exec(`UPDATE nodes SET facts = ?, version = ?, agent_version = ?, protocol = ?, last_seen = ?, lease_until = ? WHERE id = ?`,
 				string(factsJSON), version, n.AgentVersion, n.Protocol, nanos(n.LastSeen), nanos(n.LeaseUntil), n.ID); err != nil {
@@ -99,8 +107,10 @@ func (s *sqlStore) UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, er
 				}
 				return fmt.Errorf("register node %s: %w", n.ID, err)
 			}
+			d := factsAudit(fleet.Facts{}, n.Facts, factsJSON)
+			d["labels"], d["agent_version"] = n.Labels, n.AgentVersion
 			t.audit(AuditEntry{At: reg, Actor: "agent:" + n.ID, Action: "node.register", Object: "node/" + n.ID,
-				Detail: detail(map[string]any{"facts": n.Facts, "labels": n.Labels, "agent_version": n.AgentVersion})})
+				Detail: detail(d)})
 		default:
 			return err
 		}
@@ -111,6 +121,33 @@ func (s *sqlStore) UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, er
 		return NodeRecord{}, fmt.Errorf("upsert node %s: %w", n.ID, err)
 	}
 	return out, nil
+}
+
+// An audit entry of a change of facts holds no more than this many
+// changes, each path and value cut to factsAuditValue bytes: the facts
+// themselves are in the nodes table, the log records their digest and a
+// bounded diff (see factsAudit).
+const (
+	factsAuditChanges = 50
+	factsAuditValue   = 128
+)
+
+// factsAudit is the detail of a facts change from old to new (encoded as
+// newJSON): the new facts' digest and size and a bounded diff. The whole
+// facts object never goes into the log, so that the audit of one
+// change is small whatever the facts' size.
+func factsAudit(old, new fleet.Facts, newJSON []byte) map[string]any {
+	diff := fleet.DiffFacts(old, new, factsAuditChanges, factsAuditValue)
+	d := map[string]any{"sha256": digest(newJSON), "bytes": len(newJSON), "changes": diff.Changes}
+	if diff.More > 0 {
+		d["more"] = diff.More
+	}
+	return d
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *sqlStore) GetNode(ctx context.Context, id string) (NodeRecord, error) {

@@ -175,10 +175,15 @@ type Report struct {
 	HealthySince time.Time
 	Reason       string
 	Evidence     json.RawMessage // driver snapshot and outcome, kept with the step
-	At           time.Time
+	// At is when the step reached Phase, by the agent (the server clamps
+	// it to its clock window); ClaimedAt, when set, is the agent's time as
+	// it sent it, recorded in the audit detail as agent_at.
+	At, ClaimedAt time.Time
 	// LeaseUntil, when set, makes the report the agent's heartbeat too:
 	// the node's last_seen becomes Seen and its lease LeaseUntil, in the
-	// same transaction, unless the report is refused.
+	// same transaction, unless the report is refused. Seen, when set, is
+	// the server's receive time and the time of the report's audit
+	// entries: the server's clock, not the agent's, dates the log.
 	Seen, LeaseUntil time.Time
 }
 
@@ -220,6 +225,18 @@ type AuditEntry struct {
 	Detail  json.RawMessage
 	Prev    []byte
 	Hash    []byte
+}
+
+// AuditQuery selects a page of the audit log, oldest first.
+type AuditQuery struct {
+	After   int64  // entries with Seq > After
+	Limit   int    // at most this many; 0 means 500
+	Rollout string // only this rollout's entries, when set
+	// MaxBytes, when positive, ends the page before the entry that would
+	// take the page's details past it; the first entry is returned
+	// whatever its size. It bounds a page's memory, however large
+	// entries are.
+	MaxBytes int
 }
 
 // AuditVerification is the result of VerifyAudit.
@@ -331,6 +348,11 @@ type Store interface {
 	// ListAudit returns entries with Seq > after, oldest first; rollout
 	// filters by rollout ID when non-empty.
 	ListAudit(ctx context.Context, after int64, limit int, rollout string) ([]AuditEntry, error)
+	// AuditPage is ListAudit bounded in bytes as well (AuditQuery); more
+	// reports that the page ended at a limit, so entries may follow.
+	AuditPage(ctx context.Context, q AuditQuery) (entries []AuditEntry, more bool, err error)
+	// AuditHead returns the Seq of the newest entry; 0 for an empty log.
+	AuditHead(ctx context.Context) (int64, error)
 	// VerifyAudit recomputes the hash chain and the Merkle tree from the
 	// entries and checks them against the stored tree and the signed
 	// checkpoints (signatures checked with the key given to SetAuditKey).

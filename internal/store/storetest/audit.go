@@ -71,6 +71,50 @@ func testAuditChain(t *testing.T, s Backend) {
 			t.Fatalf("ListAudit(r1) returned %+v", e)
 		}
 	}
+	if head := get(s.AuditHead(ctx))(t); head != int64(n) {
+		t.Fatalf("AuditHead = %d, want %d", head, n)
+	}
+	// Pages bounded in bytes: the first entry always, then as many as fit.
+	two := len(entries[2].Detail) + len(entries[3].Detail)
+	for _, c := range []struct {
+		q    store.AuditQuery
+		want []int64
+		more bool
+	}{
+		{store.AuditQuery{After: 2, MaxBytes: two}, []int64{3, 4}, true},
+		{store.AuditQuery{After: 2, MaxBytes: 1}, []int64{3}, true},
+		{store.AuditQuery{After: 2, Limit: 2}, []int64{3, 4}, true},
+		{store.AuditQuery{After: int64(n - 1), MaxBytes: 1 << 20}, []int64{int64(n)}, false},
+		{store.AuditQuery{After: int64(n)}, nil, false},
+	} {
+		page, more, err := s.AuditPage(ctx, c.q)
+		ok(t, err)
+		if fmt.Sprint(seqs(page)) != fmt.Sprint(c.want) || more != c.more {
+			t.Fatalf("AuditPage(%+v) = %v, more %v; want %v, more %v", c.q, seqs(page), more, c.want, c.more)
+		}
+	}
+}
+
+// testReportAuditTime: a report's audit entry is dated by the server's
+// receive time (Seen), not by the time the agent claims, which the
+// detail keeps as agent_at.
+func testReportAuditTime(t *testing.T, s Backend) {
+	ctx := context.Background()
+	term := fixture(t, s)
+	get(s.ApplyCommit(ctx, startCommit(t, load(t, s, "r1"), term, at(time.Minute), "n1")))(t)
+	claimed := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	ok(t, s.ReportStep(ctx, store.Report{StepID: stepID("n1", 1), NodeID: "n1", Phase: engine.PhaseRunning,
+		At: at(90 * time.Second), ClaimedAt: claimed, Seen: at(2 * time.Minute), LeaseUntil: at(time.Hour)}))
+	entries := get(s.ListAudit(ctx, 0, 1000, "r1"))(t)
+	last := entries[len(entries)-1]
+	var d struct {
+		AgentAt string `json:"agent_at"`
+	}
+	ok(t, json.Unmarshal(last.Detail, &d))
+	if last.Action != "node.phase" || !last.At.Equal(at(2*time.Minute)) || d.AgentAt != "2001-01-01T00:00:00Z" {
+		t.Fatalf("report audited as %s at %s, detail %s; want node.phase at %s with agent_at 2001-01-01T00:00:00Z",
+			last.Action, last.At, last.Detail, at(2*time.Minute))
+	}
 }
 
 func seqs(es []store.AuditEntry) []int64 {

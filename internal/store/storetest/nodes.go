@@ -2,14 +2,17 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/store"
 )
 
@@ -219,4 +222,62 @@ func testConcurrentRegistration(t *testing.T, s Backend) {
 		t.Fatalf("%d node.register entries, want 1", registrations)
 	}
 	verifyOK(t, s)
+}
+
+// testFactsAuditBounded: the audit of a facts change records the digest
+// of the new facts and a bounded diff, never the whole object, so that a
+// node sending large facts cannot grow the log by their size.
+func testFactsAuditBounded(t *testing.T, s Backend) {
+	ctx := context.Background()
+	big := func(gen int) fleet.Facts {
+		f := facts("debian", fmt.Sprintf("6.1.0-%d", gen))
+		f.Packages = map[string]string{}
+		for i := range 4000 {
+			f.Packages[fmt.Sprintf("pkg%05d", i)] = fmt.Sprintf("%d.%s", gen, strings.Repeat("v", 40))
+		}
+		return f
+	}
+	get(s.UpsertNode(ctx, store.NodeRecord{ID: "n1", Facts: big(0), LastSeen: at(0), LeaseUntil: at(time.Hour)}))(t)
+	get(s.UpsertNode(ctx, store.NodeRecord{ID: "n1", Facts: big(1), LastSeen: at(time.Minute), LeaseUntil: at(time.Hour)}))(t)
+	entries := get(s.ListAudit(ctx, 0, 100, ""))(t)
+	if len(entries) != 2 || entries[0].Action != "node.register" || entries[1].Action != "node.facts" {
+		t.Fatalf("audit = %v, want node.register and node.facts", actions(entries))
+	}
+	size := len(get(json.Marshal(big(1)))(t))
+	for _, e := range entries {
+		if len(e.Detail) > 16<<10 {
+			t.Fatalf("%s detail is %d bytes for %d bytes of facts, want a bounded diff", e.Action, len(e.Detail), size)
+		}
+		var d struct {
+			SHA256   string             `json:"sha256"`
+			Previous string             `json:"previous_sha256"`
+			Bytes    int                `json:"bytes"`
+			Changes  []fleet.FactChange `json:"changes"`
+			More     int                `json:"more"`
+			Facts    any                `json:"facts"`
+			Version  int64              `json:"version"`
+		}
+		ok(t, json.Unmarshal(e.Detail, &d))
+		if d.Facts != nil || len(d.SHA256) != 64 || d.Bytes == 0 || len(d.Changes) != 50 || d.More == 0 {
+			t.Fatalf("%s detail = %.300s", e.Action, e.Detail)
+		}
+		if e.Action == "node.facts" {
+			want, n, err := fleet.FactsDigest(big(1))
+			ok(t, err)
+			prev, _, _ := fleet.FactsDigest(big(0))
+			if d.SHA256 != want || d.Bytes != n || d.Previous != prev || d.Version != 2 || d.More != 4001-50 ||
+				d.Changes[0] != (fleet.FactChange{Op: "changed", Path: "/kernel", Old: "6.1.0-0", New: "6.1.0-1"}) {
+				t.Fatalf("node.facts detail = %.400s", e.Detail)
+			}
+		}
+	}
+	verifyOK(t, s)
+}
+
+func actions(es []store.AuditEntry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Action)
+	}
+	return out
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	t.Run("Nodes", h(testNodes))
 	t.Run("ListNodesPaging", h(testListNodesPaging))
+	t.Run("FactsAuditBounded", h(testFactsAuditBounded))
 	t.Run("ConcurrentRegistration", h(testConcurrentRegistration))
 	t.Run("Rollouts", h(testRollouts))
 	t.Run("CommitStart", h(testCommitStart))
@@ -62,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ExpireLeases", h(testExpireLeases))
 	t.Run("NodeRevisions", h(testNodeRevisions))
 	t.Run("AuditChain", h(testAuditChain))
+	t.Run("ReportAuditTime", h(testReportAuditTime))
 	t.Run("AuditTamperEdit", h(testAuditTamperEdit))
 	t.Run("AuditTamperDelete", h(testAuditTamperDelete))
 	t.Run("AuditTamperSwap", h(testAuditTamperSwap))
