@@ -86,7 +86,8 @@ const (
 	// ScriptArg: one argument of a signed script, passed as one argv
 	// element: any printable UTF-8 text without control characters (NUL
 	// cannot be in an argument, CR and LF make lines of one), at most
-	// 4096 bytes.
+	// 4096 bytes; it may be empty and may start with '-' (the script's
+	// own options).
 	ScriptArg
 )
 
@@ -167,6 +168,9 @@ func QuoteValue(s string) string {
 // Check returns nil when s is a valid identifier of kind k, else an
 // *IdentError naming the first character not allowed or the rule broken.
 func (k Ident) Check(s string) error {
+	if s == "" && k == ScriptArg {
+		return nil // an empty argument is one argv element like any other
+	}
 	if s == "" {
 		return &IdentError{Kinds: []Ident{k}, Value: s, Offset: -1, Msg: k.a() + " must not be empty"}
 	}
