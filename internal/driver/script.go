@@ -145,7 +145,8 @@ func ScriptCommand(path, artifact string, args []string) (Command, error) {
 			return Command{}, fmt.Errorf("argument %d: %w", i+1, err)
 		}
 		if j := strings.IndexAny(a, `"%!&|<>^`); batch && j >= 0 {
-			return Command{}, fmt.Errorf("argument %d: %s: character %q not allowed in an argument of a batch file (cmd.exe would read it as syntax)", i+1, plan.QuoteValue(a), a[j])
+			return Command{}, fmt.Errorf("argument %d: %w", i+1, &plan.IdentError{Kinds: []plan.Ident{plan.ScriptArg}, Value: a, Offset: j,
+				Msg: fmt.Sprintf("character %q not allowed in an argument of a batch file (cmd.exe would read it as syntax)", a[j])})
 		}
 	}
 	return Command{Name: path, Args: args, Env: []string{"DROVER_ARTIFACT=" + artifact}}, nil

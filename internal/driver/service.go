@@ -31,7 +31,7 @@ func (s *Service) Name() string { return "service" }
 // unit returns the service's name, a plan.SystemdUnit on Linux, a
 // plan.WindowsService on Windows.
 func (s *Service) unit(a plan.Action) (string, error) {
-	if a.ServiceRestart == nil || a.ServiceRestart.Service == "" {
+	if a.ServiceRestart == nil {
 		return "", fmt.Errorf("service: action %q is not a service restart: %w", a.Name, ErrUnsupported)
 	}
 	u := a.ServiceRestart.Service
