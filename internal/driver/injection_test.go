@@ -459,3 +459,16 @@ func FuzzScriptArgs(f *testing.F) {
 		}
 	})
 }
+
+// The Kubernetes driver talks to the API, not to a command line, but its
+// node name goes into paths and field selectors: it is checked first
+// (a nil API would panic if reached).
+func TestKubernetesNodeName(t *testing.T) {
+	a := plan.Action{Name: "drain", KubernetesNode: &plan.KubernetesNodeAction{Drain: true}}
+	for _, name := range []string{"n1/../../namespaces", "n1,metadata.name!=x", "N1", "-n1"} {
+		_, err := NewKubernetesNode(nil, KubernetesOptions{NodeName: name}).Preflight(context.Background(), a)
+		wantRefused(t, name, err)
+	}
+	_, err := NewKubernetesNode(nil, KubernetesOptions{Hostname: func() (string, error) { return "web_1.example.com", nil }}).Preflight(context.Background(), a)
+	wantRefused(t, "host name web_1", err)
+}
