@@ -57,18 +57,20 @@ func powerShell(script string, env ...string) Command {
 	}
 }
 
-// WindowsServiceOp is what WindowsServiceCommand does with a service.
-type WindowsServiceOp string
+// ServiceOp is what the service driver, a probe or WindowsServiceCommand
+// does with a service.
+type ServiceOp string
 
-// The operations on a Windows service.
+// The operations on a service.
 const (
-	// WindowsServiceExists fails when there is no such service.
-	WindowsServiceExists WindowsServiceOp = "exists"
-	// WindowsServiceStatus prints the service's status: Running,
-	// Stopped, StartPending...
-	WindowsServiceStatus WindowsServiceOp = "status"
-	// WindowsServiceRestart restarts the service.
-	WindowsServiceRestart WindowsServiceOp = "restart"
+	// ServiceExists fails when there is no such service (systemctl
+	// prints LoadState not-found).
+	ServiceExists ServiceOp = "exists"
+	// ServiceStatus prints the service's status: Running, Stopped,
+	// StartPending... (systemctl: active, failed...).
+	ServiceStatus ServiceOp = "status"
+	// ServiceRestart restarts the service.
+	ServiceRestart ServiceOp = "restart"
 )
 
 // windowsServiceEnv is the environment variable holding the service name.
@@ -90,14 +92,14 @@ const (
 
 // WindowsServiceCommand is the PowerShell command doing op with the
 // service name, a plan.WindowsService passed in DROVER_SERVICE.
-func WindowsServiceCommand(op WindowsServiceOp, name string) (Command, error) {
+func WindowsServiceCommand(op ServiceOp, name string) (Command, error) {
 	var script string
 	switch op {
-	case WindowsServiceExists:
+	case ServiceExists:
 		script = psServiceExists
-	case WindowsServiceStatus:
+	case ServiceStatus:
 		script = psServiceStatus
-	case WindowsServiceRestart:
+	case ServiceRestart:
 		script = psServiceRestart
 	default:
 		return Command{}, fmt.Errorf("unknown Windows service operation %q", op)

@@ -241,7 +241,7 @@ func FuzzWindowsServiceCommand(f *testing.F) {
 		}
 		want, _ := serviceCalls(true, "zzbenign")
 		sameShape(t, want, got, map[string]string{"DROVER_SERVICE=zzbenign": "DROVER_SERVICE=" + name})
-		for _, op := range []WindowsServiceOp{WindowsServiceExists, WindowsServiceStatus, WindowsServiceRestart} {
+		for _, op := range []ServiceOp{ServiceExists, ServiceStatus, ServiceRestart} {
 			c, err := WindowsServiceCommand(op, name)
 			if err != nil || len(c.Env) != 1 || c.Env[0] != "DROVER_SERVICE="+name {
 				t.Fatalf("%s: %q %v", op, c, err)
@@ -296,7 +296,7 @@ func TestPowerShellScriptsFixed(t *testing.T) {
 			t.Errorf("script %q has a format verb", firstLine(script))
 		}
 	}
-	c, err := WindowsServiceCommand(WindowsServiceRestart, "MSSQL$SQLEXPRESS")
+	c, err := WindowsServiceCommand(ServiceRestart, "MSSQL$SQLEXPRESS")
 	want := []string{"-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command", psServiceRestart}
 	if err != nil || c.Name != "powershell.exe" || !slices.Equal(c.Args, want) || !slices.Equal(c.Env, []string{"DROVER_SERVICE=MSSQL$SQLEXPRESS"}) {
 		t.Fatalf("got %q %v", c, err)
@@ -304,11 +304,11 @@ func TestPowerShellScriptsFixed(t *testing.T) {
 	if !strings.Contains(psServiceRestart, "Restart-Service -Name $name") || !strings.Contains(psServicePrologue, "$name = $env:DROVER_SERVICE") {
 		t.Fatalf("the restart script does not read the name from DROVER_SERVICE:\n%s", psServiceRestart)
 	}
-	c, err = WindowsUpdateCommand(wuQueryScript, []string{"KB5043050", "KB5044281"})
+	c, err = windowsUpdateCommand(wuQueryScript, []string{"KB5043050", "KB5044281"})
 	if err != nil || c.Args[len(c.Args)-1] != wuQueryScript || !slices.Equal(c.Env, []string{"DROVER_KBS=5043050,5044281"}) {
 		t.Fatalf("got %q %v", c, err)
 	}
-	if _, err := WindowsServiceCommand(WindowsServiceRestart, "spooler’ ; Start-Process calc"); err == nil ||
+	if _, err := WindowsServiceCommand(ServiceRestart, "spooler’ ; Start-Process calc"); err == nil ||
 		err.Error() != `"spooler’ ; Start-Process calc": character U+2019 not allowed in a Windows service name` {
 		t.Fatalf("got %v", err)
 	}
@@ -445,7 +445,7 @@ func FuzzScriptArgs(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, arg string) {
 		for _, path := range []string{"/var/lib/drover/artifacts/rotate.sh", `C:\drover\artifacts\rotate.cmd`} {
-			c, err := ScriptCommand(path, "rotate", []string{"--fast", arg})
+			c, err := scriptCommand(path, "rotate", []string{"--fast", arg})
 			if err != nil {
 				wantRefused(t, "argument "+plan.QuoteValue(arg), err)
 				continue

@@ -114,7 +114,7 @@ func (s *Script) run(ctx context.Context, artifact string, args []string, timeou
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, err := ScriptCommand(path, artifact, args)
+	c, err := scriptCommand(path, artifact, args)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("script %s: %w", artifact, err)
 	}
@@ -132,13 +132,13 @@ func (s *Script) run(ctx context.Context, artifact string, args []string, timeou
 	return Outcome{Summary: sum, Changed: []ChangeItem{{Name: artifact, To: "ran"}}}, nil
 }
 
-// ScriptCommand runs the verified script at path with args, each a
+// scriptCommand runs the verified script at path with args, each a
 // plan.ScriptArg and one argv element, and DROVER_ARTIFACT naming the
 // artifact. A Windows batch file (.bat, .cmd) is the exception to "one
 // argv element": cmd.exe parses its command line again, where '"' ends
 // the quoting Go applies, '%' and '!' expand variables and "& | < > ^"
 // outside quotes are syntax; its arguments must hold none of them.
-func ScriptCommand(path, artifact string, args []string) (Command, error) {
+func scriptCommand(path, artifact string, args []string) (Command, error) {
 	batch := strings.EqualFold(filepath.Ext(path), ".bat") || strings.EqualFold(filepath.Ext(path), ".cmd")
 	for i, a := range args {
 		if err := plan.ScriptArg.Check(a); err != nil {

@@ -48,21 +48,21 @@ func (s *Service) unit(a plan.Action) (string, error) {
 // command builds the command doing op with the service: systemctl with
 // the unit as its last argument, or PowerShell with the name in its
 // environment (WindowsServiceCommand).
-func (s *Service) command(op WindowsServiceOp, u string) (Command, error) {
+func (s *Service) command(op ServiceOp, u string) (Command, error) {
 	if s.windows {
 		return WindowsServiceCommand(op, u)
 	}
 	switch op {
-	case WindowsServiceExists:
+	case ServiceExists:
 		return SystemctlCommand(u, "show", "--property=LoadState", "--value")
-	case WindowsServiceStatus:
+	case ServiceStatus:
 		return SystemctlCommand(u, "is-active")
 	}
 	return SystemctlCommand(u, "restart")
 }
 
 // run runs the command doing op with the service.
-func (s *Service) run(ctx context.Context, op WindowsServiceOp, u string) (string, error) {
+func (s *Service) run(ctx context.Context, op ServiceOp, u string) (string, error) {
 	c, err := s.command(op, u)
 	if err != nil {
 		return "", fmt.Errorf("service: %w", err)
@@ -77,7 +77,7 @@ func (s *Service) Preflight(ctx context.Context, a plan.Action) (Change, error) 
 	if err != nil {
 		return Change{}, err
 	}
-	out, err := s.run(ctx, WindowsServiceExists, u)
+	out, err := s.run(ctx, ServiceExists, u)
 	switch {
 	case s.windows && err != nil:
 		return Change{}, fmt.Errorf("service %s: not found: %w", u, err)
@@ -109,7 +109,7 @@ func (s *Service) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	if _, err := s.run(ctx, WindowsServiceRestart, u); err != nil {
+	if _, err := s.run(ctx, ServiceRestart, u); err != nil {
 		return Outcome{}, fmt.Errorf("restart %s: %w", u, err)
 	}
 	return Outcome{Summary: "restarted " + u}, nil
@@ -121,7 +121,7 @@ func (s *Service) Verify(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return err
 	}
-	state, err := s.run(ctx, WindowsServiceStatus, u)
+	state, err := s.run(ctx, ServiceStatus, u)
 	switch {
 	case s.windows && (err != nil || state != "Running"):
 		return fmt.Errorf("service %s is not running (%s): %v", u, state, err)

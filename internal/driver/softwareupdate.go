@@ -215,7 +215,7 @@ func (s *SoftwareUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, err
 		if !found {
 			return out, fmt.Errorf("softwareupdate: %s %s is not offered: %w", p.Name, p.Version, ErrUnavailable)
 		}
-		c, err := SoftwareUpdateInstallCommand(u.Label)
+		c, err := softwareUpdateInstallCommand(u.Label)
 		if err != nil {
 			return out, fmt.Errorf("softwareupdate: softwareupdate --list offers %s as %s: %w", p.Name, plan.QuoteValue(u.Label), err)
 		}
@@ -232,10 +232,10 @@ func (s *SoftwareUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, err
 	return out, nil
 }
 
-// SoftwareUpdateInstallCommand is softwareupdate --install LABEL, the
+// softwareUpdateInstallCommand is softwareupdate --install LABEL, the
 // label a plan.MacOSUpdate (it comes from softwareupdate --list, matched
 // to a pin by label or title) and one argv element.
-func SoftwareUpdateInstallCommand(label string) (Command, error) {
+func softwareUpdateInstallCommand(label string) (Command, error) {
 	if err := plan.MacOSUpdate.Check(label); err != nil {
 		return Command{}, err
 	}

@@ -56,10 +56,10 @@ func (w *WindowsUpdate) pins(a plan.Action) ([]plan.PackagePin, error) {
 // comma-separated ("5043050,5044281").
 const kbEnv = "DROVER_KBS"
 
-// WindowsUpdateCommand is the PowerShell command running script (the
+// windowsUpdateCommand is the PowerShell command running script (the
 // query or install script) for the KBs, plan.WindowsKB ids passed in
 // DROVER_KBS as their numbers.
-func WindowsUpdateCommand(script string, kbs []string) (Command, error) {
+func windowsUpdateCommand(script string, kbs []string) (Command, error) {
 	nums := make([]string, len(kbs))
 	for i, kb := range kbs {
 		if err := plan.WindowsKB.Check(kb); err != nil {
@@ -142,7 +142,7 @@ func wuResult(code int) string {
 // powershell runs script for the KBs and decodes its JSON output into v.
 func (w *WindowsUpdate) powershell(ctx context.Context, script string, pins []plan.PackagePin, v any) error {
 	name := strings.TrimPrefix(firstLine(script), "# drover ") + " " + strings.Join(pinNames(pins), ",")
-	c, err := WindowsUpdateCommand(script, pinNames(pins))
+	c, err := windowsUpdateCommand(script, pinNames(pins))
 	if err != nil {
 		return fmt.Errorf("windows-update: %s: %w", name, err)
 	}

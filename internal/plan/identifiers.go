@@ -142,6 +142,9 @@ type IdentError struct {
 	// badly formed).
 	Offset int
 	Msg    string // "character U+2019 not allowed in a Windows service name"
+	// char: the character at Offset is not in the kind's set (rather
+	// than allowed but misplaced, as a leading '-').
+	char bool
 }
 
 // Error prints the value, shortened, then the problem: `"spooler’ ;
@@ -178,7 +181,7 @@ func (k Ident) Check(s string) error {
 		return &IdentError{Kinds: []Ident{k}, Value: s, Offset: 0, Msg: k.a() + " must not start with '-' (the tool would read it as an option)"}
 	}
 	if i, r, ok := firstNotAllowed(s, k.allows); !ok {
-		return &IdentError{Kinds: []Ident{k}, Value: s, Offset: i, Msg: describeChar(s, i, r) + " not allowed in " + k.a()}
+		return &IdentError{Kinds: []Ident{k}, Value: s, Offset: i, Msg: describeChar(s, i, r) + " not allowed in " + k.a(), char: true}
 	}
 	limit := 255
 	switch k {
@@ -219,7 +222,7 @@ func CheckAny(s string, kinds ...Ident) error {
 			return nil
 		}
 		ie := err.(*IdentError)
-		if ie.Offset < 0 || best != nil && best.Offset != ie.Offset {
+		if !ie.char || best != nil && best.Offset != ie.Offset {
 			sameChar = false
 		}
 		charKinds = append(charKinds, k.a())

@@ -106,6 +106,11 @@ func TestCheckAny(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
+	// Allowed by both, but not in front: not a character problem.
+	err = CheckAny("-n", SystemdUnit, WindowsService)
+	if err == nil || err.Error() != `"-n": a systemd unit name must not start with '-' (the tool would read it as an option)` {
+		t.Errorf("got %v", err)
+	}
 	// Refused by both, at different places: the kind that got further.
 	err = CheckAny("My Service;", SystemdUnit, WindowsService)
 	if err == nil || !strings.Contains(err.Error(), "character ';' (U+003B) not allowed in a Windows service name") {

@@ -302,7 +302,7 @@ func (pr *Prober) windowsService(ctx context.Context, name string) error {
 	if goos != "windows" {
 		return fmt.Errorf("windows-service probes run only on Windows, this node runs %s", goos)
 	}
-	c, err := driver.WindowsServiceCommand(driver.WindowsServiceStatus, name)
+	c, err := driver.WindowsServiceCommand(driver.ServiceStatus, name)
 	if err != nil {
 		return err
 	}

@@ -185,7 +185,7 @@ func TestRunnerProbes(t *testing.T) {
 // serviceStatus is the script's key for the status query of a Windows
 // service: the name in DROVER_SERVICE, the PowerShell script fixed.
 func serviceStatus(t *testing.T, name string) string {
-	c, err := driver.WindowsServiceCommand(driver.WindowsServiceStatus, name)
+	c, err := driver.WindowsServiceCommand(driver.ServiceStatus, name)
 	if err != nil {
 		t.Fatal(err)
 	}
