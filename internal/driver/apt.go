@@ -69,6 +69,8 @@ const aptArchives = "/var/cache/apt/archives"
 
 func (b *aptBackend) name() string { return "apt" }
 
+func (b *aptBackend) idents() (plan.Ident, plan.Ident) { return plan.DebianPackage, plan.DebianVersion }
+
 // run runs a command and turns apt's and dpkg's complaints into the
 // driver's sentinel errors.
 func (b *aptBackend) run(ctx context.Context, env []string, name string, args ...string) (string, error) {
@@ -374,7 +376,7 @@ func parseDpkgSearch(out string) []plan.PackagePin {
 		}
 		for p := range strings.SplitSeq(pkgs, ", ") {
 			name, _, _ := strings.Cut(strings.TrimSpace(p), ":")
-			if pkgNameRE.MatchString(name) && !slices.Contains(owners, plan.PackagePin{Name: name}) {
+			if plan.DebianPackage.Check(name) == nil && !slices.Contains(owners, plan.PackagePin{Name: name}) {
 				owners = append(owners, plan.PackagePin{Name: name})
 			}
 		}

@@ -133,7 +133,7 @@ func TestAptErrors(t *testing.T) {
 			"apt: download needs 115544 bytes, 65536 free: not enough disk space"},
 		{"disk full apply", "apt/nospace.txt", pkgAction(plan.PackageUpgrade, false, pin("nginx-common", u11)), false, ErrNoSpace,
 			"You don't have enough free space"},
-		{"option injection", "apt/already.txt", pkgAction(plan.PackageUpgrade, false, pin("-oAPT::x", "1")), false, nil, `invalid package name "-oAPT::x"`},
+		{"option injection", "apt/already.txt", pkgAction(plan.PackageUpgrade, false, pin("-oAPT::x", "1")), false, nil, `invalid package name: "-oAPT::x": a Debian package name must not start with '-'`},
 		{"no pins", "apt/already.txt", pkgAction(plan.PackageUpgrade, false), false, nil, `pins no packages for os family "debian"`},
 		{"not a package action", "apt/already.txt", plan.Action{Name: "x", Script: &plan.ScriptAction{Artifact: "a"}}, false, ErrUnsupported, "not a package or kernel action"},
 	} {

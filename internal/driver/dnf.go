@@ -88,6 +88,8 @@ type dnfBackend struct {
 
 func (b *dnfBackend) name() string { return "dnf" }
 
+func (b *dnfBackend) idents() (plan.Ident, plan.Ident) { return plan.RPMPackage, plan.RPMVersion }
+
 var (
 	dnfWaitRE      = regexp.MustCompile(`Waiting for process with pid (\d+) to finish`)
 	dnfExitLockRE  = regexp.MustCompile(`(?:RPMDB|metadata|cachedir|log) already locked by (\d+)`)
@@ -378,7 +380,7 @@ func rpmRunningKernel(ctx context.Context, r Runner, tool, root string) (running
 	}
 	for line := range strings.SplitSeq(string(stdout), "\n") {
 		name, evr, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || !pkgNameRE.MatchString(name) {
+		if !ok || plan.RPMPackage.Check(name) != nil {
 			continue // "file /boot/vmlinuz-R is not owned by any package"
 		}
 		st, err := parseRPMQuery(evr)

@@ -91,6 +91,9 @@ func (k *KubernetesNode) action(a plan.Action) (*plan.KubernetesNodeAction, stri
 		// unless --hostname-override says otherwise.
 		node, _, _ = strings.Cut(strings.ToLower(h), ".")
 	}
+	if err := plan.KubernetesNode.Check(node); err != nil {
+		return nil, "", fmt.Errorf("kubernetes-node: node name: %w", err)
+	}
 	return a.KubernetesNode, node, nil
 }
 

@@ -48,8 +48,11 @@ func (l *LivePatch) action(a plan.Action) (*plan.LivePatchAction, string, error)
 	if la == nil {
 		return nil, "", fmt.Errorf("livepatch: action %q is not a livepatch action: %w", a.Name, ErrUnsupported)
 	}
-	if la.ID == "" || strings.ContainsAny(la.ID, "/ \t\n") || strings.HasPrefix(la.ID, "-") {
-		return nil, "", fmt.Errorf("livepatch: invalid patch id %q", la.ID)
+	// The id names a kernel module (kpatch unload ID, /sys/kernel/
+	// livepatch/ID) or a fix: a plan.LivePatchID has no '/', no ".."
+	// and cannot be taken for an option.
+	if err := plan.LivePatchID.Check(la.ID); err != nil {
+		return nil, "", fmt.Errorf("livepatch: invalid patch id: %w", err)
 	}
 	p := la.Provider
 	if p == "" {

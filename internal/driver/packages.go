@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -98,6 +97,8 @@ type pkgBackend interface {
 	unhold(ctx context.Context, names []string) error
 	// rebootRequired says whether the node needs a reboot, and why.
 	rebootRequired(ctx context.Context) (bool, string, error)
+	// idents are the kinds of the backend's package names and versions.
+	idents() (name, version plan.Ident)
 }
 
 // PackageDriver applies package and kernel actions through one package
@@ -126,11 +127,6 @@ var _ Driver = (*PackageDriver)(nil)
 // Name is the package manager's name: "apt", "dnf" or "zypper".
 func (d *PackageDriver) Name() string { return d.b.name() }
 
-var (
-	pkgNameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_:-]*$`)
-	pkgVersionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_:~^-]*$`)
-)
-
 // pkgTarget is what an action asks of the package manager.
 type pkgTarget struct {
 	pins    []plan.PackagePin
@@ -141,7 +137,11 @@ type pkgTarget struct {
 }
 
 // target reads the pins of a package or kernel action for the driver's
-// os family, rejecting names and versions that could be taken for options.
+// os family, refusing names and versions that are not the backend's
+// identifiers (plan.DebianPackage and plan.DebianVersion for apt,
+// plan.RPMPackage and plan.RPMVersion for dnf and zypper): a value that
+// reaches the tool is one argv element the tool reads as a package, never
+// as an option, a pattern or another operation.
 func (d *PackageDriver) target(a plan.Action) (pkgTarget, error) {
 	var t pkgTarget
 	switch {
@@ -167,14 +167,24 @@ func (d *PackageDriver) target(a plan.Action) (pkgTarget, error) {
 		return t, fmt.Errorf("%s: action %q pins no packages for os family %q", d.b.name(), a.Name, d.family)
 	}
 	for _, p := range t.pins {
-		if !pkgNameRE.MatchString(p.Name) {
-			return t, fmt.Errorf("%s: invalid package name %q", d.b.name(), p.Name)
-		}
-		if !pkgVersionRE.MatchString(p.Version) {
-			return t, fmt.Errorf("%s: invalid version %q for package %s", d.b.name(), p.Version, p.Name)
+		if err := d.checkPin(p); err != nil {
+			return t, err
 		}
 	}
 	return t, nil
+}
+
+// checkPin checks a pin's name and version against the backend's
+// identifiers.
+func (d *PackageDriver) checkPin(p plan.PackagePin) error {
+	nameKind, versionKind := d.b.idents()
+	if err := nameKind.Check(p.Name); err != nil {
+		return fmt.Errorf("%s: invalid package name: %w", d.b.name(), err)
+	}
+	if err := versionKind.Check(p.Version); err != nil {
+		return fmt.Errorf("%s: invalid version for package %s: %w", d.b.name(), plan.QuoteValue(p.Name), err)
+	}
+	return nil
 }
 
 // survey reads each pinned package's state and returns the changes to
@@ -563,12 +573,18 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	}
 	names := make([]string, 0, len(data.Packages))
 	for _, e := range data.Packages {
-		ok := pkgNameRE.MatchString(e.Name) && (e.Absent || pkgVersionRE.MatchString(e.Version))
-		for _, v := range e.Versions {
-			ok = ok && pkgVersionRE.MatchString(v)
+		versions := e.Versions
+		if !e.Absent {
+			versions = append([]string{e.Version}, versions...)
 		}
-		if !ok {
-			return Outcome{}, fmt.Errorf("%s: snapshot holds invalid package %q version %q", d.b.name(), e.Name, e.Version)
+		nameKind, versionKind := d.b.idents()
+		if err := nameKind.Check(e.Name); err != nil {
+			return Outcome{}, fmt.Errorf("%s: snapshot holds an invalid package name: %w", d.b.name(), err)
+		}
+		for _, v := range versions {
+			if err := versionKind.Check(v); err != nil {
+				return Outcome{}, fmt.Errorf("%s: snapshot holds an invalid version of %s: %w", d.b.name(), e.Name, err)
+			}
 		}
 		names = append(names, e.Name)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,7 +114,11 @@ func (s *Script) run(ctx context.Context, artifact string, args []string, timeou
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	stdout, _, err := s.r.Run(ctx, []string{"DROVER_ARTIFACT=" + artifact}, path, args...)
+	c, err := scriptCommand(path, artifact, args)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("script %s: %w", artifact, err)
+	}
+	stdout, _, err := c.Run(ctx, s.r)
 	if err != nil {
 		if ctx.Err() != nil && timeout > 0 {
 			return Outcome{}, fmt.Errorf("script %s: timed out after %s: %w", artifact, shortDuration(timeout), err)
@@ -125,6 +130,26 @@ func (s *Script) run(ctx context.Context, artifact string, args []string, timeou
 		sum += ": " + l
 	}
 	return Outcome{Summary: sum, Changed: []ChangeItem{{Name: artifact, To: "ran"}}}, nil
+}
+
+// scriptCommand runs the verified script at path with args, each a
+// plan.ScriptArg and one argv element, and DROVER_ARTIFACT naming the
+// artifact. A Windows batch file (.bat, .cmd) is the exception to "one
+// argv element": cmd.exe parses its command line again, where '"' ends
+// the quoting Go applies, '%' and '!' expand variables and "& | < > ^"
+// outside quotes are syntax; its arguments must hold none of them.
+func scriptCommand(path, artifact string, args []string) (Command, error) {
+	batch := strings.EqualFold(filepath.Ext(path), ".bat") || strings.EqualFold(filepath.Ext(path), ".cmd")
+	for i, a := range args {
+		if err := plan.ScriptArg.Check(a); err != nil {
+			return Command{}, fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		if j := strings.IndexAny(a, `"%!&|<>^`); batch && j >= 0 {
+			return Command{}, fmt.Errorf("argument %d: %w", i+1, &plan.IdentError{Kinds: []plan.Ident{plan.ScriptArg}, Value: a, Offset: j,
+				Msg: fmt.Sprintf("character %q not allowed in an argument of a batch file (cmd.exe would read it as syntax)", a[j])})
+		}
+	}
+	return Command{Name: path, Args: args, Env: []string{"DROVER_ARTIFACT=" + artifact}}, nil
 }
 
 func lastLine(s string) string {

@@ -20,21 +20,55 @@ type Service struct {
 var _ Driver = (*Service)(nil)
 
 // NewService returns the service driver; windows selects PowerShell's
-// Restart-Service over systemctl.
+// Restart-Service over systemctl. Service names are checked against
+// plan.SystemdUnit or plan.WindowsService and reach the tool as one argv
+// element (systemctl) or in an environment variable (PowerShell).
 func NewService(r Runner, windows bool) *Service { return &Service{r: r, windows: windows} }
 
 // Name is "service".
 func (s *Service) Name() string { return "service" }
 
+// unit returns the service's name, a plan.SystemdUnit on Linux, a
+// plan.WindowsService on Windows.
 func (s *Service) unit(a plan.Action) (string, error) {
-	if a.ServiceRestart == nil || a.ServiceRestart.Service == "" {
+	if a.ServiceRestart == nil {
 		return "", fmt.Errorf("service: action %q is not a service restart: %w", a.Name, ErrUnsupported)
 	}
 	u := a.ServiceRestart.Service
-	if strings.HasPrefix(u, "-") || strings.ContainsAny(u, "'\"`;$&|\n") {
-		return "", fmt.Errorf("service %q: invalid name", u)
+	kind := plan.SystemdUnit
+	if s.windows {
+		kind = plan.WindowsService
+	}
+	if err := kind.Check(u); err != nil {
+		return "", fmt.Errorf("service: %w", err)
 	}
 	return u, nil
+}
+
+// command builds the command doing op with the service: systemctl with
+// the unit as its last argument, or PowerShell with the name in its
+// environment (WindowsServiceCommand).
+func (s *Service) command(op ServiceOp, u string) (Command, error) {
+	if s.windows {
+		return WindowsServiceCommand(op, u)
+	}
+	switch op {
+	case ServiceExists:
+		return SystemctlCommand(u, "show", "--property=LoadState", "--value")
+	case ServiceStatus:
+		return SystemctlCommand(u, "is-active")
+	}
+	return SystemctlCommand(u, "restart")
+}
+
+// run runs the command doing op with the service.
+func (s *Service) run(ctx context.Context, op ServiceOp, u string) (string, error) {
+	c, err := s.command(op, u)
+	if err != nil {
+		return "", fmt.Errorf("service: %w", err)
+	}
+	out, _, err := c.Run(ctx, s.r)
+	return strings.TrimSpace(string(out)), err
 }
 
 // Preflight checks the service exists.
@@ -43,11 +77,11 @@ func (s *Service) Preflight(ctx context.Context, a plan.Action) (Change, error) 
 	if err != nil {
 		return Change{}, err
 	}
-	if s.windows {
-		if _, _, err := s.r.Run(ctx, nil, "powershell", "-NoProfile", "-NonInteractive", "-Command", "Get-Service -Name '"+u+"' | Out-Null"); err != nil {
-			return Change{}, fmt.Errorf("service %s: not found: %w", u, err)
-		}
-	} else if out, _, err := s.r.Run(ctx, nil, "systemctl", "show", "--property=LoadState", "--value", u); err != nil || strings.TrimSpace(string(out)) == "not-found" {
+	out, err := s.run(ctx, ServiceExists, u)
+	switch {
+	case s.windows && err != nil:
+		return Change{}, fmt.Errorf("service %s: not found: %w", u, err)
+	case !s.windows && (err != nil || out == "not-found"):
 		return Change{}, fmt.Errorf("service %s: unit not found: %w", u, orNotFound(err))
 	}
 	return Change{Summary: "restart " + u, Items: []ChangeItem{{Name: u, From: "running", To: "restarted"}}}, nil
@@ -75,12 +109,7 @@ func (s *Service) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	if s.windows {
-		_, _, err = s.r.Run(ctx, nil, "powershell", "-NoProfile", "-NonInteractive", "-Command", "Restart-Service -Name '"+u+"' -ErrorAction Stop")
-	} else {
-		_, _, err = s.r.Run(ctx, nil, "systemctl", "restart", u)
-	}
-	if err != nil {
+	if _, err := s.run(ctx, ServiceRestart, u); err != nil {
 		return Outcome{}, fmt.Errorf("restart %s: %w", u, err)
 	}
 	return Outcome{Summary: "restarted " + u}, nil
@@ -92,15 +121,11 @@ func (s *Service) Verify(ctx context.Context, a plan.Action) error {
 	if err != nil {
 		return err
 	}
-	if s.windows {
-		out, _, err := s.r.Run(ctx, nil, "powershell", "-NoProfile", "-NonInteractive", "-Command", "(Get-Service -Name '"+u+"').Status")
-		if err != nil || strings.TrimSpace(string(out)) != "Running" {
-			return fmt.Errorf("service %s is not running (%s): %v", u, strings.TrimSpace(string(out)), err)
-		}
-		return nil
-	}
-	out, _, err := s.r.Run(ctx, nil, "systemctl", "is-active", u)
-	if state := strings.TrimSpace(string(out)); state != "active" {
+	state, err := s.run(ctx, ServiceStatus, u)
+	switch {
+	case s.windows && (err != nil || state != "Running"):
+		return fmt.Errorf("service %s is not running (%s): %v", u, state, err)
+	case !s.windows && state != "active":
 		return fmt.Errorf("service %s is %s, not active: %v", u, state, err)
 	}
 	return nil

@@ -87,6 +87,16 @@ func (s *SoftwareUpdate) pins(a plan.Action) ([]plan.PackagePin, error) {
 	if len(pins) == 0 {
 		return nil, fmt.Errorf("softwareupdate: action %q pins no updates", a.Name)
 	}
+	for _, p := range pins {
+		if err := plan.MacOSUpdate.Check(p.Name); err != nil {
+			return nil, fmt.Errorf("softwareupdate: invalid update: %w", err)
+		}
+		if p.Version != "" {
+			if err := plan.MacOSVersion.Check(p.Version); err != nil {
+				return nil, fmt.Errorf("softwareupdate: %s: invalid version: %w", p.Name, err)
+			}
+		}
+	}
 	return pins, nil
 }
 
@@ -205,7 +215,11 @@ func (s *SoftwareUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, err
 		if !found {
 			return out, fmt.Errorf("softwareupdate: %s %s is not offered: %w", p.Name, p.Version, ErrUnavailable)
 		}
-		if _, _, err := s.r.Run(ctx, nil, "softwareupdate", "--install", u.Label); err != nil {
+		c, err := softwareUpdateInstallCommand(u.Label)
+		if err != nil {
+			return out, fmt.Errorf("softwareupdate: softwareupdate --list offers %s as %s: %w", p.Name, plan.QuoteValue(u.Label), err)
+		}
+		if _, _, err := c.Run(ctx, s.r); err != nil {
 			return out, fmt.Errorf("softwareupdate: install %s: %w", u.Label, err)
 		}
 		out.Changed = append(out.Changed, ChangeItem{Name: u.Label, To: u.Version})
@@ -216,6 +230,16 @@ func (s *SoftwareUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, err
 		out.Summary = "all updates already installed"
 	}
 	return out, nil
+}
+
+// softwareUpdateInstallCommand is softwareupdate --install LABEL, the
+// label a plan.MacOSUpdate (it comes from softwareupdate --list, matched
+// to a pin by label or title) and one argv element.
+func softwareUpdateInstallCommand(label string) (Command, error) {
+	if err := plan.MacOSUpdate.Check(label); err != nil {
+		return Command{}, err
+	}
+	return Command{Name: "softwareupdate", Args: []string{"--install", label}}, nil
 }
 
 // Verify checks each pin is in place (macOS: after the restart).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/drover-dev/drover/internal/plan"
@@ -29,8 +28,6 @@ func NewWindowsUpdate(r Runner) *WindowsUpdate { return &WindowsUpdate{r: r} }
 // Name is "windows-update".
 func (w *WindowsUpdate) Name() string { return "windows-update" }
 
-var kbRE = regexp.MustCompile(`^KB[0-9]{6,8}$`)
-
 func (w *WindowsUpdate) pins(a plan.Action) ([]plan.PackagePin, error) {
 	if a.Package == nil {
 		return nil, fmt.Errorf("windows-update: action %q is not a package action: %w", a.Name, ErrUnsupported)
@@ -43,27 +40,44 @@ func (w *WindowsUpdate) pins(a plan.Action) ([]plan.PackagePin, error) {
 		return nil, fmt.Errorf("windows-update: action %q pins no KBs", a.Name)
 	}
 	for _, p := range pins {
-		if !kbRE.MatchString(p.Name) {
-			return nil, fmt.Errorf("windows-update: invalid KB %q (want KB followed by digits)", p.Name)
+		if err := plan.WindowsKB.Check(p.Name); err != nil {
+			return nil, fmt.Errorf("windows-update: invalid KB: %w", err)
+		}
+		if p.Version != "" {
+			if err := plan.WindowsBuild.Check(p.Version); err != nil {
+				return nil, fmt.Errorf("windows-update: %s: invalid build: %w", p.Name, err)
+			}
 		}
 	}
 	return pins, nil
 }
 
-func kbList(pins []plan.PackagePin) string {
-	q := make([]string, len(pins))
-	for i, p := range pins {
-		q[i] = "'" + strings.TrimPrefix(p.Name, "KB") + "'"
+// kbEnv is the environment variable holding the KB numbers, digits only,
+// comma-separated ("5043050,5044281").
+const kbEnv = "DROVER_KBS"
+
+// windowsUpdateCommand is the PowerShell command running script (the
+// query or install script) for the KBs, plan.WindowsKB ids passed in
+// DROVER_KBS as their numbers.
+func windowsUpdateCommand(script string, kbs []string) (Command, error) {
+	nums := make([]string, len(kbs))
+	for i, kb := range kbs {
+		if err := plan.WindowsKB.Check(kb); err != nil {
+			return Command{}, err
+		}
+		nums[i] = strings.TrimPrefix(kb, "KB")
 	}
-	return strings.Join(q, ",")
+	return powerShell(script, kbEnv+"="+strings.Join(nums, ",")), nil
 }
 
 // The scripts' first line names them in command lines and transcripts.
-// KB ids are validated digits before they are put in a script.
-const wuQueryScript = `# drover wu-query %[1]s
-$ErrorActionPreference = 'Stop'
-$kbs = @(%[1]s)
-$s = New-Object -ComObject Microsoft.Update.Session
+// They read the KB numbers from DROVER_KBS, never from their own text.
+const psKBPrologue = `$ErrorActionPreference = 'Stop'
+if (-not $env:DROVER_KBS) { throw 'DROVER_KBS is not set' }
+$kbs = @($env:DROVER_KBS -split ',')
+`
+
+const wuQueryScript = "# drover wu-query\n" + psKBPrologue + `$s = New-Object -ComObject Microsoft.Update.Session
 $searcher = $s.CreateUpdateSearcher()
 $avail = @($searcher.Search("IsInstalled=0 and Type='Software'").Updates | ForEach-Object { $u = $_; $u.KBArticleIDs | Where-Object { $kbs -contains $_ } | ForEach-Object { [pscustomobject]@{ kb = 'KB' + $_; title = $u.Title; maxDownloadSize = [int64]$u.MaxDownloadSize; rebootBehavior = $u.InstallationBehavior.RebootBehavior } } })
 $inst = @($searcher.Search("IsInstalled=1 and Type='Software'").Updates | ForEach-Object { $_.KBArticleIDs } | Where-Object { $kbs -contains $_ } | ForEach-Object { 'KB' + $_ })
@@ -72,10 +86,7 @@ $cv = Get-ItemProperty 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion'
 $reboot = (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired') -or (Test-Path 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending')
 [pscustomobject]@{ available = $avail; installed = @($inst | Sort-Object -Unique); build = "$($cv.CurrentBuild).$($cv.UBR)"; rebootPending = $reboot } | ConvertTo-Json -Depth 4 -Compress`
 
-const wuInstallScript = `# drover wu-install %[1]s
-$ErrorActionPreference = 'Stop'
-$kbs = @(%[1]s)
-$s = New-Object -ComObject Microsoft.Update.Session
+const wuInstallScript = "# drover wu-install\n" + psKBPrologue + `$s = New-Object -ComObject Microsoft.Update.Session
 $todo = New-Object -ComObject Microsoft.Update.UpdateColl
 $s.CreateUpdateSearcher().Search("IsInstalled=0 and Type='Software'").Updates | Where-Object { @($_.KBArticleIDs | Where-Object { $kbs -contains $_ }).Count -gt 0 } | ForEach-Object { if (-not $_.EulaAccepted) { $_.AcceptEula() }; [void]$todo.Add($_) }
 if ($todo.Count -eq 0) { [pscustomobject]@{ resultCode = 2; rebootRequired = $false; updates = @() } | ConvertTo-Json -Depth 4 -Compress; exit 0 }
@@ -84,8 +95,6 @@ $inst = $s.CreateUpdateInstaller(); $inst.Updates = $todo
 $r = $inst.Install()
 $ups = for ($i = 0; $i -lt $todo.Count; $i++) { $ur = $r.GetUpdateResult($i); [pscustomobject]@{ kb = 'KB' + ($todo.Item($i).KBArticleIDs | Select-Object -First 1); title = $todo.Item($i).Title; resultCode = $ur.ResultCode; hresult = $ur.HResult } }
 [pscustomobject]@{ resultCode = $r.ResultCode; rebootRequired = $r.RebootRequired; updates = @($ups) } | ConvertTo-Json -Depth 4 -Compress`
-
-var psArgs = []string{"-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command"}
 
 // wuQuery is the query script's JSON.
 type wuQuery struct {
@@ -130,22 +139,27 @@ func wuResult(code int) string {
 	return fmt.Sprintf("unknown result %d", code)
 }
 
-func (w *WindowsUpdate) powershell(ctx context.Context, script string, v any) error {
-	stdout, _, err := w.r.Run(ctx, nil, "powershell.exe", append(psArgs, script)...)
-	name := firstLine(script)
+// powershell runs script for the KBs and decodes its JSON output into v.
+func (w *WindowsUpdate) powershell(ctx context.Context, script string, pins []plan.PackagePin, v any) error {
+	name := strings.TrimPrefix(firstLine(script), "# drover ") + " " + strings.Join(pinNames(pins), ",")
+	c, err := windowsUpdateCommand(script, pinNames(pins))
 	if err != nil {
-		return fmt.Errorf("windows-update: %s: %w", strings.TrimPrefix(name, "# drover "), err)
+		return fmt.Errorf("windows-update: %s: %w", name, err)
+	}
+	stdout, _, err := c.Run(ctx, w.r)
+	if err != nil {
+		return fmt.Errorf("windows-update: %s: %w", name, err)
 	}
 	// PowerShell 5 emits a single-element array as the element itself.
 	if err := json.Unmarshal(stdout, v); err != nil {
-		return fmt.Errorf("windows-update: %s: malformed JSON output %q: %w", strings.TrimPrefix(name, "# drover "), firstLine(string(stdout)), err)
+		return fmt.Errorf("windows-update: %s: malformed JSON output %q: %w", name, firstLine(string(stdout)), err)
 	}
 	return nil
 }
 
 func (w *WindowsUpdate) query(ctx context.Context, pins []plan.PackagePin) (wuQuery, error) {
 	var q wuQuery
-	err := w.powershell(ctx, fmt.Sprintf(wuQueryScript, kbList(pins)), &q)
+	err := w.powershell(ctx, wuQueryScript, pins, &q)
 	return q, err
 }
 
@@ -217,7 +231,7 @@ func (w *WindowsUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 		return Outcome{Summary: "all KBs already installed", RebootRequired: q.RebootPending}, nil
 	}
 	var r wuInstallResult
-	if err := w.powershell(ctx, fmt.Sprintf(wuInstallScript, kbList(todo)), &r); err != nil {
+	if err := w.powershell(ctx, wuInstallScript, todo, &r); err != nil {
 		return Outcome{}, err
 	}
 	var out Outcome

@@ -24,11 +24,11 @@ func TestWindowsUpdate(t *testing.T) {
 	r := replayFromText(t, `ConvertTo-Json output of the query and install scripts on Windows
 Server 2022 (build 20348.2655 before KB5043050).
 
--- $ `+ps+`'# drover wu-query '\''5043050'\'' ...' --
+-- $ `+ps+`'# drover wu-query ...' --
 {"available":[{"kb":"KB5043050","title":"2024-09 Cumulative Update for Microsoft server operating system version 21H2 for x64-based Systems (KB5043050)","maxDownloadSize":412345678,"rebootBehavior":1}],"installed":[],"build":"20348.2655","rebootPending":false}
--- $ `+ps+`'# drover wu-install '\''5043050'\'' ...' --
+-- $ `+ps+`'# drover wu-install ...' --
 {"resultCode":2,"rebootRequired":true,"updates":[{"kb":"KB5043050","title":"2024-09 Cumulative Update for Microsoft server operating system version 21H2 for x64-based Systems (KB5043050)","resultCode":2,"hresult":0}]}
--- $ `+ps+`'# drover wu-query '\''5044281'\'' ...' --
+-- $ `+ps+`'# drover wu-query ...' --
 {"available":[],"installed":[],"build":"20348.2655","rebootPending":false}
 -- $ wusa.exe /uninstall /kb:5043050 /quiet /norestart --
 -- exit --
@@ -63,9 +63,9 @@ Server 2022 (build 20348.2655 before KB5043050).
 }
 
 func TestWindowsUpdateFailed(t *testing.T) {
-	r := replayFromText(t, `-- $ `+ps+`'# drover wu-query '\''5043050'\'' ...' --
+	r := replayFromText(t, `-- $ `+ps+`'# drover wu-query ...' --
 {"available":[{"kb":"KB5043050","title":"t","maxDownloadSize":1}],"installed":[],"build":"20348.2655","rebootPending":false}
--- $ `+ps+`'# drover wu-install '\''5043050'\'' ...' --
+-- $ `+ps+`'# drover wu-install ...' --
 {"resultCode":4,"rebootRequired":false,"updates":[{"kb":"KB5043050","title":"t","resultCode":4,"hresult":-2145124329}]}
 `)
 	_, err := NewWindowsUpdate(r).Apply(context.Background(), plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5043050"}}}})
@@ -77,7 +77,7 @@ func TestWindowsUpdateFailed(t *testing.T) {
 func FuzzParseWindowsUpdateJSON(f *testing.F) {
 	f.Add(`{"resultCode":3,"updates":[{"kb":"KB1","resultCode":3}]}`)
 	f.Fuzz(func(t *testing.T, s string) {
-		r := replayFromText(t, "-- $ "+ps+"'# drover wu-query '\\''5043050'\\'' ...' --\n"+strings.ReplaceAll(s, "\n-- ", "\n")+"\n")
+		r := replayFromText(t, "-- $ "+ps+"'# drover wu-query ...' --\n"+strings.ReplaceAll(s, "\n-- ", "\n")+"\n")
 		_, _ = NewWindowsUpdate(r).Preflight(context.Background(), plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5043050"}}}})
 	})
 }

@@ -80,6 +80,8 @@ var (
 
 func (b *zypperBackend) name() string { return "zypper" }
 
+func (b *zypperBackend) idents() (plan.Ident, plan.Ident) { return plan.RPMPackage, plan.RPMVersion }
+
 func (b *zypperBackend) run(ctx context.Context, args ...string) (string, error) {
 	if b.opts.Root != "" {
 		args = append([]string{"--root", b.opts.Root}, args...)

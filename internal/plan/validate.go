@@ -102,6 +102,7 @@ func (v *validator) plan() {
 	v.windows()
 	v.budget("failureBudget", &p.Budget)
 	v.gates()
+	v.identifiers()
 	if p.Approvals.Start < 0 {
 		v.errf("approvals.start", "approvals must be 0 or more, got %d", p.Approvals.Start)
 	}

@@ -243,10 +243,16 @@ func (pr *Prober) tcp(ctx context.Context, p plan.Probe, timeout time.Duration) 
 }
 
 func (pr *Prober) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return pr.runCommand(ctx, driver.Command{Name: name, Args: args})
+}
+
+// runCommand runs c, environment included (PowerShell reads its values
+// there: see driver.WindowsServiceCommand).
+func (pr *Prober) runCommand(ctx context.Context, c driver.Command) ([]byte, error) {
 	if pr.Runner == nil {
 		return nil, errors.New("this agent has no command runner")
 	}
-	out, _, err := pr.Runner.Run(ctx, nil, name, args...)
+	out, _, err := c.Run(ctx, pr.Runner)
 	return out, err
 }
 
@@ -270,7 +276,11 @@ func (pr *Prober) command(ctx context.Context, name string, args ...string) erro
 }
 
 func (pr *Prober) systemd(ctx context.Context, unit string) error {
-	out, err := pr.run(ctx, "systemctl", "is-active", unit)
+	c, err := driver.SystemctlCommand(unit, "is-active")
+	if err != nil {
+		return err
+	}
+	out, err := pr.runCommand(ctx, c)
 	state := strings.TrimSpace(string(out))
 	if err == nil && state == "active" {
 		return nil
@@ -292,11 +302,11 @@ func (pr *Prober) windowsService(ctx context.Context, name string) error {
 	if goos != "windows" {
 		return fmt.Errorf("windows-service probes run only on Windows, this node runs %s", goos)
 	}
-	if strings.ContainsAny(name, "'\"`$;\r\n") {
-		return fmt.Errorf("service name %q has characters not allowed in a service name", name)
+	c, err := driver.WindowsServiceCommand(driver.ServiceStatus, name)
+	if err != nil {
+		return err
 	}
-	out, err := pr.run(ctx, "powershell.exe", "-NoProfile", "-NonInteractive", "-Command",
-		"(Get-Service -Name '"+name+"' -ErrorAction Stop).Status.ToString()")
+	out, err := pr.runCommand(ctx, c)
 	if err != nil {
 		var ee *driver.ExitError
 		if errors.As(err, &ee) && strings.Contains(ee.Stderr, "Cannot find any service") {

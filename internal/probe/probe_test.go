@@ -32,8 +32,9 @@ type script map[string]struct {
 	err error
 }
 
-func (s script) Run(_ context.Context, _ []string, name string, args ...string) ([]byte, []byte, error) {
-	k := strings.Join(append([]string{name}, args...), " ")
+// Run answers the command line, environment first ("K=V name args").
+func (s script) Run(_ context.Context, env []string, name string, args ...string) ([]byte, []byte, error) {
+	k := strings.Join(append(append(env[:len(env):len(env)], name), args...), " ")
 	r, ok := s[k]
 	if !ok {
 		return nil, nil, fmt.Errorf("%s: not found", name)
@@ -143,8 +144,8 @@ func TestRunnerProbes(t *testing.T) {
 		"check-db --slow":                   {err: &driver.ExitError{Code: 2, Stderr: "replication lag 42s > 10s\n"}},
 		"systemctl is-active nginx.service": {out: "active\n"},
 		"systemctl is-active myapp.service": {out: "failed\n", err: &driver.ExitError{Code: 3}},
-		"powershell.exe -NoProfile -NonInteractive -Command (Get-Service -Name 'W3SVC' -ErrorAction Stop).Status.ToString()":   {out: "Running\r\n"},
-		"powershell.exe -NoProfile -NonInteractive -Command (Get-Service -Name 'Spooler' -ErrorAction Stop).Status.ToString()": {out: "Stopped\r\n"},
+		serviceStatus(t, "W3SVC"):           {out: "Running\r\n"},
+		serviceStatus(t, "Spooler"):         {out: "Stopped\r\n"},
 	}
 	tests := []struct {
 		p      plan.Probe
@@ -161,6 +162,12 @@ func TestRunnerProbes(t *testing.T) {
 		{p: plan.Probe{Kind: plan.ProbeWindowsService, Unit: "W3SVC"}, goos: "windows", want: engine.Pass},
 		{p: plan.Probe{Kind: plan.ProbeWindowsService, Unit: "Spooler"}, goos: "windows", want: engine.Fail,
 			reason: "windows-service Spooler: status Stopped, want Running (after 1 try)"},
+		// Issue #14: names are checked against allowlists before anything
+		// runs (the script answers nothing else).
+		{p: plan.Probe{Kind: plan.ProbeWindowsService, Unit: "spooler’ ; Start-Process calc"}, goos: "windows", want: engine.Fail,
+			reason: `windows-service spooler’ ; Start-Process calc: "spooler’ ; Start-Process calc": character U+2019 not allowed in a Windows service name (after 1 try)`},
+		{p: plan.Probe{Kind: plan.ProbeSystemd, Unit: "nginx*"}, want: engine.Fail,
+			reason: `systemd nginx*: "nginx*": character '*' (U+002A) not allowed in a systemd unit name (after 1 try)`},
 		{p: plan.Probe{Kind: plan.ProbeWindowsService, Unit: "W3SVC"}, goos: "linux", want: engine.Fail,
 			reason: "windows-service W3SVC: windows-service probes run only on Windows, this node runs linux (after 1 try)"},
 	}
@@ -173,6 +180,19 @@ func TestRunnerProbes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serviceStatus is the script's key for the status query of a Windows
+// service: the name in DROVER_SERVICE, the PowerShell script fixed.
+func serviceStatus(t *testing.T, name string) string {
+	c, err := driver.WindowsServiceCommand(driver.ServiceStatus, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Env) != 1 || c.Env[0] != "DROVER_SERVICE="+name || strings.Contains(strings.Join(c.Args, " "), name) {
+		t.Fatalf("%s: the name is not passed in DROVER_SERVICE alone: %q %q", name, c.Env, c.Args)
+	}
+	return strings.Join(append(append(c.Env, c.Name), c.Args...), " ")
 }
 
 func TestSimHealthThroughProbes(t *testing.T) {
