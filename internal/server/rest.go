@@ -378,6 +378,9 @@ func (s *Server) assign(ctx context.Context, file, text string, seed uint64) (*p
 		}
 		return nil, nil, nil, err
 	}
+	if err := s.preflight(p, a); err != nil {
+		return nil, nil, nil, err
+	}
 	return p, a, nodes, nil
 }
 
@@ -386,7 +389,7 @@ func (s *Server) validatePlan(w http.ResponseWriter, r *http.Request, _ identity
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	_, a, _, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	p, a, _, err := s.assign(r.Context(), req.File, req.Plan, 1)
 	if err != nil {
 		var he *httpError
 		if errors.As(err, &he) && he.code == api.CodeInvalidPlan {
@@ -401,7 +404,7 @@ func (s *Server) validatePlan(w http.ResponseWriter, r *http.Request, _ identity
 			n++
 		}
 	}
-	writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: true, Nodes: n})
+	writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: true, Nodes: n, Refusals: refusals(p, a)})
 	return nil
 }
 
@@ -420,6 +423,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	ro := store.Rollout{
 		ID: newRolloutID(p.Name, now), Name: p.Name, Author: id.user, Plan: []byte(req.Plan),
 		PlanSHA256: hex.EncodeToString(sum[:]), State: engine.RolloutRunning, Seed: seed, CreatedAt: now, UpdatedAt: now,
+		Commands: s.commands(p),
 	}
 	if p.Approvals.Start > 0 {
 		ro.State = engine.RolloutPendingApproval
@@ -446,6 +450,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		return err
 	}
 	view.Uncovered = a.Uncovered
+	view.Refusals = refusals(p, a)
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
@@ -686,7 +691,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) erro
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	p, _, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	p, a, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
 	if err != nil {
 		return err
 	}
@@ -700,6 +705,11 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: sim.Summary(res)})
+	text := sim.Summary(res)
+	rs := refusals(p, a)
+	for _, r := range rs {
+		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
+	}
+	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs})
 	return nil
 }
