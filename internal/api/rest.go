@@ -141,9 +141,9 @@ type Rollout struct {
 	Waits         []engine.Wait       `json:"waits,omitempty"`
 	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
 	// Refusals, on creation only: as in ValidateResponse.
-	Refusals []Refusal `json:"refusals,omitempty"`
-	Nodes         []RolloutNode       `json:"nodes,omitempty"` // with ?nodes=true
-	Plan          string              `json:"plan,omitempty"`  // with ?plan=true
+	Refusals []Refusal     `json:"refusals,omitempty"`
+	Nodes    []RolloutNode `json:"nodes,omitempty"` // with ?nodes=true
+	Plan     string        `json:"plan,omitempty"`  // with ?plan=true
 	// ApprovalsNeeded is how many start approvals the plan requires.
 	ApprovalsNeeded int `json:"approvalsNeeded"`
 	// Limits are the plan's concurrency limits with the slots in use now:
