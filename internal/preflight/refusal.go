@@ -29,13 +29,15 @@ func Refusals(p *plan.Plan, targets []*fleet.Node) []Refusal {
 	type key struct{ path, reason string }
 	idx := map[key]int{}
 	var out []Refusal
-	add := func(path, reason, node string, always bool) {
+	var order []int // plan order of each refusal's path
+	add := func(at int, path, reason, node string, always bool) {
 		k := key{path, reason}
 		i, ok := idx[k]
 		if !ok {
 			i = len(out)
 			idx[k] = i
 			out = append(out, Refusal{Path: path, Reason: reason, Always: always})
+			order = append(order, at)
 		}
 		out[i].Nodes = append(out[i].Nodes, node)
 	}
@@ -43,20 +45,31 @@ func Refusals(p *plan.Plan, targets []*fleet.Node) []Refusal {
 		pol := n.Facts.Agent
 		for i, act := range p.Change.Actions {
 			if why := plan.RefusedAction(act, pol); why != "" {
-				add(fmt.Sprintf("change.actions[%d]", i), why, n.ID, false)
+				add(i, fmt.Sprintf("change.actions[%d]", i), why, n.ID, false)
 			}
 		}
 		for i, pr := range p.Gates.Node.Probes {
 			if why := plan.RefusedProbe(pr, pol); why != "" {
-				add(fmt.Sprintf("gates.node.probes[%d]", i), why, n.ID, pol == nil)
+				add(len(p.Change.Actions)+i, fmt.Sprintf("gates.node.probes[%d]", i), why, n.ID, pol == nil)
 			}
 		}
 	}
+	perm := make([]int, len(out))
 	for i := range out {
 		slices.Sort(out[i].Nodes)
+		perm[i] = i
 	}
-	slices.SortStableFunc(out, func(a, b Refusal) int { return strings.Compare(a.Path, b.Path) })
-	return out
+	slices.SortFunc(perm, func(a, b int) int {
+		if order[a] != order[b] {
+			return order[a] - order[b]
+		}
+		return strings.Compare(out[a].Nodes[0], out[b].Nodes[0])
+	})
+	sorted := make([]Refusal, len(out))
+	for i, j := range perm {
+		sorted[i] = out[j]
+	}
+	return sorted
 }
 
 // Blocking returns the refusals that refuse the rollout's creation: all
