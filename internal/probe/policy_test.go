@@ -144,6 +144,8 @@ func TestReasonIsBounded(t *testing.T) {
 			pr: Prober{Runner: &recorder{stderr: ctrl}, AllowCommands: true, AllowOutput: true}, bound: MaxReason},
 		{name: "output asked and allowed", p: plan.Probe{Kind: plan.ProbeCommand, Command: []string{"check"}, IncludeOutput: true},
 			pr: Prober{Runner: &recorder{stderr: ctrl}, AllowCommands: true, AllowOutput: true}, bound: MaxReason + MaxOutput},
+		{name: "long body asked and allowed", p: plan.Probe{Kind: plan.ProbeHTTP, URL: "BODY", Body: "^" + long + "$", IncludeOutput: true},
+			pr: Prober{AllowOutput: true}, bound: MaxReason + MaxOutput},
 		{name: "long name and url", p: plan.Probe{Name: long, Kind: plan.ProbeHTTP, URL: "http://127.0.0.1:1/" + long}, bound: MaxReason},
 		{name: "long unit", p: plan.Probe{Kind: plan.ProbeSystemd, Unit: long},
 			pr: Prober{Runner: &recorder{stderr: ctrl}}, bound: MaxReason},
@@ -152,6 +154,11 @@ func TestReasonIsBounded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pr := tt.pr
 			pr.Clock = &stepClock{}
+			if tt.p.URL == "BODY" {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, ctrl) }))
+				defer srv.Close()
+				tt.p.URL = srv.URL
+			}
 			got := pr.Run(context.Background(), tt.p)
 			if got.Verdict != engine.Fail {
 				t.Fatalf("got %s, want fail", got.Verdict)

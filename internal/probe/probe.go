@@ -147,7 +147,7 @@ func reason(p plan.Probe, err error, tries int) string {
 	why := Clip(err.Error(), MaxReason-len(desc)-len(tail)-2)
 	var oe *outputError
 	if errors.As(err, &oe) {
-		why = Clip(oe.why, MaxReason-len(desc)-len(tail)-2) + oe.sep + Clip(oe.output, MaxOutput)
+		why = Clip(oe.why, MaxReason-len(desc)-len(tail)-2) + oe.sep + Clip(oe.output, MaxOutput-len(oe.sep))
 	}
 	return desc + ": " + why + tail
 }
