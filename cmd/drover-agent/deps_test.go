@@ -22,6 +22,11 @@ func TestDeps(t *testing.T) {
 		"github.com/prometheus/client_golang/prometheus": "the metrics registry",
 		"github.com/spf13/cobra":                         "the CLI framework",
 		"github.com/chromedp/chromedp":                   "browser tests",
+		// Pre-flight and wave gates run on the server; the PromQL parser
+		// alone links Prometheus's storage and metrics registry.
+		"github.com/drover-dev/drover/internal/preflight": "plan pre-flight (server side)",
+		"github.com/drover-dev/drover/internal/gate":      "wave gates",
+		"github.com/prometheus/prometheus/promql/parser":  "Prometheus's PromQL parser",
 		// client-go's clientset registers every API group of Kubernetes
 		// at init; the driver uses client-go's REST client instead
 		// (driver.NewKubernetesClient).

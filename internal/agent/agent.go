@@ -28,6 +28,7 @@ type agent struct {
 	c      *client
 	j      *journal
 	prober *probe.Prober
+	policy *fleet.AgentPolicy // reported in the facts; check enforces it
 
 	mu        sync.Mutex
 	facts     fleet.Facts
@@ -143,7 +144,9 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 		prober: &probe.Prober{
 			Runner: cfg.Runner, HTTPClient: cfg.ProbeHTTPClient, Clock: cfg.Clock,
+			AllowCommands: cfg.AllowCommandProbes, AllowOutput: cfg.AllowProbeOutput, Verifier: cfg.Verifier,
 		},
+		policy:    cfg.policy(),
 		queued:    map[string]bool{},
 		wake:      make(chan struct{}, 1),
 		heartbeat: cfg.Heartbeat,
@@ -194,6 +197,7 @@ func (a *agent) refreshFacts(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("collect facts: %w", err)
 	}
+	f.Agent = a.policy
 	b, err := json.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("collect facts: %w", err)

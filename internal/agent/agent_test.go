@@ -73,10 +73,12 @@ func (n *testNode) config(t *testing.T, srv http.Handler) Config {
 		Facts: func(ctx context.Context) (fleet.Facts, error) {
 			return n.state.Facts(fleet.Facts{OS: fleet.OS{Family: "debian", Name: "debian", Version: "12"}, Arch: "amd64"}), nil
 		},
-		Rebooter:        n.state,
-		Runner:          n,
-		ProbeHTTPClient: &http.Client{Transport: n.state.Transport()},
-		Logger:          slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Rebooter: n.state,
+		Runner:   n,
+		// check-app is the operator's own probe on this test node.
+		AllowCommandProbes: true,
+		ProbeHTTPClient:    &http.Client{Transport: n.state.Transport()},
+		Logger:             slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }
 
@@ -574,9 +576,17 @@ func TestSoakFailureAndDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newTestNode(t)
 		srv := newFakeServer(t)
-		stop, _ := start(t, n.config(t, srv))
+		// The probe asks for its output and the agent allows it: the
+		// reasons carry the probe's stderr.
+		cfg := n.config(t, srv)
+		cfg.AllowProbeOutput = true
+		stop, _ := start(t, cfg)
 		defer stop()
-		srv.dispatch(applyStep(1, pkg("openssl", "3.0.15-1~deb12u1")))
+		withOutput := func(p api.StepPayload) api.StepPayload {
+			p.Probes[0].IncludeOutput = true
+			return p
+		}
+		srv.dispatch(withOutput(applyStep(1, pkg("openssl", "3.0.15-1~deb12u1"))))
 		for r := srv.next(t); r.Gate != engine.Pass; r = srv.next(t) {
 		}
 		time.Sleep(15 * time.Second) // between the probes at +10s and +20s
@@ -587,7 +597,7 @@ func TestSoakFailureAndDeadline(t *testing.T) {
 			t.Errorf("final %s/%s %q\nwant verifying/fail %q", final.Phase, final.Gate, final.Reason, want)
 		}
 		// A node that never gets healthy fails at the deadline.
-		srv.dispatch(applyStep(2, pkg("nginx", "1.22.1-9+deb12u1")))
+		srv.dispatch(withOutput(applyStep(2, pkg("nginx", "1.22.1-9+deb12u1"))))
 		final, _ = srv.final(t)
 		want = "node probes did not pass within 5m0s: command check-app: exit status 1, want 0: app answers 500 on /orders (after 1 try)"
 		if final.Phase != engine.PhaseFailed || final.Reason != want {

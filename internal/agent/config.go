@@ -63,6 +63,17 @@ type Config struct {
 	// means DefaultAccepts (every kind but script). A step with any other
 	// kind fails without running anything.
 	Accepts []plan.ActionKind
+	// AllowCommandProbes lets the plan's command probes run their
+	// commands on this node; false (the default) refuses every apply
+	// step with such a probe before anything runs. Command probes that
+	// name a signed artifact need Verifier instead.
+	AllowCommandProbes bool
+	// AllowProbeOutput lets a probe that asks for it (includeOutput)
+	// return the start of its output to the server.
+	AllowProbeOutput bool
+	// Verifier verifies the signed artifacts of command probes; nil
+	// refuses them. The script and live-patch drivers hold their own.
+	Verifier driver.Verifier
 	// Drivers picks the driver of each action. Required.
 	Drivers *driver.Registry
 	// Facts collects the node's facts. Required.
@@ -100,6 +111,16 @@ type Config struct {
 	// afterAppend is a test hook called after each journal record is
 	// durable.
 	afterAppend func(record)
+}
+
+// policy is what this agent runs, as its facts report it.
+func (cfg Config) policy() *fleet.AgentPolicy {
+	pol := &fleet.AgentPolicy{Accepts: make([]string, len(cfg.Accepts)), CommandProbes: cfg.AllowCommandProbes,
+		ProbeOutput: cfg.AllowProbeOutput, Artifacts: cfg.Verifier != nil}
+	for i, k := range cfg.Accepts {
+		pol.Accepts[i] = string(k)
+	}
+	return pol
 }
 
 // DefaultAccepts is every action kind but script: running arbitrary

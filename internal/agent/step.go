@@ -107,6 +107,29 @@ func (a *agent) check(p api.StepPayload) string {
 		default:
 			return fmt.Sprintf("malformed step: probe %d has unknown kind %q", i+1, pr.Kind)
 		}
+		// A rollback is not refused for its probes: undoing a change
+		// matters more, and the prober refuses them on its own.
+		if why := plan.RefusedProbe(pr, a.policy); why != "" && p.Kind == kindApply {
+			return fmt.Sprintf("probe %d refused by this agent's configuration: %s; nothing was run", i+1, why)
+		}
+	}
+	return ""
+}
+
+// verifyProbeArtifacts verifies the signed artifacts of p's command
+// probes before anything changes, as the script driver's preflight
+// does for scripts; "" when all verify.
+func (a *agent) verifyProbeArtifacts(ctx context.Context, p api.StepPayload) string {
+	for i, pr := range p.Probes {
+		if pr.Kind != plan.ProbeCommand || pr.Artifact == "" {
+			continue
+		}
+		if a.cfg.Verifier == nil {
+			return fmt.Sprintf("probe %d: artifact %s refused: %v; nothing was changed", i+1, pr.Artifact, driver.ErrNoVerifier)
+		}
+		if _, err := a.cfg.Verifier.Verify(ctx, pr.Artifact); err != nil {
+			return fmt.Sprintf("probe %d: artifact %s refused: verify artifact: %v; nothing was changed", i+1, pr.Artifact, err)
+		}
 	}
 	return ""
 }
@@ -130,6 +153,12 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 				Reason: describe(act, facts.OS.Family) + ": " + err.Error() + "; nothing was run"})
 		}
 		drivers[i] = d
+	}
+	if why := a.verifyProbeArtifacts(ctx, p); why != "" {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: st.BootID, Reason: why})
 	}
 	changes := make([]driver.Change, len(p.Actions))
 	none := true

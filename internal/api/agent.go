@@ -18,8 +18,15 @@ import (
 // History:
 //
 //	1 — register, long-poll for steps, report progress and results.
+//	2 — the agent reports its policy in its facts (facts.agent: accepted
+//	    action kinds, command probes, probe output, artifact
+//	    verification) and refuses apply steps with command probes it
+//	    does not allow; probes may name a signed artifact (probe.artifact,
+//	    probe.args) and ask for output (probe.includeOutput). A server
+//	    treats a protocol 1 node as one that would run any command probe
+//	    without its node's consent, and refuses to create such a rollout.
 const (
-	ProtocolVersion    = 1
+	ProtocolVersion    = 2
 	MinProtocolVersion = 1
 )
 

@@ -2,6 +2,8 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/drover-dev/drover/internal/engine"
@@ -81,6 +83,27 @@ type ValidateResponse struct {
 	Valid    bool      `json:"valid"`
 	Problems []Problem `json:"problems,omitempty"`
 	Nodes    int       `json:"nodes"` // target size on the live inventory
+	// Refusals are what target nodes' agents would refuse, under
+	// target.onRefusal: fail-node (otherwise they are Problems).
+	Refusals []Refusal `json:"refusals,omitempty"`
+}
+
+// Refusal is a part of a plan (an action or a probe, at Path) that the
+// agents of Nodes would refuse, as they report their policy, and why.
+type Refusal struct {
+	Path   string   `json:"path"`
+	Reason string   `json:"reason"`
+	Nodes  []string `json:"nodes"`
+}
+
+// Text is r in one line: "PATH: N nodes (a, b, ...): REASON".
+func (r Refusal) Text() string {
+	ids := r.Nodes[:min(len(r.Nodes), 5)]
+	more := ""
+	if len(r.Nodes) > len(ids) {
+		more = fmt.Sprintf(" and %d more", len(r.Nodes)-len(ids))
+	}
+	return fmt.Sprintf("%s: %d node(s) (%s%s): %s", r.Path, len(r.Nodes), strings.Join(ids, ", "), more, r.Reason)
 }
 
 // DryRunResponse is the simulator run against the live inventory.
@@ -96,6 +119,9 @@ type DryRunResponse struct {
 	// Warnings are problems the plan would meet on this server (e.g.
 	// more approvals than it has approvers).
 	Warnings []string `json:"warnings,omitempty"`
+	// Refusals: as in ValidateResponse; those nodes would fail their
+	// step without anything run, which the simulation does not model.
+	Refusals []Refusal `json:"refusals,omitempty"`
 }
 
 // CreateRolloutRequest creates a rollout from a plan.
@@ -123,8 +149,10 @@ type Rollout struct {
 	Approvals     []Approval          `json:"approvals,omitempty"`
 	Waits         []engine.Wait       `json:"waits,omitempty"`
 	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
-	Nodes         []RolloutNode       `json:"nodes,omitempty"` // with ?nodes=true
-	Plan          string              `json:"plan,omitempty"`  // with ?plan=true
+	// Refusals, on creation only: as in ValidateResponse.
+	Refusals []Refusal     `json:"refusals,omitempty"`
+	Nodes    []RolloutNode `json:"nodes,omitempty"` // with ?nodes=true
+	Plan     string        `json:"plan,omitempty"`  // with ?plan=true
 	// ApprovalsNeeded is how many distinct approvers other than the
 	// author the start needs: the maximum of the plan's approvals.start
 	// and the server's approval floor, fixed when the rollout was

@@ -391,7 +391,7 @@ func startAgents(ctx context.Context, cfg RolloutConfig, base, tok, trusted, dir
 		// No CommandContext: agents are stopped by stopAll, with SIGTERM.
 		cmd := exec.Command(cfg.Drover.Path, append(append([]string(nil), cfg.Drover.Args...),
 			"agent", "--server", base, "--state-dir", sd, "--node-id", id, "--accept", "script",
-			"--trusted-dir", trusted, "--label", "bench=noop")...)
+			"--trusted-dir", trusted, "--allow-command-probes", "--label", "bench=noop")...)
 		cmd.Env = append(append(os.Environ(), cfg.Drover.Env...), "DROVER_AGENT_TOKEN="+tok, "DROVER_LOG=warn", pathEnv)
 		logf, err := os.Create(filepath.Join(dir, id+".log"))
 		if err != nil {

@@ -491,10 +491,12 @@ func (f *simFleet) agentConfig(sn *simNode) agent.Config {
 		Facts:      func(context.Context) (fleet.Facts, error) { return sn.state.Facts(base), nil },
 		Rebooter:   sn.state,
 		Runner:     sn.state.Runner(nil),
-		Logger:     f.log.With("node", sn.id),
-		Heartbeat:  200 * time.Millisecond,
-		MaxBackoff: 300 * time.Millisecond,
-		Version:    "chaos",
+		// The plan's probe is the simulated node's health command.
+		AllowCommandProbes: true,
+		Logger:             f.log.With("node", sn.id),
+		Heartbeat:          200 * time.Millisecond,
+		MaxBackoff:         300 * time.Millisecond,
+		Version:            "chaos",
 	}
 }
 

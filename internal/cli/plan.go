@@ -13,6 +13,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/preflight"
 )
 
 func newPlanCmd(e *env) *cobra.Command {
@@ -36,7 +37,12 @@ unknown waves, ...) and print one FILE:LINE:COL line per problem.
 
 With --inventory, also assign each valid plan to the inventory's nodes as a
 rollout would, and report what only shows against real nodes: a target or
-wave selector that matches no node, canary strata left uncovered.`,
+wave selector that matches no node, canary strata left uncovered, a
+maintenance window a node's label names that the plan does not define, a
+wave gate query that does not render over a wave's nodes or does not parse
+as PromQL (Prometheus's own parser). A server runs the same checks at
+creation, and also refuses wave gates when it has no Prometheus and plans
+its nodes' agents would refuse.`,
 		Args: minArgs(1, "at least one plan FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var nodes []*fleet.Node
@@ -93,6 +99,12 @@ func validatePlan(file string, nodes []*fleet.Node, assign bool) (problems []str
 			return []string{p.Errorf(pe.Path, "%s", pe.Msg).Error()}, ""
 		}
 		return []string{fmt.Sprintf("%s: assign: %v", file, err)}, ""
+	}
+	if es := preflight.Check(p, a, preflight.Metrics{}); len(es) > 0 {
+		for _, e := range es {
+			problems = append(problems, e.Error())
+		}
+		return problems, ""
 	}
 	perWave := map[string]int{}
 	skipped := 0

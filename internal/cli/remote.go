@@ -180,6 +180,9 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 				for _, u := range ro.Uncovered {
 					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)
 				}
+				for _, r := range ro.Refusals {
+					fmt.Fprintf(w, "  agents would refuse, these nodes will fail with nothing run: %s\n", r.Text())
+				}
 			})
 		}}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "plan file")

@@ -40,6 +40,27 @@ type Facts struct {
 	Runtime        Runtime           `json:"runtime" yaml:"runtime"`
 	Kubelet        string            `json:"kubelet,omitempty" yaml:"kubelet,omitempty"`
 	RebootRequired bool              `json:"rebootRequired,omitempty" yaml:"rebootRequired,omitempty"`
+	// Agent is what the node's agent is configured to run, as it reports
+	// it (protocol 2 on); nil for an agent that reports nothing.
+	Agent *AgentPolicy `json:"agent,omitempty" yaml:"agent,omitempty"`
+}
+
+// AgentPolicy is what a node's own agent configuration lets it run,
+// reported with its facts so that a server can tell, before anything
+// is touched, which nodes would refuse a plan. The agent enforces it
+// whatever the server believes.
+type AgentPolicy struct {
+	// Accepts are the action kinds the agent performs (--accept).
+	Accepts []string `json:"accepts" yaml:"accepts"`
+	// CommandProbes: the agent runs command probes' commands
+	// (--allow-command-probes); signed artifacts need Artifacts instead.
+	CommandProbes bool `json:"commandProbes,omitempty" yaml:"commandProbes,omitempty"`
+	// ProbeOutput: the agent returns a probe's output when the probe
+	// asks (--allow-probe-output).
+	ProbeOutput bool `json:"probeOutput,omitempty" yaml:"probeOutput,omitempty"`
+	// Artifacts: the agent verifies signed artifacts (--artifact-root or
+	// --trusted-dir), so it can run scripts and artifact probes.
+	Artifacts bool `json:"artifacts,omitempty" yaml:"artifacts,omitempty"`
 }
 
 // OS identifies the operating system. Family is one of debian, ubuntu,

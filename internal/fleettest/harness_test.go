@@ -218,7 +218,7 @@ if [ -x /usr/bin/drover-testsvc ]; then
 		--pidfile /run/drover-testsvc.pid --exec /usr/bin/drover-testsvc -- serve || true
 fi
 exec /opt/drover/drover agent --server "$DROVER_SERVER" --state-dir /var/lib/drover --node-id "$DROVER_NODE" \
-	--enroll-token "$DROVER_ENROLL_TOKEN" --ca-hash "$DROVER_CA_HASH"
+	--enroll-token "$DROVER_ENROLL_TOKEN" --ca-hash "$DROVER_CA_HASH" --allow-command-probes
 `
 
 // systemctl stands in for systemd in the containers, which have none. The

@@ -440,7 +440,7 @@ func (p *Prometheus) FiringAlerts(ctx context.Context, matchers []string) ([]str
 		if !matcherRE.MatchString(m) {
 			return nil, fmt.Errorf("alert matcher %q: want label matchers such as severity=\"page\"", m)
 		}
-		sel := `ALERTS{alertstate="firing", ` + strings.TrimSuffix(strings.TrimSpace(m), ",") + `}`
+		sel := alertSelector(m)
 		qctx, cancel := context.WithTimeout(ctx, p.timeout)
 		val, _, _, err := p.api.Query(qctx, sel, time.Time{}, v1.WithTimeout(p.timeout))
 		cancel()

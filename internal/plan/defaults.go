@@ -80,6 +80,9 @@ func Defaults(p *Plan) {
 	if p.Windows.Label == "" {
 		p.Windows.Label = DefaultWindowLabel
 	}
+	if p.Target.OnRefusal == "" {
+		p.Target.OnRefusal = RefuseCreation
+	}
 	g := &p.Gates
 	if g.OnFail == "" {
 		g.OnFail = DefaultOnBreach

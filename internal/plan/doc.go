@@ -55,4 +55,12 @@
 // the wave's bake time, against a baseline for delta, before-after and
 // statistical modes. No data fails a gate unless onNoData says
 // inconclusive. A failed wave gate does gates.onFail.
+//
+// Consent: what runs on a node is also the node's decision. A command
+// probe's command runs only on agents that allow command probes; a
+// command probe may name a signed artifact instead. RefusedAction and
+// RefusedProbe say what an agent with a given policy (fleet.AgentPolicy)
+// refuses: the agent applies them to each step, the server to a plan's
+// target nodes at creation, where target.onRefusal decides between
+// refusing the rollout (the default) and letting those nodes fail.
 package plan

@@ -33,7 +33,22 @@ type Plan struct {
 // Target chooses the nodes a rollout may touch.
 type Target struct {
 	Selector string `yaml:"selector" json:"selector" desc:"CEL expression over node, e.g. node.os.family == \"debian\""`
+	// OnRefusal says what a server does, at creation, with target nodes
+	// whose agents would refuse the plan (an action kind outside their
+	// --accept list, a command probe they do not allow, a signed
+	// artifact they cannot verify): refuse-creation (the default) or
+	// fail-node (create the rollout; those nodes fail their step
+	// without anything run, within the failure budgets).
+	OnRefusal RefusalPolicy `yaml:"onRefusal,omitempty" json:"onRefusal,omitempty" desc:"refuse-creation (default) | fail-node: what creation does when target agents would refuse the plan"`
 }
+
+// RefusalPolicy is what creation does with agents that would refuse.
+type RefusalPolicy string
+
+const (
+	RefuseCreation  RefusalPolicy = "refuse-creation"
+	RefusalFailNode RefusalPolicy = "fail-node"
+)
 
 // Change is the typed list of actions an agent performs on one node, in
 // order. The engine treats actions as opaque; agents execute them through
@@ -312,11 +327,17 @@ type Probe struct {
 	Status   int       `yaml:"status,omitempty" json:"status,omitempty" desc:"expected HTTP status (default 200)"`
 	Body     string    `yaml:"bodyMatch,omitempty" json:"bodyMatch,omitempty" desc:"regular expression the body must match"`
 	Address  string    `yaml:"address,omitempty" json:"address,omitempty" desc:"host:port for tcp"`
-	Command  []string  `yaml:"command,omitempty" json:"command,omitempty"`
-	Unit     string    `yaml:"unit,omitempty" json:"unit,omitempty" desc:"systemd unit or Windows service"`
-	Timeout  Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
-	Retries  int       `yaml:"retries,omitempty" json:"retries,omitempty"`
-	Interval Duration  `yaml:"interval,omitempty" json:"interval,omitempty"`
+	Command  []string  `yaml:"command,omitempty" json:"command,omitempty" desc:"command: program and arguments; runs only on agents started with --allow-command-probes"`
+	Artifact string    `yaml:"artifact,omitempty" json:"artifact,omitempty" desc:"command: signed artifact to run instead of command, verified as scripts are"`
+	Args     []string  `yaml:"args,omitempty" json:"args,omitempty" desc:"command: arguments of the signed artifact"`
+	// IncludeOutput asks the agent to return the start of a failing
+	// command's output (or an http body) in the probe's reason; agents
+	// return it only when started with --allow-probe-output.
+	IncludeOutput bool     `yaml:"includeOutput,omitempty" json:"includeOutput,omitempty" desc:"command and http: return the start of the output in the failure reason, if the agent allows (--allow-probe-output)"`
+	Unit          string   `yaml:"unit,omitempty" json:"unit,omitempty" desc:"systemd unit or Windows service"`
+	Timeout       Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retries       int      `yaml:"retries,omitempty" json:"retries,omitempty"`
+	Interval      Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
 }
 
 // GateMode names how a wave gate judges its query.

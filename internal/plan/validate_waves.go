@@ -449,10 +449,11 @@ func (v *validator) probe(pp string, pr *Probe) {
 	}
 	// Fields of other kinds are mistakes, not options.
 	own := map[ProbeKind][]string{
-		ProbeHTTP: {"url", "status", "bodyMatch"}, ProbeTCP: {"address"}, ProbeCommand: {"command"},
+		ProbeHTTP: {"url", "status", "bodyMatch", "includeOutput"}, ProbeTCP: {"address"},
+		ProbeCommand: {"command", "artifact", "args", "includeOutput"},
 		ProbeSystemd: {"unit"}, ProbeWindowsService: {"unit"},
 	}
-	for _, f := range []string{"url", "status", "bodyMatch", "address", "command", "unit"} {
+	for _, f := range []string{"url", "status", "bodyMatch", "address", "command", "artifact", "args", "includeOutput", "unit"} {
 		if _, ok := v.d.pos[pp+"."+f]; ok && !slices.Contains(own[pr.Kind], f) {
 			v.keyErrf(pp+"."+f, "%s is not used by %s probes", f, pr.Kind)
 		}
@@ -495,11 +496,7 @@ func (v *validator) probe(pp string, pr *Probe) {
 			}
 		}
 	case ProbeCommand:
-		if _, ok := v.d.pos[pp+".command"]; !ok {
-			v.errf(pp, "a command probe needs command (a list: [\"/usr/bin/check\", \"--quick\"])")
-		} else if v.written(pp+".command") && (len(pr.Command) == 0 || pr.Command[0] == "") {
-			v.errf(pp+".command", "command must name a program")
-		}
+		v.commandProbe(pp, pr)
 	case ProbeSystemd, ProbeWindowsService:
 		need("unit", pr.Unit, "unit (the service name)")
 	}

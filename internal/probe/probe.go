@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
@@ -42,10 +44,26 @@ func (realClock) NewTimer(d time.Duration) *time.Timer { return time.NewTimer(d)
 
 // Prober runs probes. The zero Prober uses the real clock, a fresh HTTP
 // client per probe, the system dialer, and cannot run commands.
+//
+// What a command probe runs is the node's decision, not the plan's: a
+// probe's command runs only with AllowCommands, a probe's artifact only
+// once Verifier has verified it. A reason never carries a command's
+// output or an http body unless the probe asks (IncludeOutput) and
+// AllowOutput is set; it is at most MaxReason bytes without output,
+// MaxReason+MaxOutput with, with control characters replaced.
 type Prober struct {
 	// Runner runs command, systemd and windows-service probes; nil makes
 	// them fail.
 	Runner driver.Runner
+	// AllowCommands lets command probes run the command the plan gives;
+	// false fails them without running anything.
+	AllowCommands bool
+	// Verifier verifies the signed artifacts of command probes; nil fails
+	// them without running anything.
+	Verifier driver.Verifier
+	// AllowOutput lets a probe with IncludeOutput return the start of a
+	// command's output or an http body in its reason.
+	AllowOutput bool
 	// HTTPClient is used for http probes; nil means a default client. Its
 	// own Timeout, if any, applies in addition to the probe's.
 	HTTPClient *http.Client
@@ -102,14 +120,76 @@ func (pr *Prober) Run(ctx context.Context, p plan.Probe) Result {
 	}
 	res := Result{Verdict: engine.Pass, Took: clock.Now().Sub(start), Tries: n}
 	if err != nil {
-		plural := "tries"
-		if n == 1 {
-			plural = "try"
-		}
 		res.Verdict = engine.Fail
-		res.Reason = fmt.Sprintf("%s: %v (after %d %s)", Describe(p), err, n, plural)
+		res.Reason = reason(p, err, n)
 	}
 	return res
+}
+
+// Bounds of a probe's reason, in bytes: MaxReason for the probe, what
+// failed and the number of tries; MaxOutput more for the output a probe
+// returns when it asks and the agent allows.
+const (
+	MaxReason = 256
+	MaxOutput = 1024
+)
+
+// reason is "DESCRIPTION: WHY (after N tries)", with the description cut
+// to a third of MaxReason, and WHY to what is left of MaxReason (plus
+// MaxOutput for an *outputError's output).
+func reason(p plan.Probe, err error, tries int) string {
+	plural := "tries"
+	if tries == 1 {
+		plural = "try"
+	}
+	desc := Clip(Describe(p), MaxReason/3)
+	tail := fmt.Sprintf(" (after %d %s)", tries, plural)
+	why := Clip(err.Error(), MaxReason-len(desc)-len(tail)-2)
+	var oe *outputError
+	if errors.As(err, &oe) {
+		why = Clip(oe.why, MaxReason-len(desc)-len(tail)-2) + oe.sep + Clip(oe.output, MaxOutput-len(oe.sep))
+	}
+	return desc + ": " + why + tail
+}
+
+// outputError is a failure with output the probe may return: why alone
+// unless the probe asks for output and the prober allows it.
+type outputError struct {
+	why, sep, output string
+}
+
+func (e *outputError) Error() string { return e.why + e.sep + e.output }
+
+// withOutput returns why, with output after sep when p asks for output,
+// pr allows it and there is some.
+func (pr *Prober) withOutput(p plan.Probe, why, sep, output string) error {
+	output = strings.TrimSpace(output)
+	if !p.IncludeOutput || !pr.AllowOutput || output == "" {
+		return errors.New(why)
+	}
+	return &outputError{why: why, sep: sep, output: output}
+}
+
+// Clip returns s with control characters replaced by spaces, cut to at
+// most n bytes on a rune boundary ("..." marks a cut).
+func Clip(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= n {
+		return s
+	}
+	if n <= 3 {
+		return s[:0]
+	}
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // Describe names a probe in reasons: "http http://127.0.0.1:8080/health",
@@ -122,7 +202,11 @@ func Describe(p plan.Probe) string {
 	case plan.ProbeTCP:
 		s = "tcp " + p.Address
 	case plan.ProbeCommand:
-		s = "command " + strings.Join(p.Command, " ")
+		if p.Artifact != "" {
+			s = "command artifact " + p.Artifact
+		} else {
+			s = "command " + strings.Join(p.Command, " ")
+		}
 	case plan.ProbeSystemd:
 		s = "systemd " + p.Unit
 	case plan.ProbeWindowsService:
@@ -144,10 +228,16 @@ func (pr *Prober) try(ctx context.Context, p plan.Probe, timeout time.Duration) 
 	case plan.ProbeTCP:
 		return pr.tcp(ctx, p, timeout)
 	case plan.ProbeCommand:
+		if p.Artifact != "" {
+			return pr.artifact(ctx, p)
+		}
 		if len(p.Command) == 0 {
 			return errors.New("no command")
 		}
-		return pr.command(ctx, p.Command[0], p.Command[1:]...)
+		if !pr.AllowCommands {
+			return ErrCommandRefused
+		}
+		return pr.command(ctx, p, nil, p.Command[0], p.Command[1:]...)
 	case plan.ProbeSystemd:
 		return pr.systemd(ctx, p.Unit)
 	case plan.ProbeWindowsService:
@@ -197,7 +287,7 @@ func (pr *Prober) http(ctx context.Context, p plan.Probe, timeout time.Duration)
 		return fmt.Errorf("status %d, want %d", resp.StatusCode, want)
 	}
 	if re != nil && !re.Match(body) {
-		return fmt.Errorf("status %d but body does not match /%s/ (body starts %q)", resp.StatusCode, p.Body, head(body, 80))
+		return pr.withOutput(p, fmt.Sprintf("status %d but body does not match /%s/", resp.StatusCode, p.Body), "; body starts ", string(body))
 	}
 	return nil
 }
@@ -212,14 +302,6 @@ func unwrapURL(err error) error {
 		}
 	}
 	return err
-}
-
-func head(b []byte, n int) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 func (pr *Prober) tcp(ctx context.Context, p plan.Probe, timeout time.Duration) error {
@@ -242,8 +324,12 @@ func (pr *Prober) tcp(ctx context.Context, p plan.Probe, timeout time.Duration) 
 	return c.Close()
 }
 
-func (pr *Prober) run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return pr.runCommand(ctx, driver.Command{Name: name, Args: args})
+// ErrCommandRefused fails a command probe whose command the node's
+// agent does not allow (drover agent --allow-command-probes).
+var ErrCommandRefused = errors.New("command probes not allowed by this agent's configuration (--allow-command-probes); nothing was run")
+
+func (pr *Prober) run(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
+	return pr.runCommand(ctx, driver.Command{Env: env, Name: name, Args: args})
 }
 
 // runCommand runs c, environment included (PowerShell reads its values
@@ -256,8 +342,22 @@ func (pr *Prober) runCommand(ctx context.Context, c driver.Command) ([]byte, err
 	return out, err
 }
 
-func (pr *Prober) command(ctx context.Context, name string, args ...string) error {
-	_, err := pr.run(ctx, name, args...)
+// artifact verifies p's signed artifact, then runs it with p.Args.
+func (pr *Prober) artifact(ctx context.Context, p plan.Probe) error {
+	if pr.Verifier == nil {
+		return fmt.Errorf("artifact %s refused: %w; nothing was run", p.Artifact, driver.ErrNoVerifier)
+	}
+	path, err := pr.Verifier.Verify(ctx, p.Artifact)
+	if err != nil {
+		return fmt.Errorf("artifact %s refused: %w; nothing was run", p.Artifact, err)
+	}
+	return pr.command(ctx, p, []string{"DROVER_ARTIFACT=" + p.Artifact}, path, p.Args...)
+}
+
+// command runs one command; a failure's output (stderr, else stdout) is
+// returned only as withOutput allows.
+func (pr *Prober) command(ctx context.Context, p plan.Probe, env []string, name string, args ...string) error {
+	_, err := pr.run(ctx, env, name, args...)
 	if err == nil {
 		return nil
 	}
@@ -266,11 +366,7 @@ func (pr *Prober) command(ctx context.Context, name string, args ...string) erro
 	}
 	var ee *driver.ExitError
 	if errors.As(err, &ee) {
-		msg := fmt.Sprintf("exit status %d, want 0", ee.Code)
-		if s := strings.TrimSpace(ee.Stderr); s != "" {
-			msg += ": " + head([]byte(s), 200)
-		}
-		return errors.New(msg)
+		return pr.withOutput(p, fmt.Sprintf("exit status %d, want 0", ee.Code), ": ", ee.Stderr)
 	}
 	return err
 }

@@ -70,7 +70,7 @@ func TestHTTP(t *testing.T) {
 		{name: "pass", p: plan.Probe{Kind: plan.ProbeHTTP, URL: srv.URL + "/ok"}, want: engine.Pass, tries: 1},
 		{name: "body match", p: plan.Probe{Kind: plan.ProbeHTTP, URL: srv.URL + "/ok", Body: `"version":"7\.2\.`}, want: engine.Pass, tries: 1},
 		{name: "body mismatch", p: plan.Probe{Kind: plan.ProbeHTTP, URL: srv.URL + "/ok", Body: `"status":"red"`}, want: engine.Fail,
-			reason: `http ` + srv.URL + `/ok: status 200 but body does not match /"status":"red"/ (body starts "{\"status\":\"green\",\"version\":\"7.2.0\"}") (after 1 try)`, tries: 1},
+			reason: `http ` + srv.URL + `/ok: status 200 but body does not match /"status":"red"/ (after 1 try)`, tries: 1},
 		{name: "503 after retries", p: plan.Probe{Kind: plan.ProbeHTTP, URL: srv.URL + "/health", Retries: 2, Interval: plan.Duration(time.Second)}, want: engine.Fail,
 			reason: "http " + srv.URL + "/health: status 503, want 200 (after 3 tries)", tries: 3},
 		{name: "flaky passes on third try", p: plan.Probe{Kind: plan.ProbeHTTP, URL: srv.URL + "/flaky", Retries: 3}, want: engine.Pass, tries: 3, resetTo: 0},
@@ -155,7 +155,7 @@ func TestRunnerProbes(t *testing.T) {
 	}{
 		{p: plan.Probe{Kind: plan.ProbeCommand, Command: []string{"check-db", "--quick"}}, want: engine.Pass},
 		{p: plan.Probe{Kind: plan.ProbeCommand, Command: []string{"check-db", "--slow"}}, want: engine.Fail,
-			reason: "command check-db --slow: exit status 2, want 0: replication lag 42s > 10s (after 1 try)"},
+			reason: "command check-db --slow: exit status 2, want 0 (after 1 try)"},
 		{p: plan.Probe{Kind: plan.ProbeSystemd, Unit: "nginx.service"}, want: engine.Pass},
 		{p: plan.Probe{Kind: plan.ProbeSystemd, Unit: "myapp.service", Retries: 1}, want: engine.Fail,
 			reason: "systemd myapp.service: failed, want active (after 2 tries)"},
@@ -173,7 +173,7 @@ func TestRunnerProbes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(Describe(tt.p), func(t *testing.T) {
-			pr := &Prober{Runner: r, Clock: &stepClock{}, GOOS: tt.goos}
+			pr := &Prober{Runner: r, Clock: &stepClock{}, GOOS: tt.goos, AllowCommands: true}
 			got := pr.Run(context.Background(), tt.p)
 			if got.Verdict != tt.want || got.Reason != tt.reason {
 				t.Fatalf("got %s %q\nwant %s %q", got.Verdict, got.Reason, tt.want, tt.reason)
@@ -201,7 +201,7 @@ func TestSimHealthThroughProbes(t *testing.T) {
 	st.Hurts = func(plan.Action) bool { return hurt }
 	d := driver.NewSim(st)
 	a := plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "telemetry-agent", Version: "7.2.0"}}}}
-	pr := &Prober{Runner: st.Runner(nil), HTTPClient: &http.Client{Transport: st.Transport()}, Clock: &stepClock{}}
+	pr := &Prober{Runner: st.Runner(nil), HTTPClient: &http.Client{Transport: st.Transport()}, Clock: &stepClock{}, AllowCommands: true}
 	probes := []plan.Probe{
 		{Kind: plan.ProbeCommand, Command: []string{driver.SimHealthCommand}},
 		{Kind: plan.ProbeSystemd, Unit: "telemetry-agent.service"},

@@ -383,6 +383,9 @@ func (s *Server) assign(ctx context.Context, file, text string, seed uint64) (*p
 		}
 		return nil, nil, nil, err
 	}
+	if err := s.preflight(p, a); err != nil {
+		return nil, nil, nil, err
+	}
 	return p, a, nodes, nil
 }
 
@@ -391,7 +394,7 @@ func (s *Server) validatePlan(w http.ResponseWriter, r *http.Request, _ identity
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	_, a, _, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	p, a, _, err := s.assign(r.Context(), req.File, req.Plan, 1)
 	if err != nil {
 		var he *httpError
 		if errors.As(err, &he) && he.code == api.CodeInvalidPlan {
@@ -406,7 +409,7 @@ func (s *Server) validatePlan(w http.ResponseWriter, r *http.Request, _ identity
 			n++
 		}
 	}
-	writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: true, Nodes: n})
+	writeJSON(w, http.StatusOK, api.ValidateResponse{Valid: true, Nodes: n, Refusals: refusals(p, a)})
 	return nil
 }
 
@@ -431,6 +434,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		ID: newRolloutID(p.Name, now), Name: p.Name, Author: id.user, Plan: []byte(req.Plan),
 		PlanSHA256: hex.EncodeToString(sum[:]), State: engine.RolloutRunning, Seed: seed, CreatedAt: now, UpdatedAt: now,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor,
+		Commands: s.commands(p),
 	}
 	if need.Needed > 0 {
 		ro.State = engine.RolloutPendingApproval
@@ -461,6 +465,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	for _, wn := range warnings {
 		s.log.Warn("rollout created with a problem", "rollout", ro.ID, "warning", wn)
 	}
+	view.Refusals = refusals(p, a)
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
@@ -736,7 +741,12 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: approvalsText(need, warnings) + sim.Summary(res),
+	text := approvalsText(need, warnings) + sim.Summary(res)
+	rs := refusals(p, a)
+	for _, r := range rs {
+		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
+	}
+	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
 	return nil
 }

@@ -102,7 +102,7 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 		t.audit(AuditEntry{At: r.CreatedAt, Actor: actor, Action: "rollout.create", Object: "rollout/" + r.ID, Rollout: r.ID,
 			Detail: detail(map[string]any{"name": r.Name, "author": r.Author, "plan_sha256": r.PlanSHA256,
 				"state": r.State, "nodes": len(nodes), "waves": waveNames, "approvals_needed": r.ApprovalsNeeded,
-				"approval_floor": r.ApprovalFloor})})
+				"approval_floor": r.ApprovalFloor, "commands": r.Commands})})
 		return nil
 	})
 	if err != nil {

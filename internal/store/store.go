@@ -91,6 +91,10 @@ type Rollout struct {
 	// says why the floor raised it ("" when it did not).
 	ApprovalsNeeded int
 	ApprovalFloor   string
+	// Commands is everything the rollout can cause to run on its nodes
+	// (preflight.Commands): CreateRollout records it in the creation's
+	// audit entry; it is not stored with the rollout.
+	Commands []string
 }
 
 // RolloutNode is one target node's state in a rollout. Index is its

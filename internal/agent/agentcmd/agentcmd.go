@@ -64,6 +64,14 @@ environment, and the Kubernetes node driver's (--kubeconfig,
 --kube-in-cluster, --kube-node). Without either Kubernetes flag,
 kubernetes-node actions fail with a clear reason.
 
+Nothing runs on the node unless it is a built-in action the agent
+accepts (--accept), a signed artifact, or allowed here: a plan's command
+probe runs its command only with --allow-command-probes (an artifact
+probe needs only the signature), and a probe's output goes back to the
+server only with --allow-probe-output. The agent reports this policy in
+its facts, so the server refuses, at creation, a plan these nodes would
+refuse.
+
 Scripts and kpatch live patches run only once verified: --artifact-root
 pins the root.json of the operator's signed artifact repository (drover
 artifact init), whose metadata and targets are fetched from the server
@@ -91,6 +99,7 @@ type options struct {
 	simStep                                          time.Duration
 	kubeconfig, kubeNode                             string
 	kubeInCluster                                    bool
+	allowCommandProbes, allowProbeOutput             bool
 	version                                          bool
 }
 
@@ -105,6 +114,8 @@ func flags(o *options, prog string, stderr io.Writer) *pflag.FlagSet {
 	f.StringVar(&o.caHash, "ca-hash", "", "pin of the server's CA, sha256:... (printed by drover server and drover token create; default $DROVER_CA_HASH)")
 	f.StringArrayVar(&o.labels, "label", nil, "initial label KEY=VALUE (repeatable; the server keeps its own after registration)")
 	f.StringVar(&o.accept, "accept", "", "comma-separated action kinds this agent performs (default every kind but script)")
+	f.BoolVar(&o.allowCommandProbes, "allow-command-probes", false, "run the commands of plans' command probes on this node, as the agent's user (default: refuse them; signed artifact probes need only --artifact-root)")
+	f.BoolVar(&o.allowProbeOutput, "allow-probe-output", false, "return the start of a failing probe's output to the server when the plan's probe asks (includeOutput)")
 	f.StringVar(&o.trusted, "trusted-dir", "", "run script artifacts found in this root-owned directory (closed fleets; production uses signed artifacts)")
 	f.StringVar(&o.artifactRoot, "artifact-root", "", "pinned root.json of the signed artifact repository: run only artifacts it verifies")
 	f.StringVar(&o.artifactURL, "artifact-url", "", "base URL of the signed artifact repository (default SERVER/v1/artifacts)")
@@ -221,7 +232,8 @@ func run(ctx context.Context, o options, getenv func(string) string, stderr io.W
 		return fmt.Errorf("state dir: %w", err)
 	}
 	cfg := agent.Config{ServerURL: o.server, StateDir: o.stateDir, NodeID: o.nodeID, Token: o.token, Labels: lbl,
-		Accepts: accepts, Heartbeat: o.heartbeat, Logger: log, Version: version(),
+		Accepts: accepts, AllowCommandProbes: o.allowCommandProbes, AllowProbeOutput: o.allowProbeOutput,
+		Heartbeat: o.heartbeat, Logger: log, Version: version(),
 		HTTPClient: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 2,
 			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}}}
 	if secure {
@@ -307,7 +319,7 @@ func sameOrigin(a, b string) bool {
 // every artifact.
 func hostAgent(cfg *agent.Config, verifier driver.Verifier, o options) error {
 	runner := driver.NewExecRunner(30 * time.Minute)
-	cfg.Runner = runner
+	cfg.Runner, cfg.Verifier = runner, verifier
 	cfg.Facts = func(ctx context.Context) (fleet.Facts, error) { return facts.Collect(ctx, runner) }
 	f, err := cfg.Facts(context.Background())
 	if err != nil {
