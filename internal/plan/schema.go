@@ -50,6 +50,8 @@ func enums(t reflect.Type) []string {
 		return []string{string(RollbackPreviousVersion), string(RollbackNone)}
 	case reflect.TypeFor[BreachAction]():
 		return []string{string(BreachPause), string(BreachRollbackWave), string(BreachRollbackAll)}
+	case reflect.TypeFor[InterruptAction]():
+		return []string{string(InterruptRetry), string(InterruptFail)}
 	case reflect.TypeFor[ProbeKind]():
 		return probeKinds
 	case reflect.TypeFor[GateMode]():
