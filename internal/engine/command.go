@@ -18,6 +18,9 @@ var (
 	// ErrForbidden: the actor may not do this (an author approving their
 	// own rollout).
 	ErrForbidden = errors.New("forbidden")
+	// ErrNotFound: the command names a wave or node the rollout does not
+	// have.
+	ErrNotFound = errors.New("not found")
 	// ErrInvalid: the command or report is malformed (an unknown action,
 	// a resolution that is not one, a phase agents do not report).
 	ErrInvalid = errors.New("invalid")
@@ -208,7 +211,7 @@ func (in CommandInput) Apply(cmd Command) (CommandResult, error) {
 			return out, notIn()
 		}
 		if cmd.Wave != "" && !slices.Contains(in.Waves, cmd.Wave) {
-			return out, fmt.Errorf("rollback: the plan has no wave %q: %w", cmd.Wave, ErrInvalid)
+			return out, fmt.Errorf("rollback: the plan has no wave %q: %w", cmd.Wave, ErrNotFound)
 		}
 		out.State, out.RollbackScope = RolloutRollingBack, cmd.Wave
 		out.Reason = "rollback ordered by " + by
@@ -239,7 +242,7 @@ func (in CommandInput) resolve(cmd Command) (NodeState, error) {
 		return NodeState{}, fmt.Errorf("resolve: no node given: %w", ErrInvalid)
 	}
 	if in.Node == nil {
-		return NodeState{}, fmt.Errorf("node %s is not in the rollout's target: %w", cmd.Node, ErrInvalid)
+		return NodeState{}, fmt.Errorf("node %s is not in the rollout's target: %w", cmd.Node, ErrNotFound)
 	}
 	st := *in.Node
 	if st.Phase != PhaseFailed && st.Phase != PhaseUnknown {

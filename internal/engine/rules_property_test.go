@@ -128,7 +128,8 @@ func TestCommandProperties(t *testing.T) {
 		out, err := in.Apply(cmd)
 		where := fmt.Sprintf("case %d: %s by %q on %s", c, cmd.Action, cmd.Actor, in.State)
 		if err != nil {
-			if !errors.Is(err, engine.ErrNotNow) && !errors.Is(err, engine.ErrInvalid) && !errors.Is(err, engine.ErrForbidden) {
+			if !errors.Is(err, engine.ErrNotNow) && !errors.Is(err, engine.ErrInvalid) && !errors.Is(err, engine.ErrForbidden) &&
+				!errors.Is(err, engine.ErrNotFound) {
 				t.Fatalf("%s: error %v wraps no rule error", where, err)
 			}
 			continue
