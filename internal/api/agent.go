@@ -18,8 +18,18 @@ import (
 // History:
 //
 //	1 — register, long-poll for steps, report progress and results.
+//	2 — cancellation and interruption: a poll answer lists in Cancel the
+//	    handed-out steps the server cancelled (abort, stop, stop-the-line);
+//	    the agent acknowledges each it has not begun with a cancelled
+//	    report and never begins it, and reports the real outcome of one
+//	    it began. A step the agent's journal shows begun and unfinished at
+//	    start (a crash or a reboot the step did not request) is reported
+//	    interrupted, with what the journal proves, after undoing what it
+//	    had begun. Agents of protocol 1 are still served: they never see
+//	    a cancel (their node stays queued with the cancel requested until
+//	    the progress deadline or an operator resolves it).
 const (
-	ProtocolVersion    = 1
+	ProtocolVersion    = 2
 	MinProtocolVersion = 1
 )
 
@@ -68,6 +78,10 @@ type PollRequest struct {
 type PollResponse struct {
 	Steps        []StepPayload `json:"steps"`
 	LeaseSeconds int           `json:"leaseSeconds"`
+	// Cancel lists step IDs the server cancelled (protocol 2): the agent
+	// reports each it has not begun as cancelled and never begins it; one
+	// it began runs to its real outcome.
+	Cancel []string `json:"cancel,omitempty"`
 }
 
 // StepPayload is one step for one node.
@@ -88,7 +102,10 @@ type StepPayload struct {
 
 // StepReport reports progress or the result of a step. Phases: running
 // (started), verifying (applied; Gate and HealthySince describe the
-// probes), failed (Reason says why), rolled-back (rollback applied).
+// probes), failed (Reason says why), rolled-back (rollback applied);
+// protocol 2: interrupted (a crash or reboot the step did not request
+// stopped it; what began was undone; Reason says what the journal
+// proves) and cancelled (a cancelled step the agent had not begun).
 type StepReport struct {
 	StepID       string         `json:"stepId"`
 	NodeID       string         `json:"nodeId"`

@@ -18,6 +18,9 @@ type LineStop struct {
 	Reason string
 	By     string
 	At     time.Time
+	// Cancelled and CancelRequested count the steps the stop cancelled
+	// at once and those whose agents were asked (set by StopLine only).
+	Cancelled, CancelRequested int
 }
 
 // Text is the stop as Decide's input and the waits name it.
@@ -91,6 +94,7 @@ func (s *sqlStore) StopLine(ctx context.Context, actor, reason string, now time.
 			n, r := countCancels(cs)
 			cancelled, requested = cancelled+n, requested+r
 		}
+		out.Cancelled, out.CancelRequested = cancelled, requested
 		d := map[string]any{"cancelled": cancelled, "cancel_requested": requested, "rollouts": len(ids)}
 		if reason != "" {
 			d["reason"] = reason
