@@ -105,7 +105,6 @@ func (s *Server) lineStop(ctx context.Context) (string, error) {
 	return l.Text(), nil
 }
 
-
 // notifyCancels wakes the polls of the agents with a cancel to
 // acknowledge, so that they hear of it at once rather than at their next
 // poll.
