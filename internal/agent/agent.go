@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/probe"
 )
@@ -296,7 +297,8 @@ func (a *agent) pollOnce(ctx context.Context) error {
 	// decode must not fail the whole poll, or the agent would poll again
 	// for ever and never run the other steps.
 	var resp struct {
-		Steps []json.RawMessage `json:"steps"`
+		Steps  []json.RawMessage `json:"steps"`
+		Cancel []string          `json:"cancel"`
 	}
 	err := a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
@@ -311,10 +313,45 @@ func (a *agent) pollOnce(ctx context.Context) error {
 		a.sentHash = hash
 		a.mu.Unlock()
 	}
+	for _, id := range resp.Cancel {
+		a.cancel(ctx, id)
+	}
 	for _, p := range a.decodeSteps(resp.Steps) {
 		a.take(ctx, p)
 	}
 	return nil
+}
+
+// cancel answers the server's cancel of a step. One the agent has not
+// begun (not in the journal, not being taken on) is journaled as
+// cancelled, so that it is never begun, and acknowledged with a cancelled
+// report; one it began runs on and reports its real outcome.
+func (a *agent) cancel(ctx context.Context, id string) {
+	if id == "" {
+		return
+	}
+	a.mu.Lock()
+	if st, known := a.j.step(id); known || a.working == id {
+		a.mu.Unlock()
+		if known && st.finished() && !st.Reported {
+			a.sendFinal(ctx, id, *st.Result, 5)
+		} else {
+			a.log.Info("cancel of a step already begun; it runs to its end", "step", id)
+		}
+		return
+	}
+	a.queue = slices.DeleteFunc(a.queue, func(p api.StepPayload) bool { return p.ID == id })
+	delete(a.queued, id)
+	rep := api.StepReport{StepID: id, NodeID: a.cfg.NodeID, Phase: engine.PhaseCancelled, At: a.clock.Now(),
+		Reason: "not begun on this node"}
+	err := a.j.append(record{Type: recCancelled, Step: id, At: rep.At, Report: &rep})
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Error("journal write failed; cancel not acknowledged (the step is not begun either)", "step", id, "error", err)
+		return
+	}
+	a.log.Info("step cancelled before it began", "step", id)
+	a.sendFinal(ctx, id, rep, 5)
 }
 
 // decodeSteps decodes the steps of a poll answer. A step whose payload

@@ -40,6 +40,10 @@ const (
 	recResult recType = "result"
 	// recReported: the server accepted the final report.
 	recReported recType = "reported"
+	// recCancelled: the server cancelled a step the agent had not begun
+	// (Report: the cancelled acknowledgement). The step is known and
+	// finished from here: it is never begun.
+	recCancelled recType = "cancelled"
 )
 
 // Action stages, in the order they happen.
@@ -79,6 +83,10 @@ type record struct {
 	Outcome  *driver.Outcome    `json:"outcome,omitempty"`
 	Reason   string             `json:"reason,omitempty"`
 	Report   *api.StepReport    `json:"report,omitempty"`
+	// Interrupted marks a recFailing record as an interruption (a crash
+	// or a reboot the step did not request), reported as interrupted
+	// once what had begun is undone.
+	Interrupted bool `json:"interrupted,omitempty"`
 	From     *rollbackReference `json:"from,omitempty"`
 }
 
@@ -125,6 +133,8 @@ type stepState struct {
 	Started   time.Time
 	Actions   map[int]*actionState
 	Failing   string   // reason, when the step failed and is rolling back
+	// Interrupted: the failure is an interruption (see recFailing).
+	Interrupted bool
 	Reboots   []string // boot ID before each requested reboot
 	Verifying bool
 	From      string // rollback steps: the apply step restored
@@ -243,6 +253,12 @@ func (j *journal) replay(r io.Reader) (int64, error) {
 // yet shared.
 func (j *journal) apply(rec record) {
 	st := j.steps[rec.Step]
+	if st == nil && rec.Type == recCancelled {
+		st = &stepState{ID: rec.Step, Actions: map[int]*actionState{}, seq: j.next, Result: rec.Report}
+		j.next++
+		j.steps[rec.Step] = st
+		return
+	}
 	if st == nil {
 		if rec.Type != recStep || rec.Payload == nil {
 			j.skipped++
@@ -288,7 +304,7 @@ func (j *journal) apply(rec record) {
 			a.Hold = rec.Outcome
 		}
 	case recFailing:
-		st.Failing = rec.Reason
+		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted
 	case recRebooting:
 		st.Reboots = append(st.Reboots, rec.BootID)
 	case recVerifying:
