@@ -70,24 +70,24 @@ const (
 
 // record is one line of the journal.
 type record struct {
-	Type     recType            `json:"type"`
-	Step     string             `json:"step"`
-	At       time.Time          `json:"at"`
-	BootID   string             `json:"bootId,omitempty"`
-	Payload  *api.StepPayload   `json:"payload,omitempty"`
-	Action   int                `json:"action,omitempty"` // index into the payload's actions
-	Stage    string             `json:"stage,omitempty"`
-	Driver   string             `json:"driver,omitempty"`
-	Change   *driver.Change     `json:"change,omitempty"`
-	Snapshot *driver.Snapshot   `json:"snapshot,omitempty"`
-	Outcome  *driver.Outcome    `json:"outcome,omitempty"`
-	Reason   string             `json:"reason,omitempty"`
-	Report   *api.StepReport    `json:"report,omitempty"`
+	Type     recType          `json:"type"`
+	Step     string           `json:"step"`
+	At       time.Time        `json:"at"`
+	BootID   string           `json:"bootId,omitempty"`
+	Payload  *api.StepPayload `json:"payload,omitempty"`
+	Action   int              `json:"action,omitempty"` // index into the payload's actions
+	Stage    string           `json:"stage,omitempty"`
+	Driver   string           `json:"driver,omitempty"`
+	Change   *driver.Change   `json:"change,omitempty"`
+	Snapshot *driver.Snapshot `json:"snapshot,omitempty"`
+	Outcome  *driver.Outcome  `json:"outcome,omitempty"`
+	Reason   string           `json:"reason,omitempty"`
+	Report   *api.StepReport  `json:"report,omitempty"`
 	// Interrupted marks a recFailing record as an interruption (a crash
 	// or a reboot the step did not request), reported as interrupted
 	// once what had begun is undone.
-	Interrupted bool `json:"interrupted,omitempty"`
-	From     *rollbackReference `json:"from,omitempty"`
+	Interrupted bool               `json:"interrupted,omitempty"`
+	From        *rollbackReference `json:"from,omitempty"`
 }
 
 // rollbackReference names the apply step a rollback step restores.
@@ -127,20 +127,20 @@ func (a *actionState) pastVerify() bool {
 
 // stepState is what the journal says about one step.
 type stepState struct {
-	ID        string
-	Payload   api.StepPayload
-	BootID    string // when the step was taken on
-	Started   time.Time
-	Actions   map[int]*actionState
-	Failing   string   // reason, when the step failed and is rolling back
+	ID      string
+	Payload api.StepPayload
+	BootID  string // when the step was taken on
+	Started time.Time
+	Actions map[int]*actionState
+	Failing string // reason, when the step failed and is rolling back
 	// Interrupted: the failure is an interruption (see recFailing).
 	Interrupted bool
-	Reboots   []string // boot ID before each requested reboot
-	Verifying bool
-	From      string // rollback steps: the apply step restored
-	Result    *api.StepReport
-	Reported  bool
-	seq       int // order taken on
+	Reboots     []string // boot ID before each requested reboot
+	Verifying   bool
+	From        string // rollback steps: the apply step restored
+	Result      *api.StepReport
+	Reported    bool
+	seq         int // order taken on
 }
 
 func (s *stepState) action(i int) *actionState {
