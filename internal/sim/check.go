@@ -28,6 +28,8 @@ const (
 	RuleWave        Rule = "wave"          // no start of a node whose wave is not running
 	RuleCanary      Rule = "canary"        // the canary covers every stratum its size allows, and reports the rest
 	RuleUnknownNode Rule = "unknown-node"  // decisions name only nodes of the target
+	RuleLineStop    Rule = "line-stop"     // no start and no rollback while the line is stopped
+	RuleReport      Rule = "report"        // every report of a node's current step is accepted by the engine's rules
 )
 
 // Violation is one broken rule. It is always a bug: of the engine, or of
@@ -328,6 +330,9 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 	}
 
 	// The rollout state.
+	if in.LineStop != "" && (len(d.Starts) > 0 || len(d.Rollbacks) > 0) {
+		bad(RuleLineStop, "%d start(s) and %d rollback(s) while the line is stopped", len(d.Starts), len(d.Rollbacks))
+	}
 	if len(d.Starts) > 0 && d.State != engine.RolloutRunning {
 		bad(RuleStopped, "%d start(s) while the rollout is %s", len(d.Starts), d.State)
 	}

@@ -531,7 +531,9 @@ func (s *simulator) initDomains() {
 	}
 }
 
-// approve grants every approval the plan asks for, at the start.
+// approve grants every approval the plan asks for, at the start, through
+// the engine's command rules (engine.CommandInput.Apply) as the server
+// does.
 func (s *simulator) approve() {
 	name := func(i int) string {
 		if i < len(s.cfg.Approvers) {
@@ -539,15 +541,25 @@ func (s *simulator) approve() {
 		}
 		return fmt.Sprintf("sim-approver-%d", i+1)
 	}
+	grant := func(by, wave string) {
+		in := engine.CommandInput{Author: s.cfg.Author, State: s.state, Reason: s.reason, Approvals: s.approves, Now: s.start}
+		res, err := in.Apply(engine.Command{Action: engine.ActApprove, Actor: by, Wave: wave})
+		switch {
+		case err != nil:
+			s.note(fmt.Sprintf("approval by %s refused: %v", by, err))
+		case res.Approval != nil:
+			s.approves = append(s.approves, *res.Approval)
+		}
+	}
 	if k := s.p.Approvals.Start; k > 0 {
 		for i := range k {
-			s.approves = append(s.approves, engine.Approval{By: name(i), At: s.start})
+			grant(name(i), "")
 		}
 		s.note(fmt.Sprintf("auto-approved the start (%d approval(s) required)", k))
 	}
 	for _, w := range s.p.Waves {
 		for i := range w.Approvals {
-			s.approves = append(s.approves, engine.Approval{By: name(i), Wave: w.Name, At: s.start})
+			grant(name(i), w.Name)
 		}
 		if w.Approvals > 0 {
 			s.note(fmt.Sprintf("auto-approved wave %s (%d approval(s) required)", w.Name, w.Approvals))
@@ -670,7 +682,8 @@ func (s *simulator) run(ctx context.Context) error {
 	return nil
 }
 
-// report applies one agent report at its own virtual time.
+// report applies one agent report at its own virtual time, through the
+// engine's report rules (engine.Accept), as the server's store does.
 func (s *simulator) report(e event) {
 	i := e.node
 	if e.gen != s.gen[i] {
@@ -678,49 +691,57 @@ func (s *simulator) report(e event) {
 	}
 	s.res.Stats.AgentReports++
 	at := s.start.Add(time.Duration(e.at))
-	nd := &s.nodes[i]
-	st := &nd.State
+	st := &s.nodes[i].State
 	switch e.kind {
 	case evDispatched:
 		if st.Phase != engine.PhaseQueued {
 			return
 		}
-		s.setPhase(i, engine.PhaseRunning)
-		st.Since = at
-		s.schedule(at.Add(s.cfg.StepDuration.Sample(s.rng)), i, evStepDone)
+		if s.accept(i, engine.Report{Phase: engine.PhaseRunning, At: at}, false) {
+			s.schedule(at.Add(s.cfg.StepDuration.Sample(s.rng)), i, evStepDone)
+		}
 	case evStepDone:
 		if st.Phase != engine.PhaseRunning {
 			return // the engine moved it meanwhile (progress deadline)
 		}
-		st.Since = at
 		if f := s.applyFailure(i); f != nil {
-			s.setPhase(i, engine.PhaseFailed)
-			st.Reason = "apply failed: " + failureText(f, "simulated apply error")
+			s.accept(i, engine.Report{Phase: engine.PhaseFailed, Reason: "apply failed: " + failureText(f, "simulated apply error"), At: at}, false)
 			return
 		}
-		s.setPhase(i, engine.PhaseVerifying)
 		if h := s.healthBy[i]; h >= 0 {
-			st.Gate = engine.Fail
-			st.HealthySince = time.Time{}
-			st.Reason = failureText(&s.failures[h].Failure, "simulated: the change degrades this node")
+			s.accept(i, engine.Report{Phase: engine.PhaseVerifying, Gate: engine.Fail, At: at,
+				Reason: failureText(&s.failures[h].Failure, "simulated: the change degrades this node")}, false)
 		} else {
-			st.Gate = engine.Pass
-			st.HealthySince = at
-			st.Reason = ""
+			s.accept(i, engine.Report{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: at, At: at}, false)
 		}
 	case evRollbackDone:
 		if st.Phase != engine.PhaseRollingBack {
 			return
 		}
-		st.Since = at
 		if s.hurt[i]&hurtRollback != 0 {
-			s.setPhase(i, engine.PhaseFailed)
-			st.Reason = "rollback failed: simulated rollback error"
+			s.accept(i, engine.Report{Phase: engine.PhaseFailed, Reason: "rollback failed: simulated rollback error", At: at}, true)
 			return
 		}
-		s.setPhase(i, engine.PhaseRolledBack)
-		st.Reason = "rolled back"
+		s.accept(i, engine.Report{Phase: engine.PhaseRolledBack, Reason: "rolled back", At: at}, true)
 	}
+}
+
+// accept applies one report of node i's current step through
+// engine.Accept and reports whether it was accepted. A refusal is a
+// violation: the simulator only reports current steps.
+func (s *simulator) accept(i int32, r engine.Report, rollback bool) bool {
+	res, err := engine.Accept(engine.ReportInput{State: s.state, OnInterrupted: s.p.Gates.OnInterrupted, Node: s.nodes[i].State,
+		Step: engine.StepStatus{Current: true, Rollback: rollback}, Report: r})
+	if err != nil {
+		s.violation(Violation{At: r.At, Rule: RuleReport, Msg: fmt.Sprintf("report of node %s refused: %v", s.nodes[i].ID, err)})
+		return false
+	}
+	if res.Changed {
+		next := res.Node
+		s.setPhase(i, next.Phase)
+		s.nodes[i].State = next
+	}
+	return true
 }
 
 func failureText(f *Failure, def string) string {
