@@ -79,6 +79,17 @@ type Config struct {
 	// Logger receives violations (at error level) and run statistics
 	// (at debug level); nil discards.
 	Logger *slog.Logger
+	// Commands are operator commands (approve, pause, resume, abort,
+	// rollback, resolve, stop), given one at a time whenever the rollout
+	// would otherwise wait for ever (nothing in flight, nothing due):
+	// e.g. approving a wave that waits for approvals, or rolling back once
+	// the canary has run. They go through the engine's command rules as
+	// on a server; a refused one is a note.
+	Commands []engine.Command
+	// ManualApprovals: no approval is granted by itself; only Commands
+	// approve (the default grants every approval the plan asks for at
+	// the start).
+	ManualApprovals bool
 }
 
 // AutoTick is the tick used when Config.Tick is zero. Decide is O(nodes)
@@ -365,7 +376,8 @@ type simulator struct {
 	events   eventHeap
 	seq      uint64
 
-	checker *Checker
+	checker  *Checker
+	commands []engine.Command // Config.Commands not yet given
 
 	// first halt or breach
 	haltAt      time.Time
@@ -489,7 +501,10 @@ func newSimulator(cfg Config) (*simulator, error) {
 	if s.p.Approvals.Start > 0 {
 		s.state = engine.RolloutPendingApproval
 	}
-	s.approve()
+	if !cfg.ManualApprovals {
+		s.approve()
+	}
+	s.commands = cfg.Commands
 
 	s.checker, err = NewChecker(s.p, s.nodes)
 	if err != nil {
@@ -565,6 +580,43 @@ func (s *simulator) approve() {
 			s.note(fmt.Sprintf("auto-approved wave %s (%d approval(s) required)", w.Name, w.Approvals))
 		}
 	}
+}
+
+// command gives one operator command at s.now through the engine's
+// command rules, applies its result, and decides again.
+func (s *simulator) command(c engine.Command) {
+	in := engine.CommandInput{Author: s.cfg.Author, State: s.state, Reason: s.reason, RollbackScope: s.scope,
+		Waves: s.waveOrder, Approvals: s.approves, Now: s.now}
+	if i, ok := s.index[c.Node]; ok {
+		st := s.nodes[i].State
+		in.Node = &st
+	}
+	res, err := in.Apply(c)
+	if err != nil {
+		s.note(fmt.Sprintf("%s by %s refused: %v", c.Action, c.Actor, err))
+		return
+	}
+	s.addEvent(fmt.Sprintf("operator %s: %s %s", c.Actor, c.Action, orDash(res.Reason)))
+	if res.Approval != nil {
+		s.approves = append(s.approves, *res.Approval)
+	}
+	if st := res.Resolved; st != nil {
+		i := s.index[c.Node]
+		s.setPhase(i, st.Phase)
+		s.nodes[i].State = *st
+	}
+	if res.State != s.state {
+		s.progress(Progress{Kind: ProgressRollout, State: res.State, Reason: res.Reason})
+	}
+	s.state, s.reason, s.scope = res.State, res.Reason, res.RollbackScope
+	s.decide()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func (s *simulator) note(text string) {
@@ -659,6 +711,11 @@ func (s *simulator) run(ctx context.Context) error {
 			}
 		}
 		if next < 0 {
+			if len(s.commands) > 0 {
+				s.command(s.commands[0])
+				s.commands = s.commands[1:]
+				continue
+			}
 			break // nothing can change any more
 		}
 		// Quantize: the decision runs at the end of the tick holding next.
