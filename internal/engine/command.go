@@ -78,6 +78,7 @@ type OpenStep struct {
 	StepID    string
 	Rollback  bool
 	Delivered bool  // handed to the agent at least once
+	Begun     bool  // the agent reported progress of it
 	Phase     Phase // the node's phase
 	// CancelRequested: a cancel is already pending the agent's answer.
 	CancelRequested bool
@@ -109,8 +110,8 @@ type CommandResult struct {
 //
 // Otherwise the step was handed out and the agent may have begun it: the
 // shell records that a cancel is requested and tells the agent; the node
-// stays queued (with Reason) until the agent acknowledges it (a cancelled
-// report, see Accept) or reports the step's real progress.
+// keeps its phase (To; with Reason) until the agent acknowledges it (a
+// cancelled report, see Accept) or reports the step's real progress.
 type Cancellation struct {
 	Node   string
 	StepID string
@@ -119,14 +120,15 @@ type Cancellation struct {
 	Reason string
 }
 
-// Cancel returns the cancellations of the apply steps not yet begun
-// (nodes still queued), for why. Rollback steps are never cancelled:
-// remediation already handed out goes on. A step whose cancel is already
-// requested is not requested again.
+// Cancel returns the cancellations of the apply steps not known to have
+// begun (no report of them yet), for why: those of queued nodes, and of
+// unknown nodes (silent agents) whose step may not have begun either. Rollback steps are never
+// cancelled: remediation already handed out goes on. A step whose cancel
+// is already requested is not requested again.
 func Cancel(steps []OpenStep, why string) []Cancellation {
 	var out []Cancellation
 	for _, st := range steps {
-		if st.Rollback || st.Phase != PhaseQueued || st.CancelRequested {
+		if st.Rollback || st.Begun || (st.Phase != PhaseQueued && st.Phase != PhaseUnknown) || st.CancelRequested {
 			continue
 		}
 		if !st.Delivered {
@@ -134,7 +136,7 @@ func Cancel(steps []OpenStep, why string) []Cancellation {
 				Reason: "cancelled before it was handed out: " + why})
 			continue
 		}
-		out = append(out, Cancellation{Node: st.Node, StepID: st.StepID, To: PhaseQueued,
+		out = append(out, Cancellation{Node: st.Node, StepID: st.StepID, To: st.Phase,
 			Reason: "cancel requested (" + why + "); waiting for the agent"})
 	}
 	return out

@@ -66,8 +66,9 @@ func FinalPhase(p Phase) bool {
 //     already judged succeeded; any other report of a finished step is
 //     refused.
 //   - cancelled acknowledges a cancel of a step the agent had not begun:
-//     refused unless a cancel was requested; the node goes back to
-//     pending with its attempt (it carries nothing).
+//     refused unless a cancel was requested; the node (queued, or unknown
+//     while its agent was silent) goes back to pending with its attempt
+//     (it carries nothing).
 //   - interrupted: the agent crashed or the node rebooted mid-step and the
 //     agent undid what had begun. With gates.onInterrupted retry (the
 //     default) the node's first interruption sends it back to pending, to

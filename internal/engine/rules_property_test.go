@@ -116,7 +116,8 @@ func TestCommandProperties(t *testing.T) {
 		in := engine.CommandInput{Author: "alice", State: pick(rng, allStates), Waves: []string{"canary", "rest"}, Now: t0}
 		for i := range rng.IntN(6) {
 			in.Steps = append(in.Steps, engine.OpenStep{Node: fmt.Sprintf("n%d", i), StepID: fmt.Sprintf("r/n%d/apply/1", i),
-				Rollback: rng.IntN(4) == 0, Delivered: rng.IntN(2) == 0, Phase: pick(rng, allPhases), CancelRequested: rng.IntN(4) == 0})
+				Rollback: rng.IntN(4) == 0, Delivered: rng.IntN(2) == 0, Begun: rng.IntN(4) == 0, Phase: pick(rng, allPhases),
+				CancelRequested: rng.IntN(4) == 0})
 		}
 		if rng.IntN(2) == 0 {
 			st := engine.NodeState{Phase: pick(rng, allPhases), Attempt: 1}
@@ -157,7 +158,7 @@ func TestCommandProperties(t *testing.T) {
 		cancels := cmd.Action == engine.ActAbort || cmd.Action == engine.ActStop
 		want := 0
 		for _, st := range in.Steps {
-			if st.Phase == engine.PhaseQueued && !st.Rollback && !st.CancelRequested {
+			if (st.Phase == engine.PhaseQueued || st.Phase == engine.PhaseUnknown) && !st.Rollback && !st.Begun && !st.CancelRequested {
 				want++
 			}
 		}

@@ -102,6 +102,7 @@ type scenarioStep struct {
 	rollback  bool
 	delivered bool
 	cancelReq bool
+	begun     bool
 	finished  bool
 	result    string
 }
@@ -371,6 +372,7 @@ func (s *scenario) report(i int, ph Phase, gate Verdict, reason string) {
 		return
 	}
 	step.delivered = true
+	step.begun = step.begun || ph != PhaseCancelled
 	if res.Changed {
 		if res.Node.Phase == PhasePending {
 			delete(s.started, n.ID) // cancelled or interrupted: nothing applied, may start again
@@ -401,7 +403,7 @@ func (s *scenario) command(c Command) {
 	for _, n := range in.Nodes {
 		if st := s.steps[n.ID]; st != nil && !st.finished {
 			ci.Steps = append(ci.Steps, OpenStep{Node: n.ID, StepID: st.id, Rollback: st.rollback, Delivered: st.delivered,
-				Phase: n.State.Phase, CancelRequested: st.cancelReq})
+				Begun: st.begun, Phase: n.State.Phase, CancelRequested: st.cancelReq})
 		}
 	}
 	res, err := ci.Apply(c)

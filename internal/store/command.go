@@ -172,7 +172,7 @@ func (t *tx) commandInput(ro Rollout, cmd Command, now time.Time) (engine.Comman
 // openSteps lists a rollout's unfinished current steps with their
 // nodes' phases.
 func (t *tx) openSteps(rollout string) ([]engine.OpenStep, error) {
-	rows, err := t.query(`SELECT s.id, s.node_id, s.kind, s.delivered_at IS NOT NULL, s.cancel_requested_at IS NOT NULL, rn.phase
+	rows, err := t.query(`SELECT s.id, s.node_id, s.kind, s.delivered_at IS NOT NULL, s.begun_at IS NOT NULL, s.cancel_requested_at IS NOT NULL, rn.phase
 FROM steps s JOIN rollout_nodes rn ON rn.rollout_id = s.rollout_id AND rn.node_id = s.node_id AND rn.step_id = s.id
 WHERE s.rollout_id = ? AND s.finished_at IS NULL ORDER BY rn.idx`, rollout)
 	if err != nil {
@@ -182,7 +182,7 @@ WHERE s.rollout_id = ? AND s.finished_at IS NULL ORDER BY rn.idx`, rollout)
 	for rows.Next() {
 		var st engine.OpenStep
 		var kind, phase string
-		if err := rows.Scan(&st.StepID, &st.Node, &kind, &st.Delivered, &st.CancelRequested, &phase); err != nil {
+		if err := rows.Scan(&st.StepID, &st.Node, &kind, &st.Delivered, &st.Begun, &st.CancelRequested, &phase); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("open steps of rollout %s: %w", rollout, err)
 		}
@@ -206,7 +206,7 @@ func (t *tx) cancel(rollout string, cs []engine.Cancellation, now time.Time) err
 				nanos(now), string(engine.PhaseCancelled), c.StepID); err != nil {
 				return fmt.Errorf("cancel step %s: %w", c.StepID, err)
 			}
-			if _, err := t.exec("UPDATE rollout_nodes SET phase = ?, since = ?, reason = ?, rev = ? WHERE rollout_id = ? AND node_id = ? AND step_id = ?",
+			if _, err := t.exec("UPDATE rollout_nodes SET phase = ?, since = ?, reason = ?, gate = '', healthy_since = 0, rev = ? WHERE rollout_id = ? AND node_id = ? AND step_id = ?",
 				string(c.To), nanos(now), c.Reason, rev, rollout, c.Node, c.StepID); err != nil {
 				return fmt.Errorf("cancel step %s: %w", c.StepID, err)
 			}

@@ -346,12 +346,13 @@ WHERE rollout_id = ? AND node_id = ?`, string(to.Phase), nanos(to.Since), string
 	}
 	evidence := string(r.Evidence)
 	if res.Finish {
-		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
-			nanos(r.At), res.Result, evidence, nanos(r.At), r.StepID); err != nil {
+		begun := sql.NullInt64{Int64: nanos(r.At), Valid: r.Phase != engine.PhaseCancelled} // a cancelled step never began
+		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?), begun_at = COALESCE(begun_at, ?) WHERE id = ?",
+			nanos(r.At), res.Result, evidence, nanos(r.At), begun, r.StepID); err != nil {
 			return fmt.Errorf("finish step: %w", err)
 		}
-	} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
-		evidence, evidence, nanos(r.At), r.StepID); err != nil {
+	} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?), begun_at = COALESCE(begun_at, ?) WHERE id = ?",
+		evidence, evidence, nanos(r.At), nanos(r.At), r.StepID); err != nil {
 		return fmt.Errorf("update step: %w", err)
 	}
 	if to := res.Node; st.Phase != to.Phase || st.Gate != to.Gate || r.Phase != to.Phase {

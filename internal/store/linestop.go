@@ -185,7 +185,6 @@ func (s *sqlStore) InFlight(ctx context.Context) ([]InFlight, error) {
 	err := s.read(ctx, func(t *tx) error {
 		rows, err := t.query(`SELECT rn.rollout_id, rn.node_id, rn.phase, s.cancel_requested_at IS NOT NULL
 FROM rollout_nodes rn JOIN steps s ON s.id = rn.step_id AND s.finished_at IS NULL
-JOIN rollouts r ON r.id = rn.rollout_id
 WHERE rn.phase IN (?, ?, ?, ?, ?) ORDER BY rn.rollout_id, rn.idx`,
 			string(engine.PhaseQueued), string(engine.PhaseRunning), string(engine.PhaseVerifying),
 			string(engine.PhaseRollingBack), string(engine.PhaseUnknown))

@@ -282,6 +282,8 @@ func commandDone(action string) string {
 		return "aborted"
 	case "rollback":
 		return "rolling back"
+	case "stop":
+		return "stopped"
 	}
 	return ""
 }
