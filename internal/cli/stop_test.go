@@ -331,3 +331,55 @@ func (f *lineFleet) rolloutNodes(id string) map[string]api.RolloutNode {
 	}
 	return out
 }
+
+// TestInterruptedStepRetried: an agent stopped in the middle of a step
+// (its apply under way) restarts, finds the step begun and unfinished in
+// its journal, undoes it and reports it interrupted; the server counts
+// it as an interruption, not a failure (gates.onInterrupted: retry, the
+// default), dispatches the step again as attempt 2, and the rollout
+// succeeds.
+func TestInterruptedStepRetried(t *testing.T) {
+	f := startLineFleet(t, "n1")
+	ctx := context.Background()
+	alice := f.client("alice")
+	ro, err := alice.CreateRollout(ctx, "a.yaml", fmt.Sprintf(slowPlan, "a", `"a"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(10*time.Second, "n1 running", func() (bool, string) {
+		n := f.rolloutNodes(ro.ID)["n1"]
+		return n.Phase == engine.PhaseRunning, string(n.Phase)
+	})
+	f.stop["n1"]() // the agent dies while the package is being applied
+	f.wg.Wait()
+	if f.carries("n1") {
+		t.Fatal("the change was applied before the agent stopped; the test needs it mid-step")
+	}
+	f.startAgent("n1", "a")
+	f.eventually(30*time.Second, "rollout succeeded", func() (bool, string) {
+		got, err := alice.GetRollout(ctx, ro.ID, true)
+		return err == nil && got.State == engine.RolloutSucceeded, fmt.Sprintf("%s %v %v", got.State, got.Counts, err)
+	})
+	n := f.rolloutNodes(ro.ID)["n1"]
+	j := f.journal("n1")
+	if got := strings.Join(j[ro.ID+"/n1/apply/1"], " "); got != "begun interrupted/" {
+		t.Errorf("journal of attempt 1: %q, want it begun and reported interrupted", got)
+	}
+	if n.Attempt != 2 || !f.carries("n1") || strings.Join(j[ro.ID+"/n1/apply/2"], " ") != "begun verifying/pass" {
+		t.Errorf("n1 after the retry: attempt %d, carries %v, journal of attempt 2 %q", n.Attempt, f.carries("n1"), j[ro.ID+"/n1/apply/2"])
+	}
+	entries, err := f.st.ListAudit(ctx, 0, 5000, ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range entries {
+		if e.Action == "node.phase" && strings.Contains(string(e.Detail), `"reported":"interrupted"`) &&
+			strings.Contains(string(e.Detail), `"to":"pending"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no audit entry of the interruption sending n1 back to pending")
+	}
+}
