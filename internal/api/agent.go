@@ -69,7 +69,9 @@ type PollRequest struct {
 	NodeID string       `json:"nodeId"`
 	BootID string       `json:"bootId,omitempty"`
 	Facts  *fleet.Facts `json:"facts,omitempty"`
-	// Working lists the step IDs the agent is executing now.
+	// Working lists the step IDs the agent is executing now and, from
+	// protocol 2, those it holds queued: the server does not hand them out
+	// again.
 	Working []string `json:"working,omitempty"`
 }
 
