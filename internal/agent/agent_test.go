@@ -290,13 +290,13 @@ func TestCrashMidStep(t *testing.T) {
 			name:  "after the step record",
 			after: func(r record) bool { return r.Type == recStep },
 			final: "interrupted", applies: 0, version: "3.0.11-1~deb12u2",
-			reason: "interrupted before package openssl 3.0.15-1~deb12u1 was applied: the agent restarted; not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; nothing had been changed",
+			reason: "interrupted before package openssl 3.0.15-1~deb12u1 was applied: the agent restarted (journal's last record: step at 2000-01-01T00:00:00Z); not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; nothing had been changed",
 		},
 		{
 			name:  "during apply",
 			after: func(r record) bool { return r.Type == recAction && r.Stage == stageSnapshot },
 			final: "interrupted", applies: 1, version: "3.0.11-1~deb12u2",
-			reason: "interrupted while package openssl 3.0.15-1~deb12u1 was being applied: the agent restarted; not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; rolled back package openssl 3.0.15-1~deb12u1",
+			reason: "interrupted while package openssl 3.0.15-1~deb12u1 was being applied: the agent restarted (journal's last record: action 1 snapshot at 2000-01-01T00:00:00Z); not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; rolled back package openssl 3.0.15-1~deb12u1",
 		},
 		{
 			name:  "after apply",

@@ -140,7 +140,10 @@ type stepState struct {
 	From        string // rollback steps: the apply step restored
 	Result      *api.StepReport
 	Reported    bool
-	seq         int // order taken on
+	// Last is the step's last record, as what the journal proves when
+	// the step was interrupted ("action 1 snapshot at ...").
+	Last string
+	seq  int // order taken on
 }
 
 func (s *stepState) action(i int) *actionState {
@@ -268,6 +271,7 @@ func (j *journal) apply(rec record) {
 		j.next++
 		j.steps[rec.Step] = st
 	}
+	st.Last = describeRecord(rec)
 	switch rec.Type {
 	case recStep:
 		st.Payload = *rec.Payload
@@ -314,6 +318,16 @@ func (j *journal) apply(rec record) {
 	case recReported:
 		st.Reported = true
 	}
+}
+
+// describeRecord names a record for people: its type, the action and
+// stage for action records, and when it was written.
+func describeRecord(rec record) string {
+	what := string(rec.Type)
+	if rec.Type == recAction {
+		what = fmt.Sprintf("action %d %s", rec.Action+1, rec.Stage)
+	}
+	return what + " at " + rec.At.UTC().Format(time.RFC3339)
 }
 
 // append makes rec durable (write and fsync), then folds it in.

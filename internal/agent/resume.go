@@ -111,7 +111,7 @@ func (a *agent) resumeStep(ctx context.Context, st stepState) error {
 		default:
 			stage = "while " + what + " was being applied"
 		}
-		reason := fmt.Sprintf("interrupted %s: %s; not re-run; %s: verify: %v", stage, how, what, err)
+		reason := fmt.Sprintf("interrupted %s: %s (journal's last record: %s); not re-run; %s: verify: %v", stage, how, st.Last, what, err)
 		if applied == 0 && (as == nil || as.Snapshot == nil) {
 			// Nothing was changed (no snapshot, so no Apply began).
 			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseInterrupted, Reason: reason + "; nothing had been changed", BootID: boot, Evidence: a.evidence(st.ID)})
