@@ -32,9 +32,13 @@ type StepStatus struct {
 type ReportInput struct {
 	State         RolloutState // the rollout's
 	OnInterrupted plan.InterruptAction
-	Node          NodeState
-	Step          StepStatus
-	Report        Report
+	// MinHealthy is the plan's node soak (gates.node.minHealthy): in a
+	// rollout that ended, a passing node settles once it has passed that
+	// long.
+	MinHealthy time.Duration
+	Node       NodeState
+	Step       StepStatus
+	Report     Report
 }
 
 // ReportResult is what the shell persists for an accepted report.
@@ -77,8 +81,9 @@ func FinalPhase(p Phase) bool {
 //     (it counts against the budget). In a rollout that ended the node is
 //     pending: it carries nothing. A rollback step is never retried.
 //   - in a rollout that ended (aborted, halted, ...), nothing decides any
-//     more: a passing verdict makes the node succeeded and a failing one
-//     failed at once, so that the view shows what the node carries.
+//     more: a node passing for its soak (MinHealthy) becomes succeeded and
+//     a failing one failed, and its step is closed, so that the view
+//     shows what the node carries (never verifying for ever).
 //   - otherwise the node takes the reported phase, gate and reason (the
 //     engine's Decide judges soaks and deadlines).
 func Accept(in ReportInput) (ReportResult, error) {
@@ -133,11 +138,11 @@ func Accept(in ReportInput) (ReportResult, error) {
 		}
 	case PhaseVerifying:
 		if in.State.Terminal() && !in.Step.Rollback {
-			switch r.Gate {
-			case Pass:
+			switch {
+			case r.Gate == Pass && !r.HealthySince.IsZero() && !r.At.Before(r.HealthySince.Add(in.MinHealthy)):
 				next.Phase = PhaseSucceeded
 				next.Reason = fmt.Sprintf("healthy after the rollout was %s: carries the change", in.State)
-			case Fail:
+			case r.Gate == Fail:
 				next.Phase = PhaseFailed
 				next.Reason = fmt.Sprintf("node gate failed after the rollout was %s: %s", in.State, orElse(r.Reason, "probe failed"))
 			}
@@ -148,8 +153,11 @@ func Accept(in ReportInput) (ReportResult, error) {
 	}
 	out.Node = next
 	out.Changed = next != st
-	if FinalPhase(r.Phase) {
+	switch {
+	case FinalPhase(r.Phase):
 		out.Finish, out.Result = true, string(r.Phase)
+	case r.Phase == PhaseVerifying && (next.Phase == PhaseSucceeded || next.Phase == PhaseFailed):
+		out.Finish, out.Result = true, string(next.Phase) // settled after the rollout ended: nothing else will close it
 	}
 	return out, nil
 }

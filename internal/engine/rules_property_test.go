@@ -29,8 +29,9 @@ func pick[T any](rng *rand.Rand, s []T) T { return s[rng.IntN(len(s))] }
 // final report never changes anything; attempt and wave never change; a
 // cancel is accepted only when requested and leaves the node pending; an
 // interruption is retried at most once, never under onInterrupted fail
-// in a live rollout, and never for a rollback; in a rollout that ended
-// no node is left verifying with a verdict.
+// in a live rollout, and never for a rollback; in a rollout that ended a
+// failing verdict, or a passing one past the soak, settles the node and
+// closes its step.
 func TestAcceptProperties(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	t0 := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
@@ -42,7 +43,11 @@ func TestAcceptProperties(t *testing.T) {
 				Interruptions: rng.IntN(3), Gate: pick(rng, verdicts), Reason: "before"},
 			Step: engine.StepStatus{Current: rng.IntN(5) > 0, Rollback: rng.IntN(4) == 0, Finished: rng.IntN(3) == 0,
 				CancelRequested: rng.IntN(3) == 0},
-			Report: engine.Report{Phase: pick(rng, reported), Gate: pick(rng, verdicts), Reason: "r", At: t0.Add(time.Minute)},
+			Report:     engine.Report{Phase: pick(rng, reported), Gate: pick(rng, verdicts), Reason: "r", At: t0.Add(time.Minute)},
+			MinHealthy: time.Duration(rng.IntN(3)) * time.Minute,
+		}
+		if rng.IntN(2) == 0 {
+			in.Report.HealthySince = t0.Add(time.Duration(rng.IntN(3)-1) * time.Minute)
 		}
 		if in.Step.Finished {
 			in.Step.Result = string(pick(rng, reported))
@@ -93,11 +98,13 @@ func TestAcceptProperties(t *testing.T) {
 				t.Fatalf("%s: interrupted node is %s", where, out.Node.Phase)
 			}
 		}
-		if in.State.Terminal() && !in.Step.Rollback && out.Node.Phase == engine.PhaseVerifying &&
-			(out.Node.Gate == engine.Pass || out.Node.Gate == engine.Fail) {
-			t.Fatalf("%s: node left verifying with verdict %s in a rollout that ended", where, out.Node.Gate)
+		settles := in.State.Terminal() && !in.Step.Rollback && in.Report.Phase == engine.PhaseVerifying &&
+			(in.Report.Gate == engine.Fail || (in.Report.Gate == engine.Pass && !in.Report.HealthySince.IsZero() &&
+				!in.Report.At.Before(in.Report.HealthySince.Add(in.MinHealthy))))
+		if settles && (out.Node.Phase == engine.PhaseVerifying || !out.Finish) {
+			t.Fatalf("%s: a verdict after the rollout ended left the node %s (finish %v)", where, out.Node.Phase, out.Finish)
 		}
-		if engine.FinalPhase(in.Report.Phase) != out.Finish {
+		if !settles && engine.FinalPhase(in.Report.Phase) != out.Finish {
 			t.Fatalf("%s: finish=%v for phase %s", where, out.Finish, in.Report.Phase)
 		}
 	}

@@ -363,8 +363,11 @@ func (s *scenario) report(i int, ph Phase, gate Verdict, reason string) {
 	r := Report{Phase: ph, Gate: gate, Reason: reason, At: s.in.Now}
 	if ph == PhaseVerifying && gate == Pass {
 		r.HealthySince = s.in.Now
+		if n.State.Gate == Pass && !n.State.HealthySince.IsZero() {
+			r.HealthySince = n.State.HealthySince // still passing: the soak goes on
+		}
 	}
-	res, err := Accept(ReportInput{State: s.in.State, OnInterrupted: s.p.Gates.OnInterrupted, Node: n.State,
+	res, err := Accept(ReportInput{State: s.in.State, OnInterrupted: s.p.Gates.OnInterrupted, MinHealthy: s.p.Gates.Node.MinHealthy.D(), Node: n.State,
 		Step:   StepStatus{Current: step.id != "", Rollback: step.rollback, Finished: step.finished, Result: step.result, CancelRequested: step.cancelReq},
 		Report: r})
 	if err != nil {

@@ -787,7 +787,8 @@ func (s *simulator) report(e event) {
 // engine.Accept and reports whether it was accepted. A refusal is a
 // violation: the simulator only reports current steps.
 func (s *simulator) accept(i int32, r engine.Report, rollback bool) bool {
-	res, err := engine.Accept(engine.ReportInput{State: s.state, OnInterrupted: s.p.Gates.OnInterrupted, Node: s.nodes[i].State,
+	res, err := engine.Accept(engine.ReportInput{State: s.state, OnInterrupted: s.p.Gates.OnInterrupted,
+		MinHealthy: s.p.Gates.Node.MinHealthy.D(), Node: s.nodes[i].State,
 		Step: engine.StepStatus{Current: true, Rollback: rollback}, Report: r})
 	if err != nil {
 		s.violation(Violation{At: r.At, Rule: RuleReport, Msg: fmt.Sprintf("report of node %s refused: %v", s.nodes[i].ID, err)})

@@ -316,13 +316,13 @@ func (t *tx) report(r Report) error {
 		Step: engine.StepStatus{Current: n.StepID == r.StepID, Rollback: StepKind(kind) == StepRollback, Finished: finished.Valid,
 			Result: result, CancelRequested: cancelReq.Valid},
 		Report: engine.Report{Phase: r.Phase, Gate: r.Gate, HealthySince: r.HealthySince, Reason: r.Reason, At: r.At}}
-	if r.Phase == engine.PhaseInterrupted {
-		// Rare: read the plan's policy only then.
+	if r.Phase == engine.PhaseInterrupted || (r.Phase == engine.PhaseVerifying && ro.State.Terminal()) {
+		// Rare: the rules read the plan only for these.
 		p, err := plan.Parse(ro.Name+".yaml", ro.Plan)
 		if err != nil {
 			return fmt.Errorf("rollout %s: stored plan no longer parses: %w", rollout, err)
 		}
-		in.OnInterrupted = p.Gates.OnInterrupted
+		in.OnInterrupted, in.MinHealthy = p.Gates.OnInterrupted, p.Gates.Node.MinHealthy.D()
 	}
 	res, err := engine.Accept(in)
 	if err != nil {

@@ -183,9 +183,11 @@ func (t *tx) lineStop() (LineStop, bool, error) {
 func (s *sqlStore) InFlight(ctx context.Context) ([]InFlight, error) {
 	var out []InFlight
 	err := s.read(ctx, func(t *tx) error {
+		// Driven by the unfinished steps (the steps_pending partial
+		// index), not by every rollout node ever stored.
 		rows, err := t.query(`SELECT rn.rollout_id, rn.node_id, rn.phase, s.cancel_requested_at IS NOT NULL
-FROM rollout_nodes rn JOIN steps s ON s.id = rn.step_id AND s.finished_at IS NULL
-WHERE rn.phase IN (?, ?, ?, ?, ?) ORDER BY rn.rollout_id, rn.idx`,
+FROM steps s JOIN rollout_nodes rn ON rn.rollout_id = s.rollout_id AND rn.node_id = s.node_id AND rn.step_id = s.id
+WHERE s.finished_at IS NULL AND rn.phase IN (?, ?, ?, ?, ?) ORDER BY rn.rollout_id, rn.idx`,
 			string(engine.PhaseQueued), string(engine.PhaseRunning), string(engine.PhaseVerifying),
 			string(engine.PhaseRollingBack), string(engine.PhaseUnknown))
 		if err != nil {
