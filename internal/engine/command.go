@@ -39,9 +39,6 @@ const (
 	ActStop     Action = "stop"
 )
 
-// Actions lists every operator command, in the order of the README.
-var Actions = []Action{ActApprove, ActPause, ActResume, ActAbort, ActRollback, ActResolve, ActStop}
-
 // Command is one operator command.
 type Command struct {
 	Action Action

@@ -130,7 +130,9 @@ func TestCommandProperties(t *testing.T) {
 			st := engine.NodeState{Phase: pick(rng, allPhases), Attempt: 1}
 			in.Node = &st
 		}
-		cmd := engine.Command{Action: pick(rng, append(engine.Actions, "dance")), Actor: pick(rng, []string{"alice", "bob", ""}),
+		actions := []engine.Action{engine.ActApprove, engine.ActPause, engine.ActResume, engine.ActAbort, engine.ActRollback,
+			engine.ActResolve, engine.ActStop, "dance"}
+		cmd := engine.Command{Action: pick(rng, actions), Actor: pick(rng, []string{"alice", "bob", ""}),
 			Wave: pick(rng, []string{"", "canary", "nope"}), Node: "n0",
 			Resolution: pick(rng, []engine.Phase{engine.PhasePending, engine.PhaseQuarantined, engine.PhaseSkipped, engine.PhaseSucceeded})}
 		out, err := in.Apply(cmd)
