@@ -257,9 +257,22 @@ func TestStopTheLine(t *testing.T) {
 		}
 	}
 	// n7 and n8 come back: nothing is handed out to them.
+	back := time.Now()
 	f.startAgent("n7", "c")
 	f.startAgent("n8", "c")
-	time.Sleep(3 * time.Second) // two heartbeats and more: they poll, nothing comes
+	// Their polls are held for PollWait (2 s) when nothing is pending:
+	// a poll seen after that means an earlier one was answered, empty.
+	f.eventually(15*time.Second, "n7 and n8 polled twice since they came back", func() (bool, string) {
+		var seen []string
+		for _, id := range []string{"n7", "n8"} {
+			n, err := f.st.GetNode(ctx, id)
+			if err != nil || !n.LastSeen.After(back.Add(2500*time.Millisecond)) {
+				return false, fmt.Sprintf("%s last seen %s (%v)", id, n.LastSeen, err)
+			}
+			seen = append(seen, id)
+		}
+		return true, strings.Join(seen, " ")
+	})
 	for _, id := range []string{"n7", "n8"} {
 		if j := f.journal(id); len(j) != 0 || f.carries(id) {
 			t.Errorf("%s began a step while the line is stopped: %v", id, j)
