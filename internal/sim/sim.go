@@ -761,7 +761,12 @@ func (s *simulator) report(e event) {
 		if st.Phase != engine.PhaseRunning {
 			return // the engine moved it meanwhile (progress deadline)
 		}
-		if f := s.applyFailure(i); f != nil {
+		if f := s.applyFailure(i, FailInterrupt); f != nil {
+			s.accept(i, engine.Report{Phase: engine.PhaseInterrupted, At: at,
+				Reason: "interrupted while the change was being applied: " + failureText(f, "simulated agent crash") + "; rolled back"}, false)
+			return
+		}
+		if f := s.applyFailure(i, FailApply); f != nil {
 			s.accept(i, engine.Report{Phase: engine.PhaseFailed, Reason: "apply failed: " + failureText(f, "simulated apply error"), At: at}, false)
 			return
 		}
@@ -818,7 +823,7 @@ func (s *simulator) classify(i int32) {
 	nd := s.nodes[i].Node
 	for fi := range s.failures {
 		f := &s.failures[fi]
-		if f.Kind == FailApply {
+		if f.Kind == FailApply || f.Kind == FailInterrupt {
 			continue // drawn per attempt
 		}
 		if ok, err := f.sel.Match(nd); err != nil || !ok {
@@ -840,13 +845,13 @@ func (s *simulator) classify(i int32) {
 	s.hurt[i] = h
 }
 
-// applyFailure returns the apply failure hitting node i's current
-// attempt, if any.
-func (s *simulator) applyFailure(i int32) *Failure {
+// applyFailure returns the failure of kind (FailApply or FailInterrupt)
+// hitting node i's current attempt, if any.
+func (s *simulator) applyFailure(i int32, kind FailureKind) *Failure {
 	nd := &s.nodes[i]
 	for fi := range s.failures {
 		f := &s.failures[fi]
-		if f.Kind != FailApply {
+		if f.Kind != kind {
 			continue
 		}
 		if ok, err := f.sel.Match(nd.Node); err != nil || !ok {
