@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/probe"
 )
@@ -259,8 +260,15 @@ func (a *agent) register(ctx context.Context) error {
 func (a *agent) pollLoop(ctx context.Context) error {
 	for {
 		start := a.clock.Now()
-		if err := a.pollOnce(ctx); err != nil {
+		fresh, err := a.pollOnce(ctx)
+		if err != nil {
 			return err
+		}
+		if fresh {
+			// Poll again at once: the server holds the next poll (it knows
+			// what this agent holds), so a cancel of what was just taken
+			// in reaches it without waiting a heartbeat.
+			continue
 		}
 		a.mu.Lock()
 		hb := a.heartbeat
@@ -273,9 +281,9 @@ func (a *agent) pollLoop(ctx context.Context) error {
 	}
 }
 
-// pollOnce sends one poll (retrying on errors) and takes in the steps it
-// returns.
-func (a *agent) pollOnce(ctx context.Context) error {
+// pollOnce sends one poll (retrying on errors) and takes in the steps and
+// cancels it returns. fresh reports whether any was new to the agent.
+func (a *agent) pollOnce(ctx context.Context) (fresh bool, err error) {
 	a.mu.Lock()
 	refresh := a.stale || a.clock.Now().Sub(a.factsAt) >= DefaultFactsInterval
 	a.mu.Unlock()
@@ -289,6 +297,9 @@ func (a *agent) pollOnce(ctx context.Context) error {
 	if a.working != "" {
 		req.Working = []string{a.working}
 	}
+	for _, p := range a.queue { // held too: not handed out again, so the poll waits and a cancel wakes it
+		req.Working = append(req.Working, p.ID)
+	}
 	hash := a.factsHash
 	if hash != a.sentHash {
 		f := a.facts
@@ -300,25 +311,63 @@ func (a *agent) pollOnce(ctx context.Context) error {
 	// decode must not fail the whole poll, or the agent would poll again
 	// for ever and never run the other steps.
 	var resp struct {
-		Steps []json.RawMessage `json:"steps"`
+		Steps  []json.RawMessage `json:"steps"`
+		Cancel []string          `json:"cancel"`
 	}
-	err := a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
+	err = a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
 		defer cancel()
 		return a.c.do(pctx, api.PathPoll, req, &resp)
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if req.Facts != nil {
 		a.mu.Lock()
 		a.sentHash = hash
 		a.mu.Unlock()
 	}
-	for _, p := range a.decodeSteps(resp.Steps) {
-		a.take(ctx, p)
+	for _, id := range resp.Cancel {
+		fresh = a.cancel(ctx, id) || fresh
 	}
-	return nil
+	for _, p := range a.decodeSteps(resp.Steps) {
+		fresh = a.take(ctx, p) || fresh
+	}
+	return fresh, nil
+}
+
+// cancel answers the server's cancel of a step. One the agent has not
+// begun (not in the journal, not being taken on) is journaled as
+// cancelled, so that it is never begun, and acknowledged with a cancelled
+// report; one it began runs on and reports its real outcome. It reports
+// whether the cancel was new (the step journaled as cancelled now).
+func (a *agent) cancel(ctx context.Context, id string) bool {
+	if id == "" {
+		return false
+	}
+	a.mu.Lock()
+	if st, known := a.j.step(id); known || a.working == id {
+		a.mu.Unlock()
+		if known && st.finished() && !st.Reported {
+			a.sendFinal(ctx, id, *st.Result, 5)
+		} else if !known || !st.finished() {
+			a.log.Info("cancel of a step already begun; it runs to its end", "step", id)
+		}
+		return false
+	}
+	a.queue = slices.DeleteFunc(a.queue, func(p api.StepPayload) bool { return p.ID == id })
+	delete(a.queued, id)
+	rep := api.StepReport{StepID: id, NodeID: a.cfg.NodeID, Phase: engine.PhaseCancelled, At: a.clock.Now(),
+		Reason: "not begun on this node"}
+	err := a.j.append(record{Type: recCancelled, Step: id, At: rep.At, Report: &rep})
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Error("journal write failed; cancel not acknowledged (the step is not begun either)", "step", id, "error", err)
+		return false
+	}
+	a.log.Info("step cancelled before it began", "step", id)
+	a.sendFinal(ctx, id, rep, 5)
+	return true
 }
 
 // decodeSteps decodes the steps of a poll answer. A step whose payload
@@ -358,22 +407,23 @@ func (a *agent) decodeSteps(raw []json.RawMessage) []api.StepPayload {
 // take queues a step the server handed out, unless the agent already knows
 // it: a finished step's recorded result is reported again instead (the
 // step is never executed twice), a step in progress or queued is ignored.
-func (a *agent) take(ctx context.Context, p api.StepPayload) {
+// It reports whether the step was queued now.
+func (a *agent) take(ctx context.Context, p api.StepPayload) bool {
 	if p.ID == "" {
 		a.log.Error("server handed out a step without an ID; ignored", "rollout", p.Rollout, "kind", p.Kind)
-		return
+		return false
 	}
 	if st, ok := a.j.step(p.ID); ok {
 		if st.finished() {
 			a.log.Info("step handed out again; reporting its recorded result", "step", p.ID, "phase", st.Result.Phase)
 			a.sendFinal(ctx, st.ID, *st.Result, 5)
 		}
-		return
+		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.queued[p.ID] || a.working == p.ID {
-		return
+		return false
 	}
 	a.queued[p.ID] = true
 	a.queue = append(a.queue, p)
@@ -381,6 +431,7 @@ func (a *agent) take(ctx context.Context, p api.StepPayload) {
 	case a.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // executeLoop first settles what the journal left unfinished, then runs

@@ -291,14 +291,14 @@ func TestCrashMidStep(t *testing.T) {
 		{
 			name:  "after the step record",
 			after: func(r record) bool { return r.Type == recStep },
-			final: "failed", applies: 0, version: "3.0.11-1~deb12u2",
-			reason: "interrupted before package openssl 3.0.15-1~deb12u1 was applied: the agent restarted; not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; nothing had been changed",
+			final: "interrupted", applies: 0, version: "3.0.11-1~deb12u2",
+			reason: "interrupted before package openssl 3.0.15-1~deb12u1 was applied: the agent restarted (journal's last record: step at 2000-01-01T00:00:00Z); not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; nothing had been changed",
 		},
 		{
 			name:  "during apply",
 			after: func(r record) bool { return r.Type == recAction && r.Stage == stageSnapshot },
-			final: "failed", applies: 1, version: "3.0.11-1~deb12u2",
-			reason: "interrupted while package openssl 3.0.15-1~deb12u1 was being applied: the agent restarted; not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; rolled back package openssl 3.0.15-1~deb12u1",
+			final: "interrupted", applies: 1, version: "3.0.11-1~deb12u2",
+			reason: "interrupted while package openssl 3.0.15-1~deb12u1 was being applied: the agent restarted (journal's last record: action 1 snapshot at 2000-01-01T00:00:00Z); not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; rolled back package openssl 3.0.15-1~deb12u1",
 		},
 		{
 			name:  "after apply",
@@ -354,7 +354,7 @@ func TestCrashMidStep(t *testing.T) {
 				var final api.StepReport
 				for {
 					final = srv2.next(t)
-					if final.Phase == "failed" || (final.Phase == "verifying" && final.Gate != "" && final.Evidence != nil) {
+					if final.Phase == "failed" || final.Phase == "interrupted" || (final.Phase == "verifying" && final.Gate != "" && final.Evidence != nil) {
 						break
 					}
 				}

@@ -32,6 +32,7 @@ type fakeServer struct {
 	polls     []api.PollRequest
 	pending   []api.StepPayload
 	raw       []json.RawMessage // handed out after pending, as they are
+	cancels   []string          // cancels handed out by the next poll
 	reports   []api.StepReport
 	reportCh  chan api.StepReport
 	wake      chan struct{}
@@ -44,6 +45,17 @@ func newFakeServer(t *testing.T) *fakeServer {
 func (s *fakeServer) dispatch(steps ...api.StepPayload) {
 	s.mu.Lock()
 	s.pending = append(s.pending, steps...)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// cancel has the next poll cancel the steps (protocol 2).
+func (s *fakeServer) cancel(ids ...string) {
+	s.mu.Lock()
+	s.cancels = append(s.cancels, ids...)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -114,7 +126,7 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		hold := s.hold
-		if len(s.pending) == 0 && len(s.raw) == 0 && hold > 0 {
+		if len(s.pending) == 0 && len(s.raw) == 0 && len(s.cancels) == 0 && hold > 0 {
 			s.mu.Unlock()
 			t := time.NewTimer(hold)
 			select {
@@ -133,8 +145,9 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp := struct {
 			Steps        []json.RawMessage `json:"steps"`
 			LeaseSeconds int               `json:"leaseSeconds"`
-		}{append(steps, s.raw...), 60}
-		s.pending, s.raw = nil, nil
+			Cancel       []string          `json:"cancel,omitempty"`
+		}{append(steps, s.raw...), 60, s.cancels}
+		s.pending, s.raw, s.cancels = nil, nil, nil
 		s.mu.Unlock()
 		json.NewEncoder(w).Encode(resp)
 	case api.PathReport:
@@ -186,7 +199,7 @@ func (s *fakeServer) final(t *testing.T) (api.StepReport, []api.StepReport) {
 // report at the start of the soak from the one at its end, so tests with
 // a soak read those explicitly.
 func isFinal(r api.StepReport) bool {
-	return r.Phase == "failed" || r.Phase == "rolled-back" || (r.Phase == "verifying" && r.Gate == "fail") ||
+	return r.Phase == "failed" || r.Phase == "rolled-back" || r.Phase == "interrupted" || r.Phase == "cancelled" || (r.Phase == "verifying" && r.Gate == "fail") ||
 		(r.Phase == "verifying" && r.Gate == "pass" && r.Evidence != nil)
 }
 

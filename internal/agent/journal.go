@@ -40,6 +40,10 @@ const (
 	recResult recType = "result"
 	// recReported: the server accepted the final report.
 	recReported recType = "reported"
+	// recCancelled: the server cancelled a step the agent had not begun
+	// (Report: the cancelled acknowledgement). The step is known and
+	// finished from here: it is never begun.
+	recCancelled recType = "cancelled"
 )
 
 // Action stages, in the order they happen.
@@ -66,20 +70,24 @@ const (
 
 // record is one line of the journal.
 type record struct {
-	Type     recType            `json:"type"`
-	Step     string             `json:"step"`
-	At       time.Time          `json:"at"`
-	BootID   string             `json:"bootId,omitempty"`
-	Payload  *api.StepPayload   `json:"payload,omitempty"`
-	Action   int                `json:"action,omitempty"` // index into the payload's actions
-	Stage    string             `json:"stage,omitempty"`
-	Driver   string             `json:"driver,omitempty"`
-	Change   *driver.Change     `json:"change,omitempty"`
-	Snapshot *driver.Snapshot   `json:"snapshot,omitempty"`
-	Outcome  *driver.Outcome    `json:"outcome,omitempty"`
-	Reason   string             `json:"reason,omitempty"`
-	Report   *api.StepReport    `json:"report,omitempty"`
-	From     *rollbackReference `json:"from,omitempty"`
+	Type     recType          `json:"type"`
+	Step     string           `json:"step"`
+	At       time.Time        `json:"at"`
+	BootID   string           `json:"bootId,omitempty"`
+	Payload  *api.StepPayload `json:"payload,omitempty"`
+	Action   int              `json:"action,omitempty"` // index into the payload's actions
+	Stage    string           `json:"stage,omitempty"`
+	Driver   string           `json:"driver,omitempty"`
+	Change   *driver.Change   `json:"change,omitempty"`
+	Snapshot *driver.Snapshot `json:"snapshot,omitempty"`
+	Outcome  *driver.Outcome  `json:"outcome,omitempty"`
+	Reason   string           `json:"reason,omitempty"`
+	Report   *api.StepReport  `json:"report,omitempty"`
+	// Interrupted marks a recFailing record as an interruption (a crash
+	// or a reboot the step did not request), reported as interrupted
+	// once what had begun is undone.
+	Interrupted bool               `json:"interrupted,omitempty"`
+	From        *rollbackReference `json:"from,omitempty"`
 }
 
 // rollbackReference names the apply step a rollback step restores.
@@ -119,18 +127,23 @@ func (a *actionState) pastVerify() bool {
 
 // stepState is what the journal says about one step.
 type stepState struct {
-	ID        string
-	Payload   api.StepPayload
-	BootID    string // when the step was taken on
-	Started   time.Time
-	Actions   map[int]*actionState
-	Failing   string   // reason, when the step failed and is rolling back
-	Reboots   []string // boot ID before each requested reboot
-	Verifying bool
-	From      string // rollback steps: the apply step restored
-	Result    *api.StepReport
-	Reported  bool
-	seq       int // order taken on
+	ID      string
+	Payload api.StepPayload
+	BootID  string // when the step was taken on
+	Started time.Time
+	Actions map[int]*actionState
+	Failing string // reason, when the step failed and is rolling back
+	// Interrupted: the failure is an interruption (see recFailing).
+	Interrupted bool
+	Reboots     []string // boot ID before each requested reboot
+	Verifying   bool
+	From        string // rollback steps: the apply step restored
+	Result      *api.StepReport
+	Reported    bool
+	// Last is the step's last record, as what the journal proves when
+	// the step was interrupted ("action 1 snapshot at ...").
+	Last string
+	seq  int // order taken on
 }
 
 func (s *stepState) action(i int) *actionState {
@@ -243,6 +256,12 @@ func (j *journal) replay(r io.Reader) (int64, error) {
 // yet shared.
 func (j *journal) apply(rec record) {
 	st := j.steps[rec.Step]
+	if st == nil && rec.Type == recCancelled {
+		st = &stepState{ID: rec.Step, Actions: map[int]*actionState{}, seq: j.next, Result: rec.Report}
+		j.next++
+		j.steps[rec.Step] = st
+		return
+	}
 	if st == nil {
 		if rec.Type != recStep || rec.Payload == nil {
 			j.skipped++
@@ -252,6 +271,7 @@ func (j *journal) apply(rec record) {
 		j.next++
 		j.steps[rec.Step] = st
 	}
+	st.Last = describeRecord(rec)
 	switch rec.Type {
 	case recStep:
 		st.Payload = *rec.Payload
@@ -288,7 +308,7 @@ func (j *journal) apply(rec record) {
 			a.Hold = rec.Outcome
 		}
 	case recFailing:
-		st.Failing = rec.Reason
+		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted
 	case recRebooting:
 		st.Reboots = append(st.Reboots, rec.BootID)
 	case recVerifying:
@@ -298,6 +318,16 @@ func (j *journal) apply(rec record) {
 	case recReported:
 		st.Reported = true
 	}
+}
+
+// describeRecord names a record for people: its type, the action and
+// stage for action records, and when it was written.
+func describeRecord(rec record) string {
+	what := string(rec.Type)
+	if rec.Type == recAction {
+		what = fmt.Sprintf("action %d %s", rec.Action+1, rec.Stage)
+	}
+	return what + " at " + rec.At.UTC().Format(time.RFC3339)
 }
 
 // append makes rec durable (write and fsync), then folds it in.

@@ -27,8 +27,10 @@ import (
 //     record) is not verified again: the node may be schedulable already.
 //   - otherwise the step stopped among its actions: if every action
 //     verifies, the change is in place (reboot if needed, then probe);
-//     if not, the step failed where it stopped, and the actions whose
-//     snapshot was taken are rolled back.
+//     if not, the actions whose snapshot was taken are rolled back and
+//     the step is reported interrupted, saying where the journal shows
+//     it stopped (failed if the rollback fails): the plan's
+//     gates.onInterrupted decides whether that counts as a failure.
 //
 // A rollback step is finished by rolling back what it had not yet
 // (idempotent) and checking every restore.
@@ -109,12 +111,12 @@ func (a *agent) resumeStep(ctx context.Context, st stepState) error {
 		default:
 			stage = "while " + what + " was being applied"
 		}
-		reason := fmt.Sprintf("interrupted %s: %s; not re-run; %s: verify: %v", stage, how, what, err)
+		reason := fmt.Sprintf("interrupted %s: %s (journal's last record: %s); not re-run; %s: verify: %v", stage, how, st.Last, what, err)
 		if applied == 0 && (as == nil || as.Snapshot == nil) {
 			// Nothing was changed (no snapshot, so no Apply began).
-			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: reason + "; nothing had been changed", BootID: boot, Evidence: a.evidence(st.ID)})
+			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseInterrupted, Reason: reason + "; nothing had been changed", BootID: boot, Evidence: a.evidence(st.ID)})
 		}
-		return a.fail(ctx, st.ID, reason)
+		return a.interrupt(ctx, st.ID, reason)
 	}
 	a.log.Info("interrupted step verified in place", "step", st.ID, "how", how)
 	return a.afterActions(ctx, st.ID, rebooted)

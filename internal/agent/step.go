@@ -320,6 +320,20 @@ func (a *agent) fail(ctx context.Context, id, reason string) error {
 	return a.rollbackInStep(ctx, id, reason)
 }
 
+// interrupt settles a step a crash or a reboot it did not request
+// stopped among its actions: what began is undone as for a failure, and
+// the step is reported interrupted (failed if the undo fails), so that
+// the plan's gates.onInterrupted decides whether it counts.
+func (a *agent) interrupt(ctx context.Context, id, reason string) error {
+	if st, _ := a.j.step(id); st.Failing == "" {
+		if err := a.j.append(record{Type: recFailing, Step: id, At: a.clock.Now(), Reason: reason, Interrupted: true}); err != nil {
+			return err
+		}
+	}
+	a.log.Warn("step interrupted; undoing what it began", "step", id, "reason", reason)
+	return a.rollbackInStep(ctx, id, reason)
+}
+
 // rollbackInStep restores the snapshots of the step's actions not yet
 // rolled back, last first, and reports failed with reason and what the
 // rollback did. An uncordoner action (kubernetes-node) is rolled back,
@@ -382,7 +396,11 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 	}
 	reason += keptCordoned(kept, "a restore failed")
 	boot, _ := a.bootID(ctx)
-	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Reason: reason, BootID: boot, Evidence: a.evidence(id)})
+	phase := engine.PhaseFailed
+	if st.Interrupted && len(errs) == 0 && len(kept) == 0 {
+		phase = engine.PhaseInterrupted
+	}
+	return a.finish(ctx, id, api.StepReport{Phase: phase, Reason: reason, BootID: boot, Evidence: a.evidence(id)})
 }
 
 // keptCordoned says which uncordoner actions were not rolled back, and

@@ -25,6 +25,16 @@ import (
 //	    probe.args) and ask for output (probe.includeOutput). A server
 //	    treats a protocol 1 node as one that would run any command probe
 //	    without its node's consent, and refuses to create such a rollout.
+//	    Cancellation and interruption: a poll answer lists in Cancel the
+//	    handed-out steps the server cancelled (abort, stop, stop-the-line);
+//	    the agent acknowledges each it has not begun with a cancelled
+//	    report and never begins it, and reports the real outcome of one
+//	    it began. A step the agent's journal shows begun and unfinished at
+//	    start (a crash or a reboot the step did not request) is reported
+//	    interrupted, with what the journal proves, after undoing what it
+//	    had begun. Agents of protocol 1 are still served for actions: they
+//	    never see a cancel (their node stays queued with the cancel
+//	    requested until the progress deadline or an operator resolves it).
 const (
 	ProtocolVersion    = 2
 	MinProtocolVersion = 1
@@ -66,7 +76,9 @@ type PollRequest struct {
 	NodeID string       `json:"nodeId"`
 	BootID string       `json:"bootId,omitempty"`
 	Facts  *fleet.Facts `json:"facts,omitempty"`
-	// Working lists the step IDs the agent is executing now.
+	// Working lists the step IDs the agent is executing now and, from
+	// protocol 2, those it holds queued: the server does not hand them out
+	// again.
 	Working []string `json:"working,omitempty"`
 }
 
@@ -75,6 +87,10 @@ type PollRequest struct {
 type PollResponse struct {
 	Steps        []StepPayload `json:"steps"`
 	LeaseSeconds int           `json:"leaseSeconds"`
+	// Cancel lists step IDs the server cancelled (protocol 2): the agent
+	// reports each it has not begun as cancelled and never begins it; one
+	// it began runs to its real outcome.
+	Cancel []string `json:"cancel,omitempty"`
 }
 
 // StepPayload is one step for one node.
@@ -95,7 +111,10 @@ type StepPayload struct {
 
 // StepReport reports progress or the result of a step. Phases: running
 // (started), verifying (applied; Gate and HealthySince describe the
-// probes), failed (Reason says why), rolled-back (rollback applied).
+// probes), failed (Reason says why), rolled-back (rollback applied);
+// protocol 2: interrupted (a crash or reboot the step did not request
+// stopped it; what began was undone; Reason says what the journal
+// proves) and cancelled (a cancelled step the agent had not begun).
 type StepReport struct {
 	StepID       string         `json:"stepId"`
 	NodeID       string         `json:"nodeId"`

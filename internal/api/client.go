@@ -287,3 +287,25 @@ func (c *Client) Events(ctx context.Context, rollout string, after int64, fn fun
 	}
 	return ctx.Err()
 }
+
+// Line returns the fleet-wide stop and what is in flight.
+func (c *Client) Line(ctx context.Context) (LineStatus, error) {
+	var out LineStatus
+	err := c.do(ctx, http.MethodGet, "/v1/line", 0, nil, &out)
+	return out, err
+}
+
+// StopLine stops the line fleet-wide: nothing is dispatched anywhere,
+// steps not begun are cancelled.
+func (c *Client) StopLine(ctx context.Context, reason string) (LineStatus, error) {
+	var out LineStatus
+	err := c.do(ctx, http.MethodPost, "/v1/line/stop", 0, LineRequest{Reason: reason}, &out)
+	return out, err
+}
+
+// LiftLine lifts the fleet-wide stop.
+func (c *Client) LiftLine(ctx context.Context, reason string) (LineStatus, error) {
+	var out LineStatus
+	err := c.do(ctx, http.MethodPost, "/v1/line/lift", 0, LineRequest{Reason: reason}, &out)
+	return out, err
+}

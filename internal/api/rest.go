@@ -290,3 +290,43 @@ type AuditVerification struct {
 // Event is one Server-Sent Event payload: an audit entry as it is
 // appended (event type = its Action).
 type Event = AuditEntry
+
+// LineRequest stops the line fleet-wide or lifts the stop; Reason is
+// recorded in the audit log.
+type LineRequest struct {
+	Reason string `json:"reason"`
+}
+
+// LineStatus is the state of the fleet-wide stop-the-line and what is
+// still in flight: the nodes of active rollouts with a step out on their
+// agent. "Nothing in flight" (InFlight 0) is the confirmation that a stop
+// took: nothing runs and nothing will start.
+type LineStatus struct {
+	Stopped bool      `json:"stopped"`
+	Reason  string    `json:"reason,omitempty"`
+	By      string    `json:"by,omitempty"`
+	At      time.Time `json:"at,omitzero"`
+	// Already: a stop was already in force (the answer to a stop only).
+	Already bool `json:"already,omitempty"`
+	// Cancelled and CancelRequested count the steps not begun that the
+	// stop cancelled: at once (never handed out) or by asking their
+	// agents (the answer to a stop only).
+	Cancelled       int           `json:"cancelled,omitempty"`
+	CancelRequested int           `json:"cancelRequested,omitempty"`
+	InFlight        int           `json:"inFlight"`
+	Rollouts        []LineRollout `json:"rollouts"`
+}
+
+// LineRollout lists one rollout's nodes in flight.
+type LineRollout struct {
+	ID    string     `json:"id"`
+	Nodes []LineNode `json:"nodes"`
+}
+
+// LineNode is a node in flight; CancelRequested says its agent has yet
+// to acknowledge a cancel of a step it had not begun.
+type LineNode struct {
+	ID              string       `json:"id"`
+	Phase           engine.Phase `json:"phase"`
+	CancelRequested bool         `json:"cancelRequested,omitempty"`
+}

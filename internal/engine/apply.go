@@ -44,7 +44,7 @@ func Apply(in *Input, d Decision, byID map[string]int) []int {
 			continue
 		}
 		st := &in.Nodes[i].State
-		*st = NodeState{Phase: PhaseQueued, Wave: st.Wave, Attempt: s.Attempt, Since: now, StartedAt: now}
+		*st = NodeState{Phase: PhaseQueued, Wave: st.Wave, Attempt: s.Attempt, Since: now, StartedAt: now, Interruptions: st.Interruptions}
 		changed = append(changed, i)
 	}
 	for _, s := range d.Rollbacks {

@@ -637,6 +637,11 @@ func (d *decider) rollback() {
 				continue
 			}
 			n := &d.in.Nodes[i]
+			if d.in.LineStop != "" {
+				d.wait(i, waitKey{kind: waitLineStop, s: d.in.LineStop})
+				busy++
+				continue
+			}
 			if !holds && d.inFlight >= d.maxIF {
 				d.wait(i, waitKey{kind: waitMaxInFlight, a: d.inFlight, b: d.maxIF})
 				busy++
@@ -676,6 +681,8 @@ func (d *decider) schedule() {
 	now := in.Now
 	blocked := waitKey{}
 	switch {
+	case in.LineStop != "":
+		blocked = waitKey{kind: waitLineStop, s: in.LineStop}
 	case d.state == RolloutPaused:
 		blocked = waitKey{kind: waitPaused, s: d.reason}
 	case d.state != RolloutRunning:

@@ -1,6 +1,10 @@
-// Package engine owns drover's rollout decisions: which wave each node
-// belongs to (Assign, once per rollout) and, from a rollout's persisted
-// state, what to do next (Decide, on every event or tick).
+// Package engine owns drover's rollout state machine: which wave each
+// node belongs to (Assign, once per rollout); from a rollout's persisted
+// state, what to do next (Decide, on every event or tick); and the rules
+// for what people and agents say: operator commands (CommandInput.Apply),
+// agent reports (Accept), cancellation of steps not begun (Cancel) and
+// leases (Expire, RestartLease). The store and the simulator call these;
+// no rule lives anywhere else.
 //
 // The engine is a pure function in the manner of etcd's raft: no I/O, no
 // clock, no logger, no globals. Time comes in as Input.Now and randomness

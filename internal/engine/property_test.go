@@ -58,7 +58,7 @@ func TestSafetyProperties(t *testing.T) {
 			}
 			var fails []sim.Failure
 			if rng.IntN(3) > 0 {
-				kind := []sim.FailureKind{sim.FailHealth, sim.FailApply}[rng.IntN(2)]
+				kind := []sim.FailureKind{sim.FailHealth, sim.FailApply, sim.FailInterrupt}[rng.IntN(3)]
 				f, err := sim.ParseFailure(randomFailure(rng), kind)
 				if err != nil {
 					t.Fatal(err)

@@ -32,9 +32,16 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the golden transcripts in tes
 //	finish [fail=ID,ID] [apply-fail=ID]       every queued/running node becomes verifying (gate pass, or fail)
 //	gate WAVE NAME VERDICT REASON...          a wave-gate result at now
 //	approve BY [WAVE]
-//	pause REASON... | resume | rollback [WAVE] | abort
+//	pause REASON... | resume | rollback [WAVE] | abort [REASON...] | stop REASON...
+//	resolve NODE retry|quarantine|skip        operator commands, through CommandInput.Apply
+//	deliver NODES               the agents receive their open steps (NODES as for report, or all)
+//	expire NODES                the agents' leases end (Expire)
+//	line-stop REASON... | line-lift           a fleet-wide stop-the-line
 //	alerts [NAME...]            set the firing blocking alerts
 //	explain NODE
+//
+// Reports go through Accept against the node's current step, as the store
+// does; a refused report or command is printed, not fatal.
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/scenarios/*.txt")
 	if err != nil {
@@ -86,10 +93,22 @@ type scenario struct {
 	out     strings.Builder
 	byID    map[string]int
 	started map[string]int // apply starts per node, to check the no-double-start rule
+	steps   map[string]*scenarioStep
+}
+
+// scenarioStep is the shell's record of a node's current step.
+type scenarioStep struct {
+	id        string
+	rollback  bool
+	delivered bool
+	cancelReq bool
+	begun     bool
+	finished  bool
+	result    string
 }
 
 func runScenario(t *testing.T, ar *txtar.Archive) string {
-	s := &scenario{t: t, started: map[string]int{}}
+	s := &scenario{t: t, started: map[string]int{}, steps: map[string]*scenarioStep{}}
 	s.start = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC) // a Monday
 	var script string
 	for _, f := range ar.Files {
@@ -247,22 +266,48 @@ func (s *scenario) do(args []string) error {
 	case "gate":
 		in.Gates = append(in.Gates, GateResult{Wave: args[1], Gate: args[2], Verdict: Verdict(args[3]), Reason: strings.Join(args[4:], " "), At: in.Now})
 	case "approve":
-		a := Approval{By: args[1], At: in.Now}
+		c := Command{Action: ActApprove, Actor: args[1]}
 		if len(args) > 2 {
-			a.Wave = args[2]
+			c.Wave = args[2]
 		}
-		in.Approvals = append(in.Approvals, a)
-	case "pause":
-		in.State, in.Reason = RolloutPaused, strings.Join(args[1:], " ")
-	case "resume":
-		in.State, in.Reason = RolloutRunning, ""
+		s.command(c)
+	case "pause", "resume", "abort", "stop":
+		s.command(Command{Action: Action(args[0]), Actor: "op", Reason: strings.Join(args[1:], " ")})
 	case "rollback":
-		in.State, in.Reason, in.RollbackScope = RolloutRollingBack, "operator ordered a rollback", ""
+		c := Command{Action: ActRollback, Actor: "op"}
 		if len(args) > 1 {
-			in.RollbackScope = args[1]
+			c.Wave = args[1]
 		}
-	case "abort":
-		in.State = RolloutAborted
+		s.command(c)
+	case "resolve":
+		to := map[string]Phase{"retry": PhasePending, "quarantine": PhaseQuarantined, "skip": PhaseSkipped}[args[2]]
+		s.command(Command{Action: ActResolve, Actor: "op", Node: args[1], Resolution: to})
+	case "deliver":
+		ids, err := s.nodes(args[1])
+		if err != nil {
+			return err
+		}
+		for _, i := range ids {
+			if st := s.steps[in.Nodes[i].ID]; st != nil && !st.finished {
+				st.delivered = true
+			}
+		}
+	case "expire":
+		ids, err := s.nodes(args[1])
+		if err != nil {
+			return err
+		}
+		for _, i := range ids {
+			n := &in.Nodes[i]
+			if t, ok := Expire(n.State, time.Time{}, in.Now.Add(-time.Second), in.Now); ok {
+				fmt.Fprintf(&s.out, "  node %s %s -> %s: %s\n", n.ID, t.From, t.To, t.Reason)
+				n.State.Phase, n.State.Since, n.State.Reason = t.To, in.Now, t.Reason
+			}
+		}
+	case "line-stop":
+		in.LineStop = strings.Join(args[1:], " ")
+	case "line-lift":
+		in.LineStop = ""
 	case "alerts":
 		in.BlockingAlerts = args[1:]
 	case "break-glass":
@@ -283,6 +328,12 @@ func (s *scenario) do(args []string) error {
 
 func (s *scenario) nodes(spec string) ([]int, error) {
 	var out []int
+	if spec == "all" {
+		for i := range s.in.Nodes {
+			out = append(out, i)
+		}
+		return out, nil
+	}
 	if w, ok := strings.CutPrefix(spec, "wave:"); ok {
 		for i, n := range s.in.Nodes {
 			if n.State.Wave == w {
@@ -301,15 +352,102 @@ func (s *scenario) nodes(spec string) ([]int, error) {
 	return out, nil
 }
 
-// report applies what an agent would report, as the shell persists it.
+// report applies what an agent would report through Accept, as the
+// store does, printing a refusal.
 func (s *scenario) report(i int, ph Phase, gate Verdict, reason string) {
-	st := &s.in.Nodes[i].State
-	st.Phase, st.Since, st.Reason = ph, s.in.Now, reason
-	if ph == PhaseVerifying {
-		st.Gate = gate
-		if gate == Pass {
-			st.HealthySince = s.in.Now
+	n := &s.in.Nodes[i]
+	step := s.steps[n.ID]
+	if step == nil {
+		step = &scenarioStep{} // a report with no step: Accept refuses it as stale
+	}
+	r := Report{Phase: ph, Gate: gate, Reason: reason, At: s.in.Now}
+	if ph == PhaseVerifying && gate == Pass {
+		r.HealthySince = s.in.Now
+		if n.State.Gate == Pass && !n.State.HealthySince.IsZero() {
+			r.HealthySince = n.State.HealthySince // still passing: the soak goes on
 		}
+	}
+	res, err := Accept(ReportInput{State: s.in.State, OnInterrupted: s.p.Gates.OnInterrupted, MinHealthy: s.p.Gates.Node.MinHealthy.D(), Node: n.State,
+		Step:   StepStatus{Current: step.id != "", Rollback: step.rollback, Finished: step.finished, Result: step.result, CancelRequested: step.cancelReq},
+		Report: r})
+	if err != nil {
+		fmt.Fprintf(&s.out, "  report %s %s refused: %v\n", n.ID, ph, err)
+		return
+	}
+	step.delivered = true
+	step.begun = step.begun || ph != PhaseCancelled
+	if res.Changed {
+		if res.Node.Phase == PhasePending {
+			delete(s.started, n.ID) // cancelled or interrupted: nothing applied, may start again
+		}
+		if res.Node.Phase != ph {
+			fmt.Fprintf(&s.out, "  node %s %s -> %s: %s\n", n.ID, n.State.Phase, res.Node.Phase, res.Node.Reason)
+		}
+		n.State = res.Node
+	}
+	if res.Finish {
+		step.finished, step.result = true, res.Result
+	}
+}
+
+// command applies an operator command through CommandInput.Apply, as
+// the store does, and prints its result or refusal.
+func (s *scenario) command(c Command) {
+	in := &s.in
+	ci := CommandInput{Author: in.Author, State: in.State, Reason: in.Reason, RollbackScope: in.RollbackScope, Now: in.Now}
+	for _, w := range s.p.Waves {
+		ci.Waves = append(ci.Waves, w.Name)
+	}
+	ci.Approvals = in.Approvals
+	if i, ok := s.byID[c.Node]; ok {
+		st := in.Nodes[i].State
+		ci.Node = &st
+	}
+	for _, n := range in.Nodes {
+		if st := s.steps[n.ID]; st != nil && !st.finished {
+			ci.Steps = append(ci.Steps, OpenStep{Node: n.ID, StepID: st.id, Rollback: st.rollback, Delivered: st.delivered,
+				Begun: st.begun, Phase: n.State.Phase, CancelRequested: st.cancelReq})
+		}
+	}
+	res, err := ci.Apply(c)
+	if err != nil {
+		fmt.Fprintf(&s.out, "  refused: %v\n", err)
+		return
+	}
+	if res.Repeat {
+		fmt.Fprintf(&s.out, "  repeat: nothing changes\n")
+		return
+	}
+	if res.State != in.State || res.Reason != in.Reason {
+		fmt.Fprintf(&s.out, "  rollout %s -> %s%s\n", in.State, res.State, withReason(res.Reason))
+	}
+	in.State, in.Reason, in.RollbackScope = res.State, res.Reason, res.RollbackScope
+	if res.Approval != nil {
+		in.Approvals = append(in.Approvals, *res.Approval)
+	}
+	if res.Resolved != nil {
+		i := s.byID[c.Node]
+		fmt.Fprintf(&s.out, "  node %s %s -> %s: %s\n", c.Node, in.Nodes[i].State.Phase, res.Resolved.Phase, res.Resolved.Reason)
+		in.Nodes[i].State = *res.Resolved
+		delete(s.started, c.Node) // an ordered retry may start again
+		if st := s.steps[c.Node]; st != nil && !st.finished {
+			st.finished, st.result = true, "resolved:"+string(res.Resolved.Phase)
+		}
+	}
+	for _, cn := range res.Cancels {
+		i := s.byID[cn.Node]
+		st := &in.Nodes[i].State
+		step := s.steps[cn.Node]
+		if cn.Now {
+			fmt.Fprintf(&s.out, "  cancel %s now: %s -> %s\n", cn.StepID, st.Phase, cn.To)
+			step.finished, step.result = true, string(PhaseCancelled)
+			delete(s.started, cn.Node)
+			st.Phase, st.Since = cn.To, in.Now
+		} else {
+			fmt.Fprintf(&s.out, "  cancel %s requested\n", cn.StepID)
+			step.cancelReq = true
+		}
+		st.Reason = cn.Reason
 	}
 }
 
@@ -348,8 +486,20 @@ func (s *scenario) decide() {
 		fmt.Fprintf(w, "  next: @%s\n", fmtDur(d.NextAt.Sub(s.start)))
 	}
 
+	for _, t := range d.Nodes {
+		switch t.To {
+		case PhaseSucceeded, PhaseFailed, PhaseQuarantined, PhaseSkipped, PhaseRolledBack:
+			if st := s.steps[t.Node]; st != nil && !st.finished {
+				st.finished, st.result = true, string(t.To) // the store closes a settled node's step
+			}
+		}
+	}
 	for _, st := range d.Starts {
 		s.started[st.Node]++
+		s.steps[st.Node] = &scenarioStep{id: st.StepID}
+	}
+	for _, st := range d.Rollbacks {
+		s.steps[st.Node] = &scenarioStep{id: st.StepID, rollback: true}
 	}
 	Apply(in, d, s.byID)
 	for id, c := range s.started {

@@ -43,6 +43,15 @@ const (
 	PhaseRolledBack  Phase = "rolled-back"  // rollback applied and verified
 	PhaseUnknown     Phase = "unknown"      // agent silent past its lease; holds its slot
 	PhaseSkipped     Phase = "skipped"      // in the target but never to be changed (no wave took it, or an operator skipped it)
+
+	// Reported by agents, never a node's phase (see Accept):
+	// PhaseInterrupted: the agent crashed or the node rebooted (not at the
+	// step's request) while the step ran; the agent undid what the step
+	// had begun and reports what its journal proves.
+	// PhaseCancelled: the agent acknowledges a cancelled step it had not
+	// begun; it never begins it.
+	PhaseInterrupted Phase = "interrupted"
+	PhaseCancelled   Phase = "cancelled"
 )
 
 // InFlight reports whether a node in this phase uses a concurrency slot.
@@ -89,6 +98,9 @@ type NodeState struct {
 	// its rollback and needs a human. The shell sets it with each
 	// Decision.Rollbacks entry and clears it on the next apply.
 	Rollback bool
+	// Interruptions counts the node's steps in this rollout interrupted by
+	// an agent crash or reboot (see Accept and plan gates.onInterrupted).
+	Interruptions int
 }
 
 // Node is a node of the rollout's target with its state in the rollout.
@@ -175,8 +187,12 @@ type Input struct {
 	// freezes: when set, freezes do not block starts (windows, caps,
 	// budgets and gates still do). "" honours every freeze.
 	BreakGlass string
-	Now        time.Time
-	Seed       uint64 // jitter source; fixed per rollout
+	// LineStop is the reason of a fleet-wide stop-the-line ("" when the
+	// line runs): while set, nothing is dispatched, neither starts nor
+	// rollbacks; transitions and gate judgements go on.
+	LineStop string
+	Now      time.Time
+	Seed     uint64 // jitter source; fixed per rollout
 	// Index caches what does not change between decisions of a rollout;
 	// nil is allowed (see Index).
 	Index *Index

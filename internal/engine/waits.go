@@ -24,6 +24,7 @@ const (
 	waitCap
 	waitWave
 	waitWaveApproval
+	waitLineStop
 )
 
 // waitKey identifies one reason to wait; nodes with equal keys are grouped
@@ -46,6 +47,8 @@ func (k waitKey) String() string {
 		return fmt.Sprintf("waiting for approvals: %d/%d", k.a, k.b)
 	case waitPaused:
 		return "rollout paused: " + k.s
+	case waitLineStop:
+		return "line stopped: " + k.s
 	case waitState:
 		return "rollout is " + k.s
 	case waitAlerts:

@@ -87,6 +87,9 @@ func Defaults(p *Plan) {
 	if g.OnFail == "" {
 		g.OnFail = DefaultOnBreach
 	}
+	if g.OnInterrupted == "" {
+		g.OnInterrupted = InterruptRetry
+	}
 	if g.ProgressDeadline == 0 {
 		g.ProgressDeadline = DefaultProgressDeadline
 	}

@@ -52,6 +52,8 @@ func enums(t reflect.Type) []string {
 		return []string{string(BreachPause), string(BreachRollbackWave), string(BreachRollbackAll)}
 	case reflect.TypeFor[RefusalPolicy]():
 		return []string{string(RefuseCreation), string(RefusalFailNode)}
+	case reflect.TypeFor[InterruptAction]():
+		return []string{string(InterruptRetry), string(InterruptFail)}
 	case reflect.TypeFor[ProbeKind]():
 		return probeKinds
 	case reflect.TypeFor[GateMode]():

@@ -294,12 +294,24 @@ const (
 // Gates are health checks: node gates after each node's step, wave gates
 // before the next wave starts.
 type Gates struct {
-	Node             NodeGates    `yaml:"node,omitempty" json:"node,omitempty"`
-	Wave             []WaveGate   `yaml:"wave,omitempty" json:"wave,omitempty"`
-	BakeTime         Duration     `yaml:"bakeTime,omitempty" json:"bakeTime,omitempty" desc:"default bake time of every wave"`
-	ProgressDeadline Duration     `yaml:"progressDeadline,omitempty" json:"progressDeadline,omitempty" desc:"a node step running longer fails (default 30m)"`
-	OnFail           BreachAction `yaml:"onFail,omitempty" json:"onFail,omitempty" desc:"what a failed wave gate does (default rollback-wave)"`
+	Node             NodeGates       `yaml:"node,omitempty" json:"node,omitempty"`
+	Wave             []WaveGate      `yaml:"wave,omitempty" json:"wave,omitempty"`
+	BakeTime         Duration        `yaml:"bakeTime,omitempty" json:"bakeTime,omitempty" desc:"default bake time of every wave"`
+	ProgressDeadline Duration        `yaml:"progressDeadline,omitempty" json:"progressDeadline,omitempty" desc:"a node step running longer fails (default 30m)"`
+	OnFail           BreachAction    `yaml:"onFail,omitempty" json:"onFail,omitempty" desc:"what a failed wave gate does (default rollback-wave)"`
+	OnInterrupted    InterruptAction `yaml:"onInterrupted,omitempty" json:"onInterrupted,omitempty" desc:"what a step interrupted by an agent crash or reboot does: retry (once, the default) or fail"`
 }
+
+// InterruptAction is what a step interrupted by an agent crash or a
+// reboot the step did not request does to its node: retry re-dispatches
+// the step once (a second interruption is a failure), fail counts it as a
+// failure against the budget at once.
+type InterruptAction string
+
+const (
+	InterruptRetry InterruptAction = "retry"
+	InterruptFail  InterruptAction = "fail"
+)
 
 // NodeGates are probes the agent runs after a node's step.
 type NodeGates struct {

@@ -413,6 +413,7 @@ func (v *validator) window(path, name string, ww WeeklyWindow, cutoff Duration) 
 func (v *validator) gates() {
 	g := &v.p.Gates
 	v.enum("gates.onFail", string(g.OnFail), string(BreachPause), string(BreachRollbackWave), string(BreachRollbackAll))
+	v.enum("gates.onInterrupted", string(g.OnInterrupted), string(InterruptRetry), string(InterruptFail))
 	if v.written("gates.progressDeadline") && g.ProgressDeadline <= 0 {
 		v.errf("gates.progressDeadline", "progressDeadline must be longer than 0")
 	}

@@ -118,6 +118,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 		}
 	}
 	ctx := r.Context()
+	proto, _ := strconv.Atoi(r.Header.Get(api.HeaderProtocol)) // checked by agentRoute
 	s.m.agents.Inc()
 	defer s.m.agents.Dec()
 	touch := func() error {
@@ -166,15 +167,23 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 				s.wake.markIdle(node, mark)
 			}
 		}
-		// Steps the agent says it is executing are not handed out again.
+		// Steps the agent says it is executing are not handed out again;
+		// cancelled ones are named in Cancel instead (protocol 2), for
+		// the agent to acknowledge or to finish if it began them.
 		steps := all[:0]
+		var cancel []string
 		for _, st := range all {
-			if !slices.Contains(req.Working, st.ID) {
+			switch {
+			case !st.CancelRequested.IsZero():
+				if proto >= 2 {
+					cancel = append(cancel, st.ID)
+				}
+			case !slices.Contains(req.Working, st.ID):
 				steps = append(steps, st)
 			}
 		}
-		if len(steps) > 0 {
-			out := api.PollResponse{LeaseSeconds: int(s.cfg.Lease / time.Second)}
+		if len(steps) > 0 || len(cancel) > 0 {
+			out := api.PollResponse{LeaseSeconds: int(s.cfg.Lease / time.Second), Cancel: cancel}
 			for _, st := range steps {
 				var p api.StepPayload
 				if err := json.Unmarshal(st.Payload, &p); err != nil {
@@ -223,9 +232,9 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 		return err
 	}
 	switch req.Phase {
-	case engine.PhaseRunning, engine.PhaseVerifying, engine.PhaseFailed, engine.PhaseRolledBack:
+	case engine.PhaseRunning, engine.PhaseVerifying, engine.PhaseFailed, engine.PhaseRolledBack, engine.PhaseInterrupted, engine.PhaseCancelled:
 	default:
-		return badRequest("report phase %q: agents report running, verifying, failed or rolled-back", req.Phase)
+		return badRequest("report phase %q: agents report running, verifying, failed, rolled-back, interrupted or cancelled", req.Phase)
 	}
 	if req.Phase == engine.PhaseVerifying {
 		switch req.Gate {

@@ -61,6 +61,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		he = &httpError{status: http.StatusConflict, code: api.CodeConflict, msg: err.Error()}
 	case errors.Is(err, store.ErrForbidden):
 		he = &httpError{status: http.StatusForbidden, code: api.CodeForbidden, msg: err.Error()}
+	case errors.Is(err, engine.ErrInvalid):
+		he = &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, msg: err.Error()}
 	case errors.Is(err, context.Canceled):
 		return
 	default:
@@ -182,6 +184,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	for _, c := range commands {
 		s.route(mux, "POST /v1/rollouts/{id}/"+c.action, c.need, s.command(c.action))
 	}
+	s.lineRoutes(mux)
 	s.route(mux, "GET /v1/whoami", RoleViewer, s.whoami)
 	s.route(mux, "GET /v1/events", RoleViewer, s.events)
 	s.route(mux, "GET /v1/rollouts/{id}/events", RoleViewer, s.events)
@@ -201,7 +204,7 @@ var commands = []struct {
 	action string
 	need   Role
 }{{"approve", RoleApprover}, {"pause", RoleOperator}, {"resume", RoleOperator}, {"abort", RoleOperator},
-	{"rollback", RoleOperator}, {"resolve", RoleOperator}}
+	{"rollback", RoleOperator}, {"resolve", RoleOperator}, {"stop", RoleOperator}}
 
 // whoami names the caller, its role and the actions the role permits.
 func (s *Server) whoami(w http.ResponseWriter, _ *http.Request, id identity) error {
@@ -593,6 +596,9 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	in := rc.input(data, s.now())
 	if !ro.State.Terminal() {
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
+		if in.LineStop, err = s.lineStop(ctx); err != nil {
+			return api.Rollout{}, err
+		}
 	}
 	d := engine.Decide(in)
 	if parts&viewWaits != 0 {
@@ -647,6 +653,9 @@ func (s *Server) command(action string) handler {
 		}
 		if _, err := s.st.Command(r.Context(), r.PathValue("id"), v, cmd, s.now()); err != nil {
 			return err
+		}
+		if action == "abort" || action == "stop" {
+			s.notifyCancels(r.Context())
 		}
 		s.sched.kick()
 		s.wake.broadcast()

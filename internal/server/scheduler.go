@@ -150,11 +150,16 @@ func (sc *scheduler) run(ctx context.Context) error {
 	}
 }
 
-// lead schedules until leadership is lost or ctx ends.
+// lead schedules until leadership is lost or ctx ends. Its first act
+// restarts every agent's lease from now: the time no server led (a
+// restart, a failover) is never counted against the agents.
 func (sc *scheduler) lead(ctx context.Context) error {
 	s := sc.s
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
+	if err := sc.restartLeases(ctx); err != nil {
+		return err
+	}
 	for {
 		if !s.st.Leading(ctx) {
 			return errFenced
@@ -177,6 +182,21 @@ func (sc *scheduler) lead(ctx context.Context) error {
 		case <-sc.kickc:
 		}
 	}
+}
+
+// restartLeases gives every node a full lease window from the new
+// leader's first tick (engine.RestartLease over the fleet).
+func (sc *scheduler) restartLeases(ctx context.Context) error {
+	s := sc.s
+	now := s.now()
+	n, err := s.st.RestartLeases(ctx, engine.RestartLease(time.Time{}, now, s.cfg.Lease), sc.term.Load())
+	if err != nil {
+		return fmt.Errorf("restart leases: %w", err)
+	}
+	if n > 0 {
+		s.log.Info("leases restarted from the first tick of this leader", "nodes", n, "until", now.Add(s.cfg.Lease))
+	}
+	return nil
 }
 
 // pass expires leases and steps every active rollout once. Leases expire
@@ -203,8 +223,12 @@ func (sc *scheduler) pass(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("active rollouts: %w", err)
 	}
+	line, err := s.lineStop(ctx)
+	if err != nil {
+		return err
+	}
 	for _, id := range ids {
-		if err := sc.step(ctx, id, term); err != nil {
+		if err := sc.step(ctx, id, term, line); err != nil {
 			if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
 				return err
 			}
@@ -326,8 +350,11 @@ func (rc *rolloutCache) input(data store.RolloutData, now time.Time) engine.Inpu
 }
 
 // step decides one rollout and commits the decision, retrying on
-// conflicts with a fresh load.
-func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
+// conflicts with a fresh load. line is the fleet-wide stop in force ("" if
+// none): checked before any dispatch here, and enforced by the store in
+// the committing transaction (a stop that came since is ErrLineStopped:
+// read it and decide again).
+func (sc *scheduler) step(ctx context.Context, id string, term int64, line string) error {
 	s := sc.s
 	for attempt := 0; attempt < 8; attempt++ {
 		data, rc, err := sc.load(ctx, id)
@@ -338,6 +365,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 		in := rc.input(data, now)
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
+		in.LineStop = line
 		start := time.Now()
 		d := engine.Decide(in)
 		s.m.decideLatency.Observe(time.Since(start).Seconds())
@@ -356,6 +384,15 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 		if _, err := s.st.ApplyCommit(ctx, c); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				s.m.conflicts.Inc()
+				continue
+			}
+			if errors.Is(err, store.ErrLineStopped) {
+				if line, err = s.lineStop(ctx); err != nil {
+					return err
+				}
+				if line == "" {
+					return fmt.Errorf("commit rollout %s: the store says the line is stopped, yet no stop is found", id)
+				}
 				continue
 			}
 			return fmt.Errorf("commit rollout %s: %w", id, err)

@@ -22,13 +22,21 @@ const (
 	RuleWindow      Rule = "window"        // no start outside the node's maintenance window (minus cutoff)
 	RuleFreeze      Rule = "freeze"        // no start inside a freeze
 	RuleRate        Rule = "rate"          // at most rate.starts starts in any sliding window of rate.per
-	RuleRestart     Rule = "restart"       // no node started twice unless its rollback was ordered
+	RuleRestart     Rule = "restart"       // no node started twice unless its rollback was ordered or it was interrupted since
 	RuleBudget      Rule = "budget"        // no start in or after a decision that sees a breached failure budget
 	RuleStopped     Rule = "stopped"       // no start unless the rollout is running; no resume without an operator
 	RuleWave        Rule = "wave"          // no start of a node whose wave is not running
 	RuleCanary      Rule = "canary"        // the canary covers every stratum its size allows, and reports the rest
 	RuleUnknownNode Rule = "unknown-node"  // decisions name only nodes of the target
+	RuleLineStop    Rule = "line-stop"     // no start and no rollback while the line is stopped
+	RuleReport      Rule = "report"        // every report of a node's current step is accepted by the engine's rules
 )
+
+// rateStart is one start in the rate window.
+type rateStart struct {
+	node int32
+	at   time.Time
+}
 
 // Violation is one broken rule. It is always a bug: of the engine, or of
 // the checker.
@@ -90,12 +98,19 @@ type Checker struct {
 	cutoff   time.Duration
 	freezes  []window.Freeze
 
-	starts   []time.Time // start times, oldest first, within the rate window
+	// starts are the start times within the rate window, oldest first,
+	// with their nodes: a retry after an interruption replaces its node's
+	// earlier start (the rate bounds how fast the change reaches nodes; a
+	// retry reaches no new node).
+	starts   []rateStart
 	started  []bool
 	rollback []bool // rollback ordered since the last start
-	breached bool
-	seen     map[string]bool // budgets already reported breached ("" overall)
-	breaches []BudgetBreach
+	// interrupted is each node's interruption count at its last start: a
+	// count grown since allows the retry (gates.onInterrupted: retry).
+	interrupted []int
+	breached    bool
+	seen        map[string]bool // budgets already reported breached ("" overall)
+	breaches    []BudgetBreach
 
 	// scratch, reused by Check
 	waveFail []int
@@ -123,18 +138,19 @@ type checkWindow struct {
 func NewChecker(p *plan.Plan, nodes []engine.Node) (*Checker, error) {
 	n := len(nodes)
 	c := &Checker{
-		p:        p,
-		index:    make(map[string]int32, n),
-		waveOf:   make([]int16, n),
-		waveSize: make([]int, len(p.Waves)),
-		waveIdx:  make(map[string]int, len(p.Waves)),
-		maxIF:    n,
-		winOf:    make([]int16, n),
-		cutoff:   p.Windows.Cutoff.D(),
-		started:  make([]bool, n),
-		rollback: make([]bool, n),
-		seen:     map[string]bool{},
-		waveFail: make([]int, len(p.Waves)),
+		p:           p,
+		index:       make(map[string]int32, n),
+		waveOf:      make([]int16, n),
+		waveSize:    make([]int, len(p.Waves)),
+		waveIdx:     make(map[string]int, len(p.Waves)),
+		maxIF:       n,
+		winOf:       make([]int16, n),
+		cutoff:      p.Windows.Cutoff.D(),
+		started:     make([]bool, n),
+		rollback:    make([]bool, n),
+		interrupted: make([]int, n),
+		seen:        map[string]bool{},
+		waveFail:    make([]int, len(p.Waves)),
 	}
 	for i, w := range p.Waves {
 		c.waveIdx[w.Name] = i
@@ -328,6 +344,9 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 	}
 
 	// The rollout state.
+	if in.LineStop != "" && (len(d.Starts) > 0 || len(d.Rollbacks) > 0) {
+		bad(RuleLineStop, "%d start(s) and %d rollback(s) while the line is stopped", len(d.Starts), len(d.Rollbacks))
+	}
 	if len(d.Starts) > 0 && d.State != engine.RolloutRunning {
 		bad(RuleStopped, "%d start(s) while the rollout is %s", len(d.Starts), d.State)
 	}
@@ -385,8 +404,8 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 		switch {
 		case ph != engine.PhasePending && ph != engine.PhaseRolledBack:
 			bad(RuleRestart, "node %s started while %s", s.Node, ph)
-		case c.started[i] && !c.rollback[i]:
-			bad(RuleRestart, "node %s started again without a rollback ordered", s.Node)
+		case c.started[i] && !c.rollback[i] && nd.State.Interruptions <= c.interrupted[i]:
+			bad(RuleRestart, "node %s started again without a rollback ordered or an interruption", s.Node)
 		}
 		if ws := waveState(nd.State.Wave); ws != engine.WaveRunning {
 			bad(RuleWave, "node %s of wave %s started while the wave is %s", s.Node, nd.State.Wave, ws)
@@ -444,18 +463,24 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 	// Rate: the engine's own view (start times in the node states) and the
 	// checker's memory, whichever is stricter.
 	if rate != nil && len(d.Starts) > 0 {
+		retry := map[int32]bool{}
+		for _, st := range d.Starts {
+			if i, ok := c.index[st.Node]; ok && c.started[i] && in.Nodes[i].State.Interruptions > c.interrupted[i] {
+				retry[i] = true
+			}
+		}
 		kept := c.starts[:0]
-		for _, t := range c.starts {
-			if t.After(rateFrom) {
-				kept = append(kept, t)
+		for _, rs := range c.starts {
+			if rs.at.After(rateFrom) && !retry[rs.node] {
+				kept = append(kept, rs)
 			}
 		}
 		c.starts = kept
 		if n := max(recent, len(c.starts)) + len(d.Starts); n > rate.Starts {
 			bad(RuleRate, "%d starts within %s, limit %d", n, FormatDuration(rate.Per.D()), rate.Starts)
 		}
-		for range d.Starts {
-			c.starts = append(c.starts, now)
+		for _, st := range d.Starts {
+			c.starts = append(c.starts, rateStart{node: c.index[st.Node], at: now})
 		}
 	}
 
@@ -463,6 +488,7 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 		if i, ok := c.index[s.Node]; ok {
 			c.started[i] = true
 			c.rollback[i] = false
+			c.interrupted[i] = in.Nodes[i].State.Interruptions
 		}
 	}
 	for _, r := range d.Rollbacks {

@@ -17,6 +17,10 @@ const (
 	FailApply FailureKind = "apply"
 	// FailRollback: rolling the node back fails ("rollback failed").
 	FailRollback FailureKind = "rollback"
+	// FailInterrupt: the agent crashes or the node reboots in the middle
+	// of the step (drawn per attempt); the agent undoes what began and
+	// reports it interrupted, and the plan's gates.onInterrupted decides.
+	FailInterrupt FailureKind = "interrupt"
 )
 
 // Failure injects a failure into the nodes a selector matches, each with

@@ -79,6 +79,17 @@ type Config struct {
 	// Logger receives violations (at error level) and run statistics
 	// (at debug level); nil discards.
 	Logger *slog.Logger
+	// Commands are operator commands (approve, pause, resume, abort,
+	// rollback, resolve, stop), given one at a time whenever the rollout
+	// would otherwise wait for ever (nothing in flight, nothing due):
+	// e.g. approving a wave that waits for approvals, or rolling back once
+	// the canary has run. They go through the engine's command rules as
+	// on a server; a refused one is a note.
+	Commands []engine.Command
+	// ManualApprovals: no approval is granted by itself; only Commands
+	// approve (the default grants every approval the plan asks for at
+	// the start).
+	ManualApprovals bool
 }
 
 // AutoTick is the tick used when Config.Tick is zero. Decide is O(nodes)
@@ -365,7 +376,8 @@ type simulator struct {
 	events   eventHeap
 	seq      uint64
 
-	checker *Checker
+	checker  *Checker
+	commands []engine.Command // Config.Commands not yet given
 
 	// first halt or breach
 	haltAt      time.Time
@@ -489,7 +501,10 @@ func newSimulator(cfg Config) (*simulator, error) {
 	if s.p.Approvals.Start > 0 {
 		s.state = engine.RolloutPendingApproval
 	}
-	s.approve()
+	if !cfg.ManualApprovals {
+		s.approve()
+	}
+	s.commands = cfg.Commands
 
 	s.checker, err = NewChecker(s.p, s.nodes)
 	if err != nil {
@@ -531,7 +546,9 @@ func (s *simulator) initDomains() {
 	}
 }
 
-// approve grants every approval the plan asks for, at the start.
+// approve grants every approval the plan asks for, at the start, through
+// the engine's command rules (engine.CommandInput.Apply) as the server
+// does.
 func (s *simulator) approve() {
 	name := func(i int) string {
 		if i < len(s.cfg.Approvers) {
@@ -539,20 +556,67 @@ func (s *simulator) approve() {
 		}
 		return fmt.Sprintf("sim-approver-%d", i+1)
 	}
+	grant := func(by, wave string) {
+		in := engine.CommandInput{Author: s.cfg.Author, State: s.state, Reason: s.reason, Approvals: s.approves, Now: s.start}
+		res, err := in.Apply(engine.Command{Action: engine.ActApprove, Actor: by, Wave: wave})
+		switch {
+		case err != nil:
+			s.note(fmt.Sprintf("approval by %s refused: %v", by, err))
+		case res.Approval != nil:
+			s.approves = append(s.approves, *res.Approval)
+		}
+	}
 	if k := s.p.Approvals.Start; k > 0 {
 		for i := range k {
-			s.approves = append(s.approves, engine.Approval{By: name(i), At: s.start})
+			grant(name(i), "")
 		}
 		s.note(fmt.Sprintf("auto-approved the start (%d approval(s) required)", k))
 	}
 	for _, w := range s.p.Waves {
 		for i := range w.Approvals {
-			s.approves = append(s.approves, engine.Approval{By: name(i), Wave: w.Name, At: s.start})
+			grant(name(i), w.Name)
 		}
 		if w.Approvals > 0 {
 			s.note(fmt.Sprintf("auto-approved wave %s (%d approval(s) required)", w.Name, w.Approvals))
 		}
 	}
+}
+
+// command gives one operator command at s.now through the engine's
+// command rules, applies its result, and decides again.
+func (s *simulator) command(c engine.Command) {
+	in := engine.CommandInput{Author: s.cfg.Author, State: s.state, Reason: s.reason, RollbackScope: s.scope,
+		Waves: s.waveOrder, Approvals: s.approves, Now: s.now}
+	if i, ok := s.index[c.Node]; ok {
+		st := s.nodes[i].State
+		in.Node = &st
+	}
+	res, err := in.Apply(c)
+	if err != nil {
+		s.note(fmt.Sprintf("%s by %s refused: %v", c.Action, c.Actor, err))
+		return
+	}
+	s.addEvent(fmt.Sprintf("operator %s: %s %s", c.Actor, c.Action, orDash(res.Reason)))
+	if res.Approval != nil {
+		s.approves = append(s.approves, *res.Approval)
+	}
+	if st := res.Resolved; st != nil {
+		i := s.index[c.Node]
+		s.setPhase(i, st.Phase)
+		s.nodes[i].State = *st
+	}
+	if res.State != s.state {
+		s.progress(Progress{Kind: ProgressRollout, State: res.State, Reason: res.Reason})
+	}
+	s.state, s.reason, s.scope = res.State, res.Reason, res.RollbackScope
+	s.decide()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func (s *simulator) note(text string) {
@@ -647,6 +711,11 @@ func (s *simulator) run(ctx context.Context) error {
 			}
 		}
 		if next < 0 {
+			if len(s.commands) > 0 {
+				s.command(s.commands[0])
+				s.commands = s.commands[1:]
+				continue
+			}
 			break // nothing can change any more
 		}
 		// Quantize: the decision runs at the end of the tick holding next.
@@ -670,7 +739,8 @@ func (s *simulator) run(ctx context.Context) error {
 	return nil
 }
 
-// report applies one agent report at its own virtual time.
+// report applies one agent report at its own virtual time, through the
+// engine's report rules (engine.Accept), as the server's store does.
 func (s *simulator) report(e event) {
 	i := e.node
 	if e.gen != s.gen[i] {
@@ -678,49 +748,63 @@ func (s *simulator) report(e event) {
 	}
 	s.res.Stats.AgentReports++
 	at := s.start.Add(time.Duration(e.at))
-	nd := &s.nodes[i]
-	st := &nd.State
+	st := &s.nodes[i].State
 	switch e.kind {
 	case evDispatched:
 		if st.Phase != engine.PhaseQueued {
 			return
 		}
-		s.setPhase(i, engine.PhaseRunning)
-		st.Since = at
-		s.schedule(at.Add(s.cfg.StepDuration.Sample(s.rng)), i, evStepDone)
+		if s.accept(i, engine.Report{Phase: engine.PhaseRunning, At: at}, false) {
+			s.schedule(at.Add(s.cfg.StepDuration.Sample(s.rng)), i, evStepDone)
+		}
 	case evStepDone:
 		if st.Phase != engine.PhaseRunning {
 			return // the engine moved it meanwhile (progress deadline)
 		}
-		st.Since = at
-		if f := s.applyFailure(i); f != nil {
-			s.setPhase(i, engine.PhaseFailed)
-			st.Reason = "apply failed: " + failureText(f, "simulated apply error")
+		if f := s.applyFailure(i, FailInterrupt); f != nil {
+			s.accept(i, engine.Report{Phase: engine.PhaseInterrupted, At: at,
+				Reason: "interrupted while the change was being applied: " + failureText(f, "simulated agent crash") + "; rolled back"}, false)
 			return
 		}
-		s.setPhase(i, engine.PhaseVerifying)
+		if f := s.applyFailure(i, FailApply); f != nil {
+			s.accept(i, engine.Report{Phase: engine.PhaseFailed, Reason: "apply failed: " + failureText(f, "simulated apply error"), At: at}, false)
+			return
+		}
 		if h := s.healthBy[i]; h >= 0 {
-			st.Gate = engine.Fail
-			st.HealthySince = time.Time{}
-			st.Reason = failureText(&s.failures[h].Failure, "simulated: the change degrades this node")
+			s.accept(i, engine.Report{Phase: engine.PhaseVerifying, Gate: engine.Fail, At: at,
+				Reason: failureText(&s.failures[h].Failure, "simulated: the change degrades this node")}, false)
 		} else {
-			st.Gate = engine.Pass
-			st.HealthySince = at
-			st.Reason = ""
+			s.accept(i, engine.Report{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: at, At: at}, false)
 		}
 	case evRollbackDone:
 		if st.Phase != engine.PhaseRollingBack {
 			return
 		}
-		st.Since = at
 		if s.hurt[i]&hurtRollback != 0 {
-			s.setPhase(i, engine.PhaseFailed)
-			st.Reason = "rollback failed: simulated rollback error"
+			s.accept(i, engine.Report{Phase: engine.PhaseFailed, Reason: "rollback failed: simulated rollback error", At: at}, true)
 			return
 		}
-		s.setPhase(i, engine.PhaseRolledBack)
-		st.Reason = "rolled back"
+		s.accept(i, engine.Report{Phase: engine.PhaseRolledBack, Reason: "rolled back", At: at}, true)
 	}
+}
+
+// accept applies one report of node i's current step through
+// engine.Accept and reports whether it was accepted. A refusal is a
+// violation: the simulator only reports current steps.
+func (s *simulator) accept(i int32, r engine.Report, rollback bool) bool {
+	res, err := engine.Accept(engine.ReportInput{State: s.state, OnInterrupted: s.p.Gates.OnInterrupted,
+		MinHealthy: s.p.Gates.Node.MinHealthy.D(), Node: s.nodes[i].State,
+		Step: engine.StepStatus{Current: true, Rollback: rollback}, Report: r})
+	if err != nil {
+		s.violation(Violation{At: r.At, Rule: RuleReport, Msg: fmt.Sprintf("report of node %s refused: %v", s.nodes[i].ID, err)})
+		return false
+	}
+	if res.Changed {
+		next := res.Node
+		s.setPhase(i, next.Phase)
+		s.nodes[i].State = next
+	}
+	return true
 }
 
 func failureText(f *Failure, def string) string {
@@ -739,7 +823,7 @@ func (s *simulator) classify(i int32) {
 	nd := s.nodes[i].Node
 	for fi := range s.failures {
 		f := &s.failures[fi]
-		if f.Kind == FailApply {
+		if f.Kind == FailApply || f.Kind == FailInterrupt {
 			continue // drawn per attempt
 		}
 		if ok, err := f.sel.Match(nd); err != nil || !ok {
@@ -761,13 +845,13 @@ func (s *simulator) classify(i int32) {
 	s.hurt[i] = h
 }
 
-// applyFailure returns the apply failure hitting node i's current
-// attempt, if any.
-func (s *simulator) applyFailure(i int32) *Failure {
+// applyFailure returns the failure of kind (FailApply or FailInterrupt)
+// hitting node i's current attempt, if any.
+func (s *simulator) applyFailure(i int32, kind FailureKind) *Failure {
 	nd := &s.nodes[i]
 	for fi := range s.failures {
 		f := &s.failures[fi]
-		if f.Kind != FailApply {
+		if f.Kind != kind {
 			continue
 		}
 		if ok, err := f.sel.Match(nd.Node); err != nil || !ok {

@@ -334,3 +334,52 @@ gates:
   node:
     minHealthy: 2m
 `
+
+// TestInterruptedSteps: steps interrupted on every attempt are retried
+// once and then fail (onInterrupted: retry, the default), breaching the
+// canary's budget; with onInterrupted: fail they fail at the first
+// interruption. The checker allows exactly the retries.
+func TestInterruptedSteps(t *testing.T) {
+	nodes := genFleet(t, 20)
+	text := func(policy string) string {
+		return `apiVersion: drover.dev/v1
+name: crashy
+target:
+  selector: node.os.family != ""
+change:
+  actions:
+    - package:
+        packages: [{name: openssl, version: "3.0.16-1"}]
+waves:
+  - name: canary
+    nodes: 2
+  - name: rest
+limits:
+  maxInFlight: 2
+gates:
+  onInterrupted: ` + policy + "\n"
+	}
+	run := func(t *testing.T, policy string, f Failure) *Result {
+		p, err := plan.Parse("p.yaml", []byte(text(policy)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), Config{Plan: p, Nodes: nodes, Seed: 1, Failures: []Failure{f}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.InvariantViolations > 0 {
+			t.Fatalf("violations: %v", res.Violations)
+		}
+		return res
+	}
+	always := Failure{Selector: `node.os.family != ""`, Probability: 1, Kind: FailInterrupt}
+	res := run(t, "retry", always)
+	if res.State != engine.RolloutHalted || res.Waves[0].Failed != 2 || !strings.Contains(res.HaltReason, "interrupted 2 times") {
+		t.Fatalf("interrupted on every attempt, retry: %s %q, canary failed %d", res.State, res.HaltReason, res.Waves[0].Failed)
+	}
+	res = run(t, "fail", always)
+	if res.State != engine.RolloutHalted || !strings.Contains(res.HaltReason, "onInterrupted: fail") {
+		t.Fatalf("interrupted, fail: %s %q", res.State, res.HaltReason)
+	}
+}

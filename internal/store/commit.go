@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/plan"
 )
 
 // Lock order, the same in every transaction so that PostgreSQL never
@@ -42,6 +43,15 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 		}
 		if err := t.checkTerm(c.Term); err != nil {
 			return err
+		}
+		if len(c.Steps) > 0 {
+			// Enforced here, in the dispatching transaction, so that no
+			// server walks around a stop (see StopLine's lock order).
+			if l, stopped, err := t.lineStop(); err != nil {
+				return err
+			} else if stopped {
+				return fmt.Errorf("%d step(s) not dispatched: line %s: %w", len(c.Steps), l.Text(), ErrLineStopped)
+			}
 		}
 		if ro.Version != c.Version {
 			return fmt.Errorf("rollout is at version %d, not %d: %w", ro.Version, c.Version, ErrConflict)
@@ -100,10 +110,10 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 func (t *tx) casNode(rollout string, u NodeUpdate, rev int64) error {
 	to := u.To
 	res, err := t.exec(`UPDATE rollout_nodes SET phase = ?, wave = ?, attempt = ?, since = ?, started_at = ?, healthy_since = ?,
-	gate = ?, reason = ?, rollback = ?, step_id = CASE WHEN ? = '' THEN step_id ELSE ? END, rev = ?
+	gate = ?, reason = ?, rollback = ?, step_id = CASE WHEN ? = '' THEN step_id ELSE ? END, rev = ?, interruptions = ?
 WHERE rollout_id = ? AND node_id = ? AND phase = ? AND attempt = ?`,
 		string(to.Phase), to.Wave, to.Attempt, nanos(to.Since), nanos(to.StartedAt), nanos(to.HealthySince),
-		string(to.Gate), to.Reason, boolInt(to.Rollback), u.StepID, u.StepID, rev,
+		string(to.Gate), to.Reason, boolInt(to.Rollback), u.StepID, u.StepID, rev, to.Interruptions,
 		rollout, u.NodeID, string(u.From.Phase), u.From.Attempt)
 	if err != nil {
 		return fmt.Errorf("update node %s: %w", u.NodeID, err)
@@ -165,16 +175,17 @@ func (t *tx) insertStep(c Commit, st Step) error {
 	return t.conflictOnUnique(err, "step %s already dispatched", st.ID)
 }
 
-const stepColumns = "id, rollout_id, node_id, kind, attempt, term, payload, created_at, delivered_at, finished_at, result"
+const stepColumns = "id, rollout_id, node_id, kind, attempt, term, payload, created_at, delivered_at, finished_at, result, cancel_requested_at"
 
 func scanStep(r scanner) (Step, error) {
 	var st Step
 	var kind, payload string
 	var created int64
-	var delivered, finished sql.NullInt64
-	if err := r.Scan(&st.ID, &st.Rollout, &st.NodeID, &kind, &st.Attempt, &st.Term, &payload, &created, &delivered, &finished, &st.Result); err != nil {
+	var delivered, finished, cancel sql.NullInt64
+	if err := r.Scan(&st.ID, &st.Rollout, &st.NodeID, &kind, &st.Attempt, &st.Term, &payload, &created, &delivered, &finished, &st.Result, &cancel); err != nil {
 		return st, err
 	}
+	st.CancelRequested = fromNullNanos(cancel)
 	st.Kind, st.Payload = StepKind(kind), json.RawMessage(payload)
 	st.CreatedAt, st.DeliveredAt, st.FinishedAt = fromNanos(created), fromNullNanos(delivered), fromNullNanos(finished)
 	return st, nil
@@ -246,24 +257,14 @@ func prefixed(alias, columns string) string {
 	return alias + strings.ReplaceAll(columns, ", ", ", "+alias)
 }
 
-// finalPhase reports whether a reported phase ends the step.
-func finalPhase(p engine.Phase) bool {
-	return p == engine.PhaseSucceeded || p == engine.PhaseFailed || p == engine.PhaseRolledBack
-}
-
 // ReportStep applies an agent's report to the rollout node whose current
-// step is r.StepID. A report about another step, or about a step already
-// finished with a different result, is ErrConflict; one repeating the
-// stored state is a no-op. A final report (succeeded, failed,
-// rolled-back) closes the step with its evidence. The rollout's version is
-// not bumped: the scheduler's per-node compare-and-set reconciles.
+// step is r.StepID, by the engine's rules (engine.Accept): a report about
+// another step, or about a step already finished with a different
+// result, is ErrConflict; one repeating the stored state is a no-op. A
+// final report (succeeded, failed, rolled-back, interrupted, cancelled)
+// closes the step with its evidence. The rollout's version is not bumped:
+// the scheduler's per-node compare-and-set reconciles.
 func (s *sqlStore) ReportStep(ctx context.Context, r Report) error {
-	switch r.Phase {
-	case engine.PhaseRunning, engine.PhaseVerifying, engine.PhaseSucceeded, engine.PhaseFailed,
-		engine.PhaseRollingBack, engine.PhaseRolledBack:
-	default:
-		return fmt.Errorf("report of step %s from %s: phase %q is not one an agent reports", r.StepID, r.NodeID, r.Phase)
-	}
 	if r.At.IsZero() {
 		r.At = s.clock()
 	}
@@ -287,10 +288,10 @@ func (s *sqlStore) ReportStep(ctx context.Context, r Report) error {
 
 // report applies r in t (see ReportStep).
 func (t *tx) report(r Report) error {
-	var rollout, node string
-	var finished sql.NullInt64
-	var result string
-	err := t.queryRow("SELECT rollout_id, node_id, finished_at, result FROM steps WHERE id = ?", r.StepID).Scan(&rollout, &node, &finished, &result)
+	var rollout, node, kind, result string
+	var finished, cancelReq sql.NullInt64
+	err := t.queryRow("SELECT rollout_id, node_id, kind, finished_at, result, cancel_requested_at FROM steps WHERE id = ?", r.StepID).
+		Scan(&rollout, &node, &kind, &finished, &result, &cancelReq)
 	if isNoRows(err) {
 		return fmt.Errorf("unknown step: %w", ErrConflict)
 	}
@@ -300,7 +301,8 @@ func (t *tx) report(r Report) error {
 	if node != r.NodeID {
 		return fmt.Errorf("step belongs to node %s, not %s: %w", node, r.NodeID, ErrConflict)
 	}
-	if _, err := t.getRollout(rollout, true); err != nil {
+	ro, err := t.getRollout(rollout, true)
+	if err != nil {
 		return err
 	}
 	n, err := t.getRolloutNode(rollout, node, true)
@@ -310,59 +312,61 @@ func (t *tx) report(r Report) error {
 	if err != nil {
 		return err
 	}
-	if n.StepID != r.StepID {
-		return fmt.Errorf("stale report: the node's current step is %q: %w", n.StepID, ErrConflict)
-	}
-	if finished.Valid {
-		if engine.Phase(result) == r.Phase {
-			return nil // a repeated final report
+	in := engine.ReportInput{State: ro.State, Node: n.State,
+		Step: engine.StepStatus{Current: n.StepID == r.StepID, Rollback: StepKind(kind) == StepRollback, Finished: finished.Valid,
+			Result: result, CancelRequested: cancelReq.Valid},
+		Report: engine.Report{Phase: r.Phase, Gate: r.Gate, HealthySince: r.HealthySince, Reason: r.Reason, At: r.At}}
+	if r.Phase == engine.PhaseInterrupted || (r.Phase == engine.PhaseVerifying && ro.State.Terminal()) {
+		// Rare: the rules read the plan only for these.
+		p, err := plan.Parse(ro.Name+".yaml", ro.Plan)
+		if err != nil {
+			return fmt.Errorf("rollout %s: stored plan no longer parses: %w", rollout, err)
 		}
-		if engine.Phase(result) == engine.PhaseSucceeded && r.Phase == engine.PhaseVerifying && r.Gate == engine.Pass {
-			return nil // the soak report of a step the engine already judged healthy
-		}
-		return fmt.Errorf("step already finished as %s, report says %s: %w", result, r.Phase, ErrConflict)
+		in.OnInterrupted, in.MinHealthy = p.Gates.OnInterrupted, p.Gates.Node.MinHealthy.D()
 	}
-	st := n.State
-	changed := st.Phase != r.Phase || st.Gate != r.Gate || st.Reason != r.Reason ||
-		nanos(st.HealthySince) != nanos(r.HealthySince)
-	final := finalPhase(r.Phase)
-	if !changed && !final {
+	res, err := engine.Accept(in)
+	if err != nil {
+		return ruleError(err)
+	}
+	if !res.Changed && !res.Finish {
 		return nil
 	}
-	if changed {
-		since := st.Since
-		if st.Phase != r.Phase {
-			since = r.At
-		}
+	st := n.State
+	if res.Changed {
+		to := res.Node
 		rev, err := t.nextNodeRev(rollout)
 		if err != nil {
 			return err
 		}
-		if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, gate = ?, healthy_since = ?, reason = ?, rev = ?
-WHERE rollout_id = ? AND node_id = ?`, string(r.Phase), nanos(since), string(r.Gate), nanos(r.HealthySince), r.Reason, rev, rollout, node); err != nil {
+		if _, err := t.exec(`UPDATE rollout_nodes SET phase = ?, since = ?, gate = ?, healthy_since = ?, reason = ?, interruptions = ?, rev = ?
+WHERE rollout_id = ? AND node_id = ?`, string(to.Phase), nanos(to.Since), string(to.Gate), nanos(to.HealthySince), to.Reason,
+			to.Interruptions, rev, rollout, node); err != nil {
 			return fmt.Errorf("update node: %w", err)
 		}
 	}
 	evidence := string(r.Evidence)
-	if final {
-		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
-			nanos(r.At), string(r.Phase), evidence, nanos(r.At), r.StepID); err != nil {
+	if res.Finish {
+		begun := sql.NullInt64{Int64: nanos(r.At), Valid: r.Phase != engine.PhaseCancelled} // a cancelled step never began
+		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ?, evidence = ?, delivered_at = COALESCE(delivered_at, ?), begun_at = COALESCE(begun_at, ?) WHERE id = ?",
+			nanos(r.At), res.Result, evidence, nanos(r.At), begun, r.StepID); err != nil {
 			return fmt.Errorf("finish step: %w", err)
 		}
-	} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?) WHERE id = ?",
-		evidence, evidence, nanos(r.At), r.StepID); err != nil {
+	} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?), begun_at = COALESCE(begun_at, ?) WHERE id = ?",
+		evidence, evidence, nanos(r.At), nanos(r.At), r.StepID); err != nil {
 		return fmt.Errorf("update step: %w", err)
 	}
-	if st.Phase != r.Phase || st.Gate != r.Gate {
-		at, d := r.At, map[string]any{"step": r.StepID, "from": st.Phase, "to": r.Phase, "gate": r.Gate, "reason": r.Reason}
+	if to := res.Node; st.Phase != to.Phase || st.Gate != to.Gate || r.Phase != to.Phase {
+		at, d := r.At, map[string]any{"step": r.StepID, "from": st.Phase, "to": to.Phase, "gate": r.Gate, "reason": to.Reason}
+		if r.Phase != to.Phase {
+			d["reported"] = r.Phase
+		}
 		if !r.Seen.IsZero() {
 			at = r.Seen
 		}
 		if !r.ClaimedAt.IsZero() {
 			d["agent_at"] = r.ClaimedAt.UTC().Format(time.RFC3339Nano)
 		}
-		t.audit(AuditEntry{At: at, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout,
-			Detail: detail(d)})
+		t.audit(AuditEntry{At: at, Actor: "agent:" + node, Action: "node.phase", Object: "node/" + node, Rollout: rollout, Detail: detail(d)})
 	}
 	return nil
 }
@@ -407,45 +411,44 @@ WHERE r.state NOT IN (` + terminalStates + `) AND rn.phase IN (?, ?, ?, ?) AND n
 			return err
 		}
 		type hit struct {
-			rollout, node string
-			phase         engine.Phase
-			lastSeen      time.Time
+			rollout, node    string
+			phase            engine.Phase
+			lastSeen, leased time.Time
 		}
 		var hits []hit
-		rows, err = t.query("SELECT rn.rollout_id, rn.node_id, rn.phase, n.last_seen"+from+" ORDER BY rn.rollout_id, rn.idx", args...)
+		rows, err = t.query("SELECT rn.rollout_id, rn.node_id, rn.phase, n.last_seen, n.lease_until"+from+" ORDER BY rn.rollout_id, rn.idx", args...)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var h hit
 			var phase string
-			var seen int64
-			if err := rows.Scan(&h.rollout, &h.node, &phase, &seen); err != nil {
+			var seen, leased int64
+			if err := rows.Scan(&h.rollout, &h.node, &phase, &seen, &leased); err != nil {
 				rows.Close()
 				return err
 			}
-			h.phase, h.lastSeen = engine.Phase(phase), fromNanos(seen)
+			h.phase, h.lastSeen, h.leased = engine.Phase(phase), fromNanos(seen), fromNanos(leased)
 			hits = append(hits, h)
 		}
 		if err := closeRows(rows); err != nil {
 			return err
 		}
 		for _, h := range hits {
-			seen := "never"
-			if !h.lastSeen.IsZero() {
-				seen = h.lastSeen.UTC().Format(time.RFC3339)
+			tr, ok := engine.Expire(engine.NodeState{Phase: h.phase}, h.lastSeen, h.leased, now)
+			if !ok {
+				continue
 			}
-			reason := "agent silent since " + seen
 			rev, err := t.nextNodeRev(h.rollout)
 			if err != nil {
 				return err
 			}
 			if _, err := t.exec("UPDATE rollout_nodes SET phase = ?, since = ?, reason = ?, rev = ? WHERE rollout_id = ? AND node_id = ? AND phase = ?",
-				string(engine.PhaseUnknown), nanos(now), reason, rev, h.rollout, h.node, string(h.phase)); err != nil {
+				string(tr.To), nanos(now), tr.Reason, rev, h.rollout, h.node, string(h.phase)); err != nil {
 				return fmt.Errorf("mark node %s unknown: %w", h.node, err)
 			}
 			t.audit(AuditEntry{At: now, Actor: "scheduler", Action: "node.phase", Object: "node/" + h.node, Rollout: h.rollout,
-				Detail: detail(map[string]any{"from": h.phase, "to": engine.PhaseUnknown, "reason": reason})})
+				Detail: detail(map[string]any{"from": h.phase, "to": tr.To, "reason": tr.Reason})})
 			expired = append(expired, h.node)
 		}
 		return nil
@@ -455,4 +458,27 @@ WHERE r.state NOT IN (` + terminalStates + `) AND rn.phase IN (?, ?, ?, ?) AND n
 	}
 	slices.Sort(expired)
 	return slices.Compact(expired), nil
+}
+
+// RestartLeases gives every node a lease of at least until (the new
+// leader's first tick plus one lease window: engine.RestartLease over the
+// whole fleet), so that the time no server led is never counted against
+// an agent. It fails with ErrFenced unless term is current.
+func (s *sqlStore) RestartLeases(ctx context.Context, until time.Time, term int64) (int, error) {
+	var n int64
+	err := s.write(ctx, func(t *tx) error {
+		if err := t.checkTerm(term); err != nil {
+			return err
+		}
+		res, err := t.exec("UPDATE nodes SET lease_until = ? WHERE lease_until < ?", nanos(until), nanos(until))
+		if err != nil {
+			return err
+		}
+		n, err = rowsAffected(res)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("restart leases at term %d: %w", term, err)
+	}
+	return int(n), nil
 }

@@ -84,9 +84,9 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 				st.Phase = engine.PhasePending
 			}
 			if _, err := t.exec(`INSERT INTO rollout_nodes (rollout_id, node_id, idx, phase, wave, attempt, since, started_at,
-	healthy_since, gate, reason, rollback, step_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	healthy_since, gate, reason, rollback, step_id, interruptions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				r.ID, n.NodeID, i, string(st.Phase), st.Wave, st.Attempt, nanos(st.Since), nanos(st.StartedAt),
-				nanos(st.HealthySince), string(st.Gate), st.Reason, boolInt(st.Rollback), n.StepID); err != nil {
+				nanos(st.HealthySince), string(st.Gate), st.Reason, boolInt(st.Rollback), n.StepID, st.Interruptions); err != nil {
 				return t.conflictOnUnique(err, "node %s listed twice", n.NodeID)
 			}
 		}
@@ -168,7 +168,7 @@ func (s *sqlStore) ActiveRollouts(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-const rolloutNodeColumns = "node_id, idx, phase, wave, attempt, since, started_at, healthy_since, gate, reason, rollback, step_id"
+const rolloutNodeColumns = "node_id, idx, phase, wave, attempt, since, started_at, healthy_since, gate, reason, rollback, step_id, interruptions"
 
 func scanRolloutNode(r scanner) (RolloutNode, error) {
 	var n RolloutNode
@@ -176,7 +176,7 @@ func scanRolloutNode(r scanner) (RolloutNode, error) {
 	var since, started, healthy int64
 	var rollback int
 	if err := r.Scan(&n.NodeID, &n.Index, &phase, &n.State.Wave, &n.State.Attempt, &since, &started, &healthy,
-		&gate, &n.State.Reason, &rollback, &n.StepID); err != nil {
+		&gate, &n.State.Reason, &rollback, &n.StepID, &n.State.Interruptions); err != nil {
 		return n, err
 	}
 	n.State.Phase, n.State.Gate, n.State.Rollback = engine.Phase(phase), engine.Verdict(gate), rollback != 0

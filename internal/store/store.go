@@ -136,6 +136,10 @@ type Step struct {
 	DeliveredAt time.Time // zero until first handed to the agent
 	FinishedAt  time.Time // zero until a final report
 	Result      string    // final phase reported: succeeded, failed, rolled-back...
+	// CancelRequested is when a cancel was requested for the handed-out
+	// step (zero if none): the agent must acknowledge it if it has not
+	// begun the step, and never begin it.
+	CancelRequested time.Time
 }
 
 // NodeUpdate changes one rollout node. The store applies it only if the
@@ -174,7 +178,7 @@ type Commit struct {
 type Report struct {
 	StepID       string
 	NodeID       string
-	Phase        engine.Phase // running, verifying, succeeded*, failed, rolled-back
+	Phase        engine.Phase // running, verifying, succeeded, failed, rolled-back, interrupted, cancelled
 	Gate         engine.Verdict
 	HealthySince time.Time
 	Reason       string
@@ -194,7 +198,7 @@ type Report struct {
 // Command is a human action on a rollout.
 type Command struct {
 	Actor  string
-	Action string // approve, pause, resume, abort, rollback, resolve
+	Action string // approve, pause, resume, abort, rollback, resolve, stop
 	Wave   string // approve: the wave ("" for the start); rollback: scope
 	Reason string
 	// Resolve: the node and what to do with it (retry, quarantine, skip).
@@ -344,10 +348,29 @@ type Store interface {
 	// ReportStep applies an agent's report to the rollout node whose
 	// current step it is, records the evidence, and audits the change.
 	ReportStep(ctx context.Context, r Report) error
+	// RestartLeases extends every lease ending before until to until:
+	// a new leader calls it on its first tick (until = now + one lease
+	// window) so that its predecessor's downtime is not counted against
+	// the agents. ErrFenced if term is not current.
+	RestartLeases(ctx context.Context, until time.Time, term int64) (int, error)
 	// ExpireLeases marks in-flight nodes (queued, running, verifying,
 	// rolling-back) of active rollouts whose agent's lease ended before
 	// now as unknown, and returns their IDs. Only the leader calls it.
 	ExpireLeases(ctx context.Context, now time.Time, term int64) ([]string, error)
+
+	// StopLine stops the line fleet-wide (see LineStop): ApplyCommit
+	// refuses every commit with steps while it is in force
+	// (ErrLineStopped), and the steps not begun of every active rollout
+	// are cancelled in the same transaction. Stopping a stopped line
+	// changes nothing and reports already.
+	StopLine(ctx context.Context, actor, reason string, now time.Time) (stop LineStop, already bool, err error)
+	// LiftLine ends the stop; ErrConflict when the line runs.
+	LiftLine(ctx context.Context, actor, reason string, now time.Time) (LineStop, error)
+	// GetLineStop returns the stop in force; false while the line runs.
+	GetLineStop(ctx context.Context) (LineStop, bool, error)
+	// InFlight lists the nodes of active rollouts with a step out on
+	// their agent, by rollout in assignment order.
+	InFlight(ctx context.Context) ([]InFlight, error)
 
 	// ListAudit returns entries with Seq > after, oldest first; rollout
 	// filters by rollout ID when non-empty.

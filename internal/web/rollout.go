@@ -233,8 +233,12 @@ func actionsFor(ro api.Rollout, c *client) ([]action, string) {
 	if !ro.State.Terminal() && ro.State != engine.RolloutRollingBack && ro.State != engine.RolloutPendingApproval {
 		add("rollback", "Roll back", "Roll back every changed node of this rollout?", true)
 	}
+	switch ro.State {
+	case engine.RolloutRunning, engine.RolloutPaused, engine.RolloutRollingBack:
+		add("stop", "Stop", "Stop this rollout? Steps not begun are cancelled, steps under way finish; Resume lifts the stop.", true)
+	}
 	if !ro.State.Terminal() {
-		add("abort", "Abort", "Abort this rollout? Nodes in flight finish their step; nothing else starts.", true)
+		add("abort", "Abort", "Abort this rollout? Steps not begun are cancelled, steps under way finish; nothing else starts.", true)
 	}
 	return out, why
 }

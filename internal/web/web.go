@@ -141,7 +141,10 @@ type view struct {
 	Me     *api.WhoAmI
 	Error  string // shown in an alert at the top
 	Notice string // shown in a status box at the top
-	Data   any
+	// LineStop describes a fleet-wide stop-the-line in force, shown on
+	// every page ("" while the line runs).
+	LineStop string
+	Data     any
 }
 
 // pageFunc builds a page for a signed-in user. It returns the template
@@ -169,6 +172,15 @@ func (d *dashboard) page(f pageFunc) http.HandlerFunc {
 			return
 		}
 		v.Me = me
+		var line api.LineStatus
+		if err := c.call(r.Context(), http.MethodGet, "/v1/line", nil, &line); err != nil {
+			d.fail(w, r, me, err)
+			return
+		}
+		if line.Stopped {
+			v.LineStop = fmt.Sprintf("Line stopped by %s at %s: %s. Nothing is dispatched; %d node(s) still in flight.",
+				line.By, line.At.UTC().Format("2006-01-02 15:04:05 UTC"), line.Reason, line.InFlight)
+		}
 		if done := commandDone(r.URL.Query().Get("done")); v.Notice == "" && done != "" {
 			v.Notice = "Rollout " + done + "."
 		}
@@ -297,6 +309,8 @@ func commandDone(action string) string {
 		return "aborted"
 	case "rollback":
 		return "rolling back"
+	case "stop":
+		return "stopped"
 	}
 	return ""
 }

@@ -272,3 +272,27 @@ waves:
 		t.Errorf("the rollout page does not show the floor:\n%s", page)
 	}
 }
+
+// TestLineStopBanner: while the line is stopped every page says so, with
+// who stopped it and why.
+func TestLineStopBanner(t *testing.T) {
+	ts := newServer(t)
+	c := browserClient(t)
+	if _, err := c.PostForm(ts.URL+"/ui/login", url.Values{"token": {"viewer-token-0123456789"}}); err != nil {
+		t.Fatal(err)
+	}
+	op := &api.Client{Base: ts.URL, Token: "operator-token-0123456789"}
+	if _, err := op.StopLine(context.Background(), "incident 7"); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/ui/fleet", "/ui/rollouts", "/ui/audit"} {
+		r, err := c.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := body(t, r)
+		if !strings.Contains(page, `id="line-stop"`) || !strings.Contains(page, "Line stopped by otto") || !strings.Contains(page, "incident 7") {
+			t.Errorf("%s while the line is stopped shows no banner:\n%s", path, page)
+		}
+	}
+}

@@ -92,7 +92,7 @@ func testCommands(t *testing.T, s Backend) {
 	_, err = cmd("rollback", 0, store.Command{Wave: "nope"})
 	wantErr(t, err, store.ErrNotFound, "rollback of a missing wave")
 	ro = get(cmd("rollback", 0, store.Command{Wave: "canary", Reason: "p99 +38%"}))(t)
-	if ro.State != engine.RolloutRollingBack || ro.RollbackScope != "canary" || ro.Reason != "operator ordered a rollback: p99 +38%" {
+	if ro.State != engine.RolloutRollingBack || ro.RollbackScope != "canary" || ro.Reason != "rollback ordered by bob: p99 +38%" {
 		t.Fatalf("after rollback: %+v", ro)
 	}
 	conflict("pause", store.Command{}, "rolling-back")

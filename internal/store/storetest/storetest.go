@@ -73,6 +73,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Leadership", h(testLeadership))
 	t.Run("SchemaTooNew", h(testSchemaTooNew))
 	t.Run("Cancelled", h(testCancelled))
+	t.Run("LineStop", h(testLineStop))
+	t.Run("Interrupted", h(testInterrupted))
+	t.Run("RestartLeases", h(testRestartLeases))
 }
 
 // t0 is the suite's epoch; every time is an offset from it.
@@ -160,7 +163,8 @@ func startCommit(t *testing.T, data store.RolloutData, term int64, now time.Time
 		State: engine.RolloutRunning}
 	for _, id := range ids {
 		n := nodeOf(t, data, id)
-		to := engine.NodeState{Phase: engine.PhaseQueued, Wave: n.State.Wave, Attempt: n.State.Attempt + 1, Since: now, StartedAt: now}
+		to := engine.NodeState{Phase: engine.PhaseQueued, Wave: n.State.Wave, Attempt: n.State.Attempt + 1, Since: now, StartedAt: now,
+			Interruptions: n.State.Interruptions}
 		sid := stepID(id, to.Attempt)
 		c.Nodes = append(c.Nodes, store.NodeUpdate{NodeID: id, From: n.State, To: to, StepID: sid})
 		c.Steps = append(c.Steps, store.Step{ID: sid, NodeID: id, Kind: store.StepApply, Attempt: to.Attempt,
