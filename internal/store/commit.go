@@ -14,7 +14,8 @@ import (
 
 // Lock order, the same in every transaction so that PostgreSQL never
 // deadlocks: rollouts rows (ascending ID) -> leader row (shared) ->
-// rollout_nodes and steps rows -> audit_head (always last, at commit).
+// rollout_nodes and steps rows -> node_holds rows -> fleet_budgets rows
+// (ascending name) -> audit_head (always last, at commit).
 
 // checkTerm fails with ErrFenced unless term is the stored leadership
 // term. On PostgreSQL the leader row is share-locked until commit, so a
@@ -71,6 +72,9 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 			if err := t.insertStep(c, st); err != nil {
 				return err
 			}
+		}
+		if err := t.takeHolds(s, c); err != nil {
+			return err
 		}
 		for _, e := range c.Audit {
 			if e.At.IsZero() {
