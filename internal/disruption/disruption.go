@@ -48,7 +48,9 @@ type Hold struct {
 }
 
 // Holder is the hold's holder in the engine's terms.
-func (h Hold) EngineHolder() engine.Holder { return engine.Holder{Kind: h.Kind, ID: h.Holder, Name: h.Name} }
+func (h Hold) EngineHolder() engine.Holder {
+	return engine.Holder{Kind: h.Kind, ID: h.Holder, Name: h.Name}
+}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
