@@ -34,6 +34,7 @@ const (
 	CodeProtocol     = "protocol_unsupported"
 	CodeUnavailable  = "unavailable" // not the leader, shutting down, store down
 	CodeInternal     = "internal"
+	CodeOverlap      = "overlap" // the plan says overlap: refuse and its target overlaps an active rollout's
 )
 
 // Problem is one plan problem.
@@ -87,6 +88,8 @@ type ValidateResponse struct {
 type DryRunResponse struct {
 	Result json.RawMessage `json:"result"`
 	Text   string          `json:"text"`
+	// Overlaps are the active rollouts sharing target nodes with the plan.
+	Overlaps []Overlap `json:"overlaps,omitempty"`
 }
 
 // CreateRolloutRequest creates a rollout from a plan.
@@ -121,6 +124,9 @@ type Rollout struct {
 	// Limits are the plan's concurrency limits with the slots in use now:
 	// maxInFlight over the target, then each cap per domain.
 	Limits []Limit `json:"limits,omitempty"`
+	// Overlaps, on creation, are the active rollouts sharing target
+	// nodes with this one: they hold those nodes first.
+	Overlaps []Overlap `json:"overlaps,omitempty"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is

@@ -96,6 +96,7 @@ func (v *validator) plan() {
 	if v.nonEmpty("target.selector", p.Target.Selector, "target selector") {
 		v.selector("target.selector", p.Target.Selector)
 	}
+	v.enum("overlap", string(p.Overlap), string(OverlapWait), string(OverlapRefuse))
 	v.change()
 	v.waves()
 	v.limits()
