@@ -47,7 +47,7 @@ type Hold struct {
 	Since  time.Time
 }
 
-// Holder is the hold's holder in the engine's terms.
+// EngineHolder is the hold's holder in the engine's terms.
 func (h Hold) EngineHolder() engine.Holder {
 	return engine.Holder{Kind: h.Kind, ID: h.Holder, Name: h.Name}
 }

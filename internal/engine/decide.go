@@ -774,6 +774,7 @@ func (d *decider) schedule() {
 			continue
 		}
 		d.take(i)
+		d.breakGlassStart(i)
 		if rate != nil {
 			d.recent++
 			if d.oldest.IsZero() {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -222,6 +223,23 @@ func (d *decider) budgetReason(k waitKey) string {
 		fmt.Fprintf(&b, " and %d more", more)
 	}
 	return b.String()
+}
+
+// breakGlassStart records, once per freeze and decision, that node i
+// starts inside a fleet freeze because break-glass overrides it: the
+// decision's events go to the audit log.
+func (d *decider) breakGlassStart(i int) {
+	if d.in.BreakGlass == "" {
+		return
+	}
+	f, ok := d.fleet.frozen(i)
+	if !ok {
+		return
+	}
+	msg := fmt.Sprintf("break-glass overrides fleet freeze %s (until %s): %s", f.Name, fmtLocal(f.Until), d.in.BreakGlass)
+	if !slices.Contains(d.out.Events, msg) {
+		d.event(msg)
+	}
 }
 
 // fmtLocal formats an instant in its own zone, to the minute, naming the

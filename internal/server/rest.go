@@ -184,6 +184,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
 	s.auditLogRoutes(mux)
 	s.securityRoutes(mux)
+	s.fleetRoutes(mux)
 	s.handle(mux, "GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
@@ -415,6 +416,10 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	if err != nil {
 		return err
 	}
+	overlaps, err := s.overlaps(r.Context(), p, a)
+	if err != nil {
+		return err
+	}
 	sum := sha256.Sum256([]byte(req.Plan))
 	now := s.now()
 	ro := store.Rollout{
@@ -446,6 +451,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		return err
 	}
 	view.Uncovered = a.Uncovered
+	view.Overlaps = overlaps
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
@@ -567,6 +573,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	in := rc.input(data, s.now())
 	if !ro.State.Terminal() {
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
+		s.applyFleet(ctx, &in, false)
 	}
 	d := engine.Decide(in)
 	if parts&viewWaits != 0 {
@@ -686,9 +693,16 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) erro
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	p, _, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	p, a, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
 	if err != nil {
 		return err
+	}
+	overlaps, err := s.overlaps(r.Context(), p, a)
+	if err != nil {
+		var he *httpError
+		if !errors.As(err, &he) || he.code != api.CodeOverlap {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
@@ -700,6 +714,6 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, _ identity) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: sim.Summary(res)})
+	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: sim.Summary(res), Overlaps: overlaps})
 	return nil
 }

@@ -203,6 +203,7 @@ func (sc *scheduler) pass(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("active rollouts: %w", err)
 	}
+	s.fleet.dirty.Store(true) // reports and commands release holds between passes
 	for _, id := range ids {
 		if err := sc.step(ctx, id, term); err != nil {
 			if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
@@ -337,6 +338,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 		in := rc.input(data, now)
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
+		s.applyFleet(ctx, &in, attempt > 0)
 		start := time.Now()
 		d := engine.Decide(in)
 		s.m.decideLatency.Observe(time.Since(start).Seconds())
@@ -360,6 +362,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 			return fmt.Errorf("commit rollout %s: %w", id, err)
 		}
 		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
+		if len(c.Steps) > 0 {
+			s.fleet.dirty.Store(true) // the new holds
+		}
 		s.fp.hit(fpAfterCommit)
 		if len(d.Rollbacks) > 0 {
 			s.fp.hit(fpDuringRollback)

@@ -55,6 +55,7 @@ type Server struct {
 	wake    *waker
 	beats   *heartbeats
 	sched   *scheduler
+	fleet   *fleetCache // holds, fleet budgets and freezes; see fleet.go
 	fp      *failpoints // nil unless Config.Failpoints arms crash points
 
 	// auditKey signs the audit log's checkpoints (through the store) and
@@ -111,6 +112,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.m = newMetrics(s.reg)
 	s.sched = newScheduler(s)
+	s.fleet = &fleetCache{s: s}
 	return s, nil
 }
 
