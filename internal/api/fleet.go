@@ -1,6 +1,11 @@
 package api
 
-import "time"
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+)
 
 // BudgetRequest creates or replaces a fleet disruption budget (PUT
 // replaces with If-Match: the budget's version). MaxUnavailable is a
@@ -103,4 +108,63 @@ type Overlap struct {
 	State   string   `json:"state"`
 	Shared  int      `json:"shared"`
 	Nodes   []string `json:"nodes"`
+}
+
+// ListBudgets lists the fleet disruption budgets with their use.
+func (c *Client) ListBudgets(ctx context.Context) (BudgetList, error) {
+	var out BudgetList
+	err := c.do(ctx, http.MethodGet, "/v1/budgets", 0, nil, &out)
+	return out, err
+}
+
+// GetBudget reads one budget with its use.
+func (c *Client) GetBudget(ctx context.Context, name string) (Budget, error) {
+	var out Budget
+	err := c.do(ctx, http.MethodGet, "/v1/budgets/"+url.PathEscape(name), 0, nil, &out)
+	return out, err
+}
+
+// CreateBudget creates a budget (operator or admin).
+func (c *Client) CreateBudget(ctx context.Context, req BudgetRequest) (Budget, error) {
+	var out Budget
+	err := c.do(ctx, http.MethodPost, "/v1/budgets", 0, req, &out)
+	return out, err
+}
+
+// UpdateBudget replaces a budget at version ifVersion (admin only).
+func (c *Client) UpdateBudget(ctx context.Context, ifVersion int64, req BudgetRequest) (Budget, error) {
+	var out Budget
+	err := c.do(ctx, http.MethodPut, "/v1/budgets/"+url.PathEscape(req.Name), ifVersion, req, &out)
+	return out, err
+}
+
+// DeleteBudget deletes a budget (admin only).
+func (c *Client) DeleteBudget(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/budgets/"+url.PathEscape(name), 0, nil, nil)
+}
+
+// ListFreezes lists the fleet freezes with their state now.
+func (c *Client) ListFreezes(ctx context.Context) (FreezeList, error) {
+	var out FreezeList
+	err := c.do(ctx, http.MethodGet, "/v1/freezes", 0, nil, &out)
+	return out, err
+}
+
+// GetFreeze reads one freeze.
+func (c *Client) GetFreeze(ctx context.Context, name string) (Freeze, error) {
+	var out Freeze
+	err := c.do(ctx, http.MethodGet, "/v1/freezes/"+url.PathEscape(name), 0, nil, &out)
+	return out, err
+}
+
+// CreateFreezes creates freezes, all or none (operator or admin).
+func (c *Client) CreateFreezes(ctx context.Context, fs []FreezeSpec) (FreezeList, error) {
+	var out FreezeList
+	err := c.do(ctx, http.MethodPost, "/v1/freezes", 0, FreezesRequest{Freezes: fs}, &out)
+	return out, err
+}
+
+// DeleteFreeze deletes a freeze (admin only).
+func (c *Client) DeleteFreeze(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/freezes/"+url.PathEscape(name), 0, nil, nil)
 }

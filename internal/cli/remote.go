@@ -120,6 +120,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 				if err != nil {
 					return apiErr(err)
 				}
+				overlapNotes(e.stderr, file, data, res.Overlaps)
 				if r.output == "json" {
 					_, err := e.stdout.Write(append(res.Result, '\n'))
 					return err
@@ -133,6 +134,9 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 			}
 			return r.show(e, ro, func(w io.Writer) {
 				fmt.Fprintf(w, "created rollout %s (%s, %d nodes)\n", ro.ID, ro.State, ro.Total)
+				for _, o := range ro.Overlaps {
+					fmt.Fprintf(w, "  overlaps rollout %s (%s, %s): %s; they wait for it\n", o.Rollout, o.Name, o.State, sharedText(o))
+				}
 				for _, u := range ro.Uncovered {
 					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)
 				}

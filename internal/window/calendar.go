@@ -129,11 +129,17 @@ func (c *Calendar) each(fn func(from, to time.Time) bool) {
 	c.rule.expand(c.start, c.loc, emit)
 }
 
+// chainHorizon bounds how far At follows periods that overlap or touch:
+// a freeze in force every day is reported as ending a year ahead (when
+// deciding again extends it), not walked to the end of its rule.
+const chainHorizon = 366 * day
+
 // At reports whether t falls in a period and, if so, when it ends
-// (following later periods that overlap or touch it), in the calendar's
-// zone.
+// (following later periods that overlap or touch it, up to a year
+// ahead), in the calendar's zone.
 func (c *Calendar) At(t time.Time) (bool, time.Time) {
 	var end time.Time
+	horizon := t.Add(chainHorizon)
 	c.each(func(from, to time.Time) bool {
 		if end.IsZero() {
 			if from.After(t) {
@@ -144,7 +150,7 @@ func (c *Calendar) At(t time.Time) (bool, time.Time) {
 			}
 			return true
 		}
-		if from.After(end) {
+		if from.After(end) || from.After(horizon) {
 			return false
 		}
 		if to.After(end) {

@@ -82,6 +82,15 @@ func TestCalendarAt(t *testing.T) {
 	}
 }
 
+func TestCalendarAtChainsAYearAtMost(t *testing.T) {
+	c := mustCalendar(t, CalendarSpec{TimeZone: "UTC", Start: "2026-01-01", End: "2026-01-02", Rule: "FREQ=DAILY"})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ok, until := c.At(now)
+	if !ok || until.Before(now.Add(365*day)) || until.After(now.Add(368*day)) {
+		t.Fatalf("a freeze in force every day: At = %v, %s; want in force until about a year ahead", ok, until)
+	}
+}
+
 func TestParseRuleErrors(t *testing.T) {
 	for in, want := range map[string]string{
 		"FREQ=HOURLY":                       "want DAILY, WEEKLY, MONTHLY or YEARLY",
