@@ -406,6 +406,49 @@ func TestDashboardInBrowser(t *testing.T) {
 		f.signIn("admin")
 	})
 
+	t.Run("fleet safety page shows budgets with their use and freezes", func(t *testing.T) {
+		f.t = t
+		admin := f.client("admin")
+		b, err := admin.CreateBudget(f.ctx, api.BudgetRequest{Name: "demo-zones", MaxUnavailable: "1", Per: "zone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		_, err = admin.CreateFreezes(f.ctx, []api.FreezeSpec{
+			{Name: "quiet-hour", TimeZone: "UTC", Start: now.Add(-time.Hour).Format("2006-01-02T15:04"), End: now.Add(time.Hour).Format("2006-01-02T15:04"),
+				Selector: `node.labels.zone == "nowhere"`, Reason: "browser test"},
+			{Name: "christmas", TimeZone: "Europe/Paris", Start: "2026-12-25", End: "2026-12-26", Rule: "FREQ=YEARLY", Reason: "holidays"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = admin.DeleteBudget(f.ctx, "demo-zones")
+			_ = admin.DeleteFreeze(f.ctx, "quiet-hour")
+			_ = admin.DeleteFreeze(f.ctx, "christmas")
+		}()
+		f.do("open fleet safety", chromedp.Navigate(f.base+"/ui/safety"), chromedp.WaitVisible(chromedp.CSS(`article[data-budget="demo-zones"]`)))
+		if got := eval[int](f, `document.querySelectorAll('article[data-budget="demo-zones"] li[data-domain]').length`); got != len(b.Domains) || got < 2 {
+			t.Errorf("budget shows %d domains, want the %d zones of the demo fleet", got, len(b.Domains))
+		}
+		if cur := eval[string](f, `document.querySelector('nav a[aria-current="page"]').textContent`); cur != "Safety" {
+			t.Errorf("current nav entry %q", cur)
+		}
+		if st := f.text(`tr[data-freeze="quiet-hour"] td[data-label="State"]`); !strings.Contains(st, "in force") || !strings.Contains(st, "UTC") {
+			t.Errorf("the freeze in force shows %q", st)
+		}
+		if st := f.text(`tr[data-freeze="christmas"] td[data-label="State"]`); !strings.Contains(st, "12-25 00:00 Europe/Paris") &&
+			!strings.Contains(st, "12-26 00:00 Europe/Paris") { // next, or in force on Christmas Day
+			t.Errorf("the yearly freeze shows %q", st)
+		}
+		if a := f.text("#freeze-alert"); !strings.Contains(a, "fleet freeze") || !strings.Contains(a, "in force") {
+			t.Errorf("freeze alert %q", a)
+		}
+		f.screenshot("safety", 1280, 800)
+		f.screenshot("safety", 390, 844)
+		f.do("reset viewport", chromedp.EmulateViewport(1280, 800))
+	})
+
 	t.Run("screenshots", func(t *testing.T) {
 		f.t = t
 		good := f.waitRollout("succeeded", 10*time.Second, func(r api.Rollout) bool { return r.State == engine.RolloutSucceeded })
