@@ -41,6 +41,7 @@ type fleetCache struct {
 
 	mu        sync.Mutex
 	cur       *fleetView
+	loadedAt  time.Time // of cur, by the server's clock
 	indexKey  string
 	index     *disruption.Index
 	freezeKey string
@@ -102,17 +103,19 @@ func (fc *fleetCache) load(ctx context.Context) (*fleetView, error) {
 		fc.freezeKey = key
 	}
 	fv.freezes = fc.freezes
-	fc.cur = fv
+	fc.cur, fc.loadedAt = fv, fc.s.now()
 	return fv, nil
 }
 
 // view returns the latest view, loading it when there is none yet, when
-// asked to refresh or when a commit dispatched steps since.
+// asked to refresh, when a commit dispatched steps since, or when it is a
+// scheduler tick old (a server that does not lead sees the leader's
+// holds within a tick).
 func (fc *fleetCache) view(ctx context.Context, refresh bool) (*fleetView, error) {
 	fc.mu.Lock()
-	cur := fc.cur
+	cur, at := fc.cur, fc.loadedAt
 	fc.mu.Unlock()
-	if cur != nil && !refresh && !fc.dirty.Load() {
+	if cur != nil && !refresh && !fc.dirty.Load() && fc.s.now().Sub(at) < fc.s.cfg.Tick {
 		return cur, nil
 	}
 	return fc.load(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,9 +39,9 @@ type FreezeRecord struct {
 
 // FleetState is what the scheduler loads, in one snapshot, to tell each
 // rollout what the rest of the fleet imposes: every node hold, every
-// budget and freeze, and a stamp of the node table that changes when a
-// node is added, removed or relabelled (budgets' domains are recomputed
-// then).
+// budget and freeze, and (when there are budgets) a stamp of the node
+// table that changes when a node is added, removed or relabelled
+// (budgets' domains are recomputed then).
 type FleetState struct {
 	Holds      []disruption.Hold // by node ID
 	Budgets    []BudgetRecord    // by name
@@ -116,8 +117,12 @@ func (t *tx) takeHolds(s *sqlStore, c Commit) error {
 	if err := t.queryRow("SELECT name FROM rollouts WHERE id = ?", c.Rollout).Scan(&name); err != nil {
 		return fmt.Errorf("read rollout name: %w", err)
 	}
+	// Hold nodes in ID order: two commits holding overlapping nodes wait
+	// for each other in one order, never in a cycle.
+	steps := slices.Clone(c.Steps)
+	slices.SortFunc(steps, func(a, b Step) int { return strings.Compare(a.NodeID, b.NodeID) })
 	var added []string
-	for _, st := range c.Steps {
+	for _, st := range steps {
 		res, err := t.exec(`INSERT INTO node_holds (node_id, holder_kind, holder, holder_name, since) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (node_id) DO NOTHING`, st.NodeID, disruption.HolderRollout, c.Rollout, name, nanos(c.Now))
 		if err != nil {
@@ -532,7 +537,9 @@ func (s *sqlStore) LoadFleetState(ctx context.Context) (FleetState, error) {
 		if out.Freezes, err = t.freezes(); err != nil {
 			return err
 		}
-		out.NodesStamp, err = t.nodesStamp()
+		if len(out.Budgets) > 0 { // the stamp is a scan of the nodes: only budgets need it
+			out.NodesStamp, err = t.nodesStamp()
+		}
 		return err
 	})
 	if err != nil {
