@@ -76,6 +76,9 @@ type Config struct {
 	Approvers []string
 	// RolloutID names the rollout in the engine's input; "" uses the plan name.
 	RolloutID string
+	// BreakGlass, when set, overrides freezes (the plan's and, in
+	// RunFleet, the fleet's) as an admin's break-glass does.
+	BreakGlass string
 	// Logger receives violations (at error level) and run statistics
 	// (at debug level); nil discards.
 	Logger *slog.Logger
@@ -366,6 +369,11 @@ type simulator struct {
 	seq      uint64
 
 	checker *Checker
+
+	// fleet is what other rollouts and fleet objects impose (RunFleet);
+	// lastWaits are the waits of the last decision.
+	fleet     *engine.Fleet
+	lastWaits []engine.Wait
 
 	// first halt or breach
 	haltAt      time.Time
@@ -800,6 +808,8 @@ func (s *simulator) input() engine.Input {
 		Now:           s.now,
 		Seed:          s.cfg.Seed,
 		Index:         s.eidx,
+		Fleet:         s.fleet,
+		BreakGlass:    s.cfg.BreakGlass,
 	}
 }
 
@@ -813,6 +823,7 @@ func (s *simulator) decide() {
 	for range maxRedecide {
 		in := s.input()
 		d := engine.Decide(in)
+		s.lastWaits = d.Waits
 		s.res.Stats.Decisions++
 		for _, v := range s.checker.Check(in, d) {
 			s.violation(v)
