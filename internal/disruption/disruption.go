@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,19 @@ type Hold struct {
 // EngineHolder is the hold's holder in the engine's terms.
 func (h Hold) EngineHolder() engine.Holder {
 	return engine.Holder{Kind: h.Kind, ID: h.Holder, Name: h.Name}
+}
+
+// ParseMaxUnavailable reads a max unavailable as written: a count ("3")
+// or a percent ("25%"), as plan.Quantity.String writes them.
+func ParseMaxUnavailable(s string) (plan.Quantity, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 {
+			return plan.Quantity{}, fmt.Errorf("%q: want a count ≥ 0 or a percent", s)
+		}
+		return plan.Quantity{Count: n}, nil
+	}
+	return plan.ParseQuantity(s)
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -208,7 +208,7 @@ func (s *Server) fleetChanged() {
 }
 
 func budgetFromRequest(req api.BudgetRequest) (disruption.Budget, error) {
-	q, err := quantity(req.MaxUnavailable)
+	q, err := disruption.ParseMaxUnavailable(req.MaxUnavailable)
 	if err != nil {
 		return disruption.Budget{}, badRequest("budget %s: maxUnavailable %q: %v", req.Name, req.MaxUnavailable, err)
 	}
@@ -217,18 +217,6 @@ func budgetFromRequest(req api.BudgetRequest) (disruption.Budget, error) {
 		return b, badRequest("%v", err)
 	}
 	return b, nil
-}
-
-// quantity reads "3" or "25%".
-func quantity(s string) (plan.Quantity, error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 0 {
-			return plan.Quantity{}, errors.New("want a count ≥ 0 or a percent")
-		}
-		return plan.Quantity{Count: n}, nil
-	}
-	return plan.ParseQuantity(s)
 }
 
 // budgetView shows a budget with its use in the fleet view fv.

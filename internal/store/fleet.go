@@ -14,7 +14,6 @@ import (
 	"github.com/drover-dev/drover/internal/disruption"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
-	"github.com/drover-dev/drover/internal/plan"
 )
 
 // BudgetRecord is a stored fleet disruption budget.
@@ -282,21 +281,13 @@ func scanBudget(r scanner) (BudgetRecord, error) {
 	if err := r.Scan(&b.Name, &b.Selector, &maxU, &b.Per, &b.Version, &b.CreatedBy, &created, &updated); err != nil {
 		return b, fmt.Errorf("read budget: %w", err)
 	}
-	q, err := parseQuantity(maxU)
+	q, err := disruption.ParseMaxUnavailable(maxU)
 	if err != nil {
 		return b, fmt.Errorf("budget %s: stored maxUnavailable %q: %w", b.Name, maxU, err)
 	}
 	b.MaxUnavailable = q
 	b.CreatedAt, b.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return b, nil
-}
-
-// parseQuantity reads a quantity as plan.Quantity.String writes it.
-func parseQuantity(s string) (plan.Quantity, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		return plan.Quantity{Count: n}, nil
-	}
-	return plan.ParseQuantity(s)
 }
 
 func (s *sqlStore) PutBudget(ctx context.Context, b disruption.Budget, ifVersion int64, actor string, now time.Time) (BudgetRecord, error) {
