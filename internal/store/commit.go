@@ -307,6 +307,14 @@ func (t *tx) report(r Report) error {
 	if _, err := t.getRollout(rollout, true); err != nil {
 		return err
 	}
+	// Read the step's end again under the rollout's lock: a commit that
+	// settled the node (and closed the step) may have committed while this
+	// transaction waited for the lock, and PostgreSQL's first read above
+	// predates it. Without this, a late soak report moved a succeeded node
+	// back to verifying (in flight again, without its hold).
+	if err := t.queryRow("SELECT finished_at, result FROM steps WHERE id = ?", r.StepID).Scan(&finished, &result); err != nil {
+		return fmt.Errorf("read step: %w", err)
+	}
 	n, err := t.getRolloutNode(rollout, node, true)
 	if isNotFound(err) {
 		return fmt.Errorf("node %s is not in rollout %s: %w", node, rollout, ErrConflict)
