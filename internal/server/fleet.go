@@ -38,6 +38,12 @@ type fleetView struct {
 type fleetCache struct {
 	s     *Server
 	dirty atomic.Bool // a commit dispatched steps since the last load
+	// several is whether the last pass had more than one active
+	// rollout: only then can the holds of one bear on another's
+	// decisions, and only then is the view reloaded on every pass and
+	// after every dispatch (otherwise once a tick, for budget and freeze
+	// changes, and after a change through this server's API).
+	several atomic.Bool
 
 	mu        sync.Mutex
 	cur       *fleetView
@@ -105,6 +111,23 @@ func (fc *fleetCache) load(ctx context.Context) (*fleetView, error) {
 	fv.freezes = fc.freezes
 	fc.cur, fc.loadedAt = fv, fc.s.now()
 	return fv, nil
+}
+
+// pass tells the cache that a scheduling pass over active rollouts
+// begins: with several, reports and commands since the last pass may
+// have released holds another rollout waits for.
+func (fc *fleetCache) pass(active int) {
+	fc.several.Store(active > 1)
+	if active > 1 {
+		fc.dirty.Store(true)
+	}
+}
+
+// dispatched tells the cache that a commit took holds.
+func (fc *fleetCache) dispatched() {
+	if fc.several.Load() {
+		fc.dirty.Store(true)
+	}
 }
 
 // view returns the latest view, loading it when there is none yet, when

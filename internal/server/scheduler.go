@@ -203,7 +203,7 @@ func (sc *scheduler) pass(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("active rollouts: %w", err)
 	}
-	s.fleet.dirty.Store(true) // reports and commands release holds between passes
+	s.fleet.pass(len(ids))
 	for _, id := range ids {
 		if err := sc.step(ctx, id, term); err != nil {
 			if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
@@ -363,7 +363,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64) error {
 		}
 		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
 		if len(c.Steps) > 0 {
-			s.fleet.dirty.Store(true) // the new holds
+			s.fleet.dispatched()
 		}
 		s.fp.hit(fpAfterCommit)
 		if len(d.Rollbacks) > 0 {
