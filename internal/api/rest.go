@@ -121,8 +121,10 @@ type Rollout struct {
 	Plan          string              `json:"plan,omitempty"`  // with ?plan=true
 	// ApprovalsNeeded is how many start approvals the plan requires.
 	ApprovalsNeeded int `json:"approvalsNeeded"`
-	// Limits are the plan's concurrency limits with the slots in use now:
-	// maxInFlight over the target, then each cap per domain.
+	// Limits are the concurrency limits with the slots in use now:
+	// maxInFlight over the target, then each cap per domain, then each
+	// fleet disruption budget covering the target per domain (key
+	// "budget:NAME", in use counting every rollout's and holder's slots).
 	Limits []Limit `json:"limits,omitempty"`
 	// Overlaps, on creation, are the active rollouts sharing target
 	// nodes with this one: they hold those nodes first.
@@ -130,8 +132,9 @@ type Rollout struct {
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is
-// "maxInFlight" or a cap's key (zone, tier, hardware.class, ...); Domain
-// is the cap's domain value ("" for maxInFlight). Nodes in flight (queued,
+// "maxInFlight", a cap's key (zone, tier, hardware.class, ...) or
+// "budget:NAME" for a fleet disruption budget; Domain is the cap's domain
+// value ("" for maxInFlight), or PER=VALUE for a budget split per label. Nodes in flight (queued,
 // running, verifying, failed, rolling back, unknown) hold a slot.
 type Limit struct {
 	Key    string `json:"key"`
