@@ -406,14 +406,48 @@ func TestDashboardInBrowser(t *testing.T) {
 		f.signIn("admin")
 	})
 
+	t.Run("screenshots", func(t *testing.T) {
+		f.t = t
+		good := f.waitRollout("succeeded", 10*time.Second, func(r api.Rollout) bool { return r.State == engine.RolloutSucceeded })
+		f.do("open succeeded rollout", chromedp.Navigate(f.base+"/ui/rollouts/"+good.ID), chromedp.WaitVisible(chromedp.CSS("#gates")))
+		if n := eval[int](f, `document.querySelectorAll("#gates svg.chart").length`); n == 0 {
+			t.Error("the gate results show no canary-versus-baseline chart")
+		}
+		pages := []struct{ name, path, wait string }{
+			{"rollout-succeeded", "/ui/rollouts/" + good.ID, "#gates"},
+			{"fleet", "/ui/fleet?level=pkg:openssl", "tr[data-node]"},
+			{"fleet-filtered", "/ui/fleet?group=zone&selector=" + urlQuery(`node.os.family == "debian" || node.os.family == "ubuntu"`), "tr[data-node]"},
+			{"rollouts", "/ui/rollouts", "table.rollouts"},
+			{"coverage", "/ui/coverage?package=openssl", "#coverage-summary"},
+			{"audit", "/ui/audit", "#verify"},
+		}
+		for _, p := range pages {
+			f.do("open "+p.name, chromedp.Navigate(f.base+p.path), chromedp.WaitVisible(chromedp.CSS(p.wait)))
+			f.screenshot(p.name, 1280, 800)
+			f.screenshot(p.name, 390, 844)
+			f.do("reset viewport", chromedp.EmulateViewport(1280, 800))
+		}
+		if s := f.text("#verify"); !strings.Contains(s, "verified") {
+			t.Errorf("audit verification shows %q", s)
+		}
+		f.signOut()
+		f.screenshot("login", 1280, 800)
+		f.screenshot("login", 390, 844)
+	})
+
 	t.Run("fleet safety page shows budgets with their use and freezes", func(t *testing.T) {
 		f.t = t
+		f.signIn("admin")
 		admin := f.client("admin")
 		b, err := admin.CreateBudget(f.ctx, api.BudgetRequest{Name: "demo-zones", MaxUnavailable: "1", Per: "zone"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now().UTC()
+		paris, err := time.LoadLocation("Europe/Paris")
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, err = admin.CreateFreezes(f.ctx, []api.FreezeSpec{
 			{Name: "quiet-hour", TimeZone: "UTC", Start: now.Add(-time.Hour).Format("2006-01-02T15:04"), End: now.Add(time.Hour).Format("2006-01-02T15:04"),
 				Selector: `node.labels.zone == "nowhere"`, Reason: "browser test"},
@@ -447,35 +481,40 @@ func TestDashboardInBrowser(t *testing.T) {
 		f.screenshot("safety", 1280, 800)
 		f.screenshot("safety", 390, 844)
 		f.do("reset viewport", chromedp.EmulateViewport(1280, 800))
-	})
 
-	t.Run("screenshots", func(t *testing.T) {
-		f.t = t
-		good := f.waitRollout("succeeded", 10*time.Second, func(r api.Rollout) bool { return r.State == engine.RolloutSucceeded })
-		f.do("open succeeded rollout", chromedp.Navigate(f.base+"/ui/rollouts/"+good.ID), chromedp.WaitVisible(chromedp.CSS("#gates")))
-		if n := eval[int](f, `document.querySelectorAll("#gates svg.chart").length`); n == 0 {
-			t.Error("the gate results show no canary-versus-baseline chart")
+		// A rollout of zone a held by a fleet freeze: its page says why
+		// its nodes wait and shows the fleet budget among its limits.
+		if _, err := admin.CreateFreezes(f.ctx, []api.FreezeSpec{{Name: "zone-a-hold", TimeZone: "Europe/Paris",
+			Start: now.In(paris).Add(-time.Hour).Format("2006-01-02T15:04"), End: now.In(paris).Add(time.Hour).Format("2006-01-02T15:04"),
+			Selector: `node.labels.zone == "a"`, Reason: "rack move"}}); err != nil {
+			t.Fatal(err)
 		}
-		pages := []struct{ name, path, wait string }{
-			{"rollout-succeeded", "/ui/rollouts/" + good.ID, "#gates"},
-			{"fleet", "/ui/fleet?level=pkg:openssl", "tr[data-node]"},
-			{"fleet-filtered", "/ui/fleet?group=zone&selector=" + urlQuery(`node.os.family == "debian" || node.os.family == "ubuntu"`), "tr[data-node]"},
-			{"rollouts", "/ui/rollouts", "table.rollouts"},
-			{"coverage", "/ui/coverage?package=openssl", "#coverage-summary"},
-			{"audit", "/ui/audit", "#verify"},
+		defer func() { _ = admin.DeleteFreeze(f.ctx, "zone-a-hold") }()
+		ro, err := f.client("alice").CreateRollout(f.ctx, "held.yaml", `apiVersion: drover.dev/v1
+name: held-by-freeze
+target:
+  selector: node.labels.zone == "a"
+change:
+  actions:
+    - package:
+        packages: [{name: telemetry-agent, version: 7.3.0}]
+waves:
+  - name: all
+`)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, p := range pages {
-			f.do("open "+p.name, chromedp.Navigate(f.base+p.path), chromedp.WaitVisible(chromedp.CSS(p.wait)))
-			f.screenshot(p.name, 1280, 800)
-			f.screenshot(p.name, 390, 844)
-			f.do("reset viewport", chromedp.EmulateViewport(1280, 800))
+		defer func() {
+			_, _ = admin.Command(f.ctx, ro.ID, "abort", 0, api.CommandRequest{Reason: "browser test done"})
+		}()
+		f.do("open held rollout", chromedp.Navigate(f.base+"/ui/rollouts/"+ro.ID), chromedp.WaitVisible(chromedp.CSS("#h-waits")))
+		if w := f.text("main"); !strings.Contains(w, "fleet freeze zone-a-hold until") || !strings.Contains(w, "Europe/Paris (rack move)") {
+			t.Errorf("the held rollout's page does not name the freeze:\n%s", w)
 		}
-		if s := f.text("#verify"); !strings.Contains(s, "verified") {
-			t.Errorf("audit verification shows %q", s)
+		if caps := f.text("#caps"); !strings.Contains(caps, "fleet budget demo-zones zone=a") {
+			t.Errorf("the rollout's limits do not show the fleet budget: %q", caps)
 		}
-		f.signOut()
-		f.screenshot("login", 1280, 800)
-		f.screenshot("login", 390, 844)
+		f.screenshot("rollout-fleet-freeze", 1280, 800)
 	})
 }
 

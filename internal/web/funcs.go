@@ -34,6 +34,14 @@ func (d *dashboard) funcs() template.FuncMap {
 		"add":      func(a, b int) int { return a + b },
 		"add64":    func(a float64, b int) float64 { return a + float64(b) },
 		"local":    local,
+		// budgetOf is a fleet budget's name from a limit's key ("budget:NAME"), "" for other limits.
+		"budgetOf": func(key string) string {
+			name, _ := strings.CutPrefix(key, "budget:")
+			if name == key {
+				return ""
+			}
+			return name
+		},
 		"isoPtr": func(t *time.Time) string {
 			if t == nil {
 				return ""
