@@ -596,3 +596,26 @@ func (s *sqlStore) Overlaps(ctx context.Context, nodes []string) ([]RolloutOverl
 	}
 	return out, nil
 }
+
+// overlapCounts counts, per other active rollout, the target nodes (not
+// skipped) it shares with rollout id.
+func (t *tx) overlapCounts(id string) (map[string]int, error) {
+	rows, err := t.query(`SELECT o.rollout_id, COUNT(*) FROM rollout_nodes n
+JOIN rollout_nodes o ON o.node_id = n.node_id AND o.rollout_id <> n.rollout_id AND o.phase <> ?
+JOIN rollouts r ON r.id = o.rollout_id AND r.state NOT IN (`+terminalStates+`)
+WHERE n.rollout_id = ? AND n.phase <> ? GROUP BY o.rollout_id`, string(engine.PhaseSkipped), id, string(engine.PhaseSkipped))
+	if err != nil {
+		return nil, fmt.Errorf("overlapping rollouts: %w", err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var ro string
+		var n int
+		if err := rows.Scan(&ro, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("overlapping rollouts: %w", err)
+		}
+		out[ro] = n
+	}
+	return out, closeRows(rows)
+}

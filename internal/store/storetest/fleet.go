@@ -200,6 +200,15 @@ func holdsOf(t *testing.T, s store.Store) map[string]string {
 func testNodeHolds(t *testing.T, s Backend) {
 	ctx := context.Background()
 	term := fleetFixture(t, s, [][2]string{{"h1", "a"}, {"h2", "a"}, {"h3", "b"}}, "ra", "rb")
+	var create store.AuditEntry
+	for _, e := range get(s.ListAudit(ctx, 0, 1000, "rb"))(t) {
+		if e.Action == "rollout.create" {
+			create = e
+		}
+	}
+	if !strings.Contains(string(create.Detail), `"overlaps":{"ra":3}`) {
+		t.Fatalf("rollout.create of rb does not record its overlap with ra: %s", create.Detail)
+	}
 	get(s.ApplyCommit(ctx, moveCommit(t, load(t, s, "ra"), term, at(time.Minute), engine.PhaseQueued, "h1")))(t)
 	if h := holdsOf(t, s); h["h1"] != "rollout:ra" || len(h) != 1 {
 		t.Fatalf("holds = %v", h)
