@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/disruption"
 	"github.com/drover-dev/drover/internal/engine"
@@ -569,4 +571,55 @@ func (s *Server) overlaps(ctx context.Context, p *plan.Plan, a *engine.Assignmen
 			msg: fmt.Sprintf("plan %s says overlap: refuse, and %s", p.Name, strings.Join(parts, "; "))}
 	}
 	return out, nil
+}
+
+// fleetCollector exports the fleet view a scrape finds (no I/O: the view
+// the scheduler and the API keep fresh within a tick): each fleet budget
+// domain's slots in use and limit, and whether each fleet freeze is in
+// force.
+type fleetCollector struct {
+	fc                    *fleetCache
+	inUse, limit, freezes *prometheus.Desc
+}
+
+func newFleetCollector(fc *fleetCache) *fleetCollector {
+	return &fleetCollector{fc: fc,
+		inUse: prometheus.NewDesc("drover_fleet_budget_in_use", "Nodes held in a fleet disruption budget domain (all rollouts and holders).",
+			[]string{"budget", "domain"}, nil),
+		limit: prometheus.NewDesc("drover_fleet_budget_limit", "A fleet disruption budget domain's max unavailable, resolved.",
+			[]string{"budget", "domain"}, nil),
+		freezes: prometheus.NewDesc("drover_fleet_freeze_active", "1 while a fleet freeze is in force.", []string{"freeze"}, nil)}
+}
+
+func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.inUse
+	ch <- c.limit
+	ch <- c.freezes
+}
+
+func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	c.fc.mu.Lock()
+	fv := c.fc.cur
+	c.fc.mu.Unlock()
+	if fv == nil {
+		return
+	}
+	if fv.index != nil {
+		for b, bu := range fv.index.Budgets {
+			use := fv.index.Use(b, fv.state.Holds)
+			for _, d := range fv.index.Domains(b) {
+				ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(len(use[d])), bu.Name, d)
+				ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(fv.index.Limit(b, d)), bu.Name, d)
+			}
+		}
+	}
+	if fv.freezes != nil {
+		for _, st := range fv.freezes.At(c.fc.s.now()) {
+			v := 0.0
+			if st.Active {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.freezes, prometheus.GaugeValue, v, st.Freeze.Name)
+		}
+	}
 }

@@ -133,6 +133,25 @@ func TestFleetBudgetsAndOverlap(t *testing.T) {
 	if b := mustJSON[api.Budget](t, body); b.Domains[0].InUse != 1 || b.Domains[0].Holders[0].Holder != r1.ID || b.Version != 2 {
 		t.Fatalf("budget use = %+v", b)
 	}
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "drover_fleet_budget_") {
+			for _, m := range mf.GetMetric() {
+				k := mf.GetName()
+				for _, l := range m.GetLabel() {
+					k += " " + l.GetName() + "=" + l.GetValue()
+				}
+				got[k] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if len(got) != 2 || got["drover_fleet_budget_in_use budget=zone-a domain=a"] != 1 || got["drover_fleet_budget_limit budget=zone-a domain=a"] != 1 {
+		t.Errorf("fleet budget metrics = %v", got)
+	}
 	if st, _, _ := call(t, h, "DELETE", "/v1/budgets/zone-a", alice, nil); st != 403 {
 		t.Fatalf("operator deleting a budget: %d", st)
 	}

@@ -113,6 +113,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.m = newMetrics(s.reg)
 	s.sched = newScheduler(s)
 	s.fleet = &fleetCache{s: s}
+	s.reg.MustRegister(newFleetCollector(s.fleet))
 	return s, nil
 }
 
