@@ -185,7 +185,7 @@ func (s *Server) applyFleet(ctx context.Context, in *engine.Input, refresh bool)
 		for i := range cover {
 			cover[i] = true
 		}
-		in.Fleet = &engine.Fleet{Freezes: []engine.FleetFreeze{{Name: "unknown", Reason: "fleet state unavailable: " + err.Error(),
+		in.Fleet = &engine.Fleet{Freezes: []engine.FleetFreeze{{Name: "fleet-state-unavailable", Reason: err.Error(),
 			Until: s.now().Add(s.cfg.Tick), Covers: cover}}}
 		in.BreakGlass = ""
 		return
