@@ -36,6 +36,7 @@ const (
 	CodeProtocol     = "protocol_unsupported"
 	CodeUnavailable  = "unavailable" // not the leader, shutting down, store down
 	CodeInternal     = "internal"
+	CodeOverlap      = "overlap" // the plan says overlap: refuse and its target overlaps an active rollout's
 )
 
 // Problem is one plan problem.
@@ -122,6 +123,8 @@ type DryRunResponse struct {
 	// Refusals: as in ValidateResponse; those nodes would fail their
 	// step without anything run, which the simulation does not model.
 	Refusals []Refusal `json:"refusals,omitempty"`
+	// Overlaps are the active rollouts sharing target nodes with the plan.
+	Overlaps []Overlap `json:"overlaps,omitempty"`
 }
 
 // CreateRolloutRequest creates a rollout from a plan.
@@ -165,14 +168,20 @@ type Rollout struct {
 	// Warnings are problems found at creation (e.g. more approvals
 	// needed than the server has approvers); only in the create answer.
 	Warnings []string `json:"warnings,omitempty"`
-	// Limits are the plan's concurrency limits with the slots in use now:
-	// maxInFlight over the target, then each cap per domain.
+	// Limits are the concurrency limits with the slots in use now:
+	// maxInFlight over the target, then each cap per domain, then each
+	// fleet disruption budget covering the target per domain (key
+	// "budget:NAME", in use counting every rollout's and holder's slots).
 	Limits []Limit `json:"limits,omitempty"`
+	// Overlaps, on creation, are the active rollouts sharing target
+	// nodes with this one: they hold those nodes first.
+	Overlaps []Overlap `json:"overlaps,omitempty"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is
-// "maxInFlight" or a cap's key (zone, tier, hardware.class, ...); Domain
-// is the cap's domain value ("" for maxInFlight). Nodes in flight (queued,
+// "maxInFlight", a cap's key (zone, tier, hardware.class, ...) or
+// "budget:NAME" for a fleet disruption budget; Domain is the cap's domain
+// value ("" for maxInFlight), or PER=VALUE for a budget split per label. Nodes in flight (queued,
 // running, verifying, failed, rolling back, unknown) hold a slot.
 type Limit struct {
 	Key    string `json:"key"`

@@ -123,7 +123,8 @@ Rehearse a plan on a virtual clock before touching anything:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usagef("%w", err) })
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newPlanCmd(e), newSimulateCmd(e), newDemoCmd(e), newVersionCmd(e),
-		newServerCmd(e), newAgentCmd(e), newRolloutCmd(e), newNodesCmd(e), newAuditCmd(e), newBenchCmd(e), newArtifactCmd(e), newTokenCmd(e), newStopCmd(e))
+		newServerCmd(e), newAgentCmd(e), newRolloutCmd(e), newNodesCmd(e), newAuditCmd(e), newBenchCmd(e), newArtifactCmd(e), newTokenCmd(e), newStopCmd(e),
+		newBudgetCmd(e), newFreezeCmd(e))
 	return root
 }
 

@@ -155,6 +155,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 				if err != nil {
 					return apiErr(err)
 				}
+				overlapNotes(e.stderr, file, data, res.Overlaps)
 				if r.output == "json" {
 					_, err := e.stdout.Write(append(res.Result, '\n'))
 					return err
@@ -176,6 +177,9 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 				}
 				if ro.ApprovalFloor != "" {
 					fmt.Fprintf(w, "  %s\n", ro.ApprovalFloor)
+				}
+				for _, o := range ro.Overlaps {
+					fmt.Fprintf(w, "  overlaps rollout %s (%s, %s): %s; they wait for it\n", o.Rollout, o.Name, o.State, sharedText(o))
 				}
 				for _, u := range ro.Uncovered {
 					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)

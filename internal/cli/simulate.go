@@ -40,13 +40,15 @@ type simulateFlags struct {
 	output          string
 	timeline        bool
 	progress        string
+	budgets         []string
+	freezes         string
 }
 
 func newSimulateCmd(e *env) *cobra.Command {
 	f := &simulateFlags{step: sim.DefaultStepDuration(), rollback: sim.DefaultRollbackDuration()}
 	cmd := &cobra.Command{
-		Use:   "simulate PLAN",
-		Short: "Rehearse a rollout on a virtual clock, with injected failures",
+		Use:   "simulate PLAN [PLAN...]",
+		Short: "Rehearse a rollout (or several at once) on a virtual clock, with injected failures",
 		Long: `Rehearse a plan against an inventory (or a generated fleet) on a virtual
 clock. The real engine decides every step; simulated agents apply the
 change, and injected failures hurt the nodes they select. Every decision is
@@ -60,10 +62,26 @@ as in plans; without =PROBABILITY the failure hits every selected node:
 
 Durations are 5m, uniform:2m-8m, normal:5m,1m or lognormal:5m,0.5.
 
+Several plans run as several rollouts at once over the same fleet, as a
+server runs them: a node changes under one rollout at a time, and fleet
+disruption budgets (--budget NAME:MAX[:PER[:SELECTOR]], e.g.
+--budget 'zones:1:zone' or --budget 'web:25%::node.labels.tier == "web"')
+and fleet freezes (--freezes FILE.ics) bound them together; the result
+gives each rollout's outcome and each budget domain's peak against its
+limit.
+
 Exit status: 0 the rollout succeeded, 3 it halted or failed, 4 the engine
 broke an invariant (a bug), 1 on errors, 2 on usage errors.`,
-		Args: exactArgs(1, "one PLAN file"),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("%s: want at least one PLAN file", cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 || len(f.budgets) > 0 || f.freezes != "" {
+				return runSimulateFleet(cmd.Context(), e, args, f, cmd.Flags().Changed("nodes"))
+			}
 			return runSimulate(cmd.Context(), e, args[0], f, cmd.Flags().Changed("nodes"))
 		},
 	}
@@ -86,6 +104,8 @@ broke an invariant (a bug), 1 on errors, 2 on usage errors.`,
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table | json | yaml")
 	fl.BoolVar(&f.timeline, "timeline", false, "table output: also print the event timeline")
 	fl.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (fleets of 1,000 nodes or more) | always | never")
+	fl.StringArrayVar(&f.budgets, "budget", nil, "fleet disruption budget NAME:MAX[:PER[:SELECTOR]] over every rollout (repeatable)")
+	fl.StringVar(&f.freezes, "freezes", "", "fleet freezes: the events of an iCalendar `FILE` (UTC unless they say)")
 	return cmd
 }
 

@@ -97,7 +97,8 @@ type decider struct {
 	inFlight int
 	maxIF    int
 	x        *Index
-	used     [][]int // per cap, slots in use per domain
+	used     [][]int     // per cap, slots in use per domain
+	fleet    *fleetState // nil without Input.Fleet
 	// allHolders and holders sample the nodes holding slots, overall and
 	// per cap and domain (allocated on first use), for wait reasons.
 	allHolders holders
@@ -134,6 +135,7 @@ func newDecider(in *Input, trace string) *decider {
 	if d.x == nil || d.x.n != len(in.Nodes) || d.x.plan != p {
 		d.x = NewIndex(p, in.Nodes)
 	}
+	d.fleet = newFleetState(in.Fleet)
 	d.used = make([][]int, len(d.x.caps))
 	d.holders = make([][]holders, len(d.x.caps))
 	for c := range d.x.caps {
@@ -648,7 +650,14 @@ func (d *decider) rollback() {
 				continue
 			}
 			if !holds {
-				if k, blocked := d.capBlocked(i); blocked {
+				k, blocked := d.fleetBlocked(i, false)
+				if !blocked {
+					k, blocked = d.capBlocked(i)
+				}
+				if !blocked {
+					k, blocked = d.fleet.blocked(i)
+				}
+				if blocked {
 					d.wait(i, k)
 					busy++
 					continue
@@ -736,6 +745,10 @@ func (d *decider) schedule() {
 			d.wait(i, blocked)
 			continue
 		}
+		if k, ok := d.fleetBlocked(i, in.BreakGlass == ""); ok {
+			d.wait(i, k)
+			continue
+		}
 		if d.inFlight >= d.maxIF {
 			d.wait(i, waitKey{kind: waitMaxInFlight, a: d.inFlight, b: d.maxIF})
 			continue
@@ -769,7 +782,12 @@ func (d *decider) schedule() {
 			d.wait(i, k)
 			continue
 		}
+		if k, blocked := d.fleet.blocked(i); blocked {
+			d.wait(i, k)
+			continue
+		}
 		d.take(i)
+		d.breakGlassStart(i)
 		if rate != nil {
 			d.recent++
 			if d.oldest.IsZero() {
@@ -793,6 +811,7 @@ func (d *decider) schedule() {
 func (d *decider) take(i int) {
 	d.inFlight++
 	d.allHolders.add(i)
+	d.fleet.take(i)
 	for c := range d.x.caps {
 		dom := d.x.caps[c].dom[i]
 		d.used[c][dom]++
@@ -814,12 +833,14 @@ func (d *decider) limits() {
 			d.out.Limits = append(d.out.Limits, Limit{Key: ci.key, Domain: ci.names[dom], InUse: d.used[c][dom], Limit: ci.limit(dom)})
 		}
 	}
+	d.out.Limits = d.fleet.limits(d.out.Limits)
 }
 
 // release frees node i's slot.
 func (d *decider) release(i int) {
 	d.inFlight--
 	d.allHolders.remove(i)
+	d.fleet.release(i)
 	for c := range d.x.caps {
 		dom := d.x.caps[c].dom[i]
 		d.used[c][dom]--
@@ -835,6 +856,23 @@ func (d *decider) capBlocked(i int) (waitKey, bool) {
 		if lim := ci.limit(dom); d.used[c][dom] >= lim {
 			return waitKey{kind: waitCap, key: ci.key, dom: ci.names[dom], a: d.used[c][dom], b: lim, capIdx: int32(c), domIdx: dom}, true
 		}
+	}
+	return waitKey{}, false
+}
+
+// fleetBlocked reports whether another rollout or holder holds node i,
+// or, when freezes count, whether a fleet freeze covers it (the freeze's
+// end is then a time to decide again).
+func (d *decider) fleetBlocked(i int, freezes bool) (waitKey, bool) {
+	if h, ok := d.fleet.held(d.in.Nodes[i].ID); ok {
+		return waitKey{kind: waitHeldBy, s: h.String()}, true
+	}
+	if !freezes {
+		return waitKey{}, false
+	}
+	if f, ok := d.fleet.frozen(i); ok {
+		d.next(f.Until)
+		return waitKey{kind: waitFleetFreeze, s: f.Name, key: f.Reason, t: f.Until}, true
 	}
 	return waitKey{}, false
 }

@@ -39,6 +39,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the golden transcripts in tes
 //	line-stop REASON... | line-lift           a fleet-wide stop-the-line
 //	alerts [NAME...]            set the firing blocking alerts
 //	explain NODE
+//	hold NODE ROLLOUT NAME      another rollout holds NODE; unhold NODE ends it
+//	fleet-budget NAME PER|- LIMIT [DOMAIN:NODE/HOLDER...]   a fleet budget over every node, with slots others hold
+//	fleet-freeze NAME UNTIL ZONE [KEY=VALUE] [REASON...]    a fleet freeze in force until start+UNTIL (covering nodes with label KEY=VALUE)
+//	fleet-clear                 no fleet budgets or freezes
 //
 // Reports go through Accept against the node's current step, as the store
 // does; a refused report or command is printed, not fatal.
@@ -314,6 +318,8 @@ func (s *scenario) do(args []string) error {
 		in.BreakGlass = strings.Join(args[1:], " ")
 	case "explain":
 		fmt.Fprintf(&s.out, "%s\n", Explain(*in, args[1]))
+	case "hold", "unhold", "fleet-budget", "fleet-freeze", "fleet-clear":
+		return s.fleetCmd(args)
 	case "limits":
 		var parts []string
 		for _, l := range Decide(*in).Limits {
@@ -542,4 +548,77 @@ func diffLines(want, got string) string {
 		}
 	}
 	return "(no line differs)"
+}
+
+// fleetCmd plays what the shell loads about the rest of the fleet.
+func (s *scenario) fleetCmd(args []string) error {
+	in := &s.in
+	if in.Fleet == nil {
+		in.Fleet = &Fleet{Held: map[string]Holder{}}
+	}
+	f := in.Fleet
+	switch args[0] {
+	case "hold":
+		f.Held[args[1]] = Holder{Kind: "rollout", ID: args[2], Name: args[3]}
+	case "unhold":
+		delete(f.Held, args[1])
+	case "fleet-clear":
+		f.Budgets, f.Freezes = nil, nil
+	case "fleet-budget":
+		per := args[2]
+		if per == "-" {
+			per = ""
+		}
+		var limit int
+		if _, err := fmt.Sscan(args[3], &limit); err != nil {
+			return err
+		}
+		b := FleetBudget{Name: args[1], Per: per, Of: make([]int32, len(in.Nodes))}
+		dom := func(v string) int32 {
+			for j, d := range b.Domains {
+				if d.Value == v {
+					return int32(j)
+				}
+			}
+			b.Domains = append(b.Domains, BudgetDomain{Value: v, Limit: limit})
+			return int32(len(b.Domains) - 1)
+		}
+		for i, n := range in.Nodes {
+			v := ""
+			if per != "" {
+				v = n.Value(per)
+			}
+			b.Of[i] = dom(v)
+		}
+		for _, h := range args[4:] {
+			d, nh, _ := strings.Cut(h, ":")
+			node, holder, _ := strings.Cut(nh, "/")
+			bd := &b.Domains[dom(d)]
+			bd.Held++
+			bd.Holders = append(bd.Holders, fmt.Sprintf("%s (%s)", node, holder))
+		}
+		f.Budgets = append(f.Budgets, b)
+	case "fleet-freeze":
+		d, err := plan.ParseDuration(args[2])
+		if err != nil {
+			return err
+		}
+		loc, err := time.LoadLocation(args[3])
+		if err != nil {
+			return err
+		}
+		fz := FleetFreeze{Name: args[1], Until: s.start.Add(d.D()).In(loc)}
+		rest := args[4:]
+		if len(rest) > 0 && strings.Contains(rest[0], "=") {
+			k, v, _ := strings.Cut(rest[0], "=")
+			fz.Covers = make([]bool, len(in.Nodes))
+			for i, n := range in.Nodes {
+				fz.Covers[i] = n.Value(k) == v
+			}
+			rest = rest[1:]
+		}
+		fz.Reason = strings.Join(rest, " ")
+		f.Freezes = append(f.Freezes, fz)
+	}
+	return nil
 }

@@ -183,16 +183,20 @@ type Input struct {
 	StartApprovals int
 	// BlockingAlerts names alerts firing now that block new starts.
 	BlockingAlerts []string
-	// BreakGlass is the reason an admin recorded to override the plan's
-	// freezes: when set, freezes do not block starts (windows, caps,
-	// budgets and gates still do). "" honours every freeze.
+	// BreakGlass is the reason an admin recorded to override freezes,
+	// the plan's and the fleet's: when set, freezes do not block starts
+	// (windows, caps, budgets, holds and gates still do). "" honours
+	// every freeze.
 	BreakGlass string
 	// LineStop is the reason of a fleet-wide stop-the-line ("" when the
 	// line runs): while set, nothing is dispatched, neither starts nor
 	// rollbacks; transitions and gate judgements go on.
 	LineStop string
-	Now      time.Time
-	Seed     uint64 // jitter source; fixed per rollout
+	// Fleet is what other rollouts and the server's fleet-level objects
+	// impose (held nodes, fleet budgets, fleet freezes); nil is none.
+	Fleet *Fleet
+	Now   time.Time
+	Seed  uint64 // jitter source; fixed per rollout
 	// Index caches what does not change between decisions of a rollout;
 	// nil is allowed (see Index).
 	Index *Index

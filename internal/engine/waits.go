@@ -25,6 +25,9 @@ const (
 	waitWave
 	waitWaveApproval
 	waitLineStop
+	waitHeldBy
+	waitFleetBudget
+	waitFleetFreeze
 )
 
 // waitKey identifies one reason to wait; nodes with equal keys are grouped
@@ -36,8 +39,8 @@ type waitKey struct {
 	a, b     int
 	d        time.Duration
 	t        time.Time
-	// capIdx and domIdx name the cap and domain of a waitCap, for its
-	// holders; capIdx is -1 otherwise.
+	// capIdx and domIdx name the cap and domain of a waitCap (or the
+	// fleet budget and domain of a waitFleetBudget), for its holders.
 	capIdx, domIdx int32
 }
 
@@ -71,6 +74,18 @@ func (k waitKey) String() string {
 		return fmt.Sprintf("wave %s waits for %s", k.key, k.s)
 	case waitWaveApproval:
 		return fmt.Sprintf("wave %s waits for approvals: %d/%d", k.key, k.a, k.b)
+	case waitHeldBy:
+		return "node held by " + k.s
+	case waitFleetBudget:
+		if k.dom == "" {
+			return fmt.Sprintf("fleet budget %s at %d/%d", k.key, k.a, k.b)
+		}
+		return fmt.Sprintf("fleet budget %s %s at %d/%d", k.key, k.dom, k.a, k.b)
+	case waitFleetFreeze:
+		if k.key != "" {
+			return fmt.Sprintf("fleet freeze %s until %s (%s)", k.s, fmtLocal(k.t), k.key)
+		}
+		return fmt.Sprintf("fleet freeze %s until %s", k.s, fmtLocal(k.t))
 	}
 	return "waiting"
 }
@@ -106,6 +121,8 @@ func (d *decider) waitReason(k waitKey) string {
 		hs = &d.allHolders
 	case waitCap:
 		hs = d.capHolders(k.capIdx, k.domIdx)
+	case waitFleetBudget:
+		return d.budgetReason(k)
 	default:
 		return k.String()
 	}

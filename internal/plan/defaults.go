@@ -65,6 +65,9 @@ func DefaultSpread() []string {
 // steps copy the wave's selector, canary, spread, failure budget and bake
 // time; approvals are required only before the first step.
 func Defaults(p *Plan) {
+	if p.Overlap == "" {
+		p.Overlap = OverlapWait
+	}
 	if p.Change.Reboot == "" {
 		p.Change.Reboot = RebootIfRequired
 	}

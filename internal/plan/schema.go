@@ -42,6 +42,8 @@ type schemaGen struct {
 // enums lists the values of the string types that have a fixed set.
 func enums(t reflect.Type) []string {
 	switch t {
+	case reflect.TypeFor[Overlap]():
+		return []string{string(OverlapWait), string(OverlapRefuse)}
 	case reflect.TypeFor[RebootPolicy]():
 		return []string{string(RebootNever), string(RebootIfRequired), string(RebootAlways)}
 	case reflect.TypeFor[PackageOperation]():

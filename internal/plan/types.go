@@ -23,6 +23,7 @@ type Plan struct {
 	Budget      Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"overall failure budget over the whole target"`
 	Gates       Gates     `yaml:"gates,omitempty" json:"gates,omitempty"`
 	Approvals   Approvals `yaml:"approvals,omitempty" json:"approvals,omitempty"`
+	Overlap     Overlap   `yaml:"overlap,omitempty" json:"overlap,omitempty" desc:"when the target overlaps an active rollout's: wait (its nodes wait for the other rollout, the default) or refuse (the rollout is not created)"`
 
 	// file and pos locate the plan's values in the source Parse read; nil
 	// for a plan built in code. Where and Errorf read them.
@@ -57,6 +58,17 @@ type Change struct {
 	Actions []Action     `yaml:"actions" json:"actions"`
 	Reboot  RebootPolicy `yaml:"reboot,omitempty" json:"reboot,omitempty" desc:"never | if-required | always (default if-required)"`
 }
+
+// Overlap says what creating a rollout does when its target shares nodes
+// with an active rollout's. A node changes under one rollout at a time
+// either way: with wait the shared nodes wait, naming the rollout that
+// holds them; with refuse the rollout is not created.
+type Overlap string
+
+const (
+	OverlapWait   Overlap = "wait"
+	OverlapRefuse Overlap = "refuse"
+)
 
 // RebootPolicy says when an agent reboots a node after its actions.
 type RebootPolicy string

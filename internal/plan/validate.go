@@ -97,6 +97,7 @@ func (v *validator) plan() {
 		v.selector("target.selector", p.Target.Selector)
 	}
 	v.enum("target.onRefusal", string(p.Target.OnRefusal), string(RefuseCreation), string(RefusalFailNode))
+	v.enum("overlap", string(p.Overlap), string(OverlapWait), string(OverlapRefuse))
 	v.change()
 	v.waves()
 	v.limits()

@@ -192,6 +192,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
 	s.auditLogRoutes(mux)
 	s.securityRoutes(mux)
+	s.fleetRoutes(mux)
 	s.handle(mux, "GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
@@ -431,6 +432,10 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	if err != nil {
 		return err
 	}
+	overlaps, err := s.overlaps(r.Context(), p, a)
+	if err != nil {
+		return err
+	}
 	sum := sha256.Sum256([]byte(req.Plan))
 	now := s.now()
 	ro := store.Rollout{
@@ -469,6 +474,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		s.log.Warn("rollout created with a problem", "rollout", ro.ID, "warning", wn)
 	}
 	view.Refusals = refusals(p, a)
+	view.Overlaps = overlaps
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
@@ -599,6 +605,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		if in.LineStop, err = s.lineStop(ctx); err != nil {
 			return api.Rollout{}, err
 		}
+		s.applyFleet(ctx, &in, false)
 	}
 	d := engine.Decide(in)
 	if parts&viewWaits != 0 {
@@ -740,6 +747,13 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	if err != nil {
 		return err
 	}
+	overlaps, err := s.overlaps(r.Context(), p, a)
+	if err != nil {
+		var he *httpError
+		if !errors.As(err, &he) || he.code != api.CodeOverlap {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: 1, Start: s.now().UTC().Truncate(time.Second)})
@@ -755,7 +769,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	for _, r := range rs {
 		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs,
+	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
 	return nil
 }

@@ -227,6 +227,7 @@ func (sc *scheduler) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.fleet.pass(len(ids))
 	for _, id := range ids {
 		if err := sc.step(ctx, id, term, line); err != nil {
 			if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
@@ -366,6 +367,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		in.LineStop = line
+		s.applyFleet(ctx, &in, attempt > 0)
 		start := time.Now()
 		d := engine.Decide(in)
 		s.m.decideLatency.Observe(time.Since(start).Seconds())
@@ -398,6 +400,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 			return fmt.Errorf("commit rollout %s: %w", id, err)
 		}
 		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
+		if len(c.Steps) > 0 {
+			s.fleet.dispatched()
+		}
 		s.fp.hit(fpAfterCommit)
 		if len(d.Rollbacks) > 0 {
 			s.fp.hit(fpDuringRollback)

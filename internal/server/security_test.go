@@ -331,6 +331,16 @@ var routeRoles = map[string]Role{
 	"DELETE /v1/tokens/{id}":             RoleAdmin,
 	"POST /v1/sessions":                  RoleViewer,
 	"DELETE /v1/sessions/current":        RoleViewer,
+	"GET /v1/budgets":                    RoleViewer,
+	"GET /v1/budgets/{name}":             RoleViewer,
+	"POST /v1/budgets":                   RoleOperator,
+	"PUT /v1/budgets/{name}":             RoleAdmin,
+	"DELETE /v1/budgets/{name}":          RoleAdmin,
+	"GET /v1/freezes":                    RoleViewer,
+	"GET /v1/freezes/{name}":             RoleViewer,
+	"POST /v1/freezes":                   RoleOperator,
+	"PUT /v1/freezes/{name}":             RoleAdmin,
+	"DELETE /v1/freezes/{name}":          RoleAdmin,
 }
 
 // agentOnly are the agent channel's routes: agents only (the node's

@@ -55,6 +55,7 @@ type Server struct {
 	wake    *waker
 	beats   *heartbeats
 	sched   *scheduler
+	fleet   *fleetCache // holds, fleet budgets and freezes; see fleet.go
 	fp      *failpoints // nil unless Config.Failpoints arms crash points
 
 	// auditKey signs the audit log's checkpoints (through the store) and
@@ -121,6 +122,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.limits = newAgentLimits(cfg.AgentLimits, s.reg)
 	s.streams = newStreams(cfg.StreamLimits, s.reg)
 	s.sched = newScheduler(s)
+	s.fleet = &fleetCache{s: s}
+	s.reg.MustRegister(newFleetCollector(s.fleet))
 	return s, nil
 }
 

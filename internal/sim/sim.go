@@ -76,6 +76,9 @@ type Config struct {
 	Approvers []string
 	// RolloutID names the rollout in the engine's input; "" uses the plan name.
 	RolloutID string
+	// BreakGlass, when set, overrides freezes (the plan's and, in
+	// RunFleet, the fleet's) as an admin's break-glass does.
+	BreakGlass string
 	// Logger receives violations (at error level) and run statistics
 	// (at debug level); nil discards.
 	Logger *slog.Logger
@@ -378,6 +381,11 @@ type simulator struct {
 
 	checker  *Checker
 	commands []engine.Command // Config.Commands not yet given
+
+	// fleet is what other rollouts and fleet objects impose (RunFleet);
+	// lastWaits are the waits of the last decision.
+	fleet     *engine.Fleet
+	lastWaits []engine.Wait
 
 	// first halt or breach
 	haltAt      time.Time
@@ -884,6 +892,8 @@ func (s *simulator) input() engine.Input {
 		Now:           s.now,
 		Seed:          s.cfg.Seed,
 		Index:         s.eidx,
+		Fleet:         s.fleet,
+		BreakGlass:    s.cfg.BreakGlass,
 	}
 }
 
@@ -897,6 +907,7 @@ func (s *simulator) decide() {
 	for range maxRedecide {
 		in := s.input()
 		d := engine.Decide(in)
+		s.lastWaits = d.Waits
 		s.res.Stats.Decisions++
 		for _, v := range s.checker.Check(in, d) {
 			s.violation(v)

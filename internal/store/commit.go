@@ -15,7 +15,8 @@ import (
 
 // Lock order, the same in every transaction so that PostgreSQL never
 // deadlocks: rollouts rows (ascending ID) -> leader row (shared) ->
-// rollout_nodes and steps rows -> audit_head (always last, at commit).
+// rollout_nodes and steps rows -> node_holds rows -> fleet_budgets rows
+// (ascending name) -> audit_head (always last, at commit).
 
 // checkTerm fails with ErrFenced unless term is the stored leadership
 // term. On PostgreSQL the leader row is share-locked until commit, so a
@@ -81,6 +82,9 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 			if err := t.insertStep(c, st); err != nil {
 				return err
 			}
+		}
+		if err := t.takeHolds(s, c); err != nil {
+			return err
 		}
 		for _, e := range c.Audit {
 			if e.At.IsZero() {
@@ -304,6 +308,14 @@ func (t *tx) report(r Report) error {
 	ro, err := t.getRollout(rollout, true)
 	if err != nil {
 		return err
+	}
+	// Read the step's end (and a cancel) again under the rollout's lock: a
+	// commit that settled the node (and closed the step) may have committed while this
+	// transaction waited for the lock, and PostgreSQL's first read above
+	// predates it. Without this, a late soak report moved a succeeded node
+	// back to verifying (in flight again, without its hold).
+	if err := t.queryRow("SELECT finished_at, result, cancel_requested_at FROM steps WHERE id = ?", r.StepID).Scan(&finished, &result, &cancelReq); err != nil {
+		return fmt.Errorf("read step: %w", err)
 	}
 	n, err := t.getRolloutNode(rollout, node, true)
 	if isNotFound(err) {

@@ -99,10 +99,17 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 		for i, w := range waves {
 			waveNames[i] = w.Name
 		}
-		t.audit(AuditEntry{At: r.CreatedAt, Actor: actor, Action: "rollout.create", Object: "rollout/" + r.ID, Rollout: r.ID,
-			Detail: detail(map[string]any{"name": r.Name, "author": r.Author, "plan_sha256": r.PlanSHA256,
-				"state": r.State, "nodes": len(nodes), "waves": waveNames, "approvals_needed": r.ApprovalsNeeded,
-				"approval_floor": r.ApprovalFloor, "commands": r.Commands})})
+		d := map[string]any{"name": r.Name, "author": r.Author, "plan_sha256": r.PlanSHA256,
+			"state": r.State, "nodes": len(nodes), "waves": waveNames, "approvals_needed": r.ApprovalsNeeded,
+			"approval_floor": r.ApprovalFloor, "commands": r.Commands}
+		ov, err := t.overlapCounts(r.ID)
+		if err != nil {
+			return err
+		}
+		if len(ov) > 0 {
+			d["overlaps"] = ov // active rollouts sharing target nodes, by the count shared: those nodes wait for them
+		}
+		t.audit(AuditEntry{At: r.CreatedAt, Actor: actor, Action: "rollout.create", Object: "rollout/" + r.ID, Rollout: r.ID, Detail: detail(d)})
 		return nil
 	})
 	if err != nil {

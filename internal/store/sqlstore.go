@@ -27,6 +27,8 @@ type sqlStore struct {
 
 	stmts *stmtCache // SQLite only; nil: every statement is parsed anew
 
+	budgets budgetIndex // fleet budgets over the fleet, for commits (fleet.go)
+
 	// writer, on SQLite, is held by the one write transaction in
 	// progress: writers queue here, in this process, instead of in
 	// SQLite's busy handler, which polls with sleeps of up to 100 ms and

@@ -332,8 +332,11 @@ type Store interface {
 	// approvals are whole.
 	LoadRolloutSince(ctx context.Context, id string, rev int64) (RolloutData, error)
 	// ApplyCommit writes one decision atomically. ErrConflict if the
-	// rollout version moved or a node's CAS failed or a step ID exists;
-	// ErrFenced if Term is not the current leadership term.
+	// rollout version moved or a node's CAS failed or a step ID exists,
+	// or if a step would dispatch to a node another rollout or holder
+	// holds or fill a fleet disruption budget domain past its limit
+	// (checked in the same transaction: see FleetSafety); ErrFenced if
+	// Term is not the current leadership term.
 	ApplyCommit(ctx context.Context, c Commit) (newVersion int64, err error)
 	// Command applies a human action if the rollout's Version is ifVersion
 	// (ErrConflict otherwise; 0 skips the check) and audits it.

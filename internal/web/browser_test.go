@@ -434,6 +434,88 @@ func TestDashboardInBrowser(t *testing.T) {
 		f.screenshot("login", 1280, 800)
 		f.screenshot("login", 390, 844)
 	})
+
+	t.Run("fleet safety page shows budgets with their use and freezes", func(t *testing.T) {
+		f.t = t
+		f.signIn("admin")
+		admin := f.client("admin")
+		b, err := admin.CreateBudget(f.ctx, api.BudgetRequest{Name: "demo-zones", MaxUnavailable: "1", Per: "zone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		paris, err := time.LoadLocation("Europe/Paris")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = admin.CreateFreezes(f.ctx, []api.FreezeSpec{
+			{Name: "quiet-hour", TimeZone: "UTC", Start: now.Add(-time.Hour).Format("2006-01-02T15:04"), End: now.Add(time.Hour).Format("2006-01-02T15:04"),
+				Selector: `node.labels.zone == "nowhere"`, Reason: "browser test"},
+			{Name: "christmas", TimeZone: "Europe/Paris", Start: "2026-12-25", End: "2026-12-26", Rule: "FREQ=YEARLY", Reason: "holidays"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = admin.DeleteBudget(f.ctx, "demo-zones")
+			_ = admin.DeleteFreeze(f.ctx, "quiet-hour")
+			_ = admin.DeleteFreeze(f.ctx, "christmas")
+		}()
+		f.do("open fleet safety", chromedp.Navigate(f.base+"/ui/safety"), chromedp.WaitVisible(chromedp.CSS(`article[data-budget="demo-zones"]`)))
+		if got := eval[int](f, `document.querySelectorAll('article[data-budget="demo-zones"] li[data-domain]').length`); got != len(b.Domains) || got < 2 {
+			t.Errorf("budget shows %d domains, want the %d zones of the demo fleet", got, len(b.Domains))
+		}
+		if cur := eval[string](f, `document.querySelector('nav a[aria-current="page"]').textContent`); cur != "Safety" {
+			t.Errorf("current nav entry %q", cur)
+		}
+		if st := f.text(`tr[data-freeze="quiet-hour"] td[data-label="State"]`); !strings.Contains(st, "in force") || !strings.Contains(st, "UTC") {
+			t.Errorf("the freeze in force shows %q", st)
+		}
+		if st := f.text(`tr[data-freeze="christmas"] td[data-label="State"]`); !strings.Contains(st, "12-25 00:00 Europe/Paris") &&
+			!strings.Contains(st, "12-26 00:00 Europe/Paris") { // next, or in force on Christmas Day
+			t.Errorf("the yearly freeze shows %q", st)
+		}
+		if a := f.text("#freeze-alert"); !strings.Contains(a, "fleet freeze") || !strings.Contains(a, "in force") {
+			t.Errorf("freeze alert %q", a)
+		}
+		f.screenshot("safety", 1280, 800)
+		f.screenshot("safety", 390, 844)
+		f.do("reset viewport", chromedp.EmulateViewport(1280, 800))
+
+		// A rollout of zone a held by a fleet freeze: its page says why
+		// its nodes wait and shows the fleet budget among its limits.
+		if _, err := admin.CreateFreezes(f.ctx, []api.FreezeSpec{{Name: "zone-a-hold", TimeZone: "Europe/Paris",
+			Start: now.In(paris).Add(-time.Hour).Format("2006-01-02T15:04"), End: now.In(paris).Add(time.Hour).Format("2006-01-02T15:04"),
+			Selector: `node.labels.zone == "a"`, Reason: "rack move"}}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = admin.DeleteFreeze(f.ctx, "zone-a-hold") }()
+		ro, err := f.client("alice").CreateRollout(f.ctx, "held.yaml", `apiVersion: drover.dev/v1
+name: held-by-freeze
+target:
+  selector: node.labels.zone == "a"
+change:
+  actions:
+    - package:
+        packages: [{name: telemetry-agent, version: 7.3.0}]
+waves:
+  - name: all
+`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_, _ = admin.Command(f.ctx, ro.ID, "abort", 0, api.CommandRequest{Reason: "browser test done"})
+		}()
+		f.do("open held rollout", chromedp.Navigate(f.base+"/ui/rollouts/"+ro.ID), chromedp.WaitVisible(chromedp.CSS("#h-waits")))
+		if w := f.text("main"); !strings.Contains(w, "fleet freeze zone-a-hold until") || !strings.Contains(w, "Europe/Paris (rack move)") {
+			t.Errorf("the held rollout's page does not name the freeze:\n%s", w)
+		}
+		if caps := f.text("#caps"); !strings.Contains(caps, "fleet budget demo-zones zone=a") {
+			t.Errorf("the rollout's limits do not show the fleet budget: %q", caps)
+		}
+		f.screenshot("rollout-fleet-freeze", 1280, 800)
+	})
 }
 
 func urlQuery(s string) string {

@@ -33,7 +33,35 @@ func (d *dashboard) funcs() template.FuncMap {
 		"terminal": func(s engine.RolloutState) bool { return s.Terminal() },
 		"add":      func(a, b int) int { return a + b },
 		"add64":    func(a float64, b int) float64 { return a + float64(b) },
+		"local":    local,
+		// budgetOf is a fleet budget's name from a limit's key ("budget:NAME"), "" for other limits.
+		"budgetOf": func(key string) string {
+			name, _ := strings.CutPrefix(key, "budget:")
+			if name == key {
+				return ""
+			}
+			return name
+		},
+		"isoPtr": func(t *time.Time) string {
+			if t == nil {
+				return ""
+			}
+			return t.UTC().Format(time.RFC3339)
+		},
 	}
+}
+
+// local shows an instant in a named IANA zone, to the minute, naming the
+// zone (a freeze's end in the zone it was written in); "" for nil.
+func local(t *time.Time, zone string) string {
+	if t == nil {
+		return ""
+	}
+	v := *t
+	if loc, err := time.LoadLocation(zone); err == nil {
+		v = v.In(loc)
+	}
+	return v.Format("Mon 2006-01-02 15:04") + " " + zone
 }
 
 // stamp is a readable UTC time.

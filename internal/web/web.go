@@ -1,5 +1,6 @@
 // Package web owns drover's dashboard: server-rendered HTML pages (fleet,
-// rollouts, a live rollout detail, coverage and exposure, audit) embedded
+// rollouts, a live rollout detail, coverage and exposure, fleet safety,
+// audit) embedded
 // in the binary, with a little plain JavaScript for the live parts.
 //
 // Design: the dashboard is a client of the REST API v1 that runs inside
@@ -84,7 +85,7 @@ func Handler(apiHandler http.Handler, o Options) http.Handler {
 	if d.now == nil {
 		d.now = time.Now
 	}
-	for _, page := range []string{"login", "fleet", "rollouts", "rollout", "coverage", "audit", "error"} {
+	for _, page := range []string{"login", "fleet", "rollouts", "rollout", "coverage", "audit", "safety", "error"} {
 		d.tmpl[page] = template.Must(template.New("layout.html").Funcs(d.funcs()).
 			ParseFS(assets, "templates/layout.html", "templates/"+page+".html"))
 	}
@@ -110,6 +111,7 @@ func Handler(apiHandler http.Handler, o Options) http.Handler {
 	m.HandleFunc("POST /ui/rollouts/{id}/command", d.command)
 	m.HandleFunc("GET /ui/coverage", d.page(d.coverage))
 	m.HandleFunc("GET /ui/audit", d.page(d.audit))
+	m.HandleFunc("GET /ui/safety", d.page(d.safety))
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)

@@ -296,3 +296,37 @@ func TestLineStopBanner(t *testing.T) {
 		}
 	}
 }
+
+// TestSafetyPage: the fleet safety page shows each budget's domains with
+// their use and each freeze's state, to a viewer, through the API (the
+// freeze's periods are all past, so the page does not depend on today).
+func TestSafetyPage(t *testing.T) {
+	ts := newServer(t)
+	op := &api.Client{Base: ts.URL, Token: "operator-token-0123456789"}
+	ctx := context.Background()
+	if _, err := op.CreateBudget(ctx, api.BudgetRequest{Name: "web", MaxUnavailable: "25%", Per: "zone", Selector: `node.labels.tier == "web"`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.CreateFreezes(ctx, []api.FreezeSpec{{Name: "patch-tuesday", TimeZone: "America/New_York", Start: "2020-01-14T10:00",
+		End: "2020-01-15T10:00", Rule: "FREQ=MONTHLY;BYDAY=2TU;COUNT=3", Reason: "vendor patches"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := browserClient(t)
+	if _, err := c.PostForm(ts.URL+"/ui/login", url.Values{"token": {"viewer-token-0123456789"}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Get(ts.URL + "/ui/safety")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, r)
+	for _, want := range []string{`data-budget="web"`, "max unavailable 25% per zone", `node.labels.tier == &#34;web&#34;`, "covers no node",
+		`data-freeze="patch-tuesday"`, "FREQ=MONTHLY;BYDAY=2TU;COUNT=3", "America/New_York", "vendor patches", ">over<", `aria-current="page">Safety`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("safety page lacks %q", want)
+		}
+	}
+	if r.StatusCode != http.StatusOK || strings.Contains(page, "freeze-alert") {
+		t.Errorf("status %d; a freeze alert with no freeze in force: %v", r.StatusCode, strings.Contains(page, "freeze-alert"))
+	}
+}

@@ -18,6 +18,9 @@
 // closes at 04:30 CET, 3 h later.
 //
 // Freezes are absolute periods [From, To) during which nothing starts.
+// Calendars (calendar.go) are one-off or recurring periods in an IANA
+// time zone, with the recurrence rules of iCalendar (RRULE): fleet
+// freezes are calendars.
 package window
 
 import (
