@@ -109,21 +109,31 @@ broke an invariant (a bug), 1 on errors, 2 on usage errors.`,
 	return cmd
 }
 
-func runSimulate(ctx context.Context, e *env, planFile string, f *simulateFlags, nodesGiven bool) error {
+// check returns the output format and refuses flags that do not go
+// together: an inventory or a generated fleet, one of them.
+func (f *simulateFlags) check(nodesGiven bool) (format, error) {
 	out, err := parseFormat(f.output, formatTable, formatJSON, formatYAML)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if f.json {
 		out = formatJSON
 	}
 	switch {
 	case f.inventory != "" && nodesGiven:
-		return usagef("simulate: give --inventory or --nodes, not both")
+		return "", usagef("simulate: give --inventory or --nodes, not both")
 	case f.inventory == "" && !nodesGiven:
-		return usagef("simulate: give --inventory FILE or --nodes N")
+		return "", usagef("simulate: give --inventory FILE or --nodes N")
 	case nodesGiven && f.nodes <= 0:
-		return usagef("simulate: --nodes %d: want a positive count", f.nodes)
+		return "", usagef("simulate: --nodes %d: want a positive count", f.nodes)
+	}
+	return out, nil
+}
+
+func runSimulate(ctx context.Context, e *env, planFile string, f *simulateFlags, nodesGiven bool) error {
+	out, err := f.check(nodesGiven)
+	if err != nil {
+		return err
 	}
 	switch f.progress {
 	case "auto", "always", "never":

@@ -43,20 +43,9 @@ func parseBudgetFlag(s string) (disruption.Budget, error) {
 // runSimulateFleet rehearses several rollouts at once under fleet
 // budgets and freezes (sim.RunFleet).
 func runSimulateFleet(ctx context.Context, e *env, planFiles []string, f *simulateFlags, nodesGiven bool) error {
-	out, err := parseFormat(f.output, formatTable, formatJSON, formatYAML)
+	out, err := f.check(nodesGiven)
 	if err != nil {
 		return err
-	}
-	if f.json {
-		out = formatJSON
-	}
-	switch {
-	case f.inventory != "" && nodesGiven:
-		return usagef("simulate: give --inventory or --nodes, not both")
-	case f.inventory == "" && !nodesGiven:
-		return usagef("simulate: give --inventory FILE or --nodes N")
-	case nodesGiven && f.nodes <= 0:
-		return usagef("simulate: --nodes %d: want a positive count", f.nodes)
 	}
 	failures, err := parseFailures(f)
 	if err != nil {
