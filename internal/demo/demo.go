@@ -1,7 +1,9 @@
 // Package demo owns `drover demo`, the embedded default: a real server on
 // SQLite in a temporary directory and a heterogeneous fleet of real agents
 // in the same process, talking to it over HTTP on loopback, changing
-// simulated nodes through the sim driver. It runs two bundled plans: a
+// simulated nodes through the sim driver. Wave gates are the production
+// gate code on Prometheus's own PromQL engine, embedded, over the
+// simulated nodes' metrics. It runs two bundled plans: a
 // change that hurts one hardware class (caught by the canary, rolled
 // back) and a good change rolled through the whole fleet.
 package demo
@@ -31,7 +33,6 @@ import (
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
-	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/store"
@@ -179,8 +180,19 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	nodes := newSimFleet(fl, o.Step)
+	// Wave gates run as in production, on Prometheus's engine over the
+	// simulated nodes' metrics (see metrics.go).
+	mets, err := openMetrics(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { cancel(); _ = mets.prom.Close() }() // the server's queries end first
+	var scraper sync.WaitGroup
+	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	defer func() { stopScrape(); scraper.Wait() }()
+	scraper.Go(func() { mets.scrape(scrapeCtx, nodes, log) })
 	srv, err := server.New(cfg, server.Deps{Store: st, Logger: log.With("component", "server"),
-		Registry: prometheus.NewRegistry(), Gates: simGates{fleet: nodes}})
+		Registry: prometheus.NewRegistry(), Gates: mets.gates})
 	if err != nil {
 		return nil, err
 	}
@@ -510,51 +522,3 @@ func (n *simNode) agentConfig(base, token, stateDir string, log *slog.Logger) (a
 		Version:         "demo",
 	}, nil
 }
-
-// simGates judges wave gates on the simulated fleet: each simulated node
-// yields p99 latency samples (lognormal around 300 ms; +38% on a node the
-// change hurts) and the gate compares the wave's nodes with the baseline
-// by the same Mann-Whitney judge as the Prometheus gates use.
-type simGates struct{ fleet *simFleet }
-
-func (g simGates) Evaluate(_ context.Context, req gate.Request) gate.Evaluation {
-	sample := func(nodes []*fleet.Node, salt int) []float64 {
-		var out []float64
-		for i, n := range nodes {
-			sn := g.fleet.byID[n.ID]
-			if sn == nil {
-				continue
-			}
-			shift := 1.0
-			if !sn.state.Healthy() {
-				shift = 1.38
-			}
-			for j := range 20 {
-				// Deterministic pseudo-noise: a fixed spread per sample.
-				z := math.Sin(float64((i+1)*(j+7)*(salt+3))) * 0.25
-				out = append(out, 0.3*shift*math.Exp(z))
-			}
-		}
-		return out
-	}
-	can, base := sample(req.Nodes, 1), sample(req.Baseline, 2)
-	if len(can) == 0 || len(base) == 0 {
-		if len(base) == 0 && len(can) > 0 {
-			// The last wave has no unchanged nodes left: compare with the
-			// nodes changed earlier, which passed their own gates.
-			return gate.Evaluation{Verdict: engine.Pass, Reason: fmt.Sprintf("p99 latency %.0f ms over %d samples, no unchanged baseline left",
-				1000*gate.Quantile(can, 0.5), len(can)), Canary: can}
-		}
-		return gate.Evaluation{Verdict: engine.Fail, Reason: "no samples for the wave's nodes"}
-	}
-	r := gate.MannWhitney(can, base)
-	verdict := engine.Pass
-	if r.P < gate.DefaultAlpha && r.Effect >= gate.DefaultMinEffect {
-		verdict = engine.Fail
-	}
-	return gate.Evaluation{Verdict: verdict, Canary: can, Baseline: base,
-		Reason: fmt.Sprintf("p99 latency %.0f ms vs baseline %.0f ms (%+.0f%%), U-test p=%.3f over %d+%d samples",
-			1000*r.MedCan, 1000*r.MedBase, 100*(r.MedCan/r.MedBase-1), r.P, r.NCanary, r.NBase)}
-}
-
-func (simGates) FiringAlerts(context.Context, []string) ([]string, error) { return nil, nil }
