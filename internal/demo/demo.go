@@ -426,31 +426,15 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 
 // demoFleet is the heterogeneous fleet: Debian 11/12, Ubuntu 22.04/24.04,
 // RHEL 8/9, SLES 15, Windows Server 2019/2022, macOS 14 and Kubernetes
-// nodes, over three zones, three hardware classes and three tiers.
+// workers (role=kubernetes-node), over three zones, three hardware
+// classes and three tiers: the fleet `drover simulate --nodes N`
+// generates, with the same facts and labels.
 func demoFleet(n int) ([]*fleet.Node, error) {
-	mix, err := fleet.ParseMix("debian:20,ubuntu:20,rhel:20,suse:10,windows:20,macos:10")
+	mix, err := fleet.ParseMix(fleet.DefaultMix)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := fleet.Generate(fleet.GenSpec{N: n, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
-	if err != nil {
-		return nil, err
-	}
-	// Every fifth Linux node is a Kubernetes worker.
-	k := 0
-	for _, nd := range nodes {
-		fam := nd.Facts.OS.Family
-		if fam == "windows" || fam == "macos" {
-			continue
-		}
-		if k%5 == 0 {
-			nd.Facts.Kubelet = "v1.30.4"
-			nd.Facts.Runtime.Containerd = "1.7.22"
-			nd.Labels["role"] = "kubernetes-node"
-		}
-		k++
-	}
-	return nodes, nil
+	return fleet.Generate(fleet.GenSpec{N: n, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
 }
 
 // simFleet is the demo's simulated machines, by node ID.
