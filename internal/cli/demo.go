@@ -13,6 +13,7 @@ func newDemoCmd(e *env) *cobra.Command {
 	var asJSON, keep bool
 	var nodes int
 	var listen string
+	var plans []string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a real server and 40 simulated agents through two bundled rollouts",
@@ -29,11 +30,15 @@ run two bundled plans:
   2. a good change rolling through the whole fleet in waves, under zone
      caps, each wave judged against the unchanged nodes.
 
+With --plan FILE (repeatable) the demo runs your plans on its fleet instead
+of the bundled ones; the simulated change is good everywhere, so only the
+plan's own limits, gates, windows and approvals decide how it goes.
+
 With --keep the server keeps running afterwards so that the CLI (and the
 dashboard) can be used against it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := demo.Options{Nodes: nodes, Keep: keep, Listen: listen, Logger: e.log}
+			opts := demo.Options{Nodes: nodes, Keep: keep, Listen: listen, Logger: e.log, Plans: plans}
 			if !asJSON {
 				opts.Progress = e.stdout
 			}
@@ -74,5 +79,6 @@ dashboard) can be used against it.`,
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the server running afterwards and print how to reach it")
 	cmd.Flags().IntVar(&nodes, "nodes", 40, "fleet size")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "server address")
+	cmd.Flags().StringArrayVar(&plans, "plan", nil, "run the plan `FILE` on the demo fleet instead of the bundled plans (repeatable)")
 	return cmd
 }

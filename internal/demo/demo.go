@@ -53,6 +53,10 @@ type Options struct {
 	// Ready, if set, is called once the fleet is up, with how to reach the
 	// server (Keep mode prints it).
 	Ready func(Access)
+	// Plans, if set, are plan files run on the demo fleet, in order,
+	// instead of the bundled plans; the simulated change is good on
+	// every node (only the plan's own gates and limits can stop it).
+	Plans []string
 	// TLS serves TLS with the built-in CA; every agent enrols with its
 	// own single-use token and then talks with its client certificate.
 	// Off, the demo is plain HTTP on loopback and agents use the
@@ -105,21 +109,34 @@ type WaveSummary struct {
 	Seconds    float64 `json:"seconds"`
 }
 
-// scenario is one bundled plan and how the simulated fleet reacts to it.
+// scenario is one plan and how the simulated fleet reacts to it.
 type scenario struct {
-	file  string
+	file  string // a bundled plan's name in plans, or a plan file
+	text  []byte // a plan file's text; nil for a bundled plan
 	title string
 	// hurts says whether the change hurts a node of this hardware class.
 	hurts func(class string) bool
 }
 
-func scenarios() []scenario {
+// scenarios are the plans to run: the files given, or the bundled ones.
+func scenarios(files []string) ([]scenario, error) {
+	var out []scenario
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
+		out = append(out, scenario{file: f, text: text, title: f, hurts: func(string) bool { return false }})
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
 	return []scenario{
 		{file: "plans/1-hurts-gen3.yaml", title: "a change that hurts one hardware class (gen3)",
 			hurts: func(class string) bool { return class == "gen3" }},
 		{file: "plans/2-good-change.yaml", title: "a good change rolled through the whole fleet",
 			hurts: func(string) bool { return false }},
-	}
+	}, nil
 }
 
 // Run runs the demo and returns its summary.
@@ -150,6 +167,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	}
+	scs, err := scenarios(o.Plans)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -248,11 +269,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 
 	sum := &Summary{Server: base, Nodes: len(nodes.list)}
-	for i, sc := range scenarios() {
+	for i, sc := range scs {
 		nodes.setScenario(sc)
-		text, err := plans.ReadFile(sc.file)
-		if err != nil {
-			return nil, err
+		text := sc.text
+		if text == nil {
+			if text, err = plans.ReadFile(sc.file); err != nil {
+				return nil, err
+			}
 		}
 		fmt.Fprintf(progress, "\n== rollout %d: %s\n", i+1, sc.title)
 		rs, err := runRollout(ctx, alice, filepath.Base(sc.file), string(text), progress)
