@@ -484,6 +484,9 @@ func newSimFleet(nodes []*fleet.Node, step time.Duration) *simFleet {
 		n.Facts.Packages = pkgs
 		sn := &simNode{node: n, state: driver.NewSimState(n.ID, n.Facts.OS.Family, n.Facts.Kernel, pkgs)}
 		sn.state.ApplyDelay = step
+		for rt, v := range map[string]string{"containerd": n.Facts.Runtime.Containerd, "docker": n.Facts.Runtime.Docker, "cri-o": n.Facts.Runtime.CRIO} {
+			sn.state.SetRuntime(rt, v)
+		}
 		class := n.Facts.Hardware.Class
 		sn.state.Hurts = func(a plan.Action) bool {
 			f.mu.Lock()
