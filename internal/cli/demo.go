@@ -28,7 +28,15 @@ run two bundled plans:
      catches it, the rollout halts and rolls the canary back, and nothing
      outside the canary is touched;
   2. a good change rolling through the whole fleet in waves, under zone
-     caps, each wave judged against the unchanged nodes.
+     caps, each wave's p99 latency compared with the same nodes before the
+     change.
+
+Wave gates are judged as on a production server: the plan's PromQL,
+rendered by the gate templates, run by Prometheus's own query engine
+(embedded, over the simulated nodes' metrics: http_requests_total{code},
+http_request_duration_seconds_p99 and up, labelled instance=NODE), judged
+by the gate's mode. A query that does not parse fails the gate here as it
+would there.
 
 With --plan FILE (repeatable) the demo runs your plans on its fleet instead
 of the bundled ones; the simulated change is good everywhere, so only the
