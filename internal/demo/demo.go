@@ -203,11 +203,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	nodes := newSimFleet(fl, o.Step)
 	// Wave gates run as in production, on Prometheus's engine over the
 	// simulated nodes' metrics (see metrics.go).
-	mets, err := openMetrics(dir, log)
+	mets, err := newMetrics(log)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { cancel(); _ = mets.prom.Close() }() // the server's queries end first
 	var scraper sync.WaitGroup
 	scrapeCtx, stopScrape := context.WithCancel(ctx)
 	defer func() { stopScrape(); scraper.Wait() }()

@@ -2,11 +2,9 @@ package demo
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"time"
 
 	"github.com/drover-dev/drover/internal/gate"
@@ -48,16 +46,12 @@ type metrics struct {
 	gates *gate.Prometheus
 }
 
-func openMetrics(dir string, log *slog.Logger) (*metrics, error) {
-	prom, err := localprom.Open(filepath.Join(dir, "metrics"), localprom.Options{Lookback: lookback, Logger: log})
-	if err != nil {
-		return nil, err
-	}
+func newMetrics(log *slog.Logger) (*metrics, error) {
+	prom := localprom.New(localprom.Options{Lookback: lookback, Logger: log})
 	ev, err := gate.NewEvaluator("the demo's embedded Prometheus", prom,
 		gate.WithStep(gateStep), gate.WithMinWindow(gateMinWindow), gate.WithTimeout(5*time.Second),
 		gate.WithLogger(log.With("component", "gates")))
 	if err != nil {
-		_ = prom.Close()
 		return nil, err
 	}
 	return &metrics{prom: prom, gates: ev}, nil
@@ -91,8 +85,8 @@ func (m *metrics) scrape(ctx context.Context, f *simFleet, log *slog.Logger) {
 				localprom.Sample{Labels: map[string]string{"__name__": "up", "job": "demo", "instance": id}, Value: 1},
 			)
 		}
-		if err := m.prom.Append(ctx, now, samples); err != nil && ctx.Err() == nil {
-			log.Error("demo metrics", "err", fmt.Errorf("append: %w", err))
+		if err := m.prom.Append(now, samples); err != nil {
+			log.Error("demo metrics: append", "err", err)
 		}
 		select {
 		case <-ctx.Done():

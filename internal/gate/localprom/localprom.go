@@ -1,5 +1,6 @@
 // Package localprom is a Prometheus inside the process: Prometheus's own
-// PromQL engine over its own TSDB, fed by Append instead of scrapes. It
+// PromQL engine over an in-memory store of series in Prometheus's chunk
+// encoding, fed by Append instead of scrapes. It
 // implements gate.Querier, so the production gate evaluator
 // (gate.NewEvaluator) renders, runs and judges wave gates on it exactly
 // as it does over Prometheus's HTTP API: a query that does not parse
@@ -12,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -20,15 +20,15 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/drover-dev/drover/internal/gate"
 )
 
-// Defaults of the engine: Prometheus's own lookback, a bound on samples a
-// query may load and on its run time.
+// Defaults of the engine: Prometheus's own lookback, how long samples are
+// kept, a bound on samples a query may load and on its run time.
 const (
 	DefaultLookback   = 5 * time.Minute
+	DefaultRetention  = 2 * time.Hour
 	maxSamples        = 50_000_000
 	defaultTimeout    = 10 * time.Second
 	maxWarningStrings = 10
@@ -37,7 +37,7 @@ const (
 // Prometheus is the engine and its storage. It is safe for concurrent
 // use: Append while gates query.
 type Prometheus struct {
-	db     *tsdb.DB
+	db     *memStore
 	engine *promql.Engine
 }
 
@@ -50,25 +50,21 @@ type Options struct {
 	// A feeder appending every second may set it to a few seconds, so a
 	// series that stops being fed goes stale as quickly.
 	Lookback time.Duration
-	Logger   *slog.Logger // nil discards
+	// Retention is how long samples are kept; default DefaultRetention.
+	Retention time.Duration
+	Logger    *slog.Logger // nil discards
 }
 
-// Open opens an empty TSDB in dir (created if missing; the caller
-// removes it) without a write-ahead log: the samples live in memory and
-// are lost on Close.
-func Open(dir string, o Options) (*Prometheus, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("metrics store %s: %w", dir, err)
-	}
+// New returns an engine over an empty store. Samples live in memory
+// only.
+func New(o Options) *Prometheus {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts := tsdb.DefaultOptions()
-	opts.WALSegmentSize = -1 // no write-ahead log: memory only
-	db, err := tsdb.Open(dir, log, nil, opts, nil)
-	if err != nil {
-		return nil, fmt.Errorf("metrics store %s: %w", dir, err)
+	retention := o.Retention
+	if retention <= 0 {
+		retention = DefaultRetention
 	}
 	lookback := o.Lookback
 	if lookback <= 0 {
@@ -82,11 +78,8 @@ func Open(dir string, o Options) (*Prometheus, error) {
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 	})
-	return &Prometheus{db: db, engine: eng}, nil
+	return &Prometheus{db: newMemStore(retention.Milliseconds()), engine: eng}
 }
-
-// Close closes the storage.
-func (p *Prometheus) Close() error { return p.db.Close() }
 
 // Sample is one value of one series at one time.
 type Sample struct {
@@ -94,16 +87,16 @@ type Sample struct {
 	Value  float64
 }
 
-// Append stores samples at time t, all or none.
-func (p *Prometheus) Append(ctx context.Context, t time.Time, samples []Sample) error {
-	app := p.db.Appender(ctx)
+// Append stores samples at time t. A sample not after its series' last
+// one is refused, as Prometheus refuses it; the others are stored.
+func (p *Prometheus) Append(t time.Time, samples []Sample) error {
+	var errs []error
 	for _, s := range samples {
-		if _, err := app.Append(0, labels.FromMap(s.Labels), t.UnixMilli(), s.Value); err != nil {
-			_ = app.Rollback()
-			return fmt.Errorf("append %v: %w", s.Labels, err)
+		if err := p.db.append(labels.FromMap(s.Labels), t.UnixMilli(), s.Value); err != nil {
+			errs = append(errs, fmt.Errorf("append %v: %w", s.Labels, err))
 		}
 	}
-	return app.Commit()
+	return errors.Join(errs...)
 }
 
 // Query runs an instant query at ts (zero: now). Options (the HTTP
