@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +54,28 @@ func TestExamplesOnDemo(t *testing.T) {
 				time.Duration(r.MakespanSeconds)*time.Second)
 		}
 	}
-	sum, err := Run(ctx, Options{Progress: &out, Dir: t.TempDir(), Plans: []string{"../../examples/quick-start.yaml"}, Ready: dryRun})
+	// A gate whose query cannot run is refused before anything starts,
+	// as on any server with Prometheus: its template calls an undefined
+	// function, or its PromQL does not parse.
+	broken := func(a Access) {
+		c := &api.Client{Base: a.URL, Token: a.Users[0].Token, HTTP: http.DefaultClient}
+		text, err := os.ReadFile("../../examples/quick-start.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []struct{ from, to, want string }{
+			{"{{ .Nodes | regex }}", "{{ .Nodes | nosuch }}", `function "nosuch" not defined`},
+			{"avg_over_time(", "avg_over_time((", "does not parse as PromQL"},
+		} {
+			bad := strings.Replace(string(text), q.from, q.to, 1)
+			_, err := c.DryRun(ctx, "broken.yaml", bad)
+			var apiErr *api.StatusError
+			if !errors.As(err, &apiErr) || !strings.Contains(fmt.Sprint(apiErr.Body.Problems), q.want) {
+				t.Errorf("dry run of a gate query with %q: %v, want a plan problem saying %q", q.to, err, q.want)
+			}
+		}
+	}
+	sum, err := Run(ctx, Options{Progress: &out, Dir: t.TempDir(), Plans: []string{"../../examples/quick-start.yaml"}, Ready: func(a Access) { dryRun(a); broken(a) }})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
