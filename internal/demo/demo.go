@@ -230,6 +230,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	fmt.Fprintf(progress, "drover demo: server on %s (SQLite in %s)\n", base, cfg.DataDir)
+	fmt.Fprintf(progress, "drover demo: wave gates run on Prometheus's PromQL engine, embedded, over the simulated nodes' metrics\n")
 
 	// The fleet: one real agent per simulated node.
 	var wg sync.WaitGroup
