@@ -13,6 +13,7 @@ func newDemoCmd(e *env) *cobra.Command {
 	var asJSON, keep bool
 	var nodes int
 	var listen string
+	var plans []string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a real server and 40 simulated agents through two bundled rollouts",
@@ -27,13 +28,25 @@ run two bundled plans:
      catches it, the rollout halts and rolls the canary back, and nothing
      outside the canary is touched;
   2. a good change rolling through the whole fleet in waves, under zone
-     caps, each wave judged against the unchanged nodes.
+     caps, each wave's p99 latency compared with the same nodes before the
+     change.
+
+Wave gates are judged as on a production server: the plan's PromQL,
+rendered by the gate templates, run by Prometheus's own query engine
+(embedded, over the simulated nodes' metrics: http_requests_total{code},
+http_request_duration_seconds_p99 and up, labelled instance=NODE), judged
+by the gate's mode. A query that does not parse fails the gate here as it
+would there.
+
+With --plan FILE (repeatable) the demo runs your plans on its fleet instead
+of the bundled ones; the simulated change is good everywhere, so only the
+plan's own limits, gates, windows and approvals decide how it goes.
 
 With --keep the server keeps running afterwards so that the CLI (and the
 dashboard) can be used against it.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := demo.Options{Nodes: nodes, Keep: keep, Listen: listen, Logger: e.log}
+			opts := demo.Options{Nodes: nodes, Keep: keep, Listen: listen, Logger: e.log, Plans: plans}
 			if !asJSON {
 				opts.Progress = e.stdout
 			}
@@ -74,5 +87,6 @@ dashboard) can be used against it.`,
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the server running afterwards and print how to reach it")
 	cmd.Flags().IntVar(&nodes, "nodes", 40, "fleet size")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "server address")
+	cmd.Flags().StringArrayVar(&plans, "plan", nil, "run the plan `FILE` on the demo fleet instead of the bundled plans (repeatable)")
 	return cmd
 }

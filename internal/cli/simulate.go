@@ -17,9 +17,9 @@ import (
 	"github.com/drover-dev/drover/internal/sim"
 )
 
-// DefaultMix is the os.family mix of a generated fleet when --mix is not
-// given.
-const defaultMix = "os.family=debian:40,rhel:30,windows:20,macos:10"
+// defaultMix is the os.family mix of a generated fleet when --mix is not
+// given: the demo fleet's.
+const defaultMix = "os.family=" + fleet.DefaultMix
 
 type simulateFlags struct {
 	inventory       string

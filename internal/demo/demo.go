@@ -1,7 +1,9 @@
 // Package demo owns `drover demo`, the embedded default: a real server on
 // SQLite in a temporary directory and a heterogeneous fleet of real agents
 // in the same process, talking to it over HTTP on loopback, changing
-// simulated nodes through the sim driver. It runs two bundled plans: a
+// simulated nodes through the sim driver. Wave gates are the production
+// gate code on Prometheus's own PromQL engine, embedded, over the
+// simulated nodes' metrics. It runs two bundled plans: a
 // change that hurts one hardware class (caught by the canary, rolled
 // back) and a good change rolled through the whole fleet.
 package demo
@@ -31,7 +33,6 @@ import (
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
-	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/store"
@@ -52,6 +53,10 @@ type Options struct {
 	// Ready, if set, is called once the fleet is up, with how to reach the
 	// server (Keep mode prints it).
 	Ready func(Access)
+	// Plans, if set, are plan files run on the demo fleet, in order,
+	// instead of the bundled plans; the simulated change is good on
+	// every node (only the plan's own gates and limits can stop it).
+	Plans []string
 	// TLS serves TLS with the built-in CA; every agent enrols with its
 	// own single-use token and then talks with its client certificate.
 	// Off, the demo is plain HTTP on loopback and agents use the
@@ -104,21 +109,34 @@ type WaveSummary struct {
 	Seconds    float64 `json:"seconds"`
 }
 
-// scenario is one bundled plan and how the simulated fleet reacts to it.
+// scenario is one plan and how the simulated fleet reacts to it.
 type scenario struct {
-	file  string
+	file  string // a bundled plan's name in plans, or a plan file
+	text  []byte // a plan file's text; nil for a bundled plan
 	title string
 	// hurts says whether the change hurts a node of this hardware class.
 	hurts func(class string) bool
 }
 
-func scenarios() []scenario {
+// scenarios are the plans to run: the files given, or the bundled ones.
+func scenarios(files []string) ([]scenario, error) {
+	var out []scenario
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("plan: %w", err)
+		}
+		out = append(out, scenario{file: f, text: text, title: f, hurts: func(string) bool { return false }})
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
 	return []scenario{
 		{file: "plans/1-hurts-gen3.yaml", title: "a change that hurts one hardware class (gen3)",
 			hurts: func(class string) bool { return class == "gen3" }},
 		{file: "plans/2-good-change.yaml", title: "a good change rolled through the whole fleet",
 			hurts: func(string) bool { return false }},
-	}
+	}, nil
 }
 
 // Run runs the demo and returns its summary.
@@ -150,6 +168,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	scs, err := scenarios(o.Plans)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -179,8 +201,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	nodes := newSimFleet(fl, o.Step)
+	// Wave gates run as in production, on Prometheus's engine over the
+	// simulated nodes' metrics (see metrics.go).
+	mets, err := newMetrics(log)
+	if err != nil {
+		return nil, err
+	}
+	var scraper sync.WaitGroup
+	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	defer func() { stopScrape(); scraper.Wait() }()
+	scraper.Go(func() { mets.scrape(scrapeCtx, nodes, log) })
 	srv, err := server.New(cfg, server.Deps{Store: st, Logger: log.With("component", "server"),
-		Registry: prometheus.NewRegistry(), Gates: simGates{fleet: nodes}})
+		Registry: prometheus.NewRegistry(), Gates: mets.gates})
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +230,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	fmt.Fprintf(progress, "drover demo: server on %s (SQLite in %s)\n", base, cfg.DataDir)
+	fmt.Fprintf(progress, "drover demo: wave gates run on Prometheus's PromQL engine, embedded, over the simulated nodes' metrics\n")
 
 	// The fleet: one real agent per simulated node.
 	var wg sync.WaitGroup
@@ -236,11 +269,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 
 	sum := &Summary{Server: base, Nodes: len(nodes.list)}
-	for i, sc := range scenarios() {
+	for i, sc := range scs {
 		nodes.setScenario(sc)
-		text, err := plans.ReadFile(sc.file)
-		if err != nil {
-			return nil, err
+		text := sc.text
+		if text == nil {
+			if text, err = plans.ReadFile(sc.file); err != nil {
+				return nil, err
+			}
 		}
 		fmt.Fprintf(progress, "\n== rollout %d: %s\n", i+1, sc.title)
 		rs, err := runRollout(ctx, alice, filepath.Base(sc.file), string(text), progress)
@@ -414,31 +449,15 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 
 // demoFleet is the heterogeneous fleet: Debian 11/12, Ubuntu 22.04/24.04,
 // RHEL 8/9, SLES 15, Windows Server 2019/2022, macOS 14 and Kubernetes
-// nodes, over three zones, three hardware classes and three tiers.
+// workers (role=kubernetes-node), over three zones, three hardware
+// classes and three tiers: the fleet `drover simulate --nodes N`
+// generates, with the same facts and labels.
 func demoFleet(n int) ([]*fleet.Node, error) {
-	mix, err := fleet.ParseMix("debian:20,ubuntu:20,rhel:20,suse:10,windows:20,macos:10")
+	mix, err := fleet.ParseMix(fleet.DefaultMix)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := fleet.Generate(fleet.GenSpec{N: n, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
-	if err != nil {
-		return nil, err
-	}
-	// Every fifth Linux node is a Kubernetes worker.
-	k := 0
-	for _, nd := range nodes {
-		fam := nd.Facts.OS.Family
-		if fam == "windows" || fam == "macos" {
-			continue
-		}
-		if k%5 == 0 {
-			nd.Facts.Kubelet = "v1.30.4"
-			nd.Facts.Runtime.Containerd = "1.7.22"
-			nd.Labels["role"] = "kubernetes-node"
-		}
-		k++
-	}
-	return nodes, nil
+	return fleet.Generate(fleet.GenSpec{N: n, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
 }
 
 // simFleet is the demo's simulated machines, by node ID.
@@ -465,6 +484,9 @@ func newSimFleet(nodes []*fleet.Node, step time.Duration) *simFleet {
 		n.Facts.Packages = pkgs
 		sn := &simNode{node: n, state: driver.NewSimState(n.ID, n.Facts.OS.Family, n.Facts.Kernel, pkgs)}
 		sn.state.ApplyDelay = step
+		for rt, v := range map[string]string{"containerd": n.Facts.Runtime.Containerd, "docker": n.Facts.Runtime.Docker, "cri-o": n.Facts.Runtime.CRIO} {
+			sn.state.SetRuntime(rt, v)
+		}
 		class := n.Facts.Hardware.Class
 		sn.state.Hurts = func(a plan.Action) bool {
 			f.mu.Lock()
@@ -510,51 +532,3 @@ func (n *simNode) agentConfig(base, token, stateDir string, log *slog.Logger) (a
 		Version:         "demo",
 	}, nil
 }
-
-// simGates judges wave gates on the simulated fleet: each simulated node
-// yields p99 latency samples (lognormal around 300 ms; +38% on a node the
-// change hurts) and the gate compares the wave's nodes with the baseline
-// by the same Mann-Whitney judge as the Prometheus gates use.
-type simGates struct{ fleet *simFleet }
-
-func (g simGates) Evaluate(_ context.Context, req gate.Request) gate.Evaluation {
-	sample := func(nodes []*fleet.Node, salt int) []float64 {
-		var out []float64
-		for i, n := range nodes {
-			sn := g.fleet.byID[n.ID]
-			if sn == nil {
-				continue
-			}
-			shift := 1.0
-			if !sn.state.Healthy() {
-				shift = 1.38
-			}
-			for j := range 20 {
-				// Deterministic pseudo-noise: a fixed spread per sample.
-				z := math.Sin(float64((i+1)*(j+7)*(salt+3))) * 0.25
-				out = append(out, 0.3*shift*math.Exp(z))
-			}
-		}
-		return out
-	}
-	can, base := sample(req.Nodes, 1), sample(req.Baseline, 2)
-	if len(can) == 0 || len(base) == 0 {
-		if len(base) == 0 && len(can) > 0 {
-			// The last wave has no unchanged nodes left: compare with the
-			// nodes changed earlier, which passed their own gates.
-			return gate.Evaluation{Verdict: engine.Pass, Reason: fmt.Sprintf("p99 latency %.0f ms over %d samples, no unchanged baseline left",
-				1000*gate.Quantile(can, 0.5), len(can)), Canary: can}
-		}
-		return gate.Evaluation{Verdict: engine.Fail, Reason: "no samples for the wave's nodes"}
-	}
-	r := gate.MannWhitney(can, base)
-	verdict := engine.Pass
-	if r.P < gate.DefaultAlpha && r.Effect >= gate.DefaultMinEffect {
-		verdict = engine.Fail
-	}
-	return gate.Evaluation{Verdict: verdict, Canary: can, Baseline: base,
-		Reason: fmt.Sprintf("p99 latency %.0f ms vs baseline %.0f ms (%+.0f%%), U-test p=%.3f over %d+%d samples",
-			1000*r.MedCan, 1000*r.MedBase, 100*(r.MedCan/r.MedBase-1), r.P, r.NCanary, r.NBase)}
-}
-
-func (simGates) FiringAlerts(context.Context, []string) ([]string, error) { return nil, nil }

@@ -102,6 +102,18 @@ func NewSimState(name, family, kernel string, packages map[string]string) *SimSt
 	}
 }
 
+// SetRuntime records container runtime (containerd, docker, cri-o) as
+// installed at version, as a node's facts report it; "" removes it.
+func (s *SimState) SetRuntime(runtime, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version == "" {
+		delete(s.db.Runtimes, runtime)
+		return
+	}
+	s.db.Runtimes[runtime] = version
+}
+
 // Persist makes s file-backed at path (e.g. StateDir/sim.json): if the
 // file exists, its database replaces s's; every change is then written to
 // it atomically (write, fsync, rename).

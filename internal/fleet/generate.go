@@ -63,6 +63,11 @@ func ParseMix(s string) ([]Share, error) {
 	return mix, nil
 }
 
+// DefaultMix is the os.family mix of the fleet `drover demo` runs and
+// `drover simulate --nodes N` generates, so that a plan selecting nodes on
+// one selects them on the other.
+const DefaultMix = "debian:20,ubuntu:20,rhel:20,suse:10,windows:20,macos:10"
+
 const familyNames = "debian, ubuntu, rhel, suse, windows, macos"
 
 // variant is one release of a family as the generator emits it.
@@ -138,12 +143,15 @@ func familyTable() map[string][]variant {
 				modules:  []string{"overlay", "br_netfilter"}},
 		},
 		"windows": {
-			{name: "Windows Server 2019 Datacenter", version: "2019", weight: 4,
-				kernels:  []string{"10.0.17763.6189", "10.0.17763.6293"},
+			// As the agent's collector reports them: os.version and kernel
+			// are Win32_OperatingSystem.Version, the build without its
+			// update revision; installed updates are packages.
+			{name: "Windows Server 2019 Datacenter", version: "10.0.17763", weight: 4,
+				kernels:  []string{"10.0.17763"},
 				packages: map[string]string{"KB5043050": "installed", "Microsoft.NETCore.App": "6.0.33"},
 				services: map[string]string{"W32Time": "running", "WinRM": "running"}},
-			{name: "Windows Server 2022 Datacenter", version: "2022", weight: 6,
-				kernels:  []string{"10.0.20348.2655", "10.0.20348.2700"},
+			{name: "Windows Server 2022 Datacenter", version: "10.0.20348", weight: 6,
+				kernels:  []string{"10.0.20348"},
 				packages: map[string]string{"KB5042881": "installed", "Microsoft.NETCore.App": "8.0.8"},
 				services: map[string]string{"W32Time": "running", "WinRM": "running"}},
 		},
@@ -161,7 +169,10 @@ func familyTable() map[string][]variant {
 //
 // IDs are FAMILY-NNNN, numbered from 1 within each family and zero-padded
 // to the number of digits of spec.N. Labels are zone (a, b, …), tier
-// (web, app, db in a 60/30/10 ratio within every family) and env=prod.
+// (web, app, db in a 60/30/10 ratio within every family), env=prod, and
+// role=kubernetes-node on the three Linux nodes in ten that run a kubelet.
+// Facts are written as the agent's collectors report them (Windows
+// os.version 10.0.20348, macOS 14.6.1, kubelet v1.30.4).
 // Arch uses Go's names (amd64, arm64).
 //
 // Sharing: nodes of the same release share one Packages map, one Services
@@ -233,8 +244,11 @@ func Generate(spec GenSpec, seed uint64) ([]*Node, error) {
 				},
 			}
 			if v.linux && rng.IntN(10) < 3 {
+				// Kubernetes workers; the kubelet's version as the agent's
+				// collector reads it (`kubelet --version`: "v1.30.4").
 				n.Facts.Runtime.Containerd = "1.7." + strconv.Itoa(18+rng.IntN(5))
-				n.Facts.Kubelet = "1.30." + strconv.Itoa(2+rng.IntN(4))
+				n.Facts.Kubelet = "v1.30." + strconv.Itoa(2+rng.IntN(4))
+				n.Labels["role"] = "kubernetes-node"
 			}
 			nodes = append(nodes, n)
 		}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"reflect"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -133,5 +134,50 @@ func BenchmarkGenerate100k(b *testing.B) {
 		if _, err := Generate(GenSpec{N: 100_000, Mix: mix, Zones: 3, HardwareClasses: 3}, 1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Generated facts are written as the agent's collectors report them
+// (internal/agent/facts), so that a plan written against real nodes
+// selects generated ones: Windows os.version and kernel are
+// Win32_OperatingSystem.Version (10.0.20348), macOS os.version is
+// sw_vers's ProductVersion (14.6.1), the kubelet version is `kubelet
+// --version`'s (v1.30.4); Kubernetes workers are labelled
+// role=kubernetes-node.
+func TestGenerateFactsAsCollectorsReport(t *testing.T) {
+	mix, err := ParseMix(DefaultMix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := Generate(GenSpec{N: 400, Mix: mix, Zones: 3, HardwareClasses: 3}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows := regexp.MustCompile(`^10\.0\.\d{5}$`)
+	macos := regexp.MustCompile(`^\d{2}\.\d+(\.\d+)?$`)
+	kubelet := regexp.MustCompile(`^v1\.\d+\.\d+$`)
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		f := n.Facts
+		seen[f.OS.Family] = true
+		switch f.OS.Family {
+		case "windows":
+			if !windows.MatchString(f.OS.Version) || f.Kernel != f.OS.Version {
+				t.Errorf("%s: os.version %q kernel %q, want the collector's 10.0.NNNNN for both", n.ID, f.OS.Version, f.Kernel)
+			}
+		case "macos":
+			if !macos.MatchString(f.OS.Version) {
+				t.Errorf("%s: os.version %q, want sw_vers's ProductVersion", n.ID, f.OS.Version)
+			}
+		}
+		if f.Kubelet != "" && (!kubelet.MatchString(f.Kubelet) || n.Labels["role"] != "kubernetes-node") {
+			t.Errorf("%s: kubelet %q role %q", n.ID, f.Kubelet, n.Labels["role"])
+		}
+		if f.Kubelet == "" && n.Labels["role"] != "" {
+			t.Errorf("%s: role %q without a kubelet", n.ID, n.Labels["role"])
+		}
+	}
+	if len(seen) != 6 {
+		t.Errorf("families %v, want all six of the default mix", seen)
 	}
 }

@@ -34,10 +34,23 @@ const (
 	maxPoints = 10_000
 )
 
-// Prometheus evaluates wave gates over Prometheus's HTTP API. It is safe
-// for concurrent use and holds no state between evaluations.
+// Querier runs PromQL. Prometheus's HTTP API client (v1.API, which
+// NewPrometheus uses) is one; an engine inside the process over its own
+// storage (internal/gate/localprom, which the demo uses) is the other.
+// Errors should be *v1.Error where the HTTP API would answer with one
+// (bad_data for a query that does not parse), so reasons read the same.
+type Querier interface {
+	Query(ctx context.Context, query string, ts time.Time, opts ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error)
+	QueryRange(ctx context.Context, query string, r v1.Range, opts ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error)
+}
+
+var _ Querier = v1.API(nil)
+
+// Prometheus evaluates wave gates with PromQL: over Prometheus's HTTP API
+// (NewPrometheus) or any other Querier (NewEvaluator). It is safe for
+// concurrent use and holds no state between evaluations.
 type Prometheus struct {
-	api       v1.API
+	api       Querier
 	base      string
 	timeout   time.Duration
 	step      time.Duration
@@ -91,21 +104,9 @@ func NewPrometheus(baseURL string, opts ...Option) (*Prometheus, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("prometheus address %q: want http(s)://host:port", baseURL)
 	}
-	p := &Prometheus{
-		base:      baseURL,
-		timeout:   DefaultQueryTimeout,
-		step:      DefaultStep,
-		minWindow: DefaultMinWindow,
-		instance:  func(n *fleet.Node) string { return n.ID },
-	}
-	for _, o := range opts {
-		o(p)
-	}
-	if p.timeout <= 0 || p.step <= 0 || p.minWindow < 0 {
-		return nil, fmt.Errorf("prometheus %s: timeout and step must be positive, min window not negative", baseURL)
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
+	p, err := newEvaluator(baseURL, opts)
+	if err != nil {
+		return nil, err
 	}
 	if p.rt == nil {
 		p.rt = &http.Transport{
@@ -122,6 +123,41 @@ func NewPrometheus(baseURL string, opts ...Option) (*Prometheus, error) {
 		return nil, fmt.Errorf("prometheus client for %s: %w", baseURL, err)
 	}
 	p.api = v1.NewAPI(c)
+	return p, nil
+}
+
+// NewEvaluator returns an evaluator running its queries on q, named
+// source in reasons; the same templates, modes and judges as
+// NewPrometheus. WithRoundTripper does not apply.
+func NewEvaluator(source string, q Querier, opts ...Option) (*Prometheus, error) {
+	if q == nil {
+		return nil, fmt.Errorf("gate evaluator %s: no querier", source)
+	}
+	p, err := newEvaluator(source, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.api = q
+	return p, nil
+}
+
+func newEvaluator(source string, opts []Option) (*Prometheus, error) {
+	p := &Prometheus{
+		base:      source,
+		timeout:   DefaultQueryTimeout,
+		step:      DefaultStep,
+		minWindow: DefaultMinWindow,
+		instance:  func(n *fleet.Node) string { return n.ID },
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.timeout <= 0 || p.step <= 0 || p.minWindow < 0 {
+		return nil, fmt.Errorf("prometheus %s: timeout and step must be positive, min window not negative", source)
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
 	return p, nil
 }
 
