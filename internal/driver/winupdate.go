@@ -266,11 +266,26 @@ func (w *WindowsUpdate) Verify(ctx context.Context, a plan.Action) error {
 		if !containsString(q.Installed, p.Name) {
 			return fmt.Errorf("windows-update: verify: %s not installed", p.Name)
 		}
-		if p.Version != "" && !q.RebootPending && q.Build != p.Version {
+		if p.Version != "" && !q.RebootPending && !sameBuild(q.Build, p.Version) {
 			return fmt.Errorf("windows-update: verify: %s installed but the OS runs build %s, want %s", p.Name, q.Build, p.Version)
 		}
 	}
 	return nil
+}
+
+// sameBuild reports whether the build the OS runs (CurrentBuild.UBR,
+// "20348.3091") is the one a pin names, in that form or in the full
+// form the agent reports as os.version and plans use ("10.0.20348.3091"):
+// the last two numbers are compared.
+func sameBuild(running, pin string) bool {
+	last2 := func(v string) string {
+		parts := strings.Split(v, ".")
+		if len(parts) > 2 {
+			parts = parts[len(parts)-2:]
+		}
+		return strings.Join(parts, ".")
+	}
+	return running == pin || last2(running) == last2(pin)
 }
 
 // Rollback uninstalls the KBs that were not installed at the snapshot

@@ -81,3 +81,22 @@ func FuzzParseWindowsUpdateJSON(f *testing.F) {
 		_, _ = NewWindowsUpdate(r).Preflight(context.Background(), plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5043050"}}}})
 	})
 }
+
+// TestWindowsUpdateVerifyBuild: a pin may name the build as the OS
+// reports it (CurrentBuild.UBR) or as the agent reports os.version and the
+// examples pin it (10.0.BUILD.UBR); both verify against the running build,
+// and another build does not.
+func TestWindowsUpdateVerifyBuild(t *testing.T) {
+	query := `{"available":[],"installed":["KB5044281"],"build":"20348.2762","rebootPending":false}`
+	for _, c := range []struct {
+		pin  string
+		want bool
+	}{{"20348.2762", true}, {"10.0.20348.2762", true}, {"10.0.20348.2700", false}, {"20348.2700", false}, {"10.0.17763.2762", false}} {
+		r := replayFromText(t, "build 20348.2762 with KB5044281 installed\n\n-- $ "+ps+"'# drover wu-query ...' --\n"+query+"\n")
+		a := plan.Action{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "KB5044281", Version: c.pin}}}}
+		err := NewWindowsUpdate(r).Verify(context.Background(), a)
+		if (err == nil) != c.want {
+			t.Errorf("pin %s on build 20348.2762: err %v, want ok=%v", c.pin, err, c.want)
+		}
+	}
+}
