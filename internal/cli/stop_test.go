@@ -89,13 +89,27 @@ func startLineFleet(t *testing.T, nodes ...string) *lineFleet {
 		s := driver.NewSimState(id, "debian", "6.1.0-26-amd64", map[string]string{"openssl": "3.0.11-1"})
 		s.ApplyDelay = 5 * time.Second
 		f.states[id], f.dirs[id] = s, t.TempDir()
-		f.startAgent(id, []string{"a", "b", "c"}[min(i/3, 2)])
+		f.startAgent(id, groupOf(i))
 	}
 	f.eventually(20*time.Second, "agents registered", func() (bool, string) {
 		ns, err := f.client("alice").AllNodes(ctx, "")
 		return err == nil && len(ns) == len(nodes), fmt.Sprintf("%d nodes, %v", len(ns), err)
 	})
 	return f
+}
+
+// groupOf is the group label of the i-th node: n1-n3 a, n4-n6 b, n7-n8 c,
+// the rest d.
+func groupOf(i int) string {
+	switch {
+	case i < 3:
+		return "a"
+	case i < 6:
+		return "b"
+	case i < 8:
+		return "c"
+	}
+	return "d"
 }
 
 func (f *lineFleet) startAgent(id, group string) {
@@ -194,12 +208,16 @@ func (f *lineFleet) carries(id string) bool {
 // as they really do (succeeded after the abort, not verifying for ever)
 // and the counts count what the nodes carry.
 func TestStopTheLine(t *testing.T) {
-	f := startLineFleet(t, "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8")
+	f := startLineFleet(t, "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11")
 	ctx := context.Background()
 	alice := f.client("alice")
-	// n7 and n8's agents go down: their steps stay undelivered.
-	f.stop["n7"]()
-	f.stop["n8"]()
+	// n7 and n8's agents go down: their steps stay undelivered. So do
+	// n9..n11's, after a last poll hands them rollout b's steps (an agent
+	// that died right after its poll was answered): handed out, never
+	// begun.
+	for _, id := range []string{"n7", "n8", "n9", "n10", "n11"} {
+		f.stop[id]()
+	}
 	a, err := alice.CreateRollout(ctx, "a.yaml", fmt.Sprintf(slowPlan, "a", `"a", "b", "c"`))
 	if err != nil {
 		t.Fatal(err)
@@ -208,22 +226,33 @@ func TestStopTheLine(t *testing.T) {
 		ro, err := alice.GetRollout(ctx, a.ID, true)
 		running := 0
 		for _, n := range ro.Nodes {
-			if n.Phase == engine.PhaseRunning && n.ID <= "n3" {
+			if n.Phase == engine.PhaseRunning && n.ID <= "n3" && len(n.ID) == 2 {
 				running++
 			}
 		}
 		return err == nil && running == 3, fmt.Sprintf("%v %v", ro.Counts, err)
 	})
-	// A second rollout on n1..n3: its steps reach the busy agents, which
-	// queue them behind rollout a's.
-	b, err := alice.CreateRollout(ctx, "b.yaml", fmt.Sprintf(slowPlan, "b", `"a"`))
+	b, err := alice.CreateRollout(ctx, "b.yaml", fmt.Sprintf(slowPlan, "b", `"d"`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.eventually(5*time.Second, "rollout b's steps handed out", func() (bool, string) {
-		n, err := f.st.ExecRaw(ctx, "UPDATE steps SET delivered_at = delivered_at WHERE rollout_id = ? AND delivered_at IS NOT NULL", b.ID)
-		return err == nil && n == 3, fmt.Sprintf("%d delivered, %v", n, err)
+	f.eventually(5*time.Second, "rollout b's steps dispatched", func() (bool, string) {
+		n, err := f.st.ExecRaw(ctx, "UPDATE steps SET created_at = created_at WHERE rollout_id = ?", b.ID)
+		return err == nil && n == 3, fmt.Sprintf("%d dispatched, %v", n, err)
 	})
+	for _, id := range []string{"n9", "n10", "n11"} {
+		if steps, err := f.st.PendingSteps(ctx, id, time.Now()); err != nil || len(steps) != 1 {
+			t.Fatalf("hand out %s's step: %v %v", id, steps, err)
+		}
+	}
+	// The agents that took rollout b's steps come back while drover stop
+	// waits: they hear of the cancels and acknowledge them.
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		for _, id := range []string{"n9", "n10", "n11"} {
+			f.startAgent(id, "d")
+		}
+	}()
 
 	acked := time.Now()
 	code, out := f.drover("alice", "stop", "--all", "--reason", "incident 7", "--interval", "100ms")
@@ -238,10 +267,10 @@ func TestStopTheLine(t *testing.T) {
 		if got := strings.Join(j[a.ID+"/"+id+"/apply/1"], " "); got != "begun verifying/pass" || !f.carries(id) {
 			t.Errorf("%s: journal of rollout a's step: %q, carries %v; want it run to its end", id, got, f.carries(id))
 		}
-		if id <= "n3" {
-			if got := strings.Join(j[b.ID+"/"+id+"/apply/1"], " "); got != "cancelled/" {
-				t.Errorf("%s: journal of rollout b's step: %q, want only its cancelled acknowledgement", id, got)
-			}
+	}
+	for _, id := range []string{"n9", "n10", "n11"} {
+		if got := strings.Join(f.journal(id)[b.ID+"/"+id+"/apply/1"], " "); got != "cancelled/" || f.carries(id) {
+			t.Errorf("%s: journal of rollout b's step: %q, carries %v; want only its cancelled acknowledgement", id, got, f.carries(id))
 		}
 	}
 	ra := f.rolloutNodes(a.ID)

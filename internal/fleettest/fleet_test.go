@@ -2,6 +2,7 @@ package fleettest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -248,7 +249,8 @@ func (f *fleet) restartDuringApt(t *testing.T, n *node) {
 	entries := f.audit(t, id)
 	var interrupted []string
 	for _, e := range entries {
-		if e.Action == "node.phase" && e.Object == "node/"+n.name && strings.Contains(string(e.Detail), `"reported":"interrupted"`) {
+		var d struct{ Reported engine.Phase }
+		if e.Action == "node.phase" && e.Object == "node/"+n.name && json.Unmarshal(e.Detail, &d) == nil && d.Reported == engine.PhaseInterrupted {
 			interrupted = append(interrupted, detailOf(e).Reason)
 		}
 	}
