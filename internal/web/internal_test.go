@@ -22,6 +22,10 @@ func TestParseGateChart(t *testing.T) {
 	if got := g.Label(); got != "p99 latency: canary 414 ms vs baseline 300 ms (+38%)" {
 		t.Errorf("label %q", got)
 	}
+	g = parseGateChart("p99-before-after p99 312 ms (worst of 3 series) vs before 300 ms (median of 3 series) (+4.0%), allowed +20%: pass", engine.Pass)
+	if g == nil || g.Ref != "before" || g.Canary != 312 || g.Base != 300 || g.Label() != "p99-before-after p99: after 312 ms vs before 300 ms (+4%)" {
+		t.Errorf("before-after chart %+v", g)
+	}
 	for _, reason := range []string{"no samples for the wave's nodes", "p99 latency 306 ms over 180 samples, no unchanged baseline left", ""} {
 		if g := parseGateChart(reason, engine.Pass); g != nil {
 			t.Errorf("%q: chart %+v, want none", reason, g)

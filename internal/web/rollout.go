@@ -291,12 +291,15 @@ func str(v any) string {
 	return string(b)
 }
 
-// gateChart is a gate's canary-versus-baseline numbers, read from its
-// reason ("p99 latency 414 ms vs baseline 300 ms (+38%), U-test p=0.003
-// over 120+600 samples"), drawn as two bars.
+// gateChart is a gate's canary-versus-baseline numbers (or, for a
+// before-after gate, the wave's nodes now against before the change),
+// read from its reason ("p99 latency 414 ms vs baseline 300 ms (+38%),
+// U-test p=0.003 over 120+600 samples", "p99 310 ms vs before 300 ms
+// (+3.3%)"), drawn as two bars.
 type gateChart struct {
 	Metric       string
 	Unit         string
+	Ref          string // what the wave is compared with: "baseline" or "before"
 	Canary, Base float64
 	Delta        string // "+38%"
 	P            string // "0.003", "" if not given
@@ -310,18 +313,18 @@ type gateChart struct {
 func parseGateChart(reason string, v engine.Verdict) *gateChart {
 	// Compiled per call: a page shows a handful of gates, and the package
 	// keeps no globals.
-	gateNumbers := regexp.MustCompile(`^(.*?)\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ%]*)\s+vs\.?\s+baseline\s+([0-9]+(?:\.[0-9]+)?)\s*([a-zµ%]*)`)
+	gateNumbers := regexp.MustCompile(`^(.*?)\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ%]*)(?:\s+\([^)]*\))?\s+vs\.?\s+(baseline|before)\s+([0-9]+(?:\.[0-9]+)?)\s*([a-zµ%]*)`)
 	gateP := regexp.MustCompile(`\bp\s*=\s*([0-9.eE-]+)`)
 	m := gateNumbers.FindStringSubmatch(reason)
 	if m == nil {
 		return nil
 	}
 	can, err1 := strconv.ParseFloat(m[2], 64)
-	base, err2 := strconv.ParseFloat(m[4], 64)
-	if err1 != nil || err2 != nil || (m[3] != m[5] && m[5] != "") {
+	base, err2 := strconv.ParseFloat(m[5], 64)
+	if err1 != nil || err2 != nil || (m[3] != m[6] && m[6] != "") {
 		return nil
 	}
-	g := &gateChart{Metric: strings.TrimRight(m[1], " :"), Unit: m[3], Canary: can, Base: base, Fail: v == engine.Fail}
+	g := &gateChart{Metric: strings.TrimRight(m[1], " :"), Unit: m[3], Ref: m[4], Canary: can, Base: base, Fail: v == engine.Fail}
 	if g.Metric == "" {
 		g.Metric = "value"
 	}
@@ -341,11 +344,20 @@ func parseGateChart(reason string, v engine.Verdict) *gateChart {
 
 // Label is the chart's text alternative.
 func (g *gateChart) Label() string {
-	s := fmt.Sprintf("%s: canary %s vs baseline %s", g.Metric, g.Fmt(g.Canary), g.Fmt(g.Base))
+	s := fmt.Sprintf("%s: %s %s vs %s %s", g.Metric, g.Subject(), g.Fmt(g.Canary), g.Ref, g.Fmt(g.Base))
 	if g.Delta != "" {
 		s += " (" + g.Delta + ")"
 	}
 	return s
+}
+
+// Subject names the first bar: the canary against a baseline, the wave's
+// nodes now ("after") against themselves before.
+func (g *gateChart) Subject() string {
+	if g.Ref == "before" {
+		return "after"
+	}
+	return "canary"
 }
 
 // Fmt formats a value with the chart's unit.
