@@ -52,7 +52,7 @@ func TestCheckQuery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckQuery(tt.gate, nodes, nil)
+			err := CheckQuery(tt.gate, nodes, nil, nil)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
@@ -74,7 +74,7 @@ func TestCheckQueryUsesTheInstanceMapping(t *testing.T) {
 	}
 	nodes := []*fleet.Node{{ID: "web-1"}}
 	g := plan.WaveGate{Mode: plan.ModeThreshold, Query: `up{instance=~"{{ .Nodes | regex }}"}`}
-	if err := CheckQuery(g, nodes, p.InstanceOf); err != nil {
+	if err := CheckQuery(g, nodes, p.InstanceOf, p.Window); err != nil {
 		t.Fatalf("escaped instance values must parse: %v", err)
 	}
 	if got := p.InstanceOf(nodes[0]); got != `web-1"` {

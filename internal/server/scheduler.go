@@ -90,7 +90,8 @@ func (rc *rolloutCache) patch(data store.RolloutData) bool {
 }
 
 func newScheduler(s *Server) *scheduler {
-	return &scheduler{s: s, kickc: make(chan struct{}, 1), done: make(chan struct{}), rollouts: map[string]*rolloutCache{}}
+	return &scheduler{s: s, kickc: make(chan struct{}, 1), done: make(chan struct{}), rollouts: map[string]*rolloutCache{},
+		tracker: gate.Tracker{Step: gate.StepOf(s.gates)}}
 }
 
 func (sc *scheduler) leading() bool { return sc.isLeader.Load() }
