@@ -3,6 +3,7 @@ package gate
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
@@ -79,5 +80,47 @@ func TestCheckQueryUsesTheInstanceMapping(t *testing.T) {
 	}
 	if got := p.InstanceOf(nodes[0]); got != `web-1"` {
 		t.Fatalf("InstanceOf = %q", got)
+	}
+}
+
+// TestCheckQueryRendersTheEvaluatorsWindow: .Window is rendered as the
+// evaluator renders it (the gate's interval, at least the minimum
+// window; the step for statistical gates), not a fixed 1m. The query
+// parses only with the expected window.
+func TestCheckQueryRendersTheEvaluatorsWindow(t *testing.T) {
+	nodes := []*fleet.Node{{ID: "web-1"}}
+	q := func(want string) string {
+		return `{{ if ne .Window "` + want + `" }}(window {{ .Window }}{{ end }}up{instance=~"{{ .Nodes | regex }}"}`
+	}
+	p, err := NewPrometheus("http://prometheus:9090", WithMinWindow(2*time.Minute), WithStep(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		mode     plan.GateMode
+		interval time.Duration
+		win      func(plan.WaveGate) string
+		want     string
+	}{
+		{"defaults, interval above the minimum", plan.ModeThreshold, 5 * time.Minute, nil, "5m"},
+		{"defaults, statistical", plan.ModeStatistical, 5 * time.Minute, nil, "1m"},
+		{"evaluator's minimum window", plan.ModeDelta, time.Minute, p.Window, "2m"},
+		{"evaluator's interval", plan.ModeBeforeAfter, 3 * time.Minute, p.Window, "3m"},
+		{"evaluator's step", plan.ModeStatistical, 3 * time.Minute, p.Window, "15s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := plan.WaveGate{Name: "g", Mode: tt.mode, Interval: plan.Duration(tt.interval), Query: q(tt.want)}
+			if err := CheckQuery(g, nodes, nil, tt.win); err != nil {
+				t.Fatal(err)
+			}
+			win := tt.win
+			if win == nil {
+				win = DefaultWindow
+			}
+			if got := win(g); got != tt.want {
+				t.Fatalf("window %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -240,7 +240,7 @@ func (p *Prometheus) evaluate(ctx context.Context, req Request) (Evaluation, []s
 		if prob := cmp.Or(cp, bp); prob != nil {
 			return prob.evaluation(g), w
 		}
-		return judgeStatistical(g, u, cs, bs), w
+		return judgeStatistical(g, u, "baseline", cs, bs), w
 	}
 	return problemf("unknown gate mode %q", g.Mode).evaluation(g), nil // checkGate refused it already
 }
@@ -267,11 +267,6 @@ func window(g plan.WaveGate, minWindow, step time.Duration) string {
 	return promDuration(max(g.Interval.D(), minWindow))
 }
 
-// noUnchanged is what a delta or statistical gate's reason says when it
-// compared the wave's nodes with themselves before the change, for want
-// of unchanged nodes.
-const noUnchanged = "no unchanged nodes left: compared with the same nodes before the change"
-
 // beforeAfter compares the wave's nodes now with the same nodes at the
 // time the wave started (req.StartedAt): a before-after gate, and a
 // delta gate without unchanged nodes to compare with.
@@ -295,7 +290,7 @@ func (p *Prometheus) beforeAfter(ctx context.Context, req Request, data QueryDat
 		ev = judgeDelta(g, u, "before", as, bs)
 	}
 	if fallback {
-		ev.Reason += " (" + noUnchanged + ")"
+		ev.Reason += " (" + NoUnchanged + ")"
 	}
 	return ev, w
 }
@@ -320,9 +315,9 @@ func (p *Prometheus) statisticalBefore(ctx context.Context, req Request, data Qu
 	if prob := cmp.Or(cp, bp); prob != nil {
 		ev = prob.evaluation(g)
 	} else {
-		ev = judgeStatistical(g, u, cs, bs)
+		ev = judgeStatistical(g, u, "before", cs, bs)
 	}
-	ev.Reason += " (" + noUnchanged + ")"
+	ev.Reason += " (" + NoUnchanged + ")"
 	return ev, w
 }
 
@@ -330,17 +325,18 @@ func (p *Prometheus) statisticalBefore(ctx context.Context, req Request, data Qu
 // time the wave started, or with one not before now. fallback says the
 // comparison stands in for missing unchanged nodes.
 func (p *Prometheus) checkStart(req Request, fallback bool) *problem {
-	var prob *problem
+	const none = "no baseline nodes to compare with, nor the same nodes before the change: "
 	switch {
+	case req.StartedAt.IsZero() && fallback:
+		return problemf(none + "the time the wave started is unknown (Request.StartedAt)")
 	case req.StartedAt.IsZero():
-		prob = problemf("before-after needs the time the wave started (Request.StartedAt)")
+		return problemf("before-after needs the time the wave started (Request.StartedAt)")
+	case !req.Now.IsZero() && !req.StartedAt.Before(req.Now) && fallback:
+		return problemf(none+"the wave started at %s, not before now", req.StartedAt.UTC().Format(time.RFC3339))
 	case !req.Now.IsZero() && !req.StartedAt.Before(req.Now):
-		prob = problemf("the wave started at %s, not before now", req.StartedAt.UTC().Format(time.RFC3339))
+		return problemf("the wave started at %s, not before now", req.StartedAt.UTC().Format(time.RFC3339))
 	}
-	if prob != nil && fallback {
-		prob.msg = "no baseline nodes to compare with, nor the same nodes before the change: " + prob.msg
-	}
-	return prob
+	return nil
 }
 
 // bakeRange is the range of a statistical gate's samples: from the bake
