@@ -220,6 +220,11 @@ func (p *Prometheus) evaluate(ctx context.Context, req Request) (Evaluation, []s
 		return p.beforeAfter(ctx, req, data, u)
 
 	case plan.ModeStatistical:
+		if len(req.Baseline) == 0 {
+			if prob := p.checkStart(req, true); prob != nil {
+				return prob.evaluation(g), nil
+			}
+		}
 		r, prob := p.bakeRange(g, req)
 		if prob != nil {
 			return prob.evaluation(g), nil
@@ -297,12 +302,9 @@ func (p *Prometheus) beforeAfter(ctx context.Context, req Request, data QueryDat
 
 // statisticalBefore is a statistical gate without unchanged nodes: the
 // wave's samples over r against the same nodes' samples over as long a
-// range ending when the wave started.
+// range ending when the wave started (checked by checkStart).
 func (p *Prometheus) statisticalBefore(ctx context.Context, req Request, data QueryData, u unit, r v1.Range) (Evaluation, []string) {
 	g := req.Gate
-	if prob := p.checkStart(req, true); prob != nil {
-		return prob.evaluation(g), nil
-	}
 	before := v1.Range{Start: req.StartedAt.Add(-r.End.Sub(r.Start)), End: req.StartedAt, Step: r.Step}
 	data.Nodes, data.Side, data.Window = req.Nodes, "canary", p.Window(g)
 	var cs, bs []series
