@@ -17,7 +17,7 @@ type Request struct {
 	Wave     string
 	Gate     plan.WaveGate
 	Nodes    []*fleet.Node // changed nodes of the wave
-	Baseline []*fleet.Node // unchanged nodes to compare with
+	Baseline []*fleet.Node // unchanged nodes to compare with (see Baseline); none: the same nodes before StartedAt
 	BakeFrom time.Time     // when the wave's last node finished
 	// StartedAt is when the wave's first node started (the wave's
 	// WaveStatus.StartedAt): before-after gates evaluate their query at
