@@ -16,18 +16,22 @@ import (
 // parses each rendering with Prometheus's own PromQL parser. It also
 // parses each blocking-alert matcher as FiringAlerts sends it. instance
 // maps a node to its instance label (nil: the node ID, the evaluator's
-// default). nodes must not be empty: the check is of a template over
-// real nodes, such as a rollout's target.
-func CheckQuery(g plan.WaveGate, nodes []*fleet.Node, instance func(*fleet.Node) string) error {
+// default), win a gate to its .Window (nil: DefaultWindow); pass the
+// evaluator's InstanceOf and Window. nodes must not be empty: the check
+// is of a template over real nodes, such as a rollout's target.
+func CheckQuery(g plan.WaveGate, nodes []*fleet.Node, instance func(*fleet.Node) string, win func(plan.WaveGate) string) error {
 	if instance == nil {
 		instance = func(n *fleet.Node) string { return n.ID }
+	}
+	if win == nil {
+		win = DefaultWindow
 	}
 	sides := []string{"canary"}
 	if g.Mode == plan.ModeDelta || g.Mode == plan.ModeStatistical {
 		sides = append(sides, "baseline")
 	}
 	for _, side := range sides {
-		data := QueryData{Nodes: nodes, Canary: nodes, Side: side, Rollout: "preflight", Wave: "preflight", Gate: g.Name, Window: "1m"}
+		data := QueryData{Nodes: nodes, Canary: nodes, Side: side, Rollout: "preflight", Wave: "preflight", Gate: g.Name, Window: win(g)}
 		if len(sides) == 2 {
 			data.Baseline = nodes
 		}
@@ -47,6 +51,10 @@ func CheckQuery(g plan.WaveGate, nodes []*fleet.Node, instance func(*fleet.Node)
 	}
 	return nil
 }
+
+// DefaultWindow is the .Window of g's query under an evaluator with the
+// default minimum window and step.
+func DefaultWindow(g plan.WaveGate) string { return window(g, DefaultMinWindow, DefaultStep) }
 
 // alertSelector is the selector FiringAlerts queries for matcher m.
 func alertSelector(m string) string {

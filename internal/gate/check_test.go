@@ -3,6 +3,7 @@ package gate
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
@@ -52,7 +53,7 @@ func TestCheckQuery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckQuery(tt.gate, nodes, nil)
+			err := CheckQuery(tt.gate, nodes, nil, nil)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
@@ -74,10 +75,52 @@ func TestCheckQueryUsesTheInstanceMapping(t *testing.T) {
 	}
 	nodes := []*fleet.Node{{ID: "web-1"}}
 	g := plan.WaveGate{Mode: plan.ModeThreshold, Query: `up{instance=~"{{ .Nodes | regex }}"}`}
-	if err := CheckQuery(g, nodes, p.InstanceOf); err != nil {
+	if err := CheckQuery(g, nodes, p.InstanceOf, p.Window); err != nil {
 		t.Fatalf("escaped instance values must parse: %v", err)
 	}
 	if got := p.InstanceOf(nodes[0]); got != `web-1"` {
 		t.Fatalf("InstanceOf = %q", got)
+	}
+}
+
+// TestCheckQueryRendersTheEvaluatorsWindow: .Window is rendered as the
+// evaluator renders it (the gate's interval, at least the minimum
+// window; the step for statistical gates), not a fixed 1m. The query
+// parses only with the expected window.
+func TestCheckQueryRendersTheEvaluatorsWindow(t *testing.T) {
+	nodes := []*fleet.Node{{ID: "web-1"}}
+	q := func(want string) string {
+		return `{{ if ne .Window "` + want + `" }}(window {{ .Window }}{{ end }}up{instance=~"{{ .Nodes | regex }}"}`
+	}
+	p, err := NewPrometheus("http://prometheus:9090", WithMinWindow(2*time.Minute), WithStep(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		mode     plan.GateMode
+		interval time.Duration
+		win      func(plan.WaveGate) string
+		want     string
+	}{
+		{"defaults, interval above the minimum", plan.ModeThreshold, 5 * time.Minute, nil, "5m"},
+		{"defaults, statistical", plan.ModeStatistical, 5 * time.Minute, nil, "1m"},
+		{"evaluator's minimum window", plan.ModeDelta, time.Minute, p.Window, "2m"},
+		{"evaluator's interval", plan.ModeBeforeAfter, 3 * time.Minute, p.Window, "3m"},
+		{"evaluator's step", plan.ModeStatistical, 3 * time.Minute, p.Window, "15s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := plan.WaveGate{Name: "g", Mode: tt.mode, Interval: plan.Duration(tt.interval), Query: q(tt.want)}
+			if err := CheckQuery(g, nodes, nil, tt.win); err != nil {
+				t.Fatal(err)
+			}
+			win := tt.win
+			if win == nil {
+				win = DefaultWindow
+			}
+			if got := win(g); got != tt.want {
+				t.Fatalf("window %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

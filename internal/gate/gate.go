@@ -17,7 +17,7 @@ type Request struct {
 	Wave     string
 	Gate     plan.WaveGate
 	Nodes    []*fleet.Node // changed nodes of the wave
-	Baseline []*fleet.Node // unchanged nodes to compare with
+	Baseline []*fleet.Node // unchanged nodes to compare with (see Baseline); none: the same nodes before StartedAt
 	BakeFrom time.Time     // when the wave's last node finished
 	// StartedAt is when the wave's first node started (the wave's
 	// WaveStatus.StartedAt): before-after gates evaluate their query at
@@ -78,6 +78,10 @@ func noData(g plan.WaveGate) engine.Verdict {
 // limit (consecutive failures that fail it). It holds state in memory; a
 // restarted server starts counting again, which only delays a Pass.
 type Tracker struct {
+	// Step is the evaluator's step (see StepOf): a statistical gate's
+	// first check is due one step after its initial delay, when its
+	// sample range holds its first complete step. Zero: no wait.
+	Step  time.Duration
 	state map[string]*track
 }
 
@@ -91,7 +95,7 @@ type track struct {
 // Due reports whether the gate should be evaluated now for key (one
 // rollout, wave and gate).
 func (t *Tracker) Due(key string, g plan.WaveGate, bakeFrom, now time.Time) bool {
-	if now.Before(bakeFrom.Add(g.InitialDelay.D())) {
+	if now.Before(firstCheck(g, bakeFrom, t.Step)) {
 		return false
 	}
 	tr := t.get(key)
@@ -108,6 +112,26 @@ func (t *Tracker) get(key string) *track {
 		t.state[key] = tr
 	}
 	return tr
+}
+
+// firstCheck is when g's first check is due: after the initial delay,
+// and for a statistical gate one step later, the time its sample range
+// starts (see bakeRange), so that the first check has samples.
+func firstCheck(g plan.WaveGate, bakeFrom time.Time, step time.Duration) time.Time {
+	at := bakeFrom.Add(g.InitialDelay.D())
+	if g.Mode == plan.ModeStatistical {
+		at = at.Add(step)
+	}
+	return at
+}
+
+// StepOf is ev's step (WithStep) for a Tracker, zero for an evaluator
+// without one.
+func StepOf(ev Evaluator) time.Duration {
+	if p, ok := ev.(*Prometheus); ok {
+		return p.step
+	}
+	return 0
 }
 
 // Observe records an evaluation and returns the gate's verdict once one

@@ -448,8 +448,10 @@ func samples(side string, ss []series) ([]float64, int, *problem) {
 // judgeStatistical runs the one-sided Mann-Whitney U test in the worse
 // direction and fails when p < alpha and the Hodges-Lehmann shift,
 // relative to the baseline median, is at least minEffect. Fewer than
-// minSamples finite samples on either side is no data.
-func judgeStatistical(g plan.WaveGate, u unit, can, base []series) Evaluation {
+// minSamples finite samples on either side is no data. against names
+// the reference in the reason: "baseline", or "before" (the same nodes
+// before the change).
+func judgeStatistical(g plan.WaveGate, u unit, against string, can, base []series) Evaluation {
 	p, err := statParamsOf(g)
 	if err != nil {
 		return problemf("%v", err).evaluation(g)
@@ -458,13 +460,13 @@ func judgeStatistical(g plan.WaveGate, u unit, can, base []series) Evaluation {
 	if prob != nil {
 		return prob.evaluation(g)
 	}
-	bv, bnan, prob := samples("baseline", base)
+	bv, bnan, prob := samples(against, base)
 	if prob != nil {
 		return prob.evaluation(g)
 	}
 	if len(cv) < p.minSamples || len(bv) < p.minSamples {
-		ev := problemf("too few samples: canary %d%s, baseline %d%s; need %d per side",
-			len(cv), dropped(cnan), len(bv), dropped(bnan), p.minSamples).evaluation(g)
+		ev := problemf("too few samples: canary %d%s, %s %d%s; need %d per side",
+			len(cv), dropped(cnan), against, len(bv), dropped(bnan), p.minSamples).evaluation(g)
 		ev.Canary, ev.Baseline = cv, bv
 		return ev
 	}
@@ -503,16 +505,16 @@ func judgeStatistical(g plan.WaveGate, u unit, can, base []series) Evaluation {
 		qname = "p1"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s median %s vs baseline %s (%s), %s %s vs %s; ", g.Name,
-		u.format(mc), u.format(mb), formatPct(rel),
+	fmt.Fprintf(&b, "%s median %s vs %s %s (%s), %s %s vs %s; ", g.Name,
+		u.format(mc), against, u.format(mb), formatPct(rel),
 		qname, u.format(Quantile(cv, q)), u.format(Quantile(bv, q)))
 	worse := "worse"
 	if p.dir.lowerWorse {
 		worse = "worse (lower)"
 	}
-	fmt.Fprintf(&b, "shift %s %s (min %s), U-test U=%.0f p=%s (alpha %g) over %d samples (%d canary%s, %d baseline%s): %s",
+	fmt.Fprintf(&b, "shift %s %s (min %s), U-test U=%.0f p=%s (alpha %g) over %d samples (%d canary%s, %d %s%s): %s",
 		formatPct(effect), worse, formatPct(p.minEffect), r.U, formatP(r.P), p.alpha,
-		len(cv)+len(bv), len(cv), dropped(cnan), len(bv), dropped(bnan), verdictWord(v))
+		len(cv)+len(bv), len(cv), dropped(cnan), len(bv), against, dropped(bnan), verdictWord(v))
 	if r.P < p.alpha && !fail {
 		b.WriteString(" (significant, but below the minimum effect)")
 	}

@@ -135,56 +135,56 @@ func TestJudgeStatistical(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	g := plan.WaveGate{Name: "p99 latency", Mode: plan.ModeStatistical, MinSamples: 20, Alpha: 0.005, MinEffect: "10%"}
 
-	worse := judgeStatistical(g, unitOf(q), lognormalSeries(rng, 3, 40, 0.412), lognormalSeries(rng, 3, 40, 0.298))
+	worse := judgeStatistical(g, unitOf(q), "baseline", lognormalSeries(rng, 3, 40, 0.412), lognormalSeries(rng, 3, 40, 0.298))
 	t.Log(worse.Reason)
 	if worse.Verdict != engine.Fail || !strings.HasPrefix(worse.Reason, "p99 latency median 4") ||
 		!strings.Contains(worse.Reason, " ms vs baseline 3") || !strings.Contains(worse.Reason, "U-test U=") ||
 		!strings.Contains(worse.Reason, "over 240 samples (120 canary, 120 baseline): Fail") {
 		t.Errorf("+38%%: %s %s", worse.Verdict, worse.Reason)
 	}
-	same := judgeStatistical(g, unitOf(q), lognormalSeries(rng, 3, 40, 0.3), lognormalSeries(rng, 3, 40, 0.3))
+	same := judgeStatistical(g, unitOf(q), "baseline", lognormalSeries(rng, 3, 40, 0.3), lognormalSeries(rng, 3, 40, 0.3))
 	if same.Verdict != engine.Pass {
 		t.Errorf("same: %s %s", same.Verdict, same.Reason)
 	}
 	// Significant but small: a 3% shift over many samples.
-	small := judgeStatistical(g, unitPlain, lognormalSeries(rng, 10, 500, 0.309), lognormalSeries(rng, 10, 500, 0.3))
+	small := judgeStatistical(g, unitPlain, "baseline", lognormalSeries(rng, 10, 500, 0.309), lognormalSeries(rng, 10, 500, 0.3))
 	if small.Verdict != engine.Pass || !strings.Contains(small.Reason, "below the minimum effect") {
 		t.Errorf("small: %s %s", small.Verdict, small.Reason)
 	}
 	// Lower is worse: a throughput drop fails, a rise passes.
 	lw := g
 	lw.Direction = "lower-is-worse"
-	if e := judgeStatistical(lw, unitPlain, lognormalSeries(rng, 2, 50, 70), lognormalSeries(rng, 2, 50, 100)); e.Verdict != engine.Fail || !strings.Contains(e.Reason, "p1 ") {
+	if e := judgeStatistical(lw, unitPlain, "baseline", lognormalSeries(rng, 2, 50, 70), lognormalSeries(rng, 2, 50, 100)); e.Verdict != engine.Fail || !strings.Contains(e.Reason, "p1 ") {
 		t.Errorf("throughput drop: %s %s", e.Verdict, e.Reason)
 	}
-	if e := judgeStatistical(lw, unitPlain, lognormalSeries(rng, 2, 50, 130), lognormalSeries(rng, 2, 50, 100)); e.Verdict != engine.Pass {
+	if e := judgeStatistical(lw, unitPlain, "baseline", lognormalSeries(rng, 2, 50, 130), lognormalSeries(rng, 2, 50, 100)); e.Verdict != engine.Pass {
 		t.Errorf("throughput rise: %s %s", e.Verdict, e.Reason)
 	}
 	// Zero baseline median: any significant worsening counts.
 	zeros := []series{{values: make([]float64, 30)}}
 	ones := []series{{values: slicesRepeat(0.5, 30)}}
-	if e := judgeStatistical(g, unitPlain, ones, zeros); e.Verdict != engine.Fail || !strings.Contains(e.Reason, "shift +Inf%") {
+	if e := judgeStatistical(g, unitPlain, "baseline", ones, zeros); e.Verdict != engine.Fail || !strings.Contains(e.Reason, "shift +Inf%") {
 		t.Errorf("from zero: %s %s", e.Verdict, e.Reason)
 	}
 
 	// Too few samples, NaN dropped, ±Inf refused.
 	few := []series{{values: append(slicesRepeat(0.3, 15), math.NaN(), math.NaN())}}
-	e := judgeStatistical(g, unitPlain, few, lognormalSeries(rng, 1, 40, 0.3))
+	e := judgeStatistical(g, unitPlain, "baseline", few, lognormalSeries(rng, 1, 40, 0.3))
 	if e.Verdict != engine.Fail || !strings.Contains(e.Reason, "too few samples: canary 15, 2 NaN dropped, baseline 40; need 20 per side: Fail") {
 		t.Errorf("few: %s %s", e.Verdict, e.Reason)
 	}
 	gi := g
 	gi.Inconclusive = "inconclusive"
-	if e := judgeStatistical(gi, unitPlain, few, lognormalSeries(rng, 1, 40, 0.3)); e.Verdict != engine.Inconclusive {
+	if e := judgeStatistical(gi, unitPlain, "baseline", few, lognormalSeries(rng, 1, 40, 0.3)); e.Verdict != engine.Inconclusive {
 		t.Errorf("few, inconclusive: %s %s", e.Verdict, e.Reason)
 	}
 	inf := []series{{labels: `{instance="a"}`, values: append(slicesRepeat(0.3, 30), math.Inf(1))}}
-	if e := judgeStatistical(g, unitPlain, inf, lognormalSeries(rng, 1, 40, 0.3)); e.Verdict != engine.Fail || !strings.Contains(e.Reason, `canary has +Inf samples for {instance="a"}`) {
+	if e := judgeStatistical(g, unitPlain, "baseline", inf, lognormalSeries(rng, 1, 40, 0.3)); e.Verdict != engine.Fail || !strings.Contains(e.Reason, `canary has +Inf samples for {instance="a"}`) {
 		t.Errorf("inf: %s %s", e.Verdict, e.Reason)
 	}
 	// Defaults when the plan left them unset: DefaultSamples per side.
 	def := plan.WaveGate{Name: "d", Mode: plan.ModeStatistical}
-	if e := judgeStatistical(def, unitPlain, lognormalSeries(rng, 1, 99, 1), lognormalSeries(rng, 1, 200, 1)); !strings.Contains(e.Reason, "need 100 per side") {
+	if e := judgeStatistical(def, unitPlain, "baseline", lognormalSeries(rng, 1, 99, 1), lognormalSeries(rng, 1, 200, 1)); !strings.Contains(e.Reason, "need 100 per side") {
 		t.Errorf("defaults: %s", e.Reason)
 	}
 }

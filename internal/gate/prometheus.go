@@ -190,7 +190,7 @@ func (p *Prometheus) evaluate(ctx context.Context, req Request) (Evaluation, []s
 	u := unitOf(g.Query)
 	switch g.Mode {
 	case plan.ModeThreshold:
-		data.Nodes, data.Side, data.Window = req.Nodes, "canary", p.window(g)
+		data.Nodes, data.Side, data.Window = req.Nodes, "canary", p.Window(g)
 		ss, w, prob := p.instant(ctx, g, data, "", req.Now)
 		if prob != nil {
 			return prob.evaluation(g), w
@@ -199,9 +199,9 @@ func (p *Prometheus) evaluate(ctx context.Context, req Request) (Evaluation, []s
 
 	case plan.ModeDelta:
 		if len(req.Baseline) == 0 {
-			return problemf("no baseline nodes to compare with").evaluation(g), nil
+			return p.beforeAfter(ctx, req, data, u)
 		}
-		data.Baseline, data.Window = req.Baseline, p.window(g)
+		data.Baseline, data.Window = req.Baseline, p.Window(g)
 		can, base := data, data
 		can.Nodes, can.Side = req.Nodes, "canary"
 		base.Nodes, base.Side = req.Baseline, "baseline"
@@ -217,33 +217,22 @@ func (p *Prometheus) evaluate(ctx context.Context, req Request) (Evaluation, []s
 		return judgeDelta(g, u, "baseline", cs, bs), w
 
 	case plan.ModeBeforeAfter:
-		if req.StartedAt.IsZero() {
-			return problemf("before-after needs the time the wave started (Request.StartedAt)").evaluation(g), nil
-		}
-		if !req.Now.IsZero() && !req.StartedAt.Before(req.Now) {
-			return problemf("the wave started at %s, not before now", req.StartedAt.UTC().Format(time.RFC3339)).evaluation(g), nil
-		}
-		data.Nodes, data.Side, data.Window = req.Nodes, "canary", p.window(g)
-		var as, bs []series
-		var aw, bw []string
-		var ap, bp *problem
-		both(func() { as, aw, ap = p.instant(ctx, g, data, " now", req.Now) },
-			func() { bs, bw, bp = p.instant(ctx, g, data, " before the change", req.StartedAt) })
-		w := append(aw, bw...)
-		if prob := cmp.Or(ap, bp); prob != nil {
-			return prob.evaluation(g), w
-		}
-		return judgeDelta(g, u, "before", as, bs), w
+		return p.beforeAfter(ctx, req, data, u)
 
 	case plan.ModeStatistical:
 		if len(req.Baseline) == 0 {
-			return problemf("no baseline nodes to compare with").evaluation(g), nil
+			if prob := p.checkStart(req, true); prob != nil {
+				return prob.evaluation(g), nil
+			}
 		}
 		r, prob := p.bakeRange(g, req)
 		if prob != nil {
 			return prob.evaluation(g), nil
 		}
-		data.Baseline, data.Window = req.Baseline, promDuration(p.step)
+		if len(req.Baseline) == 0 {
+			return p.statisticalBefore(ctx, req, data, u, r)
+		}
+		data.Baseline, data.Window = req.Baseline, p.Window(g)
 		can, base := data, data
 		can.Nodes, can.Side = req.Nodes, "canary"
 		base.Nodes, base.Side = req.Baseline, "baseline"
@@ -256,7 +245,7 @@ func (p *Prometheus) evaluate(ctx context.Context, req Request) (Evaluation, []s
 		if prob := cmp.Or(cp, bp); prob != nil {
 			return prob.evaluation(g), w
 		}
-		return judgeStatistical(g, u, cs, bs), w
+		return judgeStatistical(g, u, "baseline", cs, bs), w
 	}
 	return problemf("unknown gate mode %q", g.Mode).evaluation(g), nil // checkGate refused it already
 }
@@ -269,21 +258,98 @@ func both(a, b func()) {
 	wg.Wait()
 }
 
-// window is the .Window of instant-mode gates: the gate's interval, at
-// least the minimum window.
-func (p *Prometheus) window(g plan.WaveGate) string {
-	return promDuration(max(g.Interval.D(), p.minWindow))
+// Window is the .Window g's query is rendered with (see window).
+func (p *Prometheus) Window(g plan.WaveGate) string { return window(g, p.minWindow, p.step) }
+
+// window is the .Window of g's query under an evaluator's minimum
+// window and step: the step for statistical gates (one sample per
+// step, each over its own window), else the gate's interval, at least
+// the minimum window.
+func window(g plan.WaveGate, minWindow, step time.Duration) string {
+	if g.Mode == plan.ModeStatistical {
+		return promDuration(step)
+	}
+	return promDuration(max(g.Interval.D(), minWindow))
+}
+
+// beforeAfter compares the wave's nodes now with the same nodes at the
+// time the wave started (req.StartedAt): a before-after gate, and a
+// delta gate without unchanged nodes to compare with.
+func (p *Prometheus) beforeAfter(ctx context.Context, req Request, data QueryData, u unit) (Evaluation, []string) {
+	g := req.Gate
+	fallback := g.Mode != plan.ModeBeforeAfter
+	if prob := p.checkStart(req, fallback); prob != nil {
+		return prob.evaluation(g), nil
+	}
+	data.Nodes, data.Side, data.Window = req.Nodes, "canary", p.Window(g)
+	var as, bs []series
+	var aw, bw []string
+	var ap, bp *problem
+	both(func() { as, aw, ap = p.instant(ctx, g, data, " now", req.Now) },
+		func() { bs, bw, bp = p.instant(ctx, g, data, " before the change", req.StartedAt) })
+	w := append(aw, bw...)
+	var ev Evaluation
+	if prob := cmp.Or(ap, bp); prob != nil {
+		ev = prob.evaluation(g)
+	} else {
+		ev = judgeDelta(g, u, "before", as, bs)
+	}
+	if fallback {
+		ev.Reason += " (" + NoUnchanged + ")"
+	}
+	return ev, w
+}
+
+// statisticalBefore is a statistical gate without unchanged nodes: the
+// wave's samples over r against the same nodes' samples over as long a
+// range ending when the wave started (checked by checkStart).
+func (p *Prometheus) statisticalBefore(ctx context.Context, req Request, data QueryData, u unit, r v1.Range) (Evaluation, []string) {
+	g := req.Gate
+	before := v1.Range{Start: req.StartedAt.Add(-r.End.Sub(r.Start)), End: req.StartedAt, Step: r.Step}
+	data.Nodes, data.Side, data.Window = req.Nodes, "canary", p.Window(g)
+	var cs, bs []series
+	var cw, bw []string
+	var cp, bp *problem
+	both(func() { cs, cw, cp = p.rangeQuery(ctx, g, data, r) },
+		func() { bs, bw, bp = p.rangeQuery(ctx, g, data, before) })
+	w := append(cw, bw...)
+	var ev Evaluation
+	if prob := cmp.Or(cp, bp); prob != nil {
+		ev = prob.evaluation(g)
+	} else {
+		ev = judgeStatistical(g, u, "before", cs, bs)
+	}
+	ev.Reason += " (" + NoUnchanged + ")"
+	return ev, w
+}
+
+// checkStart refuses a comparison with before the change without the
+// time the wave started, or with one not before now. fallback says the
+// comparison stands in for missing unchanged nodes.
+func (p *Prometheus) checkStart(req Request, fallback bool) *problem {
+	const none = "no baseline nodes to compare with, nor the same nodes before the change: "
+	switch {
+	case req.StartedAt.IsZero() && fallback:
+		return problemf(none + "the time the wave started is unknown (Request.StartedAt)")
+	case req.StartedAt.IsZero():
+		return problemf("before-after needs the time the wave started (Request.StartedAt)")
+	case !req.Now.IsZero() && !req.StartedAt.Before(req.Now) && fallback:
+		return problemf(none+"the wave started at %s, not before now", req.StartedAt.UTC().Format(time.RFC3339))
+	case !req.Now.IsZero() && !req.StartedAt.Before(req.Now):
+		return problemf("the wave started at %s, not before now", req.StartedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // bakeRange is the range of a statistical gate's samples: from the bake
 // start plus the initial delay plus one step (so the first sample's
-// window holds no data from before the bake) to now, at most maxPoints
-// steps.
+// window holds no data from before the bake), when its first check is
+// due (see firstCheck), to now, at most maxPoints steps.
 func (p *Prometheus) bakeRange(g plan.WaveGate, req Request) (v1.Range, *problem) {
 	if req.BakeFrom.IsZero() || req.Now.IsZero() {
 		return v1.Range{}, problemf("statistical gates need the bake start and now")
 	}
-	start := req.BakeFrom.Add(g.InitialDelay.D()).Add(p.step)
+	start := firstCheck(g, req.BakeFrom, p.step)
 	if req.Now.Before(start) {
 		return v1.Range{}, problemf("too few samples: the bake window has no complete %s step yet (%s since the bake started)",
 			promDuration(p.step), req.Now.Sub(req.BakeFrom).Round(time.Second))

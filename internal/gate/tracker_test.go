@@ -40,6 +40,33 @@ func TestTrackerDue(t *testing.T) {
 	}
 }
 
+// A statistical gate's first check is due one step after its initial
+// delay, when its sample range starts (bakeRange): not one step before,
+// where the range would be empty and the first check a Fail.
+func TestTrackerDueStatistical(t *testing.T) {
+	g := plan.WaveGate{Name: "g", Mode: plan.ModeStatistical, Interval: plan.Duration(time.Minute), InitialDelay: plan.Duration(time.Minute)}
+	tr := Tracker{Step: 30 * time.Second}
+	if tr.Due("k", g, t0, t0.Add(time.Minute)) {
+		t.Error("due at the end of the initial delay, before the range's first step")
+	}
+	if !tr.Due("k", g, t0, t0.Add(90*time.Second)) {
+		t.Error("not due one step after the initial delay")
+	}
+	p := &Prometheus{step: 30 * time.Second}
+	if StepOf(p) != tr.Step || StepOf(Unconfigured{}) != 0 {
+		t.Errorf("StepOf: %s, %s", StepOf(p), StepOf(Unconfigured{}))
+	}
+	r, prob := p.bakeRange(g, Request{BakeFrom: t0, Now: t0.Add(90 * time.Second)})
+	if prob != nil || !r.Start.Equal(r.End) {
+		t.Errorf("range at the first check: %+v, %v; want one step", r, prob)
+	}
+	other := g
+	other.Mode = plan.ModeDelta
+	if !tr.Due("d", other, t0, t0.Add(time.Minute)) {
+		t.Error("a delta gate waits for a step")
+	}
+}
+
 func TestTrackerObserve(t *testing.T) {
 	pass := Evaluation{Verdict: engine.Pass, Reason: "p99 fine"}
 	fail := Evaluation{Verdict: engine.Fail, Reason: "p99 +38%"}

@@ -23,6 +23,9 @@ type Metrics struct {
 	// Instance maps a node to its instance label as the evaluator does;
 	// nil means the node ID.
 	Instance func(*fleet.Node) string
+	// Window is the .Window the evaluator renders a gate's query with;
+	// nil means the evaluator's defaults (gate.DefaultWindow).
+	Window func(plan.WaveGate) string
 }
 
 // Check returns the problems of plan p, assigned to nodes as a, against
@@ -113,7 +116,7 @@ func Gates(p *plan.Plan, a *engine.Assignment, m Metrics) plan.Errors {
 			if len(nodes) == 0 {
 				continue
 			}
-			if err := gate.CheckQuery(g, nodes, m.Instance); err != nil {
+			if err := gate.CheckQuery(g, nodes, m.Instance, m.Window); err != nil {
 				qp := path + ".query"
 				if strings.HasPrefix(err.Error(), "blocking alert") {
 					qp = path + ".blockingAlerts"

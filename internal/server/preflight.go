@@ -49,6 +49,9 @@ func (s *Server) metrics() preflight.Metrics {
 	if ip, ok := s.gates.(interface{ InstanceOf(*fleet.Node) string }); ok {
 		m.Instance = ip.InstanceOf
 	}
+	if wp, ok := s.gates.(interface{ Window(plan.WaveGate) string }); ok {
+		m.Window = wp.Window
+	}
 	return m
 }
 

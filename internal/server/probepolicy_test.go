@@ -279,6 +279,9 @@ type promFake struct{ gate.Unconfigured }
 
 func (promFake) InstanceOf(n *fleet.Node) string { return n.ID + ":9100" }
 
+// Window is the evaluator's .Window, which the pre-flight renders with.
+func (promFake) Window(plan.WaveGate) string { return "45s" }
+
 const gatePlan = `apiVersion: drover.dev/v1
 name: gated
 target:
@@ -333,6 +336,11 @@ func TestPreflightAgainstTheServer(t *testing.T) {
 	}
 	if _, err := f.alice.DryRun(f.ctx, "g.yaml", fmt.Sprintf(gatePlan, good)); err != nil {
 		t.Fatalf("a good query is refused: %v", err)
+	}
+	// The query parses only with the evaluator's .Window.
+	byWindow := `'{{ if ne .Window "45s" }}(window {{ .Window }}{{ end }}up{instance=~"{{ .Nodes | regex }}"}'`
+	if _, err := f.alice.DryRun(f.ctx, "g.yaml", fmt.Sprintf(gatePlan, byWindow)); err != nil {
+		t.Fatalf("the pre-flight does not render the evaluator's .Window: %v", err)
 	}
 
 	t.Run("undefined window", func(t *testing.T) {

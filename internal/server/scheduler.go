@@ -90,7 +90,8 @@ func (rc *rolloutCache) patch(data store.RolloutData) bool {
 }
 
 func newScheduler(s *Server) *scheduler {
-	return &scheduler{s: s, kickc: make(chan struct{}, 1), done: make(chan struct{}), rollouts: map[string]*rolloutCache{}}
+	return &scheduler{s: s, kickc: make(chan struct{}, 1), done: make(chan struct{}), rollouts: map[string]*rolloutCache{},
+		tracker: gate.Tracker{Step: gate.StepOf(s.gates)}}
 }
 
 func (sc *scheduler) leading() bool { return sc.isLeader.Load() }
@@ -557,7 +558,7 @@ func (sc *scheduler) evaluate(ctx context.Context, rc *rolloutCache, in engine.I
 				continue
 			}
 			req := gate.Request{Rollout: in.RolloutID, Wave: wave, Gate: g, BakeFrom: ws.BakeFrom, StartedAt: ws.StartedAt, Now: in.Now}
-			req.Nodes, req.Baseline = baseline(in, wave, g.Baseline)
+			req.Nodes, req.Baseline = gate.Baseline(in.Nodes, wave, g.Baseline)
 			ev := s.gates.Evaluate(ctx, req)
 			if ctx.Err() != nil {
 				return // shutting down: an interrupted query is not a verdict
@@ -584,35 +585,6 @@ func (sc *scheduler) evaluate(ctx context.Context, rc *rolloutCache, in engine.I
 	s.fp.hit(fpGateEvaluation)
 	sc.kick()
 	s.wake.broadcast()
-}
-
-// baseline returns a wave's changed nodes and the unchanged nodes to
-// compare them with: by default those of the same os family and hardware
-// class; the gate's baseline selector, when set, narrows them further.
-func baseline(in engine.Input, wave, selector string) (changed, base []*fleet.Node) {
-	var sel *fleet.Selector
-	if selector != "" {
-		sel, _ = fleet.CompileSelector(selector) // validated with the plan
-	}
-	kinds := map[[2]string]bool{}
-	for _, n := range in.Nodes {
-		if n.State.Wave == wave && n.State.Phase == engine.PhaseSucceeded {
-			changed = append(changed, n.Node)
-			kinds[[2]string{n.Facts.OS.Family, n.Facts.Hardware.Class}] = true
-		}
-	}
-	for _, n := range in.Nodes {
-		if n.State.Phase != engine.PhasePending || !kinds[[2]string{n.Facts.OS.Family, n.Facts.Hardware.Class}] {
-			continue
-		}
-		if sel != nil {
-			if ok, err := sel.Match(n.Node); err != nil || !ok {
-				continue
-			}
-		}
-		base = append(base, n.Node)
-	}
-	return changed, base
 }
 
 // alerts returns the blocking alerts firing now for a plan's matchers. If

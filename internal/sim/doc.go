@@ -35,7 +35,10 @@
 // changed node of the wave is hurt by a health Failure (the reason says how
 // many and what they share, e.g. "simulated: 2 of 6 nodes degraded
 // (hardware.class=gen3)"), Pass otherwise. Only the latest result per wave
-// and gate is kept in Input.Gates.
+// and gate is kept in Input.Gates. A delta or statistical gate of a wave
+// that leaves no unchanged node to compare with (gate.Baseline, as on a
+// server) compares the wave with itself before the change: an event and
+// its reasons say so.
 //
 // # Time
 //

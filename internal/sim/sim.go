@@ -13,6 +13,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -396,6 +397,9 @@ type simulator struct {
 	lastProgress int
 	res          Result
 	gateFailed   map[string]bool
+	// before says, per wave and gate, whether a delta or statistical
+	// gate compares the wave with itself before the change.
+	before map[string]bool
 }
 
 func newSimulator(cfg Config) (*simulator, error) {
@@ -445,6 +449,7 @@ func newSimulator(cfg Config) (*simulator, error) {
 		tick:       int64(cfg.Tick),
 		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x73696d)), // "sim"
 		gateFailed: map[string]bool{},
+		before:     map[string]bool{},
 		latency:    dispatchLatency(),
 	}
 	for i, f := range cfg.Failures {
@@ -1080,7 +1085,11 @@ func (s *simulator) evaluate(wave string) {
 			names = append(names, g.Name)
 		}
 	}
-	for _, g := range names {
+	for gi, g := range names {
+		reason := reason
+		if gi < len(s.p.Gates.Wave) && s.comparesBefore(wave, s.p.Gates.Wave[gi]) {
+			reason += " (" + gate.NoUnchanged + ")"
+		}
 		r := engine.GateResult{Wave: wave, Gate: g, Verdict: verdict, Reason: reason, At: s.now}
 		replaced := false
 		for j := range s.gates {
@@ -1098,6 +1107,27 @@ func (s *simulator) evaluate(wave string) {
 			s.addEvent(fmt.Sprintf("wave gate %s of wave %s: fail: %s", g, wave, reason))
 		}
 	}
+}
+
+// comparesBefore reports whether delta or statistical gate g of wave
+// has no unchanged nodes to compare with (see gate.Baseline), so that
+// it compares the wave's nodes with themselves before the change, as on
+// a server; it says so in an event at the wave's first evaluation.
+func (s *simulator) comparesBefore(wave string, g plan.WaveGate) bool {
+	if g.Mode != plan.ModeDelta && g.Mode != plan.ModeStatistical {
+		return false
+	}
+	key := wave + "\x00" + g.Name
+	before, ok := s.before[key]
+	if !ok {
+		_, base := gate.Baseline(s.nodes, wave, g.Baseline)
+		before = len(base) == 0
+		s.before[key] = before
+		if before {
+			s.addEvent(fmt.Sprintf("wave gate %s of wave %s: %s", g.Name, wave, gate.NoUnchanged))
+		}
+	}
+	return before
 }
 
 // commonTraits names the key=value pairs all hurt nodes share and that set

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -181,6 +182,32 @@ func TestWaveGateReason(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no wave gate failure naming gen2 in the timeline:\n%s", Timeline(res))
+	}
+}
+
+// A delta gate of the last wave has no unchanged node left to compare
+// with: the dry run says it compares the wave with itself before the
+// change, as a server does, where earlier waves had a baseline.
+func TestWaveGateWithoutUnchangedNodes(t *testing.T) {
+	p := mustPlan(t, basePlan+`  wave:
+    - name: p99
+      mode: delta
+      maxIncrease: 20%
+      query: 'max(up{instance=~"{{ .Nodes | regex }}"})'
+`)
+	res := run(t, Config{Plan: p, Nodes: genFleet(t, 120), Seed: 3})
+	if res.Halted {
+		t.Fatalf("halted:\n%s", Summary(res))
+	}
+	var before []string
+	for _, e := range res.Events {
+		if strings.Contains(e.Text, gate.NoUnchanged) {
+			before = append(before, e.Text)
+		}
+	}
+	want := "wave gate p99 of wave rest: " + gate.NoUnchanged
+	if len(before) != 1 || before[0] != want {
+		t.Errorf("events about the fallback: %q, want only %q\n%s", before, want, Timeline(res))
 	}
 }
 

@@ -191,3 +191,86 @@ func TestEvaluatorOnEmbeddedEngine(t *testing.T) {
 		})
 	}
 }
+
+// The last wave leaves no unchanged node: delta and statistical gates
+// compare the wave's nodes with themselves before the change (the
+// samples from before StartedAt), and say so; with neither, they fail.
+func TestGatesWithoutUnchangedNodes(t *testing.T) {
+	p, can, _ := fixture(t)
+	ev, err := gate.NewEvaluator("embedded", p, gate.WithStep(5*time.Second), gate.WithMinWindow(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := func(mode plan.GateMode, query, maxIncrease string) plan.WaveGate {
+		return plan.WaveGate{Name: "g", Mode: mode, Query: query, Interval: plan.Duration(10 * time.Second), MinSamples: 20, MaxIncrease: maxIncrease}
+	}
+	const p99 = `avg_over_time(p99_seconds{instance=~"{{ .Nodes | regex }}"}[{{ .Window }}])`
+	const perStep = `p99_seconds{instance=~"{{ .Nodes | regex }}"}`
+	for _, tc := range []struct {
+		name    string
+		gate    plan.WaveGate
+		started time.Duration // StartedAt after t0; 0: unknown
+		verdict engine.Verdict
+		reason  []string
+	}{
+		{"delta over its allowed increase", g(plan.ModeDelta, p99, "20%"), 55 * time.Second, engine.Fail,
+			[]string{"vs before", "+38", "allowed +20%: Fail (" + gate.NoUnchanged + ")"}},
+		{"delta within its allowed increase", g(plan.ModeDelta, p99, "50%"), 55 * time.Second, engine.Pass,
+			[]string{"vs before", "allowed +50%: Pass (" + gate.NoUnchanged + ")"}},
+		{"statistical", g(plan.ModeStatistical, perStep, ""), 55 * time.Second, engine.Fail,
+			[]string{"U-test", ": Fail (" + gate.NoUnchanged + ")"}},
+		{"delta without the wave's start", g(plan.ModeDelta, p99, "20%"), 0, engine.Fail,
+			[]string{"no baseline nodes to compare with, nor the same nodes before the change"}},
+		{"statistical without the wave's start", g(plan.ModeStatistical, perStep, ""), 0, engine.Fail,
+			[]string{"no baseline nodes to compare with, nor the same nodes before the change"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := gate.Request{Rollout: "r", Wave: "last", Gate: tc.gate, Nodes: can, BakeFrom: t0.Add(60 * time.Second), Now: t0.Add(170 * time.Second)}
+			if tc.started != 0 {
+				req.StartedAt = t0.Add(tc.started)
+			}
+			e := ev.Evaluate(context.Background(), req)
+			t.Logf("%s: %s", e.Verdict, e.Reason)
+			if e.Verdict != tc.verdict {
+				t.Errorf("verdict %s, want %s: %s", e.Verdict, tc.verdict, e.Reason)
+			}
+			for _, s := range tc.reason {
+				if !strings.Contains(e.Reason, s) {
+					t.Errorf("reason lacks %q: %s", s, e.Reason)
+				}
+			}
+		})
+	}
+}
+
+// A statistical gate's first check, when the tracker first finds it
+// due, has its samples: it is judged by the U-test rather than failed
+// for too few samples.
+func TestStatisticalFirstCheckHasSamples(t *testing.T) {
+	p, can, base := fixture(t)
+	ev, err := gate.NewEvaluator("embedded", p, gate.WithStep(5*time.Second), gate.WithMinWindow(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One sample per node at the first check: 4 changed, 6 unchanged.
+	g := plan.WaveGate{Name: "g", Mode: plan.ModeStatistical, Query: `p99_seconds{instance=~"{{ .Nodes | regex }}"}`,
+		Interval: plan.Duration(10 * time.Second), InitialDelay: plan.Duration(10 * time.Second), MinSamples: len(can)}
+	tr := gate.Tracker{Step: gate.StepOf(ev)}
+	bake := t0.Add(60 * time.Second)
+	now := bake
+	for !tr.Due("k", g, bake, now) {
+		now = now.Add(time.Second)
+	}
+	if want := bake.Add(15 * time.Second); !now.Equal(want) {
+		t.Errorf("first due %s after the bake, want %s", now.Sub(bake), want.Sub(bake))
+	}
+	e := ev.Evaluate(context.Background(), gate.Request{Rollout: "r", Wave: "w", Gate: g, Nodes: can, Baseline: base,
+		BakeFrom: bake, StartedAt: t0.Add(55 * time.Second), Now: now})
+	t.Logf("%s: %s", e.Verdict, e.Reason)
+	if strings.Contains(e.Reason, "too few samples") || !strings.Contains(e.Reason, "U-test") {
+		t.Errorf("first check not judged: %s", e.Reason)
+	}
+	if len(e.Canary) != len(can) || len(e.Baseline) != len(base) {
+		t.Errorf("samples %d canary, %d baseline; want one per node", len(e.Canary), len(e.Baseline))
+	}
+}
