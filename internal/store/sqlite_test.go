@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/internal/store"
 	"github.com/drover-dev/drover/internal/store/storetest"
@@ -57,10 +58,22 @@ func TestSQLiteOpenForms(t *testing.T) {
 // mode, and an existing database readable by others is made private.
 func TestSQLiteFilesPrivate(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	// Not t.TempDir: database/sql may finish opening a pooled connection
+	// just after Close returns, and SQLite then recreates its -wal and
+	// -shm files while the directory is being removed ("directory not
+	// empty"). Removal is retried instead.
+	dir, err := os.MkdirTemp("", "drover-private-*")
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 	if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
