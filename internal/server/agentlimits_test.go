@@ -299,25 +299,12 @@ eventStreamWriteTimeout: 5s
 // entry is dated by the server's clock with the agent's claim kept as
 // agent_at. A final report with a long reason is accepted too.
 func TestReportClockAndReason(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Tick, cfg.PollWait = 50*time.Millisecond, 200*time.Millisecond
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "drover.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := New(cfg, Deps{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	ready := make(chan string, 1)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Run(runCtx, func(a string) { ready <- a }) }()
-	defer func() { stop(); <-done }()
-	base := "http://" + <-ready
+	srv, base := runTestServer(t, ctx, func(c *Config) {
+		c.Tick, c.PollWait = 50*time.Millisecond, 200*time.Millisecond
+	})
+	st, cfg := srv.st, srv.cfg
 	hc := &http.Client{}
 	if code, err := agentPost(ctx, hc, base, "n1", api.PathRegister, mustJSON(t, api.RegisterRequest{NodeID: "n1",
 		Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}}})); code != 200 {

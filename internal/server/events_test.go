@@ -41,6 +41,19 @@ func newTestServerWith(t testing.TB, edit func(*Config)) *Server {
 	return s
 }
 
+// runTestServer starts newTestServerWith(t, edit) on a loopback port for
+// the test's life; it returns the server and its base URL.
+func runTestServer(t testing.TB, ctx context.Context, edit func(*Config)) (*Server, string) {
+	t.Helper()
+	srv := newTestServerWith(t, edit)
+	runCtx, stop := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Run(runCtx, func(a string) { ready <- a }) }()
+	t.Cleanup(func() { stop(); <-done })
+	return srv, "http://" + <-ready
+}
+
 // openStream opens an event stream as token; it returns the answer's
 // status and, on 200, a reader of the stream's lines.
 func openStream(t *testing.T, ctx context.Context, base, token, query string, hdr ...string) (int, *bufio.Scanner, func()) {

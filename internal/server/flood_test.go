@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -105,25 +103,12 @@ func mustJSON(t testing.TB, v any) []byte {
 // facts update, at the node's facts rate; the server's heap is the same
 // after the flood as before; the honest node is never refused.
 func TestFloodCompromisedNode(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.PollWait = 50 * time.Millisecond // polls without steps answer soon
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "drover.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := New(cfg, Deps{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	ready := make(chan string, 1)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Run(runCtx, func(a string) { ready <- a }) }()
-	defer func() { stop(); <-done }()
-	base := "http://" + <-ready
+	srv, base := runTestServer(t, ctx, func(c *Config) {
+		c.PollWait = 50 * time.Millisecond // polls without steps answer soon
+	})
+	st, cfg := srv.st, srv.cfg
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 
 	for _, n := range []string{"evil", "good"} {
