@@ -6,15 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/drover-dev/drover/internal/agent"
 	"github.com/drover-dev/drover/internal/api"
@@ -23,7 +20,7 @@ import (
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/server"
-	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/server/servertest"
 	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
@@ -57,24 +54,13 @@ type lineFleet struct {
 
 func startLineFleet(t *testing.T, nodes ...string) *lineFleet {
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := server.DefaultConfig()
-	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	cfg.Tick, cfg.PollWait = 100*time.Millisecond, 2*time.Second
-	cfg.AgentToken = "agent-token-0123456789"
-	cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"},
-		{Name: "root", Role: server.RoleAdmin, Token: "root-token-0123456789a"}}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "drover.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Deps{Store: st, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(a string) { addr <- a }) }()
-	f := &lineFleet{t: t, url: "http://" + <-addr, st: st.(storetest.Backend), states: map[string]*driver.SimState{},
+	url, st, cfg := servertest.Start(t, ctx, func(cfg *server.Config) {
+		cfg.Tick, cfg.PollWait = 100*time.Millisecond, 2*time.Second
+		cfg.AgentToken = "agent-token-0123456789"
+		cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"},
+			{Name: "root", Role: server.RoleAdmin, Token: "root-token-0123456789a"}}
+	})
+	f := &lineFleet{t: t, url: url, st: st.(storetest.Backend), states: map[string]*driver.SimState{},
 		dirs: map[string]string{}, stop: map[string]context.CancelFunc{}, ctx: ctx, token: cfg.AgentToken}
 	t.Cleanup(func() {
 		for _, c := range f.stop {
@@ -82,8 +68,6 @@ func startLineFleet(t *testing.T, nodes ...string) *lineFleet {
 		}
 		f.wg.Wait()
 		cancel()
-		<-done
-		st.Close()
 	})
 	for i, id := range nodes {
 		s := driver.NewSimState(id, "debian", "6.1.0-26-amd64", map[string]string{"openssl": "3.0.11-1"})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"github.com/drover-dev/drover/internal/agent"
@@ -23,8 +21,8 @@ import (
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/server"
+	"github.com/drover-dev/drover/internal/server/servertest"
 	"github.com/drover-dev/drover/internal/sim"
-	"github.com/drover-dev/drover/internal/store"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the want files of testdata/shared from the simulator")
@@ -193,30 +191,17 @@ type liveFleet struct {
 
 func startLive(t *testing.T, n int) *liveFleet {
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := server.DefaultConfig()
-	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	cfg.Tick, cfg.PollWait = 50*time.Millisecond, time.Second
-	cfg.AgentToken = "agent-token-0123456789"
-	cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"},
-		{Name: "bob", Role: server.RoleApprover, Token: "bob-token-0123456789ab"}}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "drover.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Deps{Store: st, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(a string) { addr <- a }) }()
-	l := &liveFleet{url: "http://" + <-addr, ctx: ctx}
+	url, _, cfg := servertest.Start(t, ctx, func(cfg *server.Config) {
+		cfg.Tick, cfg.PollWait = 50*time.Millisecond, time.Second
+		cfg.AgentToken = "agent-token-0123456789"
+		cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"},
+			{Name: "bob", Role: server.RoleApprover, Token: "bob-token-0123456789ab"}}
+	})
+	l := &liveFleet{url: url, ctx: ctx}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		<-done
-		st.Close()
 	})
 	zones := []string{"a", "b", "a", "b", "c"}
 	for i := range n {
