@@ -78,6 +78,9 @@ func (s *sqlStore) Command(ctx context.Context, id string, ifVersion int64, cmd 
 			string(res.State), res.Reason, res.RollbackScope, nanos(now), id); err != nil {
 			return fmt.Errorf("update rollout: %w", err)
 		}
+		if err := t.advanceTimes(ro, timesEvent{At: now, From: ro.State, To: res.State}); err != nil {
+			return err
+		}
 		t.audit(AuditEntry{At: now, Actor: cmd.Actor, Action: "rollout." + cmd.Action, Object: "rollout/" + id, Rollout: id, Detail: detail(d)})
 		out, err = t.getRollout(id, false)
 		return err

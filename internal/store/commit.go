@@ -86,6 +86,16 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 		if err := t.takeHolds(s, c); err != nil {
 			return err
 		}
+		ev := timesEvent{At: c.Now, From: ro.State, To: c.State}
+		for _, u := range c.Nodes {
+			ev.Failed = ev.Failed || u.To.Phase == engine.PhaseFailed && u.From.Phase != engine.PhaseFailed
+		}
+		for _, st := range c.Steps {
+			ev.RollbackDispatched = ev.RollbackDispatched || st.Kind == StepRollback
+		}
+		if err := t.advanceTimes(ro, ev); err != nil {
+			return err
+		}
 		for _, e := range c.Audit {
 			if e.At.IsZero() {
 				e.At = c.Now
@@ -354,6 +364,11 @@ func (t *tx) report(r Report) error {
 WHERE rollout_id = ? AND node_id = ?`, string(to.Phase), nanos(to.Since), string(to.Gate), nanos(to.HealthySince), to.Reason,
 			to.Interruptions, rev, rollout, node); err != nil {
 			return fmt.Errorf("update node: %w", err)
+		}
+	}
+	if res.Changed && res.Node.Phase == engine.PhaseFailed && st.Phase != engine.PhaseFailed {
+		if err := t.advanceTimes(ro, timesEvent{At: orTime(r.Seen, r.At), From: ro.State, To: ro.State, Failed: true}); err != nil {
+			return err
 		}
 	}
 	evidence := string(r.Evidence)

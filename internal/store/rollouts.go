@@ -10,16 +10,19 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 )
 
-const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev, approvals_needed, approval_floor"
+const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev, approvals_needed, approval_floor, " + timesColumns
 
 func scanRollout(r scanner) (Rollout, error) {
 	var ro Rollout
 	var seed, created, updated int64
 	var state string
+	var c [7]int64
 	if err := r.Scan(&ro.ID, &ro.Name, &ro.Author, &ro.Plan, &ro.PlanSHA256, &state, &ro.Reason, &ro.RollbackScope,
-		&seed, &ro.Version, &created, &updated, &ro.NodeRev, &ro.ApprovalsNeeded, &ro.ApprovalFloor); err != nil {
+		&seed, &ro.Version, &created, &updated, &ro.NodeRev, &ro.ApprovalsNeeded, &ro.ApprovalFloor,
+		&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]); err != nil {
 		return ro, err
 	}
+	ro.Times = scanTimes(c[0], c[1], c[2], c[3], c[4], c[5], c[6])
 	ro.State, ro.Seed = engine.RolloutState(state), uint64(seed)
 	ro.CreatedAt, ro.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return ro, nil
@@ -71,11 +74,16 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 		r.Plan = []byte{}
 	}
 	r.Version, r.NodeRev = 1, 0
+	if r.State == engine.RolloutRunning && r.Times.Started.IsZero() {
+		r.Times.Started = r.CreatedAt
+	}
 	r.CreatedAt, r.UpdatedAt = fromNanos(nanos(r.CreatedAt)), fromNanos(nanos(r.UpdatedAt))
 	err := s.write(ctx, func(t *tx) error {
-		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			r.ID, r.Name, r.Author, r.Plan, r.PlanSHA256, string(r.State), r.Reason, r.RollbackScope,
-			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev, r.ApprovalsNeeded, r.ApprovalFloor); err != nil {
+			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev, r.ApprovalsNeeded, r.ApprovalFloor,
+			nanos(r.Times.Started), nanos(r.Times.FirstFailure), nanos(r.Times.Halted), nanos(r.Times.RollbackDispatched),
+			nanos(r.Times.RollbackDone), nanos(r.Times.Recovered), nanos(r.Times.Ended)); err != nil {
 			return t.conflictOnUnique(err, "rollout %s exists", r.ID)
 		}
 		for i, n := range nodes {
@@ -346,7 +354,8 @@ ORDER BY g.wave, g.gate`, rollout)
 // bump the rollout's version: the scheduler asked for the evaluation.
 func (s *sqlStore) AddGateResults(ctx context.Context, rollout string, rs []engine.GateResult) error {
 	err := s.write(ctx, func(t *tx) error {
-		if _, err := t.getRollout(rollout, true); err != nil {
+		ro, err := t.getRollout(rollout, true)
+		if err != nil {
 			return err
 		}
 		latest, err := t.latestGates(rollout)
@@ -371,6 +380,13 @@ func (s *sqlStore) AddGateResults(ctx context.Context, rollout string, rs []engi
 					Rollout: rollout, Detail: detail(map[string]any{"wave": r.Wave, "gate": r.Gate, "from": string(prev), "to": r.Verdict, "reason": r.Reason})})
 			}
 			verdicts[key] = r.Verdict
+			if r.Verdict == engine.Fail {
+				ev := timesEvent{At: r.At, From: ro.State, To: ro.State, Failed: true}
+				if err := t.advanceTimes(ro, ev); err != nil {
+					return err
+				}
+				ro.Times = ro.Times.advance(ev)
+			}
 		}
 		return nil
 	})

@@ -91,6 +91,9 @@ type Rollout struct {
 	// says why the floor raised it ("" when it did not).
 	ApprovalsNeeded int
 	ApprovalFloor   string
+	// Times are the moments the rollout metrics are measured between,
+	// kept by the store (CreateRollout stores them as given).
+	Times RolloutTimes
 	// Commands is everything the rollout can cause to run on its nodes
 	// (preflight.Commands): CreateRollout records it in the creation's
 	// audit entry; it is not stored with the rollout.
@@ -323,6 +326,12 @@ type Store interface {
 	CreateRollout(ctx context.Context, r Rollout, nodes []RolloutNode, waves []Wave, actor string) (Rollout, error)
 	GetRollout(ctx context.Context, id string) (Rollout, error) // ErrNotFound
 	ListRollouts(ctx context.Context) ([]Rollout, error)        // newest first
+	// ListRolloutTimes returns every rollout's state and times, oldest
+	// first: what the server's rollout metrics are computed from.
+	ListRolloutTimes(ctx context.Context) ([]RolloutTimeline, error)
+	// ActiveNodePhases counts the nodes of each rollout not ended by
+	// phase (rollout ID -> phase -> nodes).
+	ActiveNodePhases(ctx context.Context) (map[string]map[engine.Phase]int, error)
 	// ActiveRollouts lists IDs of rollouts not in a terminal state.
 	ActiveRollouts(ctx context.Context) ([]string, error)
 	LoadRollout(ctx context.Context, id string) (RolloutData, error) // ErrNotFound

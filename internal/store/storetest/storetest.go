@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Commands", h(testCommands))
 	t.Run("Resolve", h(testResolve))
 	t.Run("GateResults", h(testGateResults))
+	t.Run("RolloutTimes", h(testRolloutTimes))
 	t.Run("ExpireLeases", h(testExpireLeases))
 	t.Run("NodeRevisions", h(testNodeRevisions))
 	t.Run("AuditChain", h(testAuditChain))
