@@ -16,7 +16,6 @@ import (
 // metrics are the server's Prometheus metrics, registered on the registry
 // passed to New (never the global one).
 type metrics struct {
-	rollouts        *prometheus.GaugeVec
 	reports         *prometheus.CounterVec
 	starts          prometheus.Counter
 	rollbacks       prometheus.Counter
@@ -26,8 +25,6 @@ type metrics struct {
 	apiLatency      *prometheus.HistogramVec
 	agents          prometheus.Gauge
 	stepDuration    prometheus.Histogram
-	failToHalt      prometheus.Histogram
-	haltToRollback  prometheus.Histogram
 	gateEvals       *prometheus.CounterVec
 	leader          prometheus.Gauge
 	routes          []string // every route of the API and the agent channel (Server.handle), for the OpenAPI sync test
@@ -36,7 +33,6 @@ type metrics struct {
 func newMetrics(reg *prometheus.Registry) *metrics {
 	lat := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 	m := &metrics{
-		rollouts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drover_rollouts", Help: "Rollouts by state."}, []string{"state"}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_node_step_reports_total",
 			Help: "Agent step reports by reported phase."}, []string{"phase"}),
 		starts:    prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_node_steps_started_total", Help: "Apply steps dispatched."}),
@@ -52,16 +48,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		agents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_agents_connected", Help: "Agents holding a poll on this server."}),
 		stepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_node_step_duration_seconds",
 			Help: "From start decided to node succeeded.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
-		failToHalt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_fail_to_halt_seconds",
-			Help: "From the first failing node or gate to the rollout halting.", Buckets: prometheus.ExponentialBuckets(0.1, 2, 14)}),
-		haltToRollback: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_halt_to_rollback_dispatch_seconds",
-			Help: "From the halt to the first rollback dispatched.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 		gateEvals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_gate_evaluations_total",
 			Help: "Wave-gate evaluations by result."}, []string{"result"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_leader", Help: "1 while this server schedules."}),
 	}
-	reg.MustRegister(m.rollouts, m.reports, m.starts, m.rollbacks, m.conflicts, m.decideLatency, m.dispatchLatency,
-		m.apiLatency, m.agents, m.stepDuration, m.failToHalt, m.haltToRollback, m.gateEvals, m.leader,
+	reg.MustRegister(m.reports, m.starts, m.rollbacks, m.conflicts, m.decideLatency, m.dispatchLatency,
+		m.apiLatency, m.agents, m.stepDuration, m.gateEvals, m.leader,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

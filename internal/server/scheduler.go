@@ -57,10 +57,6 @@ type rolloutCache struct {
 	author    string
 	seed      uint64
 
-	failAt   time.Time // first failing gate or node, for the halt latency metric
-	haltedAt time.Time // when a rollback was ordered, for the dispatch latency metric
-	lastSt   engine.RolloutState
-
 	// mu guards the mirror of the stored node states: every node as of
 	// node revision rev, in index order. Loads read only the nodes changed
 	// since rev and patch it.
@@ -201,7 +197,7 @@ func (sc *scheduler) restartLeases(ctx context.Context) error {
 }
 
 // pass expires leases and steps every active rollout once. Leases expire
-// and gauges refresh at most once a tick: passes kicked by reports come
+// at most once a tick: passes kicked by reports come
 // hundreds of times a second in a large rollout, and each expiry is a
 // write transaction.
 func (sc *scheduler) pass(ctx context.Context) error {
@@ -236,9 +232,6 @@ func (sc *scheduler) pass(ctx context.Context) error {
 			}
 			s.log.Error("rollout step failed", "rollout", id, "err", err)
 		}
-	}
-	if housekeeping {
-		sc.updateGauges(ctx)
 	}
 	return nil
 }
@@ -294,7 +287,7 @@ func (sc *scheduler) rollout(ctx context.Context, data store.RolloutData) (*roll
 		return nil, fmt.Errorf("rollout %s: stored plan no longer parses: %w", ro.ID, err)
 	}
 	nrc := &rolloutCache{id: ro.ID, sha: ro.PlanSHA256, plan: p, nodes: map[string]*fleet.Node{}, author: ro.Author, seed: ro.Seed,
-		enodes: make([]engine.Node, len(data.Nodes)), lastSt: ro.State, rn: slices.Clone(data.Nodes), rev: ro.NodeRev}
+		enodes: make([]engine.Node, len(data.Nodes)), rn: slices.Clone(data.Nodes), rev: ro.NodeRev}
 	for i, rn := range data.Nodes {
 		n, err := sc.s.st.GetNode(ctx, rn.NodeID)
 		var fn *fleet.Node
@@ -509,13 +502,12 @@ func audit(at time.Time, actor, action, object, rollout string, detail any) stor
 	return store.AuditEntry{At: at, Actor: actor, Action: action, Object: object, Rollout: rollout, Detail: raw}
 }
 
-// observe updates metrics after a committed decision.
+// observe updates metrics after a committed decision. The rollout-level
+// figures (halts, rollbacks, recovery) are not observed here but read from
+// the times the store keeps (rolloutCollector).
 func (sc *scheduler) observe(rc *rolloutCache, in engine.Input, d engine.Decision, now time.Time) {
 	m := sc.s.m
 	for _, t := range d.Nodes {
-		if t.To == engine.PhaseFailed && rc.failAt.IsZero() {
-			rc.failAt = now
-		}
 		if t.To == engine.PhaseSucceeded {
 			if i, ok := rc.byID[t.Node]; ok && !in.Nodes[i].State.StartedAt.IsZero() {
 				m.stepDuration.Observe(now.Sub(in.Nodes[i].State.StartedAt).Seconds())
@@ -524,19 +516,6 @@ func (sc *scheduler) observe(rc *rolloutCache, in engine.Input, d engine.Decisio
 	}
 	m.starts.Add(float64(len(d.Starts)))
 	m.rollbacks.Add(float64(len(d.Rollbacks)))
-	halted := d.State == engine.RolloutPaused || d.State == engine.RolloutRollingBack || d.State == engine.RolloutHalted
-	if halted && rc.lastSt != d.State && !rc.failAt.IsZero() {
-		m.failToHalt.Observe(now.Sub(rc.failAt).Seconds())
-		rc.failAt = time.Time{}
-	}
-	if d.State == engine.RolloutRollingBack && rc.lastSt != d.State {
-		rc.haltedAt = now
-	}
-	if len(d.Rollbacks) > 0 && !rc.haltedAt.IsZero() {
-		m.haltToRollback.Observe(now.Sub(rc.haltedAt).Seconds())
-		rc.haltedAt = time.Time{}
-	}
-	rc.lastSt = d.State
 }
 
 // evaluate runs the wave gates of baking waves that are due, and stores
@@ -569,9 +548,6 @@ func (sc *scheduler) evaluate(ctx context.Context, rc *rolloutCache, in engine.I
 			sc.mu.Unlock()
 			if ok {
 				results = append(results, engine.GateResult{Wave: wave, Gate: g.Name, Verdict: v, Reason: reason, At: in.Now})
-				if v == engine.Fail && rc.failAt.IsZero() {
-					rc.failAt = in.Now
-				}
 			}
 		}
 	}
@@ -609,20 +585,4 @@ func (sc *scheduler) forget(id string) {
 	defer sc.mu.Unlock()
 	delete(sc.rollouts, id)
 	sc.tracker.Forget(id + "/")
-}
-
-// updateGauges refreshes the rollouts-by-state gauge.
-func (sc *scheduler) updateGauges(ctx context.Context) {
-	rs, err := sc.s.st.ListRollouts(ctx)
-	if err != nil {
-		return
-	}
-	counts := map[engine.RolloutState]int{}
-	for _, r := range rs {
-		counts[r.State]++
-	}
-	for _, st := range []engine.RolloutState{engine.RolloutPendingApproval, engine.RolloutRunning, engine.RolloutPaused,
-		engine.RolloutRollingBack, engine.RolloutHalted, engine.RolloutSucceeded, engine.RolloutFailed, engine.RolloutAborted} {
-		sc.s.m.rollouts.WithLabelValues(string(st)).Set(float64(counts[st]))
-	}
 }
