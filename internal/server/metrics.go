@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/drover-dev/drover/internal/engine"
 )
 
 // metrics are the server's Prometheus metrics, registered on the registry
@@ -51,6 +53,9 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		gateEvals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_gate_evaluations_total",
 			Help: "Wave-gate evaluations by result."}, []string{"result"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_leader", Help: "1 while this server schedules."}),
+	}
+	for _, v := range []engine.Verdict{engine.Pass, engine.Fail, engine.Inconclusive} {
+		m.gateEvals.WithLabelValues(string(v)) // every result shows, 0 before the first gate runs
 	}
 	reg.MustRegister(m.reports, m.starts, m.rollbacks, m.conflicts, m.decideLatency, m.dispatchLatency,
 		m.apiLatency, m.agents, m.stepDuration, m.gateEvals, m.leader,
