@@ -6,8 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,11 +20,16 @@ import (
 )
 
 // TestMain lets testscript run `drover` in-process: the test binary
-// re-executes itself as drover, calling Main like cmd/drover does.
+// re-executes itself as drover, calling Main like cmd/drover does (an
+// interrupt ends its context, so `kill -INT` stops `demo --keep` as
+// Ctrl-C does).
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"drover": func() {
-			os.Exit(Main(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			code := Main(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+			stop()
+			os.Exit(code)
 		},
 	})
 }
@@ -29,15 +37,26 @@ func TestMain(m *testing.M) {
 // TestScripts runs testdata/script/*.txtar. Besides testscript's builtins,
 // scripts have `status N CMD ARGS...`: run CMD and require exit code N
 // (its stdout and stderr are kept for the next stdout/stderr checks).
+// $EXAMPLES is the repository's examples/, as the README names them.
 func TestScripts(t *testing.T) {
+	examples, err := filepath.Abs(examplesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("EXAMPLES", examples)
+			return nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"status":    cmdStatus,
 			"freeport":  cmdFreePort,
 			"waitnodes": cmdWaitNodes,
 			"stdoutvar": cmdStdoutVar,
 			"waitstate": cmdWaitState,
+			"waitmatch": cmdWaitMatch,
+			"waitended": cmdWaitEnded,
 		},
 	})
 }
@@ -136,5 +155,61 @@ func cmdWaitState(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("waitstate: rollout %s is %s after 30s, want %s (last error: %v)", args[0], ro.State, args[1], err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdWaitMatch waits (up to 2 min) until FILE, written by a command in
+// the background, matches REGEX, and sets each NAME to the next group.
+func cmdWaitMatch(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: waitmatch FILE REGEX [NAME...]")
+	}
+	re := regexp.MustCompile(args[1])
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(ts.MkAbs(args[0]))
+		if m := re.FindSubmatch(b); m != nil {
+			for i, name := range args[2:] {
+				if i+1 >= len(m) {
+					ts.Fatalf("waitmatch: %q has no group %d for %s", args[1], i+1, name)
+				}
+				ts.Setenv(name, string(m[i+1]))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitmatch: %s does not match %q after 2 min; it holds:\n%s", args[0], args[1], b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cmdWaitEnded waits (up to 2 min) until $DROVER_SERVER has N rollouts
+// and every one has ended.
+func cmdWaitEnded(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitended N")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("waitended: %v", err)
+	}
+	c := &api.Client{Base: ts.Getenv("DROVER_SERVER"), Token: ts.Getenv("DROVER_TOKEN")}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		list, err := c.ListRollouts(context.Background())
+		ended := 0
+		for _, ro := range list.Rollouts {
+			if ro.State.Terminal() {
+				ended++
+			}
+		}
+		if err == nil && len(list.Rollouts) == n && ended == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitended: %d of %d rollouts ended after 2 min (last error: %v)", ended, len(list.Rollouts), err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
