@@ -264,7 +264,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := s.run(ctx); err != nil {
 		return nil, err
 	}
-	return s.result(), nil
+	res := s.result()
+	s.log.Debug("simulation finished", "rollout", res.Rollout, "state", res.State, "virtual_seconds", res.MakespanSeconds,
+		"decisions", res.Stats.Decisions, "ticks", res.Stats.Ticks, "agent_reports", res.Stats.AgentReports)
+	return res, nil
 }
 
 // phase codes index counters; they follow engine.Phase.
