@@ -89,10 +89,21 @@ func TestDashboardQueriesExist(t *testing.T) {
 	defer cancel()
 	f := startMetricsFleet(t, ctx)
 	f.run(t, ctx, "fine", "3.0.15")
-	if _, err := f.c.CreateRollout(ctx, "waits.yaml", strings.Replace(fmt.Sprintf(metricsPlan, "waits", "3.0.15"), "waves:", "approvals:\n  start: 1\nwaves:", 1)); err != nil {
+	waits, err := f.c.CreateRollout(ctx, "waits.yaml", strings.Replace(fmt.Sprintf(metricsPlan, "waits", "3.0.15"), "waves:", "approvals:\n  start: 1\nwaves:", 1))
+	if err != nil {
 		t.Fatal(err)
 	}
-	have := exported(scrape(t, f.url, operatorToken))
+	mfs := scrape(t, f.url, operatorToken)
+	if v := value(t, mfs, "drover_rollout_nodes", "rollout="+waits.ID, "phase=pending"); v != 4 {
+		t.Errorf(`drover_rollout_nodes{rollout=%q, phase="pending"} = %v, want 4`, waits.ID, v)
+	}
+	if v := value(t, mfs, "drover_rollout_canary_uncovered_strata", "rollout="+waits.ID); v != float64(len(waits.Uncovered)) {
+		t.Errorf("drover_rollout_canary_uncovered_strata = %v, want %d (the rollout's uncovered strata)", v, len(waits.Uncovered))
+	}
+	if v := value(t, mfs, "drover_rollouts", "state=pending-approval"); v != 1 {
+		t.Errorf(`drover_rollouts{state="pending-approval"} = %v, want 1`, v)
+	}
+	have := exported(mfs)
 
 	used := map[string]bool{}
 	for title, exprs := range queries {

@@ -157,13 +157,17 @@ func (c *rolloutCollector) collectActive(ctx context.Context, ch chan<- promethe
 			ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(n), id, string(ph))
 		}
 	}
+	uncovered := map[string]int{}
 	sc := c.s.sched
 	sc.mu.Lock()
-	defer sc.mu.Unlock()
 	for id, rc := range sc.rollouts {
 		if _, active := phases[id]; active && (rc.plan != nil || rc.uncovered != nil) {
-			ch <- prometheus.MustNewConstMetric(c.uncovered, prometheus.GaugeValue, float64(len(rc.uncovered)), id)
+			uncovered[id] = len(rc.uncovered)
 		}
+	}
+	sc.mu.Unlock()
+	for id, n := range uncovered {
+		ch <- prometheus.MustNewConstMetric(c.uncovered, prometheus.GaugeValue, float64(n), id)
 	}
 }
 
