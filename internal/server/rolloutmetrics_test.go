@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/server/servertest"
 	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
 const metricsPlan = `apiVersion: drover.dev/v1
@@ -57,11 +59,21 @@ type metricsFleet struct {
 }
 
 func startMetricsFleet(t *testing.T, ctx context.Context) *metricsFleet {
-	url, st, cfg := servertest.Start(t, ctx, func(cfg *server.Config) {
-		cfg.Tick, cfg.PollWait = 50*time.Millisecond, time.Second
-		cfg.AgentToken = "agent-token-0123456789"
-		cfg.Users = []server.User{{Name: "alice", Role: server.RoleAdmin, Token: operatorToken}}
-	})
+	url, st, cfg := servertest.Start(t, ctx, metricsConfig)
+	f := &metricsFleet{url: url, st: st, cfg: cfg, c: &api.Client{Base: url, Token: operatorToken}}
+	startAgents(t, ctx, url, cfg.AgentToken)
+	return f
+}
+
+func metricsConfig(cfg *server.Config) {
+	cfg.Tick, cfg.PollWait = 50*time.Millisecond, time.Second
+	cfg.AgentToken = "agent-token-0123456789"
+	cfg.Users = []server.User{{Name: "alice", Role: server.RoleAdmin, Token: operatorToken}}
+}
+
+// startAgents runs the four agents against the server at url until the
+// test ends, and waits until they are registered.
+func startAgents(t *testing.T, ctx context.Context, url, token string) {
 	agentCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stop(); wg.Wait() })
@@ -80,18 +92,17 @@ func startMetricsFleet(t *testing.T, ctx context.Context) *metricsFleet {
 		reg := &driver.Registry{}
 		reg.Register(plan.ActionPackage, driver.NewSim(s))
 		facts := fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}}
-		acfg := agent.Config{ServerURL: url, StateDir: t.TempDir(), NodeID: id, Token: cfg.AgentToken,
+		acfg := agent.Config{ServerURL: url, StateDir: t.TempDir(), NodeID: id, Token: token,
 			Labels: map[string]string{"env": "prod", "zone": "a"}, Drivers: reg, Heartbeat: 200 * time.Millisecond,
 			Facts: func(context.Context) (fleet.Facts, error) { return s.Facts(facts), nil }}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = agent.Run(agentCtx, acfg) }()
 	}
-	f := &metricsFleet{url: url, st: st, cfg: cfg, c: &api.Client{Base: url, Token: operatorToken}}
+	c := &api.Client{Base: url, Token: operatorToken}
 	eventually(t, 20*time.Second, "agents registered", func() (bool, string) {
-		ns, err := f.c.AllNodes(ctx, "")
+		ns, err := c.AllNodes(ctx, "")
 		return err == nil && len(ns) == 4, fmt.Sprintf("%d nodes, %v", len(ns), err)
 	})
-	return f
 }
 
 // run creates a rollout of openssl at version and waits for its end.
@@ -276,4 +287,50 @@ func TestRolloutMetrics(t *testing.T) {
 		mfs[mf.GetName()] = mf
 	}
 	check(mfs)
+}
+
+// TestRolloutMetricsSharedPostgres runs two servers on one PostgreSQL,
+// the agents talking to the one that does not lead: the failure reports
+// reach one server, the halt and the rollbacks are decided by the other.
+// Both export the same rollout figures, each from the stored times.
+func TestRolloutMetricsSharedPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dsn := storetest.NewPostgres(t).CreateDB(t)
+	key := filepath.Join(t.TempDir(), "audit.key")
+	shared := func(id string) func(*server.Config) {
+		return func(cfg *server.Config) {
+			metricsConfig(cfg)
+			cfg.ServerID, cfg.Database, cfg.AuditKey = id, dsn, key
+		}
+	}
+	leaderURL, st, _ := servertest.Start(t, ctx, shared("server-a"))
+	eventually(t, 20*time.Second, "server-a leads", func() (bool, string) {
+		v := metric(scrape(t, leaderURL, operatorToken), "drover_leader")
+		return v != nil && v.GetGauge().GetValue() == 1, "not leading"
+	})
+	otherURL, _, _ := servertest.Start(t, ctx, shared("server-b"))
+	startAgents(t, ctx, otherURL, "agent-token-0123456789")
+	f := &metricsFleet{url: otherURL, st: st, c: &api.Client{Base: otherURL, Token: operatorToken}}
+	bad := f.run(t, ctx, "broken", "3.0.99")
+	if bad.State != engine.RolloutHalted {
+		t.Fatalf("rollout broken: %s (%s), want halted", bad.State, bad.Reason)
+	}
+	if v := value(t, scrape(t, otherURL, operatorToken), "drover_leader"); v != 0 {
+		t.Fatalf("server-b led (drover_leader %v): the agents' server must not", v)
+	}
+	a, b := scrape(t, leaderURL, operatorToken), scrape(t, otherURL, operatorToken)
+	for _, name := range []string{"drover_fail_to_halt_seconds", "drover_halt_to_rollback_dispatch_seconds",
+		"drover_halt_to_rollback_complete_seconds", "drover_recovery_seconds"} {
+		na, sa := hist(t, a, name)
+		nb, sb := hist(t, b, name)
+		if na != 1 || nb != 1 || sa != sb {
+			t.Errorf("%s: server-a count %d sum %v, server-b count %d sum %v; want one observation, the same on both", name, na, sa, nb, sb)
+		}
+	}
+	for _, mfs := range []map[string]*dto.MetricFamily{a, b} {
+		if v := value(t, mfs, "drover_rollouts_ended_total", "state=halted"); v != 1 {
+			t.Errorf(`drover_rollouts_ended_total{state="halted"} = %v, want 1`, v)
+		}
+	}
 }

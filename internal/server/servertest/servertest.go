@@ -6,7 +6,6 @@ package servertest
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,13 +18,15 @@ import (
 // on a loopback port with plain HTTP, until ctx ends or the test ends
 // (then it stops the server and closes its store, after the cleanups the
 // test registers later, such as stopping its agents). It returns the
-// server's base URL, its store and the configuration it runs with.
+// server's base URL, its store and the configuration it runs with. The
+// store is SQLite in the test's directory unless edit sets
+// Config.Database (a PostgreSQL several servers share).
 func Start(t testing.TB, ctx context.Context, edit func(*server.Config)) (string, store.Store, server.Config) {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
 	edit(&cfg)
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, "drover.db"), nil)
+	st, err := store.Open(ctx, cfg.DSN(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
