@@ -12,6 +12,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/drover-dev/drover/internal/api"
 )
 
 // dashboardPath is the Grafana dashboard the README points to.
@@ -77,7 +79,8 @@ func exported(mfs map[string]*dto.MetricFamily) map[string]bool {
 // TestDashboardQueriesExist parses every query of the Grafana dashboard
 // with Prometheus's PromQL parser and checks that every metric it reads
 // is one a real server exports on /metrics after a rollout (with one
-// more waiting for approval, so the figures of rollouts under way show):
+// more waiting for approval, so the figures of rollouts under way show,
+// a fleet budget and a fleet freeze):
 // a renamed or removed metric breaks the dashboard here, not in front of
 // an operator.
 func TestDashboardQueriesExist(t *testing.T) {
@@ -88,6 +91,12 @@ func TestDashboardQueriesExist(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := startMetricsFleet(t, ctx)
+	if _, err := f.c.CreateBudget(ctx, api.BudgetRequest{Name: "zones", MaxUnavailable: "1", Per: "zone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.CreateFreezes(ctx, []api.FreezeSpec{{Name: "far-off", TimeZone: "UTC", Start: "2099-01-01", End: "2099-01-02"}}); err != nil {
+		t.Fatal(err)
+	}
 	f.run(t, ctx, "fine", "3.0.15")
 	waits, err := f.c.CreateRollout(ctx, "waits.yaml", strings.Replace(fmt.Sprintf(metricsPlan, "waits", "3.0.15"), "waves:", "approvals:\n  start: 1\nwaves:", 1))
 	if err != nil {
@@ -132,7 +141,7 @@ func TestDashboardQueriesExist(t *testing.T) {
 	}
 	for _, want := range []string{"drover_rollouts", "drover_rollouts_ended_total", "drover_rollout_duration_seconds_bucket",
 		"drover_fail_to_halt_seconds_bucket", "drover_halt_to_rollback_complete_seconds_bucket", "drover_recovery_seconds_sum",
-		"drover_rollout_nodes", "drover_gate_evaluations_total", "drover_agents_connected"} {
+		"drover_rollout_nodes", "drover_gate_evaluations_total", "drover_agents_connected", "drover_fleet_budget_in_use"} {
 		if !used[want] {
 			t.Errorf("the dashboard has no panel on %s", want)
 		}
