@@ -157,16 +157,10 @@ func (c *rolloutCollector) collectActive(ctx context.Context, ch chan<- promethe
 			ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(n), id, string(ph))
 		}
 	}
-	uncovered := map[string]int{}
-	sc := c.s.sched
-	sc.mu.Lock()
-	for id, rc := range sc.rollouts {
-		if _, active := phases[id]; active && (rc.plan != nil || rc.uncovered != nil) {
-			uncovered[id] = len(rc.uncovered)
+	for id, n := range c.s.sched.uncoveredStrata() {
+		if _, active := phases[id]; !active {
+			continue
 		}
-	}
-	sc.mu.Unlock()
-	for id, n := range uncovered {
 		ch <- prometheus.MustNewConstMetric(c.uncovered, prometheus.GaugeValue, float64(n), id)
 	}
 }

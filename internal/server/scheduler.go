@@ -580,6 +580,20 @@ func (sc *scheduler) alerts(ctx context.Context, p *plan.Plan) []string {
 	return firing
 }
 
+// uncoveredStrata returns how many canary strata Assign left uncovered,
+// by rollout, for the rollouts this server knows the assignment of.
+func (sc *scheduler) uncoveredStrata() map[string]int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	out := make(map[string]int, len(sc.rollouts))
+	for id, rc := range sc.rollouts {
+		if rc.plan != nil || rc.uncovered != nil {
+			out[id] = len(rc.uncovered)
+		}
+	}
+	return out
+}
+
 func (sc *scheduler) forget(id string) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
