@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/store"
 )
 
 // rolloutCollector exports the rollout metrics the essays ask for
@@ -18,7 +20,9 @@ import (
 // figures, whichever server heard the agent or led at the time. So
 // aggregate them across servers with max, not sum.
 type rolloutCollector struct {
-	s *Server
+	st    store.Store
+	sched *scheduler
+	log   *slog.Logger
 
 	rollouts, nodes, uncovered                    *prometheus.Desc
 	ended, duration, failToHalt, haltToDispatch   *prometheus.Desc
@@ -31,9 +35,9 @@ type rolloutCollector struct {
 // drover_rollouts_ended_total.
 var terminalStates = []engine.RolloutState{engine.RolloutSucceeded, engine.RolloutHalted, engine.RolloutFailed, engine.RolloutAborted}
 
-func newRolloutCollector(s *Server) *rolloutCollector {
+func newRolloutCollector(st store.Store, sched *scheduler, log *slog.Logger) *rolloutCollector {
 	d := prometheus.NewDesc
-	return &rolloutCollector{s: s,
+	return &rolloutCollector{st: st, sched: sched, log: log,
 		rollouts: d("drover_rollouts", "Rollouts by current state.", []string{"state"}, nil),
 		nodes: d("drover_rollout_nodes", "Target nodes of the rollouts not ended, by rollout and phase "+
 			"(exposure: nodes that carry or are taking the change vs. pending).", []string{"rollout", "phase"}, nil),
@@ -106,9 +110,9 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 	// the scrape timeout Prometheus uses by default.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tls, err := c.s.st.ListRolloutTimes(ctx)
+	tls, err := c.st.ListRolloutTimes(ctx)
 	if err != nil {
-		c.s.log.Warn("rollout metrics: read rollout times", "err", err)
+		c.log.Warn("rollout metrics: read rollout times", "err", err)
 		return
 	}
 	states := map[engine.RolloutState]int{}
@@ -147,9 +151,9 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 // collectActive exports the node phases and canary coverage of the
 // rollouts not ended.
 func (c *rolloutCollector) collectActive(ctx context.Context, ch chan<- prometheus.Metric) {
-	phases, err := c.s.st.ActiveNodePhases(ctx)
+	phases, err := c.st.ActiveNodePhases(ctx)
 	if err != nil {
-		c.s.log.Warn("rollout metrics: read node phases", "err", err)
+		c.log.Warn("rollout metrics: read node phases", "err", err)
 		return
 	}
 	for id, byPhase := range phases {
@@ -157,7 +161,7 @@ func (c *rolloutCollector) collectActive(ctx context.Context, ch chan<- promethe
 			ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(n), id, string(ph))
 		}
 	}
-	for id, n := range c.s.sched.uncoveredStrata() {
+	for id, n := range c.sched.uncoveredStrata() {
 		if _, active := phases[id]; !active {
 			continue
 		}

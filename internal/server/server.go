@@ -123,7 +123,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.streams = newStreams(cfg.StreamLimits, s.reg)
 	s.sched = newScheduler(s)
 	s.fleet = &fleetCache{s: s}
-	s.reg.MustRegister(newFleetCollector(s.fleet), newRolloutCollector(s))
+	s.reg.MustRegister(newFleetCollector(s.fleet), newRolloutCollector(s.st, s.sched, s.log))
 	return s, nil
 }
 
