@@ -202,19 +202,6 @@ type Move struct {
 	Why  string `json:"why"`
 }
 
-// Text is one line for people: "web-3: canary -> (none): gone from the
-// inventory".
-func (m Move) Text() string {
-	return fmt.Sprintf("%s: %s -> %s: %s", m.Node, orNone(m.From), orNone(m.To), m.Why)
-}
-
-func orNone(w string) string {
-	if w == "" {
-		return "(none)"
-	}
-	return w
-}
-
 // Diff lists, in node ID order, the nodes whose wave in now differs from
 // the one in then, each with why: gone from or new in the inventory, a
 // key the assignment reads changed, a selector now or no longer matches
