@@ -144,11 +144,13 @@ type DryRunResponse struct {
 	ID   string `json:"id"`
 	Seed string `json:"seed"`
 	// AssignmentSHA256 is the hash of the dry run's node-to-wave list
-	// (approvals bind to it); Canary lists the canary waves' members.
-	AssignmentSHA256 string          `json:"assignmentSha256"`
-	Canary           []string        `json:"canary,omitempty"`
-	Result           json.RawMessage `json:"result"`
-	Text             string          `json:"text"`
+	// (approvals bind to it); Members lists each wave's nodes and Canary
+	// the canary waves' members, in node ID order.
+	AssignmentSHA256 string              `json:"assignmentSha256"`
+	Members          map[string][]string `json:"members"`
+	Canary           []string            `json:"canary,omitempty"`
+	Result           json.RawMessage     `json:"result"`
+	Text             string              `json:"text"`
 	// ApprovalsNeeded is how many distinct approvers other than the
 	// author the rollout would need before it starts: the maximum of the
 	// plan's approvals.start and the server's approval floor.

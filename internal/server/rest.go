@@ -798,7 +798,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
 	}
 	writeJSON(w, http.StatusOK, api.DryRunResponse{ID: dr.ID, Seed: strconv.FormatUint(seed, 10), AssignmentSHA256: dr.AssignmentSHA256,
-		Canary: rec.Canary(), Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
+		Members: rec.Waves(), Canary: rec.Canary(), Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
 	return nil
 }
