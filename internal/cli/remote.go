@@ -431,6 +431,9 @@ func newRolloutCommand(e *env, action, short string) *cobra.Command {
 						what = "wave " + wave + " approvals"
 					}
 					fmt.Fprintf(w, "%s: approved; %s %s\n", ro.ID, what, approvalCount(ro, wave))
+					if ro.AssignmentSHA256 != "" {
+						fmt.Fprintf(w, "  for plan sha256 %s, assignment sha256 %s\n", ro.PlanSHA256, ro.AssignmentSHA256)
+					}
 					return
 				}
 				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))
