@@ -98,10 +98,14 @@ func Build(p *plan.Plan, inventory []*fleet.Node, a *engine.Assignment) (Record,
 			keySet[k] = true
 		}
 	}
+	seen := map[string]bool{}
 	for _, n := range inventory {
 		for k := range n.Labels {
-			if !keySet[k] && named(k) {
-				keySet["labels."+k] = true
+			if !seen[k] {
+				seen[k] = true
+				if !keySet[k] && named(k) {
+					keySet["labels."+k] = true
+				}
 			}
 		}
 	}

@@ -225,8 +225,9 @@ type Approval struct {
 }
 
 // DryRun is a dry run kept so that a rollout can be created from it:
-// the exact plan, the seed it drew, and its assignment (Assignment is a
-// rehearsal.Record in JSON; AssignmentSHA256 its hash). Dry runs are
+// the exact plan, the seed it drew, and its assignment (Assignment is
+// the server's encoding of a rehearsal.Record, opaque to the store;
+// AssignmentSHA256 its hash). Dry runs are
 // kept DryRunMaxAge, at most the DryRunsKept newest.
 type DryRun struct {
 	ID               string

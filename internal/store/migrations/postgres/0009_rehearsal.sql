@@ -1,6 +1,6 @@
 -- The rollout you rehearse is the rollout you get. A dry run on a live
 -- server is stored with the seed it drew and the assignment it made
--- (rehearsal.Record as JSON: every inventory node's wave, canary
+-- (rehearsal.Record as gzip-compressed JSON: every inventory node's wave, canary
 -- membership and the values the assignment read), so that a rollout
 -- created from it reproduces it or says which nodes moved and why.
 -- Kept 30 days, at most the 500 newest (CreateDryRun prunes).
