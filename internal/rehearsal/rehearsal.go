@@ -142,13 +142,24 @@ func Build(p *plan.Plan, inventory []*fleet.Node, a *engine.Assignment) (Record,
 
 // Hash is the assignment hash of a: SHA-256, in hex, of the canonical
 // node-to-wave list (one "NODE\tWAVE\n" line per node that joins a wave,
-// in node ID order; skipped nodes are left out). Approvals bind to it
-// beside the plan's hash.
+// in node ID order; nodes skipped by the assignment, which have no wave,
+// are left out). Approvals bind to it beside the plan's hash. A node's
+// wave never changes during a rollout, so the hash of a rollout's nodes
+// at any time (HashWaves) is the one of its creation.
 func Hash(a *engine.Assignment) string {
-	pairs := make([][2]string, 0, len(a.Nodes))
+	waves := make(map[string]string, len(a.Nodes))
 	for _, n := range a.Nodes {
-		if n.State.Phase != engine.PhaseSkipped {
-			pairs = append(pairs, [2]string{n.ID, n.State.Wave})
+		waves[n.ID] = n.State.Wave
+	}
+	return HashWaves(waves)
+}
+
+// HashWaves is Hash of a node-to-wave map ("" for no wave).
+func HashWaves(waves map[string]string) string {
+	pairs := make([][2]string, 0, len(waves))
+	for id, w := range waves {
+		if w != "" {
+			pairs = append(pairs, [2]string{id, w})
 		}
 	}
 	return hashPairs(pairs)

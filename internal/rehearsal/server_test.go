@@ -15,6 +15,7 @@ import (
 	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/server/servertest"
 	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
 // TestCreateFromDryRun on a real server: a dry run is kept with its seed;
@@ -146,5 +147,15 @@ func TestCreateFromDryRun(t *testing.T) {
 	}
 	if ro3.AssignmentSHA256 != ro2.AssignmentSHA256 || ro3.DryRun != "" {
 		t.Fatalf("seed %s without the dry run: assignment %s, want %s", dr.Seed, ro3.AssignmentSHA256, ro2.AssignmentSHA256)
+	}
+
+	// A rollout whose nodes no longer hash to its assignment (moved
+	// behind the server's back) cannot be approved.
+	if _, err := st.(storetest.Backend).ExecRaw(ctx, "UPDATE rollout_nodes SET wave = 'rest' WHERE rollout_id = ? AND wave = 'canary'", ro3.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bob.Command(ctx, ro3.ID, "approve", 0, api.CommandRequest{})
+	if api.Code(err) != api.CodeConflict || !strings.Contains(err.Error(), "not to the assignment "+ro3.AssignmentSHA256+" it was created with") {
+		t.Fatalf("approving a rollout whose nodes moved: %v", err)
 	}
 }
