@@ -42,6 +42,9 @@ func (e *StatusError) Error() string {
 		}
 		b.WriteString(p.Message)
 	}
+	for _, m := range e.Body.Moves {
+		fmt.Fprintf(&b, "\n  %s", m.Text())
+	}
 	return b.String()
 }
 
@@ -173,17 +176,29 @@ func (c *Client) ValidatePlan(ctx context.Context, file, plan string) (ValidateR
 	return out, err
 }
 
-// DryRun simulates a plan against the live inventory.
+// DryRun simulates a plan against the live inventory with a random seed.
 func (c *Client) DryRun(ctx context.Context, file, plan string) (DryRunResponse, error) {
+	return c.Rehearse(ctx, DryRunRequest{Plan: plan, File: file})
+}
+
+// Rehearse simulates a plan against the live inventory; the server keeps
+// the dry run (DryRunResponse.ID) for CreateRolloutFrom.
+func (c *Client) Rehearse(ctx context.Context, req DryRunRequest) (DryRunResponse, error) {
 	var out DryRunResponse
-	err := c.do(ctx, http.MethodPost, "/v1/plans/dry-run", 0, PlanRequest{Plan: plan, File: file}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/plans/dry-run", 0, req, &out)
 	return out, err
 }
 
 // CreateRollout creates a rollout from a plan.
 func (c *Client) CreateRollout(ctx context.Context, file, plan string) (Rollout, error) {
+	return c.CreateRolloutFrom(ctx, CreateRolloutRequest{Plan: plan, File: file})
+}
+
+// CreateRolloutFrom creates a rollout as req says (from a dry run, with
+// a seed).
+func (c *Client) CreateRolloutFrom(ctx context.Context, req CreateRolloutRequest) (Rollout, error) {
 	var out Rollout
-	err := c.do(ctx, http.MethodPost, "/v1/rollouts", 0, CreateRolloutRequest{Plan: plan, File: file}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/rollouts", 0, req, &out)
 	return out, err
 }
 

@@ -20,6 +20,9 @@ type Error struct {
 	Error    string    `json:"error"`
 	Code     string    `json:"code"`
 	Problems []Problem `json:"problems,omitempty"`
+	// Moves, with code assignment_changed: the nodes whose wave on the
+	// current inventory differs from the dry run's.
+	Moves []AssignmentMove `json:"moves,omitempty"`
 }
 
 // Error codes.
@@ -37,6 +40,10 @@ const (
 	CodeUnavailable  = "unavailable" // not the leader, shutting down, store down
 	CodeInternal     = "internal"
 	CodeOverlap      = "overlap" // the plan says overlap: refuse and its target overlaps an active rollout's
+	// CodeAssignmentChanged: a rollout created from a dry run would not
+	// assign nodes to waves as the dry run did (see Moves); send
+	// acceptChanges to create it anyway.
+	CodeAssignmentChanged = "assignment_changed"
 )
 
 // Problem is one plan problem.
@@ -107,10 +114,43 @@ func (r Refusal) Text() string {
 	return fmt.Sprintf("%s: %d node(s) (%s%s): %s", r.Path, len(r.Nodes), strings.Join(ids, ", "), more, r.Reason)
 }
 
+// Text is one line for people: "web-3: canary -> (none): gone from the
+// inventory".
+func (m AssignmentMove) Text() string {
+	from, to := m.From, m.To
+	if from == "" {
+		from = "(none)"
+	}
+	if to == "" {
+		to = "(none)"
+	}
+	return fmt.Sprintf("%s: %s -> %s: %s", m.Node, from, to, m.Why)
+}
+
+// DryRunRequest rehearses a plan against the live inventory.
+type DryRunRequest struct {
+	Plan string `json:"plan"`
+	File string `json:"file,omitempty"`
+	// Seed fixes the assignment of nodes to waves and the simulation's
+	// draws: a decimal uint64, as a string (JSON numbers lose precision
+	// past 2^53); "" draws a random one.
+	Seed string `json:"seed,omitempty"`
+}
+
 // DryRunResponse is the simulator run against the live inventory.
 type DryRunResponse struct {
-	Result json.RawMessage `json:"result"`
-	Text   string          `json:"text"`
+	// ID names the stored dry run: a rollout created with fromDryRun ID
+	// runs its plan with its seed. Seed is that seed (decimal).
+	ID   string `json:"id"`
+	Seed string `json:"seed"`
+	// AssignmentSHA256 is the hash of the dry run's node-to-wave list
+	// (approvals bind to it); Members lists each wave's nodes and Canary
+	// the canary waves' members, in node ID order.
+	AssignmentSHA256 string              `json:"assignmentSha256"`
+	Members          map[string][]string `json:"members"`
+	Canary           []string            `json:"canary,omitempty"`
+	Result           json.RawMessage     `json:"result"`
+	Text             string              `json:"text"`
 	// ApprovalsNeeded is how many distinct approvers other than the
 	// author the rollout would need before it starts: the maximum of the
 	// plan's approvals.start and the server's approval floor.
@@ -127,10 +167,31 @@ type DryRunResponse struct {
 	Overlaps []Overlap `json:"overlaps,omitempty"`
 }
 
-// CreateRolloutRequest creates a rollout from a plan.
+// CreateRolloutRequest creates a rollout from a plan, or from a dry run.
 type CreateRolloutRequest struct {
+	// Plan may be empty with FromDryRun (the dry run's plan is used); if
+	// given, it must be the text the dry run rehearsed.
 	Plan string `json:"plan"`
 	File string `json:"file,omitempty"`
+	// FromDryRun creates the rollout a stored dry run rehearsed: its plan
+	// and its seed. The assignment is recomputed on the current
+	// inventory; if it differs from the dry run's, creation is refused
+	// (code assignment_changed, with the moves) unless AcceptChanges.
+	FromDryRun    string `json:"fromDryRun,omitempty"`
+	AcceptChanges bool   `json:"acceptChanges,omitempty"`
+	// Seed fixes the assignment (decimal uint64); "" draws a random one,
+	// or takes the dry run's. With FromDryRun it must be the dry run's.
+	Seed string `json:"seed,omitempty"`
+}
+
+// AssignmentMove is a node whose wave differs between a dry run and the
+// current inventory. From and To are waves, "" meaning none (outside the
+// target, skipped, or not in the inventory); Why says what changed.
+type AssignmentMove struct {
+	Node string `json:"node"`
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	Why  string `json:"why"`
 }
 
 // Rollout is a rollout as the API shows it.
@@ -143,15 +204,21 @@ type Rollout struct {
 	RollbackScope string              `json:"rollbackScope,omitempty"`
 	Version       int64               `json:"version"`
 	PlanSHA256    string              `json:"planSha256"`
-	CreatedAt     time.Time           `json:"createdAt"`
-	UpdatedAt     time.Time           `json:"updatedAt"`
-	Counts        map[string]int      `json:"counts"` // nodes per phase
-	Total         int                 `json:"total"`
-	Waves         []Wave              `json:"waves,omitempty"`
-	Gates         []Gate              `json:"gates,omitempty"`
-	Approvals     []Approval          `json:"approvals,omitempty"`
-	Waits         []engine.Wait       `json:"waits,omitempty"`
-	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
+	// Seed is the seed of the rollout's assignment (decimal).
+	// AssignmentSHA256 hashes its node-to-wave list: approvals bind to
+	// it and to PlanSHA256. DryRun is the dry run it was created from.
+	Seed             string           `json:"seed"`
+	AssignmentSHA256 string           `json:"assignmentSha256,omitempty"`
+	DryRun           string           `json:"dryRun,omitempty"`
+	CreatedAt        time.Time        `json:"createdAt"`
+	UpdatedAt        time.Time        `json:"updatedAt"`
+	Counts           map[string]int   `json:"counts"` // nodes per phase
+	Total            int              `json:"total"`
+	Waves            []Wave           `json:"waves,omitempty"`
+	Gates            []Gate           `json:"gates,omitempty"`
+	Approvals        []Approval       `json:"approvals,omitempty"`
+	Waits            []engine.Wait    `json:"waits,omitempty"`
+	Uncovered        []engine.Stratum `json:"uncovered,omitempty"`
 	// Refusals, on creation only: as in ValidateResponse.
 	Refusals []Refusal     `json:"refusals,omitempty"`
 	Nodes    []RolloutNode `json:"nodes,omitempty"` // with ?nodes=true
@@ -176,6 +243,9 @@ type Rollout struct {
 	// Overlaps, on creation, are the active rollouts sharing target
 	// nodes with this one: they hold those nodes first.
 	Overlaps []Overlap `json:"overlaps,omitempty"`
+	// Moves, on creation from a dry run with acceptChanges: the nodes
+	// whose wave differs from the dry run's (none: identical).
+	Moves []AssignmentMove `json:"moves,omitempty"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is
@@ -229,9 +299,11 @@ type Gate struct {
 
 // Approval is a recorded approval.
 type Approval struct {
-	By   string    `json:"by"`
-	Wave string    `json:"wave,omitempty"`
-	At   time.Time `json:"at"`
+	By   string `json:"by"`
+	Wave string `json:"wave,omitempty"`
+	// AssignmentSHA256 is the assignment approved (with the plan hash).
+	AssignmentSHA256 string    `json:"assignmentSha256,omitempty"`
+	At               time.Time `json:"at"`
 }
 
 // RolloutNode is one node's state in a rollout.

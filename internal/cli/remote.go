@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -135,35 +136,56 @@ func newRolloutCmd(e *env) *cobra.Command {
 
 func newRolloutCreateCmd(e *env) *cobra.Command {
 	var r remote
-	var file string
-	var dry bool
-	cmd := &cobra.Command{Use: "create -f PLAN", Short: "Create a rollout from a plan (or rehearse it with --dry-run)", Args: noArgs,
+	var file, fromDry string
+	var dry, accept bool
+	var seed uint64
+	cmd := &cobra.Command{Use: "create -f PLAN | --from-dry-run ID", Short: "Create a rollout from a plan or a dry run (or rehearse it with --dry-run)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
-				return usagef("rollout create: -f PLAN is required")
+			switch {
+			case file == "" && fromDry == "":
+				return usagef("rollout create: -f PLAN or --from-dry-run ID is required")
+			case dry && fromDry != "":
+				return usagef("rollout create: --dry-run and --from-dry-run exclude each other")
+			case accept && fromDry == "":
+				return usagef("rollout create: --accept-changes needs --from-dry-run")
 			}
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return exitf(ExitError, "%w", err)
+			var data []byte
+			if file != "" {
+				var err error
+				if data, err = os.ReadFile(file); err != nil {
+					return exitf(ExitError, "%w", err)
+				}
+			}
+			seedText := ""
+			if cmd.Flags().Changed("seed") {
+				seedText = strconv.FormatUint(seed, 10)
 			}
 			c, err := r.client(e)
 			if err != nil {
 				return err
 			}
 			if dry {
-				res, err := c.DryRun(cmd.Context(), file, string(data))
+				res, err := c.Rehearse(cmd.Context(), api.DryRunRequest{Plan: string(data), File: file, Seed: seedText})
 				if err != nil {
 					return apiErr(err)
 				}
 				overlapNotes(e.stderr, file, data, res.Overlaps)
+				next := fmt.Sprintf("dry run %s seed %s; create it with: drover rollout create --from-dry-run %s\n", res.ID, res.Seed, res.ID)
 				if r.output == "json" {
+					fmt.Fprint(e.stderr, next)
 					_, err := e.stdout.Write(append(res.Result, '\n'))
 					return err
 				}
 				fmt.Fprint(e.stdout, res.Text)
+				if len(res.Canary) > 0 {
+					fmt.Fprintf(e.stdout, "canary: %s\n", strings.Join(res.Canary, ", "))
+				}
+				fmt.Fprintf(e.stdout, "assignment sha256 %s\n", res.AssignmentSHA256)
+				fmt.Fprint(e.stdout, next)
 				return nil
 			}
-			ro, err := c.CreateRollout(cmd.Context(), file, string(data))
+			ro, err := c.CreateRolloutFrom(cmd.Context(), api.CreateRolloutRequest{Plan: string(data), File: file,
+				FromDryRun: fromDry, AcceptChanges: accept, Seed: seedText})
 			if err != nil {
 				return apiErr(err)
 			}
@@ -172,6 +194,15 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 			}
 			return r.show(e, ro, func(w io.Writer) {
 				fmt.Fprintf(w, "created rollout %s (%s, %d nodes)\n", ro.ID, ro.State, ro.Total)
+				switch {
+				case ro.DryRun != "" && len(ro.Moves) == 0:
+					fmt.Fprintf(w, "  assignment identical to dry run %s (seed %s, assignment sha256 %s)\n", ro.DryRun, ro.Seed, ro.AssignmentSHA256)
+				case ro.DryRun != "":
+					fmt.Fprintf(w, "  assignment differs from dry run %s, accepted with --accept-changes: %d node(s) moved\n", ro.DryRun, len(ro.Moves))
+					for _, m := range ro.Moves {
+						fmt.Fprintf(w, "    %s\n", m.Text())
+					}
+				}
 				if ro.ApprovalsNeeded > 0 {
 					fmt.Fprintf(w, "  needs %d approvals to start\n", ro.ApprovalsNeeded)
 				}
@@ -190,7 +221,10 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 			})
 		}}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "plan file")
-	cmd.Flags().BoolVar(&dry, "dry-run", false, "simulate the plan against the live inventory; change nothing")
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "simulate the plan against the live inventory; the server keeps the dry run for --from-dry-run")
+	cmd.Flags().StringVar(&fromDry, "from-dry-run", "", "create the rollout dry run `ID` rehearsed: its plan (-f must be the same text) and seed")
+	cmd.Flags().BoolVar(&accept, "accept-changes", false, "with --from-dry-run: create even if nodes moved between waves since the dry run")
+	cmd.Flags().Uint64Var(&seed, "seed", 0, "seed of the assignment of nodes to waves (default: random, or the dry run's)")
 	r.flags(cmd, e, true)
 	return cmd
 }
@@ -284,6 +318,13 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	}
 	fmt.Fprintf(w, "author\t%s\n", ro.Author)
 	fmt.Fprintf(w, "version\t%d\n", ro.Version)
+	if ro.AssignmentSHA256 != "" {
+		from := ""
+		if ro.DryRun != "" {
+			from = ", from dry run " + ro.DryRun
+		}
+		fmt.Fprintf(w, "assignment\tsha256 %s (seed %s%s)\n", ro.AssignmentSHA256, ro.Seed, from)
+	}
 	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Counts, ro.Total))
 	if ro.ApprovalsNeeded > 0 {
 		fmt.Fprintf(w, "approvals\tstart %s\n", approvalCount(ro, ""))
@@ -390,6 +431,9 @@ func newRolloutCommand(e *env, action, short string) *cobra.Command {
 						what = "wave " + wave + " approvals"
 					}
 					fmt.Fprintf(w, "%s: approved; %s %s\n", ro.ID, what, approvalCount(ro, wave))
+					if ro.AssignmentSHA256 != "" {
+						fmt.Fprintf(w, "  for plan sha256 %s, assignment sha256 %s\n", ro.PlanSHA256, ro.AssignmentSHA256)
+					}
 					return
 				}
 				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))

@@ -9,15 +9,21 @@ import (
 
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/rehearsal"
 )
 
 // checkApproval refuses an approval that would count for nothing: of a
 // wave the rollout does not have (404), of a wave that needs none, or of
-// the start of a rollout whose start needs none (409). The store still
-// refuses the author and terminal rollouts.
+// the start of a rollout whose start needs none (409); and one of a
+// rollout whose stored nodes no longer hash to its assignment hash (409:
+// what is approved is the assignment, and that is not the one on
+// record). The store still refuses the author and terminal rollouts.
 func (s *Server) checkApproval(ctx context.Context, rollout, wave string) error {
 	data, rc, err := s.sched.load(ctx, rollout)
 	if err != nil {
+		return err
+	}
+	if err := s.checkAssignment(ctx, rollout); err != nil {
 		return err
 	}
 	p := rc.plan
@@ -50,6 +56,28 @@ func (s *Server) checkApproval(ctx context.Context, rollout, wave string) error 
 	if p.Waves[i].Approvals == 0 {
 		return &httpError{status: http.StatusConflict, code: api.CodeConflict,
 			msg: fmt.Sprintf("wave %s of rollout %s needs no approval; %s", wave, rollout, hint)}
+	}
+	return nil
+}
+
+// checkAssignment compares the rollout's stored nodes, read whole from
+// the store (not the scheduler's cache), with its assignment hash.
+func (s *Server) checkAssignment(ctx context.Context, rollout string) error {
+	data, err := s.st.LoadRollout(ctx, rollout)
+	if err != nil {
+		return err
+	}
+	want := data.Rollout.AssignmentSHA256
+	if want == "" { // created before assignments were hashed
+		return nil
+	}
+	waves := make(map[string]string, len(data.Nodes))
+	for _, n := range data.Nodes {
+		waves[n.NodeID] = n.State.Wave
+	}
+	if got := rehearsal.HashWaves(waves); got != want {
+		return &httpError{status: http.StatusConflict, code: api.CodeConflict,
+			msg: fmt.Sprintf("rollout %s: its nodes' waves hash to %s, not to the assignment %s it was created with; an approval would approve something else: create the rollout again", rollout, got, want)}
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ func TestOpenAPI(t *testing.T) {
 	}
 	schemas := map[string]any{}
 	for _, v := range []any{api.Error{}, api.Node{}, api.NodeList{}, api.LabelsRequest{}, api.PlanRequest{},
-		api.ValidateResponse{}, api.DryRunResponse{}, api.CreateRolloutRequest{}, api.Rollout{}, api.RolloutList{},
+		api.ValidateResponse{}, api.DryRunRequest{}, api.DryRunResponse{}, api.AssignmentMove{}, api.CreateRolloutRequest{}, api.Rollout{}, api.RolloutList{},
 		api.CommandRequest{}, api.AuditEntry{}, api.AuditList{}, api.AuditVerification{}, api.RegisterRequest{},
 		api.RegisterResponse{}, api.PollRequest{}, api.PollResponse{}, api.StepReport{}, api.WhoAmI{},
 		api.AuditCheckpoint{}, api.AuditTreeProof{}, api.AuditRecordProof{}, api.AuditKey{}, api.EnrollRequest{},

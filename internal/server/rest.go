@@ -21,6 +21,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/rehearsal"
 	"github.com/drover-dev/drover/internal/sim"
 	"github.com/drover-dev/drover/internal/store"
 )
@@ -32,6 +33,7 @@ type httpError struct {
 	code     string
 	msg      string
 	problems []api.Problem
+	moves    []api.AssignmentMove
 	err      error
 }
 
@@ -69,7 +71,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		he = &httpError{status: http.StatusInternalServerError, code: api.CodeInternal, msg: "internal error; see the server log"}
 	}
-	writeJSON(w, he.status, api.Error{Error: he.Error(), Code: he.code, Problems: he.problems})
+	writeJSON(w, he.status, api.Error{Error: he.Error(), Code: he.code, Problems: he.problems, Moves: he.moves})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -422,8 +424,16 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	seed := randomSeed()
+	seed, dr, err := s.fromDryRun(r.Context(), &req)
+	if err != nil {
+		return err
+	}
 	p, a, inv, err := s.assign(r.Context(), req.File, req.Plan, seed)
+	if err != nil {
+		return err
+	}
+	hash := rehearsal.Hash(a)
+	moves, err := compareDryRun(dr, p, inv, a, hash, req.AcceptChanges)
 	if err != nil {
 		return err
 	}
@@ -442,7 +452,10 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		ID: newRolloutID(p.Name, now), Name: p.Name, Author: id.user, Plan: []byte(req.Plan),
 		PlanSHA256: hex.EncodeToString(sum[:]), State: engine.RolloutRunning, Seed: seed, CreatedAt: now, UpdatedAt: now,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor,
-		Commands: s.commands(p),
+		Commands: s.commands(p), AssignmentSHA256: hash,
+	}
+	if dr != nil {
+		ro.DryRun = dr.ID
 	}
 	if need.Needed > 0 {
 		ro.State = engine.RolloutPendingApproval
@@ -475,6 +488,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	}
 	view.Refusals = refusals(p, a)
 	view.Overlaps = overlaps
+	view.Moves = moves
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, view)
 	return nil
@@ -549,6 +563,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	ro := data.Rollout
 	v := api.Rollout{ID: ro.ID, Name: ro.Name, Author: ro.Author, State: ro.State, Reason: ro.Reason,
 		RollbackScope: ro.RollbackScope, Version: ro.Version, PlanSHA256: ro.PlanSHA256, CreatedAt: ro.CreatedAt,
+		Seed: strconv.FormatUint(ro.Seed, 10), AssignmentSHA256: ro.AssignmentSHA256, DryRun: ro.DryRun,
 		UpdatedAt: ro.UpdatedAt, Counts: map[string]int{}, Total: len(data.Nodes)}
 	if withPlan {
 		v.Plan = string(ro.Plan)
@@ -597,7 +612,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		v.Gates = append(v.Gates, api.Gate{Wave: g.Wave, Gate: g.Gate, Verdict: g.Verdict, Reason: g.Reason, At: g.At})
 	}
 	for _, a := range data.Approvals {
-		v.Approvals = append(v.Approvals, api.Approval{By: a.By, Wave: a.Wave, At: a.At})
+		v.Approvals = append(v.Approvals, api.Approval{By: a.By, Wave: a.Wave, AssignmentSHA256: a.AssignmentSHA256, At: a.At})
 	}
 	in := rc.input(data, s.now())
 	if !ro.State.Terminal() {
@@ -732,13 +747,22 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ identity)
 }
 
 // dryRun runs the simulator against the live inventory: the same engine,
-// on a virtual clock, with no failures injected.
+// on a virtual clock, with no failures injected, under the request's seed
+// or a random one. It keeps the dry run (plan, seed, assignment) so that
+// a rollout created from it gets the same waves.
 func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) error {
-	var req api.PlanRequest
+	var req api.DryRunRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	p, a, nodes, err := s.assign(r.Context(), req.File, req.Plan, 1)
+	seed, given, err := parseSeed(req.Seed)
+	if err != nil {
+		return err
+	}
+	if !given {
+		seed = randomSeed()
+	}
+	p, a, nodes, err := s.assign(r.Context(), req.File, req.Plan, seed)
 	if err != nil {
 		return err
 	}
@@ -756,9 +780,13 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
-	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: 1, Start: s.now().UTC().Truncate(time.Second)})
+	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: seed, Start: s.now().UTC().Truncate(time.Second)})
 	if err != nil {
 		return badRequest("dry run: %v", err)
+	}
+	dr, rec, err := s.keepDryRun(r.Context(), p, req.Plan, seed, nodes, a, id.user)
+	if err != nil {
+		return err
 	}
 	raw, err := json.Marshal(res)
 	if err != nil {
@@ -769,7 +797,8 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	for _, r := range rs {
 		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
+	writeJSON(w, http.StatusOK, api.DryRunResponse{ID: dr.ID, Seed: strconv.FormatUint(seed, 10), AssignmentSHA256: dr.AssignmentSHA256,
+		Members: rec.Waves(), Canary: rec.Canary(), Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/rehearsal"
 )
 
 // DefaultStart returns Mon 2026-01-05 00:00 UTC, the start of a simulation
@@ -188,6 +189,11 @@ type Result struct {
 	EventsDropped        int                       `json:"eventsDropped,omitempty"`
 	Notes                []string                  `json:"notes"`
 	Stats                Stats                     `json:"stats"`
+
+	// AssignmentSHA256 is the hash of the node-to-wave assignment the
+	// run used (rehearsal.Hash): a live rollout with the same plan,
+	// inventory and seed has the same.
+	AssignmentSHA256 string `json:"assignmentSha256"`
 }
 
 // Succeeded reports whether the rollout ended in the succeeded state.
@@ -512,6 +518,7 @@ func newSimulator(cfg Config) (*simulator, error) {
 		UncoveredStrata:       []Stratum{},
 		Events:                []Event{},
 		Notes:                 []string{},
+		AssignmentSHA256:      rehearsal.Hash(a),
 	}
 	s.state = engine.RolloutRunning
 	if s.p.Approvals.Start > 0 {

@@ -53,11 +53,11 @@ func (s *sqlStore) Command(ctx context.Context, id string, ifVersion int64, cmd 
 			d["reason"] = cmd.Reason
 		}
 		if a := res.Approval; a != nil {
-			if _, err := t.exec("INSERT INTO approvals (rollout_id, wave, by_user, plan_sha256, at) VALUES (?, ?, ?, ?, ?)",
-				id, a.Wave, a.By, ro.PlanSHA256, nanos(now)); err != nil {
+			if _, err := t.exec("INSERT INTO approvals (rollout_id, wave, by_user, plan_sha256, assignment_sha256, at) VALUES (?, ?, ?, ?, ?, ?)",
+				id, a.Wave, a.By, ro.PlanSHA256, ro.AssignmentSHA256, nanos(now)); err != nil {
 				return fmt.Errorf("record approval: %w", err)
 			}
-			d["wave"], d["plan_sha256"] = a.Wave, ro.PlanSHA256
+			d["wave"], d["plan_sha256"], d["assignment_sha256"] = a.Wave, ro.PlanSHA256, ro.AssignmentSHA256
 		}
 		if cmd.Action == string(engine.ActRollback) {
 			d["scope"] = cmd.Wave
@@ -120,7 +120,8 @@ func (t *tx) commandInput(ro Rollout, cmd Command, now time.Time) (engine.Comman
 	in := engine.CommandInput{Author: ro.Author, State: ro.State, Reason: ro.Reason, RollbackScope: ro.RollbackScope, Now: now}
 	switch engine.Action(cmd.Action) {
 	case engine.ActApprove:
-		rows, err := t.query("SELECT by_user, wave FROM approvals WHERE rollout_id = ? AND plan_sha256 = ?", ro.ID, ro.PlanSHA256)
+		rows, err := t.query("SELECT by_user, wave FROM approvals WHERE rollout_id = ? AND plan_sha256 = ? AND assignment_sha256 = ?",
+			ro.ID, ro.PlanSHA256, ro.AssignmentSHA256)
 		if err != nil {
 			return in, fmt.Errorf("approvals: %w", err)
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 )
 
-const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev, approvals_needed, approval_floor, " + timesColumns
+const rolloutColumns = "id, name, author, plan, plan_sha256, state, reason, rollback_scope, seed, version, created_at, updated_at, node_rev, approvals_needed, approval_floor, assignment_sha256, dry_run, " + timesColumns
 
 func scanRollout(r scanner) (Rollout, error) {
 	var ro Rollout
@@ -18,7 +18,7 @@ func scanRollout(r scanner) (Rollout, error) {
 	var state string
 	var c [7]int64
 	if err := r.Scan(&ro.ID, &ro.Name, &ro.Author, &ro.Plan, &ro.PlanSHA256, &state, &ro.Reason, &ro.RollbackScope,
-		&seed, &ro.Version, &created, &updated, &ro.NodeRev, &ro.ApprovalsNeeded, &ro.ApprovalFloor,
+		&seed, &ro.Version, &created, &updated, &ro.NodeRev, &ro.ApprovalsNeeded, &ro.ApprovalFloor, &ro.AssignmentSHA256, &ro.DryRun,
 		&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]); err != nil {
 		return ro, err
 	}
@@ -79,9 +79,9 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 	}
 	r.CreatedAt, r.UpdatedAt = fromNanos(nanos(r.CreatedAt)), fromNanos(nanos(r.UpdatedAt))
 	err := s.write(ctx, func(t *tx) error {
-		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		if _, err := t.exec("INSERT INTO rollouts ("+rolloutColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			r.ID, r.Name, r.Author, r.Plan, r.PlanSHA256, string(r.State), r.Reason, r.RollbackScope,
-			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev, r.ApprovalsNeeded, r.ApprovalFloor,
+			int64(r.Seed), r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt), r.NodeRev, r.ApprovalsNeeded, r.ApprovalFloor, r.AssignmentSHA256, r.DryRun,
 			nanos(r.Times.Started), nanos(r.Times.FirstFailure), nanos(r.Times.Halted), nanos(r.Times.RollbackDispatched),
 			nanos(r.Times.RollbackDone), nanos(r.Times.Recovered), nanos(r.Times.Ended)); err != nil {
 			return t.conflictOnUnique(err, "rollout %s exists", r.ID)
@@ -109,7 +109,10 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 		}
 		d := map[string]any{"name": r.Name, "author": r.Author, "plan_sha256": r.PlanSHA256,
 			"state": r.State, "nodes": len(nodes), "waves": waveNames, "approvals_needed": r.ApprovalsNeeded,
-			"approval_floor": r.ApprovalFloor, "commands": r.Commands}
+			"approval_floor": r.ApprovalFloor, "commands": r.Commands, "assignment_sha256": r.AssignmentSHA256}
+		if r.DryRun != "" {
+			d["dry_run"] = r.DryRun
+		}
 		ov, err := t.overlapCounts(r.ID)
 		if err != nil {
 			return err
@@ -262,14 +265,15 @@ func (s *sqlStore) LoadRolloutSince(ctx context.Context, id string, rev int64) (
 		if out.Gates, err = t.latestGates(id); err != nil {
 			return err
 		}
-		rows, err = t.query("SELECT by_user, wave, plan_sha256, at FROM approvals WHERE rollout_id = ? AND plan_sha256 = ? ORDER BY at, by_user", id, ro.PlanSHA256)
+		rows, err = t.query("SELECT by_user, wave, plan_sha256, assignment_sha256, at FROM approvals WHERE rollout_id = ? AND plan_sha256 = ? AND assignment_sha256 = ? ORDER BY at, by_user",
+			id, ro.PlanSHA256, ro.AssignmentSHA256)
 		if err != nil {
 			return fmt.Errorf("approvals: %w", err)
 		}
 		for rows.Next() {
 			var a Approval
 			var at int64
-			if err := rows.Scan(&a.By, &a.Wave, &a.PlanSHA256, &at); err != nil {
+			if err := rows.Scan(&a.By, &a.Wave, &a.PlanSHA256, &a.AssignmentSHA256, &at); err != nil {
 				rows.Close()
 				return fmt.Errorf("approvals: %w", err)
 			}

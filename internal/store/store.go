@@ -94,6 +94,14 @@ type Rollout struct {
 	// Times are the moments the rollout metrics are measured between,
 	// kept by the store (CreateRollout stores them as given).
 	Times RolloutTimes
+	// AssignmentSHA256 is the hash of the rollout's node-to-wave list
+	// (rehearsal.Hash); approvals bind to it and to PlanSHA256, and
+	// count only while both are the rollout's. "" for rollouts created
+	// before assignments were hashed.
+	AssignmentSHA256 string
+	// DryRun is the ID of the dry run the rollout was created from ("":
+	// none).
+	DryRun string
 	// Commands is everything the rollout can cause to run on its nodes
 	// (preflight.Commands): CreateRollout records it in the creation's
 	// audit entry; it is not stored with the rollout.
@@ -209,13 +217,39 @@ type Command struct {
 	Resolution engine.Phase
 }
 
-// Approval is a stored approval, bound to the plan's hash.
+// Approval is a stored approval, bound to the plan's hash and the
+// assignment's (what the approver saw).
 type Approval struct {
-	By         string
-	Wave       string
-	PlanSHA256 string
-	At         time.Time
+	By               string
+	Wave             string
+	PlanSHA256       string
+	AssignmentSHA256 string
+	At               time.Time
 }
+
+// DryRun is a dry run kept so that a rollout can be created from it:
+// the exact plan, the seed it drew, and its assignment (Assignment is
+// the server's encoding of a rehearsal.Record, opaque to the store;
+// AssignmentSHA256 its hash). Dry runs are
+// kept DryRunMaxAge, at most the DryRunsKept newest.
+type DryRun struct {
+	ID               string
+	Name             string
+	Author           string
+	Plan             []byte
+	PlanSHA256       string
+	Seed             uint64
+	Assignment       []byte
+	AssignmentSHA256 string
+	CreatedAt        time.Time
+}
+
+// Dry run retention: CreateDryRun deletes those older than DryRunMaxAge
+// and all but the DryRunsKept newest.
+const (
+	DryRunsKept  = 500
+	DryRunMaxAge = 30 * 24 * time.Hour
+)
 
 // GateResult is a stored wave-gate evaluation.
 type GateResult struct {
@@ -285,7 +319,7 @@ type RolloutData struct {
 	Nodes     []RolloutNode // in Index order
 	Waves     []Wave
 	Gates     []GateResult // latest per (wave, gate)
-	Approvals []Approval   // only those bound to the current plan hash
+	Approvals []Approval   // only those bound to the current plan and assignment hashes
 }
 
 // Heartbeat is an agent's sign of life: last seen at Seen, its lease
@@ -350,6 +384,10 @@ type Store interface {
 	// Command applies a human action if the rollout's Version is ifVersion
 	// (ErrConflict otherwise; 0 skips the check) and audits it.
 	Command(ctx context.Context, id string, ifVersion int64, cmd Command, now time.Time) (Rollout, error)
+	// CreateDryRun stores a dry run, audits it, and prunes old ones
+	// (DryRunsKept, DryRunMaxAge). ErrConflict if the ID exists.
+	CreateDryRun(ctx context.Context, d DryRun) error
+	GetDryRun(ctx context.Context, id string) (DryRun, error) // ErrNotFound
 	// AddGateResults stores wave-gate evaluations (audited when the
 	// verdict of a gate changes).
 	AddGateResults(ctx context.Context, rollout string, rs []engine.GateResult) error

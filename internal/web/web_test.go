@@ -271,6 +271,9 @@ waves:
 	if !strings.Contains(page, `<dd id="approvals">0/2`) || !strings.Contains(page, `id="approval-floor"`) || !strings.Contains(page, "production: 2") {
 		t.Errorf("the rollout page does not show the floor:\n%s", page)
 	}
+	if !strings.Contains(page, `<dd id="assignment"><code>`+ro.AssignmentSHA256+`</code> <span class="sub">seed `+ro.Seed) {
+		t.Errorf("the rollout page does not show the assignment approvals bind to (%s, seed %s):\n%s", ro.AssignmentSHA256, ro.Seed, page)
+	}
 }
 
 // TestLineStopBanner: while the line is stopped every page says so, with

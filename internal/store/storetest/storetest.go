@@ -57,6 +57,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ReportStep", h(testReportStep))
 	t.Run("PendingSteps", h(testPendingSteps))
 	t.Run("Approve", h(testApprove))
+	t.Run("ApprovalBindsAssignment", h(testApprovalBindsAssignment))
+	t.Run("DryRuns", h(testDryRuns))
 	t.Run("Commands", h(testCommands))
 	t.Run("Resolve", h(testResolve))
 	t.Run("GateResults", h(testGateResults))
