@@ -367,7 +367,16 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 					return d.Rollback(ctx, act, snap)
 				})
 			} else {
-				out, err = d.Rollback(ctx, act, *as.Snapshot)
+				var why string
+				why, err = a.fallbackFirst(ctx, id, i, act, *as.Snapshot, d)
+				if err != nil {
+					return err
+				}
+				if why != "" {
+					err = errors.New(why)
+				} else {
+					out, err = d.Rollback(ctx, act, *as.Snapshot)
+				}
 			}
 		}
 		if stopped(ctx, err) {
@@ -535,6 +544,13 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 		as, act := ref.Actions[i], ref.Payload.Actions[i]
 		what := describe(act, facts.OS.Family)
 		if mine := st.Actions[i]; mine == nil || !mine.RolledBack {
+			if why, err := a.fallbackFirst(ctx, st.ID, i, act, *as.Snapshot, d); err != nil {
+				return false, err
+			} else if why != "" {
+				errs = append(errs, what+": "+why)
+				_ = a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestoreErr, Driver: d.Name(), Reason: why})
+				return true, nil
+			}
 			var out driver.Outcome
 			var err error
 			if _, ok := d.(uncordoner); ok {
@@ -621,6 +637,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			return err
 		}
 	}
+	boot, _ = a.bootID(ctx) // a kernel fallback may have rebooted the node
 	if len(errs) > 0 {
 		reason := "rollback failed: " + strings.Join(errs, "; ")
 		if len(done) > 0 {
