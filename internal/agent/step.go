@@ -580,6 +580,9 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			errs = append(errs, what+": "+err.Error())
 			return true, nil
 		}
+		if cur, _ := a.j.step(st.ID); cur.Actions[i] != nil && cur.Actions[i].FallbackConfirmed {
+			what += " (" + cur.Actions[i].FallbackReason + ")"
+		}
 		done = append(done, what)
 		return true, nil
 	}
@@ -722,6 +725,12 @@ func (a *agent) evidence(id string) map[string]any {
 		}
 		if as.Hold != nil {
 			e["hold"] = as.Hold
+		}
+		if as.Fallback != nil {
+			e["fallbackBoot"] = as.Fallback
+		}
+		if as.FallbackConfirmed {
+			e["fallbackConfirmed"] = as.FallbackReason
 		}
 		list = append(list, e)
 	}

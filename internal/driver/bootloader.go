@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -383,9 +384,32 @@ func (s *SystemdBoot) Entries(ctx context.Context) ([]bootctlEntry, error) {
 	if err != nil {
 		return nil, cmdError(nil, "systemd-boot: "+commandLine("bootctl", args...), err, firstLine(string(stderr)))
 	}
+	entries, err := parseBootctlList(stdout)
+	if err != nil {
+		return nil, fmt.Errorf("systemd-boot: bootctl list: %w", err)
+	}
+	return entries, nil
+}
+
+// parseBootctlList reads bootctl list --json=short: one JSON object per
+// entry and line (systemd 252, Debian 12), or one array of them (later
+// versions).
+func parseBootctlList(out []byte) ([]bootctlEntry, error) {
+	out = bytes.TrimSpace(out)
 	var entries []bootctlEntry
-	if err := json.Unmarshal(stdout, &entries); err != nil {
-		return nil, fmt.Errorf("systemd-boot: bootctl list: malformed JSON: %w", err)
+	if bytes.HasPrefix(out, []byte("[")) {
+		if err := json.Unmarshal(out, &entries); err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
+		}
+		return entries, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var e bootctlEntry
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("malformed JSON: %w", err)
+		}
+		entries = append(entries, e)
 	}
 	return entries, nil
 }
