@@ -74,18 +74,18 @@ type simDB struct {
 	KernelDefault string            `json:"kernelDefault"` // booted next
 	// KernelOnce, when set, is booted by the next reboot only (a boot
 	// loader's one-shot entry), then cleared.
-	KernelOnce string `json:"kernelOnce,omitempty"`
-	LivePatches   []string          `json:"livePatches,omitempty"`
-	Runtimes      map[string]string `json:"runtimes,omitempty"`
-	Scripts       []string          `json:"scripts,omitempty"` // artifacts run, in order
-	Restarts      map[string]int    `json:"restarts,omitempty"`
-	Drained       bool              `json:"drained,omitempty"`
-	BootSeq       int               `json:"bootSeq"`
-	Name          string            `json:"name"` // prefix of boot IDs
-	Reboots       int               `json:"reboots"`
-	Hurt          map[string]string `json:"hurt,omitempty"` // action key -> reason
-	Applies       int               `json:"applies"`
-	Rollbacks     int               `json:"rollbacks"`
+	KernelOnce  string            `json:"kernelOnce,omitempty"`
+	LivePatches []string          `json:"livePatches,omitempty"`
+	Runtimes    map[string]string `json:"runtimes,omitempty"`
+	Scripts     []string          `json:"scripts,omitempty"` // artifacts run, in order
+	Restarts    map[string]int    `json:"restarts,omitempty"`
+	Drained     bool              `json:"drained,omitempty"`
+	BootSeq     int               `json:"bootSeq"`
+	Name        string            `json:"name"` // prefix of boot IDs
+	Reboots     int               `json:"reboots"`
+	Hurt        map[string]string `json:"hurt,omitempty"` // action key -> reason
+	Applies     int               `json:"applies"`
+	Rollbacks   int               `json:"rollbacks"`
 }
 
 // NewSimState returns a simulated node named name (used in boot IDs) of os
@@ -371,7 +371,7 @@ func (d *Sim) Name() string { return "sim" }
 // everything the action touches; "" means absent.
 type simSnapshot struct {
 	Packages map[string]string `json:"packages,omitempty"`
-	Kernel   string            `json:"kernel,omitempty"` // default kernel before
+	Kernel   string            `json:"kernel,omitempty"`  // default kernel before
 	Running  string            `json:"running,omitempty"` // kernel running before (kernel actions)
 	Patch    *bool             `json:"patchLoaded,omitempty"`
 	Runtime  map[string]string `json:"runtime,omitempty"`
