@@ -115,3 +115,60 @@ func TestDetectBootLoader(t *testing.T) {
 		t.Errorf("nothing found: %v", err)
 	}
 }
+
+// TestAptKernelFallback: a kernel action's snapshot records the kernel
+// the node ran (uname -r); after the node booted the new kernel,
+// Kernels tells them apart and SetFallbackBoot sets GRUB's one-shot entry
+// of the recorded kernel (grub-reboot, read back with grub-editenv). A
+// hold needs the default set too, which GRUB_DEFAULT=0 cannot do: refused.
+// The tools' outputs are written in their formats, not recorded.
+func TestAptKernelFallback(t *testing.T) {
+	ctx := context.Background()
+	entry := "gnulinux-advanced-" + testRootUUID + ">gnulinux-6.1.0-26-amd64-advanced-" + testRootUUID
+	r := replayFromText(t, `-- $ apt-mark showhold linux-image-6.1.0-27-amd64 --
+-- $ dpkg-query -W '-f=${db:Status-Status} ${Version}\n' linux-image-6.1.0-27-amd64 --
+-- stderr --
+dpkg-query: no packages found matching linux-image-6.1.0-27-amd64
+-- exit --
+1
+-- $ uname -r --
+6.1.0-26-amd64
+-- $ dpkg-query -S /boot/vmlinuz-6.1.0-26-amd64 --
+linux-image-6.1.0-26-amd64: /boot/vmlinuz-6.1.0-26-amd64
+-- $ uname -r --
+6.1.0-27-amd64
+-- $ dpkg-query -S /boot/vmlinuz-6.1.0-27-amd64 --
+linux-image-6.1.0-27-amd64: /boot/vmlinuz-6.1.0-27-amd64
+-- $ grub-reboot --boot-directory=/boot '`+entry+`' --
+-- $ grub-editenv /boot/grub/grubenv list --
+next_entry=`+entry+`
+`)
+	grub := NewGRUB(r, fakeFS{"/boot/grub/grub.cfg": debianGRUBConfig("0")}, "grub", "/boot/grub")
+	d := NewApt(r, AptOptions{FS: fakeFS{}, BootLoader: grub})
+	k := &plan.KernelAction{Package: "linux-image-6.1.0-27-amd64", Version: "6.1.115-1", Fallback: plan.KernelFallbackOneShot, OnRollback: plan.KernelRemove}
+	a := plan.Action{Name: "kernel", Kernel: k}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil || !strings.Contains(string(snap.Data), `"runningKernel":"6.1.0-26-amd64"`) {
+		t.Fatalf("snapshot %s %v", snap.Data, err)
+	}
+	prev, running, err := d.Kernels(ctx, a, snap)
+	if err != nil || prev != "6.1.0-26-amd64" || running != "6.1.0-27-amd64" {
+		t.Fatalf("kernels %q %q %v", prev, running, err)
+	}
+	out, err := d.SetFallbackBoot(ctx, a, snap)
+	if err != nil || !out.RebootRequired || out.Summary != "boot kernel 6.1.0-26-amd64 next (grub: next_entry="+entry+" in /boot/grub/grubenv (grub-reboot)); reboot required" {
+		t.Fatalf("set %+v %v", out, err)
+	}
+	k.OnRollback = plan.KernelHold
+	if _, err := d.SetFallbackBoot(ctx, a, snap); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "GRUB_DEFAULT is not saved") {
+		t.Fatalf("hold without GRUB_DEFAULT=saved: %v", err)
+	}
+	// onRollback: hold on a node still running the new kernel changes
+	// nothing.
+	if _, err := d.Rollback(ctx, a, snap); !errors.Is(err, ErrRunningKernel) || !strings.Contains(err.Error(), "runs kernel 6.1.0-27-amd64, not 6.1.0-26-amd64") {
+		t.Fatalf("hold while running the new kernel: %v", err)
+	}
+	if got := r.ran("apt-mark hold"); len(got) != 0 {
+		t.Fatalf("ran %q", got)
+	}
+}
