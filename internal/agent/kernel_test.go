@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,4 +259,49 @@ func toJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// brokenAfterBoot is the simulated driver whose kernel action fails its
+// Verify once the node runs the new kernel (a kernel that boots but
+// lacks what the action checks).
+type brokenAfterBoot struct {
+	*driver.Sim
+	st *driver.SimState
+}
+
+func (b brokenAfterBoot) Verify(ctx context.Context, a plan.Action) error {
+	if a.Kernel != nil && b.st.Facts(fleet.Facts{}).Kernel == a.Kernel.Version {
+		return errors.New("module drover_test missing on kernel " + a.Kernel.Version)
+	}
+	return b.Sim.Verify(ctx, a)
+}
+
+// TestKernelFallbackInStep: the apply step's own check fails after the
+// reboot into the new kernel; its in-step rollback falls back the same
+// way (journaled in the apply step) and the step reports failed, rolled
+// back, on the old kernel.
+func TestKernelFallbackInStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		n.reg.Register(plan.ActionKernel, brokenAfterBoot{driver.NewSim(n.state), n.state}, "debian")
+		srv := newFakeServer(t)
+		stop, _ := start(t, n.config(t, srv))
+		defer stop()
+		step := applyStep(1, plan.Action{Kernel: &plan.KernelAction{Version: newKernel}})
+		step.Reboot = plan.RebootIfRequired
+		srv.dispatch(step)
+		final, _ := srv.final(t)
+		if final.Phase != engine.PhaseFailed || !strings.Contains(final.Reason, "after reboot, verify failed: module drover_test missing") ||
+			!strings.HasSuffix(final.Reason, "; rolled back kernel "+newKernel) {
+			t.Fatalf("%s %q", final.Phase, final.Reason)
+		}
+		f := n.state.Facts(fleet.Facts{})
+		if f.Kernel != oldKernel || f.RebootRequired || n.state.Reboots() != 2 {
+			t.Errorf("kernel %s (default differs: %v), reboots %d", f.Kernel, f.RebootRequired, n.state.Reboots())
+		}
+		want := "preflight snapshot applied verified rebooting fallback-boot-set rebooting fallback-confirmed rolled-back"
+		if got := strings.Join(stages(t, n.dir, step.ID), " "); got != want {
+			t.Errorf("journal %q, want %q (the apply's reboot, then the fallback's)", got, want)
+		}
+	})
 }

@@ -356,28 +356,28 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		}
 		d, err := a.cfg.Drivers.For(act, facts)
 		var out driver.Outcome
+		var why string
 		if err == nil {
-			if _, ok := d.(uncordoner); ok {
-				if len(errs) > 0 {
-					kept = append(kept, what)
-					continue
-				}
-				snap := *as.Snapshot
-				out, err = a.retryUncordon(ctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
-					return d.Rollback(ctx, act, snap)
-				})
-			} else {
-				var why string
-				why, err = a.fallbackFirst(ctx, id, i, act, *as.Snapshot, d)
-				if err != nil {
-					return err
-				}
-				if why != "" {
-					err = errors.New(why)
-				} else {
-					out, err = d.Rollback(ctx, act, *as.Snapshot)
-				}
+			// A kernel the node runs is left by a fallback boot first.
+			if why, err = a.fallbackFirst(ctx, id, i, act, *as.Snapshot, d); err != nil {
+				return err
 			}
+		}
+		switch _, isUncordoner := d.(uncordoner); {
+		case err != nil:
+		case why != "":
+			err = errors.New(why)
+		case isUncordoner:
+			if len(errs) > 0 {
+				kept = append(kept, what)
+				continue
+			}
+			snap := *as.Snapshot
+			out, err = a.retryUncordon(ctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
+				return d.Rollback(ctx, act, snap)
+			})
+		default:
+			out, err = d.Rollback(ctx, act, *as.Snapshot)
 		}
 		if stopped(ctx, err) {
 			return errStopped
