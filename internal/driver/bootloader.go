@@ -123,8 +123,11 @@ func (g *GRUB) config() (string, error) {
 }
 
 // Entry returns the ">" path of the first menuentry whose linux line
-// loads vmlinuz-RELEASE, recovery entries last.
-func (g *GRUB) Entry(_ context.Context, release string) (string, error) {
+// loads vmlinuz-RELEASE, recovery entries last. A grub.cfg that reads
+// BootLoaderSpec entries (blscfg: RHEL 8 and later, Fedora) has no
+// menuentry of its kernels: the entry is then the id grubby --info
+// prints for /boot/vmlinuz-RELEASE, which grub2-reboot takes.
+func (g *GRUB) Entry(ctx context.Context, release string) (string, error) {
 	if err := checkRelease(release); err != nil {
 		return "", fmt.Errorf("grub: %w", err)
 	}
@@ -148,7 +151,34 @@ func (g *GRUB) Entry(_ context.Context, release string) (string, error) {
 	if recovery != "" {
 		return recovery, nil
 	}
+	if blscfgRE.MatchString(cfg) {
+		return g.blsEntry(ctx, release)
+	}
 	return "", fmt.Errorf("grub: no menu entry of %s/grub.cfg boots /boot/vmlinuz-%s (%d entries): %w", g.dir, release, len(entries), ErrUnavailable)
+}
+
+var blscfgRE = regexp.MustCompile(`(?m)^\s*blscfg\s*$`)
+
+// blsEntry asks grubby for the BootLoaderSpec entry of a kernel.
+func (g *GRUB) blsEntry(ctx context.Context, release string) (string, error) {
+	arg := "--info=/boot/vmlinuz-" + release
+	stdout, stderr, err := g.r.Run(ctx, nil, "grubby", arg)
+	if err != nil {
+		if exitCode(err) > 0 {
+			return "", cmdError(ErrUnavailable, "grub: "+commandLine("grubby", arg), err, firstLine(string(stderr)))
+		}
+		return "", cmdError(nil, "grub: "+commandLine("grubby", arg), err, firstLine(string(stderr)))
+	}
+	for line := range strings.SplitSeq(string(stdout), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "id="); ok {
+			id := strings.Trim(v, `"`)
+			if err := checkEntry(id); err != nil {
+				return "", fmt.Errorf("grub: grubby %s: %w", arg, err)
+			}
+			return id, nil
+		}
+	}
+	return "", fmt.Errorf("grub: grubby %s printed no id (BootLoaderSpec entry) for kernel %s: %w", arg, release, ErrUnavailable)
 }
 
 // Set runs grub-reboot ENTRY (one-shot) or grub-set-default ENTRY, then

@@ -172,3 +172,34 @@ next_entry=`+entry+`
 		t.Fatalf("ran %q", got)
 	}
 }
+
+// TestGRUBBootLoaderSpec: RHEL's grub.cfg reads BootLoaderSpec entries
+// (blscfg) and lists no kernel itself; the entry is grubby's id, which
+// grub2-reboot takes. grubby's output is written in its format, not
+// recorded (Debian has no grubby).
+func TestGRUBBootLoaderSpec(t *testing.T) {
+	ctx := context.Background()
+	const id = "8f3e2d1c0b9a48f7a6e5d4c3b2a19f8e-5.14.0-427.13.1.el9_4.x86_64"
+	r := replayFromText(t, `-- $ grubby --info=/boot/vmlinuz-5.14.0-427.13.1.el9_4.x86_64 --
+index=1
+kernel="/boot/vmlinuz-5.14.0-427.13.1.el9_4.x86_64"
+args="ro crashkernel=1G-4G:192M,4G-64G:256M,64G-:512M resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root"
+root="/dev/mapper/rhel-root"
+initrd="/boot/initramfs-5.14.0-427.13.1.el9_4.x86_64.img $tuned_initrd"
+title="Red Hat Enterprise Linux (5.14.0-427.13.1.el9_4.x86_64) 9.4 (Plow)"
+id="`+id+`"
+-- $ grubby --info=/boot/vmlinuz-5.14.0-1.el9.x86_64 --
+-- stderr --
+The param /boot/vmlinuz-5.14.0-1.el9.x86_64 is incorrect
+-- exit --
+1
+`)
+	cfg := "set default=\"${saved_entry}\"\ninsmod blscfg\nblscfg\n### END /etc/grub.d/10_linux ###\n"
+	g := NewGRUB(r, fakeFS{"/boot/grub2/grub.cfg": cfg}, "grub2", "/boot/grub2")
+	if e, err := g.Entry(ctx, "5.14.0-427.13.1.el9_4.x86_64"); err != nil || e != id {
+		t.Fatalf("entry %q %v", e, err)
+	}
+	if _, err := g.Entry(ctx, "5.14.0-1.el9.x86_64"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "is incorrect") {
+		t.Fatalf("unknown kernel: %v", err)
+	}
+}
