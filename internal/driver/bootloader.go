@@ -407,8 +407,8 @@ type bootctlEntry struct {
 	Options string `json:"options"`
 }
 
-// Entries lists the boot entries bootctl sees.
-func (s *SystemdBoot) Entries(ctx context.Context) ([]bootctlEntry, error) {
+// entries lists the boot entries bootctl sees.
+func (s *SystemdBoot) entries(ctx context.Context) ([]bootctlEntry, error) {
 	args := append([]string{"list", "--json=short", "--no-pager"}, s.paths()...)
 	stdout, stderr, err := s.r.Run(ctx, nil, "bootctl", args...)
 	if err != nil {
@@ -452,7 +452,7 @@ func (s *SystemdBoot) Entry(ctx context.Context, release string) (string, error)
 	if err := checkRelease(release); err != nil {
 		return "", fmt.Errorf("systemd-boot: %w", err)
 	}
-	entries, err := s.Entries(ctx)
+	entries, err := s.entries(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -210,7 +210,7 @@ func TestSystemdBootRealTools(t *testing.T) {
 	}
 	c.writeIn(t, files)
 	sb := NewSystemdBoot(c, c, "/efi", "")
-	entries, err := sb.Entries(ctx)
+	entries, err := sb.entries(ctx)
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("entries %+v %v", entries, err)
 	}

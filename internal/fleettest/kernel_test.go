@@ -93,6 +93,10 @@ set -eu
 mkdir -p /boot/grub
 cfg=/boot/grub/grub.cfg.new
 releases=$(ls /boot | sed -n 's/^vmlinuz-//p' | sort -V -r)
+default=0
+if grep -qx 'GRUB_DEFAULT=saved' /etc/default/grub 2>/dev/null; then
+	default='${saved_entry}'
+fi
 {
 	echo '### BEGIN /etc/grub.d/00_header ###'
 	echo 'if [ -s $prefix/grubenv ]; then'
@@ -103,7 +107,7 @@ releases=$(ls /boot | sed -n 's/^vmlinuz-//p' | sort -V -r)
 	echo '   set next_entry='
 	echo '   save_env next_entry'
 	echo 'else'
-	echo '   set default="0"'
+	echo "   set default=\"$default\""
 	echo 'fi'
 	echo '### BEGIN /etc/grub.d/10_linux ###'
 	first=1
@@ -168,6 +172,9 @@ exec /bin/uname "$@"
 // one-shot entry to 6.1.0-26-fleet (the kernel it ran before the step),
 // reboots, confirms the boot by a new boot ID and uname -r, removes the
 // new kernel with apt, and the node ends rolled back on its old kernel.
+// Then the same with fallback: default and onRollback: hold on a GRUB
+// with GRUB_DEFAULT=saved: grub-set-default, the new kernel kept and held
+// (apt-mark), and the next reboot still starts the old kernel.
 func TestKernelFallbackFleet(t *testing.T) {
 	if d, ok := t.Deadline(); ok && time.Until(d) < 6*time.Minute {
 		t.Fatalf("the kernel fallback fleet test needs up to 6 minutes; go test's -timeout leaves %s", time.Until(d).Round(time.Second))
@@ -184,49 +191,11 @@ func TestKernelFallbackFleet(t *testing.T) {
 		t.Fatalf("k1 runs kernel %q, want %s", k, oldK)
 	}
 	boot0 := f.bootID(t, n)
-	plan := fmt.Sprintf(`apiVersion: drover.dev/v1
-name: kernel-fallback
-target:
-  selector: node.id == "k1"
-change:
-  actions:
-    - name: kernel
-      kernel:
-        package: drover-kernel-%s
-        version: "1.0"
-        fallback: oneshot
-        onRollback: remove
-  reboot: if-required
-waves:
-  - name: all
-failureBudget:
-  maxFailures: 0
-  onBreach: rollback-wave
-gates:
-  bakeTime: 1s
-  node:
-    probes:
-      - name: kernel works
-        kind: command
-        command: [sh, -c, 'test "$(uname -r)" != %s']
-        timeout: 2s
-        interval: 1s
-    minHealthy: 2s
-    healthyDeadline: 8s
-`, newK, newK)
-	ro, err := f.api.CreateRollout(context.Background(), "kernel-fallback.yaml", plan)
-	if err != nil {
-		t.Fatalf("create: %v\n%s", err, plan)
-	}
-	done := f.waitRollout(t, ro.ID, 5*time.Minute, "node k1 rolled back or failed", func(r api.Rollout) bool {
-		rn := rolloutNode(r, "k1")
-		return rn.Phase == engine.PhaseRolledBack || rn.Phase == engine.PhaseFailed && r.State.Terminal()
-	})
-	rn := rolloutNode(done, "k1")
-	entries := f.audit(t, ro.ID)
-	t.Logf("rollout %s: %s\nk1 failed with: %s", done.State, rn.Reason, strings.Join(reasons(entries, "k1", engine.PhaseFailed), " | "))
+	ro, entries := f.kernelRollout(t, "kernel-fallback", "oneshot", "remove")
+	rn := rolloutNode(ro, "k1")
+	t.Logf("rollout %s: %s\nk1 failed with: %s", ro.State, rn.Reason, strings.Join(reasons(entries, "k1", engine.PhaseFailed), " | "))
 	if rn.Phase != engine.PhaseRolledBack {
-		t.Fatalf("k1: phase %s, want rolled-back:\n%s", rn.Phase, describeRollout(done))
+		t.Fatalf("k1: phase %s, want rolled-back:\n%s", rn.Phase, describeRollout(ro))
 	}
 	if got := dispatched(entries)["k1"]; strings.Join(got, " ") != "apply rollback" {
 		t.Errorf("k1 got steps %v, want apply then rollback", got)
@@ -246,21 +215,66 @@ gates:
 	if env := f.mustSh(t, n, "grub-editenv /boot/grub/grubenv list"); strings.Contains(env, "next_entry=gnulinux") {
 		t.Errorf("grubenv still names a one-shot entry:\n%s", env)
 	}
-	boots := strings.Split(strings.TrimSpace(f.mustSh(t, n, "cat /var/log/drover-fleettest-boots.log")), "\n")
-	wantEntry := "entry gnulinux-advanced-fleet>gnulinux-" + oldK + "-advanced-fleet kernel " + oldK
+	boots := f.boots(t, n)
+	oldEntry := "gnulinux-advanced-fleet>gnulinux-" + oldK + "-advanced-fleet"
 	if len(boots) != 3 || !strings.Contains(boots[0], "boot "+boot0+" entry 0 kernel "+oldK) || !strings.HasSuffix(boots[1], "entry 0 kernel "+newK) ||
-		!strings.HasSuffix(boots[2], wantEntry) {
-		t.Errorf("boots:\n%s\nwant %s on %s, then %s, then the fallback's %s", strings.Join(boots, "\n"), boot0, oldK, newK, wantEntry)
+		!strings.HasSuffix(boots[2], "entry "+oldEntry+" kernel "+oldK) {
+		t.Errorf("boots:\n%s\nwant %s on %s, then %s, then the fallback's entry %s on %s", strings.Join(boots, "\n"), boot0, oldK, newK, oldEntry, oldK)
 	}
-	// The agent's journal: the fallback's points in order, once each.
+	if got := f.rollbackStages(n, ro.ID); got != "fallback-boot-set rebooting fallback-confirmed rolled-back" {
+		t.Errorf("journal of the rollback step: %q", got)
+	}
+	rolled := strings.Join(reasons(entries, "k1", engine.PhaseRolledBack), " | ")
+	if !strings.Contains(rolled, "(booted kernel "+oldK+" (boot ID ") {
+		t.Errorf("rolled back with %q, want the confirmed boot", rolled)
+	}
+	t.Logf("k1 boots:\n%s\nrolled back: %s", strings.Join(boots, "\n"), rolled)
+
+	// Again, with fallback: default and onRollback: hold, on a GRUB that
+	// boots its saved entry (GRUB_DEFAULT=saved): grub-set-default makes
+	// the old kernel the default, the node boots it, the new kernel stays
+	// installed and held, and a later reboot starts the old kernel again.
+	f.mustSh(t, n, "echo GRUB_DEFAULT=saved >/etc/default/grub && /opt/drover/update-grub")
+	ro, entries = f.kernelRollout(t, "kernel-fallback-hold", "default", "hold")
+	if rn := rolloutNode(ro, "k1"); rn.Phase != engine.PhaseRolledBack {
+		t.Fatalf("hold: k1 phase %s, want rolled-back:\n%s", rn.Phase, describeRollout(ro))
+	}
+	if k := strings.TrimSpace(f.mustSh(t, n, "uname -r")); k != oldK {
+		t.Errorf("hold: k1 runs kernel %q, want %s", k, oldK)
+	}
+	if pkgs := f.mustSh(t, n, "dpkg-query -W -f='${Package} ${db:Status-Status}\\n' drover-kernel-"+newK+"; apt-mark showhold"); !strings.Contains(pkgs, "drover-kernel-"+newK+" installed\ndrover-kernel-"+newK+"\n") {
+		t.Errorf("hold: want the new kernel installed and held:\n%s", pkgs)
+	}
+	if env := f.mustSh(t, n, "grub-editenv /boot/grub/grubenv list"); !strings.Contains(env, "saved_entry="+oldEntry+"\n") {
+		t.Errorf("hold: grubenv:\n%s\nwant saved_entry=%s", env, oldEntry)
+	}
+	if got := f.rollbackStages(n, ro.ID); got != "fallback-boot-set rebooting fallback-confirmed rolled-back" {
+		t.Errorf("hold: journal of the rollback step: %q", got)
+	}
+	mustDocker(t, "restart", n.container)
+	f.waitIn(t, n, "test $(wc -l </var/log/drover-fleettest-boots.log) -ge 6", time.Minute, "the boot after docker restart")
+	boots = f.boots(t, n)
+	if len(boots) != 6 || !strings.HasSuffix(boots[3], "entry 0 kernel "+newK) || !strings.HasSuffix(boots[4], "entry "+oldEntry+" kernel "+oldK) ||
+		!strings.HasSuffix(boots[5], "entry "+oldEntry+" kernel "+oldK) {
+		t.Errorf("hold: boots:\n%s\nwant the new kernel, the fallback's default, and the old kernel again on the next boot", strings.Join(boots, "\n"))
+	}
+	t.Logf("hold: rolled back: %s\nboots:\n%s", strings.Join(reasons(entries, "k1", engine.PhaseRolledBack), " | "), strings.Join(boots, "\n"))
+}
+
+// boots are the lines of k1's boot log (grub-boot).
+func (f *fleet) boots(t *testing.T, n *node) []string {
+	t.Helper()
+	return strings.Split(strings.TrimSpace(f.mustSh(t, n, "cat /var/log/drover-fleettest-boots.log")), "\n")
+}
+
+// rollbackStages lists the action stages and reboots the journal of n
+// holds for the rollback step of rollout.
+func (f *fleet) rollbackStages(n *node, rollout string) string {
 	var stages []string
-	var step string
 	for _, r := range f.journal(n) {
-		id, _ := r["step"].(string)
-		if !strings.Contains(id, "/rollback/") {
+		if id, _ := r["step"].(string); !strings.HasPrefix(id, rollout+"/k1/rollback/") {
 			continue
 		}
-		step = id
 		switch r["type"] {
 		case "action":
 			stages = append(stages, fmt.Sprint(r["stage"]))
@@ -268,12 +282,51 @@ gates:
 			stages = append(stages, "rebooting")
 		}
 	}
-	if got := strings.Join(stages, " "); got != "fallback-boot-set rebooting fallback-confirmed rolled-back" {
-		t.Errorf("journal of the rollback step %s: %q", step, got)
+	return strings.Join(stages, " ")
+}
+
+// kernelRollout installs the new kernel on k1 with a probe that fails on
+// it, and waits until k1 is rolled back (or failed).
+func (f *fleet) kernelRollout(t *testing.T, name, fallback, onRollback string) (api.Rollout, []api.AuditEntry) {
+	t.Helper()
+	newK := kernelReleases[1]
+	plan := fmt.Sprintf(`apiVersion: drover.dev/v1
+name: %s
+target:
+  selector: node.id == "k1"
+change:
+  actions:
+    - name: kernel
+      kernel:
+        package: drover-kernel-%s
+        version: "1.0"
+        fallback: %s
+        onRollback: %s
+  reboot: if-required
+waves:
+  - name: all
+failureBudget:
+  maxFailures: 0
+  onBreach: rollback-wave
+gates:
+  bakeTime: 1s
+  node:
+    probes:
+      - name: kernel works
+        kind: command
+        command: [sh, -c, 'test "$(uname -r)" != %s']
+        timeout: 2s
+        interval: 1s
+    minHealthy: 2s
+    healthyDeadline: 8s
+`, name, newK, fallback, onRollback, newK)
+	ro, err := f.api.CreateRollout(context.Background(), name+".yaml", plan)
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, plan)
 	}
-	rolled := strings.Join(reasons(entries, "k1", engine.PhaseRolledBack), " | ")
-	if !strings.Contains(rolled, "(booted kernel "+oldK+" (boot ID ") {
-		t.Errorf("rolled back with %q, want the confirmed boot", rolled)
-	}
-	t.Logf("k1 boots:\n%s\nrolled back: %s", strings.Join(boots, "\n"), rolled)
+	done := f.waitRollout(t, ro.ID, 5*time.Minute, "node k1 rolled back or failed", func(r api.Rollout) bool {
+		rn := rolloutNode(r, "k1")
+		return rn.Phase == engine.PhaseRolledBack || rn.Phase == engine.PhaseFailed && r.State.Terminal()
+	})
+	return done, f.audit(t, ro.ID)
 }
