@@ -45,7 +45,9 @@ need_prometheus() {
 
 # The Debian fleet test (internal/fleettest): dpkg-dev to build its apt
 # repository, debootstrap and the drover-fleet:SUITE images it runs its
-# agents in (built once, cached in ${DROVER_CACHE:-/var/cache/drover}).
+# agents in, plus drover-fleet-boot:bookworm with GRUB's tools and bootctl
+# for the kernel fallback's tests (internal/driver, internal/fleettest)
+# (built once, cached in ${DROVER_CACHE:-/var/cache/drover}).
 need_fleet() {
 	apt_install dpkg-dev debootstrap
 	scripts/fleet-rootfs.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Docker images the Debian fleet test (internal/fleettest) runs
 # its agents in: drover-fleet:bullseye, drover-fleet:bookworm and
-# drover-fleet:trixie. Images are never pulled: each one is a minimal
+# drover-fleet:trixie, and drover-fleet-boot:bookworm for the boot-loader
+# tests (kernel fallback). Images are never pulled: each one is a minimal
 # debootstrap root filesystem (variant minbase), cached as a tarball in
 # ${DROVER_CACHE:-/var/cache/drover}/rootfs/ so later runs only `docker
 # import` it (or do nothing when the image is already there).
@@ -20,6 +21,15 @@ CACHE="${DROVER_CACHE:-/var/cache/drover}/rootfs"
 # boot's boot ID, are all in minbase). Kept as a list so a suite that
 # splits a tool out can add its package.
 INCLUDE="${DROVER_FLEET_INCLUDE:-}"
+# The boot-loader image (drover-fleet-boot:bookworm): the fleet's bookworm
+# plus the boot loaders' own tools, which the kernel fallback drives:
+# grub2-common (grub-reboot, grub-set-default; grub-editenv comes with its
+# dependency grub-common) and systemd-boot (bootctl, in its own package on
+# bookworm). Kept apart from the fleet images, which the other fleet
+# scenarios use unchanged. Bump BOOT_VERSION when this list changes.
+BOOT_SUITE=bookworm
+BOOT_INCLUDE=grub2-common,systemd-boot
+BOOT_VERSION=1
 
 log() { printf 'fleet-rootfs: %s\n' "$*" >&2; }
 
@@ -52,20 +62,20 @@ need_tools() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# image_ok SUITE: the image exists and was built from this ROOTFS_VERSION.
+# image_ok IMAGE VERSION: the image exists and was built from VERSION.
 image_ok() {
 	local v
-	v=$(docker image inspect -f '{{index .Config.Labels "drover.rootfs"}}' "drover-fleet:$1" 2>/dev/null) || return 1
-	[[ $v == "v$ROOTFS_VERSION" ]]
+	v=$(docker image inspect -f '{{index .Config.Labels "drover.rootfs"}}' "$1" 2>/dev/null) || return 1
+	[[ $v == "v$2" ]]
 }
 
-# build SUITE MIRROR: debootstrap into a temporary directory, trim it, and
-# write the tarball atomically.
+# build SUITE MIRROR TAR INCLUDE: debootstrap into a temporary directory,
+# trim it, and write the tarball TAR atomically.
 build() {
-	local suite=$1 url=$2 dir tar="$CACHE/$1-v$ROOTFS_VERSION.tar"
+	local suite=$1 url=$2 tar=$3 include=$4 dir
 	dir=$(mktemp -d "$CACHE/.$suite.XXXXXX")
 	local args=(--variant=minbase --components=main)
-	[[ -n $INCLUDE ]] && args+=("--include=$INCLUDE")
+	[[ -n $include ]] && args+=("--include=$include")
 	local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 	[[ -r $keyring ]] && args+=("--keyring=$keyring")
 	log "$suite: debootstrap from $url"
@@ -88,11 +98,12 @@ build() {
 	log "$suite: cached $tar ($(du -h "$tar" | cut -f1))"
 }
 
+# import TAR IMAGE VERSION
 import() {
-	local suite=$1 tar="$CACHE/$1-v$ROOTFS_VERSION.tar"
-	log "$suite: docker import $tar as drover-fleet:$suite"
-	docker import --change "LABEL drover.rootfs=v$ROOTFS_VERSION" \
-		--change 'CMD ["/bin/bash"]' "$tar" "drover-fleet:$suite" >/dev/null
+	local tar=$1 image=$2 version=$3
+	log "docker import $tar as $image"
+	docker import --change "LABEL drover.rootfs=v$version" \
+		--change 'CMD ["/bin/bash"]' "$tar" "$image" >/dev/null
 }
 
 main() {
@@ -101,18 +112,27 @@ main() {
 	local url pids=() todo=()
 	url=$(mirror)
 	for s in "${SUITES[@]}"; do
-		image_ok "$s" && continue
+		image_ok "drover-fleet:$s" "$ROOTFS_VERSION" && continue
 		todo+=("$s")
 		if [[ ! -s "$CACHE/$s-v$ROOTFS_VERSION.tar" ]]; then
-			build "$s" "$url" &
+			build "$s" "$url" "$CACHE/$s-v$ROOTFS_VERSION.tar" "$INCLUDE" &
 			pids+=($!)
 		fi
 	done
+	local boot_tar="$CACHE/$BOOT_SUITE-boot-v$BOOT_VERSION.tar" boot_todo=0
+	if ! image_ok "drover-fleet-boot:$BOOT_SUITE" "$BOOT_VERSION"; then
+		boot_todo=1
+		if [[ ! -s $boot_tar ]]; then
+			build "$BOOT_SUITE" "$url" "$boot_tar" "$BOOT_INCLUDE" &
+			pids+=($!)
+		fi
+	fi
 	local failed=0
 	for p in "${pids[@]}"; do wait "$p" || failed=1; done
 	((failed == 0)) || { log "building a root filesystem failed"; exit 1; }
-	for s in "${todo[@]}"; do import "$s"; done
-	log "images ready: $(printf 'drover-fleet:%s ' "${SUITES[@]}")"
+	for s in "${todo[@]}"; do import "$CACHE/$s-v$ROOTFS_VERSION.tar" "drover-fleet:$s" "$ROOTFS_VERSION"; done
+	((boot_todo == 0)) || import "$boot_tar" "drover-fleet-boot:$BOOT_SUITE" "$BOOT_VERSION"
+	log "images ready: $(printf 'drover-fleet:%s ' "${SUITES[@]}")drover-fleet-boot:$BOOT_SUITE"
 }
 
 main "$@"

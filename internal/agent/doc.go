@@ -19,7 +19,9 @@
 //	            before Apply, so it also marks "Apply may have begun"),
 //	            applied (the outcome), verified, rolled-back; for a
 //	            kubernetes-node action, uncordoning and uncordoned (apply
-//	            steps) and held (rollback steps)
+//	            steps) and held (rollback steps); for a kernel action
+//	            whose kernel the node runs, fallback-boot-set and
+//	            fallback-confirmed before rolled-back (below)
 //	failing     the reason the step failed; in-step rollback follows
 //	rebooting   the boot ID before a requested reboot
 //	verifying   every action in place; node probes run from here
@@ -62,6 +64,20 @@
 //     and the reboot; not uncordoned if the drain or a restore failed.
 //   - A node cordoned before the step (an operator's cordon, seen in the
 //     snapshot) is never uncordoned.
+//
+// # Kernel fallback
+//
+// A kernel action's rollback cannot remove the kernel the node runs. When
+// the node runs a kernel other than the one the snapshot recorded (it
+// booted the step's), the rollback first falls back (kernel.go): the
+// driver sets the boot loader to start the recorded kernel, the agent
+// journals fallback-boot-set with the boot ID and reboots (rebooting);
+// on a new boot ID with the recorded kernel running it journals
+// fallback-confirmed, and only then runs the action's Rollback (remove or
+// hold the new kernel). Resumed at any point: set but not rebooted
+// reboots (twice at most), rebooted into the new kernel again fails the
+// rollback and leaves the kernel installed. Rollback steps and in-step
+// rollbacks do the same.
 //
 // # Reports
 //

@@ -66,6 +66,14 @@ const (
 	// stageHeld: a rollback step cordoned and drained the node again
 	// (Outcome) before restoring the actions the hold covers.
 	stageHeld = "held"
+	// stageFallbackSet: the node runs the kernel the step installed; the
+	// boot loader was set to start the kernel it ran before (Outcome;
+	// BootID: the boot it was set on). A reboot follows (rebooting).
+	stageFallbackSet = "fallback-boot-set"
+	// stageFallbackConfirmed: the node rebooted (a new boot ID) and runs
+	// the known-good kernel (Reason); the kernel action's Rollback, which
+	// removes or holds the new kernel, may run.
+	stageFallbackConfirmed = "fallback-confirmed"
 )
 
 // record is one line of the journal.
@@ -110,6 +118,12 @@ type actionState struct {
 	Uncordon    *driver.Outcome
 	Held        bool // rollback steps: cordoned and drained again
 	Hold        *driver.Outcome
+	// Kernel fallback (kernel actions whose kernel the node runs).
+	FallbackSet       bool
+	FallbackBoot      string // boot ID when the boot entry was set
+	Fallback          *driver.Outcome
+	FallbackConfirmed bool
+	FallbackReason    string // what confirmed it
 }
 
 // owesUncordon reports whether an action of an apply step took the node
@@ -306,6 +320,13 @@ func (j *journal) apply(rec record) {
 		case stageHeld:
 			a.Held = true
 			a.Hold = rec.Outcome
+		case stageFallbackSet:
+			a.FallbackSet = true
+			a.FallbackBoot = rec.BootID
+			a.Fallback = rec.Outcome
+		case stageFallbackConfirmed:
+			a.FallbackConfirmed = true
+			a.FallbackReason = rec.Reason
 		}
 	case recFailing:
 		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted

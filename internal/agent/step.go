@@ -356,19 +356,28 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		}
 		d, err := a.cfg.Drivers.For(act, facts)
 		var out driver.Outcome
+		var why string
 		if err == nil {
-			if _, ok := d.(uncordoner); ok {
-				if len(errs) > 0 {
-					kept = append(kept, what)
-					continue
-				}
-				snap := *as.Snapshot
-				out, err = a.retryUncordon(ctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
-					return d.Rollback(ctx, act, snap)
-				})
-			} else {
-				out, err = d.Rollback(ctx, act, *as.Snapshot)
+			// A kernel the node runs is left by a fallback boot first.
+			if why, err = a.fallbackFirst(ctx, id, i, act, *as.Snapshot, d); err != nil {
+				return err
 			}
+		}
+		switch _, isUncordoner := d.(uncordoner); {
+		case err != nil:
+		case why != "":
+			err = errors.New(why)
+		case isUncordoner:
+			if len(errs) > 0 {
+				kept = append(kept, what)
+				continue
+			}
+			snap := *as.Snapshot
+			out, err = a.retryUncordon(ctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
+				return d.Rollback(ctx, act, snap)
+			})
+		default:
+			out, err = d.Rollback(ctx, act, *as.Snapshot)
 		}
 		if stopped(ctx, err) {
 			return errStopped
@@ -535,6 +544,13 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 		as, act := ref.Actions[i], ref.Payload.Actions[i]
 		what := describe(act, facts.OS.Family)
 		if mine := st.Actions[i]; mine == nil || !mine.RolledBack {
+			if why, err := a.fallbackFirst(ctx, st.ID, i, act, *as.Snapshot, d); err != nil {
+				return false, err
+			} else if why != "" {
+				errs = append(errs, what+": "+why)
+				_ = a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestoreErr, Driver: d.Name(), Reason: why})
+				return true, nil
+			}
 			var out driver.Outcome
 			var err error
 			if _, ok := d.(uncordoner); ok {
@@ -563,6 +579,9 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			}
 			errs = append(errs, what+": "+err.Error())
 			return true, nil
+		}
+		if cur, _ := a.j.step(st.ID); cur.Actions[i] != nil && cur.Actions[i].FallbackConfirmed {
+			what += " (" + cur.Actions[i].FallbackReason + ")"
 		}
 		done = append(done, what)
 		return true, nil
@@ -621,6 +640,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			return err
 		}
 	}
+	boot, _ = a.bootID(ctx) // a kernel fallback may have rebooted the node
 	if len(errs) > 0 {
 		reason := "rollback failed: " + strings.Join(errs, "; ")
 		if len(done) > 0 {
@@ -705,6 +725,12 @@ func (a *agent) evidence(id string) map[string]any {
 		}
 		if as.Hold != nil {
 			e["hold"] = as.Hold
+		}
+		if as.Fallback != nil {
+			e["fallbackBoot"] = as.Fallback
+		}
+		if as.FallbackConfirmed {
+			e["fallbackConfirmed"] = as.FallbackReason
 		}
 		list = append(list, e)
 	}

@@ -23,6 +23,9 @@ type AptOptions struct {
 	Update bool
 	// FS reads /var/run/reboot-required*; nil means the real files.
 	FS FileSystem
+	// BootLoader sets the kernel to boot when a kernel rollback falls
+	// back; nil means the one DetectBootLoader finds when it is needed.
+	BootLoader BootLoader
 }
 
 // NewApt returns the driver for Debian and Ubuntu: dpkg-query for the
@@ -55,7 +58,7 @@ func NewApt(r Runner, opts AptOptions) *PackageDriver {
 	if opts.FS == nil {
 		opts.FS = OSFileSystem{}
 	}
-	return &PackageDriver{b: &aptBackend{r: r, opts: opts}, family: opts.Family}
+	return &PackageDriver{b: &aptBackend{r: r, opts: opts}, family: opts.Family, boot: bootLoaderFor(r, opts.FS, opts.BootLoader)}
 }
 
 type aptBackend struct {

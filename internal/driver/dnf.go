@@ -29,6 +29,9 @@ type DNFOptions struct {
 	// is not the running system: the driver never reports a reboot for
 	// it and does not run needs-restarting.
 	Root string
+	// BootLoader sets the kernel to boot when a kernel rollback falls
+	// back; nil means the one DetectBootLoader finds when it is needed.
+	BootLoader BootLoader
 }
 
 // NewDNF returns the driver for the RHEL family. Pins are written as rpm
@@ -78,7 +81,7 @@ func NewDNF(r Runner, opts DNFOptions) *PackageDriver {
 	if opts.Command == "" {
 		opts.Command = "dnf"
 	}
-	return &PackageDriver{b: &dnfBackend{r: r, opts: opts}, family: opts.Family}
+	return &PackageDriver{b: &dnfBackend{r: r, opts: opts}, family: opts.Family, boot: bootLoaderFor(r, nil, opts.BootLoader)}
 }
 
 type dnfBackend struct {

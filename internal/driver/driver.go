@@ -1,6 +1,7 @@
 // Package driver owns how one kind of change is made on one node: package
 // managers (apt, dnf, zypper), Windows Update, macOS softwareupdate, kernel
-// live patches, container runtimes, Kubernetes node drain, reboots, signed
+// live patches, boot loaders (GRUB, systemd-boot: the kernel fallback),
+// container runtimes, Kubernetes node drain, reboots, signed
 // scripts, and the simulated driver of the demo. Drivers know nothing of
 // the control plane; the agent picks a driver per action and node.
 package driver

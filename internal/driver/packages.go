@@ -120,6 +120,8 @@ type pkgBackend interface {
 type PackageDriver struct {
 	b      pkgBackend
 	family string
+	// boot returns the node's boot loader (kernel fallback).
+	boot func() (BootLoader, error)
 }
 
 var _ Driver = (*PackageDriver)(nil)
@@ -134,6 +136,9 @@ type pkgTarget struct {
 	hold    bool
 	kernel  bool
 	noUndo  bool // rollback: none
+	// keepKernel: a kernel action's rollback holds the new kernel
+	// instead of removing it (onRollback: hold).
+	keepKernel bool
 }
 
 // target reads the pins of a package or kernel action for the driver's
@@ -160,6 +165,7 @@ func (d *PackageDriver) target(a plan.Action) (pkgTarget, error) {
 		t.pins = []plan.PackagePin{{Name: a.Kernel.Package, Version: a.Kernel.Version}}
 		t.install, t.kernel = true, true
 		t.noUndo = a.Kernel.Rollback == "none"
+		t.keepKernel = a.Kernel.OnRollback == plan.KernelHold
 	default:
 		return t, fmt.Errorf("%s: action %q is not a package or kernel action: %w", d.b.name(), a.Name, ErrUnsupported)
 	}
@@ -317,6 +323,11 @@ func pinNames(pins []plan.PackagePin) []string {
 // pkgSnapshotData is PackageDriver's Snapshot.Data.
 type pkgSnapshotData struct {
 	Packages []pkgSnapshotEntry `json:"packages"`
+	// RunningKernel is the kernel release the node ran (uname -r) when a
+	// kernel action's snapshot was taken: the known-good kernel its
+	// rollback boots again. Empty for package actions, for a root that is
+	// not the running system, and in snapshots taken before it existed.
+	RunningKernel string `json:"runningKernel,omitempty"`
 }
 
 type pkgSnapshotEntry struct {
@@ -380,6 +391,13 @@ func (d *PackageDriver) Snapshot(ctx context.Context, a plan.Action) (Snapshot, 
 		}
 		data.Packages = append(data.Packages, e)
 		parts = append(parts, p.Name+" "+st.String())
+	}
+	if t.kernel {
+		k, err := d.b.runningKernel(ctx)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		data.RunningKernel = k.Release
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
@@ -564,12 +582,12 @@ func (d *PackageDriver) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	if t.noUndo {
 		return Outcome{}, fmt.Errorf("%s: action %q declares rollback: none: %w", d.b.name(), a.Name, ErrUnsupported)
 	}
-	if s.Driver != d.b.name() {
-		return Outcome{}, fmt.Errorf("%s: snapshot was taken by driver %q", d.b.name(), s.Driver)
+	data, err := d.snapshotData(s)
+	if err != nil {
+		return Outcome{}, err
 	}
-	var data pkgSnapshotData
-	if err := json.Unmarshal(s.Data, &data); err != nil {
-		return Outcome{}, fmt.Errorf("%s: decode snapshot: %w", d.b.name(), err)
+	if t.keepKernel {
+		return d.holdKernel(ctx, a, t, data)
 	}
 	names := make([]string, 0, len(data.Packages))
 	for _, e := range data.Packages {
@@ -849,4 +867,21 @@ func firstLine(s string) string {
 		}
 	}
 	return ""
+}
+
+// snapshotData decodes a snapshot this driver took.
+func (d *PackageDriver) snapshotData(s Snapshot) (pkgSnapshotData, error) {
+	var data pkgSnapshotData
+	if s.Driver != d.b.name() {
+		return data, fmt.Errorf("%s: snapshot was taken by driver %q", d.b.name(), s.Driver)
+	}
+	if err := json.Unmarshal(s.Data, &data); err != nil {
+		return data, fmt.Errorf("%s: decode snapshot: %w", d.b.name(), err)
+	}
+	if data.RunningKernel != "" {
+		if err := checkRelease(data.RunningKernel); err != nil {
+			return data, fmt.Errorf("%s: snapshot: %w", d.b.name(), err)
+		}
+	}
+	return data, nil
 }

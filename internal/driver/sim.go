@@ -72,17 +72,20 @@ type simDB struct {
 	Packages      map[string]string `json:"packages"`
 	Kernel        string            `json:"kernel"`        // running
 	KernelDefault string            `json:"kernelDefault"` // booted next
-	LivePatches   []string          `json:"livePatches,omitempty"`
-	Runtimes      map[string]string `json:"runtimes,omitempty"`
-	Scripts       []string          `json:"scripts,omitempty"` // artifacts run, in order
-	Restarts      map[string]int    `json:"restarts,omitempty"`
-	Drained       bool              `json:"drained,omitempty"`
-	BootSeq       int               `json:"bootSeq"`
-	Name          string            `json:"name"` // prefix of boot IDs
-	Reboots       int               `json:"reboots"`
-	Hurt          map[string]string `json:"hurt,omitempty"` // action key -> reason
-	Applies       int               `json:"applies"`
-	Rollbacks     int               `json:"rollbacks"`
+	// KernelOnce, when set, is booted by the next reboot only (a boot
+	// loader's one-shot entry), then cleared.
+	KernelOnce  string            `json:"kernelOnce,omitempty"`
+	LivePatches []string          `json:"livePatches,omitempty"`
+	Runtimes    map[string]string `json:"runtimes,omitempty"`
+	Scripts     []string          `json:"scripts,omitempty"` // artifacts run, in order
+	Restarts    map[string]int    `json:"restarts,omitempty"`
+	Drained     bool              `json:"drained,omitempty"`
+	BootSeq     int               `json:"bootSeq"`
+	Name        string            `json:"name"` // prefix of boot IDs
+	Reboots     int               `json:"reboots"`
+	Hurt        map[string]string `json:"hurt,omitempty"` // action key -> reason
+	Applies     int               `json:"applies"`
+	Rollbacks   int               `json:"rollbacks"`
 }
 
 // NewSimState returns a simulated node named name (used in boot IDs) of os
@@ -257,6 +260,9 @@ func (s *SimState) Reboot(ctx context.Context, reason string) error {
 	s.db.BootSeq++
 	s.db.Reboots++
 	s.db.Kernel = s.db.KernelDefault
+	if s.db.KernelOnce != "" {
+		s.db.Kernel, s.db.KernelOnce = s.db.KernelOnce, ""
+	}
 	return s.saveLocked()
 }
 
@@ -365,7 +371,8 @@ func (d *Sim) Name() string { return "sim" }
 // everything the action touches; "" means absent.
 type simSnapshot struct {
 	Packages map[string]string `json:"packages,omitempty"`
-	Kernel   string            `json:"kernel,omitempty"` // default kernel before
+	Kernel   string            `json:"kernel,omitempty"`  // default kernel before
+	Running  string            `json:"running,omitempty"` // kernel running before (kernel actions)
 	Patch    *bool             `json:"patchLoaded,omitempty"`
 	Runtime  map[string]string `json:"runtime,omitempty"`
 	Drained  *bool             `json:"drained,omitempty"`
@@ -494,6 +501,7 @@ func (d *Sim) snapshotLocked(a plan.Action) (simSnapshot, error) {
 		}
 	case plan.ActionKernel:
 		snap.Kernel = db.KernelDefault
+		snap.Running = db.Kernel
 	case plan.ActionLivePatch:
 		loaded := slices.Contains(db.LivePatches, a.LivePatch.ID)
 		snap.Patch = &loaded
@@ -756,4 +764,47 @@ func (d *Sim) VerifyRollback(ctx context.Context, a plan.Action, s Snapshot) err
 		return fmt.Errorf("sim verify rollback: state is %s, snapshot has %s", g, w)
 	}
 	return nil
+}
+
+var _ KernelFallback = (*Sim)(nil)
+
+// Kernels returns the kernel the node ran when s was taken and the one
+// it runs.
+func (d *Sim) Kernels(ctx context.Context, a plan.Action, s Snapshot) (string, string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
+	var snap simSnapshot
+	if err := json.Unmarshal(s.Data, &snap); err != nil {
+		return "", "", fmt.Errorf("sim kernels: bad snapshot: %w", err)
+	}
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	return snap.Running, d.s.db.Kernel, nil
+}
+
+// SetFallbackBoot makes the next reboot start the kernel the snapshot's
+// node ran (fallback: oneshot), or makes it the default (fallback:
+// default, and for onRollback: hold).
+func (d *Sim) SetFallbackBoot(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return Outcome{}, err
+	}
+	var snap simSnapshot
+	if err := json.Unmarshal(s.Data, &snap); err != nil || a.Kernel == nil || snap.Running == "" {
+		return Outcome{}, fmt.Errorf("sim fallback: no kernel recorded to boot: %w", ErrUnsupported)
+	}
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	how := "one-shot"
+	if a.Kernel.Fallback == plan.KernelFallbackDefault || a.Kernel.OnRollback == plan.KernelHold {
+		d.s.db.KernelDefault, how = snap.Running, "default"
+	} else {
+		d.s.db.KernelOnce = snap.Running
+	}
+	if err := d.s.saveLocked(); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Summary: "boot kernel " + snap.Running + " next (" + how + " entry); reboot required", RebootRequired: true,
+		Changed: []ChangeItem{{Name: "boot entry", To: snap.Running}}}, nil
 }

@@ -25,6 +25,9 @@ type ZypperOptions struct {
 	// with --root Root. A root is not the running system: the driver never
 	// reports a reboot for it and does not run needs-rebooting.
 	Root string
+	// BootLoader sets the kernel to boot when a kernel rollback falls
+	// back; nil means the one DetectBootLoader finds when it is needed.
+	BootLoader BootLoader
 }
 
 // NewZypper returns the driver for SUSE. Pins are [EPOCH:]VERSION-RELEASE
@@ -53,7 +56,7 @@ func NewZypper(r Runner, opts ZypperOptions) *PackageDriver {
 	if opts.Family == "" {
 		opts.Family = "suse"
 	}
-	return &PackageDriver{b: &zypperBackend{r: r, opts: opts}, family: opts.Family}
+	return &PackageDriver{b: &zypperBackend{r: r, opts: opts}, family: opts.Family, boot: bootLoaderFor(r, nil, opts.BootLoader)}
 }
 
 type zypperBackend struct {

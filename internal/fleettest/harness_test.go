@@ -47,6 +47,9 @@ type node struct {
 	container string
 	stateDir  string // host directory bind-mounted at /var/lib/drover
 	tmpfs     string // extra docker run --tmpfs argument, if any
+	// image is the node's image when not drover-fleet:SUITE: bootImage
+	// for a node that models its boot loader and kernel (kernel_test.go).
+	image string
 }
 
 // fleet is everything the test started.
@@ -205,13 +208,20 @@ mount -o remount,bind,ro /proc/sys/kernel/random/boot_id
 echo "boot $(cat /proc/sys/kernel/random/boot_id)"
 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 echo "deb [trusted=yes] $DROVER_REPO ./" >/etc/apt/sources.list.d/drover-fleettest.list
+kernel=
+if command -v grub-reboot >/dev/null; then
+	kernel="$FLEET_BASE_KERNEL=1.0"
+fi
 if [ ! -e /var/lib/drover-fleettest-ready ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	mkdir -p /var/tmp/apt-first/partial
-	apt-get install -y -qq -o Dir::Cache::Archives=/var/tmp/apt-first/ drover-testsvc=1.0 >/dev/null
-	rm -rf /var/tmp/apt-first
+	apt-get install -y -qq -o Dir::Cache::Archives=/var/tmp/apt-first/ drover-testsvc=1.0 $kernel >/dev/null
+	rm -rf /var/tmp/apt-first /var/run/reboot-required /var/run/reboot-required.pkgs
 	touch /var/lib/drover-fleettest-ready
+fi
+if [ -n "$kernel" ]; then
+	/opt/drover/grub-boot
 fi
 if [ -x /usr/bin/drover-testsvc ]; then
 	start-stop-daemon --start --quiet --oknodo --background --make-pidfile \
@@ -259,7 +269,8 @@ func setup(t *testing.T, nodes []*node) *fleet {
 	goBuild(t, root, filepath.Join(f.bin, "drover"), "./cmd/drover")
 	svc := filepath.Join(f.bin, "drover-testsvc")
 	goBuild(t, filepath.Join(root, "internal", "fleettest"), svc, "./testdata/testsvc")
-	for name, text := range map[string]string{"entrypoint.sh": entrypoint, "systemctl": systemctl} {
+	for name, text := range map[string]string{"entrypoint.sh": strings.ReplaceAll(entrypoint, "$FLEET_BASE_KERNEL", baseKernelPackage), "systemctl": systemctl,
+		"grub-boot": grubBoot, "update-grub": updateGRUB, "uname": uname} {
 		if err := os.WriteFile(filepath.Join(f.bin, name), []byte(text), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -318,7 +329,12 @@ func setup(t *testing.T, nodes []*node) *fleet {
 		if n.tmpfs != "" {
 			args = append(args, "--tmpfs", n.tmpfs)
 		}
-		args = append(args, "drover-fleet:"+n.suite, "/opt/drover/entrypoint.sh")
+		image := "drover-fleet:" + n.suite
+		if n.image != "" {
+			image = n.image
+			args = append(args, "-v", filepath.Join(f.bin, "uname")+":/usr/local/bin/uname:ro")
+		}
+		args = append(args, image, "/opt/drover/entrypoint.sh")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -122,6 +122,9 @@ func buildRepo(ctx context.Context, dir, svc string) error {
 			return fmt.Errorf("dpkg-deb --build %s: %w\n%s", v.Version, err, out)
 		}
 	}
+	if err := buildKernelDebs(ctx, dir); err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, "dpkg-scanpackages", "--multiversion", ".", "/dev/null")
 	cmd.Dir = dir
 	var stderr strings.Builder
@@ -130,8 +133,8 @@ func buildRepo(ctx context.Context, dir, svc string) error {
 	if err != nil {
 		return fmt.Errorf("dpkg-scanpackages: %w\n%s", err, stderr.String())
 	}
-	if n := strings.Count(string(idx), "\nPackage: ") + 1; n != len(repoVersions) {
-		return fmt.Errorf("dpkg-scanpackages listed %d packages, want %d:\n%s", n, len(repoVersions), idx)
+	if n := strings.Count(string(idx), "\nPackage: ") + 1; n != len(repoVersions)+len(kernelReleases) {
+		return fmt.Errorf("dpkg-scanpackages listed %d packages, want %d:\n%s", n, len(repoVersions)+len(kernelReleases), idx)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "Packages"), idx, 0o644); err != nil {
 		return err

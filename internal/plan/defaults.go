@@ -146,8 +146,16 @@ func defaultAction(a *Action) {
 			pa.Rollback = RollbackPreviousVersion
 		}
 	}
-	if k := a.Kernel; k != nil && k.Rollback == "" {
-		k.Rollback = DefaultKernelRollback
+	if k := a.Kernel; k != nil {
+		if k.Rollback == "" {
+			k.Rollback = DefaultKernelRollback
+		}
+		if k.Fallback == "" {
+			k.Fallback = KernelFallbackOneShot
+		}
+		if k.OnRollback == "" {
+			k.OnRollback = KernelRemove
+		}
 	}
 	if lp := a.LivePatch; lp != nil && lp.Provider == "" {
 		lp.Provider = DefaultLivePatchProvider

@@ -139,11 +139,47 @@ type PackagePin struct {
 }
 
 // KernelAction installs a kernel version; rollback boots the previous one.
+// A node that already booted the new kernel is rolled back through its
+// boot loader: the kernel it ran before the step is set to boot (Fallback),
+// the node reboots, the agent confirms the boot (a new boot ID, that
+// kernel running), then the new kernel is removed or held (OnRollback).
 type KernelAction struct {
 	Version  string `yaml:"version" json:"version"`
 	Package  string `yaml:"package,omitempty" json:"package,omitempty" desc:"kernel package name, when not derivable from the os family"`
 	Rollback string `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"previous-kernel (default) | none"`
+	// Fallback is how the rollback makes the boot loader start the
+	// previous kernel: KernelFallbackOneShot or KernelFallbackDefault.
+	Fallback KernelFallback `yaml:"fallback,omitempty" json:"fallback,omitempty" desc:"oneshot (default: the next boot only, grub-reboot / bootctl set-oneshot) | default (every boot, grub-set-default / bootctl set-default)"`
+	// OnRollback is what becomes of the new kernel once the node runs
+	// the previous one again.
+	OnRollback KernelOnRollback `yaml:"onRollback,omitempty" json:"onRollback,omitempty" desc:"remove (default: uninstall the new kernel) | hold (keep it installed but held, the previous kernel the boot default)"`
 }
+
+// KernelFallback is how a kernel rollback selects the previous kernel.
+type KernelFallback string
+
+// Kernel fallbacks.
+const (
+	// KernelFallbackOneShot boots the previous kernel on the next boot
+	// only; removing the new kernel then makes the previous one the
+	// default again.
+	KernelFallbackOneShot KernelFallback = "oneshot"
+	// KernelFallbackDefault makes the previous kernel the boot loader's
+	// default (GRUB needs GRUB_DEFAULT=saved for it).
+	KernelFallbackDefault KernelFallback = "default"
+)
+
+// KernelOnRollback is what a kernel rollback does with the new kernel.
+type KernelOnRollback string
+
+// What a kernel rollback does with the new kernel.
+const (
+	KernelRemove KernelOnRollback = "remove"
+	// KernelHold keeps the new kernel installed and held (apt-mark hold,
+	// dnf versionlock, zypper addlock), with the previous kernel the
+	// boot loader's default so that the next reboot does not start it.
+	KernelHold KernelOnRollback = "hold"
+)
 
 // LivePatchAction loads a kernel live patch; rollback unloads it.
 type LivePatchAction struct {

@@ -277,6 +277,8 @@ func (v *validator) action(path string, a *Action) {
 	case "kernel":
 		v.nonEmpty(kp+".version", a.Kernel.Version, "kernel version")
 		v.enum(kp+".rollback", a.Kernel.Rollback, "previous-kernel", "none")
+		v.enum(kp+".fallback", string(a.Kernel.Fallback), string(KernelFallbackOneShot), string(KernelFallbackDefault))
+		v.enum(kp+".onRollback", string(a.Kernel.OnRollback), string(KernelRemove), string(KernelHold))
 	case "livepatch":
 		v.nonEmpty(kp+".id", a.LivePatch.ID, "live patch id")
 		v.enum(kp+".provider", a.LivePatch.Provider, "kpatch", "canonical-livepatch")
