@@ -647,7 +647,7 @@ func TestRollbackStep(t *testing.T) {
 		srv.final(t)
 		srv.dispatch(api.StepPayload{ID: "r1/n1/rollback/1", Rollout: "r1", Kind: "rollback", Attempt: 1, Reboot: plan.RebootIfRequired})
 		final, seen := srv.final(t)
-		want := "undid livepatch kpatch-cve-2026-1, package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1"
+		want := "undid livepatch kpatch-cve-2026-1, package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1; not verified: the plan has no node probes"
 		if phases(seen) != "running rolled-back" || final.Reason != want {
 			t.Errorf("reports %q, reason %q\nwant %q", phases(seen), final.Reason, want)
 		}
@@ -659,6 +659,69 @@ func TestRollbackStep(t *testing.T) {
 		final, _ = srv.final(t)
 		if final.Phase != engine.PhaseFailed || !strings.HasPrefix(final.Reason, "rollback failed: no apply step of rollout r9") {
 			t.Errorf("unknown rollout: %s %q", final.Phase, final.Reason)
+		}
+	})
+}
+
+// TestRollbackVerified: after a rollback the node's probes run again
+// (the plan's node probes, as after the apply): a node healthy again is
+// reported rolled back with a passing gate; one still unhealthy at the
+// healthy deadline with a failing gate, the probe's reason, and the
+// evidence (the probes' verdict, the apply's change record).
+func TestRollbackVerified(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		cfg := n.config(t, srv)
+		cfg.AllowProbeOutput = true
+		stop, _ := start(t, cfg)
+		defer stop()
+		rollback := func(rollout string, probes []plan.Probe) api.StepPayload {
+			return api.StepPayload{ID: rollout + "/n1/rollback/1", Rollout: rollout, Kind: "rollback", Attempt: 1, Reboot: plan.RebootNever,
+				Probes: probes, HealthyDeadline: plan.Duration(2 * time.Minute)}
+		}
+		step := applyStep(1, pkg("telemetry-agent", "7.2.0"))
+		step.MinHealthy = 0
+		srv.dispatch(step)
+		srv.final(t)
+		srv.dispatch(rollback("r1", step.Probes))
+		final, _ := srv.final(t)
+		want := "undid package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1; verified healthy: 1 node probes passed"
+		if final.Phase != engine.PhaseRolledBack || final.Gate != engine.Pass || final.Reason != want {
+			t.Errorf("healthy: %s/%s %q\nwant rolled-back/pass %q", final.Phase, final.Gate, final.Reason, want)
+		}
+
+		step = applyStep(1, pkg("nginx", "1.22.1-9+deb12u1"))
+		step.ID, step.Rollout, step.MinHealthy = "r2/n1/apply/1", "r2", 0
+		step.Probes[0].IncludeOutput = true
+		srv.dispatch(step)
+		srv.final(t)
+		n.healthy.Store(false) // the rollback does not cure it
+		t0 := time.Now()
+		srv.dispatch(rollback("r2", step.Probes))
+		final, _ = srv.final(t)
+		want = "rollback done but still unhealthy: node probes did not pass within 2m0s of the rollback: " +
+			"command check-app: exit status 1, want 0: app answers 500 on /orders (after 1 try) " +
+			"(undid package nginx 1.22.1-9+deb12u1: restored the snapshots taken before r2/n1/apply/1)"
+		if final.Phase != engine.PhaseRolledBack || final.Gate != engine.Fail || final.Reason != want {
+			t.Errorf("unhealthy: %s/%s %q\nwant rolled-back/fail %q", final.Phase, final.Gate, final.Reason, want)
+		}
+		if took := time.Since(t0); took < 2*time.Minute || took > 3*time.Minute+30*time.Second {
+			t.Errorf("rollback took %s, want the 30s restore and probes up to the 2m healthy deadline", took)
+		}
+		if v, _ := n.state.Version("nginx"); v != "1.22.1-9" {
+			t.Errorf("nginx %s after the rollback, want 1.22.1-9", v)
+		}
+		pr, _ := final.Evidence["probesAfterRollback"].(map[string]any)
+		if pr["verdict"] != "fail" || !strings.Contains(pr["reason"].(string), "app answers 500") {
+			t.Errorf("evidence probesAfterRollback = %v", pr)
+		}
+		acts, _ := final.Evidence["actions"].([]any)
+		if len(acts) != 1 {
+			t.Fatalf("evidence actions = %v, want one", acts)
+		}
+		if a, _ := acts[0].(map[string]any); a["change"] == nil || a["rollback"] == nil {
+			t.Errorf("evidence actions = %v, want the apply's change record with the rollback's", final.Evidence["actions"])
 		}
 	})
 }

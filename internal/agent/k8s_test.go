@@ -46,7 +46,7 @@ type k8sNode struct {
 
 func newK8sNode(t *testing.T, cordoned bool) *k8sNode {
 	n := newTestNode(t)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{Unschedulable: cordoned}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{Unschedulable: cordoned}, Status: nodeReady(corev1.ConditionTrue)}
 	yes := true
 	pod := func(name, node, owner string) *corev1.Pod {
 		return &corev1.Pod{
@@ -71,6 +71,27 @@ func newK8sNode(t *testing.T, cordoned bool) *k8sNode {
 		kn.reg.Register(k, kn.watched)
 	}
 	return kn
+}
+
+// nodeReady is a node status whose Ready condition is st.
+func nodeReady(st corev1.ConditionStatus) corev1.NodeStatus {
+	return corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, Reason: "KubeletReady"}}}
+}
+
+// setReady sets n1's Ready condition.
+func (n *k8sNode) setReady(t *testing.T, st corev1.ConditionStatus) {
+	t.Helper()
+	node, err := n.c.CoreV1().Nodes().Get(context.Background(), "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Status = nodeReady(st)
+	if st != corev1.ConditionTrue {
+		node.Status.Conditions[0].Reason = "KubeletNotReady"
+	}
+	if _, err := n.c.CoreV1().Nodes().UpdateStatus(context.Background(), node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (n *k8sNode) config(t *testing.T, srv *fakeServer) Config {

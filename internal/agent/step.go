@@ -357,7 +357,7 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		d, err := a.cfg.Drivers.For(act, facts)
 		var out driver.Outcome
 		if err == nil {
-			if _, ok := d.(uncordoner); ok {
+			if _, ok := a.isUncordoner(act); ok {
 				if len(errs) > 0 {
 					kept = append(kept, what)
 					continue
@@ -537,7 +537,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 		if mine := st.Actions[i]; mine == nil || !mine.RolledBack {
 			var out driver.Outcome
 			var err error
-			if _, ok := d.(uncordoner); ok {
+			if _, ok := a.isUncordoner(act); ok {
 				out, err = a.retryUncordon(ctx, st.ID, what, func(ctx context.Context) (driver.Outcome, error) {
 					return d.Rollback(ctx, act, *as.Snapshot)
 				})
@@ -578,7 +578,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			errs = append(errs, describe(act, facts.OS.Family)+": "+err.Error())
 			continue
 		}
-		if _, ok := d.(uncordoner); ok {
+		if _, ok := a.isUncordoner(act); ok {
 			held = append(held, i)
 			continue
 		}
@@ -610,9 +610,19 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			boot, _ = a.bootID(ctx)
 		}
 	}
-	// Back in service last, and only when everything it covers is restored.
+	// The node's probes run again before it goes back into service: a
+	// node still unhealthy after its rollback stays held (cordoned).
+	var probed rollbackProbes
+	if len(errs) == 0 {
+		var err error
+		if probed, err = a.probeAfterRollback(ctx, st.Payload); err != nil {
+			return err
+		}
+	}
+	// Back in service last, and only when everything it covers is
+	// restored and the node is healthy again.
 	for _, i := range held {
-		if len(errs) > 0 {
+		if len(errs) > 0 || probed.verdict == engine.Fail {
 			kept = append(kept, describe(ref.Payload.Actions[i], facts.OS.Family))
 			continue
 		}
@@ -632,7 +642,98 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	if len(done) == 0 {
 		reason = "nothing to restore: " + ref.ID + " changed nothing"
 	}
-	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Reason: reason, BootID: boot, Evidence: a.evidence(st.ID)})
+	ev := a.evidence(st.ID)
+	if ev == nil {
+		ev = map[string]any{}
+	}
+	ev["probesAfterRollback"] = probed.evidence()
+	switch probed.verdict {
+	case engine.Fail:
+		reason = "rollback done but still unhealthy: " + probed.reason + " (" + reason + ")" + keptCordoned(kept, "its probes still fail after the rollback")
+	case engine.Pass:
+		reason += "; verified healthy: " + probed.reason
+	default:
+		reason += "; not verified: " + probed.reason
+	}
+	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Gate: probed.verdict, Reason: reason, BootID: boot, Evidence: ev})
+}
+
+// rollbackProbes is what the node's probes said after a rollback:
+// verdict Pass (reason names what passed), Fail (reason says why), or ""
+// when nothing could be probed (reason says why).
+type rollbackProbes struct {
+	verdict engine.Verdict
+	reason  string
+	skipped []string // probes this agent's policy does not run
+	took    time.Duration
+}
+
+func (r rollbackProbes) evidence() map[string]any {
+	e := map[string]any{"verdict": string(r.verdict), "reason": r.reason, "took": r.took.String()}
+	if r.verdict == "" {
+		e["verdict"] = "not-verified"
+	}
+	if len(r.skipped) > 0 {
+		e["skipped"] = r.skipped
+	}
+	return e
+}
+
+// probeAfterRollback runs the step's probes (the plan's node probes, the
+// same as after the apply) until they all pass, for at most the step's
+// healthy deadline; no soak. Probes this agent's policy refuses (a
+// rollback is not refused for them) are left out and named. It returns
+// errStopped when ctx ends.
+func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload) (rollbackProbes, error) {
+	var out rollbackProbes
+	var probes []plan.Probe
+	for i, pr := range p.Probes {
+		if why := plan.RefusedProbe(pr, a.policy); why != "" {
+			out.skipped = append(out.skipped, fmt.Sprintf("probe %d: %s", i+1, why))
+			continue
+		}
+		probes = append(probes, pr)
+	}
+	if len(probes) == 0 {
+		out.reason = "the plan has no node probes"
+		if len(out.skipped) > 0 {
+			out.reason = "this agent runs none of the plan's node probes (" + strings.Join(out.skipped, "; ") + ")"
+		}
+		return out, nil
+	}
+	interval := plan.DefaultProbeInterval.D()
+	for i, pr := range probes {
+		if d := pr.Interval.D(); d > 0 && (i == 0 || d < interval) {
+			interval = d
+		}
+	}
+	deadline := p.HealthyDeadline.D()
+	if deadline <= 0 {
+		deadline = plan.DefaultHealthyDeadline.D()
+	}
+	start := a.clock.Now()
+	for {
+		why := a.probeAll(ctx, probes)
+		if ctx.Err() != nil {
+			return out, errStopped
+		}
+		out.took = a.clock.Now().Sub(start)
+		if why == "" {
+			out.verdict, out.reason = engine.Pass, fmt.Sprintf("%d node probes passed", len(probes))
+			if len(out.skipped) > 0 {
+				out.reason += " (not run by this agent: " + strings.Join(out.skipped, "; ") + ")"
+			}
+			return out, nil
+		}
+		if a.clock.Now().Add(interval).Sub(start) > deadline {
+			out.verdict = engine.Fail
+			out.reason = fmt.Sprintf("node probes did not pass within %s of the rollback: %s", deadline, why)
+			return out, nil
+		}
+		if err := a.c.sleep(ctx, interval); err != nil {
+			return out, errStopped
+		}
+	}
 }
 
 // describeAll describes actions idx of st.
@@ -672,9 +773,10 @@ func (a *agent) evidence(id string) map[string]any {
 		return nil
 	}
 	actions := st.Payload.Actions
+	var ref stepState // the apply a rollback restores: its change records go with the rollback's
 	if st.From != "" {
-		if ref, ok := a.j.step(st.From); ok {
-			actions = ref.Payload.Actions
+		if r, ok := a.j.step(st.From); ok {
+			ref, actions = r, r.Payload.Actions
 		}
 	}
 	fam := a.currentFacts().OS.Family
@@ -690,6 +792,8 @@ func (a *agent) evidence(id string) map[string]any {
 		}
 		if as.Change != nil {
 			e["change"] = as.Change
+		} else if ras := ref.Actions[i]; ras != nil && ras.Change != nil {
+			e["change"] = ras.Change
 		}
 		if as.Snapshot != nil {
 			e["snapshot"] = as.Snapshot

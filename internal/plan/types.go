@@ -168,7 +168,7 @@ type ContainerRuntimeAction struct {
 // following actions and uncordons it after them.
 type KubernetesNodeAction struct {
 	Drain       bool     `yaml:"drain" json:"drain"`
-	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout (default 10m)"`
+	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout, and how long the node may take to report Ready again before it is uncordoned (default 10m)"`
 	GracePeriod Duration `yaml:"gracePeriod,omitempty" json:"gracePeriod,omitempty"`
 	DeleteLocal bool     `yaml:"deleteEmptyDirData,omitempty" json:"deleteEmptyDirData,omitempty"`
 }
