@@ -610,19 +610,9 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			boot, _ = a.bootID(ctx)
 		}
 	}
-	// The node's probes run again before it goes back into service: a
-	// node still unhealthy after its rollback stays held (cordoned).
-	var probed rollbackProbes
-	if len(errs) == 0 {
-		var err error
-		if probed, err = a.probeAfterRollback(ctx, st.Payload); err != nil {
-			return err
-		}
-	}
-	// Back in service last, and only when everything it covers is
-	// restored and the node is healthy again.
+	// Back in service last, and only when everything it covers is restored.
 	for _, i := range held {
-		if len(errs) > 0 || probed.verdict == engine.Fail {
+		if len(errs) > 0 {
 			kept = append(kept, describe(ref.Payload.Actions[i], facts.OS.Family))
 			continue
 		}
@@ -642,20 +632,71 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	if len(done) == 0 {
 		reason = "nothing to restore: " + ref.ID + " changed nothing"
 	}
-	ev := a.evidence(st.ID)
-	if ev == nil {
-		ev = map[string]any{}
+	// The node's probes run again, as after the apply (after the
+	// uncordon): a node still unhealthy is taken out of service again.
+	probed, err := a.probeAfterRollback(ctx, st.Payload)
+	if err != nil {
+		return err
 	}
-	ev["probesAfterRollback"] = probed.evidence()
 	switch probed.verdict {
 	case engine.Fail:
-		reason = "rollback done but still unhealthy: " + probed.reason + " (" + reason + ")" + keptCordoned(kept, "its probes still fail after the rollback")
+		out, err := a.holdAgain(ctx, st.ID, ref, held)
+		if err != nil {
+			return err
+		}
+		reason = "rollback done but still unhealthy: " + probed.reason + " (" + reason + ")" + out
 	case engine.Pass:
 		reason += "; verified healthy: " + probed.reason
 	default:
 		reason += "; not verified: " + probed.reason
 	}
+	ev := a.evidence(st.ID)
+	if ev == nil {
+		ev = map[string]any{}
+	}
+	ev["probesAfterRollback"] = probed.evidence()
 	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Gate: probed.verdict, Reason: reason, BootID: boot, Evidence: ev})
+}
+
+// holdAgain takes the node out of service again (cordon, and drain, the
+// uncordoner's Apply) for each uncordoner action idx of ref, after a
+// rollback that left it unhealthy, and says what it did for the reason
+// ("" when ref has no such action).
+func (a *agent) holdAgain(ctx context.Context, id string, ref stepState, idx []int) (string, error) {
+	if len(idx) == 0 {
+		return "", nil
+	}
+	facts := a.currentFacts()
+	var held, errs []string
+	for _, i := range idx {
+		act := ref.Payload.Actions[i]
+		what := describe(act, facts.OS.Family)
+		d, err := a.cfg.Drivers.For(act, facts)
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+			continue
+		}
+		out, err := d.Apply(ctx, act)
+		if stopped(ctx, err) {
+			return "", errStopped
+		}
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+			continue
+		}
+		if err := a.j.append(record{Type: recAction, Step: id, At: a.clock.Now(), Action: i, Stage: stageHeld, Driver: d.Name(), Outcome: &out}); err != nil {
+			return "", err
+		}
+		held = append(held, what)
+	}
+	var s string
+	if len(held) > 0 {
+		s = "; node taken out of service again (" + strings.Join(held, ", ") + "): it stays so until a human resolves it"
+	}
+	if len(errs) > 0 {
+		s += "; could not take the node out of service again: " + strings.Join(errs, "; ")
+	}
+	return s, nil
 }
 
 // rollbackProbes is what the node's probes said after a rollback:

@@ -277,7 +277,9 @@ func testKubernetesKeepsOperatorCordon(t *testing.T, backend string) {
 // timeout is left cordoned and Uncordon fails with ErrNotReady.
 func TestKubernetesUncordonWaitsForReady(t *testing.T) {
 	for _, backend := range k8sBackends {
-		t.Run(backend, func(t *testing.T) { synctest.Test(t, func(t *testing.T) { testKubernetesUncordonWaitsForReady(t, backend) }) })
+		t.Run(backend, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testKubernetesUncordonWaitsForReady(t, backend) })
+		})
 	}
 }
 
