@@ -30,6 +30,8 @@ type testNode struct {
 	dir   string
 	// healthy, when set, answers the "check-app" probe command.
 	healthy atomic.Bool
+	// badConfig, when set, fails the "config-test" command.
+	badConfig atomic.Bool
 }
 
 func newTestNode(t *testing.T) *testNode {
@@ -52,6 +54,13 @@ func newTestNode(t *testing.T) *testNode {
 // Run implements driver.Runner for probes: "check-app" follows n.healthy,
 // the rest goes to the simulated node.
 func (n *testNode) Run(ctx context.Context, env []string, name string, args ...string) ([]byte, []byte, error) {
+	if name == "config-test" {
+		if n.badConfig.Load() {
+			msg := `nginx: [emerg] unknown directive "ssl_protocols_x" in /etc/nginx/nginx.conf:12`
+			return nil, []byte(msg), &driver.ExitError{Code: 1, Stderr: msg}
+		}
+		return []byte("nginx: configuration file /etc/nginx/nginx.conf test is successful"), nil, nil
+	}
 	if name == "check-app" {
 		if n.healthy.Load() {
 			return []byte("ok"), nil, nil
@@ -832,4 +841,110 @@ func TestProgressSender(t *testing.T) {
 	if got := strings.Join(sent, " "); got != "a c d" {
 		t.Fatalf("sent %q, want \"a c d\"", got)
 	}
+}
+
+// deferringSim is the simulated driver with its service restarts held
+// back on request, as apt's policy-rc.d does: ApplyDeferred lists
+// "nginx.service restart", RunDeferred records what it runs.
+type deferringSim struct {
+	driver.Driver
+	mu  sync.Mutex
+	ran []string
+}
+
+func (d *deferringSim) ApplyDeferred(ctx context.Context, a plan.Action) (driver.Outcome, error) {
+	out, err := d.Driver.Apply(ctx, a)
+	out.Deferred = []string{"nginx.service restart"}
+	return out, err
+}
+
+func (d *deferringSim) RunDeferred(_ context.Context, _ plan.Action, deferred []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ran = append(d.ran, deferred...)
+	return nil
+}
+
+func (d *deferringSim) VerifyRollback(ctx context.Context, a plan.Action, s driver.Snapshot) error {
+	return d.Driver.(rollbackVerifier).VerifyRollback(ctx, a, s)
+}
+
+func (d *deferringSim) restarts() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.ran...)
+}
+
+// TestPreRestartCheck: an action's pre-restart check runs after the
+// package changed, with its service restarts held back: passing, the
+// restarts run; failing, the step rolls back before any service
+// restarted on the new version, and says why (the check's output, the
+// agent allowing it). The check is a command probe: an agent that does
+// not allow them refuses the step.
+func TestPreRestartCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		ds := &deferringSim{Driver: driver.NewSim(n.state)}
+		n.reg = &driver.Registry{}
+		n.reg.Register(plan.ActionPackage, ds)
+		srv := newFakeServer(t)
+		cfg := n.config(t, srv)
+		cfg.AllowProbeOutput = true
+		stop, _ := start(t, cfg)
+		defer stop()
+		checked := func(attempt int, version string) api.StepPayload {
+			act := pkg("nginx", version)
+			act.PreRestartCheck = &plan.RestartCheck{Command: []string{"config-test"}}
+			step := applyStep(attempt, act)
+			step.MinHealthy = 0
+			return step
+		}
+
+		srv.dispatch(checked(1, "1.22.1-9+deb12u1"))
+		if final, _ := srv.final(t); final.Gate != engine.Pass {
+			t.Fatalf("good config: %s/%s %q", final.Phase, final.Gate, final.Reason)
+		}
+		if got := strings.Join(ds.restarts(), ","); got != "nginx.service restart" {
+			t.Errorf("restarts after a passing check: %q, want the held-back nginx.service restart", got)
+		}
+		if st, _ := readJournal(t, n.dir).step("r1/n1/apply/1"); st.Actions[0] == nil || !st.Actions[0].Restarted {
+			t.Error("journal: restarted not recorded")
+		}
+
+		n.badConfig.Store(true)
+		srv.dispatch(checked(2, "1.22.1-9+deb12u2"))
+		final, _ := srv.final(t)
+		want := "package nginx 1.22.1-9+deb12u2: pre-restart check failed, so no service restarted on the change: pre-restart check: command config-test: exit status 1, want 0: " +
+			`nginx: [emerg] unknown directive "ssl_protocols_x" in /etc/nginx/nginx.conf:12 (after 1 try); rolled back package nginx 1.22.1-9+deb12u2`
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("bad config: %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		if got := len(ds.restarts()); got != 1 {
+			t.Errorf("%d restarts after a failing check, want none more", got-1)
+		}
+		if v, _ := n.state.Version("nginx"); v != "1.22.1-9+deb12u1" {
+			t.Errorf("nginx %s, want 1.22.1-9+deb12u1 restored", v)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		cfg := n.config(t, srv)
+		cfg.AllowCommandProbes = false
+		stop, _ := start(t, cfg)
+		defer stop()
+		act := pkg("nginx", "1.22.1-9+deb12u1")
+		act.PreRestartCheck = &plan.RestartCheck{Command: []string{"config-test"}}
+		step := applyStep(1, act)
+		step.Probes = nil
+		srv.dispatch(step)
+		final, _ := srv.final(t)
+		want := "pre-restart check of action 1 refused by this agent's configuration: command probe config-test: the agent does not allow command probes (--allow-command-probes); nothing was run"
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("not allowed: %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		if v, _ := n.state.Version("nginx"); v != "1.22.1-9" {
+			t.Errorf("nginx %s: changed by a refused step", v)
+		}
+	})
 }

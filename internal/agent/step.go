@@ -100,6 +100,11 @@ func (a *agent) check(p api.StepPayload) string {
 		if !slices.Contains(a.cfg.Accepts, kind) {
 			return fmt.Sprintf("action kind %s not allowed by this agent's configuration (action %d, %s); nothing was run", kind, i+1, describe(act, ""))
 		}
+		if c := act.PreRestartCheck; c != nil && p.Kind == kindApply {
+			if why := plan.RefusedProbe(c.Probe(), a.policy); why != "" {
+				return fmt.Sprintf("pre-restart check of action %d refused by this agent's configuration: %s; nothing was run", i+1, why)
+			}
+		}
 	}
 	for i, pr := range p.Probes {
 		switch pr.Kind {
@@ -120,6 +125,18 @@ func (a *agent) check(p api.StepPayload) string {
 // probes before anything changes, as the script driver's preflight
 // does for scripts; "" when all verify.
 func (a *agent) verifyProbeArtifacts(ctx context.Context, p api.StepPayload) string {
+	for i, act := range p.Actions {
+		c := act.PreRestartCheck
+		if c == nil || c.Artifact == "" {
+			continue
+		}
+		if a.cfg.Verifier == nil {
+			return fmt.Sprintf("pre-restart check of action %d: artifact %s refused: %v; nothing was changed", i+1, c.Artifact, driver.ErrNoVerifier)
+		}
+		if _, err := a.cfg.Verifier.Verify(ctx, c.Artifact); err != nil {
+			return fmt.Sprintf("pre-restart check of action %d: artifact %s refused: verify artifact: %v; nothing was changed", i+1, c.Artifact, err)
+		}
+	}
 	for i, pr := range p.Probes {
 		if pr.Kind != plan.ProbeCommand || pr.Artifact == "" {
 			continue
@@ -199,7 +216,7 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 			return err
 		}
 		a.log.Info("applying", "step", st.ID, "action", what, "driver", d.Name(), "change", changes[i].Summary)
-		out, err := d.Apply(ctx, act)
+		out, err := a.applyAction(ctx, d, act)
 		if stopped(ctx, err) {
 			return errStopped
 		}
@@ -208,6 +225,21 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 		}
 		if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageApplied, Outcome: &out}); err != nil {
 			return err
+		}
+		if act.PreRestartCheck != nil {
+			why, err := a.checkThenRestart(ctx, d, act, out)
+			if stopped(ctx, err) {
+				return errStopped
+			}
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				return a.fail(ctx, st.ID, what+": "+why)
+			}
+			if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestarted}); err != nil {
+				return err
+			}
 		}
 		err = d.Verify(ctx, act)
 		if stopped(ctx, err) {
@@ -221,6 +253,52 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 		}
 	}
 	return a.afterActions(ctx, st.ID, false)
+}
+
+// applyAction applies act through d: with the service restarts held
+// back when act has a pre-restart check (a service-restart action's
+// restart is its Apply: nothing is applied before the check).
+func (a *agent) applyAction(ctx context.Context, d driver.Driver, act plan.Action) (driver.Outcome, error) {
+	switch {
+	case act.PreRestartCheck == nil:
+		return d.Apply(ctx, act)
+	case act.ServiceRestart != nil:
+		return driver.Outcome{Summary: "restart held back until the pre-restart check passed"}, nil
+	}
+	rd, ok := d.(driver.RestartDeferrer)
+	if !ok {
+		return driver.Outcome{}, fmt.Errorf("preRestartCheck: the %s driver cannot hold back service restarts: %w", d.Name(), driver.ErrUnsupported)
+	}
+	return rd.ApplyDeferred(ctx, act)
+}
+
+// checkThenRestart runs act's pre-restart check once act is applied with
+// its restarts held back, then the restarts: the held-back ones of out,
+// or a service-restart action's Apply. It returns why the step fails (""
+// when the services restarted): the check's reason, the start of its
+// output included when the agent allows (--allow-probe-output), before
+// any service restarted on the change.
+func (a *agent) checkThenRestart(ctx context.Context, d driver.Driver, act plan.Action, out driver.Outcome) (string, error) {
+	res := a.prober.Run(ctx, act.PreRestartCheck.Probe())
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	if res.Verdict != engine.Pass {
+		return "pre-restart check failed, so no service restarted on the change: " + res.Reason, nil
+	}
+	var err error
+	if act.ServiceRestart != nil {
+		_, err = d.Apply(ctx, act)
+	} else if len(out.Deferred) > 0 {
+		err = d.(driver.RestartDeferrer).RunDeferred(ctx, act, out.Deferred)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "pre-restart check passed, but the restarts failed: " + err.Error(), nil
+	}
+	return "", nil
 }
 
 // afterActions runs once every action is in place: the reboot if the
@@ -353,6 +431,9 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		if as.RolledBack {
 			done = append(done, what)
 			continue
+		}
+		if act.ServiceRestart != nil && act.PreRestartCheck != nil && !as.Restarted {
+			continue // its check failed: the service never restarted, and undoing it would restart it
 		}
 		d, err := a.cfg.Drivers.For(act, facts)
 		var out driver.Outcome
