@@ -48,13 +48,13 @@ const (
 
 // Action stages, in the order they happen.
 const (
-	stagePreflight  = "preflight"   // Change recorded; nothing changed yet
-	stageSnapshot   = "snapshot"    // Snapshot recorded; Apply is about to start
-	stageApplied    = "applied"     // Apply returned (Outcome)
-	stageVerified   = "verified"    // Verify returned nil
+	stagePreflight = "preflight" // Change recorded; nothing changed yet
+	stageSnapshot  = "snapshot"  // Snapshot recorded; Apply is about to start
+	stageApplied   = "applied"   // Apply returned (Outcome)
+	stageVerified  = "verified"  // Verify returned nil
 	// stageRestarted: the action's pre-restart check passed and the
 	// service restarts its ApplyDeferred held back ran (Outcome).
-	stageRestarted = "restarted"
+	stageRestarted  = "restarted"
 	stageRolledBack = "rolled-back" // Rollback returned (Outcome)
 	stageRestoreErr = "rollback-failed"
 	// stageUncordoning: every action of an apply step is done (reboot
