@@ -267,7 +267,7 @@ func (v *validator) action(path string, a *Action) {
 			v.keyErrf(cp, "preRestartCheck goes with package and serviceRestart actions (a %s action restarts no service drover can hold back)", kinds[0])
 		} else {
 			pr := a.PreRestartCheck.Probe()
-			v.commandProbe(cp, &pr)
+			v.commandProbe(cp, &pr, "a pre-restart check")
 		}
 	}
 	set := map[string]bool{
