@@ -264,6 +264,10 @@ func testReportStep(t *testing.T, s Backend) {
 		"r1/n2/rollback/1", "rollback-unhealthy", at(9*time.Minute).UnixNano(), at(11*time.Minute).UnixNano(), ev); err != nil || n != 1 {
 		t.Fatalf("rollback step row without its times, result and evidence (matched %d rows, %v)", n, err)
 	}
+	// Out of service: it keeps its hold while the rollout runs.
+	if n, err := s.ExecRaw(ctx, "UPDATE node_holds SET since = since WHERE node_id = ? AND holder = ?", "n2", "r1"); err != nil || n != 1 {
+		t.Fatalf("rollback-unhealthy n2 lost its hold (matched %d rows, %v)", n, err)
+	}
 	unhealthy.At = at(12 * time.Minute)
 	ok(t, s.ReportStep(ctx, unhealthy)) // a repeated final report
 	if v := load(t, s, "r1").Rollout.Version; v != version {
