@@ -458,15 +458,18 @@ func TestParseDpkgSearch(t *testing.T) {
 	}
 }
 
-// maintScripts stands in for dpkg running nginx's maintainer scripts
-// during apt-get install: it asks policy-rc.d, the real file the driver
-// wrote, as deb-systemd-invoke and invoke-rc.d do ("UNIT ACTION",
-// "--quiet ID (ACTION)"), and runs the restarts only where it answers
-// 0 or 104. The rest of the install replays recorded output.
+// maintScripts stands in for dpkg running a package's maintainer
+// scripts during apt-get install. The systemd unit's restart goes
+// through the host's real deb-systemd-invoke (init-system-helpers), with
+// DPKG_ROOT pointing it at root, where the driver writes policy-rc.d;
+// the init script's, which invoke-rc.d would run from the host's
+// /etc/init.d, is asked of policy-rc.d as invoke-rc.d asks it ("--quiet
+// ID (ACTION)"), by sh. A restart runs only where policy-rc.d allows
+// it. The rest of the install replays recorded output.
 type maintScripts struct {
 	*replayRunner
-	policy    string
-	restarted []string // restarts run, at install and by the driver
+	root, policy string
+	restarted    []string // restarts run, at install and by the driver
 }
 
 func (m *maintScripts) Run(ctx context.Context, env []string, name string, args ...string) ([]byte, []byte, error) {
@@ -475,20 +478,27 @@ func (m *maintScripts) Run(ctx context.Context, env []string, name string, args 
 		m.restarted = append(m.restarted, commandLine(name, args...))
 		return nil, nil, nil
 	case name == "apt-get" && len(args) > 0 && args[0] == "install":
-		for _, q := range [][]string{{"nginx.service", "restart"}, {"--quiet", "nginx", "(restart)"}} {
-			code := 0
-			if _, err := os.Stat(m.policy); err == nil {
-				err := exec.CommandContext(ctx, "sh", append([]string{m.policy}, q...)...).Run()
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					code = ee.ExitCode()
-				} else if err != nil {
-					return nil, nil, err
-				}
+		// A unit no host has: were policy-rc.d to allow it, systemctl
+		// would fail, and the test with it.
+		cmd := exec.CommandContext(ctx, "deb-systemd-invoke", "restart", "drover-testsvc.service")
+		cmd.Env = append(os.Environ(), "DPKG_ROOT="+m.root)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "returned 101, not running 'restart drover-testsvc.service'") {
+			m.restarted = append(m.restarted, "maintainer script: deb-systemd-invoke restart drover-testsvc.service")
+			m.t.Logf("deb-systemd-invoke: %v %s", err, out)
+		}
+		code := 0
+		if _, err := os.Stat(m.policy); err == nil {
+			err := exec.CommandContext(ctx, "sh", m.policy, "--quiet", "drover-testsvc", "(restart)").Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				return nil, nil, err
 			}
-			if code != 101 {
-				m.restarted = append(m.restarted, "maintainer script: "+strings.Join(q, " "))
-			}
+		}
+		if code != 101 {
+			m.restarted = append(m.restarted, "maintainer script: invoke-rc.d drover-testsvc restart")
 		}
 	}
 	return m.replayRunner.Run(ctx, env, name, args...)
@@ -501,14 +511,17 @@ func (m *maintScripts) Run(ctx context.Context, env []string, name string, args 
 // policy-rc.d of ours left by a crash is removed by the next install.
 func TestAptApplyDeferred(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	policy := filepath.Join(dir, "policy-rc.d")
+	root := t.TempDir()
+	policy := filepath.Join(root, "usr/sbin/policy-rc.d")
+	if err := os.MkdirAll(filepath.Dir(policy), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	const image = "#!/bin/sh\nexit 101\n"
 	if err := os.WriteFile(policy, []byte(image), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m := &maintScripts{replayRunner: loadReplay(t, "apt/upgrade.txt"), policy: policy}
-	d := NewApt(m, AptOptions{FS: fakeFS{}, PolicyRCD: policy, DeferredLog: filepath.Join(dir, "deferred")})
+	m := &maintScripts{replayRunner: loadReplay(t, "apt/upgrade.txt"), root: root, policy: policy}
+	d := NewApt(m, AptOptions{FS: fakeFS{}, PolicyRCD: policy, DeferredLog: filepath.Join(root, "deferred")})
 	a := pkgAction(plan.PackageUpgrade, false, pin("nginx-common", u11))
 	if _, err := d.Preflight(ctx, a); err != nil {
 		t.Fatal(err)
@@ -520,10 +533,10 @@ func TestAptApplyDeferred(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(out.Deferred, []string{"nginx.service restart", "nginx restart"}) || len(m.restarted) != 0 {
+	if !slices.Equal(out.Deferred, []string{"drover-testsvc.service restart", "drover-testsvc restart"}) || len(m.restarted) != 0 {
 		t.Fatalf("deferred %q, restarted during the install %q", out.Deferred, m.restarted)
 	}
-	if !strings.HasSuffix(out.Summary, "; service restarts held back: nginx.service restart, nginx restart") {
+	if !strings.HasSuffix(out.Summary, "; service restarts held back: drover-testsvc.service restart, drover-testsvc restart") {
 		t.Errorf("summary %q", out.Summary)
 	}
 	if b, err := os.ReadFile(policy); err != nil || string(b) != image {
@@ -532,7 +545,7 @@ func TestAptApplyDeferred(t *testing.T) {
 	if err := d.RunDeferred(ctx, a, out.Deferred); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"deb-systemd-invoke restart nginx.service", "invoke-rc.d nginx restart"}; !slices.Equal(m.restarted, want) {
+	if want := []string{"deb-systemd-invoke restart drover-testsvc.service", "invoke-rc.d drover-testsvc restart"}; !slices.Equal(m.restarted, want) {
 		t.Fatalf("restarts %q, want %q", m.restarted, want)
 	}
 	if err := d.RunDeferred(ctx, a, []string{"nginx; reboot restart"}); err == nil {
