@@ -943,6 +943,16 @@ func TestPreRestartCheck(t *testing.T) {
 		if final.Phase != engine.PhaseFailed || final.Reason != want {
 			t.Errorf("not allowed: %s %q\nwant failed %q", final.Phase, final.Reason, want)
 		}
+		// A signed check needs an agent that verifies artifacts.
+		act.PreRestartCheck = &plan.RestartCheck{Artifact: "check-nginx", Args: []string{"-t"}}
+		step = applyStep(2, act)
+		step.Probes = nil
+		srv.dispatch(step)
+		final, _ = srv.final(t)
+		want = "pre-restart check of action 1 refused by this agent's configuration: command probe runs signed artifact check-nginx and the agent verifies none (--artifact-root); nothing was run"
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("signed check, no verifier: %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
 		if v, _ := n.state.Version("nginx"); v != "1.22.1-9" {
 			t.Errorf("nginx %s: changed by a refused step", v)
 		}
