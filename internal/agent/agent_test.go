@@ -30,6 +30,8 @@ type testNode struct {
 	dir   string
 	// healthy, when set, answers the "check-app" probe command.
 	healthy atomic.Bool
+	// badConfig, when set, fails the "config-test" command.
+	badConfig atomic.Bool
 }
 
 func newTestNode(t *testing.T) *testNode {
@@ -52,6 +54,13 @@ func newTestNode(t *testing.T) *testNode {
 // Run implements driver.Runner for probes: "check-app" follows n.healthy,
 // the rest goes to the simulated node.
 func (n *testNode) Run(ctx context.Context, env []string, name string, args ...string) ([]byte, []byte, error) {
+	if name == "config-test" {
+		if n.badConfig.Load() {
+			msg := `nginx: [emerg] unknown directive "ssl_protocols_x" in /etc/nginx/nginx.conf:12`
+			return nil, []byte(msg), &driver.ExitError{Code: 1, Stderr: msg}
+		}
+		return []byte("nginx: configuration file /etc/nginx/nginx.conf test is successful"), nil, nil
+	}
 	if name == "check-app" {
 		if n.healthy.Load() {
 			return []byte("ok"), nil, nil
@@ -647,7 +656,7 @@ func TestRollbackStep(t *testing.T) {
 		srv.final(t)
 		srv.dispatch(api.StepPayload{ID: "r1/n1/rollback/1", Rollout: "r1", Kind: "rollback", Attempt: 1, Reboot: plan.RebootIfRequired})
 		final, seen := srv.final(t)
-		want := "undid livepatch kpatch-cve-2026-1, package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1"
+		want := "undid livepatch kpatch-cve-2026-1, package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1; not verified: the plan has no node probes"
 		if phases(seen) != "running rolled-back" || final.Reason != want {
 			t.Errorf("reports %q, reason %q\nwant %q", phases(seen), final.Reason, want)
 		}
@@ -659,6 +668,69 @@ func TestRollbackStep(t *testing.T) {
 		final, _ = srv.final(t)
 		if final.Phase != engine.PhaseFailed || !strings.HasPrefix(final.Reason, "rollback failed: no apply step of rollout r9") {
 			t.Errorf("unknown rollout: %s %q", final.Phase, final.Reason)
+		}
+	})
+}
+
+// TestRollbackVerified: after a rollback the node's probes run again
+// (the plan's node probes, as after the apply): a node healthy again is
+// reported rolled back with a passing gate; one still unhealthy at the
+// healthy deadline with a failing gate, the probe's reason, and the
+// evidence (the probes' verdict, the apply's change record).
+func TestRollbackVerified(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		cfg := n.config(t, srv)
+		cfg.AllowProbeOutput = true
+		stop, _ := start(t, cfg)
+		defer stop()
+		rollback := func(rollout string, probes []plan.Probe) api.StepPayload {
+			return api.StepPayload{ID: rollout + "/n1/rollback/1", Rollout: rollout, Kind: "rollback", Attempt: 1, Reboot: plan.RebootNever,
+				Probes: probes, HealthyDeadline: plan.Duration(2 * time.Minute)}
+		}
+		step := applyStep(1, pkg("telemetry-agent", "7.2.0"))
+		step.MinHealthy = 0
+		srv.dispatch(step)
+		srv.final(t)
+		srv.dispatch(rollback("r1", step.Probes))
+		final, _ := srv.final(t)
+		want := "undid package telemetry-agent 7.2.0: restored the snapshots taken before r1/n1/apply/1; verified healthy: 1 node probes passed"
+		if final.Phase != engine.PhaseRolledBack || final.Gate != engine.Pass || final.Reason != want {
+			t.Errorf("healthy: %s/%s %q\nwant rolled-back/pass %q", final.Phase, final.Gate, final.Reason, want)
+		}
+
+		step = applyStep(1, pkg("nginx", "1.22.1-9+deb12u1"))
+		step.ID, step.Rollout, step.MinHealthy = "r2/n1/apply/1", "r2", 0
+		step.Probes[0].IncludeOutput = true
+		srv.dispatch(step)
+		srv.final(t)
+		n.healthy.Store(false) // the rollback does not cure it
+		t0 := time.Now()
+		srv.dispatch(rollback("r2", step.Probes))
+		final, _ = srv.final(t)
+		want = "rollback done but still unhealthy: node probes did not pass within 2m0s of the rollback: " +
+			"command check-app: exit status 1, want 0: app answers 500 on /orders (after 1 try) " +
+			"(undid package nginx 1.22.1-9+deb12u1: restored the snapshots taken before r2/n1/apply/1)"
+		if final.Phase != engine.PhaseRolledBack || final.Gate != engine.Fail || final.Reason != want {
+			t.Errorf("unhealthy: %s/%s %q\nwant rolled-back/fail %q", final.Phase, final.Gate, final.Reason, want)
+		}
+		if took := time.Since(t0); took < 2*time.Minute || took > 3*time.Minute+30*time.Second {
+			t.Errorf("rollback took %s, want the 30s restore and probes up to the 2m healthy deadline", took)
+		}
+		if v, _ := n.state.Version("nginx"); v != "1.22.1-9" {
+			t.Errorf("nginx %s after the rollback, want 1.22.1-9", v)
+		}
+		pr, _ := final.Evidence["probesAfterRollback"].(map[string]any)
+		if pr["verdict"] != "fail" || !strings.Contains(pr["reason"].(string), "app answers 500") {
+			t.Errorf("evidence probesAfterRollback = %v", pr)
+		}
+		acts, _ := final.Evidence["actions"].([]any)
+		if len(acts) != 1 {
+			t.Fatalf("evidence actions = %v, want one", acts)
+		}
+		if a, _ := acts[0].(map[string]any); a["change"] == nil || a["rollback"] == nil {
+			t.Errorf("evidence actions = %v, want the apply's change record with the rollback's", final.Evidence["actions"])
 		}
 	})
 }
@@ -769,4 +841,120 @@ func TestProgressSender(t *testing.T) {
 	if got := strings.Join(sent, " "); got != "a c d" {
 		t.Fatalf("sent %q, want \"a c d\"", got)
 	}
+}
+
+// deferringSim is the simulated driver with its service restarts held
+// back on request, as apt's policy-rc.d does: ApplyDeferred lists
+// "nginx.service restart", RunDeferred records what it runs.
+type deferringSim struct {
+	driver.Driver
+	mu  sync.Mutex
+	ran []string
+}
+
+func (d *deferringSim) ApplyDeferred(ctx context.Context, a plan.Action) (driver.Outcome, error) {
+	out, err := d.Driver.Apply(ctx, a)
+	out.Deferred = []string{"nginx.service restart"}
+	return out, err
+}
+
+func (d *deferringSim) RunDeferred(_ context.Context, _ plan.Action, deferred []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ran = append(d.ran, deferred...)
+	return nil
+}
+
+func (d *deferringSim) VerifyRollback(ctx context.Context, a plan.Action, s driver.Snapshot) error {
+	return d.Driver.(rollbackVerifier).VerifyRollback(ctx, a, s)
+}
+
+func (d *deferringSim) restarts() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.ran...)
+}
+
+// TestPreRestartCheck: an action's pre-restart check runs after the
+// package changed, with its service restarts held back: passing, the
+// restarts run; failing, the step rolls back before any service
+// restarted on the new version, and says why (the check's output, the
+// agent allowing it). The check is a command probe: an agent that does
+// not allow them refuses the step.
+func TestPreRestartCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		ds := &deferringSim{Driver: driver.NewSim(n.state)}
+		n.reg = &driver.Registry{}
+		n.reg.Register(plan.ActionPackage, ds)
+		srv := newFakeServer(t)
+		cfg := n.config(t, srv)
+		cfg.AllowProbeOutput = true
+		stop, _ := start(t, cfg)
+		defer stop()
+		checked := func(attempt int, version string) api.StepPayload {
+			act := pkg("nginx", version)
+			act.PreRestartCheck = &plan.RestartCheck{Command: []string{"config-test"}}
+			step := applyStep(attempt, act)
+			step.MinHealthy = 0
+			return step
+		}
+
+		srv.dispatch(checked(1, "1.22.1-9+deb12u1"))
+		if final, _ := srv.final(t); final.Gate != engine.Pass {
+			t.Fatalf("good config: %s/%s %q", final.Phase, final.Gate, final.Reason)
+		}
+		if got := strings.Join(ds.restarts(), ","); got != "nginx.service restart" {
+			t.Errorf("restarts after a passing check: %q, want the held-back nginx.service restart", got)
+		}
+		if st, _ := readJournal(t, n.dir).step("r1/n1/apply/1"); st.Actions[0] == nil || !st.Actions[0].Restarted {
+			t.Error("journal: restarted not recorded")
+		}
+
+		n.badConfig.Store(true)
+		srv.dispatch(checked(2, "1.22.1-9+deb12u2"))
+		final, _ := srv.final(t)
+		want := "package nginx 1.22.1-9+deb12u2: pre-restart check failed, so no service restarted on the change: pre-restart check: command config-test: exit status 1, want 0: " +
+			`nginx: [emerg] unknown directive "ssl_protocols_x" in /etc/nginx/nginx.conf:12 (after 1 try); rolled back package nginx 1.22.1-9+deb12u2`
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("bad config: %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		if got := len(ds.restarts()); got != 1 {
+			t.Errorf("%d restarts after a failing check, want none more", got-1)
+		}
+		if v, _ := n.state.Version("nginx"); v != "1.22.1-9+deb12u1" {
+			t.Errorf("nginx %s, want 1.22.1-9+deb12u1 restored", v)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		cfg := n.config(t, srv)
+		cfg.AllowCommandProbes = false
+		stop, _ := start(t, cfg)
+		defer stop()
+		act := pkg("nginx", "1.22.1-9+deb12u1")
+		act.PreRestartCheck = &plan.RestartCheck{Command: []string{"config-test"}}
+		step := applyStep(1, act)
+		step.Probes = nil
+		srv.dispatch(step)
+		final, _ := srv.final(t)
+		want := "pre-restart check of action 1 refused by this agent's configuration: command probe config-test: the agent does not allow command probes (--allow-command-probes); nothing was run"
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("not allowed: %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		// A signed check needs an agent that verifies artifacts.
+		act.PreRestartCheck = &plan.RestartCheck{Artifact: "check-nginx", Args: []string{"-t"}}
+		step = applyStep(2, act)
+		step.Probes = nil
+		srv.dispatch(step)
+		final, _ = srv.final(t)
+		want = "pre-restart check of action 1 refused by this agent's configuration: command probe runs signed artifact check-nginx and the agent verifies none (--artifact-root); nothing was run"
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("signed check, no verifier: %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		if v, _ := n.state.Version("nginx"); v != "1.22.1-9" {
+			t.Errorf("nginx %s: changed by a refused step", v)
+		}
+	})
 }

@@ -61,7 +61,8 @@ func (a *agent) retryUncordon(ctx context.Context, id, what string, fn func(cont
 		if stopped(ctx, err) {
 			return out, errStopped
 		}
-		if n+1 >= uncordonTries {
+		// A node not Ready was waited for already, for the action's timeout.
+		if n+1 >= uncordonTries || errors.Is(err, driver.ErrNotReady) {
 			return out, err
 		}
 		d := a.c.backoff(n)
@@ -159,7 +160,7 @@ func (a *agent) hold(ctx context.Context, st, ref stepState) (string, error) {
 		if err != nil {
 			continue // reported by the restore
 		}
-		if _, ok := d.(uncordoner); !ok {
+		if _, ok := a.isUncordoner(act); !ok {
 			continue
 		}
 		what := describe(act, fam)

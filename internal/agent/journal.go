@@ -48,10 +48,13 @@ const (
 
 // Action stages, in the order they happen.
 const (
-	stagePreflight  = "preflight"   // Change recorded; nothing changed yet
-	stageSnapshot   = "snapshot"    // Snapshot recorded; Apply is about to start
-	stageApplied    = "applied"     // Apply returned (Outcome)
-	stageVerified   = "verified"    // Verify returned nil
+	stagePreflight = "preflight" // Change recorded; nothing changed yet
+	stageSnapshot  = "snapshot"  // Snapshot recorded; Apply is about to start
+	stageApplied   = "applied"   // Apply returned (Outcome)
+	stageVerified  = "verified"  // Verify returned nil
+	// stageRestarted: the action's pre-restart check passed and the
+	// service restarts its ApplyDeferred held back ran (Outcome).
+	stageRestarted  = "restarted"
 	stageRolledBack = "rolled-back" // Rollback returned (Outcome)
 	stageRestoreErr = "rollback-failed"
 	// stageUncordoning: every action of an apply step is done (reboot
@@ -111,6 +114,7 @@ type actionState struct {
 	Outcome     *driver.Outcome
 	Applied     bool // Apply returned successfully
 	Verified    bool
+	Restarted   bool // pre-restart check passed, held-back restarts ran
 	RolledBack  bool
 	Rollback    *driver.Outcome
 	Uncordoning bool // apply steps: uncordon begun (actions done)
@@ -309,6 +313,8 @@ func (j *journal) apply(rec record) {
 			a.Applied = true
 		case stageVerified:
 			a.Verified = true
+		case stageRestarted:
+			a.Restarted = true
 		case stageRolledBack:
 			a.RolledBack = true
 			a.Rollback = rec.Outcome

@@ -46,7 +46,7 @@ type k8sNode struct {
 
 func newK8sNode(t *testing.T, cordoned bool) *k8sNode {
 	n := newTestNode(t)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{Unschedulable: cordoned}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{Unschedulable: cordoned}, Status: nodeReady(corev1.ConditionTrue)}
 	yes := true
 	pod := func(name, node, owner string) *corev1.Pod {
 		return &corev1.Pod{
@@ -71,6 +71,27 @@ func newK8sNode(t *testing.T, cordoned bool) *k8sNode {
 		kn.reg.Register(k, kn.watched)
 	}
 	return kn
+}
+
+// nodeReady is a node status whose Ready condition is st.
+func nodeReady(st corev1.ConditionStatus) corev1.NodeStatus {
+	return corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, Reason: "KubeletReady"}}}
+}
+
+// setReady sets n1's Ready condition.
+func (n *k8sNode) setReady(t *testing.T, st corev1.ConditionStatus) {
+	t.Helper()
+	node, err := n.c.CoreV1().Nodes().Get(context.Background(), "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Status = nodeReady(st)
+	if st != corev1.ConditionTrue {
+		node.Status.Conditions[0].Reason = "KubeletNotReady"
+	}
+	if _, err := n.c.CoreV1().Nodes().UpdateStatus(context.Background(), node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (n *k8sNode) config(t *testing.T, srv *fakeServer) Config {
@@ -512,7 +533,7 @@ func TestKubernetesNodeRollbackStep(t *testing.T) {
 		stop, _ = start(t, n.config(t, srv))
 		defer stop()
 		final := finalOf(t, srv, "r1/n1/rollback/1")
-		want := "undid kernel 6.1.0-27-amd64, package telemetry-agent 7.2.0, kubernetes-node drain: restored the snapshots taken before r1/n1/apply/1"
+		want := "undid kernel 6.1.0-27-amd64, package telemetry-agent 7.2.0, kubernetes-node drain: restored the snapshots taken before r1/n1/apply/1; not verified: the plan has no node probes"
 		if final.Phase != engine.PhaseRolledBack || final.Reason != want {
 			t.Errorf("final %s %q\nwant rolled-back %q", final.Phase, final.Reason, want)
 		}
@@ -587,6 +608,74 @@ func TestKubernetesNodeRollbackDrainBlocked(t *testing.T) {
 		}
 		if v, _ := n.state.Version("telemetry-agent"); v != "7.2.0" || !n.cordoned(t) {
 			t.Errorf("telemetry-agent %s, cordoned %v; want nothing restored, still cordoned", v, n.cordoned(t))
+		}
+	})
+}
+
+// TestKubernetesNodeNotReady: a node is uncordoned only once it reports
+// Ready again. One whose kubelet does not come back after the package
+// changed fails the step at the drain action's timeout and is rolled
+// back; the old version brings it back, and only then is it uncordoned.
+func TestKubernetesNodeNotReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newK8sNode(t, false)
+		n.watched.onApply = func(plan.Action) error { n.setReady(t, corev1.ConditionFalse); return nil }
+		n.watched.onRollback = func(plan.Action) error {
+			if !n.cordoned(t) {
+				t.Error("uncordoned before the package was restored")
+			}
+			n.setReady(t, corev1.ConditionTrue)
+			return nil
+		}
+		srv := newFakeServer(t)
+		stop, _ := start(t, n.config(t, srv))
+		defer stop()
+		start := time.Now()
+		srv.dispatch(k8sStep(1, plan.RebootNever, pkg("telemetry-agent", "7.2.0")))
+		final := finalOf(t, srv, "r1/n1/apply/1")
+		want := "kubernetes-node drain: every action applied, but uncordon failed: kubernetes-node: node n1 did not report Ready within 5m (Ready False: KubeletNotReady); left cordoned: kubernetes node not Ready; rolled back package telemetry-agent 7.2.0, kubernetes-node drain"
+		if final.Phase != engine.PhaseFailed || final.Reason != want {
+			t.Errorf("final %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		if took := time.Since(start); took < 5*time.Minute || took > 7*time.Minute {
+			t.Errorf("failed after %s, want the drain action's 5m timeout (once, not retried)", took)
+		}
+		if n.cordoned(t) {
+			t.Error("still cordoned after the rollback brought the node back Ready")
+		}
+		if v, _ := n.state.Version("telemetry-agent"); v != "7.1.0" {
+			t.Errorf("telemetry-agent %s, want 7.1.0 restored", v)
+		}
+	})
+}
+
+// TestKubernetesNodeRollbackUnhealthy: a rollback step whose node still
+// fails its probes after the restore is reported rolled back with a
+// failing gate and the node is cordoned again: out of service.
+func TestKubernetesNodeRollbackUnhealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newK8sNode(t, false)
+		srv := newFakeServer(t)
+		stop, _ := start(t, n.config(t, srv))
+		defer stop()
+		apply := k8sStep(1, plan.RebootNever, pkg("telemetry-agent", "7.2.0"))
+		apply.MinHealthy = 0
+		srv.dispatch(apply)
+		if final := finalOf(t, srv, apply.ID); final.Gate != engine.Pass || n.cordoned(t) {
+			t.Fatalf("apply: %s/%s %q, cordoned %v", final.Phase, final.Gate, final.Reason, n.cordoned(t))
+		}
+		n.healthy.Store(false)
+		srv.dispatch(api.StepPayload{ID: "r1/n1/rollback/1", Rollout: "r1", Kind: "rollback", Attempt: 1, Reboot: plan.RebootNever,
+			Probes: []plan.Probe{{Kind: plan.ProbeCommand, Command: []string{"check-app"}}}, HealthyDeadline: plan.Duration(time.Minute)})
+		final := finalOf(t, srv, "r1/n1/rollback/1")
+		want := "rollback done but still unhealthy: node probes did not pass within 1m0s of the rollback: command check-app: exit status 1, want 0 (after 1 try) " +
+			"(undid package telemetry-agent 7.2.0, kubernetes-node drain: restored the snapshots taken before r1/n1/apply/1); " +
+			"node taken out of service again (kubernetes-node drain): it stays so until a human resolves it"
+		if final.Phase != engine.PhaseRolledBack || final.Gate != engine.Fail || final.Reason != want {
+			t.Errorf("final %s/%s %q\nwant rolled-back/fail %q", final.Phase, final.Gate, final.Reason, want)
+		}
+		if !n.cordoned(t) {
+			t.Error("node in service although unhealthy after its rollback")
 		}
 	})
 }

@@ -99,6 +99,11 @@ func (a *agent) resumeStep(ctx context.Context, st stepState) error {
 		if stopped(ctx, err) {
 			return errStopped
 		}
+		if err == nil && act.PreRestartCheck != nil && as != nil && as.Snapshot != nil && !as.Restarted {
+			// In place, but never checked: its services still run the
+			// old version, and the check decides whether they may not.
+			err = errors.New("its pre-restart check and the service restarts it held back had not run")
+		}
 		if err == nil {
 			continue
 		}

@@ -100,6 +100,11 @@ func (a *agent) check(p api.StepPayload) string {
 		if !slices.Contains(a.cfg.Accepts, kind) {
 			return fmt.Sprintf("action kind %s not allowed by this agent's configuration (action %d, %s); nothing was run", kind, i+1, describe(act, ""))
 		}
+		if c := act.PreRestartCheck; c != nil && p.Kind == kindApply {
+			if why := plan.RefusedProbe(c.Probe(), a.policy); why != "" {
+				return fmt.Sprintf("pre-restart check of action %d refused by this agent's configuration: %s; nothing was run", i+1, why)
+			}
+		}
 	}
 	for i, pr := range p.Probes {
 		switch pr.Kind {
@@ -120,6 +125,18 @@ func (a *agent) check(p api.StepPayload) string {
 // probes before anything changes, as the script driver's preflight
 // does for scripts; "" when all verify.
 func (a *agent) verifyProbeArtifacts(ctx context.Context, p api.StepPayload) string {
+	for i, act := range p.Actions {
+		c := act.PreRestartCheck
+		if c == nil || c.Artifact == "" {
+			continue
+		}
+		if a.cfg.Verifier == nil {
+			return fmt.Sprintf("pre-restart check of action %d: artifact %s refused: %v; nothing was changed", i+1, c.Artifact, driver.ErrNoVerifier)
+		}
+		if _, err := a.cfg.Verifier.Verify(ctx, c.Artifact); err != nil {
+			return fmt.Sprintf("pre-restart check of action %d: artifact %s refused: verify artifact: %v; nothing was changed", i+1, c.Artifact, err)
+		}
+	}
 	for i, pr := range p.Probes {
 		if pr.Kind != plan.ProbeCommand || pr.Artifact == "" {
 			continue
@@ -199,7 +216,7 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 			return err
 		}
 		a.log.Info("applying", "step", st.ID, "action", what, "driver", d.Name(), "change", changes[i].Summary)
-		out, err := d.Apply(ctx, act)
+		out, err := a.applyAction(ctx, d, act)
 		if stopped(ctx, err) {
 			return errStopped
 		}
@@ -208,6 +225,21 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 		}
 		if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageApplied, Outcome: &out}); err != nil {
 			return err
+		}
+		if act.PreRestartCheck != nil {
+			why, err := a.checkThenRestart(ctx, d, act, out)
+			if stopped(ctx, err) {
+				return errStopped
+			}
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				return a.fail(ctx, st.ID, what+": "+why)
+			}
+			if err := a.j.append(record{Type: recAction, Step: st.ID, At: a.clock.Now(), Action: i, Stage: stageRestarted}); err != nil {
+				return err
+			}
 		}
 		err = d.Verify(ctx, act)
 		if stopped(ctx, err) {
@@ -221,6 +253,52 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 		}
 	}
 	return a.afterActions(ctx, st.ID, false)
+}
+
+// applyAction applies act through d: with the service restarts held
+// back when act has a pre-restart check (a service-restart action's
+// restart is its Apply: nothing is applied before the check).
+func (a *agent) applyAction(ctx context.Context, d driver.Driver, act plan.Action) (driver.Outcome, error) {
+	switch {
+	case act.PreRestartCheck == nil:
+		return d.Apply(ctx, act)
+	case act.ServiceRestart != nil:
+		return driver.Outcome{Summary: "restart held back until the pre-restart check passed"}, nil
+	}
+	rd, ok := d.(driver.RestartDeferrer)
+	if !ok {
+		return driver.Outcome{}, fmt.Errorf("preRestartCheck: the %s driver cannot hold back service restarts: %w", d.Name(), driver.ErrUnsupported)
+	}
+	return rd.ApplyDeferred(ctx, act)
+}
+
+// checkThenRestart runs act's pre-restart check once act is applied with
+// its restarts held back, then the restarts: the held-back ones of out,
+// or a service-restart action's Apply. It returns why the step fails (""
+// when the services restarted): the check's reason, the start of its
+// output included when the agent allows (--allow-probe-output), before
+// any service restarted on the change.
+func (a *agent) checkThenRestart(ctx context.Context, d driver.Driver, act plan.Action, out driver.Outcome) (string, error) {
+	res := a.prober.Run(ctx, act.PreRestartCheck.Probe())
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	if res.Verdict != engine.Pass {
+		return "pre-restart check failed, so no service restarted on the change: " + res.Reason, nil
+	}
+	var err error
+	if act.ServiceRestart != nil {
+		_, err = d.Apply(ctx, act)
+	} else if len(out.Deferred) > 0 {
+		err = d.(driver.RestartDeferrer).RunDeferred(ctx, act, out.Deferred)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "pre-restart check passed, but the restarts failed: " + err.Error(), nil
+	}
+	return "", nil
 }
 
 // afterActions runs once every action is in place: the reboot if the
@@ -354,6 +432,9 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 			done = append(done, what)
 			continue
 		}
+		if act.ServiceRestart != nil && act.PreRestartCheck != nil && !as.Restarted {
+			continue // its check failed: the service never restarted, and undoing it would restart it
+		}
 		d, err := a.cfg.Drivers.For(act, facts)
 		var out driver.Outcome
 		var why string
@@ -363,7 +444,7 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 				return err
 			}
 		}
-		switch _, isUncordoner := d.(uncordoner); {
+		switch _, isUncordoner := a.isUncordoner(act); {
 		case err != nil:
 		case why != "":
 			err = errors.New(why)
@@ -553,7 +634,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			}
 			var out driver.Outcome
 			var err error
-			if _, ok := d.(uncordoner); ok {
+			if _, ok := a.isUncordoner(act); ok {
 				out, err = a.retryUncordon(ctx, st.ID, what, func(ctx context.Context) (driver.Outcome, error) {
 					return d.Rollback(ctx, act, *as.Snapshot)
 				})
@@ -597,7 +678,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			errs = append(errs, describe(act, facts.OS.Family)+": "+err.Error())
 			continue
 		}
-		if _, ok := d.(uncordoner); ok {
+		if _, ok := a.isUncordoner(act); ok {
 			held = append(held, i)
 			continue
 		}
@@ -652,7 +733,149 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	if len(done) == 0 {
 		reason = "nothing to restore: " + ref.ID + " changed nothing"
 	}
-	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Reason: reason, BootID: boot, Evidence: a.evidence(st.ID)})
+	// The node's probes run again, as after the apply (after the
+	// uncordon): a node still unhealthy is taken out of service again.
+	probed, err := a.probeAfterRollback(ctx, st.Payload)
+	if err != nil {
+		return err
+	}
+	switch probed.verdict {
+	case engine.Fail:
+		out, err := a.holdAgain(ctx, st.ID, ref, held)
+		if err != nil {
+			return err
+		}
+		reason = "rollback done but still unhealthy: " + probed.reason + " (" + reason + ")" + out
+	case engine.Pass:
+		reason += "; verified healthy: " + probed.reason
+	default:
+		reason += "; not verified: " + probed.reason
+	}
+	ev := a.evidence(st.ID)
+	if ev == nil {
+		ev = map[string]any{}
+	}
+	ev["probesAfterRollback"] = probed.evidence()
+	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Gate: probed.verdict, Reason: reason, BootID: boot, Evidence: ev})
+}
+
+// holdAgain takes the node out of service again (cordon, and drain, the
+// uncordoner's Apply) for each uncordoner action idx of ref, after a
+// rollback that left it unhealthy, and says what it did for the reason
+// ("" when ref has no such action).
+func (a *agent) holdAgain(ctx context.Context, id string, ref stepState, idx []int) (string, error) {
+	if len(idx) == 0 {
+		return "", nil
+	}
+	facts := a.currentFacts()
+	var held, errs []string
+	for _, i := range idx {
+		act := ref.Payload.Actions[i]
+		what := describe(act, facts.OS.Family)
+		d, err := a.cfg.Drivers.For(act, facts)
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+			continue
+		}
+		out, err := d.Apply(ctx, act)
+		if stopped(ctx, err) {
+			return "", errStopped
+		}
+		if err != nil {
+			errs = append(errs, what+": "+err.Error())
+			continue
+		}
+		if err := a.j.append(record{Type: recAction, Step: id, At: a.clock.Now(), Action: i, Stage: stageHeld, Driver: d.Name(), Outcome: &out}); err != nil {
+			return "", err
+		}
+		held = append(held, what)
+	}
+	var s string
+	if len(held) > 0 {
+		s = "; node taken out of service again (" + strings.Join(held, ", ") + "): it stays so until a human resolves it"
+	}
+	if len(errs) > 0 {
+		s += "; could not take the node out of service again: " + strings.Join(errs, "; ")
+	}
+	return s, nil
+}
+
+// rollbackProbes is what the node's probes said after a rollback:
+// verdict Pass (reason names what passed), Fail (reason says why), or ""
+// when nothing could be probed (reason says why).
+type rollbackProbes struct {
+	verdict engine.Verdict
+	reason  string
+	skipped []string // probes this agent's policy does not run
+	took    time.Duration
+}
+
+func (r rollbackProbes) evidence() map[string]any {
+	e := map[string]any{"verdict": string(r.verdict), "reason": r.reason, "took": r.took.String()}
+	if r.verdict == "" {
+		e["verdict"] = "not-verified"
+	}
+	if len(r.skipped) > 0 {
+		e["skipped"] = r.skipped
+	}
+	return e
+}
+
+// probeAfterRollback runs the step's probes (the plan's node probes, the
+// same as after the apply) until they all pass, for at most the step's
+// healthy deadline; no soak. Probes this agent's policy refuses (a
+// rollback is not refused for them) are left out and named. It returns
+// errStopped when ctx ends.
+func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload) (rollbackProbes, error) {
+	var out rollbackProbes
+	var probes []plan.Probe
+	for i, pr := range p.Probes {
+		if why := plan.RefusedProbe(pr, a.policy); why != "" {
+			out.skipped = append(out.skipped, fmt.Sprintf("probe %d: %s", i+1, why))
+			continue
+		}
+		probes = append(probes, pr)
+	}
+	if len(probes) == 0 {
+		out.reason = "the plan has no node probes"
+		if len(out.skipped) > 0 {
+			out.reason = "this agent runs none of the plan's node probes (" + strings.Join(out.skipped, "; ") + ")"
+		}
+		return out, nil
+	}
+	interval := plan.DefaultProbeInterval.D()
+	for i, pr := range probes {
+		if d := pr.Interval.D(); d > 0 && (i == 0 || d < interval) {
+			interval = d
+		}
+	}
+	deadline := p.HealthyDeadline.D()
+	if deadline <= 0 {
+		deadline = plan.DefaultHealthyDeadline.D()
+	}
+	start := a.clock.Now()
+	for {
+		why := a.probeAll(ctx, probes)
+		if ctx.Err() != nil {
+			return out, errStopped
+		}
+		out.took = a.clock.Now().Sub(start)
+		if why == "" {
+			out.verdict, out.reason = engine.Pass, fmt.Sprintf("%d node probes passed", len(probes))
+			if len(out.skipped) > 0 {
+				out.reason += " (not run by this agent: " + strings.Join(out.skipped, "; ") + ")"
+			}
+			return out, nil
+		}
+		if a.clock.Now().Add(interval).Sub(start) > deadline {
+			out.verdict = engine.Fail
+			out.reason = fmt.Sprintf("node probes did not pass within %s of the rollback: %s", deadline, why)
+			return out, nil
+		}
+		if err := a.c.sleep(ctx, interval); err != nil {
+			return out, errStopped
+		}
+	}
 }
 
 // describeAll describes actions idx of st.
@@ -692,9 +915,10 @@ func (a *agent) evidence(id string) map[string]any {
 		return nil
 	}
 	actions := st.Payload.Actions
+	var ref stepState // the apply a rollback restores: its change records go with the rollback's
 	if st.From != "" {
-		if ref, ok := a.j.step(st.From); ok {
-			actions = ref.Payload.Actions
+		if r, ok := a.j.step(st.From); ok {
+			ref, actions = r, r.Payload.Actions
 		}
 	}
 	fam := a.currentFacts().OS.Family
@@ -710,6 +934,8 @@ func (a *agent) evidence(id string) map[string]any {
 		}
 		if as.Change != nil {
 			e["change"] = as.Change
+		} else if ras := ref.Actions[i]; ras != nil && ras.Change != nil {
+			e["change"] = ras.Change
 		}
 		if as.Snapshot != nil {
 			e["snapshot"] = as.Snapshot

@@ -111,7 +111,10 @@ type StepPayload struct {
 
 // StepReport reports progress or the result of a step. Phases: running
 // (started), verifying (applied; Gate and HealthySince describe the
-// probes), failed (Reason says why), rolled-back (rollback applied);
+// probes), failed (Reason says why), rolled-back (rollback applied; Gate
+// is the node probes' verdict after it: pass, fail for a node still
+// unhealthy, which the server keeps as rollback-unhealthy, or empty when
+// nothing was probed; older agents send none);
 // protocol 2: interrupted (a crash or reboot the step did not request
 // stopped it; what began was undone; Reason says what the journal
 // proves) and cancelled (a cancelled step the agent had not begun).

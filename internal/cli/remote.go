@@ -276,6 +276,9 @@ func progress(counts map[string]int, total int) string {
 	if rb := counts[string(engine.PhaseRolledBack)]; rb > 0 {
 		s += fmt.Sprintf(" (%d rolled back)", rb)
 	}
+	if ru := counts[string(engine.PhaseRollbackUnhealthy)]; ru > 0 {
+		s += fmt.Sprintf(" (%d unhealthy after rollback)", ru)
+	}
 	if n := counts[string(engine.PhaseQueued)] + counts[string(engine.PhaseRunning)] + counts[string(engine.PhaseVerifying)] +
 		counts[string(engine.PhaseRollingBack)]; n > 0 {
 		s += fmt.Sprintf(" (%d in flight)", n)

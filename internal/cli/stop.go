@@ -191,7 +191,7 @@ func nothingInFlight(ctx context.Context, e *env, c *api.Client, rollout string,
 // phaseCounts lists the node counts in phase order.
 func phaseCounts(counts map[string]int) string {
 	order := []engine.Phase{engine.PhaseSucceeded, engine.PhaseVerifying, engine.PhaseFailed, engine.PhaseQuarantined,
-		engine.PhaseRolledBack, engine.PhaseRollingBack, engine.PhaseRunning, engine.PhaseQueued, engine.PhaseUnknown,
+		engine.PhaseRolledBack, engine.PhaseRollbackUnhealthy, engine.PhaseRollingBack, engine.PhaseRunning, engine.PhaseQueued, engine.PhaseUnknown,
 		engine.PhasePending, engine.PhaseSkipped}
 	var parts []string
 	for _, p := range order {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -26,6 +27,12 @@ type AptOptions struct {
 	// BootLoader sets the kernel to boot when a kernel rollback falls
 	// back; nil means the one DetectBootLoader finds when it is needed.
 	BootLoader BootLoader
+	// PolicyRCD is the policy-rc.d path invoke-rc.d and
+	// deb-systemd-invoke consult (default /usr/sbin/policy-rc.d), and
+	// DeferredLog where the one ApplyDeferred installs records what it
+	// held back (default /run/drover-deferred-restarts). Tests point
+	// them elsewhere.
+	PolicyRCD, DeferredLog string
 }
 
 // NewApt returns the driver for Debian and Ubuntu: dpkg-query for the
@@ -57,6 +64,12 @@ func NewApt(r Runner, opts AptOptions) *PackageDriver {
 	}
 	if opts.FS == nil {
 		opts.FS = OSFileSystem{}
+	}
+	if opts.PolicyRCD == "" {
+		opts.PolicyRCD = "/usr/sbin/policy-rc.d"
+	}
+	if opts.DeferredLog == "" {
+		opts.DeferredLog = "/run/drover-deferred-restarts"
 	}
 	return &PackageDriver{b: &aptBackend{r: r, opts: opts}, family: opts.Family, boot: bootLoaderFor(r, opts.FS, opts.BootLoader)}
 }
@@ -309,6 +322,16 @@ var errDpkgInterrupted = errors.New("an earlier dpkg run was interrupted")
 // asks, and tries once more: a package left half-installed is then
 // installed at its pin, which is what Apply and Rollback want.
 func (b *aptBackend) install(ctx context.Context, changes []pkgChange) error {
+	// A policy-rc.d of ours left by an agent that died in an
+	// installDeferred would hold back every later restart.
+	if err := b.restorePolicy(); err != nil {
+		return err
+	}
+	return b.installArgs(ctx, changes)
+}
+
+// installArgs runs apt-get install of the changes (see install).
+func (b *aptBackend) installArgs(ctx context.Context, changes []pkgChange) error {
 	args := []string{"install", "-y", "--allow-downgrades",
 		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"}
 	for _, c := range changes {
@@ -533,4 +556,131 @@ func parseAptLock(msg string) (*LockError, bool) {
 		return &LockError{Lock: lock, PID: pid}, true
 	}
 	return nil, false
+}
+
+// policyMark is in every policy-rc.d installDeferred writes, so that one
+// left behind by a crash is recognised and removed.
+const policyMark = "# drover: service restarts held back until the pre-restart check passed"
+
+// installDeferred installs as install does, with a policy-rc.d in place
+// that records and refuses (exit 101) every start and restart the
+// maintainer scripts ask of invoke-rc.d or deb-systemd-invoke; it
+// returns them ("nginx.service restart"), once each. The policy-rc.d in
+// place before (an image's "exit 101") is set aside and put back.
+func (b *aptBackend) installDeferred(ctx context.Context, changes []pkgChange) ([]string, error) {
+	if err := b.restorePolicy(); err != nil {
+		return nil, err
+	}
+	path, log := b.opts.PolicyRCD, b.opts.DeferredLog
+	if strings.ContainsAny(log, "'\n") {
+		return nil, fmt.Errorf("apt: deferred restart log path %q: quotes and newlines are not allowed", log)
+	}
+	if err := os.Remove(log); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("apt: %w", err)
+	}
+	if err := os.Rename(path, path+".drover-saved"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("apt: set aside %s: %w", path, err)
+	}
+	script := "#!/bin/sh\n" + policyMark + "\necho \"$*\" >> '" + log + "'\nexit 101\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		_ = b.restorePolicy()
+		return nil, fmt.Errorf("apt: write %s: %w", path, err)
+	}
+	err := b.installArgs(ctx, changes)
+	if rerr := b.restorePolicy(); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(log)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("apt: read the held-back restarts: %w", err)
+	}
+	_ = os.Remove(log)
+	return parseDeferred(string(raw)), nil
+}
+
+// restorePolicy removes a policy-rc.d of ours and puts back the one it
+// set aside, if any.
+func (b *aptBackend) restorePolicy() error {
+	path := b.opts.PolicyRCD
+	cur, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("apt: read %s: %w", path, err)
+	case !strings.Contains(string(cur), policyMark):
+		return nil // not ours
+	default:
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("apt: remove drover's %s: %w", path, err)
+		}
+	}
+	if err := os.Rename(path+".drover-saved", path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("apt: put back %s: %w", path, err)
+	}
+	return nil
+}
+
+// deferrable are the actions of invoke-rc.d and deb-systemd-invoke that
+// RunDeferred runs again; a held-back stop is not (the service went on
+// running the version it had).
+var deferrable = []string{"start", "restart", "try-restart", "reload", "force-reload", "reload-or-restart", "try-reload-or-restart"}
+
+// parseDeferred reads policy-rc.d calls, "[--quiet] ID ACTION [RUNLEVEL]"
+// (ACTION in parentheses when invoke-rc.d asks whether to retry), into
+// "ID ACTION" once per ID, keeping its last deferrable action, in the
+// order first asked. IDs that are not plan.SystemdUnit names are dropped.
+func parseDeferred(log string) []string {
+	var order []string
+	last := map[string]string{}
+	for line := range strings.SplitSeq(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "--quiet" {
+			f = f[1:]
+		}
+		if len(f) < 2 || plan.SystemdUnit.Check(f[0]) != nil {
+			continue
+		}
+		action := strings.Trim(f[1], "()")
+		if !slices.Contains(deferrable, action) {
+			continue
+		}
+		if _, seen := last[f[0]]; !seen {
+			order = append(order, f[0])
+		}
+		last[f[0]] = action
+	}
+	out := make([]string, len(order))
+	for i, id := range order {
+		out[i] = id + " " + last[id]
+	}
+	return out
+}
+
+// runDeferred runs each held-back restart as the tool that asked for it
+// would have: deb-systemd-invoke ACTION UNIT for a systemd unit
+// (NAME.service), invoke-rc.d ID ACTION for an init script.
+func (b *aptBackend) runDeferred(ctx context.Context, deferred []string) error {
+	var errs []string
+	for _, d := range deferred {
+		id, action, ok := strings.Cut(d, " ")
+		if !ok || plan.SystemdUnit.Check(id) != nil || !slices.Contains(deferrable, action) {
+			return fmt.Errorf("apt: malformed held-back restart %q", d)
+		}
+		var err error
+		if strings.Contains(id, ".") {
+			_, err = b.run(ctx, aptEnv, "deb-systemd-invoke", action, id)
+		} else {
+			_, err = b.run(ctx, aptEnv, "invoke-rc.d", id, action)
+		}
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("apt: held-back restarts failed: %s", strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -452,5 +455,132 @@ func TestParseDpkgSearch(t *testing.T) {
 	want := []plan.PackagePin{{Name: "linux-image-6.1.0-25-amd64"}, {Name: "libc6"}}
 	if got := parseDpkgSearch(out); !slices.Equal(got, want) {
 		t.Fatalf("%+v", got)
+	}
+}
+
+// maintScripts stands in for dpkg running a package's maintainer
+// scripts during apt-get install. The systemd unit's restart goes
+// through the host's real deb-systemd-invoke (init-system-helpers), with
+// DPKG_ROOT pointing it at root, where the driver writes policy-rc.d;
+// the init script's, which invoke-rc.d would run from the host's
+// /etc/init.d, is asked of policy-rc.d as invoke-rc.d asks it ("--quiet
+// ID (ACTION)"), by sh. A restart runs only where policy-rc.d allows
+// it. The rest of the install replays recorded output.
+type maintScripts struct {
+	*replayRunner
+	root, policy string
+	restarted    []string // restarts run, at install and by the driver
+}
+
+func (m *maintScripts) Run(ctx context.Context, env []string, name string, args ...string) ([]byte, []byte, error) {
+	switch {
+	case name == "deb-systemd-invoke", name == "invoke-rc.d":
+		m.restarted = append(m.restarted, commandLine(name, args...))
+		return nil, nil, nil
+	case name == "apt-get" && len(args) > 0 && args[0] == "install":
+		// A unit no host has: were policy-rc.d to allow it, systemctl
+		// would fail, and the test with it.
+		cmd := exec.CommandContext(ctx, "deb-systemd-invoke", "restart", "drover-testsvc.service")
+		cmd.Env = append(os.Environ(), "DPKG_ROOT="+m.root)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "returned 101, not running 'restart drover-testsvc.service'") {
+			m.restarted = append(m.restarted, "maintainer script: deb-systemd-invoke restart drover-testsvc.service")
+			m.t.Logf("deb-systemd-invoke: %v %s", err, out)
+		}
+		code := 0
+		if _, err := os.Stat(m.policy); err == nil {
+			err := exec.CommandContext(ctx, "sh", m.policy, "--quiet", "drover-testsvc", "(restart)").Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				return nil, nil, err
+			}
+		}
+		if code != 101 {
+			m.restarted = append(m.restarted, "maintainer script: invoke-rc.d drover-testsvc restart")
+		}
+	}
+	return m.replayRunner.Run(ctx, env, name, args...)
+}
+
+// TestAptApplyDeferred: ApplyDeferred installs with a policy-rc.d that
+// holds back the restarts nginx's maintainer scripts ask for and lists
+// them; the policy-rc.d in place before (an image's "exit 101") is put
+// back; RunDeferred runs them as the tool that asked would have. A
+// policy-rc.d of ours left by a crash is removed by the next install.
+func TestAptApplyDeferred(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	policy := filepath.Join(root, "usr/sbin/policy-rc.d")
+	if err := os.MkdirAll(filepath.Dir(policy), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const image = "#!/bin/sh\nexit 101\n"
+	if err := os.WriteFile(policy, []byte(image), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &maintScripts{replayRunner: loadReplay(t, "apt/upgrade.txt"), root: root, policy: policy}
+	d := NewApt(m, AptOptions{FS: fakeFS{}, PolicyRCD: policy, DeferredLog: filepath.Join(root, "deferred")})
+	a := pkgAction(plan.PackageUpgrade, false, pin("nginx-common", u11))
+	if _, err := d.Preflight(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Snapshot(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.ApplyDeferred(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out.Deferred, []string{"drover-testsvc.service restart", "drover-testsvc restart"}) || len(m.restarted) != 0 {
+		t.Fatalf("deferred %q, restarted during the install %q", out.Deferred, m.restarted)
+	}
+	if !strings.HasSuffix(out.Summary, "; service restarts held back: drover-testsvc.service restart, drover-testsvc restart") {
+		t.Errorf("summary %q", out.Summary)
+	}
+	if b, err := os.ReadFile(policy); err != nil || string(b) != image {
+		t.Fatalf("policy-rc.d after the install: %q %v, want the image's put back", b, err)
+	}
+	if err := d.RunDeferred(ctx, a, out.Deferred); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"deb-systemd-invoke restart drover-testsvc.service", "invoke-rc.d drover-testsvc restart"}; !slices.Equal(m.restarted, want) {
+		t.Fatalf("restarts %q, want %q", m.restarted, want)
+	}
+	if err := d.RunDeferred(ctx, a, []string{"nginx; reboot restart"}); err == nil {
+		t.Fatal("a malformed restart was run")
+	}
+	// A crash left ours in place, the image's set aside: the next
+	// install (a rollback) puts the image's back first, so the restarts
+	// are asked of it.
+	if err := os.Rename(policy, policy+".drover-saved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(policy, []byte("#!/bin/sh\n"+policyMark+"\nexit 101\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.b.install(ctx, []pkgChange{{Pin: pin("nginx-common", u11)}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(policy); string(b) != image {
+		t.Fatalf("policy-rc.d after a crash and an install: %q, want the image's", b)
+	}
+}
+
+func TestParseDeferred(t *testing.T) {
+	log := "nginx.service restart\n--quiet nginx (restart) 2\nnginx.service stop\nnginx.service start\nfoo$(id) restart\nssh reload\nweird\n"
+	if got, want := parseDeferred(log), []string{"nginx.service start", "nginx restart", "ssh reload"}; !slices.Equal(got, want) {
+		t.Fatalf("parseDeferred = %q, want %q", got, want)
+	}
+}
+
+// TestDNFCannotDefer: dnf runs rpm scriptlets that restart services
+// with no way to hold them back: ApplyDeferred refuses before anything
+// changes.
+func TestDNFCannotDefer(t *testing.T) {
+	d := NewDNF(replayFromText(t, ""), DNFOptions{})
+	if _, err := d.ApplyDeferred(context.Background(), pkgAction(plan.PackageUpgrade, false, pin("nginx", "1.20.1-14.el9"))); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("ApplyDeferred on dnf: %v", err)
 	}
 }

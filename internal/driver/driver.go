@@ -57,6 +57,21 @@ type Outcome struct {
 	Summary        string       `json:"summary"`
 	Changed        []ChangeItem `json:"changed,omitempty"`
 	RebootRequired bool         `json:"rebootRequired,omitempty"`
+	// Deferred lists the service restarts an ApplyDeferred held back
+	// ("nginx.service restart"), for RunDeferred.
+	Deferred []string `json:"deferred,omitempty"`
+}
+
+// RestartDeferrer is implemented by drivers that can apply an action
+// with the service restarts it would cause held back, so that a check
+// runs between the change and the restarts (a plan's preRestartCheck).
+type RestartDeferrer interface {
+	// ApplyDeferred is Apply with the restarts held back and listed in
+	// Outcome.Deferred; it fails wrapping ErrUnsupported, before anything
+	// changes, where the driver cannot hold them back.
+	ApplyDeferred(ctx context.Context, a plan.Action) (Outcome, error)
+	// RunDeferred runs restarts an ApplyDeferred held back.
+	RunDeferred(ctx context.Context, a plan.Action, deferred []string) error
 }
 
 // Driver performs one kind of action. Every method is idempotent: applying

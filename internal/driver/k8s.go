@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -47,7 +48,9 @@ type KubernetesOptions struct {
 //
 // Apply = cordon (+ drain when Drain is set). The agent calls Uncordon
 // after the node's other actions succeeded; Rollback uncordons too. Both
-// leave the node cordoned when the Snapshot shows it was cordoned before
+// wait for the node to report Ready again first (a node not Ready within
+// the action's timeout stays cordoned and fails the step), and both leave
+// the node cordoned when the Snapshot shows it was cordoned before
 // drover touched it (an operator's cordon is not ours to lift).
 type KubernetesNode struct {
 	api  KubernetesAPI
@@ -447,12 +450,26 @@ func (k *KubernetesNode) Verify(ctx context.Context, a plan.Action) error {
 	return nil
 }
 
+// ErrNotReady: the Kubernetes node did not report Ready within the
+// action's timeout, so it was not uncordoned.
+var ErrNotReady = errors.New("kubernetes node not Ready")
+
 // Uncordon makes the node schedulable again after its other actions,
-// unless the snapshot shows it was cordoned before drover cordoned it.
-// An empty snapshot uncordons. Repeated calls change nothing.
+// once it reports Ready (condition Ready True) again, unless the snapshot
+// shows it was cordoned before drover cordoned it. A node not Ready
+// within the action's timeout (default 10m) is left cordoned and Uncordon
+// fails wrapping ErrNotReady. An empty snapshot uncordons. Repeated calls
+// change nothing.
 func (k *KubernetesNode) Uncordon(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
-	_, node, err := k.action(a)
+	ka, node, err := k.action(a)
 	if err != nil {
+		return Outcome{}, err
+	}
+	timeout := ka.Timeout.D()
+	if timeout <= 0 {
+		timeout = plan.DefaultDrainTimeout.D()
+	}
+	if err := k.waitReady(ctx, node, timeout); err != nil {
 		return Outcome{}, err
 	}
 	if len(s.Data) > 0 {
@@ -475,6 +492,60 @@ func (k *KubernetesNode) Uncordon(ctx context.Context, a plan.Action, s Snapshot
 		return Outcome{Summary: "node " + node + " already schedulable"}, nil
 	}
 	return Outcome{Summary: "uncordoned node " + node, Changed: []ChangeItem{{Name: "node/" + node, From: "cordoned", To: "schedulable"}}}, nil
+}
+
+// waitReady polls the node until its Ready condition is True, for at
+// most timeout.
+func (k *KubernetesNode) waitReady(ctx context.Context, node string, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "no Ready condition reported"
+	for {
+		n, err := k.api.GetNode(wctx, node)
+		switch {
+		case err == nil:
+			ready, why := nodeReady(n)
+			if ready {
+				return nil
+			}
+			last = why
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case wctx.Err() == nil:
+			last = "get node: " + err.Error()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if sleepCtx(wctx, k.opts.PollInterval) != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("kubernetes-node: node %s did not report Ready within %s (%s); left cordoned: %w", node, shortDuration(timeout), last, ErrNotReady)
+		}
+	}
+}
+
+// nodeReady reports whether n's Ready condition is True, and otherwise
+// what the condition says.
+func nodeReady(n *corev1.Node) (bool, string) {
+	for _, c := range n.Status.Conditions {
+		if c.Type != corev1.NodeReady {
+			continue
+		}
+		if c.Status == corev1.ConditionTrue {
+			return true, ""
+		}
+		why := "Ready " + string(c.Status)
+		if c.Reason != "" {
+			why += ": " + c.Reason
+		}
+		if c.Message != "" {
+			why += ": " + c.Message
+		}
+		return false, why
+	}
+	return false, "no Ready condition reported"
 }
 
 // Rollback uncordons the node (as Uncordon). Evicted pods are not brought

@@ -43,10 +43,15 @@ type k8sPod struct {
 	pdbBlocks int // evictions answered 429 before the budget allows one
 }
 
+// readyStatus is a node status whose Ready condition is st, with reason.
+func readyStatus(st corev1.ConditionStatus, reason string) corev1.NodeStatus {
+	return corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, Reason: reason}}}
+}
+
 func k8sObjects(pods ...k8sPod) []runtime.Object {
 	objs := []runtime.Object{
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: readyStatus(corev1.ConditionTrue, "")},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}, Status: readyStatus(corev1.ConditionTrue, "")},
 		&policyv1.PodDisruptionBudget{
 			ObjectMeta: metav1.ObjectMeta{Name: "web-pdb", Namespace: "default"},
 			Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &intstr.IntOrString{IntVal: 2}, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
@@ -264,5 +269,86 @@ func testKubernetesKeepsOperatorCordon(t *testing.T, backend string) {
 	}
 	if _, err := d.Apply(ctx, plan.Action{}); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestKubernetesUncordonWaitsForReady: the node is uncordoned only once
+// it reports Ready again; one that stays NotReady past the action's
+// timeout is left cordoned and Uncordon fails with ErrNotReady.
+func TestKubernetesUncordonWaitsForReady(t *testing.T) {
+	for _, backend := range k8sBackends {
+		t.Run(backend, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testKubernetesUncordonWaitsForReady(t, backend) })
+		})
+	}
+}
+
+func testKubernetesUncordonWaitsForReady(t *testing.T, backend string) {
+	ctx := t.Context()
+	c, _ := newK8sFake()
+	d := NewKubernetesNode(k8sAPI(t, backend, c), KubernetesOptions{NodeName: "n1"})
+	a := plan.Action{KubernetesNode: &plan.KubernetesNodeAction{Timeout: plan.Duration(3 * time.Minute)}}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	setReady := func(st corev1.ConditionStatus, reason string) {
+		n, err := c.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Status = readyStatus(st, reason)
+		if _, err := c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cordoned := func() bool {
+		n, err := c.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Spec.Unschedulable
+	}
+
+	// The kubelet restarts: NotReady for a minute, then Ready.
+	setReady(corev1.ConditionFalse, "KubeletNotReady")
+	start := time.Now()
+	go func() {
+		time.Sleep(time.Minute)
+		if !cordoned() {
+			t.Error("uncordoned while NotReady")
+		}
+		setReady(corev1.ConditionTrue, "KubeletReady")
+	}()
+	out, err := d.Uncordon(ctx, a, snap)
+	if err != nil || !strings.Contains(out.Summary, "uncordoned node n1") {
+		t.Fatalf("Uncordon: %+v %v", out, err)
+	}
+	if took := time.Since(start); took < time.Minute || took > time.Minute+5*time.Second {
+		t.Errorf("uncordoned after %s, want once Ready, after 1m", took)
+	}
+	if cordoned() {
+		t.Fatal("still cordoned")
+	}
+
+	// A node that never comes back: the rollback's uncordon waits for
+	// the timeout and leaves it cordoned.
+	if _, err := d.Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	setReady(corev1.ConditionUnknown, "NodeStatusUnknown")
+	start = time.Now()
+	_, err = d.Rollback(ctx, a, snap)
+	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "node n1 did not report Ready within 3m (Ready Unknown: NodeStatusUnknown); left cordoned") {
+		t.Fatalf("Rollback of a node never Ready: %v", err)
+	}
+	if took := time.Since(start); took < 3*time.Minute || took > 3*time.Minute+5*time.Second {
+		t.Errorf("gave up after %s, want the 3m timeout", took)
+	}
+	if !cordoned() {
+		t.Fatal("uncordoned although never Ready")
 	}
 }

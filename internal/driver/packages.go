@@ -410,6 +410,38 @@ func (d *PackageDriver) Snapshot(ctx context.Context, a plan.Action) (Snapshot, 
 // (unholding held ones for the change and holding them again after),
 // holds them when the action says so, and checks the result.
 func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
+	return d.apply(ctx, a, false)
+}
+
+// ApplyDeferred is Apply with the service starts and restarts the
+// packages' maintainer scripts ask for held back and listed in
+// Outcome.Deferred, for RunDeferred to run once a check passed. Backends
+// that cannot hold them back (only apt can, through policy-rc.d) fail
+// wrapping ErrUnsupported before anything changes.
+func (d *PackageDriver) ApplyDeferred(ctx context.Context, a plan.Action) (Outcome, error) {
+	if _, ok := d.b.(restartDeferrer); !ok {
+		return Outcome{}, fmt.Errorf("%s: holding back service restarts during an install: %w", d.b.name(), ErrUnsupported)
+	}
+	return d.apply(ctx, a, true)
+}
+
+// RunDeferred runs the service restarts ApplyDeferred held back.
+func (d *PackageDriver) RunDeferred(ctx context.Context, _ plan.Action, deferred []string) error {
+	b, ok := d.b.(restartDeferrer)
+	if !ok {
+		return fmt.Errorf("%s: running held-back service restarts: %w", d.b.name(), ErrUnsupported)
+	}
+	return b.runDeferred(ctx, deferred)
+}
+
+// restartDeferrer is a backend that can install with the service
+// restarts of maintainer scripts held back, and run them later.
+type restartDeferrer interface {
+	installDeferred(ctx context.Context, changes []pkgChange) ([]string, error)
+	runDeferred(ctx context.Context, deferred []string) error
+}
+
+func (d *PackageDriver) apply(ctx context.Context, a plan.Action, deferRestarts bool) (Outcome, error) {
 	t, err := d.target(a)
 	if err != nil {
 		return Outcome{}, err
@@ -438,9 +470,14 @@ func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 			return Outcome{}, err
 		}
 	}
-	var beside []string
+	var beside, deferred []string
 	if len(changes) > 0 {
-		if err := d.b.install(ctx, changes); err != nil {
+		if deferRestarts {
+			deferred, err = d.b.(restartDeferrer).installDeferred(ctx, changes)
+		} else {
+			err = d.b.install(ctx, changes)
+		}
+		if err != nil {
 			return Outcome{}, err
 		}
 		for _, c := range changes {
@@ -476,12 +513,16 @@ func (d *PackageDriver) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 	if err != nil {
 		return Outcome{}, err
 	}
-	out := Outcome{Summary: summarize("changed", changes, skipped), Changed: changeItems(changes), RebootRequired: reboot || (t.kernel && len(changes) > 0)}
+	out := Outcome{Summary: summarize("changed", changes, skipped), Changed: changeItems(changes), RebootRequired: reboot || (t.kernel && len(changes) > 0),
+		Deferred: deferred}
 	if len(beside) > 0 {
 		out.Summary += " (" + strings.Join(beside, "; ") + ")"
 	}
 	if len(toHold) > 0 {
 		out.Summary += "; held " + strings.Join(pinNames(toHold), ", ")
+	}
+	if len(deferred) > 0 {
+		out.Summary += "; service restarts held back: " + strings.Join(deferred, ", ")
 	}
 	out.Summary += rebootNote(out.RebootRequired, why)
 	return out, nil

@@ -359,7 +359,10 @@ type Sim struct {
 	s *SimState
 }
 
-var _ Driver = (*Sim)(nil)
+var (
+	_ Driver          = (*Sim)(nil)
+	_ RestartDeferrer = (*Sim)(nil)
+)
 
 // NewSim returns the simulated driver of one node.
 func NewSim(state *SimState) *Sim { return &Sim{s: state} }
@@ -567,6 +570,15 @@ func simActionKey(a plan.Action) string {
 	b, _ := json.Marshal(a)
 	return string(b)
 }
+
+// ApplyDeferred is Apply: a simulated node runs no services, so there is
+// no restart to hold back for a pre-restart check.
+func (d *Sim) ApplyDeferred(ctx context.Context, a plan.Action) (Outcome, error) {
+	return d.Apply(ctx, a)
+}
+
+// RunDeferred has nothing to run (see ApplyDeferred).
+func (d *Sim) RunDeferred(context.Context, plan.Action, []string) error { return nil }
 
 // Apply makes the change after ApplyDelay. A kernel takes effect at the
 // next Reboot (RebootRequired).

@@ -151,9 +151,9 @@ func Cancel(steps []OpenStep, why string) []Cancellation {
 //     cancelled, steps under way finish and are reported.
 //   - rollback: any non-terminal state but rolling-back -> rolling-back,
 //     scope cmd.Wave ("" for every wave).
-//   - resolve: a failed or unknown node of a non-terminal rollout ->
-//     pending (retry; its attempt is kept, so the next start is
-//     attempt+1), quarantined or skipped.
+//   - resolve: a failed, unknown or rollback-unhealthy node of a
+//     non-terminal rollout -> pending (retry; its attempt is kept, so the
+//     next start is attempt+1), quarantined or skipped.
 //   - stop: running, paused or rolling-back -> paused ("stopped by ...");
 //     steps not begun are cancelled, steps under way finish. resume lifts
 //     it. A rollout waiting for approvals has nothing to stop.
@@ -244,8 +244,8 @@ func (in CommandInput) resolve(cmd Command) (NodeState, error) {
 		return NodeState{}, fmt.Errorf("node %s is not in the rollout's target: %w", cmd.Node, ErrNotFound)
 	}
 	st := *in.Node
-	if st.Phase != PhaseFailed && st.Phase != PhaseUnknown {
-		return NodeState{}, fmt.Errorf("node %s is %s; only failed or unknown nodes can be resolved: %w", cmd.Node, st.Phase, ErrNotNow)
+	if st.Phase != PhaseFailed && st.Phase != PhaseUnknown && st.Phase != PhaseRollbackUnhealthy {
+		return NodeState{}, fmt.Errorf("node %s is %s; only failed, unknown or rollback-unhealthy nodes can be resolved: %w", cmd.Node, st.Phase, ErrNotNow)
 	}
 	st.Phase, st.Since, st.Gate, st.HealthySince = to, in.Now, "", time.Time{}
 	st.Reason = fmt.Sprintf("%s by %s%s", to, cmd.Actor, withReason(cmd.Reason))

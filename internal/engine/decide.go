@@ -66,6 +66,7 @@ func Explain(in Input, nodeID string) string {
 type waveCount struct {
 	total, pending, active, succeeded, failed, quarantined int
 	rollingBack, rolledBack, unknown, rollbackFailed       int
+	rollbackUnhealthy                                      int
 	failedNodes                                            []string // first few, for reasons
 }
 
@@ -308,6 +309,8 @@ func (d *decider) count(c *waveCount, i int, ph Phase) {
 		c.rollingBack++
 	case PhaseRolledBack:
 		c.rolledBack++
+	case PhaseRollbackUnhealthy:
+		c.rollbackUnhealthy++
 	case PhaseUnknown:
 		c.unknown++
 	}
@@ -616,7 +619,7 @@ func (d *decider) rollback() {
 		}
 		return false, false
 	}
-	busy, failedRollback, rolled := 0, 0, 0
+	busy, failedRollback, unhealthy, rolled := 0, 0, 0, 0
 	for pass := 0; pass < 2; pass++ { // failed nodes first
 		for i := range d.in.Nodes {
 			if !inScope(i) {
@@ -628,6 +631,8 @@ func (d *decider) rollback() {
 					busy++
 				case PhaseRolledBack:
 					rolled++
+				case PhaseRollbackUnhealthy:
+					unhealthy++
 				case PhaseFailed:
 					if d.in.Nodes[i].State.Rollback {
 						failedRollback++
@@ -678,6 +683,11 @@ func (d *decider) rollback() {
 	}
 	if failedRollback > 0 {
 		d.setState(RolloutFailed, fmt.Sprintf("%s; rollback failed on %s, a human must resolve them", d.reason, plural(failedRollback, "node")), d.scope)
+		return
+	}
+	if unhealthy > 0 {
+		d.setState(RolloutFailed, fmt.Sprintf("%s; rolled back %s, %s still unhealthy after the rollback (kept out of service; a human must resolve them)",
+			d.reason, plural(rolled+unhealthy, "node"), plural(unhealthy, "node")), d.scope)
 		return
 	}
 	d.setState(RolloutHalted, fmt.Sprintf("%s; rolled back %s", d.reason, plural(rolled, "node")), d.scope)

@@ -9,7 +9,11 @@ import (
 
 // Report is what an agent says about one step.
 type Report struct {
-	Phase        Phase // running, verifying, succeeded, failed, rolling-back, rolled-back, interrupted, cancelled
+	Phase Phase // running, verifying, succeeded, failed, rolling-back, rolled-back, interrupted, cancelled
+	// Gate is the node-gate verdict of a verifying report, and of a
+	// rolled-back one: the probes run again after the rollback (Pass:
+	// verified healthy; Fail: restored but still unhealthy; "" from an
+	// agent that does not probe after a rollback).
 	Gate         Verdict
 	HealthySince time.Time
 	Reason       string
@@ -61,6 +65,16 @@ func FinalPhase(p Phase) bool {
 	return false
 }
 
+// resultOf is the result a report closes its step with: its phase, but
+// rollback-unhealthy for a rollback reported rolled back with a failing
+// gate.
+func resultOf(r Report, step StepStatus) Phase {
+	if r.Phase == PhaseRolledBack && r.Gate == Fail && step.Rollback {
+		return PhaseRollbackUnhealthy
+	}
+	return r.Phase
+}
+
 // Accept applies an agent's report to its node, or says why it is
 // refused (an error wrapping ErrNotNow or ErrInvalid). The rules:
 //
@@ -80,6 +94,9 @@ func FinalPhase(p Phase) bool {
 //     agent is back); a second one, or onInterrupted fail, fails the node
 //     (it counts against the budget). In a rollout that ended the node is
 //     pending: it carries nothing. A rollback step is never retried.
+//   - rolled-back with a failing gate: the rollback restored the node but
+//     its probes still fail; the node becomes rollback-unhealthy (out of
+//     service until a human resolves it) and the step's result says so.
 //   - in a rollout that ended (aborted, halted, ...), nothing decides any
 //     more: a node passing for its soak (MinHealthy) becomes succeeded and
 //     a failing one failed, and its step is closed, so that the view
@@ -99,7 +116,7 @@ func Accept(in ReportInput) (ReportResult, error) {
 	}
 	if in.Step.Finished {
 		switch {
-		case in.Step.Result == string(r.Phase):
+		case in.Step.Result == string(resultOf(r, in.Step)):
 			return out, nil // a repeated final report
 		case in.Step.Result == string(PhaseSucceeded) && r.Phase == PhaseVerifying && r.Gate == Pass:
 			return out, nil // the soak report of a step the engine already judged healthy
@@ -136,6 +153,11 @@ func Accept(in ReportInput) (ReportResult, error) {
 			next.Phase = PhasePending
 			next.Reason = "interrupted; retried once the limits allow (onInterrupted: retry): " + what
 		}
+	case PhaseRolledBack:
+		if phase := resultOf(r, in.Step); phase == PhaseRollbackUnhealthy {
+			next.Phase, next.HealthySince = phase, time.Time{}
+			next.Reason = "rolled back but still unhealthy: " + orElse(r.Reason, "node probes failed after the rollback")
+		}
 	case PhaseVerifying:
 		if in.State.Terminal() && !in.Step.Rollback {
 			switch {
@@ -155,7 +177,7 @@ func Accept(in ReportInput) (ReportResult, error) {
 	out.Changed = next != st
 	switch {
 	case FinalPhase(r.Phase):
-		out.Finish, out.Result = true, string(r.Phase)
+		out.Finish, out.Result = true, string(resultOf(r, in.Step))
 	case r.Phase == PhaseVerifying && (next.Phase == PhaseSucceeded || next.Phase == PhaseFailed):
 		out.Finish, out.Result = true, string(next.Phase) // settled after the rollout ended: nothing else will close it
 	}

@@ -41,8 +41,13 @@ const (
 	PhaseQuarantined Phase = "quarantined"  // failed, set aside within budget; frees its slot
 	PhaseRollingBack Phase = "rolling-back" // rollback dispatched, not finished
 	PhaseRolledBack  Phase = "rolled-back"  // rollback applied and verified
-	PhaseUnknown     Phase = "unknown"      // agent silent past its lease; holds its slot
-	PhaseSkipped     Phase = "skipped"      // in the target but never to be changed (no wave took it, or an operator skipped it)
+	// PhaseRollbackUnhealthy: the rollback restored every action but the
+	// node's probes still fail; the node stays out of service (a
+	// kubernetes node stays cordoned) until a human resolves it. It does
+	// not count as recovered: a rollout with such a node ends failed.
+	PhaseRollbackUnhealthy Phase = "rollback-unhealthy"
+	PhaseUnknown           Phase = "unknown" // agent silent past its lease; holds its slot
+	PhaseSkipped           Phase = "skipped" // in the target but never to be changed (no wave took it, or an operator skipped it)
 
 	// Reported by agents, never a node's phase (see Accept):
 	// PhaseInterrupted: the agent crashed or the node rebooted (not at the

@@ -46,6 +46,11 @@ func RefusedAction(a Action, pol *fleet.AgentPolicy) string {
 	if art := actionArtifact(a); art != "" && !pol.Artifacts {
 		return fmt.Sprintf("%s runs signed artifact %s and the agent verifies none (--artifact-root)", kind, art)
 	}
+	if c := a.PreRestartCheck; c != nil {
+		if why := RefusedProbe(c.Probe(), pol); why != "" {
+			return "pre-restart check: " + why
+		}
+	}
 	return ""
 }
 

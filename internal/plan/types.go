@@ -103,6 +103,34 @@ type Action struct {
 	ContainerRuntime *ContainerRuntimeAction `yaml:"containerRuntime,omitempty" json:"containerRuntime,omitempty"`
 	KubernetesNode   *KubernetesNodeAction   `yaml:"kubernetesNode,omitempty" json:"kubernetesNode,omitempty"`
 	Script           *ScriptAction           `yaml:"script,omitempty" json:"script,omitempty"`
+	// PreRestartCheck, on a package or serviceRestart action, runs after
+	// the change and before any service restarts on it.
+	PreRestartCheck *RestartCheck `yaml:"preRestartCheck,omitempty" json:"preRestartCheck,omitempty" desc:"package (apt) and serviceRestart actions: a check (nginx -t) run after the change and before any service restarts; if it fails the step rolls back before a service restarts on the new version"`
+}
+
+// RestartCheck is a command or signed artifact, run as a command probe is
+// (under the agent's --allow-command-probes, or verified as scripts
+// are), that must exit 0 before services restart on a change.
+type RestartCheck struct {
+	Command  []string `yaml:"command,omitempty" json:"command,omitempty" desc:"program and arguments, e.g. [nginx, -t]; runs only on agents started with --allow-command-probes"`
+	Artifact string   `yaml:"artifact,omitempty" json:"artifact,omitempty" desc:"signed artifact to run instead of command, verified as scripts are"`
+	Args     []string `yaml:"args,omitempty" json:"args,omitempty" desc:"arguments of the signed artifact"`
+	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"default 30s"`
+}
+
+// DefaultRestartCheckTimeout bounds a pre-restart check without a timeout.
+const DefaultRestartCheckTimeout = Duration(30 * time.Second)
+
+// Probe is the command probe that runs c: the same agent policy applies,
+// and the start of its output goes in a failure's reason when the agent
+// allows (--allow-probe-output).
+func (c RestartCheck) Probe() Probe {
+	t := c.Timeout
+	if t <= 0 {
+		t = DefaultRestartCheckTimeout
+	}
+	return Probe{Name: "pre-restart check", Kind: ProbeCommand, Command: c.Command, Artifact: c.Artifact, Args: c.Args,
+		Timeout: t, IncludeOutput: true}
 }
 
 // PackageAction installs or upgrades packages to pinned versions. Packages
@@ -204,7 +232,7 @@ type ContainerRuntimeAction struct {
 // following actions and uncordons it after them.
 type KubernetesNodeAction struct {
 	Drain       bool     `yaml:"drain" json:"drain"`
-	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout (default 10m)"`
+	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout, and how long the node may take to report Ready again before it is uncordoned (default 10m)"`
 	GracePeriod Duration `yaml:"gracePeriod,omitempty" json:"gracePeriod,omitempty"`
 	DeleteLocal bool     `yaml:"deleteEmptyDirData,omitempty" json:"deleteEmptyDirData,omitempty"`
 }

@@ -262,6 +262,14 @@ func (v *validator) action(path string, a *Action) {
 	if v.d.failed[kp] {
 		return
 	}
+	if cp := path + ".preRestartCheck"; a.PreRestartCheck != nil {
+		if kinds[0] != "package" && kinds[0] != "serviceRestart" {
+			v.keyErrf(cp, "preRestartCheck goes with package and serviceRestart actions (a %s action restarts no service drover can hold back)", kinds[0])
+		} else {
+			pr := a.PreRestartCheck.Probe()
+			v.commandProbe(cp, &pr, "a pre-restart check")
+		}
+	}
 	set := map[string]bool{
 		"package": a.Package != nil, "kernel": a.Kernel != nil, "livepatch": a.LivePatch != nil,
 		"serviceRestart": a.ServiceRestart != nil, "containerRuntime": a.ContainerRuntime != nil,

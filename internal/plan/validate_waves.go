@@ -497,7 +497,7 @@ func (v *validator) probe(pp string, pr *Probe) {
 			}
 		}
 	case ProbeCommand:
-		v.commandProbe(pp, pr)
+		v.commandProbe(pp, pr, "a command probe")
 	case ProbeSystemd, ProbeWindowsService:
 		need("unit", pr.Unit, "unit (the service name)")
 	}

@@ -143,7 +143,7 @@ WHERE rollout_id = ? AND node_id = ? AND phase = ? AND attempt = ?`,
 	// deadline, quarantined, skipped) has no step in progress any more:
 	// close it so that it is not handed out again.
 	switch to.Phase {
-	case engine.PhaseSucceeded, engine.PhaseFailed, engine.PhaseQuarantined, engine.PhaseSkipped, engine.PhaseRolledBack:
+	case engine.PhaseSucceeded, engine.PhaseFailed, engine.PhaseQuarantined, engine.PhaseSkipped, engine.PhaseRolledBack, engine.PhaseRollbackUnhealthy:
 		if _, err := t.exec("UPDATE steps SET finished_at = ?, result = ? WHERE rollout_id = ? AND node_id = ? AND finished_at IS NULL AND id <> ?",
 			nanos(to.Since), string(to.Phase), rollout, u.NodeID, u.StepID); err != nil {
 			return fmt.Errorf("close step of node %s: %w", u.NodeID, err)

@@ -51,7 +51,7 @@ func phases() []phaseInfo {
 		{engine.PhasePending, "wait", false}, {engine.PhaseQueued, "queue", true}, {engine.PhaseRunning, "run", true},
 		{engine.PhaseVerifying, "verify", true}, {engine.PhaseSucceeded, "ok", false}, {engine.PhaseFailed, "FAIL", true},
 		{engine.PhaseQuarantined, "quar", false}, {engine.PhaseRollingBack, "undo…", true}, {engine.PhaseRolledBack, "undone", false},
-		{engine.PhaseUnknown, "silent", true}, {engine.PhaseSkipped, "skip", false},
+		{engine.PhaseRollbackUnhealthy, "SICK", false}, {engine.PhaseUnknown, "silent", true}, {engine.PhaseSkipped, "skip", false},
 	}
 }
 
@@ -142,7 +142,7 @@ func (d *dashboard) rollout(r *http.Request, c *client) (string, *view, error) {
 			continue
 		}
 		var d struct{ To, Reason string }
-		if json.Unmarshal(e.Detail, &d) == nil && (d.To == string(engine.PhaseFailed) || d.To == string(engine.PhaseUnknown)) {
+		if json.Unmarshal(e.Detail, &d) == nil && (d.To == string(engine.PhaseFailed) || d.To == string(engine.PhaseUnknown) || d.To == string(engine.PhaseRollbackUnhealthy)) {
 			failure[strings.TrimPrefix(e.Object, "node/")] = d.Reason
 		}
 	}
@@ -150,7 +150,7 @@ func (d *dashboard) rollout(r *http.Request, c *client) (string, *view, error) {
 	for _, n := range ro.Nodes {
 		byWave[n.Wave] = append(byWave[n.Wave], n)
 		switch n.Phase {
-		case engine.PhaseFailed, engine.PhaseQuarantined, engine.PhaseRolledBack, engine.PhaseRollingBack, engine.PhaseUnknown:
+		case engine.PhaseFailed, engine.PhaseQuarantined, engine.PhaseRolledBack, engine.PhaseRollbackUnhealthy, engine.PhaseRollingBack, engine.PhaseUnknown:
 			if n.Phase != engine.PhaseRolledBack || n.Reason != "" {
 				a := attention{RolloutNode: n, Failure: failure[n.ID]}
 				if a.Failure == n.Reason {

@@ -249,11 +249,27 @@ func testReportStep(t *testing.T, s Backend) {
 	version = load(t, s, "r1").Rollout.Version
 	err = s.ReportStep(ctx, store.Report{StepID: stepID("n2", 1), NodeID: "n2", Phase: engine.PhaseRunning, At: at(10 * time.Minute)})
 	wantErr(t, err, store.ErrConflict, "a report of a step that is no longer the node's current step")
-	ok(t, s.ReportStep(ctx, store.Report{StepID: "r1/n2/rollback/1", NodeID: "n2", Phase: engine.PhaseRolledBack, At: at(11 * time.Minute)}))
+	// The rollback restored n2 but its probes still fail: rollback-unhealthy,
+	// kept with the evidence; the step row holds when the rollback was
+	// dispatched (created_at) and completed (finished_at).
+	ev := `{"probesAfterRollback":{"verdict":"fail","reason":"http /health: 502"}}`
+	unhealthy := store.Report{StepID: "r1/n2/rollback/1", NodeID: "n2", Phase: engine.PhaseRolledBack, Gate: engine.Fail,
+		Reason: "rollback done but still unhealthy: http /health: 502", Evidence: json.RawMessage(ev), At: at(11 * time.Minute)}
+	ok(t, s.ReportStep(ctx, unhealthy))
 	n2 = nodeOf(t, load(t, s, "r1"), "n2")
-	if n2.State.Phase != engine.PhaseRolledBack || !n2.State.Rollback {
-		t.Fatalf("n2 after rollback report = %+v", n2.State)
+	if n2.State.Phase != engine.PhaseRollbackUnhealthy || !n2.State.Rollback {
+		t.Fatalf("n2 after an unhealthy rollback report = %+v", n2.State)
 	}
+	if n, err := s.ExecRaw(ctx, "UPDATE steps SET result = result WHERE id = ? AND kind = 'rollback' AND result = ? AND created_at = ? AND finished_at = ? AND evidence = ?",
+		"r1/n2/rollback/1", "rollback-unhealthy", at(9*time.Minute).UnixNano(), at(11*time.Minute).UnixNano(), ev); err != nil || n != 1 {
+		t.Fatalf("rollback step row without its times, result and evidence (matched %d rows, %v)", n, err)
+	}
+	// Out of service: it keeps its hold while the rollout runs.
+	if n, err := s.ExecRaw(ctx, "UPDATE node_holds SET since = since WHERE node_id = ? AND holder = ?", "n2", "r1"); err != nil || n != 1 {
+		t.Fatalf("rollback-unhealthy n2 lost its hold (matched %d rows, %v)", n, err)
+	}
+	unhealthy.At = at(12 * time.Minute)
+	ok(t, s.ReportStep(ctx, unhealthy)) // a repeated final report
 	if v := load(t, s, "r1").Rollout.Version; v != version {
 		t.Fatalf("reports bumped the rollout version from %d to %d", version, v)
 	}
