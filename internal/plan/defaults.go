@@ -35,6 +35,10 @@ const (
 	DefaultSpreadZone        = "zone"
 )
 
+// DefaultCanaryMax is the most nodes a canary that covers its strata
+// takes when the plan sets no max: 10% of the target (at least 1).
+func DefaultCanaryMax() *Quantity { return Percent(10) }
+
 // DefaultSpread returns the keys a canary spreads across when the plan
 // names none: one node per distinct value of each, as far as the canary's
 // size allows.
@@ -118,8 +122,19 @@ func Defaults(p *Plan) {
 	expandRamps(p)
 	for i := range p.Waves {
 		w := &p.Waves[i]
-		if w.Canary && w.Spread == nil {
-			w.Spread = DefaultSpread()
+		if c := w.Canary; c != nil {
+			if c.Cover == "" {
+				c.Cover = CoverStrata
+				if w.Nodes != nil {
+					c.Cover = CoverCount
+				}
+			}
+			if c.Cover == CoverStrata && c.Max == nil {
+				c.Max = DefaultCanaryMax()
+			}
+			if w.Spread == nil {
+				w.Spread = DefaultSpread()
+			}
 		}
 		if w.Budget == nil {
 			w.Budget = &Budget{}
@@ -245,6 +260,10 @@ func expandRamps(p *Plan) {
 			if w.BakeTime != nil {
 				bt := *w.BakeTime
 				s.BakeTime = &bt
+			}
+			if w.Canary != nil {
+				c := *w.Canary
+				s.Canary = &c
 			}
 			from[i] = append(from[i], len(out))
 			out = append(out, s)

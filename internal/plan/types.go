@@ -198,7 +198,7 @@ type Wave struct {
 	Nodes     *Quantity  `yaml:"nodes,omitempty" json:"nodes,omitempty" desc:"how many nodes: a count (5) or a percent of the target (\"20%\")"`
 	Selector  string     `yaml:"selector,omitempty" json:"selector,omitempty" desc:"CEL expression narrowing the nodes this wave may take"`
 	Ramp      []Quantity `yaml:"ramp,omitempty" json:"ramp,omitempty" desc:"cumulative sizes, e.g. [1, 5, \"20%\", \"100%\"]"`
-	Canary    bool       `yaml:"canary,omitempty" json:"canary,omitempty" desc:"spread the wave across the distinct values of spread keys"`
+	Canary    *Canary    `yaml:"canary,omitempty" json:"canary,omitempty" desc:"make the wave a representative canary over its spread keys: true, or {cover, max, allowUncovered}"`
 	Spread    []string   `yaml:"spread,omitempty" json:"spread,omitempty" desc:"keys a canary spreads across (default os.family, os.version, hardware.class, zone)"`
 	Budget    *Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"failure budget of this wave, over its nodes"`
 	Approvals int        `yaml:"approvals,omitempty" json:"approvals,omitempty" desc:"approvals needed before this wave starts"`
@@ -208,6 +208,37 @@ type Wave struct {
 	// together (cumulative), so "100%" means all remaining nodes.
 	RampOf string `yaml:"rampOf,omitempty" json:"rampOf,omitempty" desc:"set by ramp expansion: nodes is cumulative over the waves of this ramp"`
 }
+
+// Canary makes a wave a representative canary: its nodes are spread
+// over the combinations (strata) of the values of its spread keys present
+// among the nodes it may take. In YAML "canary: true" is a Canary with
+// every field defaulted, and "canary: false" is no canary.
+//
+// Cover strata sizes the canary itself: one node per stratum, at most
+// Max nodes. When Max nodes cannot cover every stratum, the rollout is
+// not created (the uncovered strata are listed) unless AllowUncovered.
+// Cover count takes the wave's nodes: (a count or percent) spread as far
+// as they go; strata it leaves uncovered are reported as warnings.
+// Defaults sets Cover to count when the wave has nodes: or ramp: (plans
+// written before cover existed keep their meaning) and to strata
+// otherwise, and Max (cover strata only) to DefaultCanaryMax.
+type Canary struct {
+	Cover          CanaryCover `yaml:"cover,omitempty" json:"cover,omitempty" desc:"strata: one node per combination of the spread keys, up to max (default without nodes:) | count: the wave's nodes:, spread as far as they go (default with nodes:)"`
+	Max            *Quantity   `yaml:"max,omitempty" json:"max,omitempty" desc:"cover strata: most nodes the canary may take, count or percent of the target (default 10%)"`
+	AllowUncovered bool        `yaml:"allowUncovered,omitempty" json:"allowUncovered,omitempty" desc:"cover strata: start even when max nodes cannot cover every stratum (they are still listed)"`
+}
+
+// CanaryCover says how a canary is sized.
+type CanaryCover string
+
+const (
+	CoverStrata CanaryCover = "strata"
+	CoverCount  CanaryCover = "count"
+)
+
+// Covers reports whether the wave is a canary that sizes itself to cover
+// its strata.
+func (w *Wave) Covers() bool { return w.Canary != nil && w.Canary.Cover == CoverStrata }
 
 // Quantity is an absolute count or a percent. In YAML it is an integer (5)
 // or a string with a percent sign ("20%").

@@ -590,7 +590,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 			st = engine.WavePending
 		}
 		v.Waves = append(v.Waves, api.Wave{Name: pw.Name, State: st, Reason: sw.Reason, Nodes: waveNodes[pw.Name],
-			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary,
+			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary != nil,
 			ApprovalsNeeded: pw.Approvals, ApprovalsGot: len(engine.Approvers(ro.Author, approvals, pw.Name))})
 	}
 	for _, g := range data.Gates {

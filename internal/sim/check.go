@@ -549,7 +549,7 @@ func CheckAssignment(p *plan.Plan, a *engine.Assignment) []Violation {
 		held = func(n *fleet.Node) bool { return n.Value(hb.Key) == hb.Domain }
 	}
 	for wi, w := range p.Waves {
-		if !w.Canary {
+		if w.Canary == nil {
 			continue
 		}
 		var sel *fleet.Selector
