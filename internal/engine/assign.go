@@ -106,7 +106,11 @@ func Assign(p *plan.Plan, nodes []*fleet.Node, seed uint64) (*Assignment, error)
 				unc[i].Wave = w.Name
 				if w.Covers() {
 					unc[i].Blocking = !w.Canary.AllowUncovered
-					unc[i].Reason = fmt.Sprintf("canary max %s (%d nodes) cannot cover all %d combinations", w.Canary.Max, want, len(groups))
+					most := w.Canary.Max.String()
+					if w.Canary.Max.Percent {
+						most += fmt.Sprintf(" (%d nodes)", want)
+					}
+					unc[i].Reason = fmt.Sprintf("canary max %s cannot cover all %d combinations", most, len(groups))
 				}
 			}
 			uncovered = append(uncovered, unc...)

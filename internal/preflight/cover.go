@@ -21,6 +21,10 @@ func Cover(p *plan.Plan, a *engine.Assignment) plan.Errors {
 			byWave[s.Wave] = append(byWave[s.Wave], s)
 		}
 	}
+	size := map[string]int{}
+	for _, n := range a.Nodes {
+		size[n.State.Wave]++
+	}
 	var es plan.Errors
 	for i, w := range p.Waves {
 		unc := byWave[w.Name]
@@ -31,9 +35,14 @@ func Cover(p *plan.Plan, a *engine.Assignment) plan.Errors {
 		for _, s := range unc {
 			list = append(list, "{"+Stratum(s.Values)+"}")
 		}
+		// A canary that cannot cover takes max nodes, one per stratum.
+		most := w.Canary.Max.String() + " nodes"
+		if w.Canary.Max.Percent {
+			most = w.Canary.Max.String() + " of the target"
+		}
 		es = append(es, p.Errorf(fmt.Sprintf("waves[%d].canary", i),
-			"canary %s cannot cover %d strata of its spread keys (%s): %s; uncovered: %s; raise canary.max, narrow spread, or set canary.allowUncovered: true",
-			w.Name, len(unc), strings.Join(w.Spread, ", "), unc[0].Reason, strings.Join(list, " ")))
+			"wave %s: a canary of at most %s covers %d of the %d strata of its spread keys (%s); uncovered: %s; raise canary.max, narrow spread, or set canary.allowUncovered: true",
+			w.Name, most, size[w.Name], size[w.Name]+len(unc), strings.Join(w.Spread, ", "), strings.Join(list, " ")))
 	}
 	return es
 }
