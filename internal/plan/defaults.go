@@ -26,6 +26,7 @@ const (
 	DefaultWindowLabel       = "maintenance-window"
 	DefaultKernelRollback    = "previous-kernel"
 	DefaultLivePatchProvider = "kpatch"
+	DefaultLivePatchRollback = "unload"
 	DefaultOnBreach          = BreachRollbackWave
 	DefaultMaxInFlightCount  = 1
 	DefaultWaveMaxFailures   = 0
@@ -164,8 +165,13 @@ func defaultAction(a *Action) {
 	if k := a.Kernel; k != nil && k.Rollback == "" {
 		k.Rollback = DefaultKernelRollback
 	}
-	if lp := a.LivePatch; lp != nil && lp.Provider == "" {
-		lp.Provider = DefaultLivePatchProvider
+	if lp := a.LivePatch; lp != nil {
+		if lp.Provider == "" {
+			lp.Provider = DefaultLivePatchProvider
+		}
+		if lp.Rollback == "" {
+			lp.Rollback = DefaultLivePatchRollback
+		}
 	}
 	if kn := a.KubernetesNode; kn != nil && kn.Timeout == 0 {
 		kn.Timeout = DefaultDrainTimeout

@@ -103,6 +103,12 @@ type Action struct {
 	ContainerRuntime *ContainerRuntimeAction `yaml:"containerRuntime,omitempty" json:"containerRuntime,omitempty"`
 	KubernetesNode   *KubernetesNodeAction   `yaml:"kubernetesNode,omitempty" json:"kubernetesNode,omitempty"`
 	Script           *ScriptAction           `yaml:"script,omitempty" json:"script,omitempty"`
+	// NoRollbackOn names the os families on which the plan accepts that
+	// the action has no way back (macOS updates, a script without a
+	// rollback artifact): creation refuses an action that the drivers of
+	// some target node's os family cannot undo unless the action says
+	// rollback: none, or names that family here.
+	NoRollbackOn []string `yaml:"noRollbackOn,omitempty" json:"noRollbackOn,omitempty" desc:"os families on which the plan accepts that this action cannot be rolled back (e.g. [macos])"`
 }
 
 // PackageAction installs or upgrades packages to pinned versions. Packages
@@ -145,11 +151,14 @@ type KernelAction struct {
 	Rollback string `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"previous-kernel (default) | none"`
 }
 
-// LivePatchAction loads a kernel live patch; rollback unloads it.
+// LivePatchAction loads a kernel live patch; rollback unloads it (kpatch)
+// or disables Canonical Livepatch, which removes every live patch of the
+// running kernel, not only this fix.
 type LivePatchAction struct {
 	ID       string `yaml:"id" json:"id" desc:"live patch module name"`
 	Artifact string `yaml:"artifact,omitempty" json:"artifact,omitempty" desc:"signed artifact holding the patch (kpatch)"`
 	Provider string `yaml:"provider,omitempty" json:"provider,omitempty" desc:"kpatch | canonical-livepatch (default kpatch)"`
+	Rollback string `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"unload (default: kpatch unload; canonical-livepatch disable, which removes every live patch of the running kernel) | none"`
 }
 
 // ServiceRestartAction restarts a service (systemd unit or Windows service).
@@ -174,12 +183,44 @@ type KubernetesNodeAction struct {
 }
 
 // ScriptAction runs a signed script artifact; Rollback names the script
-// that undoes it, if any.
+// that undoes it, or is "none" (ScriptNoRollback) when the plan accepts
+// that nothing undoes it; empty means neither, which creation refuses.
 type ScriptAction struct {
 	Artifact string   `yaml:"artifact" json:"artifact" desc:"name of a signed target in the artifact repository"`
 	Args     []string `yaml:"args,omitempty" json:"args,omitempty"`
-	Rollback string   `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"signed artifact that undoes the script"`
+	Rollback string   `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"signed artifact that undoes the script, or none (the plan accepts that the script cannot be undone)"`
 	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// AcceptsNoRollback reports whether the plan accepts that a has no way
+// back on nodes of os family: a says rollback: none, or names family in
+// noRollbackOn.
+func (a *Action) AcceptsNoRollback(family string) bool {
+	switch {
+	case a.Package != nil && a.Package.Rollback == RollbackNone,
+		a.Kernel != nil && a.Kernel.Rollback == "none",
+		a.LivePatch != nil && a.LivePatch.Rollback == "none",
+		a.Script != nil && a.Script.Rollback == ScriptNoRollback:
+		return true
+	}
+	for _, f := range a.NoRollbackOn {
+		if f == family {
+			return true
+		}
+	}
+	return false
+}
+
+// ScriptNoRollback, as a script's rollback, says the plan accepts that
+// the script cannot be undone.
+const ScriptNoRollback = "none"
+
+// RollbackArtifact is the artifact that undoes the script, "" for none.
+func (s *ScriptAction) RollbackArtifact() string {
+	if s.Rollback == ScriptNoRollback {
+		return ""
+	}
+	return s.Rollback
 }
 
 // Wave is one step of the rollout. Nodes are assigned to waves once, when
