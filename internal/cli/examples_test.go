@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/sim"
 )
 
@@ -44,8 +45,11 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // `drover simulate` on the demo fleet (--nodes 40 --seed 7 generates it
 // exactly: the demo's mix, zones, classes and seed), on a larger
 // generated fleet, and on its inventory when it has one: each must
-// select nodes and succeed, and on the demo fleet its canary must cover
-// every stratum of its spread keys (no uncovered strata). The demo test (internal/demo) dry-runs them
+// select nodes and succeed. On the demo fleet each must also pass the
+// checks a server runs at creation (plan validate --inventory): its
+// canary covers every stratum of its spread keys (no uncovered strata),
+// and every action has a way back on every target node or the plan says
+// it goes without one. The demo test (internal/demo) dry-runs them
 // on the demo's server and runs quick-start for real.
 func TestExamples(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(examplesDir, "*.yaml"))
@@ -61,6 +65,14 @@ func TestExamples(t *testing.T) {
 			t.Errorf("examples table names %s, which is not in examples/", name)
 		}
 	}
+	mix, err := fleet.ParseMix(fleet.DefaultMix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := fleet.Generate(fleet.GenSpec{N: 40, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range files {
 		name := filepath.Base(f)
 		ex, ok := examples[name]
@@ -71,6 +83,13 @@ func TestExamples(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if code, out, errOut := run(t, "plan", "validate", f); code != 0 {
 				t.Fatalf("plan validate: exit %d\n%s%s", code, out, errOut)
+			}
+			problems, summary := validatePlan(f, demo, true)
+			if len(problems) > 0 {
+				t.Errorf("plan validate against the demo fleet:\n%s", strings.Join(problems, "\n"))
+			}
+			if strings.Contains(summary, "uncovered") {
+				t.Errorf("plan validate against the demo fleet: %s", summary)
 			}
 			fleets := [][]string{{"--nodes", "40", "--seed", "7"}, {"--nodes", "500", "--seed", "1"}}
 			if ex.inventory != "" {

@@ -15,6 +15,8 @@ type Undo struct {
 	// NoDriver: no driver performs the action there, so the step fails
 	// before anything changes and there is nothing to undo.
 	NoDriver bool
+	// ByPlan: None because the plan says rollback: none.
+	ByPlan bool
 	// Way says how the action is undone, or why it cannot be.
 	Way string
 }
@@ -30,7 +32,7 @@ var linux = []string{"debian", "ubuntu", "rhel", "suse"}
 func UndoOf(a plan.Action, family string) Undo {
 	u := undoOf(a, family)
 	if !u.NoDriver && a.AcceptsNoRollback("") {
-		return Undo{None: true, Way: "the plan says rollback: none"}
+		return Undo{None: true, ByPlan: true, Way: "the plan says rollback: none"}
 	}
 	return u
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/sim"
 	"github.com/drover-dev/drover/internal/store"
 )
@@ -768,6 +769,9 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	rs := refusals(p, a)
 	for _, r := range rs {
 		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
+	}
+	for _, n := range preflight.NoWayBacks(p, preflight.Targets(a)) {
+		text += "no way back: " + n.Text() + "\n"
 	}
 	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
