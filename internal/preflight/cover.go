@@ -37,8 +37,11 @@ func Cover(p *plan.Plan, a *engine.Assignment) plan.Errors {
 		}
 		// A canary that cannot cover takes max nodes, one per stratum.
 		most := w.Canary.Max.String() + " nodes"
-		if w.Canary.Max.Percent {
+		switch {
+		case w.Canary.Max.Percent:
 			most = w.Canary.Max.String() + " of the target"
+		case w.Canary.Max.Count == 1:
+			most = "1 node"
 		}
 		es = append(es, p.Errorf(fmt.Sprintf("waves[%d].canary", i),
 			"wave %s: a canary of at most %s covers %d of the %d strata of its spread keys (%s); uncovered: %s; raise canary.max, narrow spread, or set canary.allowUncovered: true",
