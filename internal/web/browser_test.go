@@ -498,6 +498,7 @@ change:
   actions:
     - package:
         packages: [{name: telemetry-agent, version: 7.3.0}]
+      noRollbackOn: [macos]
 waves:
   - name: all
 `)
