@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/sim"
 )
 
@@ -44,7 +45,11 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // `drover simulate` on the demo fleet (--nodes 40 --seed 7 generates it
 // exactly: the demo's mix, zones, classes and seed), on a larger
 // generated fleet, and on its inventory when it has one: each must
-// select nodes and succeed. The demo test (internal/demo) dry-runs them
+// select nodes and succeed. On the demo fleet each must also pass the
+// checks a server runs at creation (plan validate --inventory): its
+// canary covers every stratum of its spread keys (no uncovered strata),
+// and every action has a way back on every target node or the plan says
+// it goes without one. The demo test (internal/demo) dry-runs them
 // on the demo's server and runs quick-start for real.
 func TestExamples(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(examplesDir, "*.yaml"))
@@ -60,6 +65,14 @@ func TestExamples(t *testing.T) {
 			t.Errorf("examples table names %s, which is not in examples/", name)
 		}
 	}
+	mix, err := fleet.ParseMix(fleet.DefaultMix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := fleet.Generate(fleet.GenSpec{N: 40, Mix: mix, Zones: 3, HardwareClasses: 3}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range files {
 		name := filepath.Base(f)
 		ex, ok := examples[name]
@@ -70,6 +83,13 @@ func TestExamples(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if code, out, errOut := run(t, "plan", "validate", f); code != 0 {
 				t.Fatalf("plan validate: exit %d\n%s%s", code, out, errOut)
+			}
+			problems, summary := validatePlan(f, demo, true)
+			if len(problems) > 0 {
+				t.Errorf("plan validate against the demo fleet:\n%s", strings.Join(problems, "\n"))
+			}
+			if strings.Contains(summary, "uncovered") {
+				t.Errorf("plan validate against the demo fleet: %s", summary)
 			}
 			fleets := [][]string{{"--nodes", "40", "--seed", "7"}, {"--nodes", "500", "--seed", "1"}}
 			if ex.inventory != "" {
@@ -93,6 +113,10 @@ func TestExamples(t *testing.T) {
 					t.Errorf("%s: state %s, %d of %d nodes succeeded, %d invariant violations", strings.Join(fl, " "),
 						res.State, res.Nodes.Succeeded, res.Nodes.Target, res.InvariantViolations)
 				}
+				if fl[0] == "--nodes" && fl[1] == "40" && len(res.UncoveredStrata) > 0 {
+					t.Errorf("on the demo fleet the canary leaves %d strata uncovered, e.g. wave %s: %v (%s)", len(res.UncoveredStrata),
+						res.UncoveredStrata[0].Wave, res.UncoveredStrata[0].Values, res.UncoveredStrata[0].Reason)
+				}
 				t.Logf("%s: %d nodes, makespan %s", strings.Join(fl, " "), res.Nodes.Target,
 					(time.Duration(res.MakespanSeconds) * time.Second).String())
 			}
@@ -101,7 +125,8 @@ func TestExamples(t *testing.T) {
 }
 
 // The quick-start example stops a change that hurts one hardware class
-// at its canary, on the demo fleet.
+// at its canary, on the demo fleet: its canary covers the fleet's 14
+// os.family × hardware.class strata, gen3 among them.
 func TestExampleQuickStartHalts(t *testing.T) {
 	f := filepath.Join(examplesDir, "quick-start.yaml")
 	code, out, errOut := run(t, "simulate", f, "--nodes", "40", "--seed", "7", "--json", "--fail", `node.hardware.class == "gen3"=1`)
@@ -112,7 +137,7 @@ func TestExampleQuickStartHalts(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	if !res.Halted || !strings.HasPrefix(res.HaltReason, "wave canary: ") || res.NodesTouchedBeforeHalt > 6 {
+	if !res.Halted || !strings.HasPrefix(res.HaltReason, "wave canary: ") || res.NodesTouchedBeforeHalt > 14 {
 		t.Errorf("halted %v (%s), %d touched before the halt", res.Halted, res.HaltReason, res.NodesTouchedBeforeHalt)
 	}
 }

@@ -37,7 +37,11 @@ unknown waves, ...) and print one FILE:LINE:COL line per problem.
 
 With --inventory, also assign each valid plan to the inventory's nodes as a
 rollout would, and report what only shows against real nodes: a target or
-wave selector that matches no node, canary strata left uncovered, a
+wave selector that matches no node, canary strata left uncovered (a
+canary with cover: strata that cannot cover them is refused), actions
+that cannot be rolled back on some target nodes (refused unless the plan
+says rollback: none or names their os family in noRollbackOn; accepted
+ones are listed as "no way back"), a
 maintenance window a node's label names that the plan does not define, a
 wave gate query that does not render over a wave's nodes or does not parse
 as PromQL (Prometheus's own parser). A server runs the same checks at
@@ -128,6 +132,9 @@ func validatePlan(file string, nodes []*fleet.Node, assign bool) (problems []str
 		for _, s := range a.Uncovered {
 			summary += "\n  " + describeStratum(s.Wave, s.Values, s.Reason)
 		}
+	}
+	for _, n := range preflight.NoWayBacks(p, preflight.Targets(a)) {
+		summary += "\n  no way back: " + n.Text()
 	}
 	return nil, summary
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/sim"
 )
 
@@ -169,6 +170,7 @@ func runSimulate(ctx context.Context, e *env, planFile string, f *simulateFlags,
 			return usagef("simulate: %w", err)
 		}
 	}
+	rehearsalNotes(e, p, nodes, f.seed)
 	showProgress := f.progress == "always" || (f.progress == "auto" && len(nodes) >= 1000)
 	cfg := sim.Config{
 		Plan: p, Nodes: nodes, Failures: failures,
@@ -203,6 +205,27 @@ func runSimulate(ctx context.Context, e *env, planFile string, f *simulateFlags,
 		return exitf(ExitError, "%w", err)
 	}
 	return resultCode(e, res)
+}
+
+// rehearsalNotes prints to stderr what a server would say of the plan on
+// these nodes before simulating it: a canary that cannot cover its strata
+// and actions without a way back the plan does not accept (creation
+// refuses both), and the nodes with no way back the plan accepts. The
+// simulation runs either way; assignment errors are left to it.
+func rehearsalNotes(e *env, p *plan.Plan, nodes []*fleet.Node, seed uint64) {
+	a, err := engine.Assign(p, nodes, seed)
+	if err != nil {
+		return
+	}
+	targets := preflight.Targets(a)
+	for _, pe := range append(preflight.Cover(p, a), preflight.Rollbacks(p, targets)...) {
+		fmt.Fprintf(e.stderr, "a server would refuse this rollout: %s\n", pe.Error())
+	}
+	for _, n := range preflight.NoWayBacks(p, targets) {
+		if n.Accepted {
+			fmt.Fprintf(e.stderr, "no way back: %s\n", n.Text())
+		}
+	}
 }
 
 // resultCode maps a simulation result to the exit code, saying loudly why

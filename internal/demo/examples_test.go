@@ -17,9 +17,10 @@ import (
 	"github.com/drover-dev/drover/internal/sim"
 )
 
-// TestExamplesOnDemo dry-runs every plan in examples/ on the demo's
-// server (its inventory of 40 real agents, the server's own plan checks
-// and simulator), each of which must select nodes and succeed, then runs
+// TestExamplesOnDemo dry-runs every plan in examples/ and the demo's
+// bundled plans on the demo's server (its inventory of 40 real agents,
+// the server's own plan checks and simulator), each of which must select
+// nodes, cover every stratum of its canary's spread keys and succeed, then runs
 // examples/quick-start.yaml for real (`drover demo --plan`), which must
 // succeed on every node in under two minutes with its wave gates judged
 // by the production evaluator on the embedded Prometheus.
@@ -28,6 +29,11 @@ func TestExamplesOnDemo(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
+	bundled, err := filepath.Glob("plans/*.yaml")
+	if err != nil || len(bundled) == 0 {
+		t.Fatalf("no bundled plans: %v", err)
+	}
+	files = append(files, bundled...)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
@@ -49,6 +55,9 @@ func TestExamplesOnDemo(t *testing.T) {
 			}
 			if r.Nodes.Target == 0 || !r.Succeeded() {
 				t.Errorf("dry run of %s on the demo: %d nodes, %s:\n%s", filepath.Base(f), r.Nodes.Target, r.State, res.Text)
+			}
+			if len(r.UncoveredStrata) > 0 {
+				t.Errorf("dry run of %s on the demo: the canary leaves %d strata uncovered:\n%s", filepath.Base(f), len(r.UncoveredStrata), res.Text)
 			}
 			t.Logf("dry run of %s on the demo: %d of 40 nodes, %s after %s", filepath.Base(f), r.Nodes.Target, r.State,
 				time.Duration(r.MakespanSeconds)*time.Second)

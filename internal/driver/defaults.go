@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"slices"
 	"time"
 
 	"github.com/drover-dev/drover/internal/fleet"
@@ -18,8 +19,9 @@ type HostOptions struct {
 }
 
 // ForHost returns the registry of a real node with these facts: the
-// package manager of its os family, live patches, container runtimes on
-// top of the package driver, and signed scripts. Kubernetes drain needs a
+// package manager of its os family; on Linux, live patches and container
+// runtimes on top of the package driver; service restarts and signed
+// scripts everywhere. UndoOf declares what each of them can undo. Kubernetes drain needs a
 // cluster client and is registered by the caller when configured.
 func ForHost(facts fleet.Facts, o HostOptions) *Registry {
 	if o.CommandTimeout == 0 {
@@ -47,10 +49,12 @@ func ForHost(facts fleet.Facts, o HostOptions) *Registry {
 	if pkgs != nil {
 		reg.Register(plan.ActionPackage, pkgs)
 		reg.Register(plan.ActionKernel, pkgs)
+	}
+	if pkgs != nil && slices.Contains(linux, fam) {
 		reg.Register(plan.ActionContainerRuntime, NewContainerRuntime(r, pkgs, RuntimeOptions{}))
+		reg.Register(plan.ActionLivePatch, NewLivePatch(r, o.Verifier, OSFileSystem{}))
 	}
 	reg.Register(plan.ActionServiceRestart, NewService(r, fam == "windows"))
-	reg.Register(plan.ActionLivePatch, NewLivePatch(r, o.Verifier, OSFileSystem{}))
 	reg.Register(plan.ActionScript, NewScript(r, o.Verifier))
 	return reg
 }

@@ -22,7 +22,12 @@ import (
 // Verify reads canonical-livepatch status --format json and requires the
 // running kernel's livepatch applied with the fix named by the action's ID
 // (a CVE such as cve-2024-1086) patched. Canonical Livepatch cannot unload
-// a fix: Rollback returns an error wrapping ErrUnsupported.
+// one fix: Rollback runs canonical-livepatch disable, which removes every
+// live patch of the running kernel and detaches the machine (a person
+// re-enables it with its token), and confirms the fix is no longer
+// applied.
+//
+// An action with rollback: none is not rolled back (ErrUnsupported).
 type LivePatch struct {
 	r  Runner
 	v  Verifier
@@ -283,16 +288,16 @@ func checkCanonicalStatus(out, fix string) error {
 	return errors.New("livepatch: canonical-livepatch status lists no running kernel")
 }
 
-// Rollback unloads a kpatch module (nothing to do when not loaded, or when
-// the snapshot shows it was applied before). Canonical Livepatch cannot
-// revert: ErrUnsupported.
+// Rollback undoes the patch unless the snapshot shows it was applied
+// before: kpatch unload (nothing to do when not loaded), or
+// canonical-livepatch disable. rollback: none is ErrUnsupported.
 func (l *LivePatch) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
 	la, p, err := l.action(a)
 	if err != nil {
 		return Outcome{}, err
 	}
-	if p != "kpatch" {
-		return Outcome{}, fmt.Errorf("livepatch: canonical-livepatch cannot unload fix %s: %w", la.ID, ErrUnsupported)
+	if la.Rollback == "none" {
+		return Outcome{}, fmt.Errorf("livepatch: action %q declares rollback: none: %w", a.Name, ErrUnsupported)
 	}
 	var before struct{ Applied bool }
 	if len(s.Data) > 0 {
@@ -302,6 +307,9 @@ func (l *LivePatch) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Ou
 	}
 	if before.Applied {
 		return Outcome{Summary: "live patch " + la.ID + " was applied before; left loaded"}, nil
+	}
+	if p == "canonical-livepatch" {
+		return l.disableCanonical(ctx, la.ID)
 	}
 	kl, err := l.kpatchList(ctx)
 	if err != nil {
@@ -315,4 +323,30 @@ func (l *LivePatch) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Ou
 		return Outcome{}, fmt.Errorf("livepatch: kpatch unload %s: %w", mod, err)
 	}
 	return Outcome{Summary: "unloaded live patch " + la.ID, Changed: []ChangeItem{{Name: la.ID, From: "applied", To: "unloaded"}}}, nil
+}
+
+// canonicalNotEnabled is what canonical-livepatch status says on a
+// machine where Livepatch is disabled.
+const canonicalNotEnabled = "not enabled"
+
+// disableCanonical runs canonical-livepatch disable and confirms fix is
+// no longer applied: status either says the machine is not enabled or no
+// longer lists the fix as patched on the running kernel.
+func (l *LivePatch) disableCanonical(ctx context.Context, fix string) (Outcome, error) {
+	if _, _, err := l.r.Run(ctx, nil, "canonical-livepatch", "disable"); err != nil {
+		return Outcome{}, fmt.Errorf("livepatch: canonical-livepatch disable: %w", err)
+	}
+	stdout, _, err := l.r.Run(ctx, nil, "canonical-livepatch", "status", "--format", "json")
+	var ee *ExitError
+	switch {
+	case errors.As(err, &ee) && strings.Contains(ee.Stderr, canonicalNotEnabled):
+	case err != nil:
+		return Outcome{}, fmt.Errorf("livepatch: canonical-livepatch status after disable: %w", err)
+	case checkCanonicalStatus(string(stdout), fix) == nil:
+		return Outcome{}, fmt.Errorf("livepatch: fix %s still applied after canonical-livepatch disable", fix)
+	}
+	return Outcome{
+		Summary: "disabled Canonical Livepatch: every live patch of the running kernel removed, " + fix + " among them; re-enable with canonical-livepatch enable TOKEN",
+		Changed: []ChangeItem{{Name: fix, From: "applied", To: "livepatch disabled"}},
+	}, nil
 }

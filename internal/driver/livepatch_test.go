@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -73,11 +74,59 @@ func TestCanonicalLivepatch(t *testing.T) {
 	if err := d.Verify(ctx, a2); err == nil || !strings.Contains(err.Error(), "known but not patched") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := d.Rollback(ctx, a, Snapshot{}); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("got %v", err)
+	none := plan.Action{Name: "lp", LivePatch: &plan.LivePatchAction{ID: "cve-2024-1086", Provider: "canonical-livepatch", Rollback: "none"}}
+	if _, err := d.Rollback(ctx, none, Snapshot{}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("rollback: none: got %v", err)
 	}
 	if err := checkCanonicalStatus(`{"status":[{"kernel":"k","running":true,"livepatch":{"state":"applied","fixes":"* cve-2024-1086 netfilter\n* cve-2023-0001"}}]}`, "cve-2023-0001"); err != nil {
 		t.Fatalf("old text fixes: %v", err)
+	}
+}
+
+// canonicalNotEnabledStderr is what canonical-livepatch status prints
+// once Livepatch is disabled.
+const canonicalNotEnabledStderr = "Machine is not enabled. Please run 'sudo canonical-livepatch enable' with the token obtained from https://ubuntu.com/livepatch."
+
+// TestCanonicalLivepatchRollback: Canonical Livepatch cannot unload one
+// fix, so rollback disables it (every live patch of the running kernel
+// goes) and confirms the fix is gone. No canonical-livepatch client runs
+// here (it needs a Canonical account and an Ubuntu kernel): the commands
+// are replayed, their outputs written from the client's documentation.
+func TestCanonicalLivepatchRollback(t *testing.T) {
+	ctx := context.Background()
+	a := plan.Action{LivePatch: &plan.LivePatchAction{ID: "cve-2024-1086", Provider: "canonical-livepatch"}}
+	applied, _ := json.Marshal(map[string]bool{"applied": true})
+	for _, tc := range []struct {
+		name, replay string
+		snap         Snapshot
+		want         string // outcome summary prefix, or error text
+		fails        bool
+	}{
+		{"disabled", "-- $ canonical-livepatch disable --\nSuccessfully disabled device. Removed machine-token: 0123\n" +
+			"-- $ canonical-livepatch status --format json --\n-- exit --\n1\n-- stderr --\n" + canonicalNotEnabledStderr + "\n",
+			Snapshot{}, "disabled Canonical Livepatch: every live patch of the running kernel removed, cve-2024-1086 among them", false},
+		{"fix gone from status", "-- $ canonical-livepatch disable --\n-- $ canonical-livepatch status --format json --\n" +
+			strings.Replace(canonicalStatusJSON, `"state":"applied"`, `"state":"nothing-to-apply"`, 1) + "\n",
+			Snapshot{}, "disabled Canonical Livepatch", false},
+		{"still applied", "-- $ canonical-livepatch disable --\n-- $ canonical-livepatch status --format json --\n" + canonicalStatusJSON + "\n",
+			Snapshot{}, "fix cve-2024-1086 still applied after canonical-livepatch disable", true},
+		{"disable fails", "-- $ canonical-livepatch disable --\n-- exit --\n1\n-- stderr --\ncannot connect to daemon\n",
+			Snapshot{}, "canonical-livepatch disable: exit status 1: cannot connect to daemon", true},
+		{"applied before", "", Snapshot{Driver: "livepatch", Data: applied}, "live patch cve-2024-1086 was applied before; left loaded", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := replayFromText(t, tc.replay)
+			out, err := NewLivePatch(r, nil, nil).Rollback(ctx, a, tc.snap)
+			if tc.fails {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %+v, %v; want an error saying %q", out, err, tc.want)
+				}
+				return
+			}
+			if err != nil || !strings.HasPrefix(out.Summary, tc.want) {
+				t.Fatalf("got %+v, %v; want %q", out, err, tc.want)
+			}
+		})
 	}
 }
 

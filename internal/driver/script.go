@@ -70,8 +70,8 @@ func (s *Script) Preflight(ctx context.Context, a plan.Action) (Change, error) {
 	if _, err := s.verify(ctx, sa.Artifact); err != nil {
 		return Change{}, err
 	}
-	if sa.Rollback != "" {
-		if _, err := s.verify(ctx, sa.Rollback); err != nil {
+	if rb := sa.RollbackArtifact(); rb != "" {
+		if _, err := s.verify(ctx, rb); err != nil {
 			return Change{}, err
 		}
 	}
@@ -84,7 +84,7 @@ func (s *Script) Snapshot(_ context.Context, a plan.Action) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return Snapshot{Driver: s.Name(), Summary: "rollback artifact: " + orNone(sa.Rollback), Data: []byte("{}")}, nil
+	return Snapshot{Driver: s.Name(), Summary: "rollback artifact: " + orNone(sa.RollbackArtifact()), Data: []byte("{}")}, nil
 }
 
 func orNone(s string) string {
@@ -169,8 +169,8 @@ func (s *Script) Rollback(ctx context.Context, a plan.Action, _ Snapshot) (Outco
 	if err != nil {
 		return Outcome{}, err
 	}
-	if sa.Rollback == "" {
+	if sa.RollbackArtifact() == "" {
 		return Outcome{}, fmt.Errorf("script %s declares no rollback artifact: %w", sa.Artifact, ErrUnsupported)
 	}
-	return s.run(ctx, sa.Rollback, nil, sa.Timeout.D())
+	return s.run(ctx, sa.RollbackArtifact(), nil, sa.Timeout.D())
 }

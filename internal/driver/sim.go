@@ -695,7 +695,7 @@ func (d *Sim) restore(ctx context.Context, a plan.Action, s Snapshot) (Outcome, 
 		return Outcome{}, fmt.Errorf("sim rollback: %w", err)
 	}
 	if kind == plan.ActionScript {
-		if a.Script.Rollback == "" {
+		if a.Script.RollbackArtifact() == "" {
 			return Outcome{}, fmt.Errorf("sim rollback: script %s has no rollback artifact: %w", a.Script.Artifact, ErrUnsupported)
 		}
 	}
@@ -744,8 +744,8 @@ func (d *Sim) restore(ctx context.Context, a plan.Action, s Snapshot) (Outcome, 
 			items = append(items, ChangeItem{Name: "node", From: "drained", To: "schedulable"})
 		}
 	case plan.ActionScript:
-		db.Scripts = append(db.Scripts, a.Script.Rollback)
-		items = append(items, ChangeItem{Name: "script " + a.Script.Rollback, To: "run"})
+		db.Scripts = append(db.Scripts, a.Script.RollbackArtifact())
+		items = append(items, ChangeItem{Name: "script " + a.Script.RollbackArtifact(), To: "run"})
 	}
 	delete(db.Hurt, simActionKey(a))
 	out := Outcome{Changed: items, Summary: simSummarize(items, "already restored, nothing changed")}

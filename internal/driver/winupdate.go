@@ -290,11 +290,15 @@ func sameBuild(running, pin string) bool {
 
 // Rollback uninstalls the KBs that were not installed at the snapshot
 // with wusa.exe. wusa exit 3010 means success, reboot required; 2359303
-// (0x00240007) means the update is not installed.
+// (0x00240007) means the update is not installed. An action with
+// rollback: none is not rolled back (ErrUnsupported).
 func (w *WindowsUpdate) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
 	pins, err := w.pins(a)
 	if err != nil {
 		return Outcome{}, err
+	}
+	if a.Package.Rollback == plan.RollbackNone {
+		return Outcome{}, fmt.Errorf("windows-update: action %q declares rollback: none: %w", a.Name, ErrUnsupported)
 	}
 	var before struct {
 		Installed []string `json:"installed"`

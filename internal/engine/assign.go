@@ -95,11 +95,23 @@ func Assign(p *plan.Plan, nodes []*fleet.Node, seed uint64) (*Assignment, error)
 			want = max(0, min(want, len(pool)))
 		}
 		var pick []int
-		if w.Canary {
+		if w.Canary != nil {
+			groups := strata(target, pool, w.Spread)
+			if w.Covers() {
+				want = min(len(groups), w.Canary.Max.Of(total))
+			}
 			var unc []Stratum
-			pick, unc = canary(target, pool, want, w.Spread)
+			pick, unc = canary(groups, want, w.Spread)
 			for i := range unc {
 				unc[i].Wave = w.Name
+				if w.Covers() {
+					unc[i].Blocking = !w.Canary.AllowUncovered
+					most := w.Canary.Max.String()
+					if w.Canary.Max.Percent {
+						most += fmt.Sprintf(" (%d nodes)", want)
+					}
+					unc[i].Reason = fmt.Sprintf("canary max %s cannot cover all %d combinations", most, len(groups))
+				}
 			}
 			uncovered = append(uncovered, unc...)
 			uncovered = append(uncovered, heldStrata(target, held, pool, w, heldBy)...)
@@ -220,20 +232,20 @@ func ancestors(p *plan.Plan) map[string]map[string]bool {
 	return memo
 }
 
-// canary picks want nodes from pool spread across the spread keys: every
-// combination of values present in the pool gets a node when want allows;
-// when it does not, combinations are chosen greedily so that every single
-// key value appears at least once if possible. It returns the picks (in
-// pool order) and the combinations left uncovered.
-func canary(target []*fleet.Node, pool []int, want int, keys []string) ([]int, []Stratum) {
-	type group struct {
-		key     string
-		values  []string
-		members []int
-		next    int
-	}
-	byKey := map[string]*group{}
-	var groups []*group
+// stratum is one combination of spread-key values and the pool nodes
+// that have it.
+type stratum struct {
+	key     string
+	values  []string
+	members []int
+	next    int
+}
+
+// strata groups pool by the values of keys, larger groups first (ties by
+// values), members in pool order.
+func strata(target []*fleet.Node, pool []int, keys []string) []*stratum {
+	byKey := map[string]*stratum{}
+	var groups []*stratum
 	for _, i := range pool {
 		vals := make([]string, len(keys))
 		for k, key := range keys {
@@ -242,19 +254,26 @@ func canary(target []*fleet.Node, pool []int, want int, keys []string) ([]int, [
 		id := strings.Join(vals, "\x00")
 		g := byKey[id]
 		if g == nil {
-			g = &group{key: id, values: vals}
+			g = &stratum{key: id, values: vals}
 			byKey[id] = g
 			groups = append(groups, g)
 		}
 		g.members = append(g.members, i)
 	}
-	slices.SortFunc(groups, func(a, b *group) int {
+	slices.SortFunc(groups, func(a, b *stratum) int {
 		if c := cmp.Compare(len(b.members), len(a.members)); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.key, b.key)
 	})
+	return groups
+}
 
+// canary picks want nodes from the strata of its pool: every stratum
+// gets a node when want allows; when it does not, strata are chosen
+// greedily so that every single key value appears at least once if
+// possible. It returns the picks and the strata left uncovered.
+func canary(groups []*stratum, want int, keys []string) ([]int, []Stratum) {
 	chosen := make([]bool, len(groups))
 	var picks []int
 	if want >= len(groups) {

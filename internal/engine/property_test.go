@@ -135,7 +135,11 @@ func randomPlan(rng *rand.Rand) string {
 		names = append(names, name)
 		fmt.Fprintf(&b, "  - name: %s\n", name)
 		if i == 0 && rng.IntN(2) == 0 {
-			fmt.Fprintf(&b, "    canary: true\n    nodes: %d\n", 1+rng.IntN(12))
+			if rng.IntN(2) == 0 {
+				fmt.Fprintf(&b, "    canary: true\n    nodes: %d\n", 1+rng.IntN(12))
+			} else {
+				fmt.Fprintf(&b, "    canary: {max: %d, allowUncovered: true}\n", 1+rng.IntN(12))
+			}
 		} else if i < nw-1 {
 			if rng.IntN(2) == 0 {
 				fmt.Fprintf(&b, "    nodes: %d\n", 1+rng.IntN(30))

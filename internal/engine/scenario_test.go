@@ -210,7 +210,11 @@ func (s *scenario) do(args []string) error {
 			for _, k := range sortedKeys(u.Values) {
 				kv = append(kv, k+"="+u.Values[k])
 			}
-			fmt.Fprintf(&s.out, "uncovered in %s: %s (%s)\n", u.Wave, strings.Join(kv, " "), u.Reason)
+			blocking := ""
+			if u.Blocking {
+				blocking = " blocking"
+			}
+			fmt.Fprintf(&s.out, "uncovered%s in %s: %s (%s)\n", blocking, u.Wave, strings.Join(kv, " "), u.Reason)
 		}
 	case "decide":
 		s.decide()

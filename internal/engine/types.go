@@ -156,6 +156,10 @@ type Stratum struct {
 	Wave   string
 	Values map[string]string // spread key -> value
 	Reason string
+	// Blocking is true when the wave's canary must cover its strata
+	// (canary.cover: strata without allowUncovered): the rollout may not
+	// start. Strata left to held-back nodes never block.
+	Blocking bool
 }
 
 // Assignment is the result of Assign: the target nodes in assignment order,

@@ -188,6 +188,7 @@ var (
 	quantityType = reflect.TypeFor[Quantity]()
 	durationType = reflect.TypeFor[Duration]()
 	timeType     = reflect.TypeFor[time.Time]()
+	canaryType   = reflect.TypeFor[*Canary]()
 )
 
 // decode stores n into v (settable) and records the position of path.
@@ -217,6 +218,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		return
 	case t == durationType:
 		d.duration(n, v, path)
+		return
+	case t == canaryType && n.Kind == yaml.ScalarNode:
+		// canary: true is a canary with every field defaulted.
+		var b bool
+		if n.Tag != "!!bool" || n.Decode(&b) != nil {
+			d.errNode(n, path, "expected true, false or a mapping (cover, max, allowUncovered), got %s", describe(n))
+			return
+		}
+		if b {
+			v.Set(reflect.ValueOf(&Canary{}))
+		}
 		return
 	case t == timeType:
 		if n.Kind != yaml.ScalarNode || n.Tag == "!!bool" || n.Tag == "!!int" || n.Tag == "!!float" {

@@ -26,6 +26,7 @@ const (
 	DefaultWindowLabel       = "maintenance-window"
 	DefaultKernelRollback    = "previous-kernel"
 	DefaultLivePatchProvider = "kpatch"
+	DefaultLivePatchRollback = "unload"
 	DefaultOnBreach          = BreachRollbackWave
 	DefaultMaxInFlightCount  = 1
 	DefaultWaveMaxFailures   = 0
@@ -34,6 +35,10 @@ const (
 	DefaultSpreadHardware    = "hardware.class"
 	DefaultSpreadZone        = "zone"
 )
+
+// DefaultCanaryMax is the most nodes a canary that covers its strata
+// takes when the plan sets no max: 10% of the target (at least 1).
+func DefaultCanaryMax() *Quantity { return Percent(10) }
 
 // DefaultSpread returns the keys a canary spreads across when the plan
 // names none: one node per distinct value of each, as far as the canary's
@@ -118,8 +123,19 @@ func Defaults(p *Plan) {
 	expandRamps(p)
 	for i := range p.Waves {
 		w := &p.Waves[i]
-		if w.Canary && w.Spread == nil {
-			w.Spread = DefaultSpread()
+		if c := w.Canary; c != nil {
+			if c.Cover == "" {
+				c.Cover = CoverStrata
+				if w.Nodes != nil {
+					c.Cover = CoverCount
+				}
+			}
+			if c.Cover == CoverStrata && c.Max == nil {
+				c.Max = DefaultCanaryMax()
+			}
+			if w.Spread == nil {
+				w.Spread = DefaultSpread()
+			}
 		}
 		if w.Budget == nil {
 			w.Budget = &Budget{}
@@ -157,8 +173,13 @@ func defaultAction(a *Action) {
 			k.OnRollback = KernelRemove
 		}
 	}
-	if lp := a.LivePatch; lp != nil && lp.Provider == "" {
-		lp.Provider = DefaultLivePatchProvider
+	if lp := a.LivePatch; lp != nil {
+		if lp.Provider == "" {
+			lp.Provider = DefaultLivePatchProvider
+		}
+		if lp.Rollback == "" {
+			lp.Rollback = DefaultLivePatchRollback
+		}
 	}
 	if kn := a.KubernetesNode; kn != nil && kn.Timeout == 0 {
 		kn.Timeout = DefaultDrainTimeout
@@ -253,6 +274,10 @@ func expandRamps(p *Plan) {
 			if w.BakeTime != nil {
 				bt := *w.BakeTime
 				s.BakeTime = &bt
+			}
+			if w.Canary != nil {
+				c := *w.Canary
+				s.Canary = &c
 			}
 			from[i] = append(from[i], len(out))
 			out = append(out, s)

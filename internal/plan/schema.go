@@ -54,6 +54,8 @@ func enums(t reflect.Type) []string {
 		return []string{string(BreachPause), string(BreachRollbackWave), string(BreachRollbackAll)}
 	case reflect.TypeFor[RefusalPolicy]():
 		return []string{string(RefuseCreation), string(RefusalFailNode)}
+	case reflect.TypeFor[CanaryCover]():
+		return []string{string(CoverStrata), string(CoverCount)}
 	case reflect.TypeFor[InterruptAction]():
 		return []string{string(InterruptRetry), string(InterruptFail)}
 	case reflect.TypeFor[ProbeKind]():
@@ -72,6 +74,8 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 		return map[string]any{"$ref": "#/$defs/Duration"}
 	case timeType:
 		return map[string]any{"$ref": "#/$defs/Time"}
+	case canaryType:
+		return map[string]any{"oneOf": []any{map[string]any{"type": "boolean"}, g.schema(t.Elem())}}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

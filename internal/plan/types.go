@@ -103,6 +103,12 @@ type Action struct {
 	ContainerRuntime *ContainerRuntimeAction `yaml:"containerRuntime,omitempty" json:"containerRuntime,omitempty"`
 	KubernetesNode   *KubernetesNodeAction   `yaml:"kubernetesNode,omitempty" json:"kubernetesNode,omitempty"`
 	Script           *ScriptAction           `yaml:"script,omitempty" json:"script,omitempty"`
+	// NoRollbackOn names the os families on which the plan accepts that
+	// the action has no way back (macOS updates, a script without a
+	// rollback artifact): creation refuses an action that the drivers of
+	// some target node's os family cannot undo unless the action says
+	// rollback: none, or names that family here.
+	NoRollbackOn []string `yaml:"noRollbackOn,omitempty" json:"noRollbackOn,omitempty" desc:"os families on which the plan accepts that this action cannot be rolled back (e.g. [macos])"`
 	// PreRestartCheck, on a package or serviceRestart action, runs after
 	// the change and before any service restarts on it.
 	PreRestartCheck *RestartCheck `yaml:"preRestartCheck,omitempty" json:"preRestartCheck,omitempty" desc:"package (apt) and serviceRestart actions: a check (nginx -t) run after the change and before any service restarts; if it fails the step rolls back before a service restarts on the new version"`
@@ -209,11 +215,14 @@ const (
 	KernelHold KernelOnRollback = "hold"
 )
 
-// LivePatchAction loads a kernel live patch; rollback unloads it.
+// LivePatchAction loads a kernel live patch; rollback unloads it (kpatch)
+// or disables Canonical Livepatch, which removes every live patch of the
+// running kernel, not only this fix.
 type LivePatchAction struct {
 	ID       string `yaml:"id" json:"id" desc:"live patch module name"`
 	Artifact string `yaml:"artifact,omitempty" json:"artifact,omitempty" desc:"signed artifact holding the patch (kpatch)"`
 	Provider string `yaml:"provider,omitempty" json:"provider,omitempty" desc:"kpatch | canonical-livepatch (default kpatch)"`
+	Rollback string `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"unload (default: kpatch unload; canonical-livepatch disable, which removes every live patch of the running kernel) | none"`
 }
 
 // ServiceRestartAction restarts a service (systemd unit or Windows service).
@@ -238,12 +247,44 @@ type KubernetesNodeAction struct {
 }
 
 // ScriptAction runs a signed script artifact; Rollback names the script
-// that undoes it, if any.
+// that undoes it, or is "none" (ScriptNoRollback) when the plan accepts
+// that nothing undoes it; empty means neither, which creation refuses.
 type ScriptAction struct {
 	Artifact string   `yaml:"artifact" json:"artifact" desc:"name of a signed target in the artifact repository"`
 	Args     []string `yaml:"args,omitempty" json:"args,omitempty"`
-	Rollback string   `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"signed artifact that undoes the script"`
+	Rollback string   `yaml:"rollback,omitempty" json:"rollback,omitempty" desc:"signed artifact that undoes the script, or none (the plan accepts that the script cannot be undone)"`
 	Timeout  Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// AcceptsNoRollback reports whether the plan accepts that a has no way
+// back on nodes of os family: a says rollback: none, or names family in
+// noRollbackOn.
+func (a *Action) AcceptsNoRollback(family string) bool {
+	switch {
+	case a.Package != nil && a.Package.Rollback == RollbackNone,
+		a.Kernel != nil && a.Kernel.Rollback == "none",
+		a.LivePatch != nil && a.LivePatch.Rollback == "none",
+		a.Script != nil && a.Script.Rollback == ScriptNoRollback:
+		return true
+	}
+	for _, f := range a.NoRollbackOn {
+		if f == family {
+			return true
+		}
+	}
+	return false
+}
+
+// ScriptNoRollback, as a script's rollback, says the plan accepts that
+// the script cannot be undone.
+const ScriptNoRollback = "none"
+
+// RollbackArtifact is the artifact that undoes the script, "" for none.
+func (s *ScriptAction) RollbackArtifact() string {
+	if s.Rollback == ScriptNoRollback {
+		return ""
+	}
+	return s.Rollback
 }
 
 // Wave is one step of the rollout. Nodes are assigned to waves once, when
@@ -262,7 +303,7 @@ type Wave struct {
 	Nodes     *Quantity  `yaml:"nodes,omitempty" json:"nodes,omitempty" desc:"how many nodes: a count (5) or a percent of the target (\"20%\")"`
 	Selector  string     `yaml:"selector,omitempty" json:"selector,omitempty" desc:"CEL expression narrowing the nodes this wave may take"`
 	Ramp      []Quantity `yaml:"ramp,omitempty" json:"ramp,omitempty" desc:"cumulative sizes, e.g. [1, 5, \"20%\", \"100%\"]"`
-	Canary    bool       `yaml:"canary,omitempty" json:"canary,omitempty" desc:"spread the wave across the distinct values of spread keys"`
+	Canary    *Canary    `yaml:"canary,omitempty" json:"canary,omitempty" desc:"make the wave a representative canary over its spread keys: true, or {cover, max, allowUncovered}"`
 	Spread    []string   `yaml:"spread,omitempty" json:"spread,omitempty" desc:"keys a canary spreads across (default os.family, os.version, hardware.class, zone)"`
 	Budget    *Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"failure budget of this wave, over its nodes"`
 	Approvals int        `yaml:"approvals,omitempty" json:"approvals,omitempty" desc:"approvals needed before this wave starts"`
@@ -272,6 +313,37 @@ type Wave struct {
 	// together (cumulative), so "100%" means all remaining nodes.
 	RampOf string `yaml:"rampOf,omitempty" json:"rampOf,omitempty" desc:"set by ramp expansion: nodes is cumulative over the waves of this ramp"`
 }
+
+// Canary makes a wave a representative canary: its nodes are spread
+// over the combinations (strata) of the values of its spread keys present
+// among the nodes it may take. In YAML "canary: true" is a Canary with
+// every field defaulted, and "canary: false" is no canary.
+//
+// Cover strata sizes the canary itself: one node per stratum, at most
+// Max nodes. When Max nodes cannot cover every stratum, the rollout is
+// not created (the uncovered strata are listed) unless AllowUncovered.
+// Cover count takes the wave's nodes: (a count or percent) spread as far
+// as they go; strata it leaves uncovered are reported as warnings.
+// Defaults sets Cover to count when the wave has nodes: or ramp: (plans
+// written before cover existed keep their meaning) and to strata
+// otherwise, and Max (cover strata only) to DefaultCanaryMax.
+type Canary struct {
+	Cover          CanaryCover `yaml:"cover,omitempty" json:"cover,omitempty" desc:"strata: one node per combination of the spread keys, up to max (default without nodes:) | count: the wave's nodes:, spread as far as they go (default with nodes:)"`
+	Max            *Quantity   `yaml:"max,omitempty" json:"max,omitempty" desc:"cover strata: most nodes the canary may take, count or percent of the target (default 10%)"`
+	AllowUncovered bool        `yaml:"allowUncovered,omitempty" json:"allowUncovered,omitempty" desc:"cover strata: start even when max nodes cannot cover every stratum (they are still listed)"`
+}
+
+// CanaryCover says how a canary is sized.
+type CanaryCover string
+
+const (
+	CoverStrata CanaryCover = "strata"
+	CoverCount  CanaryCover = "count"
+)
+
+// Covers reports whether the wave is a canary that sizes itself to cover
+// its strata.
+func (w *Wave) Covers() bool { return w.Canary != nil && w.Canary.Cover == CoverStrata }
 
 // Quantity is an absolute count or a percent. In YAML it is an integer (5)
 // or a string with a percent sign ("20%").

@@ -258,6 +258,15 @@ func (v *validator) action(path string, a *Action) {
 	case len(kinds) > 1:
 		v.keyErrf(path+"."+kinds[1], "action has two kinds, %s and %s: an action does one thing; split it into two actions", kinds[0], kinds[1])
 	}
+	for i, fam := range a.NoRollbackOn {
+		if !slices.Contains(osFamilies, fam) {
+			msg := fmt.Sprintf("unknown os family %q: expected %s", fam, quoteList(osFamilies))
+			if s := suggest(fam, osFamilies); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			v.errf(joinIndex(path+".noRollbackOn", i), "%s", msg)
+		}
+	}
 	kp := path + "." + kinds[0]
 	if v.d.failed[kp] {
 		return
@@ -290,6 +299,7 @@ func (v *validator) action(path string, a *Action) {
 	case "livepatch":
 		v.nonEmpty(kp+".id", a.LivePatch.ID, "live patch id")
 		v.enum(kp+".provider", a.LivePatch.Provider, "kpatch", "canonical-livepatch")
+		v.enum(kp+".rollback", a.LivePatch.Rollback, "unload", "none")
 	case "serviceRestart":
 		v.nonEmpty(kp+".service", a.ServiceRestart.Service, "service")
 	case "containerRuntime":

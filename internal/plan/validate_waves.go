@@ -83,8 +83,8 @@ func (v *validator) wave(wp string, w *Wave, index map[string]int) {
 	if v.written(wp+".selector") && v.nonEmpty(wp+".selector", w.Selector, "selector") {
 		v.selector(wp+".selector", w.Selector)
 	}
-	if w.Canary && w.Nodes == nil && len(w.Ramp) == 0 && !v.d.failed[wp+".nodes"] && !v.d.failed[wp+".ramp"] {
-		v.keyErrf(wp+".canary", `a canary needs nodes: a count (6) or a percent ("2%%") of the target`)
+	if w.Canary != nil {
+		v.canary(wp, w)
 	}
 	for j, s := range w.Spread {
 		v.nonEmpty(joinIndex(wp+".spread", j), s, "spread key")
@@ -94,6 +94,45 @@ func (v *validator) wave(wp string, w *Wave, index map[string]int) {
 	}
 	if w.Approvals < 0 {
 		v.errf(wp+".approvals", "approvals must be 0 or more, got %d", w.Approvals)
+	}
+}
+
+// canary checks a canary's sizing: cover strata sizes the wave itself
+// (no nodes or ramp; max at least 1), cover count needs nodes or a ramp
+// and takes neither max nor allowUncovered.
+func (v *validator) canary(wp string, w *Wave) {
+	c, cp := w.Canary, wp+".canary"
+	sized := w.Nodes != nil || len(w.Ramp) > 0 || v.d.failed[wp+".nodes"] || v.d.failed[wp+".ramp"]
+	switch c.Cover {
+	case "": // count when sized, strata otherwise
+		if sized && c.Max != nil {
+			v.keyErrf(cp+".max", "max sizes a canary that covers its strata, and this wave sets its size (nodes or ramp): remove max, or remove nodes and write cover: strata")
+		}
+		if sized && c.AllowUncovered {
+			v.keyErrf(cp+".allowUncovered", "allowUncovered applies to a canary that covers its strata; a canary of a set size (nodes or ramp) only warns about the strata it leaves uncovered")
+		}
+	case CoverStrata:
+		if w.Nodes != nil && !v.d.failed[wp+".nodes"] {
+			v.keyErrf(wp+".nodes", "a canary with cover: strata sizes itself (one node per stratum, up to canary.max): remove nodes, or write cover: count")
+		}
+		if len(w.Ramp) > 0 {
+			v.keyErrf(wp+".ramp", "a canary with cover: strata sizes itself and cannot ramp: remove ramp, or write cover: count")
+		}
+	case CoverCount:
+		if !sized {
+			v.keyErrf(cp+".cover", `a canary with cover: count needs nodes: a count (6) or a percent ("2%%") of the target`)
+		}
+		if c.Max != nil {
+			v.keyErrf(cp+".max", "max sizes a canary that covers its strata; with cover: count the wave's nodes set its size")
+		}
+		if c.AllowUncovered {
+			v.keyErrf(cp+".allowUncovered", "allowUncovered applies to cover: strata; a canary with cover: count only warns about the strata it leaves uncovered")
+		}
+	default:
+		v.errf(cp+".cover", "unknown cover %q: want strata or count", c.Cover)
+	}
+	if c.Max != nil && !c.Max.Percent && c.Max.Count < 1 && !v.d.failed[cp+".max"] {
+		v.errf(cp+".max", "max must be at least 1, got %d", c.Max.Count)
 	}
 }
 

@@ -67,8 +67,8 @@ func action(a plan.Action, art func(string) string) string {
 		return kind + " cordon, drain=" + strconv.FormatBool(a.KubernetesNode.Drain) + ", uncordon"
 	case a.Script != nil:
 		s := kind + " " + art(a.Script.Artifact) + argv(a.Script.Args)
-		if a.Script.Rollback != "" {
-			s += "; rollback " + art(a.Script.Rollback)
+		if rb := a.Script.RollbackArtifact(); rb != "" {
+			s += "; rollback " + art(rb)
 		}
 		return s
 	}

@@ -29,12 +29,17 @@ type Metrics struct {
 }
 
 // Check returns the problems of plan p, assigned to nodes as a, against
-// metrics: wave gates without a metrics source or whose query does not
-// render or parse, and windows named by target nodes but not defined by
-// the plan. nil means none.
+// metrics: canaries that must cover their strata and cannot, actions
+// that cannot be rolled back on some target nodes without the plan
+// accepting it, wave gates
+// without a metrics source or whose query does not render or parse, and
+// windows named by target nodes but not defined by the plan. nil means
+// none.
 func Check(p *plan.Plan, a *engine.Assignment, m Metrics) plan.Errors {
 	targets := Targets(a)
 	var es plan.Errors
+	es = append(es, Cover(p, a)...)
+	es = append(es, Rollbacks(p, targets)...)
 	es = append(es, Windows(p, targets)...)
 	es = append(es, Gates(p, a, m)...)
 	return es

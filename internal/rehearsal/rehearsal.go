@@ -80,7 +80,7 @@ func Build(p *plan.Plan, inventory []*fleet.Node, a *engine.Assignment) (Record,
 		if err := add("wave "+w.Name, w.Selector); err != nil {
 			return Record{}, err
 		}
-		if w.Canary {
+		if w.Canary != nil {
 			canary[w.Name] = true
 			for _, k := range w.Spread {
 				keySet[k] = true

@@ -117,7 +117,7 @@ func TestRehearsalIsTheRollout(t *testing.T) {
 				}
 				var canary int
 				for _, w := range p.Waves {
-					if w.Canary {
+					if w.Canary != nil {
 						canary += len(rec.Waves()[w.Name])
 					}
 				}

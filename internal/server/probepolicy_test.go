@@ -301,9 +301,10 @@ gates:
 `
 
 // TestPreflightAgainstTheServer: wave gates with no metrics source,
-// queries that do not render or parse as PromQL, and windows named by
-// nodes but not defined are refused at creation with their positions,
-// before anything is touched.
+// queries that do not render or parse as PromQL, windows named by nodes
+// but not defined, a canary that cannot cover its strata and an action
+// without a way back the plan does not accept are refused at creation
+// with their positions, before anything is touched.
 func TestPreflightAgainstTheServer(t *testing.T) {
 	good := `sum(rate(http_requests_total{code=~"5..", instance=~"{{ .Nodes | regex }}"}[5m]))`
 	t.Run("no metrics source", func(t *testing.T) {
@@ -342,6 +343,48 @@ func TestPreflightAgainstTheServer(t *testing.T) {
 	if _, err := f.alice.DryRun(f.ctx, "g.yaml", fmt.Sprintf(gatePlan, byWindow)); err != nil {
 		t.Fatalf("the pre-flight does not render the evaluator's .Window: %v", err)
 	}
+
+	// A canary that must cover its strata and cannot within its max is
+	// refused, listing them; allowed, the dry run lists them.
+	t.Run("canary cannot cover", func(t *testing.T) {
+		for id, rack := range map[string]string{"web-1": "r1", "web-2": "r2"} {
+			n, err := f.alice.GetNode(f.ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.alice.SetLabels(f.ctx, id, n.Version, map[string]string{"env": "prod", "rack": rack}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		text := strings.Replace(fmt.Sprintf(gatePlan, good), "waves:\n  - name: all\n",
+			"waves:\n  - name: canary\n    canary: {max: 1}\n    spread: [rack]\n  - name: all\n", 1)
+		_, err := f.alice.CreateRollout(f.ctx, "c.yaml", text)
+		got := problems(t, err)
+		want := `c.yaml:11:13: waves[0].canary: wave canary: a canary of at most 1 node covers 1 of the 2 strata of its spread keys (rack); uncovered: {rack=r`
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Fatalf("problems %q\nwant prefix %q", got, want)
+		}
+		res, err := f.alice.DryRun(f.ctx, "c.yaml", strings.Replace(text, "{max: 1}", "{max: 1, allowUncovered: true}", 1))
+		if err != nil || !strings.Contains(res.Text, "uncovered    wave canary: 1 stratum, canary max 1 cannot cover all 2 combinations") {
+			t.Fatalf("dry run with allowUncovered: %v\n%s", err, res.Text)
+		}
+	})
+	// An action without a way back on the target nodes is refused unless
+	// the plan accepts it; the dry run then names the nodes.
+	t.Run("no way back", func(t *testing.T) {
+		text := strings.Replace(fmt.Sprintf(gatePlan, good), "    - serviceRestart:\n        service: nginx\n",
+			"    - name: tune\n      script:\n        artifact: tune.sh\n", 1)
+		text = strings.Replace(text, "  selector: node.labels.env == \"prod\"\n", "  selector: node.labels.env == \"prod\"\n  onRefusal: fail-node\n", 1)
+		_, err := f.alice.CreateRollout(f.ctx, "s.yaml", text)
+		want := `s.yaml:8:7: change.actions[0]: tune cannot be rolled back on 2 nodes (web-1, web-2) (os.family debian): script tune.sh names no rollback artifact`
+		if got := problems(t, err); len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Fatalf("problems %q\nwant prefix %q", got, want)
+		}
+		res, err := f.alice.DryRun(f.ctx, "s.yaml", strings.Replace(text, "artifact: tune.sh\n", "artifact: tune.sh\n        rollback: none\n", 1))
+		if err != nil || !strings.Contains(res.Text, "no way back: change.actions[0] (tune) on 2 nodes (web-1, web-2): the plan says rollback: none\n") {
+			t.Fatalf("dry run with rollback: none: %v\n%s", err, res.Text)
+		}
+	})
 
 	t.Run("undefined window", func(t *testing.T) {
 		n, err := f.alice.GetNode(f.ctx, "web-2")

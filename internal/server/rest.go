@@ -21,6 +21,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/rehearsal"
 	"github.com/drover-dev/drover/internal/sim"
 	"github.com/drover-dev/drover/internal/store"
@@ -605,7 +606,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 			st = engine.WavePending
 		}
 		v.Waves = append(v.Waves, api.Wave{Name: pw.Name, State: st, Reason: sw.Reason, Nodes: waveNodes[pw.Name],
-			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary,
+			Counts: orEmpty(waveCounts[pw.Name]), StartedAt: sw.StartedAt, EndedAt: sw.EndedAt, After: pw.After, Canary: pw.Canary != nil,
 			ApprovalsNeeded: pw.Approvals, ApprovalsGot: len(engine.Approvers(ro.Author, approvals, pw.Name))})
 	}
 	for _, g := range data.Gates {
@@ -796,6 +797,9 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	rs := refusals(p, a)
 	for _, r := range rs {
 		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
+	}
+	for _, n := range preflight.NoWayBacks(p, preflight.Targets(a)) {
+		text += "no way back: " + n.Text() + "\n"
 	}
 	writeJSON(w, http.StatusOK, api.DryRunResponse{ID: dr.ID, Seed: strconv.FormatUint(seed, 10), AssignmentSHA256: dr.AssignmentSHA256,
 		Members: rec.Waves(), Canary: rec.Canary(), Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,

@@ -533,7 +533,8 @@ func (c *Checker) breach(now time.Time, wave string, failures, max int) {
 // stratum (combination of spread-key values) among the nodes the wave
 // could take is covered by a canary node or reported in a.Uncovered; when
 // the canary has at least as many nodes as strata, all are covered; when
-// it has fewer, no two canary nodes share a stratum.
+// it has fewer, no two canary nodes share a stratum; a canary that covers
+// its strata takes at most its max.
 func CheckAssignment(p *plan.Plan, a *engine.Assignment) []Violation {
 	var out []Violation
 	bad := func(format string, args ...any) {
@@ -549,7 +550,7 @@ func CheckAssignment(p *plan.Plan, a *engine.Assignment) []Violation {
 		held = func(n *fleet.Node) bool { return n.Value(hb.Key) == hb.Domain }
 	}
 	for wi, w := range p.Waves {
-		if !w.Canary {
+		if w.Canary == nil {
 			continue
 		}
 		var sel *fleet.Selector
@@ -590,6 +591,9 @@ func CheckAssignment(p *plan.Plan, a *engine.Assignment) []Violation {
 				}
 			}
 			pool[key(nd.Node)] = true
+		}
+		if w.Covers() && size > w.Canary.Max.Of(len(a.Nodes)) {
+			bad("wave %s: canary of %d nodes over its max %s", w.Name, size, w.Canary.Max)
 		}
 		reported := map[string]bool{}
 		for _, s := range a.Uncovered {

@@ -243,6 +243,9 @@ type Stratum struct {
 	Wave   string            `json:"wave"`
 	Values map[string]string `json:"values"`
 	Reason string            `json:"reason"`
+	// Blocking: the canary must cover its strata (canary.cover: strata
+	// without allowUncovered), so a server does not create the rollout.
+	Blocking bool `json:"blocking,omitempty"`
 }
 
 // Event is one line of the timeline: an engine event or a note of the
@@ -534,7 +537,7 @@ func newSimulator(cfg Config) (*simulator, error) {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
 	for _, st := range a.Uncovered {
-		s.res.UncoveredStrata = append(s.res.UncoveredStrata, Stratum{Wave: st.Wave, Values: st.Values, Reason: st.Reason})
+		s.res.UncoveredStrata = append(s.res.UncoveredStrata, Stratum{Wave: st.Wave, Values: st.Values, Reason: st.Reason, Blocking: st.Blocking})
 	}
 	for _, v := range CheckAssignment(s.p, a) {
 		s.violation(v)

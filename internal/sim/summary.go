@@ -94,6 +94,7 @@ func Summary(r *Result) string {
 	// Uncovered strata, grouped by wave and reason, with a few examples.
 	type group struct {
 		wave, reason string
+		blocking     bool
 		examples     []string
 		n            int
 	}
@@ -106,7 +107,7 @@ func Summary(r *Result) string {
 			}
 		}
 		if g == nil {
-			g = &group{wave: s.Wave, reason: s.Reason}
+			g = &group{wave: s.Wave, reason: s.Reason, blocking: s.Blocking}
 			groups = append(groups, g)
 		}
 		g.n++
@@ -125,6 +126,9 @@ func Summary(r *Result) string {
 		}
 		if g.n > len(g.examples) {
 			fmt.Fprintf(&b, "                 ... and %d more\n", g.n-len(g.examples))
+		}
+		if g.blocking {
+			fmt.Fprintf(&b, "                 refused: a server does not create this rollout (raise canary.max, narrow spread, or set canary.allowUncovered: true)\n")
 		}
 	}
 	if r.InvariantViolations == 0 {
