@@ -60,7 +60,11 @@ func undoOf(a plan.Action, family string) Undo {
 		return noDriver("package")
 	case a.Kernel != nil:
 		if isLinux {
-			return Undo{Way: "the package manager removes the new kernel while the previous one runs, so the previous kernel boots"}
+			way := "the previous kernel is booted again: while it still runs the package manager removes the new kernel; once the node runs the new one, the boot loader (GRUB or systemd-boot) is set to the previous kernel, the node reboots and its boot ID and uname -r confirm it"
+			if a.Kernel.OnRollback == plan.KernelHold {
+				return Undo{Way: way + ", and the new kernel is kept installed but held"}
+			}
+			return Undo{Way: way + ", then the new kernel is removed"}
 		}
 		return noDriver("kernel")
 	case a.LivePatch != nil:
