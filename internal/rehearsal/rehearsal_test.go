@@ -25,6 +25,7 @@ change:
   actions:
     - package:
         packages: [{name: linux-image, version: "6.1.0"}]
+      noRollbackOn: [macos]
 waves:
   - name: canary
     canary: true
