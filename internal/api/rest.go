@@ -216,6 +216,14 @@ type Wave struct {
 	// counts those who approved it.
 	ApprovalsNeeded int `json:"approvalsNeeded,omitempty"`
 	ApprovalsGot    int `json:"approvalsGot,omitempty"`
+	// BakeUntil is when a baking wave's bake time ends (its gates must
+	// pass as well); absent when the wave is not baking.
+	BakeUntil time.Time `json:"bakeUntil,omitzero"`
+	// Soaking counts the wave's nodes verifying (node gates soaking);
+	// SoakUntil is when the last of those whose gates already pass has
+	// passed for gates.node.minHealthy (absent when none passes yet).
+	Soaking   int       `json:"soaking,omitempty"`
+	SoakUntil time.Time `json:"soakUntil,omitzero"`
 }
 
 // Gate is a wave-gate result.

@@ -182,7 +182,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 					fmt.Fprintf(w, "  overlaps rollout %s (%s, %s): %s; they wait for it\n", o.Rollout, o.Name, o.State, sharedText(o))
 				}
 				for _, u := range ro.Uncovered {
-					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)
+					fmt.Fprintf(w, "  %s\n", uncoveredText(u))
 				}
 				for _, r := range ro.Refusals {
 					fmt.Fprintf(w, "  agents would refuse, these nodes will fail with nothing run: %s\n", r.Text())
@@ -193,6 +193,12 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&dry, "dry-run", false, "simulate the plan against the live inventory; change nothing")
 	r.flags(cmd, e, true)
 	return cmd
+}
+
+// uncoveredText is a canary stratum no canary node covers, in one line:
+// "wave canary does not cover zone=a class=gen3: held back (...)".
+func uncoveredText(u engine.Stratum) string {
+	return fmt.Sprintf("wave %s does not cover %s: %s", u.Wave, orDash(strata(u.Values)), u.Reason)
 }
 
 func strata(m map[string]string) string {
@@ -232,19 +238,13 @@ func newRolloutListCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// progress is "done/total" with failures noted.
+// progress is "succeeded/total", then the other non-zero counts in
+// parentheses: "5/6 (1 failed)". engine.Tally is the one count.
 func progress(counts map[string]int, total int) string {
-	done := counts[string(engine.PhaseSucceeded)]
-	s := fmt.Sprintf("%d/%d", done, total)
-	if f := counts[string(engine.PhaseFailed)]; f > 0 {
-		s += fmt.Sprintf(" (%d failed)", f)
-	}
-	if rb := counts[string(engine.PhaseRolledBack)]; rb > 0 {
-		s += fmt.Sprintf(" (%d rolled back)", rb)
-	}
-	if n := counts[string(engine.PhaseQueued)] + counts[string(engine.PhaseRunning)] + counts[string(engine.PhaseVerifying)] +
-		counts[string(engine.PhaseRollingBack)]; n > 0 {
-		s += fmt.Sprintf(" (%d in flight)", n)
+	t := engine.TallyPhases(counts)
+	s := fmt.Sprintf("%d/%d", t.Succeeded, total)
+	if rest := t.Rest(); rest != "" {
+		s += " (" + rest + ")"
 	}
 	return s
 }
@@ -253,7 +253,7 @@ func sinceText(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return time.Since(t).Round(time.Second).String()
+	return engine.FormatDuration(time.Since(t))
 }
 
 func newRolloutGetCmd(e *env) *cobra.Command {
@@ -297,17 +297,17 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 		fmt.Fprintf(w, "approval floor\t%s\n", ro.ApprovalFloor)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tRUNNING\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
+	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tIN FLIGHT\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
 	for _, wv := range ro.Waves {
-		running := wv.Counts["queued"] + wv.Counts["running"] + wv.Counts["verifying"] + wv.Counts["rolling-back"]
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, running, wv.Counts["succeeded"],
-			wv.Counts["failed"]+wv.Counts["quarantined"], wv.Counts["rolled-back"], wv.Reason)
+		t := engine.TallyPhases(wv.Counts)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, t.InFlight, t.Succeeded,
+			t.Failures(), t.RolledBack, orDash(wv.Reason))
 	}
 	if len(ro.Gates) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "GATE\tWAVE\tVERDICT\tREASON")
 		for _, g := range ro.Gates {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Gate, g.Wave, g.Verdict, g.Reason)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Gate, g.Wave, g.Verdict, orDash(g.Reason))
 		}
 	}
 	if len(ro.Waits) > 0 {
@@ -318,20 +318,21 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 		}
 	}
 	for _, u := range ro.Uncovered {
-		fmt.Fprintf(w, "\nuncovered\tcanary %s misses %s: %s\n", u.Wave, strata(u.Values), u.Reason)
+		fmt.Fprintf(w, "\nuncovered\t%s\n", uncoveredText(u))
 	}
 	if nodes {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "NODE\tWAVE\tPHASE\tATTEMPT\tZONE\tFAMILY\tCLASS\tREASON")
 		for _, n := range ro.Nodes {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Wave, n.Phase, n.Attempt, n.Zone, n.Family, n.Class, n.Reason)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, orDash(n.Wave), n.Phase, n.Attempt, orDash(n.Zone), orDash(n.Family),
+				orDash(n.Class), orDash(n.Reason))
 		}
 	}
 }
 
 // approvalCount is the server's count of a rollout's approvals of wave
-// ("" for the start): "GOT/NEEDED (names)", the names being those the
-// server counted (distinct, never the author).
+// ("" for the start): "GOT/NEEDED by NAMES" ("GOT/NEEDED, none yet"), the
+// names being those the server counted (distinct, never the author).
 func approvalCount(ro api.Rollout, wave string) string {
 	got, need := ro.ApprovalsGot, ro.ApprovalsNeeded
 	if wave != "" {
@@ -348,14 +349,18 @@ func approvalCount(ro api.Rollout, wave string) string {
 			by = append(by, a.By)
 		}
 	}
-	return fmt.Sprintf("%d/%d (%s)", got, need, orDash(strings.Join(by, ", "), strings.Join(by, ", ")))
+	if len(by) == 0 {
+		return fmt.Sprintf("%d/%d, none yet", got, need)
+	}
+	return fmt.Sprintf("%d/%d by %s", got, need, strings.Join(by, ", "))
 }
 
-func orDash(s, v string) string {
+// orDash is s, or "-" for an empty table cell.
+func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return v
+	return s
 }
 
 func sampleIDs(ids []string, count int) string {
@@ -392,7 +397,7 @@ func newRolloutCommand(e *env, action, short string) *cobra.Command {
 					fmt.Fprintf(w, "%s: approved; %s %s\n", ro.ID, what, approvalCount(ro, wave))
 					return
 				}
-				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))
+				fmt.Fprintln(w, stateLine(ro))
 			})
 		}}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
@@ -427,21 +432,38 @@ func newRolloutResolveCmd(e *env) *cobra.Command {
 	return cmd
 }
 
+// stateLine is a rollout's state after a command: "ID: STATE" and its
+// reason, when it has one.
+func stateLine(ro api.Rollout) string {
+	if ro.Reason == "" {
+		return fmt.Sprintf("%s: %s", ro.ID, ro.State)
+	}
+	return fmt.Sprintf("%s: %s (%s)", ro.ID, ro.State, ro.Reason)
+}
+
 // newRolloutWatchCmd follows a rollout live. Exit codes: 0 when it
 // succeeds, 3 when it halts, fails or is aborted, 1 on errors.
 func newRolloutWatchCmd(e *env) *cobra.Command {
 	var r remote
 	var interval time.Duration
 	cmd := &cobra.Command{Use: "watch ID", Short: "Follow a rollout live, wave by wave; exit 0 on success, 3 on halt or failure",
+		Long: `Follow a rollout live. Every change prints the rollout's state, one line
+per wave and the main reason nodes wait; while anything is pending a status
+line (bake and soak time left, what the rollout waits for) is printed at
+least every --interval. Exit 0 when the rollout succeeds, 3 when it halts,
+fails or is aborted, 1 on errors.`,
 		Args: exactArgs(1, "a rollout ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if interval <= 0 {
+				return usagef("--interval %s: want a positive duration", interval)
+			}
 			c, err := r.client(e)
 			if err != nil {
 				return err
 			}
 			return watch(cmd.Context(), e, c, args[0], interval)
 		}}
-	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "re-read the rollout at least this often")
+	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "re-read the rollout and print its status at least this often")
 	r.flags(cmd, e, false)
 	return cmd
 }
@@ -459,16 +481,18 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 			return true
 		})
 	}()
-	last := ""
+	last, lastStatus := "", ""
+	var lastPrint time.Time
 	for {
 		ro, err := c.GetRollout(ctx, id, false)
 		if err != nil {
 			return apiErr(err)
 		}
-		line := watchLines(ro)
-		if line != last {
-			fmt.Fprintf(e.stdout, "%s %s", time.Now().Format("15:04:05"), line)
-			last = line
+		now := time.Now()
+		stamp := now.Format("15:04:05")
+		if lines := watchLines(ro); lines != last {
+			fmt.Fprintf(e.stdout, "%s %s", stamp, lines)
+			last, lastPrint = lines, now
 		}
 		switch ro.State {
 		case engine.RolloutSucceeded:
@@ -477,6 +501,13 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 		case engine.RolloutHalted, engine.RolloutFailed, engine.RolloutAborted:
 			fmt.Fprintf(e.stdout, "rollout %s %s: %s\n", ro.ID, ro.State, ro.Reason)
 			return &exitError{code: ExitHalted}
+		}
+		// The status line counts down: print it when what it says
+		// changes, and at least every interval while anything is pending.
+		status := watchStatus(ro, now)
+		if key := watchStatus(ro, time.Time{}); key != lastStatus || now.Sub(lastPrint) >= interval-interval/10 {
+			fmt.Fprintf(e.stdout, "%s %s\n", stamp, status)
+			lastStatus, lastPrint = key, now
 		}
 		select {
 		case <-ctx.Done():
@@ -497,13 +528,85 @@ func watchLines(ro api.Rollout) string {
 		fmt.Fprintf(&b, "  reason: %s\n", ro.Reason)
 	}
 	for _, w := range ro.Waves {
-		running := w.Counts["queued"] + w.Counts["running"] + w.Counts["verifying"]
-		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %d running, %d succeeded, %d failed, %d rolled back, %d waiting\n",
-			w.Name, w.State, w.Nodes, running, w.Counts["succeeded"], w.Counts["failed"]+w.Counts["quarantined"],
-			w.Counts["rolled-back"], w.Counts["pending"])
+		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %s\n", w.Name, w.State, w.Nodes, engine.TallyPhases(w.Counts).Summary())
 	}
-	if len(ro.Waits) > 0 {
-		fmt.Fprintf(&b, "  waiting: %d nodes: %s\n", ro.Waits[0].Count, ro.Waits[0].Reason)
+	if wt, ok := mainWait(ro.Waits); ok {
+		fmt.Fprintf(&b, "  waiting: %s: %s\n", plural(wt.Count, "node"), wt.Reason)
 	}
 	return b.String()
+}
+
+// watchStatus is one line saying what the rollout waits for at now: the
+// bakes and soaks with the time left, then the main reason nodes wait.
+// A zero now leaves the times out (what the line says, not how long).
+func watchStatus(ro api.Rollout, now time.Time) string {
+	var parts []string
+	left := func(until time.Time) string {
+		if now.IsZero() {
+			return "…"
+		}
+		if d := until.Sub(now); d > 0 {
+			return engine.FormatDuration(d.Round(time.Second)) + " left"
+		}
+		return "due now"
+	}
+	for _, w := range ro.Waves {
+		if !w.BakeUntil.IsZero() {
+			if now.IsZero() || w.BakeUntil.After(now) {
+				parts = append(parts, fmt.Sprintf("wave %s baking: %s", w.Name, left(w.BakeUntil)))
+			} else {
+				parts = append(parts, fmt.Sprintf("wave %s baked, waiting for its gates to pass", w.Name))
+			}
+		}
+		switch {
+		case w.Soaking == 0:
+		case w.SoakUntil.IsZero():
+			parts = append(parts, fmt.Sprintf("wave %s: %s verifying, node gates not passing yet", w.Name, plural(w.Soaking, "node")))
+		case w.Soaking == 1:
+			parts = append(parts, fmt.Sprintf("wave %s: 1 node soaking, %s", w.Name, left(w.SoakUntil)))
+		default:
+			parts = append(parts, fmt.Sprintf("wave %s: %d nodes soaking, longest %s", w.Name, w.Soaking, left(w.SoakUntil)))
+		}
+	}
+	if wt, ok := mainWait(ro.Waits); ok {
+		parts = append(parts, fmt.Sprintf("%s %s: %s", plural(wt.Count, "node"), waitVerb(wt.Count), wt.Reason))
+	}
+	if len(parts) == 0 {
+		t := engine.TallyPhases(ro.Counts)
+		switch {
+		case ro.Reason != "":
+			parts = append(parts, ro.Reason)
+		case t.InFlight > 0:
+			parts = append(parts, fmt.Sprintf("%s in flight", plural(t.InFlight, "node")))
+		default:
+			parts = append(parts, "nothing pending")
+		}
+	}
+	return fmt.Sprintf("%s %s: %s", ro.ID, ro.State, strings.Join(parts, "; "))
+}
+
+// mainWait is the reason most nodes wait for (the first of equals).
+func mainWait(ws []engine.Wait) (engine.Wait, bool) {
+	var best engine.Wait
+	for _, w := range ws {
+		if w.Count > best.Count {
+			best = w
+		}
+	}
+	return best, best.Count > 0
+}
+
+func waitVerb(n int) string {
+	if n == 1 {
+		return "waits"
+	}
+	return "wait"
+}
+
+// plural is "1 node", "3 nodes".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

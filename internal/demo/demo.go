@@ -368,9 +368,7 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 			return nil, err
 		}
 		for _, w := range ro.Waves {
-			line := fmt.Sprintf("%s: %d/%d succeeded, %d running, %d failed, %d rolled back",
-				w.State, w.Counts["succeeded"], w.Nodes, w.Counts["queued"]+w.Counts["running"]+w.Counts["verifying"]+w.Counts["rolling-back"],
-				w.Counts["failed"], w.Counts["rolled-back"])
+			line := fmt.Sprintf("%s: %s", w.State, engine.TallyPhases(w.Counts).Summary())
 			if last[w.Name] != line {
 				fmt.Fprintf(progress, "  %5.1fs  wave %-7s %s\n", time.Since(started).Seconds(), w.Name, line)
 				last[w.Name] = line
@@ -416,9 +414,9 @@ func waveNames(ro api.Rollout) string {
 // summarize turns a finished rollout into its summary. A node is touched
 // when any step (apply or rollback) was dispatched to it.
 func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
+	t := engine.TallyPhases(ro.Counts)
 	rs := &RolloutSummary{ID: ro.ID, Name: ro.Name, State: string(ro.State), Seconds: math.Round(took.Seconds()*10) / 10,
-		NodesSucceeded: ro.Counts["succeeded"], NodesFailed: ro.Counts["failed"] + ro.Counts["quarantined"],
-		NodesRolledBack: ro.Counts["rolled-back"]}
+		NodesSucceeded: t.Succeeded, NodesFailed: t.Failures(), NodesRolledBack: t.RolledBack}
 	if ro.State == engine.RolloutHalted || ro.State == engine.RolloutFailed {
 		rs.Halted, rs.HaltReason = true, ro.Reason
 	}
@@ -437,8 +435,9 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 		}
 	}
 	for _, w := range ro.Waves {
-		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: w.Counts["succeeded"],
-			Failed: w.Counts["failed"] + w.Counts["quarantined"], RolledBack: w.Counts["rolled-back"]}
+		wt := engine.TallyPhases(w.Counts)
+		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: wt.Succeeded,
+			Failed: wt.Failures(), RolledBack: wt.RolledBack}
 		if !w.StartedAt.IsZero() && !w.EndedAt.IsZero() {
 			ws.Seconds = math.Round(w.EndedAt.Sub(w.StartedAt).Seconds()*10) / 10
 		}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -608,6 +609,11 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		s.applyFleet(ctx, &in, false)
 	}
 	d := engine.Decide(in)
+	for _, c := range engine.Clocks(in) {
+		if i := slices.IndexFunc(v.Waves, func(w api.Wave) bool { return w.Name == c.Wave }); i >= 0 {
+			v.Waves[i].BakeUntil, v.Waves[i].Soaking, v.Waves[i].SoakUntil = c.BakeUntil, c.Soaking, c.SoakUntil
+		}
+	}
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
 	}
