@@ -288,6 +288,9 @@ type AuditEntry struct {
 type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
 	Next    int64        `json:"next,omitempty"` // pass as ?after= for the next page
+	// Before, with ?order=newest, is what to pass as ?before= for the
+	// next (older) page.
+	Before int64 `json:"before,omitempty"`
 }
 
 // AuditVerification is the result of verifying the audit chain.

@@ -129,7 +129,42 @@ func newRolloutCmd(e *env) *cobra.Command {
 	} {
 		cmd.AddCommand(newRolloutCommand(e, c.name, c.short))
 	}
-	cmd.AddCommand(newRolloutResolveCmd(e))
+	cmd.AddCommand(newRolloutResolveCmd(e), newRolloutBreakGlassCmd(e))
+	return cmd
+}
+
+// newRolloutBreakGlassCmd lets a rollout start nodes during freezes (the
+// plan's and the fleet's): an admin's decision with a reason, which the
+// server audits as rollout.break-glass.
+func newRolloutBreakGlassCmd(e *env) *cobra.Command {
+	var r remote
+	var reason string
+	cmd := &cobra.Command{Use: "break-glass ID --reason TEXT", Short: "Let a rollout start nodes during freezes (admin; audited with the reason)",
+		Long: `Let a rollout start nodes during its plan's freezes and the fleet's freezes.
+Windows, caps, budgets, holds and gates still apply. Only an admin may, with
+a reason; the server records it in the audit log (rollout.break-glass) and
+every decision that starts a node inside a fleet freeze names the freeze
+and the reason.`,
+		Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return usagef("rollout break-glass: --reason is required (it is recorded in the audit log)")
+			}
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			ro, err := c.BreakGlass(cmd.Context(), args[0], reason)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, ro, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: break-glass recorded; freezes no longer hold it back (%s)\n", ro.ID, reason)
+				fmt.Fprintln(w, stateLine(ro))
+			})
+		}}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
+	r.flags(cmd, e, true)
 	return cmd
 }
 
@@ -546,7 +581,7 @@ func watchStatus(ro api.Rollout, now time.Time) string {
 			return "…"
 		}
 		if d := until.Sub(now); d > 0 {
-			return engine.FormatDuration(d.Round(time.Second)) + " left"
+			return engine.FormatDuration((d+time.Second-1).Truncate(time.Second)) + " left" // "1s left" until it is due
 		}
 		return "due now"
 	}

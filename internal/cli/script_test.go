@@ -28,7 +28,8 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs testdata/script/*.txtar. Besides testscript's builtins,
 // scripts have `status N CMD ARGS...`: run CMD and require exit code N
-// (its stdout and stderr are kept for the next stdout/stderr checks).
+// (its stdout and stderr are kept for the next stdout/stderr checks), and
+// `sleep DURATION`.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -38,6 +39,7 @@ func TestScripts(t *testing.T) {
 			"waitnodes": cmdWaitNodes,
 			"stdoutvar": cmdStdoutVar,
 			"waitstate": cmdWaitState,
+			"sleep":     cmdSleep,
 		},
 	})
 }
@@ -106,6 +108,19 @@ func cmdWaitNodes(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// cmdSleep waits DURATION, e.g. for a command in the background to say
+// something before the script changes what it says.
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	if err != nil {
+		ts.Fatalf("sleep: %v", err)
+	}
+	time.Sleep(d)
 }
 
 // cmdStdoutVar sets NAME to the first group of REGEX in the last stdout.

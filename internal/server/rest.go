@@ -703,7 +703,24 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 		}
 		limit = n
 	}
-	es, more, err := s.st.AuditPage(r.Context(), store.AuditQuery{After: after, Limit: limit, Rollout: q.Get("rollout"), MaxBytes: auditPageBytes})
+	before := int64(0)
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return badRequest("before %q: want a sequence number", v)
+		}
+		before = n
+	}
+	var newest bool
+	switch v := q.Get("order"); v {
+	case "", "oldest":
+	case "newest":
+		newest = true
+	default:
+		return badRequest("order %q: want oldest or newest", v)
+	}
+	es, more, err := s.st.AuditPage(r.Context(), store.AuditQuery{After: after, Before: before, Newest: newest, Limit: limit,
+		Rollout: q.Get("rollout"), MaxBytes: auditPageBytes})
 	if err != nil {
 		return err
 	}
@@ -712,7 +729,11 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 		out.Entries = append(out.Entries, auditView(e))
 	}
 	if more && len(es) > 0 {
-		out.Next = es[len(es)-1].Seq
+		if newest {
+			out.Before = es[len(es)-1].Seq
+		} else {
+			out.Next = es[len(es)-1].Seq
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -235,11 +235,16 @@ type AuditEntry struct {
 	Hash    []byte
 }
 
-// AuditQuery selects a page of the audit log, oldest first.
+// AuditQuery selects a page of the audit log, oldest first unless
+// Newest.
 type AuditQuery struct {
 	After   int64  // entries with Seq > After
+	Before  int64  // entries with Seq < Before, when positive
 	Limit   int    // at most this many; 0 means 500
 	Rollout string // only this rollout's entries, when set
+	// Newest returns the newest Limit entries that match, newest first
+	// (the next page is Before the last one returned).
+	Newest bool
 	// MaxBytes, when positive, ends the page before the entry that would
 	// take the page's details past it; the first entry is returned
 	// whatever its size. It bounds a page's memory, however large
