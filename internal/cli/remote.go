@@ -581,7 +581,7 @@ func watchStatus(ro api.Rollout, now time.Time) string {
 			return "…"
 		}
 		if d := until.Sub(now); d > 0 {
-			return engine.FormatDuration((d+time.Second-1).Truncate(time.Second)) + " left" // "1s left" until it is due
+			return engine.FormatDuration((d + time.Second - 1).Truncate(time.Second)) + " left" // "1s left" until it is due
 		}
 		return "due now"
 	}
