@@ -182,10 +182,9 @@ func (c *Compiler) Compile(expr string) (*Selector, error) {
 
 // selectorFieldsHint follows an unknown field's error: the paths a
 // selector may name.
-const selectorFieldsHint = "; node has id, labels.KEY, facts.* as `drover nodes get -o json` shows them " +
-	"(facts.os.family, facts.os.name, facts.os.version, facts.kernel, facts.arch, facts.hardware.class, facts.bootId, " +
-	"facts.packages, facts.services, facts.modules, facts.livePatches, facts.runtime.containerd|docker|crio, facts.kubelet, " +
-	"facts.rebootRequired), and each fact without the facts. prefix (node.os.family, node.packages, ...)"
+const selectorFieldsHint = " (node has id, labels, and facts as `drover nodes get -o json` shows them: facts.os.family, " +
+	"facts.os.version, facts.kernel, facts.arch, facts.hardware.class, facts.packages, facts.services, facts.modules, " +
+	"facts.livePatches, facts.runtime.*, facts.kubelet, facts.rebootRequired, facts.bootId; each fact also without facts.)"
 
 func issuesError(errs []*cel.Error) *SelectorError {
 	e := &SelectorError{Line: 1, Col: 1, Msg: "invalid selector"}
