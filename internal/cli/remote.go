@@ -534,7 +534,7 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 			fmt.Fprintf(e.stdout, "rollout %s succeeded\n", ro.ID)
 			return nil
 		case engine.RolloutHalted, engine.RolloutFailed, engine.RolloutAborted:
-			fmt.Fprintf(e.stdout, "rollout %s %s: %s\n", ro.ID, ro.State, ro.Reason)
+			fmt.Fprintf(e.stdout, "rollout %s\n", stateLine(ro))
 			return &exitError{code: ExitHalted}
 		}
 		// The status line counts down: print it when what it says

@@ -356,8 +356,8 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	}
 	fmt.Fprintf(progress, "created %s: %d nodes in waves %s\n", ro.ID, ro.Total, waveNames(ro))
 	if n := len(ro.Uncovered); n > 0 {
-		fmt.Fprintf(progress, "  canary: %s; %d combinations of its spread keys stay uncovered (drover rollout get %s lists them)\n",
-			ro.Uncovered[0].Reason, n, ro.ID)
+		fmt.Fprintf(progress, "  wave %s: %s; %d combinations of its spread keys stay uncovered (drover rollout get %s lists them)\n",
+			ro.Uncovered[0].Wave, ro.Uncovered[0].Reason, n, ro.ID)
 	}
 	last := map[string]string{}
 	lastWait := ""
