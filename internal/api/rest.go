@@ -147,6 +147,10 @@ type Rollout struct {
 	UpdatedAt     time.Time           `json:"updatedAt"`
 	Counts        map[string]int      `json:"counts"` // nodes per phase
 	Total         int                 `json:"total"`
+	// Unchanged counts the succeeded nodes whose step changed nothing
+	// (already up to date, as their agents' evidence says); reported for
+	// a rollout that ended, and with ?nodes=true.
+	Unchanged int `json:"unchanged,omitempty"`
 	Waves         []Wave              `json:"waves,omitempty"`
 	Gates         []Gate              `json:"gates,omitempty"`
 	Approvals     []Approval          `json:"approvals,omitempty"`
@@ -224,6 +228,8 @@ type Wave struct {
 	// passed for gates.node.minHealthy (absent when none passes yet).
 	Soaking   int       `json:"soaking,omitempty"`
 	SoakUntil time.Time `json:"soakUntil,omitzero"`
+	// Unchanged: as Rollout.Unchanged, the wave's.
+	Unchanged int `json:"unchanged,omitempty"`
 }
 
 // Gate is a wave-gate result.
@@ -254,6 +260,22 @@ type RolloutNode struct {
 	Zone    string       `json:"zone,omitempty"`
 	Family  string       `json:"family,omitempty"`
 	Class   string       `json:"hardwareClass,omitempty"`
+	// Unchanged: the node succeeded and its step changed nothing.
+	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// Tally is the rollout's engine.Tally, unchanged nodes included.
+func (r Rollout) Tally() engine.Tally {
+	t := engine.TallyPhases(r.Counts)
+	t.Unchanged = r.Unchanged
+	return t
+}
+
+// Tally is the wave's engine.Tally, unchanged nodes included.
+func (w Wave) Tally() engine.Tally {
+	t := engine.TallyPhases(w.Counts)
+	t.Unchanged = w.Unchanged
+	return t
 }
 
 // RolloutList lists rollouts, newest first.

@@ -264,7 +264,7 @@ func newRolloutListCmd(e *env) *cobra.Command {
 			return r.show(e, list, func(w io.Writer) {
 				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR")
 				for _, ro := range list.Rollouts {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total),
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Tally()),
 						sinceText(ro.CreatedAt), ro.Author)
 				}
 			})
@@ -274,12 +274,19 @@ func newRolloutListCmd(e *env) *cobra.Command {
 }
 
 // progress is "succeeded/total", then the other non-zero counts in
-// parentheses: "5/6 (1 failed)". engine.Tally is the one count.
-func progress(counts map[string]int, total int) string {
-	t := engine.TallyPhases(counts)
-	s := fmt.Sprintf("%d/%d", t.Succeeded, total)
+// parentheses: "5/6 (1 failed)", "6/6 (2 already up to date)".
+// engine.Tally is the one count.
+func progress(t engine.Tally) string {
+	var parts []string
+	if t.Unchanged > 0 {
+		parts = append(parts, fmt.Sprintf("%d already up to date", t.Unchanged))
+	}
 	if rest := t.Rest(); rest != "" {
-		s += " (" + rest + ")"
+		parts = append(parts, rest)
+	}
+	s := fmt.Sprintf("%d/%d", t.Succeeded, t.Total)
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
 	}
 	return s
 }
@@ -319,7 +326,7 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	}
 	fmt.Fprintf(w, "author\t%s\n", ro.Author)
 	fmt.Fprintf(w, "version\t%d\n", ro.Version)
-	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Counts, ro.Total))
+	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Tally()))
 	if ro.ApprovalsNeeded > 0 {
 		fmt.Fprintf(w, "approvals\tstart %s\n", approvalCount(ro, ""))
 	}
@@ -334,7 +341,7 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tIN FLIGHT\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
 	for _, wv := range ro.Waves {
-		t := engine.TallyPhases(wv.Counts)
+		t := wv.Tally()
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, t.InFlight, t.Succeeded,
 			t.Failures(), t.RolledBack, orDash(wv.Reason))
 	}
@@ -558,12 +565,12 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 // reason nodes wait.
 func watchLines(ro api.Rollout) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s %s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total))
+	fmt.Fprintf(&b, "%s: %s %s\n", ro.ID, ro.State, progress(ro.Tally()))
 	if ro.Reason != "" {
 		fmt.Fprintf(&b, "  reason: %s\n", ro.Reason)
 	}
 	for _, w := range ro.Waves {
-		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %s\n", w.Name, w.State, w.Nodes, engine.TallyPhases(w.Counts).Summary())
+		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %s\n", w.Name, w.State, w.Nodes, w.Tally().Summary())
 	}
 	if wt, ok := mainWait(ro.Waits); ok {
 		fmt.Fprintf(&b, "  waiting: %s: %s\n", plural(wt.Count, "node"), wt.Reason)
@@ -607,7 +614,7 @@ func watchStatus(ro api.Rollout, now time.Time) string {
 		parts = append(parts, fmt.Sprintf("%s %s: %s", plural(wt.Count, "node"), waitVerb(wt.Count), wt.Reason))
 	}
 	if len(parts) == 0 {
-		t := engine.TallyPhases(ro.Counts)
+		t := ro.Tally()
 		switch {
 		case ro.Reason != "":
 			parts = append(parts, ro.Reason)

@@ -83,13 +83,16 @@ type Summary struct {
 
 // RolloutSummary is one rollout's outcome.
 type RolloutSummary struct {
-	ID              string        `json:"id"`
-	Name            string        `json:"name"`
-	Title           string        `json:"title"`
-	State           string        `json:"state"`
-	Halted          bool          `json:"halted"`
-	HaltReason      string        `json:"haltReason"`
-	NodesSucceeded  int           `json:"nodesSucceeded"`
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	Title          string `json:"title"`
+	State          string `json:"state"`
+	Halted         bool   `json:"halted"`
+	HaltReason     string `json:"haltReason"`
+	NodesSucceeded int    `json:"nodesSucceeded"`
+	// NodesUnchanged: of NodesSucceeded, those whose step changed nothing
+	// (already up to date, as their agents' evidence says).
+	NodesUnchanged  int           `json:"nodesUnchanged"`
 	NodesFailed     int           `json:"nodesFailed"`
 	NodesRolledBack int           `json:"nodesRolledBack"`
 	NodesTouched    int           `json:"nodesTouched"`
@@ -368,7 +371,7 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 			return nil, err
 		}
 		for _, w := range ro.Waves {
-			line := fmt.Sprintf("%s: %s", w.State, engine.TallyPhases(w.Counts).Summary())
+			line := fmt.Sprintf("%s: %s", w.State, w.Tally().Summary())
 			if last[w.Name] != line {
 				fmt.Fprintf(progress, "  %5.1fs  wave %-7s %s\n", time.Since(started).Seconds(), w.Name, line)
 				last[w.Name] = line
@@ -398,8 +401,8 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	if rs.Halted {
 		fmt.Fprintf(progress, "  halted: %s\n", rs.HaltReason)
 	}
-	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded, %d failed, %d rolled back, %d touched\n",
-		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
+	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded (%d changed, %d already up to date), %d failed, %d rolled back, %d touched\n",
+		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesSucceeded-rs.NodesUnchanged, rs.NodesUnchanged, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
 	return rs, nil
 }
 
@@ -414,9 +417,9 @@ func waveNames(ro api.Rollout) string {
 // summarize turns a finished rollout into its summary. A node is touched
 // when any step (apply or rollback) was dispatched to it.
 func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
-	t := engine.TallyPhases(ro.Counts)
+	t := ro.Tally()
 	rs := &RolloutSummary{ID: ro.ID, Name: ro.Name, State: string(ro.State), Seconds: math.Round(took.Seconds()*10) / 10,
-		NodesSucceeded: t.Succeeded, NodesFailed: t.Failures(), NodesRolledBack: t.RolledBack}
+		NodesSucceeded: t.Succeeded, NodesUnchanged: t.Unchanged, NodesFailed: t.Failures(), NodesRolledBack: t.RolledBack}
 	if ro.State == engine.RolloutHalted || ro.State == engine.RolloutFailed {
 		rs.Halted, rs.HaltReason = true, ro.Reason
 	}
@@ -435,7 +438,7 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 		}
 	}
 	for _, w := range ro.Waves {
-		wt := engine.TallyPhases(w.Counts)
+		wt := w.Tally()
 		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: wt.Succeeded,
 			Failed: wt.Failures(), RolledBack: wt.RolledBack}
 		if !w.StartedAt.IsZero() && !w.EndedAt.IsZero() {

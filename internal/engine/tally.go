@@ -11,8 +11,12 @@ import (
 // so that they agree with each other and with the engine's reasons:
 // Failures counts as failure budgets do (failed and quarantined).
 type Tally struct {
-	Total       int
-	Succeeded   int // applied and healthy
+	Total     int
+	Succeeded int // applied and healthy
+	// Unchanged is how many of Succeeded changed nothing (already up to
+	// date): the agents' evidence says it, not the phases, so the shell
+	// fills it in.
+	Unchanged   int
 	Failed      int // failed, holding a slot until resolved (a failed rollback too)
 	Quarantined int // failed, set aside within budget
 	RolledBack  int // the change was undone
@@ -58,9 +62,13 @@ func TallyPhases(counts map[string]int) Tally {
 func (t Tally) Failures() int { return t.Failed + t.Quarantined }
 
 // Summary is the tally in words, "5/6 succeeded, 1 failed", naming every
-// non-zero count other than succeeded, in a fixed order.
+// non-zero count other than succeeded, in a fixed order; "6/6 succeeded
+// (4 changed, 2 already up to date)" when some changed nothing.
 func (t Tally) Summary() string {
 	s := fmt.Sprintf("%d/%d succeeded", t.Succeeded, t.Total)
+	if t.Unchanged > 0 {
+		s += fmt.Sprintf(" (%d changed, %d already up to date)", t.Succeeded-t.Unchanged, t.Unchanged)
+	}
 	if rest := t.Rest(); rest != "" {
 		s += ", " + rest
 	}

@@ -621,7 +621,41 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		v.Limits = append(v.Limits, api.Limit{Key: l.Key, Domain: l.Domain, InUse: l.InUse, Limit: l.Limit})
 	}
 	v.Uncovered = rc.uncovered
+	if withNodes || (parts&viewWaits != 0 && ro.State.Terminal()) {
+		if err := s.addUnchanged(ctx, &v, data.Nodes); err != nil {
+			return api.Rollout{}, err
+		}
+	}
 	return v, nil
+}
+
+// addUnchanged counts the succeeded nodes whose step changed nothing, in
+// the rollout, its waves and its nodes (when listed). It reads every
+// succeeded node's evidence, so views ask for it only for a rollout that
+// ended or with its nodes.
+func (s *Server) addUnchanged(ctx context.Context, v *api.Rollout, nodes []store.RolloutNode) error {
+	ids, err := s.st.UnchangedNodes(ctx, v.ID)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	v.Unchanged = len(ids)
+	waveOf := map[string]int{}
+	for i, w := range v.Waves {
+		waveOf[w.Name] = i
+	}
+	for _, n := range nodes {
+		if i, ok := waveOf[n.State.Wave]; ok && set[n.NodeID] {
+			v.Waves[i].Unchanged++
+		}
+	}
+	for i := range v.Nodes {
+		v.Nodes[i].Unchanged = set[v.Nodes[i].ID]
+	}
+	return nil
 }
 
 func orEmpty(m map[string]int) map[string]int {

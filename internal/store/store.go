@@ -349,6 +349,11 @@ type Store interface {
 	// AddGateResults stores wave-gate evaluations (audited when the
 	// verdict of a gate changes).
 	AddGateResults(ctx context.Context, rollout string, rs []engine.GateResult) error
+	// UnchangedNodes lists the rollout's succeeded nodes whose apply step
+	// changed nothing: in its evidence every action found nothing to
+	// change at pre-flight or lists no change in its outcome (the node
+	// was already up to date). Nodes without evidence are not listed.
+	UnchangedNodes(ctx context.Context, rollout string) ([]string, error)
 
 	// PendingSteps returns the node's steps not yet finished, oldest first,
 	// and marks them delivered.

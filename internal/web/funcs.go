@@ -31,8 +31,6 @@ func (d *dashboard) funcs() template.FuncMap {
 		"progress": func(done, total int) string { return pct(done, total) },
 		"atCap":    func(inUse, limit int) bool { return inUse >= limit },
 		"terminal": func(s engine.RolloutState) bool { return s.Terminal() },
-		// tally is the one count of nodes by outcome (engine.Tally), as the CLI shows it.
-		"tally": engine.TallyPhases,
 		"add":   func(a, b int) int { return a + b },
 		"add64": func(a float64, b int) float64 { return a + float64(b) },
 		"local": local,
