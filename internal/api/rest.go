@@ -150,12 +150,12 @@ type Rollout struct {
 	// Unchanged counts the succeeded nodes whose step changed nothing
 	// (already up to date, as their agents' evidence says); reported for
 	// a rollout that ended, and with ?nodes=true.
-	Unchanged int `json:"unchanged,omitempty"`
-	Waves         []Wave              `json:"waves,omitempty"`
-	Gates         []Gate              `json:"gates,omitempty"`
-	Approvals     []Approval          `json:"approvals,omitempty"`
-	Waits         []engine.Wait       `json:"waits,omitempty"`
-	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
+	Unchanged int              `json:"unchanged,omitempty"`
+	Waves     []Wave           `json:"waves,omitempty"`
+	Gates     []Gate           `json:"gates,omitempty"`
+	Approvals []Approval       `json:"approvals,omitempty"`
+	Waits     []engine.Wait    `json:"waits,omitempty"`
+	Uncovered []engine.Stratum `json:"uncovered,omitempty"`
 	// Refusals, on creation only: as in ValidateResponse.
 	Refusals []Refusal     `json:"refusals,omitempty"`
 	Nodes    []RolloutNode `json:"nodes,omitempty"` // with ?nodes=true

@@ -31,9 +31,9 @@ func (d *dashboard) funcs() template.FuncMap {
 		"progress": func(done, total int) string { return pct(done, total) },
 		"atCap":    func(inUse, limit int) bool { return inUse >= limit },
 		"terminal": func(s engine.RolloutState) bool { return s.Terminal() },
-		"add":   func(a, b int) int { return a + b },
-		"add64": func(a float64, b int) float64 { return a + float64(b) },
-		"local": local,
+		"add":      func(a, b int) int { return a + b },
+		"add64":    func(a float64, b int) float64 { return a + float64(b) },
+		"local":    local,
 		// budgetOf is a fleet budget's name from a limit's key ("budget:NAME"), "" for other limits.
 		"budgetOf": func(key string) string {
 			name, _ := strings.CutPrefix(key, "budget:")
