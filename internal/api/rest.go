@@ -147,15 +147,11 @@ type Rollout struct {
 	UpdatedAt     time.Time           `json:"updatedAt"`
 	Counts        map[string]int      `json:"counts"` // nodes per phase
 	Total         int                 `json:"total"`
-	// Unchanged counts the succeeded nodes whose step changed nothing
-	// (already up to date, as their agents' evidence says); reported for
-	// a rollout that ended, and with ?nodes=true.
-	Unchanged int              `json:"unchanged,omitempty"`
-	Waves     []Wave           `json:"waves,omitempty"`
-	Gates     []Gate           `json:"gates,omitempty"`
-	Approvals []Approval       `json:"approvals,omitempty"`
-	Waits     []engine.Wait    `json:"waits,omitempty"`
-	Uncovered []engine.Stratum `json:"uncovered,omitempty"`
+	Waves         []Wave              `json:"waves,omitempty"`
+	Gates         []Gate              `json:"gates,omitempty"`
+	Approvals     []Approval          `json:"approvals,omitempty"`
+	Waits         []engine.Wait       `json:"waits,omitempty"`
+	Uncovered     []engine.Stratum    `json:"uncovered,omitempty"`
 	// Refusals, on creation only: as in ValidateResponse.
 	Refusals []Refusal     `json:"refusals,omitempty"`
 	Nodes    []RolloutNode `json:"nodes,omitempty"` // with ?nodes=true
@@ -180,6 +176,10 @@ type Rollout struct {
 	// Overlaps, on creation, are the active rollouts sharing target
 	// nodes with this one: they hold those nodes first.
 	Overlaps []Overlap `json:"overlaps,omitempty"`
+	// Unchanged counts the succeeded nodes whose step changed nothing
+	// (already up to date, as their agents' evidence says); reported for
+	// a rollout that ended, and with ?nodes=true.
+	Unchanged int `json:"unchanged,omitempty"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is
