@@ -83,16 +83,14 @@ type Summary struct {
 
 // RolloutSummary is one rollout's outcome.
 type RolloutSummary struct {
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	Title          string `json:"title"`
-	State          string `json:"state"`
-	Halted         bool   `json:"halted"`
-	HaltReason     string `json:"haltReason"`
-	NodesSucceeded int    `json:"nodesSucceeded"`
-	// NodesUnchanged: of NodesSucceeded, those whose step changed nothing
-	// (already up to date, as their agents' evidence says).
-	NodesUnchanged  int           `json:"nodesUnchanged"`
+	ID              string        `json:"id"`
+	Name            string        `json:"name"`
+	Title           string        `json:"title"`
+	State           string        `json:"state"`
+	Halted          bool          `json:"halted"`
+	HaltReason      string        `json:"haltReason"`
+	NodesSucceeded  int           `json:"nodesSucceeded"`
+	NodesUnchanged  int           `json:"nodesUnchanged"` // of NodesSucceeded, those whose step changed nothing (already up to date)
 	NodesFailed     int           `json:"nodesFailed"`
 	NodesRolledBack int           `json:"nodesRolledBack"`
 	NodesTouched    int           `json:"nodesTouched"`
