@@ -311,14 +311,15 @@ func newRolloutGetCmd(e *env) *cobra.Command {
 			if err != nil {
 				return apiErr(err)
 			}
-			return r.show(e, ro, func(w io.Writer) { printRollout(w, ro, nodes) })
+			return r.show(e, ro, func(w io.Writer) { printRollout(w, ro, nodes, time.Now()) })
 		}}
 	cmd.Flags().BoolVar(&nodes, "nodes", false, "list every node's state")
 	r.flags(cmd, e, true)
 	return cmd
 }
 
-func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
+// printRollout writes ro as a table; now dates the bake and soak time left.
+func printRollout(w io.Writer, ro api.Rollout, nodes bool, now time.Time) {
 	fmt.Fprintf(w, "rollout\t%s\n", ro.ID)
 	fmt.Fprintf(w, "state\t%s\n", ro.State)
 	if ro.Reason != "" {
@@ -327,6 +328,9 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	fmt.Fprintf(w, "author\t%s\n", ro.Author)
 	fmt.Fprintf(w, "version\t%d\n", ro.Version)
 	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Tally()))
+	if !ro.State.Terminal() {
+		fmt.Fprintf(w, "waiting\t%s\n", waitingText(ro, now))
+	}
 	if ro.ApprovalsNeeded > 0 {
 		fmt.Fprintf(w, "approvals\tstart %s\n", approvalCount(ro, ""))
 	}
@@ -582,6 +586,11 @@ func watchLines(ro api.Rollout) string {
 // bakes and soaks with the time left, then the main reason nodes wait.
 // A zero now leaves the times out (what the line says, not how long).
 func watchStatus(ro api.Rollout, now time.Time) string {
+	return fmt.Sprintf("%s %s: %s", ro.ID, ro.State, waitingText(ro, now))
+}
+
+// waitingText is what watchStatus says after the rollout's ID and state.
+func waitingText(ro api.Rollout, now time.Time) string {
 	var parts []string
 	left := func(until time.Time) string {
 		if now.IsZero() {
@@ -624,7 +633,7 @@ func watchStatus(ro api.Rollout, now time.Time) string {
 			parts = append(parts, "nothing pending")
 		}
 	}
-	return fmt.Sprintf("%s %s: %s", ro.ID, ro.State, strings.Join(parts, "; "))
+	return strings.Join(parts, "; ")
 }
 
 // mainWait is the reason most nodes wait for (the first of equals).
