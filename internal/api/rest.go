@@ -180,6 +180,10 @@ type Rollout struct {
 	// (already up to date, as their agents' evidence says); reported for
 	// a rollout that ended, and with ?nodes=true.
 	Unchanged int `json:"unchanged,omitempty"`
+	// RolledBackFailed counts the rolled-back nodes whose step had
+	// failed (the failures a budget breach counted); reported as
+	// Unchanged is.
+	RolledBackFailed int `json:"rolledBackFailed,omitempty"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is
@@ -228,8 +232,9 @@ type Wave struct {
 	// passed for gates.node.minHealthy (absent when none passes yet).
 	Soaking   int       `json:"soaking,omitempty"`
 	SoakUntil time.Time `json:"soakUntil,omitzero"`
-	// Unchanged: as Rollout.Unchanged, the wave's.
-	Unchanged int `json:"unchanged,omitempty"`
+	// Unchanged and RolledBackFailed: as the Rollout's, the wave's.
+	Unchanged        int `json:"unchanged,omitempty"`
+	RolledBackFailed int `json:"rolledBackFailed,omitempty"`
 }
 
 // Gate is a wave-gate result.
@@ -264,17 +269,19 @@ type RolloutNode struct {
 	Unchanged bool `json:"unchanged,omitempty"`
 }
 
-// Tally is the rollout's engine.Tally, unchanged nodes included.
+// Tally is the rollout's engine.Tally, unchanged and rolled-back failed
+// nodes included.
 func (r Rollout) Tally() engine.Tally {
 	t := engine.TallyPhases(r.Counts)
-	t.Unchanged = r.Unchanged
+	t.Unchanged, t.RolledBackFailed = r.Unchanged, r.RolledBackFailed
 	return t
 }
 
-// Tally is the wave's engine.Tally, unchanged nodes included.
+// Tally is the wave's engine.Tally, unchanged and rolled-back failed
+// nodes included.
 func (w Wave) Tally() engine.Tally {
 	t := engine.TallyPhases(w.Counts)
-	t.Unchanged = w.Unchanged
+	t.Unchanged, t.RolledBackFailed = w.Unchanged, w.RolledBackFailed
 	return t
 }
 

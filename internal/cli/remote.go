@@ -347,7 +347,7 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool, now time.Time) {
 	for _, wv := range ro.Waves {
 		t := wv.Tally()
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, t.InFlight, t.Succeeded,
-			t.Failures(), t.RolledBack, orDash(wv.Reason))
+			t.FailedEver(), t.RolledBack, orDash(wv.Reason))
 	}
 	if len(ro.Gates) > 0 {
 		fmt.Fprintln(w)

@@ -417,7 +417,7 @@ func waveNames(ro api.Rollout) string {
 func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 	t := ro.Tally()
 	rs := &RolloutSummary{ID: ro.ID, Name: ro.Name, State: string(ro.State), Seconds: math.Round(took.Seconds()*10) / 10,
-		NodesSucceeded: t.Succeeded, NodesUnchanged: t.Unchanged, NodesFailed: t.Failures(), NodesRolledBack: t.RolledBack}
+		NodesSucceeded: t.Succeeded, NodesUnchanged: t.Unchanged, NodesFailed: t.FailedEver(), NodesRolledBack: t.RolledBack}
 	if ro.State == engine.RolloutHalted || ro.State == engine.RolloutFailed {
 		rs.Halted, rs.HaltReason = true, ro.Reason
 	}
@@ -438,7 +438,7 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 	for _, w := range ro.Waves {
 		wt := w.Tally()
 		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: wt.Succeeded,
-			Failed: wt.Failures(), RolledBack: wt.RolledBack}
+			Failed: wt.FailedEver(), RolledBack: wt.RolledBack}
 		if !w.StartedAt.IsZero() && !w.EndedAt.IsZero() {
 			ws.Seconds = math.Round(w.EndedAt.Sub(w.StartedAt).Seconds()*10) / 10
 		}

@@ -20,11 +20,15 @@ type Tally struct {
 	Failed      int // failed, holding a slot until resolved (a failed rollback too)
 	Quarantined int // failed, set aside within budget
 	RolledBack  int // the change was undone
-	Unknown     int // agent silent past its lease
-	Skipped     int // in the target, never to be changed
-	Pending     int // not started yet
-	InFlight    int // queued, running, verifying (soaking) or rolling back
-	Verifying   int // of InFlight: applied, node gates soaking
+	// RolledBackFailed is how many of RolledBack had failed before (the
+	// failures a budget's breach reason counted); the shell fills it in
+	// from the steps' results, as Unchanged.
+	RolledBackFailed int
+	Unknown          int // agent silent past its lease
+	Skipped          int // in the target, never to be changed
+	Pending          int // not started yet
+	InFlight         int // queued, running, verifying (soaking) or rolling back
+	Verifying        int // of InFlight: applied, node gates soaking
 }
 
 // TallyPhases counts phase counts as the API reports them (phase name to
@@ -61,6 +65,11 @@ func TallyPhases(counts map[string]int) Tally {
 // Failures is the number failure budgets count: failed and quarantined.
 func (t Tally) Failures() int { return t.Failed + t.Quarantined }
 
+// FailedEver is Failures and the rolled-back nodes that had failed: the
+// failures a breach reason ("1 failed > budget 0") counted, whatever
+// happened to them since.
+func (t Tally) FailedEver() int { return t.Failures() + t.RolledBackFailed }
+
 // Summary is the tally in words, "5/6 succeeded, 1 failed", naming every
 // non-zero count other than succeeded, in a fixed order; "6/6 succeeded
 // (4 changed, 2 already up to date)" when some changed nothing.
@@ -78,12 +87,16 @@ func (t Tally) Summary() string {
 // Rest names the non-zero counts other than succeeded and total: "1
 // failed, 2 rolled back, 3 in flight"; "" when there are none.
 func (t Tally) Rest() string {
+	rolledBack := "rolled back"
+	if t.RolledBackFailed > 0 {
+		rolledBack = fmt.Sprintf("rolled back (%d after failing)", t.RolledBackFailed)
+	}
 	var parts []string
 	for _, c := range []struct {
 		n    int
 		what string
 	}{
-		{t.Failed, "failed"}, {t.Quarantined, "quarantined"}, {t.RolledBack, "rolled back"}, {t.Unknown, "unknown"},
+		{t.Failed, "failed"}, {t.Quarantined, "quarantined"}, {t.RolledBack, rolledBack}, {t.Unknown, "unknown"},
 		{t.InFlight, "in flight"}, {t.Pending, "pending"}, {t.Skipped, "skipped"},
 	} {
 		if c.n > 0 {

@@ -24,12 +24,32 @@ func TestTallyPhases(t *testing.T) {
 		{map[string]int{"unknown": 1, "rolling-back": 1, "queued": 1}, "0/3 succeeded, 1 unknown, 2 in flight", 0},
 	} {
 		tl := TallyPhases(c.counts)
+		if tl.FailedEver() != c.failures {
+			t.Errorf("TallyPhases(%v).FailedEver() = %d, want %d", c.counts, tl.FailedEver(), c.failures)
+		}
 		if got := tl.Summary(); got != c.summary {
 			t.Errorf("TallyPhases(%v).Summary() = %q, want %q", c.counts, got, c.summary)
 		}
 		if got := tl.Failures(); got != c.failures {
 			t.Errorf("TallyPhases(%v).Failures() = %d, want %d", c.counts, got, c.failures)
 		}
+	}
+}
+
+// TestTallyFilledIn: what the shell fills in from the steps shows too.
+func TestTallyFilledIn(t *testing.T) {
+	tl := TallyPhases(map[string]int{"rolled-back": 6})
+	tl.RolledBackFailed = 1
+	if got, want := tl.Summary(), "0/6 succeeded, 6 rolled back (1 after failing)"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+	if tl.Failures() != 0 || tl.FailedEver() != 1 {
+		t.Errorf("Failures = %d, FailedEver = %d; want 0 and 1", tl.Failures(), tl.FailedEver())
+	}
+	tl = TallyPhases(map[string]int{"succeeded": 40})
+	tl.Unchanged = 12
+	if got, want := tl.Summary(), "40/40 succeeded (28 changed, 12 already up to date)"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
 	}
 }
 

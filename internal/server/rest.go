@@ -622,38 +622,54 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	}
 	v.Uncovered = rc.uncovered
 	if withNodes || (parts&viewWaits != 0 && ro.State.Terminal()) {
-		if err := s.addUnchanged(ctx, &v, data.Nodes); err != nil {
+		if err := s.addOutcomes(ctx, &v, data.Nodes); err != nil {
 			return api.Rollout{}, err
 		}
 	}
 	return v, nil
 }
 
-// addUnchanged counts the succeeded nodes whose step changed nothing, in
-// the rollout, its waves and its nodes (when listed). It reads every
-// succeeded node's evidence, so views ask for it only for a rollout that
-// ended or with its nodes.
-func (s *Server) addUnchanged(ctx context.Context, v *api.Rollout, nodes []store.RolloutNode) error {
-	ids, err := s.st.UnchangedNodes(ctx, v.ID)
-	if err != nil || len(ids) == 0 {
+// addOutcomes counts what the phases do not say: the succeeded nodes
+// whose step changed nothing and the rolled-back nodes whose step had
+// failed, in the rollout, its waves and its nodes (when listed). It reads
+// the steps' evidence and results, so views ask for it only for a
+// rollout that ended or with its nodes.
+func (s *Server) addOutcomes(ctx context.Context, v *api.Rollout, nodes []store.RolloutNode) error {
+	unchanged, err := s.st.UnchangedNodes(ctx, v.ID)
+	if err != nil {
 		return err
 	}
-	set := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		set[id] = true
+	failed, err := s.st.RolledBackFailed(ctx, v.ID)
+	if err != nil {
+		return err
 	}
-	v.Unchanged = len(ids)
+	if len(unchanged) == 0 && len(failed) == 0 {
+		return nil
+	}
+	isUnchanged, isFailed := map[string]bool{}, map[string]bool{}
+	for _, id := range unchanged {
+		isUnchanged[id] = true
+	}
+	for _, id := range failed {
+		isFailed[id] = true
+	}
+	v.Unchanged, v.RolledBackFailed = len(unchanged), len(failed)
 	waveOf := map[string]int{}
 	for i, w := range v.Waves {
 		waveOf[w.Name] = i
 	}
 	for _, n := range nodes {
-		if i, ok := waveOf[n.State.Wave]; ok && set[n.NodeID] {
+		i, ok := waveOf[n.State.Wave]
+		switch {
+		case !ok:
+		case isUnchanged[n.NodeID]:
 			v.Waves[i].Unchanged++
+		case isFailed[n.NodeID]:
+			v.Waves[i].RolledBackFailed++
 		}
 	}
 	for i := range v.Nodes {
-		v.Nodes[i].Unchanged = set[v.Nodes[i].ID]
+		v.Nodes[i].Unchanged = isUnchanged[v.Nodes[i].ID]
 	}
 	return nil
 }

@@ -354,6 +354,10 @@ type Store interface {
 	// change at pre-flight or lists no change in its outcome (the node
 	// was already up to date). Nodes without evidence are not listed.
 	UnchangedNodes(ctx context.Context, rollout string) ([]string, error)
+	// RolledBackFailed lists the rollout's rolled-back nodes whose apply
+	// step failed: they count as failures in the reason that rolled them
+	// back, though their phase is now rolled-back.
+	RolledBackFailed(ctx context.Context, rollout string) ([]string, error)
 
 	// PendingSteps returns the node's steps not yet finished, oldest first,
 	// and marks them delivered.
