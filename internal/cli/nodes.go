@@ -34,8 +34,8 @@ func newNodesListCmd(e *env) *cobra.Command {
 			return r.show(e, api.NodeList{Nodes: nodes}, func(w io.Writer) {
 				fmt.Fprintln(w, "NODE\tOS\tVERSION\tCLASS\tZONE\tTIER\tONLINE\tLAST SEEN")
 				for _, n := range nodes {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Facts.OS.Family, n.Facts.OS.Version,
-						n.Facts.Hardware.Class, n.Labels["zone"], n.Labels["tier"], n.Online, sinceText(n.LastSeen))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, orDash(n.Facts.OS.Family), orDash(n.Facts.OS.Version),
+						orDash(n.Facts.Hardware.Class), orDash(n.Labels["zone"]), orDash(n.Labels["tier"]), n.Online, sinceText(n.LastSeen))
 				}
 				fmt.Fprintf(w, "%d nodes\n", len(nodes))
 			})
