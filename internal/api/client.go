@@ -228,15 +228,38 @@ func (c *Client) Command(ctx context.Context, id, action string, ifVersion int64
 	return out, err
 }
 
-// ListAudit returns audit entries after seq (0 for the start).
+// ListAudit returns audit entries after seq (0 for the start), oldest
+// first.
 func (c *Client) ListAudit(ctx context.Context, after int64, limit int, rollout string) (AuditList, error) {
+	return c.QueryAudit(ctx, AuditQuery{After: after, Limit: limit, Rollout: rollout})
+}
+
+// AuditQuery selects audit entries (GET /v1/audit): those after After
+// and before Before (when positive), of Rollout (when set), at most
+// Limit (0: the server's default, 500); Newest returns the newest of them,
+// newest first.
+type AuditQuery struct {
+	After, Before int64
+	Limit         int
+	Rollout       string
+	Newest        bool
+}
+
+// QueryAudit returns the audit entries q selects.
+func (c *Client) QueryAudit(ctx context.Context, aq AuditQuery) (AuditList, error) {
 	q := url.Values{}
-	q.Set("after", strconv.FormatInt(after, 10))
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
+	q.Set("after", strconv.FormatInt(aq.After, 10))
+	if aq.Before > 0 {
+		q.Set("before", strconv.FormatInt(aq.Before, 10))
 	}
-	if rollout != "" {
-		q.Set("rollout", rollout)
+	if aq.Limit > 0 {
+		q.Set("limit", strconv.Itoa(aq.Limit))
+	}
+	if aq.Rollout != "" {
+		q.Set("rollout", aq.Rollout)
+	}
+	if aq.Newest {
+		q.Set("order", "newest")
 	}
 	var out AuditList
 	err := c.do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), 0, nil, &out)

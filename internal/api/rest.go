@@ -246,6 +246,14 @@ type Rollout struct {
 	// Moves, on creation from a dry run with acceptChanges: the nodes
 	// whose wave differs from the dry run's (none: identical).
 	Moves []AssignmentMove `json:"moves,omitempty"`
+	// Unchanged counts the succeeded nodes whose step changed nothing
+	// (already up to date, as their agents' evidence says); reported for
+	// a rollout that ended, and with ?nodes=true.
+	Unchanged int `json:"unchanged,omitempty"`
+	// RolledBackFailed counts the rolled-back nodes whose step had
+	// failed (the failures a budget breach counted); reported as
+	// Unchanged is.
+	RolledBackFailed int `json:"rolledBackFailed,omitempty"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is
@@ -286,6 +294,17 @@ type Wave struct {
 	// counts those who approved it.
 	ApprovalsNeeded int `json:"approvalsNeeded,omitempty"`
 	ApprovalsGot    int `json:"approvalsGot,omitempty"`
+	// BakeUntil is when a baking wave's bake time ends (its gates must
+	// pass as well); absent when the wave is not baking.
+	BakeUntil time.Time `json:"bakeUntil,omitzero"`
+	// Soaking counts the wave's nodes verifying (node gates soaking);
+	// SoakUntil is when the last of those whose gates already pass has
+	// passed for gates.node.minHealthy (absent when none passes yet).
+	Soaking   int       `json:"soaking,omitempty"`
+	SoakUntil time.Time `json:"soakUntil,omitzero"`
+	// Unchanged and RolledBackFailed: as the Rollout's, the wave's.
+	Unchanged        int `json:"unchanged,omitempty"`
+	RolledBackFailed int `json:"rolledBackFailed,omitempty"`
 }
 
 // Gate is a wave-gate result.
@@ -318,6 +337,24 @@ type RolloutNode struct {
 	Zone    string       `json:"zone,omitempty"`
 	Family  string       `json:"family,omitempty"`
 	Class   string       `json:"hardwareClass,omitempty"`
+	// Unchanged: the node succeeded and its step changed nothing.
+	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// Tally is the rollout's engine.Tally, unchanged and rolled-back failed
+// nodes included.
+func (r Rollout) Tally() engine.Tally {
+	t := engine.TallyPhases(r.Counts)
+	t.Unchanged, t.RolledBackFailed = r.Unchanged, r.RolledBackFailed
+	return t
+}
+
+// Tally is the wave's engine.Tally, unchanged and rolled-back failed
+// nodes included.
+func (w Wave) Tally() engine.Tally {
+	t := engine.TallyPhases(w.Counts)
+	t.Unchanged, t.RolledBackFailed = w.Unchanged, w.RolledBackFailed
+	return t
 }
 
 // RolloutList lists rollouts, newest first.
@@ -352,6 +389,9 @@ type AuditEntry struct {
 type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
 	Next    int64        `json:"next,omitempty"` // pass as ?after= for the next page
+	// Before, with ?order=newest, is what to pass as ?before= for the
+	// next (older) page.
+	Before int64 `json:"before,omitempty"`
 }
 
 // AuditVerification is the result of verifying the audit chain.

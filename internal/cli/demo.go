@@ -69,8 +69,9 @@ dashboard) can be used against it.`,
 			}
 			fmt.Fprintf(e.stdout, "\n== summary (%.0fs, %d nodes)\n", sum.Seconds, sum.Nodes)
 			for _, r := range sum.Rollouts {
-				fmt.Fprintf(e.stdout, "%s: %s in %.1fs — %d succeeded, %d failed, %d rolled back, %d touched\n",
-					r.Name, r.State, r.Seconds, r.NodesSucceeded, r.NodesFailed, r.NodesRolledBack, r.NodesTouched)
+				fmt.Fprintf(e.stdout, "%s: %s in %.1fs — %d succeeded (%d changed, %d already up to date), %d failed, %d rolled back, %d touched\n",
+					r.Name, r.State, r.Seconds, r.NodesSucceeded, r.NodesSucceeded-r.NodesUnchanged, r.NodesUnchanged, r.NodesFailed,
+					r.NodesRolledBack, r.NodesTouched)
 				if r.Halted {
 					fmt.Fprintf(e.stdout, "  halted: %s\n", r.HaltReason)
 				}

@@ -184,7 +184,7 @@ func newDeleteCmd(e *env, kind string, del func(c *api.Client, cmd *cobra.Comman
 }
 
 // dash is s, or "-" when s is empty.
-func dash(s string) string { return orDash(s, s) }
+func dash(s string) string { return orDash(s) }
 
 // newFreezeCmd manages fleet freezes. "freezes" is the same command.
 func newFreezeCmd(e *env) *cobra.Command {

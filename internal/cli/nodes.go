@@ -34,8 +34,8 @@ func newNodesListCmd(e *env) *cobra.Command {
 			return r.show(e, api.NodeList{Nodes: nodes}, func(w io.Writer) {
 				fmt.Fprintln(w, "NODE\tOS\tVERSION\tCLASS\tZONE\tTIER\tONLINE\tLAST SEEN")
 				for _, n := range nodes {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.Facts.OS.Family, n.Facts.OS.Version,
-						n.Facts.Hardware.Class, n.Labels["zone"], n.Labels["tier"], n.Online, sinceText(n.LastSeen))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, orDash(n.Facts.OS.Family), orDash(n.Facts.OS.Version),
+						orDash(n.Facts.Hardware.Class), orDash(n.Labels["zone"]), orDash(n.Labels["tier"]), n.Online, sinceText(n.LastSeen))
 				}
 				fmt.Fprintf(w, "%d nodes\n", len(nodes))
 			})
@@ -132,42 +132,5 @@ func newNodesRemoveCmd(e *env) *cobra.Command {
 			return nil
 		}}
 	r.flags(cmd, e, false)
-	return cmd
-}
-
-func newAuditCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Read and verify the audit log", Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
-	var r remote
-	var rollout string
-	var after int64
-	var limit int
-	list := &cobra.Command{Use: "list", Short: "List audit entries", Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := r.client(e)
-			if err != nil {
-				return err
-			}
-			out, err := c.ListAudit(cmd.Context(), after, limit, rollout)
-			if err != nil {
-				return apiErr(err)
-			}
-			return r.show(e, out, func(w io.Writer) {
-				fmt.Fprintln(w, "SEQ\tAT\tACTOR\tACTION\tOBJECT\tDETAIL")
-				for _, a := range out.Entries {
-					detail := string(a.Detail)
-					if len(detail) > 120 {
-						detail = detail[:117] + "..."
-					}
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Seq, a.At.Format("2006-01-02 15:04:05"), a.Actor, a.Action, a.Object, detail)
-				}
-			})
-		}}
-	list.Flags().StringVar(&rollout, "rollout", "", "only this rollout")
-	list.Flags().Int64Var(&after, "after", 0, "entries after this sequence number")
-	list.Flags().IntVar(&limit, "limit", 500, "at most this many entries")
-	r.flags(list, e, true)
-	verify := newAuditVerifyCmd(e) // audit.go
-	cmd.AddCommand(list, verify)
 	return cmd
 }

@@ -130,7 +130,42 @@ func newRolloutCmd(e *env) *cobra.Command {
 	} {
 		cmd.AddCommand(newRolloutCommand(e, c.name, c.short))
 	}
-	cmd.AddCommand(newRolloutResolveCmd(e))
+	cmd.AddCommand(newRolloutResolveCmd(e), newRolloutBreakGlassCmd(e))
+	return cmd
+}
+
+// newRolloutBreakGlassCmd lets a rollout start nodes during freezes (the
+// plan's and the fleet's): an admin's decision with a reason, which the
+// server audits as rollout.break-glass.
+func newRolloutBreakGlassCmd(e *env) *cobra.Command {
+	var r remote
+	var reason string
+	cmd := &cobra.Command{Use: "break-glass ID --reason TEXT", Short: "Let a rollout start nodes during freezes (admin; audited with the reason)",
+		Long: `Let a rollout start nodes during its plan's freezes and the fleet's freezes.
+Windows, caps, budgets, holds and gates still apply. Only an admin may, with
+a reason; the server records it in the audit log (rollout.break-glass) and
+every decision that starts a node inside a fleet freeze names the freeze
+and the reason.`,
+		Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return usagef("rollout break-glass: --reason is required (it is recorded in the audit log)")
+			}
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			ro, err := c.BreakGlass(cmd.Context(), args[0], reason)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, ro, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: break-glass recorded; freezes no longer hold it back (%s)\n", ro.ID, reason)
+				fmt.Fprintln(w, stateLine(ro))
+			})
+		}}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
+	r.flags(cmd, e, true)
 	return cmd
 }
 
@@ -213,7 +248,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 					fmt.Fprintf(w, "  overlaps rollout %s (%s, %s): %s; they wait for it\n", o.Rollout, o.Name, o.State, sharedText(o))
 				}
 				for _, u := range ro.Uncovered {
-					fmt.Fprintf(w, "  canary %s does not cover %s: %s\n", u.Wave, strata(u.Values), u.Reason)
+					fmt.Fprintf(w, "  %s\n", uncoveredText(u))
 				}
 				for _, r := range ro.Refusals {
 					fmt.Fprintf(w, "  agents would refuse, these nodes will fail with nothing run: %s\n", r.Text())
@@ -227,6 +262,12 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 	cmd.Flags().Uint64Var(&seed, "seed", 0, "seed of the assignment of nodes to waves (default: random, or the dry run's)")
 	r.flags(cmd, e, true)
 	return cmd
+}
+
+// uncoveredText is a canary stratum no canary node covers, in one line:
+// "wave canary does not cover zone=a class=gen3: held back (...)".
+func uncoveredText(u engine.Stratum) string {
+	return fmt.Sprintf("wave %s does not cover %s: %s", u.Wave, orDash(strata(u.Values)), u.Reason)
 }
 
 func strata(m map[string]string) string {
@@ -257,7 +298,7 @@ func newRolloutListCmd(e *env) *cobra.Command {
 			return r.show(e, list, func(w io.Writer) {
 				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR")
 				for _, ro := range list.Rollouts {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total),
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Tally()),
 						sinceText(ro.CreatedAt), ro.Author)
 				}
 			})
@@ -266,22 +307,20 @@ func newRolloutListCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-// progress is "done/total" with failures noted.
-func progress(counts map[string]int, total int) string {
-	done := counts[string(engine.PhaseSucceeded)]
-	s := fmt.Sprintf("%d/%d", done, total)
-	if f := counts[string(engine.PhaseFailed)]; f > 0 {
-		s += fmt.Sprintf(" (%d failed)", f)
+// progress is "succeeded/total", then the other non-zero counts in
+// parentheses: "5/6 (1 failed)", "6/6 (2 already up to date)".
+// engine.Tally is the one count.
+func progress(t engine.Tally) string {
+	var parts []string
+	if t.Unchanged > 0 {
+		parts = append(parts, fmt.Sprintf("%d already up to date", t.Unchanged))
 	}
-	if rb := counts[string(engine.PhaseRolledBack)]; rb > 0 {
-		s += fmt.Sprintf(" (%d rolled back)", rb)
+	if rest := t.Rest(); rest != "" {
+		parts = append(parts, rest)
 	}
-	if ru := counts[string(engine.PhaseRollbackUnhealthy)]; ru > 0 {
-		s += fmt.Sprintf(" (%d unhealthy after rollback)", ru)
-	}
-	if n := counts[string(engine.PhaseQueued)] + counts[string(engine.PhaseRunning)] + counts[string(engine.PhaseVerifying)] +
-		counts[string(engine.PhaseRollingBack)]; n > 0 {
-		s += fmt.Sprintf(" (%d in flight)", n)
+	s := fmt.Sprintf("%d/%d", t.Succeeded, t.Total)
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
 	}
 	return s
 }
@@ -290,7 +329,7 @@ func sinceText(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return time.Since(t).Round(time.Second).String()
+	return engine.FormatDuration(time.Since(t))
 }
 
 func newRolloutGetCmd(e *env) *cobra.Command {
@@ -306,14 +345,15 @@ func newRolloutGetCmd(e *env) *cobra.Command {
 			if err != nil {
 				return apiErr(err)
 			}
-			return r.show(e, ro, func(w io.Writer) { printRollout(w, ro, nodes) })
+			return r.show(e, ro, func(w io.Writer) { printRollout(w, ro, nodes, time.Now()) })
 		}}
 	cmd.Flags().BoolVar(&nodes, "nodes", false, "list every node's state")
 	r.flags(cmd, e, true)
 	return cmd
 }
 
-func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
+// printRollout writes ro as a table; now dates the bake and soak time left.
+func printRollout(w io.Writer, ro api.Rollout, nodes bool, now time.Time) {
 	fmt.Fprintf(w, "rollout\t%s\n", ro.ID)
 	fmt.Fprintf(w, "state\t%s\n", ro.State)
 	if ro.Reason != "" {
@@ -328,7 +368,10 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 		}
 		fmt.Fprintf(w, "assignment\tsha256 %s (seed %s%s)\n", ro.AssignmentSHA256, ro.Seed, from)
 	}
-	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Counts, ro.Total))
+	fmt.Fprintf(w, "progress\t%s\n", progress(ro.Tally()))
+	if !ro.State.Terminal() {
+		fmt.Fprintf(w, "waiting\t%s\n", waitingText(ro, now))
+	}
 	if ro.ApprovalsNeeded > 0 {
 		fmt.Fprintf(w, "approvals\tstart %s\n", approvalCount(ro, ""))
 	}
@@ -341,17 +384,17 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 		fmt.Fprintf(w, "approval floor\t%s\n", ro.ApprovalFloor)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tRUNNING\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
+	fmt.Fprintln(w, "WAVE\tSTATE\tNODES\tIN FLIGHT\tSUCCEEDED\tFAILED\tROLLED BACK\tREASON")
 	for _, wv := range ro.Waves {
-		running := wv.Counts["queued"] + wv.Counts["running"] + wv.Counts["verifying"] + wv.Counts["rolling-back"]
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, running, wv.Counts["succeeded"],
-			wv.Counts["failed"]+wv.Counts["quarantined"], wv.Counts["rolled-back"], wv.Reason)
+		t := wv.Tally()
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", wv.Name, wv.State, wv.Nodes, t.InFlight, t.Succeeded,
+			t.FailedEver(), t.RolledBack, orDash(wv.Reason))
 	}
 	if len(ro.Gates) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "GATE\tWAVE\tVERDICT\tREASON")
 		for _, g := range ro.Gates {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Gate, g.Wave, g.Verdict, g.Reason)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Gate, g.Wave, g.Verdict, orDash(g.Reason))
 		}
 	}
 	if len(ro.Waits) > 0 {
@@ -362,20 +405,21 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 		}
 	}
 	for _, u := range ro.Uncovered {
-		fmt.Fprintf(w, "\nuncovered\tcanary %s misses %s: %s\n", u.Wave, strata(u.Values), u.Reason)
+		fmt.Fprintf(w, "\nuncovered\t%s\n", uncoveredText(u))
 	}
 	if nodes {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "NODE\tWAVE\tPHASE\tATTEMPT\tZONE\tFAMILY\tCLASS\tREASON")
 		for _, n := range ro.Nodes {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Wave, n.Phase, n.Attempt, n.Zone, n.Family, n.Class, n.Reason)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, orDash(n.Wave), n.Phase, n.Attempt, orDash(n.Zone), orDash(n.Family),
+				orDash(n.Class), orDash(n.Reason))
 		}
 	}
 }
 
 // approvalCount is the server's count of a rollout's approvals of wave
-// ("" for the start): "GOT/NEEDED (names)", the names being those the
-// server counted (distinct, never the author).
+// ("" for the start): "GOT/NEEDED by NAMES" ("GOT/NEEDED, none yet"), the
+// names being those the server counted (distinct, never the author).
 func approvalCount(ro api.Rollout, wave string) string {
 	got, need := ro.ApprovalsGot, ro.ApprovalsNeeded
 	if wave != "" {
@@ -392,14 +436,18 @@ func approvalCount(ro api.Rollout, wave string) string {
 			by = append(by, a.By)
 		}
 	}
-	return fmt.Sprintf("%d/%d (%s)", got, need, orDash(strings.Join(by, ", "), strings.Join(by, ", ")))
+	if len(by) == 0 {
+		return fmt.Sprintf("%d/%d, none yet", got, need)
+	}
+	return fmt.Sprintf("%d/%d by %s", got, need, strings.Join(by, ", "))
 }
 
-func orDash(s, v string) string {
+// orDash is s, or "-" for an empty table cell.
+func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return v
+	return s
 }
 
 func sampleIDs(ids []string, count int) string {
@@ -439,7 +487,7 @@ func newRolloutCommand(e *env, action, short string) *cobra.Command {
 					}
 					return
 				}
-				fmt.Fprintf(w, "%s: %s %s\n", ro.ID, ro.State, orDash(ro.Reason, "("+ro.Reason+")"))
+				fmt.Fprintln(w, stateLine(ro))
 			})
 		}}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
@@ -474,21 +522,38 @@ func newRolloutResolveCmd(e *env) *cobra.Command {
 	return cmd
 }
 
+// stateLine is a rollout's state after a command: "ID: STATE" and its
+// reason, when it has one.
+func stateLine(ro api.Rollout) string {
+	if ro.Reason == "" {
+		return fmt.Sprintf("%s: %s", ro.ID, ro.State)
+	}
+	return fmt.Sprintf("%s: %s (%s)", ro.ID, ro.State, ro.Reason)
+}
+
 // newRolloutWatchCmd follows a rollout live. Exit codes: 0 when it
 // succeeds, 3 when it halts, fails or is aborted, 1 on errors.
 func newRolloutWatchCmd(e *env) *cobra.Command {
 	var r remote
 	var interval time.Duration
 	cmd := &cobra.Command{Use: "watch ID", Short: "Follow a rollout live, wave by wave; exit 0 on success, 3 on halt or failure",
+		Long: `Follow a rollout live. Every change prints the rollout's state, one line
+per wave and the main reason nodes wait; while anything is pending a status
+line (bake and soak time left, what the rollout waits for) is printed at
+least every --interval. Exit 0 when the rollout succeeds, 3 when it halts,
+fails or is aborted, 1 on errors.`,
 		Args: exactArgs(1, "a rollout ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if interval <= 0 {
+				return usagef("--interval %s: want a positive duration", interval)
+			}
 			c, err := r.client(e)
 			if err != nil {
 				return err
 			}
 			return watch(cmd.Context(), e, c, args[0], interval)
 		}}
-	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "re-read the rollout at least this often")
+	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "re-read the rollout and print its status at least this often")
 	r.flags(cmd, e, false)
 	return cmd
 }
@@ -506,24 +571,33 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 			return true
 		})
 	}()
-	last := ""
+	last, lastStatus := "", ""
+	var lastPrint time.Time
 	for {
 		ro, err := c.GetRollout(ctx, id, false)
 		if err != nil {
 			return apiErr(err)
 		}
-		line := watchLines(ro)
-		if line != last {
-			fmt.Fprintf(e.stdout, "%s %s", time.Now().Format("15:04:05"), line)
-			last = line
+		now := time.Now()
+		stamp := now.Format("15:04:05")
+		if lines := watchLines(ro); lines != last {
+			fmt.Fprintf(e.stdout, "%s %s", stamp, lines)
+			last, lastPrint = lines, now
 		}
 		switch ro.State {
 		case engine.RolloutSucceeded:
 			fmt.Fprintf(e.stdout, "rollout %s succeeded\n", ro.ID)
 			return nil
 		case engine.RolloutHalted, engine.RolloutFailed, engine.RolloutAborted:
-			fmt.Fprintf(e.stdout, "rollout %s %s: %s\n", ro.ID, ro.State, ro.Reason)
+			fmt.Fprintf(e.stdout, "rollout %s\n", stateLine(ro))
 			return &exitError{code: ExitHalted}
+		}
+		// The status line counts down: print it when what it says
+		// changes, and at least every interval while anything is pending.
+		status := watchStatus(ro, now)
+		if key := watchStatus(ro, time.Time{}); key != lastStatus || now.Sub(lastPrint) >= interval-interval/10 {
+			fmt.Fprintf(e.stdout, "%s %s\n", stamp, status)
+			lastStatus, lastPrint = key, now
 		}
 		select {
 		case <-ctx.Done():
@@ -539,18 +613,95 @@ func watch(ctx context.Context, e *env, c *api.Client, id string, interval time.
 // reason nodes wait.
 func watchLines(ro api.Rollout) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s %s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total))
+	fmt.Fprintf(&b, "%s: %s %s\n", ro.ID, ro.State, progress(ro.Tally()))
 	if ro.Reason != "" {
 		fmt.Fprintf(&b, "  reason: %s\n", ro.Reason)
 	}
 	for _, w := range ro.Waves {
-		running := w.Counts["queued"] + w.Counts["running"] + w.Counts["verifying"]
-		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %d running, %d succeeded, %d failed, %d rolled back, %d waiting\n",
-			w.Name, w.State, w.Nodes, running, w.Counts["succeeded"], w.Counts["failed"]+w.Counts["quarantined"],
-			w.Counts["rolled-back"], w.Counts["pending"])
+		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %s\n", w.Name, w.State, w.Nodes, w.Tally().Summary())
 	}
-	if len(ro.Waits) > 0 {
-		fmt.Fprintf(&b, "  waiting: %d nodes: %s\n", ro.Waits[0].Count, ro.Waits[0].Reason)
+	if wt, ok := mainWait(ro.Waits); ok {
+		fmt.Fprintf(&b, "  waiting: %s: %s\n", plural(wt.Count, "node"), wt.Reason)
 	}
 	return b.String()
+}
+
+// watchStatus is one line saying what the rollout waits for at now: the
+// bakes and soaks with the time left, then the main reason nodes wait.
+// A zero now leaves the times out (what the line says, not how long).
+func watchStatus(ro api.Rollout, now time.Time) string {
+	return fmt.Sprintf("%s %s: %s", ro.ID, ro.State, waitingText(ro, now))
+}
+
+// waitingText is what watchStatus says after the rollout's ID and state.
+func waitingText(ro api.Rollout, now time.Time) string {
+	var parts []string
+	left := func(until time.Time) string {
+		if now.IsZero() {
+			return "…"
+		}
+		if d := until.Sub(now); d > 0 {
+			return engine.FormatDuration((d + time.Second - 1).Truncate(time.Second)) + " left" // "1s left" until it is due
+		}
+		return "due now"
+	}
+	for _, w := range ro.Waves {
+		if !w.BakeUntil.IsZero() {
+			if now.IsZero() || w.BakeUntil.After(now) {
+				parts = append(parts, fmt.Sprintf("wave %s baking: %s", w.Name, left(w.BakeUntil)))
+			} else {
+				parts = append(parts, fmt.Sprintf("wave %s baked, waiting for its gates to pass", w.Name))
+			}
+		}
+		switch {
+		case w.Soaking == 0:
+		case w.SoakUntil.IsZero():
+			parts = append(parts, fmt.Sprintf("wave %s: %s verifying, node gates not passing yet", w.Name, plural(w.Soaking, "node")))
+		case w.Soaking == 1:
+			parts = append(parts, fmt.Sprintf("wave %s: 1 node soaking, %s", w.Name, left(w.SoakUntil)))
+		default:
+			parts = append(parts, fmt.Sprintf("wave %s: %d nodes soaking, longest %s", w.Name, w.Soaking, left(w.SoakUntil)))
+		}
+	}
+	if wt, ok := mainWait(ro.Waits); ok {
+		parts = append(parts, fmt.Sprintf("%s %s: %s", plural(wt.Count, "node"), waitVerb(wt.Count), wt.Reason))
+	}
+	if len(parts) == 0 {
+		t := ro.Tally()
+		switch {
+		case ro.Reason != "":
+			parts = append(parts, ro.Reason)
+		case t.InFlight > 0:
+			parts = append(parts, fmt.Sprintf("%s in flight", plural(t.InFlight, "node")))
+		default:
+			parts = append(parts, "nothing pending")
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mainWait is the reason most nodes wait for (the first of equals).
+func mainWait(ws []engine.Wait) (engine.Wait, bool) {
+	var best engine.Wait
+	for _, w := range ws {
+		if w.Count > best.Count {
+			best = w
+		}
+	}
+	return best, best.Count > 0
+}
+
+func waitVerb(n int) string {
+	if n == 1 {
+		return "waits"
+	}
+	return "wait"
+}
+
+// plural is "1 node", "3 nodes".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

@@ -36,8 +36,9 @@ func TestMain(m *testing.M) {
 
 // TestScripts runs testdata/script/*.txtar. Besides testscript's builtins,
 // scripts have `status N CMD ARGS...`: run CMD and require exit code N
-// (its stdout and stderr are kept for the next stdout/stderr checks).
-// $EXAMPLES is the repository's examples/, as the README names them.
+// (its stdout and stderr are kept for the next stdout/stderr checks), and
+// `sleep DURATION`. $EXAMPLES is the repository's examples/, as the README
+// names them.
 func TestScripts(t *testing.T) {
 	examples, err := filepath.Abs(examplesDir)
 	if err != nil {
@@ -57,6 +58,7 @@ func TestScripts(t *testing.T) {
 			"waitstate": cmdWaitState,
 			"waitmatch": cmdWaitMatch,
 			"waitended": cmdWaitEnded,
+			"sleep":     cmdSleep,
 		},
 	})
 }
@@ -125,6 +127,19 @@ func cmdWaitNodes(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// cmdSleep waits DURATION, e.g. for a command in the background to say
+// something before the script changes what it says.
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	if err != nil {
+		ts.Fatalf("sleep: %v", err)
+	}
+	time.Sleep(d)
 }
 
 // cmdStdoutVar sets NAME to the first group of REGEX in the last stdout.

@@ -85,7 +85,7 @@ role; lifting the fleet-wide stop needs admin.`,
 				if err != nil {
 					return apiErr(err)
 				}
-				fmt.Fprintf(e.stdout, "%s: %s (%s)\n", ro.ID, ro.State, ro.Reason)
+				fmt.Fprintln(e.stdout, stateLine(ro))
 			}
 			if noWait {
 				return nil

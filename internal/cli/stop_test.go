@@ -342,7 +342,7 @@ func TestStopTheLine(t *testing.T) {
 	if ro.State != engine.RolloutAborted || ro.Counts["succeeded"] != carrying || carrying != 8 {
 		t.Errorf("aborted rollout: %s, counts %v; %d nodes carry the change", ro.State, ro.Counts, carrying)
 	}
-	t.Logf("rollout a after the abort: %s", progress(ro.Counts, ro.Total))
+	t.Logf("rollout a after the abort: %s", progress(ro.Tally()))
 }
 
 func (f *lineFleet) rolloutNodes(id string) map[string]api.RolloutNode {

@@ -90,6 +90,7 @@ type RolloutSummary struct {
 	Halted          bool          `json:"halted"`
 	HaltReason      string        `json:"haltReason"`
 	NodesSucceeded  int           `json:"nodesSucceeded"`
+	NodesUnchanged  int           `json:"nodesUnchanged"` // of NodesSucceeded, those whose step changed nothing (already up to date)
 	NodesFailed     int           `json:"nodesFailed"`
 	NodesRolledBack int           `json:"nodesRolledBack"`
 	NodesTouched    int           `json:"nodesTouched"`
@@ -356,8 +357,8 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	}
 	fmt.Fprintf(progress, "created %s: %d nodes in waves %s\n", ro.ID, ro.Total, waveNames(ro))
 	if n := len(ro.Uncovered); n > 0 {
-		fmt.Fprintf(progress, "  canary: %s; %d combinations of its spread keys stay uncovered (drover rollout get %s lists them)\n",
-			ro.Uncovered[0].Reason, n, ro.ID)
+		fmt.Fprintf(progress, "  wave %s: %s; %d combinations of its spread keys stay uncovered (drover rollout get %s lists them)\n",
+			ro.Uncovered[0].Wave, ro.Uncovered[0].Reason, n, ro.ID)
 	}
 	last := map[string]string{}
 	lastWait := ""
@@ -368,9 +369,7 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 			return nil, err
 		}
 		for _, w := range ro.Waves {
-			line := fmt.Sprintf("%s: %d/%d succeeded, %d running, %d failed, %d rolled back",
-				w.State, w.Counts["succeeded"], w.Nodes, w.Counts["queued"]+w.Counts["running"]+w.Counts["verifying"]+w.Counts["rolling-back"],
-				w.Counts["failed"], w.Counts["rolled-back"])
+			line := fmt.Sprintf("%s: %s", w.State, w.Tally().Summary())
 			if last[w.Name] != line {
 				fmt.Fprintf(progress, "  %5.1fs  wave %-7s %s\n", time.Since(started).Seconds(), w.Name, line)
 				last[w.Name] = line
@@ -400,8 +399,8 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	if rs.Halted {
 		fmt.Fprintf(progress, "  halted: %s\n", rs.HaltReason)
 	}
-	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded, %d failed, %d rolled back, %d touched\n",
-		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
+	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded (%d changed, %d already up to date), %d failed, %d rolled back, %d touched\n",
+		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesSucceeded-rs.NodesUnchanged, rs.NodesUnchanged, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
 	return rs, nil
 }
 
@@ -416,9 +415,9 @@ func waveNames(ro api.Rollout) string {
 // summarize turns a finished rollout into its summary. A node is touched
 // when any step (apply or rollback) was dispatched to it.
 func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
+	t := ro.Tally()
 	rs := &RolloutSummary{ID: ro.ID, Name: ro.Name, State: string(ro.State), Seconds: math.Round(took.Seconds()*10) / 10,
-		NodesSucceeded: ro.Counts["succeeded"], NodesFailed: ro.Counts["failed"] + ro.Counts["quarantined"],
-		NodesRolledBack: ro.Counts["rolled-back"]}
+		NodesSucceeded: t.Succeeded, NodesUnchanged: t.Unchanged, NodesFailed: t.FailedEver(), NodesRolledBack: t.RolledBack}
 	if ro.State == engine.RolloutHalted || ro.State == engine.RolloutFailed {
 		rs.Halted, rs.HaltReason = true, ro.Reason
 	}
@@ -437,8 +436,9 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 		}
 	}
 	for _, w := range ro.Waves {
-		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: w.Counts["succeeded"],
-			Failed: w.Counts["failed"] + w.Counts["quarantined"], RolledBack: w.Counts["rolled-back"]}
+		wt := w.Tally()
+		ws := WaveSummary{Name: w.Name, State: string(w.State), Nodes: w.Nodes, Succeeded: wt.Succeeded,
+			Failed: wt.FailedEver(), RolledBack: wt.RolledBack}
 		if !w.StartedAt.IsZero() && !w.EndedAt.IsZero() {
 			ws.Seconds = math.Round(w.EndedAt.Sub(w.StartedAt).Seconds()*10) / 10
 		}

@@ -252,7 +252,7 @@ func (d *decider) tally() {
 			case st.Gate == Fail:
 				ph = d.transition(i, PhaseFailed, "node gate failed: "+orElse(st.Reason, "probe failed"))
 			case st.Gate == Pass && !st.HealthySince.IsZero() && !now.Before(st.HealthySince.Add(minHealthy)):
-				ph = d.transition(i, PhaseSucceeded, fmt.Sprintf("healthy for %s", fmtDur(now.Sub(st.HealthySince))))
+				ph = d.transition(i, PhaseSucceeded, "healthy for "+FormatDuration(now.Sub(st.HealthySince)))
 			case healthy > 0 && !now.Before(st.Since.Add(healthy)):
 				ph = d.transition(i, PhaseFailed, fmt.Sprintf("not healthy within %s", fmtDur(healthy)))
 			default:
@@ -919,7 +919,11 @@ func (d *decider) complete() {
 		}
 	}
 	o := &d.overall
-	d.setState(RolloutSucceeded, fmt.Sprintf("%s changed, %d quarantined", plural(o.succeeded, "node"), o.quarantined), "")
+	why := plural(o.succeeded, "node") + " succeeded" // applied and healthy; whether a step changed anything is the agents' evidence
+	if o.quarantined > 0 {
+		why += fmt.Sprintf(", %d quarantined", o.quarantined)
+	}
+	d.setState(RolloutSucceeded, why, "")
 }
 
 // finish orders the outputs and lists the waves whose gates to evaluate.

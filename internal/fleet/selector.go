@@ -38,6 +38,26 @@ type node struct {
 	Kubelet        string            `json:"kubelet"`
 	RebootRequired bool              `json:"rebootRequired"`
 	Labels         map[string]string `json:"labels"`
+	// Facts are the facts again under the path `drover nodes get -o json`
+	// shows them: node.facts.packages is node.packages.
+	Facts nodeFacts `json:"facts"`
+}
+
+// nodeFacts is Facts as a selector sees it under node.facts: the same
+// json names (the agent's policy is not a selector field).
+type nodeFacts struct {
+	OS             OS                `json:"os"`
+	Kernel         string            `json:"kernel"`
+	Arch           string            `json:"arch"`
+	Hardware       Hardware          `json:"hardware"`
+	BootID         string            `json:"bootId"`
+	Packages       map[string]string `json:"packages"`
+	Services       map[string]string `json:"services"`
+	Modules        []string          `json:"modules"`
+	LivePatches    []string          `json:"livePatches"`
+	Runtime        Runtime           `json:"runtime"`
+	Kubelet        string            `json:"kubelet"`
+	RebootRequired bool              `json:"rebootRequired"`
 }
 
 // fill sets v to the selector's view of n. Maps and slices are shared with
@@ -49,6 +69,10 @@ func (v *node) fill(n *Node) {
 		BootID: f.BootID, Packages: f.Packages, Services: f.Services,
 		Modules: f.Modules, LivePatches: f.LivePatches, Runtime: f.Runtime,
 		Kubelet: f.Kubelet, RebootRequired: f.RebootRequired, Labels: n.Labels,
+		Facts: nodeFacts{OS: f.OS, Kernel: f.Kernel, Arch: f.Arch, Hardware: f.Hardware,
+			BootID: f.BootID, Packages: f.Packages, Services: f.Services,
+			Modules: f.Modules, LivePatches: f.LivePatches, Runtime: f.Runtime,
+			Kubelet: f.Kubelet, RebootRequired: f.RebootRequired},
 	}
 }
 
@@ -61,7 +85,10 @@ func (v *node) fill(n *Node) {
 // (map<string,string>), services (map<string,string>), modules
 // (list<string>), livePatches (list<string>), runtime.containerd,
 // runtime.docker, runtime.crio, kubelet, rebootRequired (bool) and labels
-// (map<string,string>). Naming any other field is a compile error.
+// (map<string,string>). The same facts are also under node.facts, as
+// `drover nodes get -o json` shows them (node.facts.packages,
+// node.facts.os.family). Naming any other field is a compile error that
+// lists the fields.
 // The standard CEL library, the strings extension (lowerAscii, split, …)
 // and optional values (node.labels[?"zone"], node.labels.?zone.orValue(""))
 // are available.
@@ -153,12 +180,22 @@ func (c *Compiler) Compile(expr string) (*Selector, error) {
 	return &Selector{src: expr, prg: prg, views: sync.Pool{New: func() any { return new(node) }}}, nil
 }
 
+// selectorFieldsHint follows an unknown field's error: the paths a
+// selector may name.
+const selectorFieldsHint = " (node has id, labels, and facts as `drover nodes get -o json` shows them: facts.os.family, " +
+	"facts.os.version, facts.kernel, facts.arch, facts.hardware.class, facts.packages, facts.services, facts.modules, " +
+	"facts.livePatches, facts.runtime.*, facts.kubelet, facts.rebootRequired, facts.bootId; each fact also without facts.)"
+
 func issuesError(errs []*cel.Error) *SelectorError {
 	e := &SelectorError{Line: 1, Col: 1, Msg: "invalid selector"}
 	for _, ce := range errs {
 		line, col := ce.Location.Line(), ce.Location.Column()+1
 		line, col = max(line, 1), max(col, 1)
-		e.Issues = append(e.Issues, SelectorIssue{Line: line, Col: col, Msg: ce.Message})
+		msg := ce.Message
+		if strings.HasPrefix(msg, "undefined field") {
+			msg += selectorFieldsHint
+		}
+		e.Issues = append(e.Issues, SelectorIssue{Line: line, Col: col, Msg: msg})
 	}
 	if len(e.Issues) > 0 {
 		e.Line, e.Col, e.Msg = e.Issues[0].Line, e.Issues[0].Col, e.Issues[0].Msg

@@ -110,7 +110,7 @@ func TestSelectorCompileErrors(t *testing.T) {
 	}{
 		{`node.os.famly == "debian"`, 1, 8, "undefined field 'famly'"},
 		{`node.zone == "a"`, 1, 5, "undefined field 'zone'"},
-		{`node.facts.os.family == "debian"`, 1, 5, "undefined field 'facts'"},
+		{`node.facts.os.famly == "debian"`, 1, 14, "undefined field 'famly'"},
 		{"node.os.family == \"debian\" &&\n  node.hardware.klass == \"g\"", 2, 16, "undefined field 'klass'"},
 		{`nodes.id == "x"`, 1, 1, "undeclared reference to 'nodes'"},
 		{`1 + 2`, 1, 1, "selector must be a bool expression, got int"},
@@ -267,5 +267,40 @@ func BenchmarkMatch100k(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSelectorJSONPaths: the paths `drover nodes get -o json` shows
+// (facts.*, labels.*) select as the short names do, and an unknown
+// field's error names the paths there are.
+func TestSelectorJSONPaths(t *testing.T) {
+	n := testNode()
+	for _, c := range []struct{ long, short string }{
+		{`"openssl" in node.facts.packages`, `"openssl" in node.packages`},
+		{`node.facts.os.family == "debian"`, `node.os.family == "debian"`},
+		{`node.facts.hardware.class == "gen3"`, `node.hardware.class == "gen3"`},
+		{`node.facts.kernel.startsWith("6.")`, `node.kernel.startsWith("6.")`},
+		{`size(node.facts.modules) >= 0 && size(node.facts.services) >= 0 && size(node.facts.livePatches) >= 0`, `true`},
+		{`node.facts.runtime.containerd == node.runtime.containerd && node.facts.kubelet == node.kubelet`, `true`},
+		{`node.facts.rebootRequired == node.rebootRequired && node.facts.bootId == node.bootId && node.facts.arch == node.arch`, `true`},
+	} {
+		long, err := CompileSelector(c.long)
+		if err != nil {
+			t.Fatalf("%s: %v", c.long, err)
+		}
+		short, err := CompileSelector(c.short)
+		if err != nil {
+			t.Fatalf("%s: %v", c.short, err)
+		}
+		a, errA := long.Match(n)
+		b, errB := short.Match(n)
+		if errA != nil || errB != nil || a != b {
+			t.Errorf("%s = %v (%v); %s = %v (%v)", c.long, a, errA, c.short, b, errB)
+		}
+	}
+	_, err := CompileSelector(`node.facts.pakages.size() > 0`)
+	var se *SelectorError
+	if !errors.As(err, &se) || !strings.Contains(se.Msg, "undefined field 'pakages'") || !strings.Contains(se.Msg, "facts.packages") {
+		t.Fatalf("unknown field error = %v; want it to name facts.packages", err)
 	}
 }

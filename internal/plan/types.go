@@ -300,9 +300,9 @@ func (s *ScriptAction) RollbackArtifact() string {
 type Wave struct {
 	Name      string     `yaml:"name" json:"name"`
 	After     []string   `yaml:"after,omitempty" json:"after" desc:"waves that must succeed first; default: the previous wave; [] makes the wave a root"`
-	Nodes     *Quantity  `yaml:"nodes,omitempty" json:"nodes,omitempty" desc:"how many nodes: a count (5) or a percent of the target (\"20%\")"`
+	Nodes     *Quantity  `yaml:"nodes,omitempty" json:"nodes,omitempty" desc:"how many nodes: a count (5) or a percent of the target (\"20%\"), rounded up (20% of 12 nodes is 3), at most the nodes earlier waves left; omitted: all the nodes left"`
 	Selector  string     `yaml:"selector,omitempty" json:"selector,omitempty" desc:"CEL expression narrowing the nodes this wave may take"`
-	Ramp      []Quantity `yaml:"ramp,omitempty" json:"ramp,omitempty" desc:"cumulative sizes, e.g. [1, 5, \"20%\", \"100%\"]"`
+	Ramp      []Quantity `yaml:"ramp,omitempty" json:"ramp,omitempty" desc:"cumulative sizes, e.g. [1, 5, \"20%\", \"100%\"]; percents of the target, rounded up"`
 	Canary    *Canary    `yaml:"canary,omitempty" json:"canary,omitempty" desc:"make the wave a representative canary over its spread keys: true, or {cover, max, allowUncovered}"`
 	Spread    []string   `yaml:"spread,omitempty" json:"spread,omitempty" desc:"keys a canary spreads across (default os.family, os.version, hardware.class, zone)"`
 	Budget    *Budget    `yaml:"failureBudget,omitempty" json:"failureBudget,omitempty" desc:"failure budget of this wave, over its nodes"`
@@ -369,8 +369,8 @@ func (q Quantity) Of(total int) int {
 // Limits are enforced all at once: a node starts only when every limit
 // allows it.
 type Limits struct {
-	MaxInFlight *Quantity           `yaml:"maxInFlight,omitempty" json:"maxInFlight,omitempty" desc:"nodes changing at once, count or percent of target (default 1)"`
-	Caps        map[string]Quantity `yaml:"caps,omitempty" json:"caps,omitempty" desc:"per-domain caps: key (label or fact path) -> count or percent of that domain"`
+	MaxInFlight *Quantity           `yaml:"maxInFlight,omitempty" json:"maxInFlight,omitempty" desc:"nodes changing at once, count or percent of target, rounded up and at least 1 (default 1)"`
+	Caps        map[string]Quantity `yaml:"caps,omitempty" json:"caps,omitempty" desc:"per-domain caps: key (label or fact path) -> count or percent of that domain's nodes (skipped nodes aside), rounded up and at least 1"`
 	Rate        *Rate               `yaml:"rate,omitempty" json:"rate,omitempty"`
 	HoldBack    *HoldBack           `yaml:"holdBack,omitempty" json:"holdBack,omitempty"`
 	Jitter      Duration            `yaml:"jitter,omitempty" json:"jitter,omitempty" desc:"each node starts up to this long after it could"`
@@ -425,7 +425,7 @@ type Freeze struct {
 // (failures > Max, not >=): a budget of 0 breaches on the first failure,
 // a budget of 2 on the third.
 type Budget struct {
-	Max        *Quantity    `yaml:"maxFailures,omitempty" json:"maxFailures,omitempty" desc:"failures allowed, count or percent of the wave (or target)"`
+	Max        *Quantity    `yaml:"maxFailures,omitempty" json:"maxFailures,omitempty" desc:"failures allowed, count or percent of the wave (or target), rounded up; breached when failures exceed it"`
 	Action     BreachAction `yaml:"onBreach,omitempty" json:"onBreach,omitempty" desc:"pause | rollback-wave | rollback-all"`
 	Quarantine bool         `yaml:"quarantine,omitempty" json:"quarantine,omitempty" desc:"while within budget, set failed nodes aside and go on"`
 }

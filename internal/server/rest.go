@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -624,6 +625,11 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		s.applyFleet(ctx, &in, false)
 	}
 	d := engine.Decide(in)
+	for _, c := range engine.Clocks(in) {
+		if i := slices.IndexFunc(v.Waves, func(w api.Wave) bool { return w.Name == c.Wave }); i >= 0 {
+			v.Waves[i].BakeUntil, v.Waves[i].Soaking, v.Waves[i].SoakUntil = c.BakeUntil, c.Soaking, c.SoakUntil
+		}
+	}
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
 	}
@@ -631,7 +637,57 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		v.Limits = append(v.Limits, api.Limit{Key: l.Key, Domain: l.Domain, InUse: l.InUse, Limit: l.Limit})
 	}
 	v.Uncovered = rc.uncovered
+	if withNodes || (parts&viewWaits != 0 && ro.State.Terminal()) {
+		if err := s.addOutcomes(ctx, &v, data.Nodes); err != nil {
+			return api.Rollout{}, err
+		}
+	}
 	return v, nil
+}
+
+// addOutcomes counts what the phases do not say: the succeeded nodes
+// whose step changed nothing and the rolled-back nodes whose step had
+// failed, in the rollout, its waves and its nodes (when listed). It reads
+// the steps' evidence and results, so views ask for it only for a
+// rollout that ended or with its nodes.
+func (s *Server) addOutcomes(ctx context.Context, v *api.Rollout, nodes []store.RolloutNode) error {
+	unchanged, err := s.st.UnchangedNodes(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	failed, err := s.st.RolledBackFailed(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	if len(unchanged) == 0 && len(failed) == 0 {
+		return nil
+	}
+	isUnchanged, isFailed := map[string]bool{}, map[string]bool{}
+	for _, id := range unchanged {
+		isUnchanged[id] = true
+	}
+	for _, id := range failed {
+		isFailed[id] = true
+	}
+	v.Unchanged, v.RolledBackFailed = len(unchanged), len(failed)
+	waveOf := map[string]int{}
+	for i, w := range v.Waves {
+		waveOf[w.Name] = i
+	}
+	for _, n := range nodes {
+		i, ok := waveOf[n.State.Wave]
+		switch {
+		case !ok:
+		case isUnchanged[n.NodeID]:
+			v.Waves[i].Unchanged++
+		case isFailed[n.NodeID]:
+			v.Waves[i].RolledBackFailed++
+		}
+	}
+	for i := range v.Nodes {
+		v.Nodes[i].Unchanged = isUnchanged[v.Nodes[i].ID]
+	}
+	return nil
 }
 
 func orEmpty(m map[string]int) map[string]int {
@@ -713,7 +769,24 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 		}
 		limit = n
 	}
-	es, more, err := s.st.AuditPage(r.Context(), store.AuditQuery{After: after, Limit: limit, Rollout: q.Get("rollout"), MaxBytes: auditPageBytes})
+	before := int64(0)
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return badRequest("before %q: want a sequence number", v)
+		}
+		before = n
+	}
+	var newest bool
+	switch v := q.Get("order"); v {
+	case "", "oldest":
+	case "newest":
+		newest = true
+	default:
+		return badRequest("order %q: want oldest or newest", v)
+	}
+	es, more, err := s.st.AuditPage(r.Context(), store.AuditQuery{After: after, Before: before, Newest: newest, Limit: limit,
+		Rollout: q.Get("rollout"), MaxBytes: auditPageBytes})
 	if err != nil {
 		return err
 	}
@@ -722,7 +795,11 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ identity) e
 		out.Entries = append(out.Entries, auditView(e))
 	}
 	if more && len(es) > 0 {
-		out.Next = es[len(es)-1].Seq
+		if newest {
+			out.Before = es[len(es)-1].Seq
+		} else {
+			out.Next = es[len(es)-1].Seq
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -109,6 +109,8 @@ func TestBadRequests(t *testing.T) {
 		{"viewer may not create", "POST", "/v1/rollouts", vera, api.CreateRolloutRequest{Plan: testPlan}, nil, 403, api.CodeForbidden},
 		{"unknown rollout", "GET", "/v1/rollouts/nope", vera, nil, nil, 404, api.CodeNotFound},
 		{"unknown node", "GET", "/v1/nodes/nope", vera, nil, nil, 404, api.CodeNotFound},
+		{"bad audit order", "GET", "/v1/audit?order=sideways", vera, nil, nil, 400, api.CodeBadRequest},
+		{"bad audit before", "GET", "/v1/audit?before=-1", vera, nil, nil, 400, api.CodeBadRequest},
 		{"invalid CEL filter", "GET", "/v1/nodes?selector=node.os.famly%20%3D%3D%20%22x%22", vera, nil, nil, 400, api.CodeInvalidCEL},
 		{"labels without If-Match", "PUT", "/v1/nodes/deb-a/labels", alice, api.LabelsRequest{Labels: map[string]string{"zone": "b"}}, nil, 428, api.CodePrecondReq},
 		{"labels with a stale If-Match", "PUT", "/v1/nodes/deb-a/labels", alice, api.LabelsRequest{Labels: map[string]string{"zone": "b"}}, []string{"If-Match", `"99"`}, 409, api.CodeConflict},

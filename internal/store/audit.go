@@ -177,7 +177,15 @@ func (s *sqlStore) AuditPage(ctx context.Context, aq AuditQuery) ([]AuditEntry, 
 		q += " AND rollout = ?"
 		args = append(args, aq.Rollout)
 	}
-	q += " ORDER BY seq LIMIT ?"
+	if aq.Before > 0 {
+		q += " AND seq < ?"
+		args = append(args, aq.Before)
+	}
+	if aq.Newest {
+		q += " ORDER BY seq DESC LIMIT ?"
+	} else {
+		q += " ORDER BY seq LIMIT ?"
+	}
 	args = append(args, limit)
 	rows, err := s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	if err != nil {

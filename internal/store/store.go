@@ -272,11 +272,16 @@ type AuditEntry struct {
 	Hash    []byte
 }
 
-// AuditQuery selects a page of the audit log, oldest first.
+// AuditQuery selects a page of the audit log, oldest first unless
+// Newest.
 type AuditQuery struct {
 	After   int64  // entries with Seq > After
+	Before  int64  // entries with Seq < Before, when positive
 	Limit   int    // at most this many; 0 means 500
 	Rollout string // only this rollout's entries, when set
+	// Newest returns the newest Limit entries that match, newest first
+	// (the next page is Before the last one returned).
+	Newest bool
 	// MaxBytes, when positive, ends the page before the entry that would
 	// take the page's details past it; the first entry is returned
 	// whatever its size. It bounds a page's memory, however large
@@ -391,6 +396,15 @@ type Store interface {
 	// AddGateResults stores wave-gate evaluations (audited when the
 	// verdict of a gate changes).
 	AddGateResults(ctx context.Context, rollout string, rs []engine.GateResult) error
+	// UnchangedNodes lists the rollout's succeeded nodes whose apply step
+	// changed nothing: in its evidence every action found nothing to
+	// change at pre-flight or lists no change in its outcome (the node
+	// was already up to date). Nodes without evidence are not listed.
+	UnchangedNodes(ctx context.Context, rollout string) ([]string, error)
+	// RolledBackFailed lists the rollout's rolled-back nodes whose apply
+	// step failed: they count as failures in the reason that rolled them
+	// back, though their phase is now rolled-back.
+	RolledBackFailed(ctx context.Context, rollout string) ([]string, error)
 
 	// PendingSteps returns the node's steps not yet finished, oldest first,
 	// and marks them delivered.

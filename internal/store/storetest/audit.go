@@ -86,6 +86,11 @@ func testAuditChain(t *testing.T, s Backend) {
 		{store.AuditQuery{After: 2, Limit: 2}, []int64{3, 4}, true},
 		{store.AuditQuery{After: int64(n - 1), MaxBytes: 1 << 20}, []int64{int64(n)}, false},
 		{store.AuditQuery{After: int64(n)}, nil, false},
+		// Newest first: the newest page, the one before it, and a window.
+		{store.AuditQuery{Newest: true, Limit: 2}, []int64{int64(n), int64(n - 1)}, true},
+		{store.AuditQuery{Newest: true, Limit: 2, Before: int64(n - 1)}, []int64{int64(n - 2), int64(n - 3)}, true},
+		{store.AuditQuery{Newest: true, After: int64(n - 2)}, []int64{int64(n), int64(n - 1)}, false},
+		{store.AuditQuery{Before: 3}, []int64{1, 2}, false},
 	} {
 		page, more, err := s.AuditPage(ctx, c.q)
 		ok(t, err)

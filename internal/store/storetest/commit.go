@@ -413,3 +413,25 @@ func testCancelled(t *testing.T, s Backend) {
 		t.Fatalf("a cancelled UpsertNode wrote: %v", err)
 	}
 }
+
+// testUnchangedNodes: a succeeded node whose step's evidence says it
+// changed nothing is listed; one that changed something, or has not
+// succeeded, is not.
+func testUnchangedNodes(t *testing.T, s Backend) {
+	ctx := context.Background()
+	term := fixture(t, s)
+	get(s.ApplyCommit(ctx, startCommit(t, load(t, s, "r1"), term, at(time.Minute), "n1", "n2")))(t)
+	for _, c := range []struct{ node, evidence string }{
+		{"n1", `{"actions":[{"change":{"none":true,"summary":"nothing to change"},"driver":"apt","index":0}]}`},
+		{"n2", `{"actions":[{"change":{"none":false},"outcome":{"changed":[{"name":"openssl","from":"3.0.13","to":"3.0.15"}]}}]}`},
+	} {
+		ok(t, s.ReportStep(ctx, store.Report{StepID: stepID(c.node, 1), NodeID: c.node, Phase: engine.PhaseSucceeded, Gate: engine.Pass,
+			HealthySince: at(2 * time.Minute), Evidence: json.RawMessage(c.evidence), At: at(3 * time.Minute)}))
+	}
+	if got := get(s.UnchangedNodes(ctx, "r1"))(t); fmt.Sprint(got) != "[n1]" {
+		t.Fatalf("UnchangedNodes = %v, want [n1]", got)
+	}
+	if got := get(s.UnchangedNodes(ctx, "nope"))(t); len(got) != 0 {
+		t.Fatalf("UnchangedNodes of an unknown rollout = %v", got)
+	}
+}

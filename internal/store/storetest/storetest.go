@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("CommitConflicts", h(testCommitConflicts))
 	t.Run("ConcurrentCommits", h(testConcurrentCommits))
 	t.Run("ReportStep", h(testReportStep))
+	t.Run("UnchangedNodes", h(testUnchangedNodes))
 	t.Run("PendingSteps", h(testPendingSteps))
 	t.Run("Approve", h(testApprove))
 	t.Run("ApprovalBindsAssignment", h(testApprovalBindsAssignment))
