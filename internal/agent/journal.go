@@ -137,6 +137,9 @@ type stepState struct {
 	Interrupted bool
 	Reboots     []string // boot ID before each requested reboot
 	Verifying   bool
+	// RebootAt and VerifyAt are when the first reboot was requested and
+	// when the probes began (zero: not yet), for the step's timing.
+	RebootAt, VerifyAt time.Time
 	From        string // rollback steps: the apply step restored
 	Result      *api.StepReport
 	Reported    bool
@@ -311,8 +314,12 @@ func (j *journal) apply(rec record) {
 		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted
 	case recRebooting:
 		st.Reboots = append(st.Reboots, rec.BootID)
+		if st.RebootAt.IsZero() {
+			st.RebootAt = rec.At
+		}
 	case recVerifying:
 		st.Verifying = true
+		st.VerifyAt = rec.At
 	case recResult:
 		st.Result = rec.Report
 	case recReported:

@@ -181,6 +181,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/rollouts", RoleOperator, s.createRollout)
 	s.route(mux, "GET /v1/rollouts", RoleViewer, s.listRollouts)
 	s.route(mux, "GET /v1/rollouts/{id}", RoleViewer, s.getRollout)
+	s.route(mux, "GET /v1/history", RoleViewer, s.exportHistory)
 	for _, c := range commands {
 		s.route(mux, "POST /v1/rollouts/{id}/"+c.action, c.need, s.command(c.action))
 	}
@@ -461,6 +462,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		return err
 	}
 	s.fp.hit(fpAfterCreate)
+	s.pred.predict(r.Context(), ro, p, inv)
 	s.sched.remember(ro.ID, a.Uncovered)
 	s.sched.kick()
 	s.wake.broadcast()
@@ -610,6 +612,14 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	d := engine.Decide(in)
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
+		if ro.State == engine.RolloutRunning {
+			if v.ETA, err = s.pred.eta(ctx, rc, data, in); err != nil {
+				s.log.Warn("rollout ETA failed", "rollout", id, "err", err)
+			}
+		}
+	}
+	if v.Prediction, err = s.pred.prediction(ctx, ro, data.Waves); err != nil {
+		return api.Rollout{}, err
 	}
 	for _, l := range d.Limits {
 		v.Limits = append(v.Limits, api.Limit{Key: l.Key, Domain: l.Domain, InUse: l.InUse, Limit: l.Limit})
@@ -756,7 +766,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
-	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: 1, Start: s.now().UTC().Truncate(time.Second)})
+	res, err := s.pred.dryRun(ctx, p, nodes, 1, s.now().UTC().Truncate(time.Second))
 	if err != nil {
 		return badRequest("dry run: %v", err)
 	}

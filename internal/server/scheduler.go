@@ -382,6 +382,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		}
 		c, notify := sc.commit(rc, &in, d, term)
 		c.Version = data.Rollout.Version
+		c.Timings = timings(rc, data, d, now)
 		start = time.Now()
 		s.fp.hit(fpBeforeCommit)
 		if _, err := s.st.ApplyCommit(ctx, c); err != nil {
@@ -416,6 +417,8 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		sc.evaluate(ctx, rc, in, d)
 		if in.State.Terminal() {
 			sc.forget(id)
+			s.pred.forget(id)
+			s.observePrediction(ctx, id)
 		}
 		return nil
 	}

@@ -215,8 +215,14 @@ type Result struct {
 	Events               []Event                   `json:"events"`
 	EventsDropped        int                       `json:"eventsDropped,omitempty"`
 	Notes                []string                  `json:"notes"`
-	Stats                Stats                     `json:"stats"`
+	// Delays are the maintenance-window and freeze waits the run met (at
+	// most maxDelays, each once): what pushes its end out.
+	Delays []string `json:"delays,omitempty"`
+	Stats  Stats    `json:"stats"`
 }
+
+// maxDelays bounds Result.Delays.
+const maxDelays = 5
 
 // Succeeded reports whether the rollout ended in the succeeded state.
 func (r *Result) Succeeded() bool { return r.State == engine.RolloutSucceeded }
@@ -1030,6 +1036,7 @@ func (s *simulator) decide() {
 		in := s.input()
 		d := engine.Decide(in)
 		s.lastWaits = d.Waits
+		s.delays(d.Waits)
 		s.res.Stats.Decisions++
 		for _, v := range s.checker.Check(in, d) {
 			s.violation(v)
@@ -1037,6 +1044,22 @@ func (s *simulator) decide() {
 		again := s.apply(d)
 		if !again || s.state.Terminal() {
 			return
+		}
+	}
+}
+
+// delays records the window and freeze waits of a decision.
+func (s *simulator) delays(waits []engine.Wait) {
+	for _, w := range waits {
+		if len(s.res.Delays) >= maxDelays {
+			return
+		}
+		r := w.Reason
+		if !strings.HasPrefix(r, "window ") && !strings.HasPrefix(r, "freeze ") && !strings.HasPrefix(r, "fleet freeze ") {
+			continue
+		}
+		if !slices.Contains(s.res.Delays, r) {
+			s.res.Delays = append(s.res.Delays, r)
 		}
 	}
 }

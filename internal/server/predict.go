@@ -1,0 +1,331 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/sim"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// historyWindow and historyLimit bound the step history a model learns
+// from: the last 30 days, the newest 20,000 steps.
+const (
+	historyWindow = 30 * 24 * time.Hour
+	historyLimit  = 20_000
+)
+
+// etaRuns is how many simulations (seeds) an ETA takes its range from;
+// etaMinInterval is the least time between two ETA computations of one
+// rollout (the cost is bounded: at most one batch of runs per rollout per
+// interval, and only when a report or decision changed its state).
+const (
+	etaRuns        = 7
+	etaMinInterval = time.Second
+)
+
+// predictor learns step durations from the store and runs the
+// simulations behind dry runs, predictions and ETAs.
+type predictor struct {
+	s *Server
+
+	mu   sync.Mutex
+	hist *sim.History
+	at   time.Time // when hist was built
+	etas map[string]*etaEntry
+}
+
+type etaEntry struct {
+	version, rev int64
+	at           time.Time
+	eta          *api.ETA
+}
+
+func newPredictor(s *Server) *predictor { return &predictor{s: s, etas: map[string]*etaEntry{}} }
+
+// history returns the fleet's step history, rebuilt at most once a
+// second.
+func (pr *predictor) history(ctx context.Context) (*sim.History, error) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	now := pr.s.now()
+	if pr.hist != nil && now.Sub(pr.at) < time.Second {
+		return pr.hist, nil
+	}
+	rows, err := pr.s.st.StepTimings(ctx, now.Add(-historyWindow), historyLimit)
+	if err != nil {
+		return nil, err
+	}
+	obs := make([]sim.Observation, len(rows))
+	for i, r := range rows {
+		obs[i] = sim.Observation{HistoryKey: sim.HistoryKey{Action: r.Action, OSFamily: r.OSFamily, OSVersion: r.OSVersion,
+			HardwareClass: r.HardwareClass}, Dispatch: r.StartedAt.Sub(r.DispatchedAt), Execution: r.Execution,
+			Reboot: r.Reboot, Probe: r.Probe, Soak: r.SettledAt.Sub(r.HealthyAt)}
+	}
+	pr.hist, pr.at = sim.Aggregate(obs, now), now
+	return pr.hist, nil
+}
+
+// config is the simulation of plan p on this server: the learned model
+// (the default model where there is no history), wave gates timed as
+// the scheduler's tracker times them, and the scheduler's tick for
+// fleets it can afford.
+func (pr *predictor) config(ctx context.Context, p *plan.Plan, nodes int) (sim.Config, error) {
+	h, err := pr.history(ctx)
+	if err != nil {
+		return sim.Config{}, err
+	}
+	tick := pr.s.cfg.Tick
+	if nodes > 5000 || tick <= 0 {
+		tick = 0 // sim.AutoTick
+	}
+	return sim.Config{Plan: p, Durations: h.Model(sim.ActionKey(p), nil), GateTiming: true, Tick: tick}, nil
+}
+
+// dryRun simulates plan p over nodes with seed from start.
+func (pr *predictor) dryRun(ctx context.Context, p *plan.Plan, nodes []*fleet.Node, seed uint64, start time.Time) (*sim.Result, error) {
+	cfg, err := pr.config(ctx, p, len(nodes))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Nodes, cfg.Seed, cfg.Start = nodes, seed, start
+	return sim.Run(ctx, cfg)
+}
+
+// predict runs the simulation of a rollout just created (its own seed,
+// the learned model) and stores it as the rollout's prediction. A
+// failure is logged: a rollout does not depend on its prediction.
+func (pr *predictor) predict(ctx context.Context, ro store.Rollout, p *plan.Plan, nodes []*fleet.Node) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	res, err := pr.dryRun(ctx, p, nodes, ro.Seed, ro.CreatedAt)
+	if err != nil {
+		pr.s.log.Warn("rollout prediction failed", "rollout", ro.ID, "err", err)
+		return
+	}
+	pred := api.Prediction{CreatedAt: ro.CreatedAt, State: string(res.State), MakespanSeconds: res.MakespanSeconds}
+	for _, n := range res.Notes {
+		if len(n) > 5 && n[:5] == "wave " {
+			pred.Model = append(pred.Model, n)
+		}
+	}
+	for _, w := range res.Waves {
+		pred.Waves = append(pred.Waves, api.WavePrediction{Name: w.Name, StartSeconds: w.StartedAtSeconds, EndSeconds: w.EndedAtSeconds})
+	}
+	raw, err := json.Marshal(pred)
+	if err == nil {
+		err = pr.s.st.SavePrediction(ctx, ro.ID, raw, ro.CreatedAt)
+	}
+	if err != nil {
+		pr.s.log.Warn("rollout prediction not stored", "rollout", ro.ID, "err", err)
+	}
+}
+
+// prediction returns a rollout's stored prediction beside what happened
+// (nil when none is stored).
+func (pr *predictor) prediction(ctx context.Context, ro store.Rollout, waves []store.Wave) (*api.Prediction, error) {
+	raw, err := pr.s.st.PredictionOf(ctx, ro.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p api.Prediction
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("rollout %s: stored prediction: %w", ro.ID, err)
+	}
+	ended := map[string]time.Time{}
+	var last time.Time
+	for _, w := range waves {
+		if !w.EndedAt.IsZero() {
+			ended[w.Name] = w.EndedAt
+			if w.EndedAt.After(last) {
+				last = w.EndedAt
+			}
+		}
+	}
+	for i := range p.Waves {
+		w := &p.Waves[i]
+		if e, ok := ended[w.Name]; ok {
+			a := e.Sub(ro.CreatedAt).Seconds()
+			w.ActualEndSeconds = &a
+			w.ErrorPercent = errorPercent(w.EndSeconds, a)
+		}
+	}
+	if ro.State.Terminal() {
+		if last.IsZero() {
+			last = ro.UpdatedAt
+		}
+		a := last.Sub(ro.CreatedAt).Seconds()
+		p.ActualMakespanSeconds = &a
+		p.ErrorPercent = errorPercent(&p.MakespanSeconds, a)
+	}
+	return &p, nil
+}
+
+func errorPercent(predicted *float64, actual float64) *float64 {
+	if predicted == nil || *predicted <= 0 {
+		return nil
+	}
+	e := math.Round((actual-*predicted)/(*predicted)*1000) / 10
+	return &e
+}
+
+// eta simulates the rest of a running rollout from its current state
+// (etaRuns seeds) and returns when each wave and the rollout should end.
+// It is recomputed only when the rollout's state changed since the last
+// computation, at most once per etaMinInterval.
+func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.RolloutData, in engine.Input) (*api.ETA, error) {
+	ro := data.Rollout
+	now := in.Now
+	pr.mu.Lock()
+	e := pr.etas[ro.ID]
+	if e != nil && (e.version == ro.Version && e.rev == ro.NodeRev && now.Before(e.eta.End) || now.Sub(e.at) < etaMinInterval) {
+		pr.mu.Unlock()
+		return e.eta, nil
+	}
+	pr.mu.Unlock()
+	cfg, err := pr.config(ctx, rc.plan, len(in.Nodes))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Start, cfg.RolloutID, cfg.Author = now, ro.ID, ro.Author
+	cfg.From = &sim.Snapshot{Nodes: in.Nodes, Waves: in.Waves, State: in.State, Reason: in.Reason,
+		RollbackScope: in.RollbackScope, Gates: in.Gates, Approvals: in.Approvals}
+	runs := etaRuns
+	if len(in.Nodes) > 5000 {
+		runs = 3
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out := &api.ETA{ComputedAt: now, Runs: runs}
+	var ends []time.Duration
+	waveEnds := map[string][]time.Duration{}
+	for i := range runs {
+		c := cfg
+		c.Seed = ro.Seed + uint64(i)*0x9e3779b97f4a7c15
+		res, err := sim.Run(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("eta of rollout %s: %w", ro.ID, err)
+		}
+		if !res.State.Terminal() {
+			out.Stalled = res.HaltReason
+		}
+		ends = append(ends, time.Duration(res.MakespanSeconds*float64(time.Second)))
+		for _, w := range res.Waves {
+			if w.EndedAtSeconds != nil {
+				waveEnds[w.Name] = append(waveEnds[w.Name], time.Duration(*w.EndedAtSeconds*float64(time.Second)))
+			}
+		}
+		for _, d := range res.Delays {
+			if !slices.Contains(out.Delays, d) {
+				out.Delays = append(out.Delays, d)
+			}
+		}
+	}
+	out.EndP10, out.End, out.EndP90 = spread(now, ends)
+	for _, w := range rc.plan.Waves {
+		we := api.WaveETA{Name: w.Name}
+		if st := in.Waves[w.Name]; !st.EndedAt.IsZero() {
+			we.Ended, we.End, we.EndP10, we.EndP90 = true, st.EndedAt, st.EndedAt, st.EndedAt
+		} else if ds := waveEnds[w.Name]; len(ds) > 0 {
+			we.EndP10, we.End, we.EndP90 = spread(now, ds)
+		}
+		out.Waves = append(out.Waves, we)
+	}
+	pr.mu.Lock()
+	pr.etas[ro.ID] = &etaEntry{version: ro.Version, rev: ro.NodeRev, at: now, eta: out}
+	pr.mu.Unlock()
+	return out, nil
+}
+
+// timings are the step-history rows of the apply steps decision d
+// settles healthy: nodes moved from verifying with a passing gate to
+// succeeded (data holds their states and steps before d).
+func timings(rc *rolloutCache, data store.RolloutData, d engine.Decision, now time.Time) []store.StepTiming {
+	var out []store.StepTiming
+	action := ""
+	for _, t := range d.Nodes {
+		if t.To != engine.PhaseSucceeded || t.From != engine.PhaseVerifying {
+			continue
+		}
+		i, ok := rc.byID[t.Node]
+		if !ok || i >= len(data.Nodes) {
+			continue
+		}
+		rn := data.Nodes[i]
+		st := rn.State
+		if rn.StepID == "" || st.Rollback || st.StartedAt.IsZero() || st.HealthySince.IsZero() {
+			continue
+		}
+		if action == "" {
+			action = sim.ActionKey(rc.plan)
+		}
+		tm := store.StepTiming{StepID: rn.StepID, Rollout: rc.id, NodeID: t.Node, Action: action,
+			DispatchedAt: st.StartedAt, HealthyAt: st.HealthySince, SettledAt: now}
+		if n := rc.nodes[t.Node]; n != nil {
+			tm.OSFamily, tm.OSVersion, tm.HardwareClass = n.Facts.OS.Family, n.Facts.OS.Version, n.Facts.Hardware.Class
+		}
+		out = append(out, tm)
+	}
+	return out
+}
+
+// observePrediction puts the prediction error of a rollout that just
+// ended into the metric.
+func (s *Server) observePrediction(ctx context.Context, id string) {
+	ro, err := s.st.GetRollout(ctx, id)
+	if err != nil {
+		return
+	}
+	data, err := s.st.LoadRollout(ctx, id)
+	if err != nil {
+		return
+	}
+	p, err := s.pred.prediction(ctx, ro, data.Waves)
+	if err != nil || p == nil || p.ErrorPercent == nil {
+		return
+	}
+	s.m.predictionError.Observe(math.Abs(*p.ErrorPercent) / 100)
+}
+
+// forget drops a rollout's cached ETA.
+func (pr *predictor) forget(id string) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	delete(pr.etas, id)
+}
+
+// spread returns the 10th, 50th and 90th percentiles (nearest rank) of
+// ds, as instants after start.
+func spread(start time.Time, ds []time.Duration) (p10, p50, p90 time.Time) {
+	slices.Sort(ds)
+	at := func(q float64) time.Time {
+		i := int(math.Round(q * float64(len(ds)-1)))
+		return start.Add(ds[i]).Round(time.Millisecond)
+	}
+	return at(0.1), at(0.5), at(0.9)
+}
+
+// exportHistory answers GET /v1/history: the fleet's step history in
+// the export format (sim.History, see docs/history.md).
+func (s *Server) exportHistory(w http.ResponseWriter, r *http.Request, _ identity) error {
+	h, err := s.pred.history(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, h)
+	return nil
+}
