@@ -287,16 +287,18 @@ func (m *Learned) Explain(nodes []*fleet.Node) string {
 	var parts []string
 	if len(used) > 0 {
 		var ks []string
+		steps := 0
 		for k, s := range used {
-			ks = append(ks, fmt.Sprintf("%s: %d steps", k, s))
+			ks = append(ks, k.String())
+			steps += s
 		}
 		slices.Sort(ks)
-		parts = append(parts, "learned ("+strings.Join(ks, "; ")+")")
+		parts = append(parts, fmt.Sprintf("learned from %s of %s (%s)", count(steps, "step"), count(len(ks), "key"), firstOf(ks, 3)))
 	}
 	if len(missing) > 0 {
 		var ks []string
 		for k, c := range missing {
-			ks = append(ks, fmt.Sprintf("%s (%d nodes)", k, c))
+			ks = append(ks, fmt.Sprintf("%s (%s)", k, count(c, "node")))
 		}
 		slices.Sort(ks)
 		fb := "default model"
@@ -306,4 +308,14 @@ func (m *Learned) Explain(nodes []*fleet.Node) string {
 		parts = append(parts, "no history for "+strings.Join(ks, ", ")+", "+fb)
 	}
 	return strings.Join(parts, "; ")
+}
+
+func count(n int, what string) string { return plural(n, what, what+"s") }
+
+// firstOf joins the first n of ss, saying how many more there are.
+func firstOf(ss []string, n int) string {
+	if len(ss) <= n {
+		return strings.Join(ss, ", ")
+	}
+	return strings.Join(ss[:n], ", ") + fmt.Sprintf(" and %d more", len(ss)-n)
 }
