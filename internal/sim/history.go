@@ -310,7 +310,7 @@ func (m *Learned) Explain(nodes []*fleet.Node) string {
 	return strings.Join(parts, "; ")
 }
 
-func count(n int, what string) string { return plural(n, what, what+"s") }
+func count(n int, what string) string { return fmt.Sprintf("%d %s", n, plural(n, what, what+"s")) }
 
 // firstOf joins the first n of ss, saying how many more there are.
 func firstOf(ss []string, n int) string {
