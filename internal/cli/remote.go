@@ -221,10 +221,13 @@ func newRolloutListCmd(e *env) *cobra.Command {
 				return apiErr(err)
 			}
 			return r.show(e, list, func(w io.Writer) {
-				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR")
+				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR\tPREDICTED/TOOK")
 				for _, ro := range list.Rollouts {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total),
-						sinceText(ro.CreatedAt), ro.Author)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Counts, ro.Total),
+						sinceText(ro.CreatedAt), ro.Author, predictionColumn(ro))
+				}
+				if e := meanError(list.Rollouts); e != "" {
+					fmt.Fprintf(w, "\n%s\n", e)
 				}
 			})
 		}}
@@ -320,6 +323,7 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool) {
 	for _, u := range ro.Uncovered {
 		fmt.Fprintf(w, "\nuncovered\tcanary %s misses %s: %s\n", u.Wave, strata(u.Values), u.Reason)
 	}
+	printPrediction(w, ro)
 	if nodes {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "NODE\tWAVE\tPHASE\tATTEMPT\tZONE\tFAMILY\tCLASS\tREASON")
@@ -504,6 +508,9 @@ func watchLines(ro api.Rollout) string {
 	}
 	if len(ro.Waits) > 0 {
 		fmt.Fprintf(&b, "  waiting: %d nodes: %s\n", ro.Waits[0].Count, ro.Waits[0].Reason)
+	}
+	if ro.ETA != nil {
+		fmt.Fprintf(&b, "  eta: %s\n", etaText(ro.ETA))
 	}
 	return b.String()
 }
