@@ -1276,7 +1276,9 @@ func (s *simulator) timedGate(wave string, g plan.WaveGate, v engine.Verdict, re
 		return "", "", false
 	}
 	v, reason, ok := s.gateTrack.Observe(key, g, gate.Evaluation{Verdict: v, Reason: reason}, s.now)
-	if !ok {
+	if ok {
+		s.wake(s.now) // a new verdict: decide at the next tick, as a server kicks its scheduler
+	} else {
 		s.wake(s.now.Add(every))
 	}
 	return v, reason, ok
