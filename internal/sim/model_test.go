@@ -211,3 +211,22 @@ func TestGateTiming(t *testing.T) {
 		t.Errorf("gate timing added %.0fs, want about 60s (instant %.0fs, timed %.0fs)", extra, instant.MakespanSeconds, timed.MakespanSeconds)
 	}
 }
+
+// TestDelaysNameTheFreeze: a freeze ahead of a rollout pushes its end
+// out, and the result says which.
+func TestDelaysNameTheFreeze(t *testing.T) {
+	src := quickPlan + `windows:
+  freezes:
+    - name: release-week
+      from: 2026-01-05T00:01:00Z
+      to: 2026-01-05T02:00:00Z
+`
+	p := mustPlan(t, src)
+	res := run(t, Config{Plan: p, Nodes: genFleet(t, 20), Seed: 1, Tick: time.Second, Durations: PlanDurations{StepDist: Fixed(30 * time.Second)}})
+	if !res.Succeeded() || res.MakespanSeconds < 2*3600 {
+		t.Fatalf("want a rollout held by the freeze until 02:00: %s", Summary(res))
+	}
+	if len(res.Delays) == 0 || !strings.Contains(res.Delays[0], "release-week") {
+		t.Errorf("delays %q do not name the freeze", res.Delays)
+	}
+}
