@@ -271,6 +271,10 @@ waves:
 	if !strings.Contains(page, `<dd id="approvals">0/2`) || !strings.Contains(page, `id="approval-floor"`) || !strings.Contains(page, "production: 2") {
 		t.Errorf("the rollout page does not show the floor:\n%s", page)
 	}
+	// The prediction made at creation, and where its durations came from.
+	if !strings.Contains(page, `id="prediction-table"`) || !strings.Contains(page, "wave all: no history for package on debian 12 (1 node), default model") {
+		t.Errorf("the rollout page does not show the prediction:\n%s", page)
+	}
 }
 
 // TestLineStopBanner: while the line is stopped every page says so, with
