@@ -33,6 +33,7 @@ const (
 const (
 	etaRuns        = 7
 	etaMinInterval = time.Second
+	etaKeep        = 10 * time.Minute // an ETA not recomputed for this long is dropped
 )
 
 // predictor learns step durations from the store and runs the
@@ -246,6 +247,11 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 		out.Waves = append(out.Waves, we)
 	}
 	pr.mu.Lock()
+	for id, e := range pr.etas {
+		if now.Sub(e.at) > etaKeep {
+			delete(pr.etas, id) // rollouts no longer watched, or ended on another server
+		}
+	}
 	pr.etas[ro.ID] = &etaEntry{version: ro.Version, rev: ro.NodeRev, at: now, eta: out}
 	pr.mu.Unlock()
 	return out, nil

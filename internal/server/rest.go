@@ -514,7 +514,7 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ identity
 
 func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ identity) error {
 	q := r.URL.Query()
-	parts := viewWaits
+	parts := viewWaits | viewETA
 	if q.Get("nodes") == "true" {
 		parts |= viewNodes
 	}
@@ -538,6 +538,7 @@ const (
 	viewWaits   viewParts = 1 << iota // why nodes wait (a Decide over the rollout)
 	viewNodes                         // every node's state
 	viewPlan                          // the plan's text
+	viewETA                           // the ETA of a running rollout (simulations, cached)
 )
 
 // rolloutView builds the API view of a rollout. Its waits are what Decide
@@ -612,10 +613,10 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	d := engine.Decide(in)
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
-		if ro.State == engine.RolloutRunning {
-			if v.ETA, err = s.pred.eta(ctx, rc, data, in); err != nil {
-				s.log.Warn("rollout ETA failed", "rollout", id, "err", err)
-			}
+	}
+	if parts&viewETA != 0 && ro.State == engine.RolloutRunning {
+		if v.ETA, err = s.pred.eta(ctx, rc, data, in); err != nil {
+			s.log.Warn("rollout ETA failed", "rollout", id, "err", err)
 		}
 	}
 	if v.Prediction, err = s.pred.prediction(ctx, ro, data.Waves); err != nil {
