@@ -140,9 +140,9 @@ type stepState struct {
 	// RebootAt and VerifyAt are when the first reboot was requested and
 	// when the probes began (zero: not yet), for the step's timing.
 	RebootAt, VerifyAt time.Time
-	From        string // rollback steps: the apply step restored
-	Result      *api.StepReport
-	Reported    bool
+	From               string // rollback steps: the apply step restored
+	Result             *api.StepReport
+	Reported           bool
 	// Last is the step's last record, as what the journal proves when
 	// the step was interrupted ("action 1 snapshot at ...").
 	Last string

@@ -68,6 +68,7 @@ func (pr *predictor) history(ctx context.Context) (*sim.History, error) {
 	if err != nil {
 		return nil, err
 	}
+	rows = newestPerKey(rows)
 	obs := make([]sim.Observation, len(rows))
 	for i, r := range rows {
 		obs[i] = sim.Observation{HistoryKey: sim.HistoryKey{Action: r.Action, OSFamily: r.OSFamily, OSVersion: r.OSVersion,
@@ -76,6 +77,29 @@ func (pr *predictor) history(ctx context.Context) (*sim.History, error) {
 	}
 	pr.hist, pr.at = sim.Aggregate(obs, now), now
 	return pr.hist, nil
+}
+
+// newestPerKey keeps, for each full key (action, OS family and version,
+// hardware class), the steps of the newest rollout that ran it: what a
+// fleet does now (warm caches, a faster mirror, a new agent) predicts
+// the next rollout better than what it did months ago, and a first
+// rollout on cold nodes does not weigh on every later prediction. rows
+// are newest first, as StepTimings returns them.
+func newestPerKey(rows []store.StepTiming) []store.StepTiming {
+	type key struct{ action, family, version, class string }
+	newest := map[key]string{}
+	var out []store.StepTiming
+	for _, r := range rows {
+		k := key{r.Action, r.OSFamily, r.OSVersion, r.HardwareClass}
+		ro, seen := newest[k]
+		if !seen {
+			newest[k], ro = r.Rollout, r.Rollout
+		}
+		if ro == r.Rollout {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // config is the simulation of plan p on this server: the learned model

@@ -375,13 +375,13 @@ const (
 )
 
 type simulator struct {
-	cfg     Config
-	p       *plan.Plan
-	log     *slog.Logger
-	start   time.Time
-	tick    int64
-	rng     *rand.Rand
-	dur     Durations
+	cfg   Config
+	p     *plan.Plan
+	log   *slog.Logger
+	start time.Time
+	tick  int64
+	rng   *rand.Rand
+	dur   Durations
 	// gateTrack counts wave-gate evaluations (Config.GateTiming);
 	// gateWake is the next instant one is due (zero: none).
 	gateTrack gate.Tracker
