@@ -211,10 +211,13 @@ type WavePrediction struct {
 	ErrorPercent     *float64 `json:"errorPercent,omitempty"`
 }
 
-// ETA is when a running rollout should end: the median over several
-// simulations from its current state, with the 10th and 90th percentile
-// as a range. Delays name the maintenance windows and freezes ahead that
-// push the end out.
+// ETA is when a running rollout should end, simulated from its current
+// state with the durations learned from the fleet: End is the median of
+// runs with sampled durations (different seeds); EndP10..EndP90 is the
+// range, from the earliest to the latest of those runs' 10th and 90th
+// percentile and of two runs with every learned duration at its 10th
+// and its 90th percentile. Delays name the maintenance windows and
+// freezes ahead that push the end out.
 type ETA struct {
 	ComputedAt time.Time `json:"computedAt"`
 	Runs       int       `json:"runs"`

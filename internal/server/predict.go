@@ -235,12 +235,19 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	out := &api.ETA{ComputedAt: now, Runs: runs}
+	out := &api.ETA{ComputedAt: now, Runs: runs + 2}
 	var ends []time.Duration
 	waveEnds := map[string][]time.Duration{}
-	for i := range runs {
+	learned, _ := cfg.Durations.(*sim.Learned)
+	for i := range runs + 2 {
 		c := cfg
 		c.Seed = ro.Seed + uint64(i)*0x9e3779b97f4a7c15
+		switch {
+		case i == runs && learned != nil:
+			c.Durations = learned.AtQuantile(0.1) // every step as fast as one in ten
+		case i == runs+1 && learned != nil:
+			c.Durations = learned.AtQuantile(0.9) // every step as slow as one in ten
+		}
 		res, err := sim.Run(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("eta of rollout %s: %w", ro.ID, err)
@@ -260,13 +267,13 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 			}
 		}
 	}
-	out.EndP10, out.End, out.EndP90 = spread(now, ends)
+	out.EndP10, out.End, out.EndP90 = spread(now, ends, runs)
 	for _, w := range rc.plan.Waves {
 		we := api.WaveETA{Name: w.Name}
 		if st := in.Waves[w.Name]; !st.EndedAt.IsZero() {
 			we.Ended, we.End, we.EndP10, we.EndP90 = true, st.EndedAt, st.EndedAt, st.EndedAt
-		} else if ds := waveEnds[w.Name]; len(ds) > 0 {
-			we.EndP10, we.End, we.EndP90 = spread(now, ds)
+		} else if ds := waveEnds[w.Name]; len(ds) == len(ends) {
+			we.EndP10, we.End, we.EndP90 = spread(now, ds, runs)
 		}
 		out.Waves = append(out.Waves, we)
 	}
@@ -338,15 +345,21 @@ func (pr *predictor) forget(id string) {
 	delete(pr.etas, id)
 }
 
-// spread returns the 10th, 50th and 90th percentiles (nearest rank) of
-// ds, as instants after start.
-func spread(start time.Time, ds []time.Duration) (p10, p50, p90 time.Time) {
-	slices.Sort(ds)
-	at := func(q float64) time.Time {
-		i := int(math.Round(q * float64(len(ds)-1)))
-		return start.Add(ds[i]).Round(time.Millisecond)
+// spread returns the range and the median of the ends ds of ETA runs,
+// as instants after start: the median of the first sampled runs, and as
+// the range the earliest and latest of every run, the runs at the 10th
+// and 90th percentile durations included (or the sampled runs' 10th
+// and 90th percentile, nearest rank, when there are no such runs).
+func spread(start time.Time, ds []time.Duration, sampled int) (lo, mid, hi time.Time) {
+	at := func(d time.Duration) time.Time { return start.Add(d).Round(time.Millisecond) }
+	s := slices.Clone(ds[:min(sampled, len(ds))])
+	slices.Sort(s)
+	rank := func(q float64) time.Duration { return s[int(math.Round(q*float64(len(s)-1)))] }
+	mid, lo, hi = at(rank(0.5)), at(rank(0.1)), at(rank(0.9))
+	if len(ds) > sampled {
+		lo, hi = at(min(rank(0.1), slices.Min(ds))), at(max(rank(0.9), slices.Max(ds)))
 	}
-	return at(0.1), at(0.5), at(0.9)
+	return lo, mid, hi
 }
 
 // exportHistory answers GET /v1/history: the fleet's step history in

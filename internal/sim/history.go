@@ -204,6 +204,26 @@ type Learned struct {
 	action   string
 	buckets  map[HistoryKey]*Bucket
 	fallback Durations
+	// quantile, when in (0,1), makes every learned duration that
+	// quantile of its distribution instead of a draw (AtQuantile).
+	quantile float64
+}
+
+// AtQuantile returns the model with every learned duration fixed at
+// quantile q of its distribution (e.g. 0.9: every step as slow as one
+// in ten): the bounds of a range. Nodes without history still draw from
+// the fallback.
+func (m *Learned) AtQuantile(q float64) *Learned {
+	c := *m
+	c.quantile = q
+	return &c
+}
+
+func (m *Learned) draw(q Quantiles, r *rand.Rand) time.Duration {
+	if m.quantile > 0 && m.quantile < 1 {
+		return q.At(m.quantile)
+	}
+	return q.Sample(r)
 }
 
 var (
@@ -251,7 +271,7 @@ func (m *Learned) lookup(n *fleet.Node) *Bucket {
 // Dispatch draws the dispatch latency.
 func (m *Learned) Dispatch(n *fleet.Node, r *rand.Rand) time.Duration {
 	if b := m.lookup(n); b != nil {
-		return b.Dispatch.Sample(r)
+		return m.draw(b.Dispatch, r)
 	}
 	return m.fallback.Dispatch(n, r)
 }
@@ -259,7 +279,7 @@ func (m *Learned) Dispatch(n *fleet.Node, r *rand.Rand) time.Duration {
 // Step draws the time from the agent's start to the node healthy.
 func (m *Learned) Step(n *fleet.Node, r *rand.Rand) time.Duration {
 	if b := m.lookup(n); b != nil {
-		return b.Active.Sample(r)
+		return m.draw(b.Active, r)
 	}
 	return m.fallback.Step(n, r)
 }
