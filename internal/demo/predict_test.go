@@ -149,7 +149,11 @@ func predictOnFleet(ctx context.Context, t *testing.T, c *api.Client) error {
 		t.Logf("  wave %s: predicted end %s, actual %s", w.Name, secs(w.EndSeconds), secs(w.ActualEndSeconds))
 	}
 	var errs []string
-	if math.Abs(dryErr) > 10 {
+	// The dry run assigns with its own seed, the rollout with another
+	// (until create takes the dry run's seed): waves then hold other
+	// nodes, zones fill otherwise, and measured makespans moved by up to
+	// 12%. The prediction at creation uses the rollout's seed: ±10%.
+	if math.Abs(dryErr) > 20 {
 		errs = append(errs, fmt.Sprintf("dry run makespan off by %+.1f%%", dryErr))
 	}
 	if math.Abs(*end.Prediction.ErrorPercent) > 10 {
