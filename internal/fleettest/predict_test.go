@@ -13,7 +13,7 @@ import (
 )
 
 // TestDebianFleetPrediction: on the Debian fleet, rollouts of the test
-// package (1.0 -> 1.1 -> 1.0 with real apt) build the step history; a
+// package (1.0 -> 1.1 -> 1.0 with real apt) build the step history;
 // the prediction stored at the next one's creation (1.1 again) then
 // gives its makespan, and the ETA halfway through the real end, within
 // ±10%; a dry run made before it (with another seed) within ±20%.
