@@ -31,9 +31,12 @@ func (t *tx) insertTiming(tm StepTiming) error {
 		ExecutionSeconds, RebootSeconds, ProbeSeconds float64
 	}
 	if timing != "" && json.Unmarshal([]byte(timing), &split) == nil {
-		tm.Reboot = seconds(split.RebootSeconds)
-		tm.Probe = seconds(split.ProbeSeconds)
-		tm.Execution = max(0, tm.HealthyAt.Sub(tm.StartedAt)-tm.Reboot-tm.Probe)
+		// The agent's split divides the time the server measured; it
+		// cannot make the step longer or shorter.
+		total := max(0, tm.HealthyAt.Sub(tm.StartedAt))
+		tm.Reboot = min(seconds(split.RebootSeconds), total)
+		tm.Probe = min(seconds(split.ProbeSeconds), total-tm.Reboot)
+		tm.Execution = total - tm.Reboot - tm.Probe
 	}
 	_, err = t.exec(`INSERT INTO step_timings (step_id, rollout_id, node_id, action, os_family, os_version, hardware_class,
 	dispatched_at, started_at, healthy_at, settled_at, execution_ns, reboot_ns, probe_ns)
