@@ -48,9 +48,29 @@ type predictor struct {
 }
 
 type etaEntry struct {
-	version, rev int64
-	at           time.Time
-	eta          *api.ETA
+	state etaState
+	at    time.Time
+	eta   *api.ETA
+}
+
+// stale reports whether an ETA must be computed again: its end has
+// passed, or the rollout changed since and the last computation is
+// etaMinInterval old (a break-glass or a stop of the line at once).
+func (e *etaEntry) stale(st etaState, now time.Time) bool {
+	switch {
+	case !now.Before(e.eta.End):
+		return true
+	case st.breakGlass != e.state.breakGlass || st.lineStop != e.state.lineStop:
+		return true
+	}
+	return st != e.state && now.Sub(e.at) >= etaMinInterval
+}
+
+// etaState is what an ETA was computed from: a change of any of it
+// computes it again.
+type etaState struct {
+	version, rev         int64
+	breakGlass, lineStop string
 }
 
 func newPredictor(s *Server) *predictor { return &predictor{s: s, etas: map[string]*etaEntry{}} }
@@ -215,9 +235,10 @@ func errorPercent(predicted *float64, actual float64) *float64 {
 func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.RolloutData, in engine.Input) (*api.ETA, error) {
 	ro := data.Rollout
 	now := in.Now
+	state := etaState{version: ro.Version, rev: ro.NodeRev, breakGlass: in.BreakGlass, lineStop: in.LineStop}
 	pr.mu.Lock()
 	e := pr.etas[ro.ID]
-	if e != nil && (e.version == ro.Version && e.rev == ro.NodeRev && now.Before(e.eta.End) || now.Sub(e.at) < etaMinInterval) {
+	if e != nil && !e.stale(state, now) {
 		pr.mu.Unlock()
 		return e.eta, nil
 	}
@@ -226,7 +247,7 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 	if err != nil {
 		return nil, err
 	}
-	cfg.Start, cfg.RolloutID, cfg.Author = now, ro.ID, ro.Author
+	cfg.Start, cfg.RolloutID, cfg.Author, cfg.BreakGlass = now, ro.ID, ro.Author, in.BreakGlass
 	cfg.From = &sim.Snapshot{Nodes: in.Nodes, Waves: in.Waves, State: in.State, Reason: in.Reason,
 		RollbackScope: in.RollbackScope, Gates: in.Gates, Approvals: in.Approvals}
 	runs := etaRuns
@@ -283,7 +304,7 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 			delete(pr.etas, id) // rollouts no longer watched, or ended on another server
 		}
 	}
-	pr.etas[ro.ID] = &etaEntry{version: ro.Version, rev: ro.NodeRev, at: now, eta: out}
+	pr.etas[ro.ID] = &etaEntry{state: state, at: now, eta: out}
 	pr.mu.Unlock()
 	return out, nil
 }
