@@ -54,12 +54,12 @@ type etaEntry struct {
 }
 
 // stale reports whether an ETA must be computed again: its end has
-// passed, or the rollout changed since and the last computation is
+// passed or the rollout changed since, and the last computation is
 // etaMinInterval old (a break-glass or a stop of the line at once).
 func (e *etaEntry) stale(st etaState, now time.Time) bool {
 	switch {
 	case !now.Before(e.eta.End):
-		return true
+		return now.Sub(e.at) >= etaMinInterval
 	case st.breakGlass != e.state.breakGlass || st.lineStop != e.state.lineStop:
 		return true
 	}
