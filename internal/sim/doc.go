@@ -49,7 +49,9 @@
 // none) is evaluated as a metric gate would see it: Fail when at least one
 // changed node of the wave is hurt by a health Failure (the reason says how
 // many and what they share, e.g. "simulated: 2 of 6 nodes degraded
-// (hardware.class=gen3)"), Pass otherwise. Only the latest result per wave
+// (hardware.class=gen3)"), Pass otherwise; with Config.GateTiming each
+// gate reaches its verdict through gate.Tracker, after its initial delay,
+// interval and count, as on a server. Only the latest result per wave
 // and gate is kept in Input.Gates. A delta or statistical gate of a wave
 // that leaves no unchanged node to compare with (gate.Baseline, as on a
 // server) compares the wave with itself before the change: an event and
