@@ -1,9 +1,13 @@
 package server
 
 import (
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/store"
 )
 
@@ -32,5 +36,38 @@ func TestNewestPerKey(t *testing.T) {
 		if ids[i] != want[i] {
 			t.Fatalf("kept %v, want %v", ids, want)
 		}
+	}
+}
+
+// TestETANamesTheFreezeAhead: a running rollout held by a freeze has an
+// ETA past the freeze's end, which names the freeze; its prediction
+// says the durations came from the default model (no history yet).
+func TestETANamesTheFreezeAhead(t *testing.T) {
+	s := newTestServer(t)
+	h := s.Handler()
+	seedNodes(t, s, 3)
+	now := time.Now().UTC()
+	until := now.Add(time.Hour).Truncate(time.Second)
+	p := testPlan + fmt.Sprintf("windows:\n  freezes:\n    - name: launch\n      from: %s\n      to: %s\n",
+		now.Add(-time.Hour).Format(time.RFC3339), until.Format(time.RFC3339))
+	status, ae, body := call(t, h, "POST", "/v1/rollouts", alice, api.CreateRolloutRequest{Plan: p})
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, ae)
+	}
+	var ro api.Rollout
+	_ = json.Unmarshal(body, &ro)
+	_, _, body = call(t, h, "GET", "/v1/rollouts/"+ro.ID, vera, nil)
+	var got api.Rollout
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ETA == nil || got.ETA.End.Before(until) {
+		t.Fatalf("ETA %+v, want one past the freeze's end %s", got.ETA, until)
+	}
+	if len(got.ETA.Delays) == 0 || !strings.Contains(got.ETA.Delays[0], `freeze "launch"`) {
+		t.Errorf("ETA delays %q do not name the freeze", got.ETA.Delays)
+	}
+	if got.Prediction == nil || len(got.Prediction.Model) == 0 || !strings.Contains(got.Prediction.Model[0], "default model") {
+		t.Errorf("prediction %+v does not say it used the default model", got.Prediction)
 	}
 }
