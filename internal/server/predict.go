@@ -269,7 +269,7 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 		case i == runs+1 && learned != nil:
 			c.Durations = learned.AtQuantile(0.9) // every step as slow as one in ten
 		}
-		res, err := sim.Run(ctx, c)
+		res, err := pr.runETA(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("eta of rollout %s: %w", ro.ID, err)
 		}
@@ -357,6 +357,31 @@ func (s *Server) observePrediction(ctx context.Context, id string) {
 		return
 	}
 	s.m.predictionError.Observe(math.Abs(*p.ErrorPercent) / 100)
+}
+
+// runETA runs one ETA simulation: under the fleet's disruption budgets
+// and freezes when there are any (sim.RunFleet; other rollouts' holds
+// are not simulated), else on its own.
+func (pr *predictor) runETA(ctx context.Context, c sim.Config) (*sim.Result, error) {
+	fv, err := pr.s.fleet.view(ctx, false)
+	if err != nil || len(fv.state.Budgets)+len(fv.state.Freezes) == 0 {
+		return sim.Run(ctx, c)
+	}
+	fc := sim.FleetConfig{Rollouts: []sim.Config{c}, Start: c.Start, Tick: c.Tick, Seed: c.Seed}
+	for _, n := range c.From.Nodes {
+		fc.Nodes = append(fc.Nodes, n.Node)
+	}
+	for _, b := range fv.state.Budgets {
+		fc.Budgets = append(fc.Budgets, b.Budget)
+	}
+	for _, f := range fv.state.Freezes {
+		fc.Freezes = append(fc.Freezes, f.Freeze)
+	}
+	res, err := sim.RunFleet(ctx, fc)
+	if err != nil {
+		return nil, err
+	}
+	return res.Rollouts[0], nil
 }
 
 // forget drops a rollout's cached ETA.

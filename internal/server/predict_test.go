@@ -9,6 +9,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/window"
 )
 
 // TestNewestPerKey: each key learns from the newest rollout that ran
@@ -69,5 +70,33 @@ func TestETANamesTheFreezeAhead(t *testing.T) {
 	}
 	if got.Prediction == nil || len(got.Prediction.Model) == 0 || !strings.Contains(got.Prediction.Model[0], "default model") {
 		t.Errorf("prediction %+v does not say it used the default model", got.Prediction)
+	}
+}
+
+// TestETANamesTheFleetFreezeAhead: a fleet freeze (a server object, not
+// the plan's) holding a running rollout pushes its ETA past its end and
+// is named.
+func TestETANamesTheFleetFreezeAhead(t *testing.T) {
+	s := newTestServer(t)
+	h := s.Handler()
+	seedNodes(t, s, 3)
+	now := time.Now().UTC()
+	fz := api.FreezeSpec{Name: "end-of-quarter", TimeZone: "UTC", Reason: "finance close",
+		Start: now.Add(-time.Hour).Format(window.WallLayout), End: now.Add(2 * time.Hour).Format(window.WallLayout)}
+	if st, ae, _ := call(t, h, "POST", "/v1/freezes", alice, api.FreezesRequest{Freezes: []api.FreezeSpec{fz}}); st != 201 {
+		t.Fatalf("create freeze: %d %v", st, ae)
+	}
+	status, ae, body := call(t, h, "POST", "/v1/rollouts", alice, api.CreateRolloutRequest{Plan: testPlan})
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, ae)
+	}
+	ro := decodeJSON[api.Rollout](t, body)
+	_, _, body = call(t, h, "GET", "/v1/rollouts/"+ro.ID, vera, nil)
+	got := decodeJSON[api.Rollout](t, body)
+	if got.ETA == nil || got.ETA.End.Before(now.Add(2*time.Hour-time.Minute)) {
+		t.Fatalf("ETA %+v, want one past the fleet freeze's end", got.ETA)
+	}
+	if len(got.ETA.Delays) == 0 || !strings.Contains(got.ETA.Delays[0], "fleet freeze end-of-quarter") {
+		t.Errorf("ETA delays %q do not name the fleet freeze", got.ETA.Delays)
 	}
 }
