@@ -227,7 +227,8 @@ type ETA struct {
 	Waves      []WaveETA `json:"waves"`
 	Delays     []string  `json:"delays,omitempty"`
 	// Stalled says why the simulation did not reach an end (a rollout
-	// waiting for approvals, paused, or beyond the horizon).
+	// waiting for approvals, beyond the horizon), or why none was run
+	// (the line is stopped: End is then zero).
 	Stalled string `json:"stalled,omitempty"`
 }
 

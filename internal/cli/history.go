@@ -95,6 +95,9 @@ func printPrediction(w io.Writer, ro api.Rollout) {
 // etaText is "15:04:05 (p10 15:03:58, p90 15:04:20)" with the delays
 // ahead.
 func etaText(eta *api.ETA) string {
+	if eta.End.IsZero() {
+		return "none: " + eta.Stalled
+	}
 	s := rangeText(eta.End, eta.EndP10, eta.EndP90)
 	if len(eta.Delays) > 0 {
 		s += "; pushed out by " + strings.Join(eta.Delays, "; ")

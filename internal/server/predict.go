@@ -243,6 +243,9 @@ func (pr *predictor) eta(ctx context.Context, rc *rolloutCache, data store.Rollo
 		return e.eta, nil
 	}
 	pr.mu.Unlock()
+	if in.LineStop != "" {
+		return &api.ETA{ComputedAt: now, Stalled: "the line is stopped (" + in.LineStop + "): nothing starts until it is lifted"}, nil
+	}
 	cfg, err := pr.config(ctx, rc.plan, len(in.Nodes))
 	if err != nil {
 		return nil, err
