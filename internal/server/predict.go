@@ -75,8 +75,16 @@ type etaState struct {
 
 func newPredictor(s *Server) *predictor { return &predictor{s: s, etas: map[string]*etaEntry{}} }
 
-// history returns the fleet's step history, rebuilt at most once a
-// second.
+// learned drops the cached history: this server just recorded steps.
+func (pr *predictor) learned() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.hist = nil
+}
+
+// history returns the fleet's step history, rebuilt when this server
+// recorded steps since, and at most once a second for steps other
+// servers record.
 func (pr *predictor) history(ctx context.Context) (*sim.History, error) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()

@@ -402,6 +402,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 			return fmt.Errorf("commit rollout %s: %w", id, err)
 		}
 		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
+		if len(c.Timings) > 0 {
+			s.pred.learned()
+		}
 		if len(c.Steps) > 0 {
 			s.fleet.dispatched()
 		}
