@@ -151,6 +151,12 @@ func TestApplyEndToEnd(t *testing.T) {
 		if last.Evidence["actions"] == nil || last.StepID != step.ID || last.NodeID != "n1" {
 			t.Errorf("final report %+v lacks evidence or ids", last)
 		}
+		// The healthy report splits the step's time for the server's
+		// history: actions, no reboot, probes (protocol 3).
+		if tm := last.Timing; tm == nil || tm.RebootSeconds != 0 || tm.ExecutionSeconds < 0 || tm.ProbeSeconds < 0 ||
+			tm.ExecutionSeconds+tm.ProbeSeconds > last.HealthySince.Sub(all[0].At).Seconds()+1e-6 {
+			t.Errorf("final report timing %+v (started %v, healthy %v)", tm, all[0].At, last.HealthySince)
+		}
 		if v, _ := n.state.Version("openssl"); v != "3.0.15-1~deb12u1" {
 			t.Errorf("openssl %s after apply", v)
 		}

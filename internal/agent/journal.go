@@ -155,9 +155,12 @@ type stepState struct {
 	Interrupted bool
 	Reboots     []string // boot ID before each requested reboot
 	Verifying   bool
-	From        string // rollback steps: the apply step restored
-	Result      *api.StepReport
-	Reported    bool
+	// RebootAt and VerifyAt are when the first reboot was requested and
+	// when the probes began (zero: not yet), for the step's timing.
+	RebootAt, VerifyAt time.Time
+	From               string // rollback steps: the apply step restored
+	Result             *api.StepReport
+	Reported           bool
 	// Last is the step's last record, as what the journal proves when
 	// the step was interrupted ("action 1 snapshot at ...").
 	Last string
@@ -338,8 +341,12 @@ func (j *journal) apply(rec record) {
 		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted
 	case recRebooting:
 		st.Reboots = append(st.Reboots, rec.BootID)
+		if st.RebootAt.IsZero() {
+			st.RebootAt = rec.At
+		}
 	case recVerifying:
 		st.Verifying = true
+		st.VerifyAt = rec.At
 	case recResult:
 		st.Result = rec.Report
 	case recReported:

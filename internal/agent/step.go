@@ -559,9 +559,10 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			return errStopped
 		}
 	}
+	timing := stepTiming(a.stepOf(id), since)
 	minHealthy := p.MinHealthy.D()
 	if minHealthy <= 0 {
-		return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev})
+		return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev, Timing: timing})
 	}
 	a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot})
 	for a.clock.Now().Sub(since) < minHealthy {
@@ -579,7 +580,30 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 					since.UTC().Format(time.RFC3339), a.clock.Now().Sub(since).Round(time.Second), minHealthy)})
 		}
 	}
-	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev})
+	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev, Timing: timing})
+}
+
+func (a *agent) stepOf(id string) stepState {
+	st, _ := a.j.step(id)
+	return st
+}
+
+// stepTiming splits an apply step's time from its start to healthy
+// into the actions, the reboot and the probes, from the journal (nil
+// when the journal does not show where the probes began).
+func stepTiming(st stepState, healthy time.Time) *api.StepTiming {
+	if st.Started.IsZero() || st.VerifyAt.IsZero() || healthy.Before(st.VerifyAt) {
+		return nil
+	}
+	end := st.VerifyAt
+	t := &api.StepTiming{}
+	if !st.RebootAt.IsZero() && st.RebootAt.Before(st.VerifyAt) {
+		end = st.RebootAt
+		t.RebootSeconds = st.VerifyAt.Sub(st.RebootAt).Seconds()
+	}
+	t.ExecutionSeconds = max(0, end.Sub(st.Started).Seconds())
+	t.ProbeSeconds = healthy.Sub(st.VerifyAt).Seconds()
+	return t
 }
 
 // probeAll runs every probe and returns the reasons of those that failed,

@@ -35,8 +35,12 @@ import (
 //	    had begun. Agents of protocol 1 are still served for actions: they
 //	    never see a cancel (their node stays queued with the cancel
 //	    requested until the progress deadline or an operator resolves it).
+//	3 — a healthy verifying report of an apply step may carry Timing (its
+//	    actions, reboot and probes apart), which a server of protocol 2
+//	    refuses as an unknown field; step timings of older agents are
+//	    taken from the report times alone.
 const (
-	ProtocolVersion    = 2
+	ProtocolVersion    = 3
 	MinProtocolVersion = 1
 )
 
@@ -130,4 +134,17 @@ type StepReport struct {
 	// outcome (what changed), kept with the step.
 	Evidence map[string]any `json:"evidence,omitempty"`
 	At       time.Time      `json:"at"`
+	// Timing, on a healthy verifying report of an apply step, splits the
+	// time from the agent's start to HealthySince (nil: not measured).
+	Timing *StepTiming `json:"timing,omitempty"`
+}
+
+// StepTiming is where an apply step's time went on the agent, in
+// seconds: its actions (preflight, snapshot, apply, verify), the reboot
+// (from its request to the probes' start; 0 without one) and the probes
+// until the node was healthy.
+type StepTiming struct {
+	ExecutionSeconds float64 `json:"executionSeconds"`
+	RebootSeconds    float64 `json:"rebootSeconds"`
+	ProbeSeconds     float64 `json:"probeSeconds"`
 }

@@ -189,6 +189,14 @@ func (c *Client) Rehearse(ctx context.Context, req DryRunRequest) (DryRunRespons
 	return out, err
 }
 
+// History returns the fleet's step history in the export format
+// (sim.History as JSON).
+func (c *Client) History(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.do(ctx, http.MethodGet, "/v1/history", 0, nil, &out)
+	return out, err
+}
+
 // CreateRollout creates a rollout from a plan.
 func (c *Client) CreateRollout(ctx context.Context, file, plan string) (Rollout, error) {
 	return c.CreateRolloutFrom(ctx, CreateRolloutRequest{Plan: plan, File: file})

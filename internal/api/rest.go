@@ -254,6 +254,69 @@ type Rollout struct {
 	// failed (the failures a budget breach counted); reported as
 	// Unchanged is.
 	RolledBackFailed int `json:"rolledBackFailed,omitempty"`
+	// Prediction is the simulation run at creation (learned durations,
+	// the rollout's own seed) beside what happened; nil when none was
+	// stored.
+	Prediction *Prediction `json:"prediction,omitempty"`
+	// ETA is when the rest of a running rollout should end, simulated
+	// from its current state; only while it runs, in a single view.
+	ETA *ETA `json:"eta,omitempty"`
+}
+
+// Prediction is what the simulation said at a rollout's creation, in
+// seconds from the creation, and what happened. ErrorPercent is
+// (actual - predicted) / predicted × 100: positive when the rollout took
+// longer than predicted.
+type Prediction struct {
+	CreatedAt time.Time `json:"createdAt"`
+	// Model says per wave where the durations came from (learned from
+	// the fleet's step history, or a default model).
+	Model                 []string         `json:"model,omitempty"`
+	State                 string           `json:"state"` // the simulated end state
+	MakespanSeconds       float64          `json:"makespanSeconds"`
+	ActualMakespanSeconds *float64         `json:"actualMakespanSeconds,omitempty"`
+	ErrorPercent          *float64         `json:"errorPercent,omitempty"`
+	Waves                 []WavePrediction `json:"waves"`
+}
+
+// WavePrediction is one wave's predicted and actual times, in seconds
+// from the rollout's creation.
+type WavePrediction struct {
+	Name             string   `json:"name"`
+	StartSeconds     *float64 `json:"startSeconds"`
+	EndSeconds       *float64 `json:"endSeconds"`
+	ActualEndSeconds *float64 `json:"actualEndSeconds,omitempty"`
+	ErrorPercent     *float64 `json:"errorPercent,omitempty"`
+}
+
+// ETA is when a running rollout should end, simulated from its current
+// state with the durations learned from the fleet: End is the median of
+// runs with sampled durations (different seeds); EndP10..EndP90 is the
+// range, from the earliest to the latest of those runs' 10th and 90th
+// percentile and of two runs with every learned duration at its 10th
+// and its 90th percentile. Delays name the maintenance windows and
+// freezes ahead that push the end out.
+type ETA struct {
+	ComputedAt time.Time `json:"computedAt"`
+	Runs       int       `json:"runs"`
+	End        time.Time `json:"end"`
+	EndP10     time.Time `json:"endP10"`
+	EndP90     time.Time `json:"endP90"`
+	Waves      []WaveETA `json:"waves"`
+	Delays     []string  `json:"delays,omitempty"`
+	// Stalled says why the simulation did not reach an end (a rollout
+	// waiting for approvals, beyond the horizon), or why none was run
+	// (the line is stopped: End is then zero).
+	Stalled string `json:"stalled,omitempty"`
+}
+
+// WaveETA is one wave's expected end (its real end once ended).
+type WaveETA struct {
+	Name   string    `json:"name"`
+	Ended  bool      `json:"ended"`
+	End    time.Time `json:"end,omitzero"`
+	EndP10 time.Time `json:"endP10,omitzero"`
+	EndP90 time.Time `json:"endP90,omitzero"`
 }
 
 // Limit is one concurrency limit and the slots in use against it. Key is

@@ -296,10 +296,13 @@ func newRolloutListCmd(e *env) *cobra.Command {
 				return apiErr(err)
 			}
 			return r.show(e, list, func(w io.Writer) {
-				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR")
+				fmt.Fprintln(w, "ID\tSTATE\tPROGRESS\tAGE\tAUTHOR\tPREDICTED/TOOK")
 				for _, ro := range list.Rollouts {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Tally()),
-						sinceText(ro.CreatedAt), ro.Author)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ro.ID, ro.State, progress(ro.Tally()),
+						sinceText(ro.CreatedAt), ro.Author, predictionColumn(ro))
+				}
+				if e := meanError(list.Rollouts); e != "" {
+					fmt.Fprintf(w, "\n%s\n", e)
 				}
 			})
 		}}
@@ -407,6 +410,7 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool, now time.Time) {
 	for _, u := range ro.Uncovered {
 		fmt.Fprintf(w, "\nuncovered\t%s\n", uncoveredText(u))
 	}
+	printPrediction(w, ro)
 	if nodes {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "NODE\tWAVE\tPHASE\tATTEMPT\tZONE\tFAMILY\tCLASS\tREASON")
@@ -622,6 +626,9 @@ func watchLines(ro api.Rollout) string {
 	}
 	if wt, ok := mainWait(ro.Waits); ok {
 		fmt.Fprintf(&b, "  waiting: %s: %s\n", plural(wt.Count, "node"), wt.Reason)
+	}
+	if ro.ETA != nil {
+		fmt.Fprintf(&b, "  eta: %s\n", etaText(ro.ETA))
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strings"
 	"time"
 
@@ -43,7 +44,44 @@ type simulateFlags struct {
 	progress        string
 	budgets         []string
 	freezes         string
+	history         string
+	hist            *sim.History // read from history
 }
+
+// durations is the duration model of plan p: learned from --history
+// (the --step-duration and --rollback-duration model where it has no
+// history), or those flags' model.
+func (f *simulateFlags) durations(p *plan.Plan) sim.Durations {
+	fallback := sim.PlanDurations{StepDist: f.step, RollbackDist: f.rollback}
+	if f.hist == nil {
+		return fallback
+	}
+	return f.hist.Model(sim.ActionKey(p), fallback)
+}
+
+// readHistory reads --history, if given.
+func (f *simulateFlags) readHistory() error {
+	if f.history == "" {
+		return nil
+	}
+	file, err := os.Open(f.history)
+	if err != nil {
+		return exitf(ExitError, "history: %w", err)
+	}
+	defer file.Close()
+	if f.hist, err = sim.ReadHistory(file); err != nil {
+		return exitf(ExitError, "%s: %w", f.history, err)
+	}
+	if f.tick == 0 {
+		f.tick = historyTick
+	}
+	return nil
+}
+
+// historyTick is the tick of a simulation with --history and no --tick:
+// a server's default scheduling tick, since learned steps may take
+// seconds.
+const historyTick = time.Second
 
 func newSimulateCmd(e *env) *cobra.Command {
 	f := &simulateFlags{step: sim.DefaultStepDuration(), rollback: sim.DefaultRollbackDuration()}
@@ -62,6 +100,11 @@ as in plans; without =PROBABILITY the failure hits every selected node:
   --fail-interrupt 'node.labels.zone == "a"=0.3' agents crash mid-step (gates.onInterrupted)
 
 Durations are 5m, uniform:2m-8m, normal:5m,1m or lognormal:5m,0.5.
+With --history FILE (from drover history export) step durations are drawn
+from what the fleet's steps really took, per action kind, OS family and
+version and hardware class, and wave gates take their initial delay,
+interval and count as on a server; nodes without history use
+--step-duration, and the result's notes say so per wave.
 
 Several plans run as several rollouts at once over the same fleet, as a
 server runs them: a node changes under one rollout at a time, and fleet
@@ -107,6 +150,7 @@ broke an invariant (a bug), 1 on errors, 2 on usage errors.`,
 	fl.StringVar(&f.progress, "progress", "auto", "progress on stderr: auto (fleets of 1,000 nodes or more) | always | never")
 	fl.StringArrayVar(&f.budgets, "budget", nil, "fleet disruption budget NAME:MAX[:PER[:SELECTOR]] over every rollout (repeatable)")
 	fl.StringVar(&f.freezes, "freezes", "", "fleet freezes: the events of an iCalendar `FILE` (UTC unless they say)")
+	fl.StringVar(&f.history, "history", "", "step durations learned from a fleet: a `FILE` of drover history export (tick 1s unless --tick)")
 	return cmd
 }
 
@@ -145,6 +189,9 @@ func runSimulate(ctx context.Context, e *env, planFile string, f *simulateFlags,
 	if err != nil {
 		return usagef("simulate: %w", err)
 	}
+	if err := f.readHistory(); err != nil {
+		return err
+	}
 	var start time.Time
 	if f.start != "" {
 		if start, err = time.Parse(time.RFC3339, f.start); err != nil {
@@ -174,7 +221,7 @@ func runSimulate(ctx context.Context, e *env, planFile string, f *simulateFlags,
 	showProgress := f.progress == "always" || (f.progress == "auto" && len(nodes) >= 1000)
 	cfg := sim.Config{
 		Plan: p, Nodes: nodes, Failures: failures,
-		StepDuration: f.step, RollbackDuration: f.rollback,
+		Durations: f.durations(p), GateTiming: f.hist != nil,
 		Start: start, Seed: f.seed, Tick: f.tick, Logger: e.log,
 	}
 	if showProgress {

@@ -57,6 +57,9 @@ func runSimulateFleet(ctx context.Context, e *env, planFiles []string, f *simula
 			return usagef("simulate: --start: %w", err)
 		}
 	}
+	if err := f.readHistory(); err != nil {
+		return err
+	}
 	cfg := sim.FleetConfig{Start: start, Tick: f.tick, Seed: f.seed}
 	for _, b := range f.budgets {
 		bu, err := parseBudgetFlag(b)
@@ -105,8 +108,8 @@ func runSimulateFleet(ctx context.Context, e *env, planFiles []string, f *simula
 		if names[id]++; names[id] > 1 {
 			id = fmt.Sprintf("%s-%d", id, names[id])
 		}
-		cfg.Rollouts = append(cfg.Rollouts, sim.Config{Plan: p, RolloutID: id, Failures: failures, StepDuration: f.step,
-			RollbackDuration: f.rollback, Seed: f.seed + uint64(k), Logger: e.log})
+		cfg.Rollouts = append(cfg.Rollouts, sim.Config{Plan: p, RolloutID: id, Failures: failures, Durations: f.durations(p),
+			GateTiming: f.hist != nil, Seed: f.seed + uint64(k), Logger: e.log})
 	}
 	res, err := sim.RunFleet(ctx, cfg)
 	if err != nil {

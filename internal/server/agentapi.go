@@ -247,6 +247,10 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 	if err != nil {
 		return err
 	}
+	var timing []byte
+	if req.Timing != nil && req.Phase == engine.PhaseVerifying && req.Gate == engine.Pass {
+		timing, _ = json.Marshal(req.Timing)
+	}
 	at := s.limits.clock("at", req.At, received)
 	if at.IsZero() {
 		at = received
@@ -255,7 +259,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 	now := s.now()
 	err = s.st.ReportStep(r.Context(), store.Report{StepID: req.StepID, NodeID: node, Phase: req.Phase, Gate: req.Gate,
 		HealthySince: s.limits.clock("healthySince", req.HealthySince, received), Reason: s.limits.reason(req.Reason),
-		Evidence: evidence, At: at, ClaimedAt: req.At, Seen: now, LeaseUntil: now.Add(s.cfg.Lease)})
+		Evidence: evidence, Timing: timing, At: at, ClaimedAt: req.At, Seen: now, LeaseUntil: now.Add(s.cfg.Lease)})
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return &httpError{status: http.StatusConflict, code: api.CodeConflict,

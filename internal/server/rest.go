@@ -185,6 +185,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/rollouts", RoleOperator, s.createRollout)
 	s.route(mux, "GET /v1/rollouts", RoleViewer, s.listRollouts)
 	s.route(mux, "GET /v1/rollouts/{id}", RoleViewer, s.getRollout)
+	s.route(mux, "GET /v1/history", RoleViewer, s.exportHistory)
 	for _, c := range commands {
 		s.route(mux, "POST /v1/rollouts/{id}/"+c.action, c.need, s.command(c.action))
 	}
@@ -476,6 +477,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		return err
 	}
 	s.fp.hit(fpAfterCreate)
+	s.pred.predict(r.Context(), ro, p, inv)
 	s.sched.remember(ro.ID, a.Uncovered)
 	s.sched.kick()
 	s.wake.broadcast()
@@ -528,7 +530,7 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ identity
 
 func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ identity) error {
 	q := r.URL.Query()
-	parts := viewWaits
+	parts := viewWaits | viewETA
 	if q.Get("nodes") == "true" {
 		parts |= viewNodes
 	}
@@ -552,6 +554,7 @@ const (
 	viewWaits   viewParts = 1 << iota // why nodes wait (a Decide over the rollout)
 	viewNodes                         // every node's state
 	viewPlan                          // the plan's text
+	viewETA                           // the ETA of a running rollout (simulations, cached)
 )
 
 // rolloutView builds the API view of a rollout. Its waits are what Decide
@@ -632,6 +635,14 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	}
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
+	}
+	if parts&viewETA != 0 && ro.State == engine.RolloutRunning {
+		if v.ETA, err = s.pred.eta(ctx, rc, data, in); err != nil {
+			s.log.Warn("rollout ETA failed", "rollout", id, "err", err)
+		}
+	}
+	if v.Prediction, err = s.pred.prediction(ctx, ro, data.Waves); err != nil {
+		return api.Rollout{}, err
 	}
 	for _, l := range d.Limits {
 		v.Limits = append(v.Limits, api.Limit{Key: l.Key, Domain: l.Domain, InUse: l.InUse, Limit: l.Limit})
@@ -858,7 +869,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
-	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: seed, Start: s.now().UTC().Truncate(time.Second)})
+	res, err := s.pred.dryRun(ctx, p, nodes, seed, s.now().UTC().Truncate(time.Second))
 	if err != nil {
 		return badRequest("dry run: %v", err)
 	}

@@ -375,6 +375,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		}
 		c, notify := sc.commit(rc, &in, d, term)
 		c.Version = data.Rollout.Version
+		c.Timings = timings(rc, data, d, now)
 		start = time.Now()
 		s.fp.hit(fpBeforeCommit)
 		if _, err := s.st.ApplyCommit(ctx, c); err != nil {
@@ -394,6 +395,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 			return fmt.Errorf("commit rollout %s: %w", id, err)
 		}
 		s.m.dispatchLatency.Observe(time.Since(start).Seconds())
+		if len(c.Timings) > 0 {
+			s.pred.learned()
+		}
 		if len(c.Steps) > 0 {
 			s.fleet.dispatched()
 		}
@@ -409,6 +413,8 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		sc.evaluate(ctx, rc, in, d)
 		if in.State.Terminal() {
 			sc.forget(id)
+			s.pred.forget(id)
+			s.observePrediction(ctx, id)
 		}
 		return nil
 	}

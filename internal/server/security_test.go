@@ -306,6 +306,7 @@ var routeRoles = map[string]Role{
 	"POST /v1/rollouts":                  RoleOperator,
 	"GET /v1/rollouts":                   RoleViewer,
 	"GET /v1/rollouts/{id}":              RoleViewer,
+	"GET /v1/history":                    RoleViewer,
 	"POST /v1/rollouts/{id}/approve":     RoleApprover,
 	"POST /v1/rollouts/{id}/pause":       RoleOperator,
 	"POST /v1/rollouts/{id}/resume":      RoleOperator,

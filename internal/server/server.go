@@ -55,6 +55,7 @@ type Server struct {
 	wake    *waker
 	beats   *heartbeats
 	sched   *scheduler
+	pred    *predictor
 	fleet   *fleetCache // holds, fleet budgets and freezes; see fleet.go
 	fp      *failpoints // nil unless Config.Failpoints arms crash points
 
@@ -122,6 +123,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.limits = newAgentLimits(cfg.AgentLimits, s.reg)
 	s.streams = newStreams(cfg.StreamLimits, s.reg)
 	s.sched = newScheduler(s)
+	s.pred = newPredictor(s)
 	s.fleet = &fleetCache{s: s}
 	s.reg.MustRegister(newFleetCollector(s.fleet), newRolloutCollector(s.st, s.sched, s.log))
 	return s, nil

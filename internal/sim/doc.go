@@ -14,8 +14,8 @@
 //
 // # Simulated agents
 //
-// A queued node becomes running after a dispatch latency of 1–2 s. After its
-// step duration (Config.StepDuration) it either fails ("apply failed: ...",
+// A queued node becomes running after a dispatch latency, and after its
+// step duration it either fails ("apply failed: ...",
 // when an apply Failure hits it) or starts verifying with its node gates
 // reported: Gate=pass with HealthySince set, or Gate=fail when a health
 // Failure says the change hurts this node. The engine itself moves verifying
@@ -24,8 +24,23 @@
 // Config.RollbackDuration (or failed, "rollback failed: ...", when injected
 // with the "rollback" kind).
 //
+// Both durations, and a rollback's, come from Config.Durations: the plan's
+// model by default (PlanDurations: a dispatch latency of 1–2 s,
+// Config.StepDuration, Config.RollbackDuration), or a model learned from
+// a fleet's step history (History.Model: per action kind, OS family and
+// version, hardware class, with coarser fallbacks), whose notes say per
+// wave where the timings come from.
+//
 // Whether a Failure hits a node is drawn once per (node, failure) from the
 // seed, independently of event order: the same seed gives the same run.
+//
+// # Starting mid-rollout
+//
+// With Config.From a run starts from a rollout's state instead of
+// assigning: nodes done stay done, nodes in flight finish after the rest
+// of a duration drawn longer than what has elapsed, waves keep their
+// states and times. Result.Delays names the windows and freezes the run
+// waited for. A server's live ETA is such a run.
 //
 // # Wave gates
 //
@@ -34,7 +49,9 @@
 // none) is evaluated as a metric gate would see it: Fail when at least one
 // changed node of the wave is hurt by a health Failure (the reason says how
 // many and what they share, e.g. "simulated: 2 of 6 nodes degraded
-// (hardware.class=gen3)"), Pass otherwise. Only the latest result per wave
+// (hardware.class=gen3)"), Pass otherwise; with Config.GateTiming each
+// gate reaches its verdict through gate.Tracker, after its initial delay,
+// interval and count, as on a server. Only the latest result per wave
 // and gate is kept in Input.Gates. A delta or statistical gate of a wave
 // that leaves no unchanged node to compare with (gate.Baseline, as on a
 // server) compares the wave with itself before the change: an event and

@@ -95,6 +95,34 @@ type Config struct {
 	// approve (the default grants every approval the plan asks for at
 	// the start).
 	ManualApprovals bool
+	// Durations is the duration model; nil means PlanDurations of
+	// StepDuration and RollbackDuration. When it is an Explainer, the
+	// run notes per wave where its timings come from.
+	Durations Durations
+	// GateTiming evaluates each wave gate of the plan as a server's
+	// gate.Tracker does, after its initial delay, every interval, until
+	// count passes; off, a baking wave's gates reach their verdict at
+	// once.
+	GateTiming bool
+	// From, when set, starts the run from a rollout's current state
+	// (assigned nodes, their phases, waves, gates, approvals) at Start
+	// instead of assigning the plan's target: nodes in flight finish
+	// after the rest of a duration drawn longer than what has elapsed.
+	// Nodes is then ignored.
+	From *Snapshot
+}
+
+// Snapshot is a rollout's state for a run that starts mid-rollout
+// (Config.From). Nodes hold their wave assignment and state; the slice
+// is copied.
+type Snapshot struct {
+	Nodes         []engine.Node
+	Waves         map[string]engine.WaveStatus
+	State         engine.RolloutState
+	Reason        string
+	RollbackScope string
+	Gates         []engine.GateResult
+	Approvals     []engine.Approval
 }
 
 // AutoTick is the tick used when Config.Tick is zero. Decide is O(nodes)
@@ -188,13 +216,19 @@ type Result struct {
 	Events               []Event                   `json:"events"`
 	EventsDropped        int                       `json:"eventsDropped,omitempty"`
 	Notes                []string                  `json:"notes"`
-	Stats                Stats                     `json:"stats"`
+	// Delays are the maintenance-window and freeze waits the run met (at
+	// most maxDelays, each once): what pushes its end out.
+	Delays []string `json:"delays,omitempty"`
+	Stats  Stats    `json:"stats"`
 
 	// AssignmentSHA256 is the hash of the node-to-wave assignment the
 	// run used (rehearsal.Hash): a live rollout with the same plan,
 	// inventory and seed has the same.
 	AssignmentSHA256 string `json:"assignmentSha256"`
 }
+
+// maxDelays bounds Result.Delays.
+const maxDelays = 5
 
 // Succeeded reports whether the rollout ended in the succeeded state.
 func (r *Result) Succeeded() bool { return r.State == engine.RolloutSucceeded }
@@ -353,13 +387,17 @@ const (
 )
 
 type simulator struct {
-	cfg     Config
-	p       *plan.Plan
-	log     *slog.Logger
-	start   time.Time
-	tick    int64
-	rng     *rand.Rand
-	latency Dist
+	cfg   Config
+	p     *plan.Plan
+	log   *slog.Logger
+	start time.Time
+	tick  int64
+	rng   *rand.Rand
+	dur   Durations
+	// gateTrack counts wave-gate evaluations (Config.GateTiming);
+	// gateWake is the next instant one is due (zero: none).
+	gateTrack gate.Tracker
+	gateWake  time.Time
 
 	nodes []engine.Node // the engine's Input.Nodes, reused for every call
 	eidx  *engine.Index // the engine's static index, built once
@@ -418,7 +456,7 @@ func newSimulator(cfg Config) (*simulator, error) {
 	if cfg.Plan == nil {
 		return nil, errors.New("simulate: no plan")
 	}
-	if len(cfg.Nodes) == 0 {
+	if len(cfg.Nodes) == 0 && (cfg.From == nil || len(cfg.From.Nodes) == 0) {
 		return nil, errors.New("simulate: no nodes")
 	}
 	if cfg.StepDuration.Kind == "" {
@@ -434,7 +472,10 @@ func newSimulator(cfg Config) (*simulator, error) {
 		return nil, fmt.Errorf("simulate: tick %s must be positive", cfg.Tick)
 	}
 	if cfg.Tick == 0 {
-		cfg.Tick = AutoTick(len(cfg.Nodes))
+		cfg.Tick = AutoTick(max(len(cfg.Nodes), snapshotNodes(cfg.From)))
+	}
+	if cfg.Durations == nil {
+		cfg.Durations = PlanDurations{StepDist: cfg.StepDuration, RollbackDist: cfg.RollbackDuration}
 	}
 	if cfg.Horizon <= 0 {
 		cfg.Horizon = DefaultHorizon
@@ -462,7 +503,7 @@ func newSimulator(cfg Config) (*simulator, error) {
 		rng:        rand.New(rand.NewPCG(cfg.Seed, 0x73696d)), // "sim"
 		gateFailed: map[string]bool{},
 		before:     map[string]bool{},
-		latency:    dispatchLatency(),
+		dur:        cfg.Durations,
 	}
 	for i, f := range cfg.Failures {
 		if f.Kind == "" {
@@ -475,9 +516,14 @@ func newSimulator(cfg Config) (*simulator, error) {
 		s.failures = append(s.failures, failureSel{Failure: f, sel: sel})
 	}
 
-	a, err := engine.Assign(cfg.Plan, cfg.Nodes, cfg.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("simulate: assign: %w", err)
+	a := &engine.Assignment{}
+	if cfg.From != nil {
+		a.Nodes = slices.Clone(cfg.From.Nodes)
+	} else {
+		var err error
+		if a, err = engine.Assign(cfg.Plan, cfg.Nodes, cfg.Seed); err != nil {
+			return nil, fmt.Errorf("simulate: assign: %w", err)
+		}
 	}
 	s.nodes = a.Nodes
 	s.eidx = engine.NewIndex(s.p, s.nodes)
@@ -523,15 +569,19 @@ func newSimulator(cfg Config) (*simulator, error) {
 		Notes:                 []string{},
 		AssignmentSHA256:      rehearsal.Hash(a),
 	}
+	s.explain()
 	s.state = engine.RolloutRunning
 	if s.p.Approvals.Start > 0 {
 		s.state = engine.RolloutPendingApproval
 	}
-	if !cfg.ManualApprovals {
+	if cfg.From != nil {
+		s.resume(cfg.From)
+	} else if !cfg.ManualApprovals {
 		s.approve()
 	}
 	s.commands = cfg.Commands
 
+	var err error
 	s.checker, err = NewChecker(s.p, s.nodes)
 	if err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
@@ -539,10 +589,77 @@ func newSimulator(cfg Config) (*simulator, error) {
 	for _, st := range a.Uncovered {
 		s.res.UncoveredStrata = append(s.res.UncoveredStrata, Stratum{Wave: st.Wave, Values: st.Values, Reason: st.Reason, Blocking: st.Blocking})
 	}
-	for _, v := range CheckAssignment(s.p, a) {
-		s.violation(v)
+	if cfg.From == nil {
+		for _, v := range CheckAssignment(s.p, a) {
+			s.violation(v)
+		}
 	}
 	return s, nil
+}
+
+func snapshotNodes(f *Snapshot) int {
+	if f == nil {
+		return 0
+	}
+	return len(f.Nodes)
+}
+
+// explain notes, per wave, where the duration model takes its timings
+// from (when it can say).
+func (s *simulator) explain() {
+	e, ok := s.dur.(Explainer)
+	if !ok {
+		return
+	}
+	for _, w := range s.waveOrder {
+		var nodes []*fleet.Node
+		for _, i := range s.waveNodes[w] {
+			nodes = append(nodes, s.nodes[i].Node)
+		}
+		if len(nodes) > 0 {
+			s.note(fmt.Sprintf("wave %s: %s", w, e.Explain(nodes)))
+		}
+	}
+}
+
+// resume takes over a rollout's state (Config.From): the rollout's and
+// waves' states, gates and approvals, and the rest of every step in
+// flight, as agents that report when their draw says.
+func (s *simulator) resume(f *Snapshot) {
+	s.state, s.reason, s.scope = f.State, f.Reason, f.RollbackScope
+	for name, w := range f.Waves {
+		if _, ok := s.waves[name]; ok {
+			s.waves[name] = w
+		}
+	}
+	s.gates = slices.Clone(f.Gates)
+	s.approves = slices.Clone(f.Approvals)
+	for i := range s.nodes {
+		n := &s.nodes[i]
+		st := n.State
+		if !st.StartedAt.IsZero() && st.Phase != engine.PhasePending && st.Phase != engine.PhaseSkipped {
+			s.started[i] = true
+			s.touched++
+		}
+		if st.Phase == engine.PhaseFailed || st.Phase == engine.PhaseQuarantined {
+			s.everFailed[i] = true
+		}
+		s.hurt[i] = hurtKnown // what already happened is not drawn again
+		since := s.now.Sub(st.Since)
+		idx := int32(i)
+		switch st.Phase {
+		case engine.PhaseQueued:
+			s.schedule(s.now.Add(residual(func() time.Duration { return s.dur.Dispatch(n.Node, s.rng) }, since)), idx, evDispatched)
+		case engine.PhaseRunning:
+			s.schedule(s.now.Add(residual(func() time.Duration { return s.dur.Step(n.Node, s.rng) }, since)), idx, evStepDone)
+		case engine.PhaseVerifying:
+			if st.Gate == "" { // probing: healthy soon
+				s.schedule(s.now.Add(residual(func() time.Duration { return s.dur.Step(n.Node, s.rng) }, s.now.Sub(st.StartedAt))), idx, evStepDone)
+			}
+		case engine.PhaseRollingBack:
+			s.schedule(s.now.Add(residual(func() time.Duration { return s.dur.Rollback(n.Node, s.rng) }, since)), idx, evRollbackDone)
+		}
+	}
 }
 
 // initDomains prepares in-flight tracking for every cap key and os.family.
@@ -736,6 +853,11 @@ func (s *simulator) run(ctx context.Context) error {
 				next = at
 			}
 		}
+		if !s.gateWake.IsZero() {
+			if at := int64(s.gateWake.Sub(s.start)); next < 0 || at < next {
+				next = at
+			}
+		}
 		if next < 0 {
 			if len(s.commands) > 0 {
 				s.command(s.commands[0])
@@ -781,10 +903,10 @@ func (s *simulator) report(e event) {
 			return
 		}
 		if s.accept(i, engine.Report{Phase: engine.PhaseRunning, At: at}, false) {
-			s.schedule(at.Add(s.cfg.StepDuration.Sample(s.rng)), i, evStepDone)
+			s.schedule(at.Add(s.dur.Step(s.nodes[i].Node, s.rng)), i, evStepDone)
 		}
 	case evStepDone:
-		if st.Phase != engine.PhaseRunning {
+		if st.Phase != engine.PhaseRunning && (st.Phase != engine.PhaseVerifying || st.Gate != "") {
 			return // the engine moved it meanwhile (progress deadline)
 		}
 		if f := s.applyFailure(i, FailInterrupt); f != nil {
@@ -922,10 +1044,12 @@ const maxRedecide = 4
 // decide runs Decide at s.now, checks and applies the decision, and decides
 // again at the same instant while decisions move waves or the rollout.
 func (s *simulator) decide() {
+	s.gateWake = time.Time{}
 	for range maxRedecide {
 		in := s.input()
 		d := engine.Decide(in)
 		s.lastWaits = d.Waits
+		s.delays(d.Waits)
 		s.res.Stats.Decisions++
 		for _, v := range s.checker.Check(in, d) {
 			s.violation(v)
@@ -933,6 +1057,22 @@ func (s *simulator) decide() {
 		again := s.apply(d)
 		if !again || s.state.Terminal() {
 			return
+		}
+	}
+}
+
+// delays records the window and freeze waits of a decision.
+func (s *simulator) delays(waits []engine.Wait) {
+	for _, w := range waits {
+		if len(s.res.Delays) >= maxDelays {
+			return
+		}
+		r := w.Reason
+		if !strings.HasPrefix(r, "window ") && !strings.HasPrefix(r, "freeze ") && !strings.HasPrefix(r, "fleet freeze ") {
+			continue
+		}
+		if !slices.Contains(s.res.Delays, r) {
+			s.res.Delays = append(s.res.Delays, r)
 		}
 	}
 }
@@ -1002,7 +1142,7 @@ func (s *simulator) apply(d engine.Decision) bool {
 		ns.Attempt = st.Attempt
 		ns.StartedAt, ns.Since = now, now
 		ns.Gate, ns.HealthySince, ns.Reason = "", time.Time{}, ""
-		s.schedule(now.Add(s.latency.Sample(s.rng)), i, evDispatched)
+		s.schedule(now.Add(s.dur.Dispatch(s.nodes[i].Node, s.rng)), i, evDispatched)
 	}
 	for _, rb := range d.Rollbacks {
 		i, ok := s.index[rb.Node]
@@ -1014,7 +1154,7 @@ func (s *simulator) apply(d engine.Decision) bool {
 		s.gen[i]++
 		s.setPhase(i, engine.PhaseRollingBack)
 		s.nodes[i].State.Since = now
-		s.schedule(now.Add(s.cfg.RollbackDuration.Sample(s.rng)), i, evRollbackDone)
+		s.schedule(now.Add(s.dur.Rollback(s.nodes[i].Node, s.rng)), i, evRollbackDone)
 	}
 	for _, w := range d.Evaluate {
 		s.evaluate(w)
@@ -1103,6 +1243,13 @@ func (s *simulator) evaluate(wave string) {
 		if gi < len(s.p.Gates.Wave) && s.comparesBefore(wave, s.p.Gates.Wave[gi]) {
 			reason += " (" + gate.NoUnchanged + ")"
 		}
+		verdict := verdict
+		if s.cfg.GateTiming && gi < len(s.p.Gates.Wave) {
+			var ok bool
+			if verdict, reason, ok = s.timedGate(wave, s.p.Gates.Wave[gi], verdict, reason); !ok {
+				continue
+			}
+		}
 		r := engine.GateResult{Wave: wave, Gate: g, Verdict: verdict, Reason: reason, At: s.now}
 		replaced := false
 		for j := range s.gates {
@@ -1119,6 +1266,41 @@ func (s *simulator) evaluate(wave string) {
 			s.gateFailed[wave+"\x00"+g] = true
 			s.addEvent(fmt.Sprintf("wave gate %s of wave %s: fail: %s", g, wave, reason))
 		}
+	}
+}
+
+// timedGate passes one evaluation of wave gate g through the gate
+// tracker, as a server does (Config.GateTiming): ok is false while the
+// gate is not due or still counting, and the next check is due at
+// s.gateWake.
+func (s *simulator) timedGate(wave string, g plan.WaveGate, v engine.Verdict, reason string) (engine.Verdict, string, bool) {
+	key := wave + "/" + g.Name
+	bake := s.waves[wave].BakeFrom
+	every := g.Interval.D()
+	if every <= 0 {
+		every = time.Duration(s.tick)
+	}
+	if !s.gateTrack.Due(key, g, bake, s.now) {
+		next := s.now.Add(every)
+		if first := bake.Add(g.InitialDelay.D()); first.After(s.now) {
+			next = first
+		}
+		s.wake(next)
+		return "", "", false
+	}
+	v, reason, ok := s.gateTrack.Observe(key, g, gate.Evaluation{Verdict: v, Reason: reason}, s.now)
+	if ok {
+		s.wake(s.now) // a new verdict: decide at the next tick, as a server kicks its scheduler
+	} else {
+		s.wake(s.now.Add(every))
+	}
+	return v, reason, ok
+}
+
+// wake asks for a decision at t at the latest.
+func (s *simulator) wake(t time.Time) {
+	if s.gateWake.IsZero() || t.Before(s.gateWake) {
+		s.gateWake = t
 	}
 }
 

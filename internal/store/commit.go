@@ -96,6 +96,11 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 		if err := t.advanceTimes(ro, ev); err != nil {
 			return err
 		}
+		for _, tm := range c.Timings {
+			if err := t.insertTiming(tm); err != nil {
+				return err
+			}
+		}
 		for _, e := range c.Audit {
 			if e.At.IsZero() {
 				e.At = c.Now
@@ -381,6 +386,11 @@ WHERE rollout_id = ? AND node_id = ?`, string(to.Phase), nanos(to.Since), string
 	} else if _, err := t.exec("UPDATE steps SET evidence = CASE WHEN ? = '' THEN evidence ELSE ? END, delivered_at = COALESCE(delivered_at, ?), begun_at = COALESCE(begun_at, ?) WHERE id = ?",
 		evidence, evidence, nanos(r.At), nanos(r.At), r.StepID); err != nil {
 		return fmt.Errorf("update step: %w", err)
+	}
+	if len(r.Timing) > 0 {
+		if _, err := t.exec("UPDATE steps SET timing = ? WHERE id = ?", string(r.Timing), r.StepID); err != nil {
+			return fmt.Errorf("step timing: %w", err)
+		}
 	}
 	if to := res.Node; st.Phase != to.Phase || st.Gate != to.Gate || r.Phase != to.Phase {
 		at, d := r.At, map[string]any{"step": r.StepID, "from": st.Phase, "to": to.Phase, "gate": r.Gate, "reason": to.Reason}

@@ -181,6 +181,24 @@ type Commit struct {
 	Waves         []Wave
 	Steps         []Step
 	Audit         []AuditEntry // actor "scheduler"; Seq, Prev and Hash are set by the store
+	// Timings are the apply steps this commit settles healthy, for the
+	// step history: the store completes each from its step (the agent's
+	// start and its timing split) and writes it with the commit.
+	Timings []StepTiming
+}
+
+// StepTiming is one apply step's observed times (see the step_timings
+// table). The scheduler gives StepID, Rollout, NodeID, the keys,
+// DispatchedAt, HealthyAt and SettledAt; the store fills StartedAt (the
+// agent's first report, else DispatchedAt) and the split of
+// StartedAt..HealthyAt (Execution, Reboot, Probe) from the agent's
+// timing, all of it in Execution when the agent sent none.
+type StepTiming struct {
+	StepID, Rollout, NodeID                    string
+	Action, OSFamily, OSVersion, HardwareClass string
+	DispatchedAt, StartedAt, HealthyAt         time.Time
+	SettledAt                                  time.Time
+	Execution, Reboot, Probe                   time.Duration
 }
 
 // Report is an agent's report about one step. Reports are idempotent: a
@@ -194,6 +212,9 @@ type Report struct {
 	HealthySince time.Time
 	Reason       string
 	Evidence     json.RawMessage // driver snapshot and outcome, kept with the step
+	// Timing is the agent's split of the step's time (JSON of
+	// api.StepTiming), kept with the step; nil keeps what is stored.
+	Timing json.RawMessage
 	// At is when the step reached Phase, by the agent (the server clamps
 	// it to its clock window); ClaimedAt, when set, is the agent's time as
 	// it sent it, recorded in the audit detail as agent_at.
@@ -412,6 +433,14 @@ type Store interface {
 	// ReportStep applies an agent's report to the rollout node whose
 	// current step it is, records the evidence, and audits the change.
 	ReportStep(ctx context.Context, r Report) error
+	// StepTimings returns the step history settled since since, newest
+	// first, at most limit rows.
+	StepTimings(ctx context.Context, since time.Time, limit int) ([]StepTiming, error)
+	// SavePrediction stores the prediction made at a rollout's creation
+	// (opaque JSON), replacing any; PredictionOf returns it (ErrNotFound
+	// when none).
+	SavePrediction(ctx context.Context, rollout string, prediction []byte, at time.Time) error
+	PredictionOf(ctx context.Context, rollout string) ([]byte, error)
 	// RestartLeases extends every lease ending before until to until:
 	// a new leader calls it on its first tick (until = now + one lease
 	// window) so that its predecessor's downtime is not counted against

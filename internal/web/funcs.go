@@ -1,11 +1,13 @@
 package web
 
 import (
+	"fmt"
 	"html/template"
 	"strings"
 	"time"
 
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/sim"
 )
 
 // funcs are the template helpers; "ago" reads the dashboard's clock.
@@ -42,6 +44,8 @@ func (d *dashboard) funcs() template.FuncMap {
 			}
 			return name
 		},
+		"secs":   secs,
+		"errPct": errPct,
 		"isoPtr": func(t *time.Time) string {
 			if t == nil {
 				return ""
@@ -65,6 +69,27 @@ func local(t *time.Time, zone string) string {
 }
 
 // stamp is a readable UTC time.
+// secs renders seconds (a float64 or *float64, nil "—") for people.
+func secs(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return sim.FormatDuration(time.Duration(x * float64(time.Second)))
+	case *float64:
+		if x != nil {
+			return secs(*x)
+		}
+	}
+	return "—"
+}
+
+// errPct renders a prediction error in percent, "—" for nil.
+func errPct(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%+.1f%%", *v)
+}
+
 func stamp(t time.Time) string {
 	if t.IsZero() {
 		return "—"

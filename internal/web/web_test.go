@@ -274,6 +274,10 @@ waves:
 	if !strings.Contains(page, `<dd id="assignment"><code>`+ro.AssignmentSHA256+`</code> <span class="sub">seed `+ro.Seed) {
 		t.Errorf("the rollout page does not show the assignment approvals bind to (%s, seed %s):\n%s", ro.AssignmentSHA256, ro.Seed, page)
 	}
+	// The prediction made at creation, and where its durations came from.
+	if !strings.Contains(page, `id="prediction-table"`) || !strings.Contains(page, "wave all: no history for package on debian 12 (1 node), default model") {
+		t.Errorf("the rollout page does not show the prediction:\n%s", page)
+	}
 }
 
 // TestLineStopBanner: while the line is stopped every page says so, with

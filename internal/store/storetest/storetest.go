@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("LineStop", h(testLineStop))
 	t.Run("Interrupted", h(testInterrupted))
 	t.Run("RestartLeases", h(testRestartLeases))
+	t.Run("StepHistory", h(testStepHistory))
 }
 
 // t0 is the suite's epoch; every time is an offset from it.

@@ -1,0 +1,90 @@
+package fleettest
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/sim"
+)
+
+// TestDebianFleetPrediction: on the Debian fleet, rollouts of the test
+// package (1.0 -> 1.1 -> 1.0 with real apt) build the step history;
+// the prediction stored at the next one's creation (1.1 again) then
+// gives its makespan, and the ETA halfway through the real end, within
+// ±10%; a dry run made before it (with another seed) within ±20%.
+func TestDebianFleetPrediction(t *testing.T) {
+	if d, ok := t.Deadline(); ok && time.Until(d) < 8*time.Minute {
+		t.Fatalf("the Debian fleet test needs up to 8 minutes; go test's -timeout leaves %s (run it with -timeout 20m)", time.Until(d).Round(time.Second))
+	}
+	var nodes []*node
+	for _, n := range fleetNodes() {
+		if n.role == "fleet" {
+			nodes = append(nodes, n)
+		}
+	}
+	f := setup(t, nodes)
+	ctx := context.Background()
+	spec := func(name, version string) planSpec {
+		return planSpec{Name: name, Selector: fleetSelector, Version: version,
+			Waves:  "  - name: canary\n    nodes: 2\n    canary: true\n  - name: rest\n",
+			Limits: "  maxInFlight: 2\n  caps:\n    zone: 1\n"}
+	}
+	// The first rollout on containers just started is cold (apt's
+	// caches, the page cache: its steps took 2–3 times as long); the
+	// history keeps the newest rollout per key, the second one's.
+	for _, p := range []planSpec{spec("testsvc-1-1", "1.1"), spec("testsvc-back-1-0", "1.0")} {
+		ro := f.waitTerminal(t, f.create(t, p), 5*time.Minute)
+		if ro.State != engine.RolloutSucceeded {
+			t.Fatalf("history rollout %s %s:\n%s", p.Name, ro.State, describeRollout(ro))
+		}
+	}
+
+	next := spec("testsvc-1-1-again", "1.1")
+	dry, err := f.api.DryRun(ctx, next.Name+".yaml", next.yaml())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res sim.Result
+	if err := json.Unmarshal(dry.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dry run:\n%s", dry.Text)
+
+	id := f.create(t, next)
+	var half *api.ETA
+	var halfAt time.Time
+	ro := f.waitRollout(t, id, 5*time.Minute, "a terminal state", func(ro api.Rollout) bool {
+		if half == nil && ro.ETA != nil && ro.Counts["succeeded"]*2 >= ro.Total {
+			half, halfAt = ro.ETA, time.Now()
+		}
+		return ro.State.Terminal()
+	})
+	if ro.State != engine.RolloutSucceeded || ro.Prediction == nil || ro.Prediction.ErrorPercent == nil || half == nil {
+		t.Fatalf("second rollout %s, prediction %+v, ETA at half %+v:\n%s", ro.State, ro.Prediction, half, describeRollout(ro))
+	}
+	actual := *ro.Prediction.ActualMakespanSeconds
+	dryErr := (actual - res.MakespanSeconds) / res.MakespanSeconds * 100
+	end := ro.CreatedAt.Add(time.Duration(actual * float64(time.Second)))
+	etaErr := half.End.Sub(end).Seconds() / actual * 100
+	t.Logf("Debian fleet: dry run %.1fs, prediction at creation %.1fs, actual %.1fs: dry-run error %+.1f%%, prediction error %+.1f%%; "+
+		"ETA at half (%.1fs in) off by %+.1fs, %+.1f%% of the makespan (p10–p90 %.1fs–%.1fs from the real end)",
+		res.MakespanSeconds, ro.Prediction.MakespanSeconds, actual, dryErr, *ro.Prediction.ErrorPercent,
+		halfAt.Sub(ro.CreatedAt).Seconds(), half.End.Sub(end).Seconds(), etaErr, half.EndP10.Sub(end).Seconds(), half.EndP90.Sub(end).Seconds())
+	// The dry run assigns with another seed than the rollout (until
+	// create takes the dry run's seed); the prediction at creation uses
+	// the rollout's: ±10%.
+	if math.Abs(dryErr) > 20 {
+		t.Errorf("dry run makespan off by %+.1f%%", dryErr)
+	}
+	if e := *ro.Prediction.ErrorPercent; math.Abs(e) > 10 {
+		t.Errorf("prediction at creation off by %+.1f%%", e)
+	}
+	if math.Abs(etaErr) > 10 {
+		t.Errorf("ETA at half off by %+.1f%% of the makespan", etaErr)
+	}
+}
