@@ -71,10 +71,10 @@ func TallyPhases(counts map[string]int) Tally {
 // Failures is the number failure budgets count: failed and quarantined.
 func (t Tally) Failures() int { return t.Failed + t.Quarantined }
 
-// FailedEver is Failures and the rolled-back nodes that had failed: the
-// failures a breach reason ("1 failed > budget 0") counted, whatever
-// happened to them since.
-func (t Tally) FailedEver() int { return t.Failures() + t.RolledBackFailed }
+// FailedEver is Failures, the rolled-back nodes that had failed and those
+// still unhealthy after their rollback: the failures a breach reason ("1
+// failed > budget 0") counted, whatever happened to them since.
+func (t Tally) FailedEver() int { return t.Failures() + t.RolledBackFailed + t.RollbackUnhealthy }
 
 // Summary is the tally in words, "5/6 succeeded, 1 failed", naming every
 // non-zero count other than succeeded, in a fixed order; "6/6 succeeded

@@ -16,7 +16,8 @@ import (
 // package (1.0 -> 1.1 -> 1.0 with real apt) build the step history;
 // the prediction stored at the next one's creation (1.1 again) then
 // gives its makespan, and the ETA halfway through the real end, within
-// ±10%; a dry run made before it (with another seed) within ±20%.
+// ±10%; a dry run made before it, which the rollout is created from,
+// within ±10% too.
 func TestDebianFleetPrediction(t *testing.T) {
 	if d, ok := t.Deadline(); ok && time.Until(d) < 8*time.Minute {
 		t.Fatalf("the Debian fleet test needs up to 8 minutes; go test's -timeout leaves %s (run it with -timeout 20m)", time.Until(d).Round(time.Second))
@@ -55,7 +56,12 @@ func TestDebianFleetPrediction(t *testing.T) {
 	}
 	t.Logf("dry run:\n%s", dry.Text)
 
-	id := f.create(t, next)
+	// The rollout is the one the dry run rehearsed: its seed, its waves.
+	created, err := f.api.CreateRolloutFrom(ctx, api.CreateRolloutRequest{FromDryRun: dry.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.ID
 	var half *api.ETA
 	var halfAt time.Time
 	ro := f.waitRollout(t, id, 5*time.Minute, "a terminal state", func(ro api.Rollout) bool {
@@ -75,10 +81,9 @@ func TestDebianFleetPrediction(t *testing.T) {
 		"ETA at half (%.1fs in) off by %+.1fs, %+.1f%% of the makespan (p10–p90 %.1fs–%.1fs from the real end)",
 		res.MakespanSeconds, ro.Prediction.MakespanSeconds, actual, dryErr, *ro.Prediction.ErrorPercent,
 		halfAt.Sub(ro.CreatedAt).Seconds(), half.End.Sub(end).Seconds(), etaErr, half.EndP10.Sub(end).Seconds(), half.EndP90.Sub(end).Seconds())
-	// The dry run assigns with another seed than the rollout (until
-	// create takes the dry run's seed); the prediction at creation uses
-	// the rollout's: ±10%.
-	if math.Abs(dryErr) > 20 {
+	// The rollout was created from the dry run (its seed, its waves): the
+	// dry run and the prediction at creation are both held to ±10%.
+	if math.Abs(dryErr) > 10 {
 		t.Errorf("dry run makespan off by %+.1f%%", dryErr)
 	}
 	if e := *ro.Prediction.ErrorPercent; math.Abs(e) > 10 {
