@@ -11,6 +11,7 @@ import (
 const (
 	DefaultDrainTimeout      = Duration(10 * time.Minute)
 	DefaultProgressDeadline  = Duration(30 * time.Minute)
+	DefaultPreflightTimeout  = Duration(5 * time.Minute)
 	DefaultHealthyDeadline   = Duration(10 * time.Minute)
 	DefaultGateInterval      = Duration(time.Minute)
 	DefaultGateCount         = 3
@@ -85,6 +86,14 @@ func Defaults(p *Plan) {
 	}
 	if p.Target.OnRefusal == "" {
 		p.Target.OnRefusal = RefuseCreation
+	}
+	if pf := p.Preflight; pf != nil {
+		if pf.OnFail == "" {
+			pf.OnFail = PreflightBlock
+		}
+		if pf.Timeout == 0 {
+			pf.Timeout = DefaultPreflightTimeout
+		}
 	}
 	g := &p.Gates
 	if g.OnFail == "" {

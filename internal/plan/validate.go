@@ -104,9 +104,35 @@ func (v *validator) plan() {
 	v.windows()
 	v.budget("failureBudget", &p.Budget)
 	v.gates()
+	v.preflight()
 	v.identifiers()
 	if p.Approvals.Start < 0 {
 		v.errf("approvals.start", "approvals must be 0 or more, got %d", p.Approvals.Start)
+	}
+}
+
+// preflight checks the node pre-flight settings and the compatibility
+// rules (each a CEL expression over node).
+func (v *validator) preflight() {
+	if pf := v.p.Preflight; pf != nil {
+		v.enum("preflight.onFail", string(pf.OnFail), string(PreflightBlock), string(PreflightExclude))
+		if v.written("preflight.timeout") && pf.Timeout <= 0 {
+			v.errf("preflight.timeout", "timeout must be longer than 0")
+		}
+	}
+	names := map[string]int{}
+	for i, r := range v.p.Compatibility {
+		rp := joinIndex("compatibility", i)
+		if v.nonEmpty(rp+".name", r.Name, "compatibility rule name") {
+			if j, dup := names[r.Name]; dup {
+				v.errf(rp+".name", "duplicate compatibility rule name %q (also compatibility[%d])", r.Name, j)
+			} else {
+				names[r.Name] = i
+			}
+		}
+		if v.nonEmpty(rp+".require", r.Require, "compatibility condition") {
+			v.selector(rp+".require", r.Require)
+		}
 	}
 }
 
