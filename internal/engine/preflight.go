@@ -51,7 +51,7 @@ func (d *decider) preflight() bool {
 		pending = append(pending, i)
 		r, ok := st.Results[in.Nodes[i].ID]
 		switch {
-		case ok && !r.At.After(deadline):
+		case ok && !r.At.After(deadline) && !r.At.After(in.Now): // received in time
 			if !r.OK {
 				failed[i] = orElse(r.Reason, "pre-flight failed")
 			}

@@ -212,7 +212,9 @@ type PreflightResult struct {
 	// refusals and the compatibility rules it breaks.
 	Reason string
 	// At is when the server received the answer: one received after the
-	// deadline (asked + plan.Preflight.Timeout) counts as no answer.
+	// deadline (asked + plan.Preflight.Timeout) counts as no answer, one
+	// after Input.Now is not received yet (the simulator draws answers
+	// ahead).
 	At time.Time
 }
 

@@ -365,6 +365,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		}
 		now := s.now()
 		in := rc.input(data, now)
+		if in.Preflight, err = s.preflightStatus(ctx, id, rc.plan, in.State); err != nil {
+			return fmt.Errorf("rollout %s: %w", id, err)
+		}
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		in.LineStop = line
@@ -375,6 +378,14 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		if idle(in, d) {
 			sc.evaluate(ctx, rc, in, d)
 			return nil
+		}
+		if len(d.AskPreflight) > 0 {
+			// Persisted before the decision's commit, which audits the
+			// ask: a commit lost to a conflict decides again and finds
+			// the nodes asked.
+			if err := s.askPreflight(ctx, id, rc.plan, d.AskPreflight, now); err != nil {
+				return fmt.Errorf("rollout %s: %w", id, err)
+			}
 		}
 		s.fp.hit(fpAfterDecide)
 		if len(d.Waves) > 0 {
@@ -424,7 +435,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 
 // idle reports whether a decision changes nothing that must be stored.
 func idle(in engine.Input, d engine.Decision) bool {
-	return len(d.Nodes) == 0 && len(d.Waves) == 0 && len(d.Starts) == 0 && len(d.Rollbacks) == 0 &&
+	return len(d.Nodes) == 0 && len(d.Waves) == 0 && len(d.Starts) == 0 && len(d.Rollbacks) == 0 && len(d.AskPreflight) == 0 &&
 		d.State == in.State && d.Reason == in.Reason && d.RollbackScope == in.RollbackScope
 }
 

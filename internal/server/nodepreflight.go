@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/preflight"
+	"github.com/drover-dev/drover/internal/store"
+)
+
+// The node pre-flight, as the server runs it: the engine says which
+// nodes to ask (Decision.AskPreflight); askPreflight persists the asks,
+// answering at once itself for nodes whose agent is too old to run a
+// pre-flight and for nodes the plan's compatibility matrix rejects (on
+// their latest facts), then wakes the other agents, which find the asks
+// in their polls (protocol 3) and answer on PathPreflight. Each decision
+// of the rollout reads the answers back (preflightStatus) until the
+// engine has judged them.
+
+// askPreflight records the asks of rollout id's node pre-flight at now
+// and wakes the asked agents. It is safe to repeat: a node keeps its
+// first ask.
+func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, nodes []string, now time.Time) error {
+	payload, err := json.Marshal(api.PreflightRequest{Rollout: id, Actions: p.Change.Actions})
+	if err != nil {
+		return fmt.Errorf("encode the pre-flight request: %w", err)
+	}
+	asks := make([]store.PreflightAsk, 0, len(nodes))
+	var facts []*fleet.Node
+	proto := map[string]int{}
+	for _, n := range nodes {
+		rec, err := s.st.GetNode(ctx, n)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			asks = append(asks, store.PreflightAsk{Node: n, Answered: true, Reason: "node is not registered; no agent to ask"})
+			continue
+		case err != nil:
+			return fmt.Errorf("pre-flight: load node %s: %w", n, err)
+		}
+		proto[n] = rec.Protocol
+		facts = append(facts, rec.Node())
+	}
+	bad, err := preflight.Compatibility(p, facts)
+	if err != nil {
+		return fmt.Errorf("pre-flight: %w", err)
+	}
+	broken := map[string][]string{}
+	for _, b := range bad {
+		broken[b.Node] = b.Reasons
+	}
+	var wake []string
+	for _, n := range facts {
+		switch {
+		case len(broken[n.ID]) > 0:
+			asks = append(asks, store.PreflightAsk{Node: n.ID, Answered: true, Reason: strings.Join(broken[n.ID], "; ")})
+		case proto[n.ID] < api.PreflightProtocol:
+			asks = append(asks, store.PreflightAsk{Node: n.ID, Answered: true,
+				Reason: fmt.Sprintf("agent speaks protocol %d; node pre-flight needs protocol %d (upgrade the agent)", proto[n.ID], api.PreflightProtocol)})
+		default:
+			asks = append(asks, store.PreflightAsk{Node: n.ID, Payload: payload})
+			wake = append(wake, n.ID)
+		}
+	}
+	if err := s.st.AskPreflight(ctx, id, asks, now, now.Add(p.Preflight.Timeout.D())); err != nil {
+		return err
+	}
+	for _, n := range wake {
+		s.wake.notify(n)
+	}
+	return nil
+}
+
+// preflightStatus reads rollout id's node pre-flight for the engine: nil
+// when its plan asks for none, or none was asked yet.
+func (s *Server) preflightStatus(ctx context.Context, id string, p *plan.Plan, state engine.RolloutState) (*engine.PreflightStatus, error) {
+	if p.Preflight == nil || state != engine.RolloutRunning {
+		return nil, nil
+	}
+	rows, err := s.st.Preflights(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := &engine.PreflightStatus{Results: make(map[string]engine.PreflightResult, len(rows))}
+	for _, r := range rows {
+		if st.AskedAt.IsZero() || r.AskedAt.Before(st.AskedAt) {
+			st.AskedAt = r.AskedAt
+		}
+		if !r.AnsweredAt.IsZero() {
+			st.Results[r.Node] = engine.PreflightResult{OK: r.OK, Reason: r.Reason, At: r.AnsweredAt}
+		}
+	}
+	return st, nil
+}
+
+// preflightReport takes an agent's answer to a node pre-flight
+// (protocol 3). The reasons are cut to the server's limits; the answer's
+// time is the server's receive time (the deadline is the server's).
+func (s *Server) preflightReport(w http.ResponseWriter, r *http.Request, node string) error {
+	received := s.now()
+	if err := s.limits.checkReport(w, node, received); err != nil {
+		return err
+	}
+	var req api.PreflightReport
+	if err := s.decodeAgent(w, r, &req, api.MaxBodyBytes); err != nil {
+		return err
+	}
+	if err := sameNode(node, req.NodeID); err != nil {
+		return err
+	}
+	if req.Rollout == "" {
+		return badRequest("pre-flight report names no rollout")
+	}
+	req.NodeID, req.At = node, received
+	reason := ""
+	if !req.OK {
+		reason = s.limits.reason(orElse(strings.Join(req.Reasons, "; "), "pre-flight failed"))
+	}
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode the pre-flight report: %w", err)
+	}
+	if err := s.st.AnswerPreflight(r.Context(), req.Rollout, node, req.OK, reason, raw, received); err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return &httpError{status: http.StatusNotFound, code: api.CodeNotFound, msg: fmt.Sprintf("node %s was not asked for a pre-flight of %s", node, req.Rollout), err: err}
+		case errors.Is(err, store.ErrConflict):
+			w.WriteHeader(http.StatusNoContent) // a repeat of an answer taken: the agent retried
+			return nil
+		}
+		return err
+	}
+	s.m.reports.WithLabelValues("preflight").Inc()
+	s.sched.kick()
+	s.wake.broadcast()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
