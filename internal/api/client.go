@@ -205,6 +205,14 @@ func (c *Client) GetRollout(ctx context.Context, id string, nodes bool) (Rollout
 	return out, err
 }
 
+// Preflight returns a rollout's node pre-flight (api.CodeNotFound when
+// no node was asked).
+func (c *Client) Preflight(ctx context.Context, id string) (PreflightView, error) {
+	var out PreflightView
+	err := c.do(ctx, http.MethodGet, "/v1/rollouts/"+url.PathEscape(id)+"/preflight", 0, nil, &out)
+	return out, err
+}
+
 // Command sends approve, pause, resume, abort, rollback or resolve.
 // ifVersion > 0 sends If-Match.
 func (c *Client) Command(ctx context.Context, id, action string, ifVersion int64, req CommandRequest) (Rollout, error) {

@@ -127,6 +127,35 @@ type DryRunResponse struct {
 	Overlaps []Overlap `json:"overlaps,omitempty"`
 }
 
+// PreflightView is a rollout's (or dry run's) node pre-flight: every node
+// asked, with its answer.
+type PreflightView struct {
+	Rollout  string    `json:"rollout"`
+	AskedAt  time.Time `json:"askedAt"`
+	Deadline time.Time `json:"deadline"`
+	// Asked, Passed, Failed and Waiting count the nodes; a node silent
+	// past the deadline counts as failed.
+	Asked   int             `json:"asked"`
+	Passed  int             `json:"passed"`
+	Failed  int             `json:"failed"`
+	Waiting int             `json:"waiting"`
+	Nodes   []NodePreflight `json:"nodes"`
+}
+
+// NodePreflight is one node's pre-flight.
+type NodePreflight struct {
+	Node string `json:"node"`
+	// State is passed, failed, waiting (asked, before the deadline) or
+	// no-answer (silent past the deadline).
+	State      string    `json:"state"`
+	Reason     string    `json:"reason,omitempty"`
+	AnsweredAt time.Time `json:"answeredAt,omitzero"`
+	// Report is the agent's answer: what each action would do; nil when
+	// the server answered itself (an agent too old, an incompatible
+	// node) or no answer came.
+	Report *PreflightReport `json:"report,omitempty"`
+}
+
 // CreateRolloutRequest creates a rollout from a plan.
 type CreateRolloutRequest struct {
 	Plan string `json:"plan"`

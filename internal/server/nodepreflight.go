@@ -147,3 +147,70 @@ func (s *Server) preflightReport(w http.ResponseWriter, r *http.Request, node st
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// getPreflight serves a rollout's (or dry run's) node pre-flight.
+func (s *Server) getPreflight(w http.ResponseWriter, r *http.Request, _ identity) error {
+	v, err := s.preflightView(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// preflightView reads a node pre-flight for people.
+func (s *Server) preflightView(ctx context.Context, id string) (api.PreflightView, error) {
+	rows, err := s.st.Preflights(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.PreflightView{}, &httpError{status: http.StatusNotFound, code: api.CodeNotFound,
+			msg: "no node pre-flight for " + id + " (its plan has no preflight section, or no node was asked yet)", err: err}
+	}
+	if err != nil {
+		return api.PreflightView{}, err
+	}
+	now := s.now()
+	v := api.PreflightView{Rollout: id, Nodes: make([]api.NodePreflight, 0, len(rows))}
+	for _, r := range rows {
+		if v.AskedAt.IsZero() || r.AskedAt.Before(v.AskedAt) {
+			v.AskedAt, v.Deadline = r.AskedAt, r.Deadline
+		}
+		n := api.NodePreflight{Node: r.Node, Reason: r.Reason, AnsweredAt: r.AnsweredAt}
+		switch {
+		case !r.AnsweredAt.IsZero() && r.AnsweredAt.After(r.Deadline):
+			n.State, n.Reason = "no-answer", "answered after the deadline: "+orOK(r.OK, r.Reason)
+		case !r.AnsweredAt.IsZero() && r.OK:
+			n.State = "passed"
+		case !r.AnsweredAt.IsZero():
+			n.State = "failed"
+		case now.Before(r.Deadline):
+			n.State = "waiting"
+		default:
+			n.State, n.Reason = "no-answer", "no answer by "+r.Deadline.UTC().Format(time.RFC3339)
+		}
+		if r.Report != nil {
+			var rep api.PreflightReport
+			if err := json.Unmarshal(r.Report, &rep); err != nil {
+				return api.PreflightView{}, fmt.Errorf("node %s: stored pre-flight report: %w", r.Node, err)
+			}
+			n.Report = &rep
+		}
+		v.Asked++
+		switch n.State {
+		case "passed":
+			v.Passed++
+		case "waiting":
+			v.Waiting++
+		default:
+			v.Failed++
+		}
+		v.Nodes = append(v.Nodes, n)
+	}
+	return v, nil
+}
+
+func orOK(ok bool, reason string) string {
+	if ok {
+		return "passed"
+	}
+	return reason
+}

@@ -188,6 +188,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/whoami", RoleViewer, s.whoami)
 	s.route(mux, "GET /v1/events", RoleViewer, s.events)
 	s.route(mux, "GET /v1/rollouts/{id}/events", RoleViewer, s.events)
+	s.route(mux, "GET /v1/rollouts/{id}/preflight", RoleViewer, s.getPreflight)
 	s.route(mux, "GET /v1/audit", RoleViewer, s.listAudit)
 	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
 	s.auditLogRoutes(mux)
