@@ -142,4 +142,3 @@ func TestNodePreflightExcludes(t *testing.T) {
 		}
 	}
 }
-
