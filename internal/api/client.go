@@ -180,6 +180,14 @@ func (c *Client) DryRun(ctx context.Context, file, plan string) (DryRunResponse,
 	return out, err
 }
 
+// DryRunPreflight is DryRun after asking every target node for its
+// pre-flight of the change (see PlanRequest.Preflight).
+func (c *Client) DryRunPreflight(ctx context.Context, file, plan string) (DryRunResponse, error) {
+	var out DryRunResponse
+	err := c.do(ctx, http.MethodPost, "/v1/plans/dry-run", 0, PlanRequest{Plan: plan, File: file, Preflight: true}, &out)
+	return out, err
+}
+
 // CreateRollout creates a rollout from a plan.
 func (c *Client) CreateRollout(ctx context.Context, file, plan string) (Rollout, error) {
 	var out Rollout

@@ -77,7 +77,16 @@ type PlanRequest struct {
 	Plan string `json:"plan"`
 	// File names the plan in problem positions (default "plan.yaml").
 	File string `json:"file,omitempty"`
+	// Preflight (dry run only) asks every target node's agent for its
+	// pre-flight of the change before simulating, waiting up to the
+	// plan's preflight.timeout (at most DryRunPreflightWait): the
+	// rehearsal then replays what each real node answered.
+	Preflight bool `json:"preflight,omitempty"`
 }
+
+// DryRunPreflightWait bounds how long a dry run waits for the nodes'
+// pre-flight answers.
+const DryRunPreflightWait = 2 * time.Minute
 
 // ValidateResponse is the result of validating a plan.
 type ValidateResponse struct {
@@ -125,6 +134,10 @@ type DryRunResponse struct {
 	Refusals []Refusal `json:"refusals,omitempty"`
 	// Overlaps are the active rollouts sharing target nodes with the plan.
 	Overlaps []Overlap `json:"overlaps,omitempty"`
+	// Preflight is the real nodes' pre-flight, when asked for
+	// (PlanRequest.Preflight); readable later under its Rollout ID at
+	// GET /v1/rollouts/{id}/preflight.
+	Preflight *PreflightView `json:"preflight,omitempty"`
 }
 
 // PreflightView is a rollout's (or dry run's) node pre-flight: every node

@@ -136,7 +136,7 @@ func newRolloutCmd(e *env) *cobra.Command {
 func newRolloutCreateCmd(e *env) *cobra.Command {
 	var r remote
 	var file string
-	var dry bool
+	var dry, pre bool
 	cmd := &cobra.Command{Use: "create -f PLAN", Short: "Create a rollout from a plan (or rehearse it with --dry-run)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -150,8 +150,15 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if pre && !dry {
+				return usagef("rollout create: --preflight goes with --dry-run (a rollout's own pre-flight is its plan's preflight: section)")
+			}
 			if dry {
-				res, err := c.DryRun(cmd.Context(), file, string(data))
+				dryRun := c.DryRun
+				if pre {
+					dryRun = c.DryRunPreflight
+				}
+				res, err := dryRun(cmd.Context(), file, string(data))
 				if err != nil {
 					return apiErr(err)
 				}
@@ -191,6 +198,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 		}}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "plan file")
 	cmd.Flags().BoolVar(&dry, "dry-run", false, "simulate the plan against the live inventory; change nothing")
+	cmd.Flags().BoolVar(&pre, "preflight", false, "with --dry-run: first ask every target node's agent what the change would do there (its pre-flight), and rehearse with their answers")
 	r.flags(cmd, e, true)
 	return cmd
 }

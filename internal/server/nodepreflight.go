@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +32,10 @@ import (
 // and wakes the asked agents. It is safe to repeat: a node keeps its
 // first ask.
 func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, nodes []string, now time.Time) error {
+	timeout := plan.DefaultPreflightTimeout.D()
+	if p.Preflight != nil {
+		timeout = p.Preflight.Timeout.D()
+	}
 	payload, err := json.Marshal(api.PreflightRequest{Rollout: id, Actions: p.Change.Actions})
 	if err != nil {
 		return fmt.Errorf("encode the pre-flight request: %w", err)
@@ -70,7 +76,7 @@ func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, node
 			wake = append(wake, n.ID)
 		}
 	}
-	if err := s.st.AskPreflight(ctx, id, asks, now, now.Add(p.Preflight.Timeout.D())); err != nil {
+	if err := s.st.AskPreflight(ctx, id, asks, now, now.Add(timeout)); err != nil {
 		return err
 	}
 	for _, n := range wake {
@@ -213,4 +219,83 @@ func orOK(ok bool, reason string) string {
 		return "passed"
 	}
 	return reason
+}
+
+// dryRunPreflight asks the target nodes of a dry run for their
+// pre-flight and waits for their answers, up to the plan's pre-flight
+// timeout and at most api.DryRunPreflightWait. It returns what they
+// answered, for people and for the simulation to replay; a node silent
+// at the end is not in the answers (the simulation draws its answer).
+func (s *Server) dryRunPreflight(ctx context.Context, p *plan.Plan, a *engine.Assignment) (*api.PreflightView, map[string]engine.PreflightResult, error) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := "dry-run-" + p.Name + "-" + hex.EncodeToString(b[:])
+	var nodes []string
+	for _, n := range a.Nodes {
+		if n.State.Phase == engine.PhasePending {
+			nodes = append(nodes, n.ID)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, nil, nil
+	}
+	now := s.now()
+	if err := s.askPreflight(ctx, id, p, nodes, now); err != nil {
+		return nil, nil, err
+	}
+	wait := plan.DefaultPreflightTimeout.D()
+	if p.Preflight != nil {
+		wait = p.Preflight.Timeout.D()
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(wait, api.DryRunPreflightWait))
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rows, err := s.st.Preflights(ctx, id)
+		if err != nil && ctx.Err() == nil {
+			return nil, nil, err
+		}
+		open := 0
+		for _, r := range rows {
+			if r.AnsweredAt.IsZero() {
+				open++
+			}
+		}
+		if err == nil && open == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	v, err := s.preflightView(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	answers := map[string]engine.PreflightResult{}
+	for _, n := range v.Nodes {
+		switch n.State {
+		case "passed":
+			answers[n.Node] = engine.PreflightResult{OK: true}
+		case "failed":
+			answers[n.Node] = engine.PreflightResult{Reason: n.Reason}
+		}
+	}
+	return &v, answers, nil
+}
+
+// preflightText is a dry run's account of its node pre-flight.
+func preflightText(v *api.PreflightView) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node pre-flight (%s): %d asked, %d passed, %d failed, %d did not answer in time\n", v.Rollout, v.Asked, v.Passed, v.Failed, v.Waiting)
+	for _, n := range v.Nodes {
+		if n.State != "passed" {
+			fmt.Fprintf(&b, "  %s %s: %s\n", n.Node, n.State, n.Reason)
+		}
+	}
+	return b.String()
 }

@@ -71,6 +71,18 @@ func zonedFleet(t *testing.T) (*liveFleet, map[string]*driver.SimState) {
 // changes, and the pre-flight view says what each node answered.
 func TestNodePreflightBlocks(t *testing.T) {
 	f, states := zonedFleet(t)
+	// The rehearsal asks the real nodes first and replays their answers.
+	dry, err := f.alice.DryRunPreflight(f.ctx, "nginx.yaml", fmt.Sprintf(preflightPlan, "block"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Preflight == nil || dry.Preflight.Asked != 4 || dry.Preflight.Failed != 2 || dry.Preflight.Passed != 2 {
+		t.Fatalf("dry run pre-flight %+v", dry.Preflight)
+	}
+	if !strings.Contains(dry.Text, "web-3 failed: package nginx 1.22.2: sim preflight: apt: nginx=1.22.2: version not available") ||
+		!strings.Contains(dry.Text, "pre-flight failed on 2 of 4 nodes") {
+		t.Errorf("dry run text:\n%s", dry.Text)
+	}
 	ro, err := f.alice.CreateRollout(f.ctx, "nginx.yaml", fmt.Sprintf(preflightPlan, "block"))
 	if err != nil {
 		t.Fatal(err)

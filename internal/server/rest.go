@@ -758,9 +758,16 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 			return err
 		}
 	}
+	var pf *api.PreflightView
+	var answers map[string]engine.PreflightResult
+	if req.Preflight {
+		if pf, answers, err = s.dryRunPreflight(r.Context(), p, a); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
-	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: 1, Start: s.now().UTC().Truncate(time.Second)})
+	res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Seed: 1, Start: s.now().UTC().Truncate(time.Second), Preflight: answers})
 	if err != nil {
 		return badRequest("dry run: %v", err)
 	}
@@ -773,7 +780,10 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	for _, r := range rs {
 		text += "agents would refuse, so these nodes would fail with nothing run: " + r.Text() + "\n"
 	}
+	if pf != nil {
+		text += preflightText(pf)
+	}
 	writeJSON(w, http.StatusOK, api.DryRunResponse{Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
-		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
+		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings, Preflight: pf})
 	return nil
 }
