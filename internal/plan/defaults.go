@@ -87,6 +87,9 @@ func Defaults(p *Plan) {
 	if p.Target.OnRefusal == "" {
 		p.Target.OnRefusal = RefuseCreation
 	}
+	if p.Preflight == nil && len(p.Compatibility) > 0 {
+		p.Preflight = &Preflight{} // the matrix is checked at the node pre-flight
+	}
 	if pf := p.Preflight; pf != nil {
 		if pf.OnFail == "" {
 			pf.OnFail = PreflightBlock

@@ -29,8 +29,9 @@ type Plan struct {
 	// nil runs none (each step still pre-flights its own node).
 	Preflight *Preflight `yaml:"preflight,omitempty" json:"preflight,omitempty" desc:"node pre-flight before the first wave: every target agent says what its package manager would do"`
 	// Compatibility lists conditions every target node must meet for
-	// this change, checked from the inventory at dry run and creation
-	// and from the agents' fresh facts at pre-flight.
+	// this change, checked at the node pre-flight on the nodes' latest
+	// facts (and in the dry run's simulation on the inventory's): a
+	// plan with a matrix and no preflight section gets the default one.
 	Compatibility []CompatRule `yaml:"compatibility,omitempty" json:"compatibility,omitempty" desc:"compatibility matrix: CEL conditions over node each target node must meet"`
 
 	// file and pos locate the plan's values in the source Parse read; nil
