@@ -28,6 +28,9 @@ var (
 	// ErrConflict: the package manager would not resolve the change
 	// (unmet dependencies, conflicts, held packages in the way).
 	ErrConflict = errors.New("package manager cannot resolve the change")
+	// ErrIncompatible: the change is not compatible with this node or
+	// its cluster (e.g. a kubelet outside the API server's version skew).
+	ErrIncompatible = errors.New("incompatible change")
 )
 
 // Change is what Preflight found the action would do.

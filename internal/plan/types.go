@@ -209,6 +209,11 @@ type KubernetesNodeAction struct {
 	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout (default 10m)"`
 	GracePeriod Duration `yaml:"gracePeriod,omitempty" json:"gracePeriod,omitempty"`
 	DeleteLocal bool     `yaml:"deleteEmptyDirData,omitempty" json:"deleteEmptyDirData,omitempty"`
+	// KubeletVersion is the kubelet version the change brings the node
+	// to (by a package or image action of the same change): pre-flight
+	// checks it against the API server's version (never newer, at most
+	// three minor versions older; two before 1.28).
+	KubeletVersion string `yaml:"kubeletVersion,omitempty" json:"kubeletVersion,omitempty" desc:"kubelet version the change brings the node to, e.g. 1.31.4: pre-flight checks the version skew against the API server"`
 }
 
 // ScriptAction runs a signed script artifact; Rollback names the script

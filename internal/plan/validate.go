@@ -313,10 +313,15 @@ func (v *validator) action(path string, a *Action) {
 		v.version(kp+".version", a.ContainerRuntime.Version)
 	case "kubernetesNode":
 		// drain is required by the decoder; durations are checked there.
+		if kv := a.KubernetesNode.KubeletVersion; kv != "" && !kubeVersionRe.MatchString(kv) {
+			v.errf(kp+".kubeletVersion", "kubeletVersion %q: want MAJOR.MINOR.PATCH, e.g. 1.31.4", kv)
+		}
 	case "script":
 		v.nonEmpty(kp+".artifact", a.Script.Artifact, "artifact")
 	}
 }
+
+var kubeVersionRe = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+$`)
 
 func (v *validator) packageAction(path string, pa *PackageAction) {
 	v.enum(path+".operation", string(pa.Operation), string(PackageUpgrade), string(PackageInstall))
