@@ -312,6 +312,9 @@ func printPreflight(w io.Writer, v api.PreflightView) {
 		took, reboot, need, free := "-", "-", "-", "-"
 		if rep := n.Report; rep != nil {
 			took = rep.Took.Round(time.Millisecond).String()
+			if rep.Took < time.Millisecond {
+				took = rep.Took.Round(time.Microsecond).String()
+			}
 			reboot = map[bool]string{true: "yes", false: "no"}[rep.Reboot]
 			need, free = bytesText(rep.BytesNeeded), bytesText(rep.BytesFree)
 		}

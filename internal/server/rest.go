@@ -761,6 +761,12 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	var pf *api.PreflightView
 	var answers map[string]engine.PreflightResult
 	if req.Preflight {
+		// Asking runs the drivers' pre-flight on every target node: as
+		// creating a rollout does, it needs an operator.
+		if !allowed(id.role, RoleOperator) {
+			return &httpError{status: http.StatusForbidden, code: api.CodeForbidden,
+				msg: fmt.Sprintf("%s (role %s) may not ask nodes for a pre-flight: it needs role %s", id.user, id.role, RoleOperator)}
+		}
 		if pf, answers, err = s.dryRunPreflight(r.Context(), p, a); err != nil {
 			return err
 		}
