@@ -158,3 +158,49 @@ func TestNodePreflightExcludes(t *testing.T) {
 		}
 	}
 }
+
+// TestNodePreflightServerAnswers: the server answers itself for a node
+// whose agent is too old to run a pre-flight and for a node the plan's
+// compatibility matrix rejects on its facts; with onFail: exclude both
+// are skipped with that reason, as are zone b's nodes, and web-1 alone
+// is changed.
+func TestNodePreflightServerAnswers(t *testing.T) {
+	f, states := zonedFleet(t)
+	oldAgent(t, f.base, "legacy-1")
+	planText := fmt.Sprintf(preflightPlan, "exclude") + `compatibility:
+  - name: not-web-2
+    require: node.id != "web-2"
+    message: web-2 runs a build nginx 1.22.2 does not support
+`
+	ro, err := f.alice.CreateRollout(f.ctx, "nginx.yaml", planText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatetest.Eventually(t, 60*time.Second, "rollout succeeded", func() (bool, string) {
+		ro, err = f.vera.GetRollout(f.ctx, ro.ID, true)
+		return err == nil && ro.State == engine.RolloutSucceeded, fmt.Sprintf("%s %s %+v %v", ro.State, ro.Reason, ro.Nodes, err)
+	})
+	want := map[string]string{
+		"legacy-1": "excluded by pre-flight: agent speaks protocol 1; node pre-flight needs protocol 3 (upgrade the agent)",
+		"web-2":    "excluded by pre-flight: compatibility not-web-2: web-2 runs a build nginx 1.22.2 does not support (requires node.id != \"web-2\")",
+	}
+	for _, n := range ro.Nodes {
+		switch {
+		case n.ID == "web-1":
+			if n.Phase != engine.PhaseSucceeded || states[n.ID].Applies() != 1 {
+				t.Errorf("web-1 %s %q, applied %d times", n.Phase, n.Reason, states[n.ID].Applies())
+			}
+		case want[n.ID] != "":
+			if n.Phase != engine.PhaseSkipped || n.Reason != want[n.ID] {
+				t.Errorf("node %s %s %q, want skipped %q", n.ID, n.Phase, n.Reason, want[n.ID])
+			}
+		default:
+			if n.Phase != engine.PhaseSkipped || !strings.Contains(n.Reason, "version not available") {
+				t.Errorf("node %s %s %q", n.ID, n.Phase, n.Reason)
+			}
+		}
+	}
+	if states["web-2"].Applies() != 0 {
+		t.Errorf("web-2 changed")
+	}
+}
