@@ -79,6 +79,9 @@ func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, node
 	if err := s.st.AskPreflight(ctx, id, asks, now, now.Add(timeout)); err != nil {
 		return err
 	}
+	if n := len(asks) - len(wake); n > 0 {
+		s.m.preflights.WithLabelValues("failed").Add(float64(n)) // the server's own answers
+	}
 	for _, n := range wake {
 		s.wake.notify(n)
 	}
@@ -147,7 +150,10 @@ func (s *Server) preflightReport(w http.ResponseWriter, r *http.Request, node st
 		}
 		return err
 	}
-	s.m.reports.WithLabelValues("preflight").Inc()
+	s.m.preflights.WithLabelValues(map[bool]string{true: "passed", false: "failed"}[req.OK]).Inc()
+	if req.Took > 0 {
+		s.m.preflightTook.Observe(req.Took.Seconds())
+	}
 	s.sched.kick()
 	s.wake.broadcast()
 	w.WriteHeader(http.StatusNoContent)

@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +204,23 @@ func TestNodePreflightServerAnswers(t *testing.T) {
 	}
 	if states["web-2"].Applies() != 0 {
 		t.Errorf("web-2 changed")
+	}
+	// Counted in /metrics: web-1's pass, web-3 and web-4's failures, and
+	// the server's own two answers.
+	req, err := http.NewRequest("GET", f.base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer vera-token-0123456789a")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`drover_node_preflights_total{result="failed"} 4`, `drover_node_preflights_total{result="passed"} 1`, "drover_node_preflight_seconds_count 3"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
