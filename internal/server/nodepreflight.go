@@ -88,13 +88,22 @@ func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, node
 	return nil
 }
 
-// preflightStatus reads rollout id's node pre-flight for the engine: nil
-// when its plan asks for none, or none was asked yet.
-func (s *Server) preflightStatus(ctx context.Context, id string, p *plan.Plan, state engine.RolloutState) (*engine.PreflightStatus, error) {
+// preflightStatus reads a rollout's node pre-flight for the engine: nil
+// when its plan asks for none, or none was asked yet. Once final (every
+// asked node answered, or now past the deadline) it is kept in the
+// rollout's cache and not read again.
+func (s *Server) preflightStatus(ctx context.Context, rc *rolloutCache, state engine.RolloutState, now time.Time) (*engine.PreflightStatus, error) {
+	p := rc.plan
 	if p.Preflight == nil || state != engine.RolloutRunning {
 		return nil, nil
 	}
-	rows, err := s.st.Preflights(ctx, id)
+	rc.mu.Lock()
+	cached := rc.preflight
+	rc.mu.Unlock()
+	if cached != nil {
+		return cached, nil
+	}
+	rows, err := s.st.Preflights(ctx, rc.id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -109,6 +118,18 @@ func (s *Server) preflightStatus(ctx context.Context, id string, p *plan.Plan, s
 		if !r.AnsweredAt.IsZero() {
 			st.Results[r.Node] = engine.PreflightResult{OK: r.OK, Reason: r.Reason, At: r.AnsweredAt}
 		}
+	}
+	final := !now.Before(st.AskedAt.Add(p.Preflight.Timeout.D()))
+	if len(st.Results) == len(rows) {
+		final = true
+		for _, r := range st.Results {
+			final = final && !r.At.After(now)
+		}
+	}
+	if final {
+		rc.mu.Lock()
+		rc.preflight = st
+		rc.mu.Unlock()
 	}
 	return st, nil
 }

@@ -601,7 +601,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		v.Approvals = append(v.Approvals, api.Approval{By: a.By, Wave: a.Wave, At: a.At})
 	}
 	in := rc.input(data, s.now())
-	if in.Preflight, err = s.preflightStatus(ctx, id, rc.plan, ro.State); err != nil {
+	if in.Preflight, err = s.preflightStatus(ctx, rc, ro.State, in.Now); err != nil {
 		return api.Rollout{}, err
 	}
 	if !ro.State.Terminal() {

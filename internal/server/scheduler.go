@@ -67,6 +67,11 @@ type rolloutCache struct {
 	mu  sync.Mutex
 	rev int64
 	rn  []store.RolloutNode
+	// preflight is the node pre-flight once it can no longer change what
+	// the engine decides (every node asked answered, or past the
+	// deadline, after which answers do not count): read once, not at
+	// every decision. Guarded by mu.
+	preflight *engine.PreflightStatus
 }
 
 // patch applies a load of the nodes changed since rc.rev. It reports
@@ -365,7 +370,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		}
 		now := s.now()
 		in := rc.input(data, now)
-		if in.Preflight, err = s.preflightStatus(ctx, id, rc.plan, in.State); err != nil {
+		if in.Preflight, err = s.preflightStatus(ctx, rc, in.State, now); err != nil {
 			return fmt.Errorf("rollout %s: %w", id, err)
 		}
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
