@@ -2,7 +2,6 @@ package preflight
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
@@ -61,14 +60,4 @@ func RuleText(r plan.CompatRule) string {
 		return fmt.Sprintf("compatibility %s: %s (requires %s)", r.Name, r.Message, r.Require)
 	}
 	return fmt.Sprintf("compatibility %s: requires %s", r.Name, r.Require)
-}
-
-// IncompatibleNodes returns the IDs of incompatible nodes, sorted.
-func IncompatibleNodes(in []Incompatible) []string {
-	out := make([]string, len(in))
-	for i, n := range in {
-		out[i] = n.Node
-	}
-	slices.Sort(out)
-	return out
 }
