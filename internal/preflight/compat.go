@@ -44,7 +44,7 @@ func Compatibility(p *plan.Plan, targets []*fleet.Node) ([]Incompatible, error) 
 			case err != nil:
 				why = append(why, fmt.Sprintf("compatibility %s: cannot evaluate %s: %v", r.Name, r.Require, err))
 			case !ok:
-				why = append(why, RuleText(r))
+				why = append(why, ruleText(r))
 			}
 		}
 		if len(why) > 0 {
@@ -54,8 +54,8 @@ func Compatibility(p *plan.Plan, targets []*fleet.Node) ([]Incompatible, error) 
 	return out, nil
 }
 
-// RuleText is how a broken rule is named to people.
-func RuleText(r plan.CompatRule) string {
+// ruleText is how a broken rule is named to people.
+func ruleText(r plan.CompatRule) string {
 	if r.Message != "" {
 		return fmt.Sprintf("compatibility %s: %s (requires %s)", r.Name, r.Message, r.Require)
 	}
