@@ -183,7 +183,7 @@ func TestNodePreflightServerAnswers(t *testing.T) {
 		return err == nil && ro.State == engine.RolloutSucceeded, fmt.Sprintf("%s %s %+v %v", ro.State, ro.Reason, ro.Nodes, err)
 	})
 	want := map[string]string{
-		"legacy-1": "excluded by pre-flight: agent speaks protocol 1; node pre-flight needs protocol 3 (upgrade the agent)",
+		"legacy-1": fmt.Sprintf("excluded by pre-flight: agent speaks protocol 1; node pre-flight needs protocol %d (upgrade the agent)", api.PreflightProtocol),
 		"web-2":    "excluded by pre-flight: compatibility not-web-2: web-2 runs a build nginx 1.22.2 does not support (requires node.id != \"web-2\")",
 	}
 	for _, n := range ro.Nodes {
