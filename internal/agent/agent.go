@@ -41,6 +41,7 @@ type agent struct {
 	queued    map[string]bool
 	working   string            // step being executed
 	malformed map[string]string // step ID -> why its payload did not decode
+	answered  map[string]bool   // rollouts whose pre-flight this process answered
 	wake      chan struct{}
 	heartbeat time.Duration
 	pollWait  time.Duration
@@ -311,8 +312,9 @@ func (a *agent) pollOnce(ctx context.Context) (fresh bool, err error) {
 	// decode must not fail the whole poll, or the agent would poll again
 	// for ever and never run the other steps.
 	var resp struct {
-		Steps  []json.RawMessage `json:"steps"`
-		Cancel []string          `json:"cancel"`
+		Steps      []json.RawMessage      `json:"steps"`
+		Cancel     []string               `json:"cancel"`
+		Preflights []api.PreflightRequest `json:"preflights"`
 	}
 	err = a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
@@ -332,6 +334,9 @@ func (a *agent) pollOnce(ctx context.Context) (fresh bool, err error) {
 	}
 	for _, p := range a.decodeSteps(resp.Steps) {
 		fresh = a.take(ctx, p) || fresh
+	}
+	if len(resp.Preflights) > 0 && a.preflight(ctx, resp.Preflights) {
+		fresh = true
 	}
 	return fresh, nil
 }

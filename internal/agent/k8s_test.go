@@ -214,6 +214,14 @@ func (a clientsetAPI) ListPodDisruptionBudgets(ctx context.Context, namespace st
 	return a.c.PolicyV1().PodDisruptionBudgets(namespace).List(ctx, metav1.ListOptions{})
 }
 
+func (a clientsetAPI) ServerVersion(context.Context) (string, error) {
+	v, err := a.c.Discovery().ServerVersion()
+	if err != nil {
+		return "", err
+	}
+	return v.GitVersion, nil
+}
+
 var drain = plan.Action{Name: "drain", KubernetesNode: &plan.KubernetesNodeAction{Drain: true, Timeout: plan.Duration(5 * time.Minute)}}
 
 // k8sStep is an apply step: drain, then acts, then probe that the node

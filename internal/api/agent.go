@@ -39,9 +39,20 @@ import (
 //	    actions, reboot and probes apart), which a server of protocol 2
 //	    refuses as an unknown field; step timings of older agents are
 //	    taken from the report times alone.
+//	4 — node pre-flight: a poll answer lists in Preflights the
+//	    pre-flights asked of the node (a rollout's, before its first
+//	    wave, or a dry run's); the agent runs each through its drivers
+//	    (Preflight, then Simulate where the package manager can), changes
+//	    nothing, and posts a PreflightReport to PathPreflight. Agents of
+//	    protocols 1 to 3 are never asked: the server fails their node's
+//	    pre-flight at once, naming the protocol. Everything else is as in
+//	    protocol 3.
 const (
-	ProtocolVersion    = 3
+	ProtocolVersion    = 4
 	MinProtocolVersion = 1
+	// PreflightProtocol is the first protocol whose agents run node
+	// pre-flights.
+	PreflightProtocol = 4
 )
 
 // Agent channel paths, under the server's agent listener.
@@ -49,6 +60,8 @@ const (
 	PathRegister = "/v1/agent/register"
 	PathPoll     = "/v1/agent/poll"
 	PathReport   = "/v1/agent/report"
+	// PathPreflight takes a node pre-flight's report (protocol 4).
+	PathPreflight = "/v1/agent/preflight"
 )
 
 // HeaderProtocol carries the sender's protocol version on every agent
@@ -95,6 +108,63 @@ type PollResponse struct {
 	// reports each it has not begun as cancelled and never begins it; one
 	// it began runs to its real outcome.
 	Cancel []string `json:"cancel,omitempty"`
+	// Preflights lists the node pre-flights asked of the node and not
+	// answered yet (protocol 3). They are listed again on every poll
+	// until answered.
+	Preflights []PreflightRequest `json:"preflights,omitempty"`
+}
+
+// PreflightRequest asks a node what a change would do, changing nothing.
+// Rollout names the rollout (or dry run) asking; a node answers each at
+// most once.
+type PreflightRequest struct {
+	Rollout string        `json:"rollout"`
+	Actions []plan.Action `json:"actions"`
+}
+
+// PreflightReport is a node's answer to a PreflightRequest: OK when every
+// action's pre-flight passed; Reasons say why not.
+type PreflightReport struct {
+	Rollout string            `json:"rollout"`
+	NodeID  string            `json:"nodeId"`
+	OK      bool              `json:"ok"`
+	Reasons []string          `json:"reasons,omitempty"`
+	Actions []PreflightAction `json:"actions"`
+	// Reboot: the change would need a reboot on this node.
+	Reboot bool `json:"reboot,omitempty"`
+	// BytesNeeded totals the actions' downloads, BytesFree is the least
+	// free space measured (0 when not measured).
+	BytesNeeded int64 `json:"bytesNeeded,omitempty"`
+	BytesFree   int64 `json:"bytesFree,omitempty"`
+	// Took is how long the pre-flight ran on the node.
+	Took time.Duration `json:"took"`
+	At   time.Time     `json:"at"`
+}
+
+// PreflightAction is one action's pre-flight on one node.
+type PreflightAction struct {
+	Action string `json:"action"` // as the agent describes it
+	Driver string `json:"driver,omitempty"`
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"` // the driver's refusal
+	// Summary says what would change; None: nothing (already in place).
+	Summary string `json:"summary,omitempty"`
+	None    bool   `json:"none,omitempty"`
+	// Planned is what the package manager would do (apt-get -s): every
+	// package installed, upgraded, downgraded or removed.
+	Planned     []PlannedChange `json:"planned,omitempty"`
+	Held        []string        `json:"held,omitempty"`
+	BytesNeeded int64           `json:"bytesNeeded,omitempty"`
+	BytesFree   int64           `json:"bytesFree,omitempty"`
+	Reboot      bool            `json:"reboot,omitempty"`
+}
+
+// PlannedChange is one package operation a package manager would do.
+type PlannedChange struct {
+	Op   string `json:"op"` // install | upgrade | downgrade | remove
+	Name string `json:"name"`
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
 }
 
 // StepPayload is one step for one node.

@@ -197,6 +197,14 @@ func (c *Client) History(ctx context.Context) (json.RawMessage, error) {
 	return out, err
 }
 
+// DryRunPreflight is DryRun after asking every target node for its
+// pre-flight of the change (see PlanRequest.Preflight).
+func (c *Client) DryRunPreflight(ctx context.Context, file, plan string) (DryRunResponse, error) {
+	var out DryRunResponse
+	err := c.do(ctx, http.MethodPost, "/v1/plans/dry-run", 0, DryRunRequest{Plan: plan, File: file, Preflight: true}, &out)
+	return out, err
+}
+
 // CreateRollout creates a rollout from a plan.
 func (c *Client) CreateRollout(ctx context.Context, file, plan string) (Rollout, error) {
 	return c.CreateRolloutFrom(ctx, CreateRolloutRequest{Plan: plan, File: file})
@@ -225,6 +233,14 @@ func (c *Client) GetRollout(ctx context.Context, id string, nodes bool) (Rollout
 		path += "?nodes=true"
 	}
 	err := c.do(ctx, http.MethodGet, path, 0, nil, &out)
+	return out, err
+}
+
+// Preflight returns a rollout's node pre-flight (api.CodeNotFound when
+// no node was asked).
+func (c *Client) Preflight(ctx context.Context, id string) (PreflightView, error) {
+	var out PreflightView
+	err := c.do(ctx, http.MethodGet, "/v1/rollouts/"+url.PathEscape(id)+"/preflight", 0, nil, &out)
 	return out, err
 }
 

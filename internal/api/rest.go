@@ -86,6 +86,10 @@ type PlanRequest struct {
 	File string `json:"file,omitempty"`
 }
 
+// DryRunPreflightWait bounds how long a dry run waits for the nodes'
+// pre-flight answers.
+const DryRunPreflightWait = 2 * time.Minute
+
 // ValidateResponse is the result of validating a plan.
 type ValidateResponse struct {
 	Valid    bool      `json:"valid"`
@@ -135,6 +139,11 @@ type DryRunRequest struct {
 	// draws: a decimal uint64, as a string (JSON numbers lose precision
 	// past 2^53); "" draws a random one.
 	Seed string `json:"seed,omitempty"`
+	// Preflight asks every target node's agent for its
+	// pre-flight of the change before simulating, waiting up to the
+	// plan's preflight.timeout (at most DryRunPreflightWait): the
+	// rehearsal then replays what each real node answered.
+	Preflight bool `json:"preflight,omitempty"`
 }
 
 // DryRunResponse is the simulator run against the live inventory.
@@ -165,6 +174,39 @@ type DryRunResponse struct {
 	Refusals []Refusal `json:"refusals,omitempty"`
 	// Overlaps are the active rollouts sharing target nodes with the plan.
 	Overlaps []Overlap `json:"overlaps,omitempty"`
+	// Preflight is the real nodes' pre-flight, when asked for
+	// (PlanRequest.Preflight); readable later under its Rollout ID at
+	// GET /v1/rollouts/{id}/preflight.
+	Preflight *PreflightView `json:"preflight,omitempty"`
+}
+
+// PreflightView is a rollout's (or dry run's) node pre-flight: every node
+// asked, with its answer.
+type PreflightView struct {
+	Rollout  string    `json:"rollout"`
+	AskedAt  time.Time `json:"askedAt"`
+	Deadline time.Time `json:"deadline"`
+	// Asked, Passed, Failed and Waiting count the nodes; a node silent
+	// past the deadline counts as failed.
+	Asked   int             `json:"asked"`
+	Passed  int             `json:"passed"`
+	Failed  int             `json:"failed"`
+	Waiting int             `json:"waiting"`
+	Nodes   []NodePreflight `json:"nodes"`
+}
+
+// NodePreflight is one node's pre-flight.
+type NodePreflight struct {
+	Node string `json:"node"`
+	// State is passed, failed, waiting (asked, before the deadline) or
+	// no-answer (silent past the deadline).
+	State      string    `json:"state"`
+	Reason     string    `json:"reason,omitempty"`
+	AnsweredAt time.Time `json:"answeredAt,omitzero"`
+	// Report is the agent's answer: what each action would do; nil when
+	// the server answered itself (an agent too old, an incompatible
+	// node) or no answer came.
+	Report *PreflightReport `json:"report,omitempty"`
 }
 
 // CreateRolloutRequest creates a rollout from a plan, or from a dry run.

@@ -136,6 +136,22 @@ func validatePlan(file string, nodes []*fleet.Node, assign bool) (problems []str
 	for _, n := range preflight.NoWayBacks(p, preflight.Targets(a)) {
 		summary += "\n  no way back: " + n.Text()
 	}
+	var targeted []*fleet.Node
+	for _, n := range a.Nodes {
+		if n.State.Wave != "" {
+			targeted = append(targeted, n.Node)
+		}
+	}
+	bad, err := preflight.Compatibility(p, targeted)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: compatibility: %v", file, err)}, ""
+	}
+	if len(bad) > 0 {
+		summary += fmt.Sprintf("; %d nodes break the compatibility matrix (their pre-flight fails; onFail: %s):", len(bad), p.Preflight.OnFail)
+		for _, b := range bad {
+			summary += "\n  " + b.Node + ": " + strings.Join(b.Reasons, "; ")
+		}
+	}
 	return nil, summary
 }
 

@@ -120,7 +120,7 @@ func apiErr(err error) error {
 func newRolloutCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "rollout", Short: "Create, follow and steer rollouts on a server", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
-	cmd.AddCommand(newRolloutCreateCmd(e), newRolloutListCmd(e), newRolloutGetCmd(e), newRolloutWatchCmd(e))
+	cmd.AddCommand(newRolloutCreateCmd(e), newRolloutListCmd(e), newRolloutGetCmd(e), newRolloutWatchCmd(e), newRolloutPreflightCmd(e))
 	for _, c := range []struct{ name, short string }{
 		{"approve", "Approve a rollout (or one of its waves with --wave); never your own"},
 		{"pause", "Pause a rollout: nodes in flight finish, nothing new starts"},
@@ -172,7 +172,7 @@ and the reason.`,
 func newRolloutCreateCmd(e *env) *cobra.Command {
 	var r remote
 	var file, fromDry string
-	var dry, accept bool
+	var dry, accept, pre bool
 	var seed uint64
 	cmd := &cobra.Command{Use: "create -f PLAN | --from-dry-run ID", Short: "Create a rollout from a plan or a dry run (or rehearse it with --dry-run)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -199,8 +199,11 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if pre && !dry {
+				return usagef("rollout create: --preflight goes with --dry-run (a rollout's own pre-flight is its plan's preflight: section)")
+			}
 			if dry {
-				res, err := c.Rehearse(cmd.Context(), api.DryRunRequest{Plan: string(data), File: file, Seed: seedText})
+				res, err := c.Rehearse(cmd.Context(), api.DryRunRequest{Plan: string(data), File: file, Seed: seedText, Preflight: pre})
 				if err != nil {
 					return apiErr(err)
 				}
@@ -260,6 +263,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&fromDry, "from-dry-run", "", "create the rollout dry run `ID` rehearsed: its plan (-f must be the same text) and seed")
 	cmd.Flags().BoolVar(&accept, "accept-changes", false, "with --from-dry-run: create even if nodes moved between waves since the dry run")
 	cmd.Flags().Uint64Var(&seed, "seed", 0, "seed of the assignment of nodes to waves (default: random, or the dry run's)")
+	cmd.Flags().BoolVar(&pre, "preflight", false, "with --dry-run: first ask every target node's agent what the change would do there (its pre-flight), and rehearse with their answers")
 	r.flags(cmd, e, true)
 	return cmd
 }
@@ -353,6 +357,77 @@ func newRolloutGetCmd(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&nodes, "nodes", false, "list every node's state")
 	r.flags(cmd, e, true)
 	return cmd
+}
+
+func newRolloutPreflightCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "preflight ID", Short: "Show a rollout's node pre-flight: what each node's package manager would do", Args: exactArgs(1, "a rollout ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			v, err := c.Preflight(cmd.Context(), args[0])
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, v, func(w io.Writer) { printPreflight(w, v) })
+		}}
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+// printPreflight shows a node pre-flight: a line per node, then what
+// each node's package manager would do.
+func printPreflight(w io.Writer, v api.PreflightView) {
+	fmt.Fprintf(w, "pre-flight of %s: %d asked, %d passed, %d failed, %d waiting (asked %s, due %s)\n\n", v.Rollout, v.Asked, v.Passed,
+		v.Failed, v.Waiting, v.AskedAt.UTC().Format(time.RFC3339), v.Deadline.UTC().Format(time.RFC3339))
+	fmt.Fprintln(w, "NODE\tSTATE\tTOOK\tREBOOT\tNEED\tFREE\tREASON")
+	for _, n := range v.Nodes {
+		took, reboot, need, free := "-", "-", "-", "-"
+		if rep := n.Report; rep != nil {
+			took = rep.Took.Round(time.Millisecond).String()
+			if rep.Took < time.Millisecond {
+				took = rep.Took.Round(time.Microsecond).String()
+			}
+			reboot = map[bool]string{true: "yes", false: "no"}[rep.Reboot]
+			need, free = bytesText(rep.BytesNeeded), bytesText(rep.BytesFree)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, n.State, took, reboot, need, free, orDash(n.Reason))
+	}
+	for _, n := range v.Nodes {
+		if n.Report == nil {
+			continue
+		}
+		for _, a := range n.Report.Actions {
+			if len(a.Planned) == 0 && len(a.Held) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s: %s (%s)\n", n.Node, a.Action, a.Driver)
+			for _, op := range a.Planned {
+				fmt.Fprintf(w, "  %s %s %s\n", op.Op, op.Name, strings.TrimSpace(orDash(op.From)+" -> "+orDash(op.To)))
+			}
+			if len(a.Held) > 0 {
+				fmt.Fprintf(w, "  held: %s\n", strings.Join(a.Held, ", "))
+			}
+		}
+	}
+}
+
+func bytesText(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // printRollout writes ro as a table; now dates the bake and soak time left.

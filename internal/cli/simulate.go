@@ -33,6 +33,7 @@ type simulateFlags struct {
 	failApply       []string
 	failRollback    []string
 	failInterrupt   []string
+	failPreflight   []string
 	step            sim.Dist
 	rollback        sim.Dist
 	seed            uint64
@@ -98,6 +99,7 @@ as in plans; without =PROBABILITY the failure hits every selected node:
   --fail 'node.hardware.class == "gen3"=1'      the change hurts gen3 nodes
   --fail-apply 'node.os.family == "suse"=0.2'    the step fails on 20% of SUSE
   --fail-interrupt 'node.labels.zone == "a"=0.3' agents crash mid-step (gates.onInterrupted)
+  --fail-preflight 'node.labels.zone == "b"'     zone b's repository lacks the version (preflight.onFail)
 
 Durations are 5m, uniform:2m-8m, normal:5m,1m or lognormal:5m,0.5.
 With --history FILE (from drover history export) step durations are drawn
@@ -139,6 +141,7 @@ broke an invariant (a bug), 1 on errors, 2 on usage errors.`,
 	fl.StringArrayVar(&f.failApply, "fail-apply", nil, "the step fails on nodes: 'SELECTOR=PROBABILITY' (repeatable)")
 	fl.StringArrayVar(&f.failRollback, "fail-rollback", nil, "rollback fails on nodes: 'SELECTOR=PROBABILITY' (repeatable)")
 	fl.StringArrayVar(&f.failInterrupt, "fail-interrupt", nil, "the agent crashes mid-step on nodes, per attempt: 'SELECTOR=PROBABILITY' (repeatable)")
+	fl.StringArrayVar(&f.failPreflight, "fail-preflight", nil, "the node pre-flight fails on nodes (plans with preflight:): 'SELECTOR=PROBABILITY' (repeatable)")
 	fl.Var(&f.step, "step-duration", "duration of one node's step (`DIST`)")
 	fl.Var(&f.rollback, "rollback-duration", "duration of one node's rollback (`DIST`)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the assignment, durations and failure draws")
@@ -301,7 +304,7 @@ func parseFailures(f *simulateFlags) ([]sim.Failure, error) {
 	for _, set := range []struct {
 		vals []string
 		kind sim.FailureKind
-	}{{f.fail, sim.FailHealth}, {f.failApply, sim.FailApply}, {f.failRollback, sim.FailRollback}, {f.failInterrupt, sim.FailInterrupt}} {
+	}{{f.fail, sim.FailHealth}, {f.failApply, sim.FailApply}, {f.failRollback, sim.FailRollback}, {f.failInterrupt, sim.FailInterrupt}, {f.failPreflight, sim.FailPreflight}} {
 		for _, v := range set.vals {
 			fl, err := sim.ParseFailure(v, set.kind)
 			if err != nil {

@@ -684,3 +684,114 @@ func (b *aptBackend) runDeferred(ctx context.Context, deferred []string) error {
 	}
 	return nil
 }
+
+// simulate runs apt-get -s install of every pin (without the lock: a
+// simulation changes nothing) and reads what apt would do: its Inst and
+// Remv lines, its DOWNGRADED section, and its held packages that would be
+// changed. Unmet dependencies and conflicts are an error wrapping
+// ErrConflict that quotes apt's explanation.
+func (b *aptBackend) simulate(ctx context.Context, changes []pkgChange) ([]PlannedOp, []string, error) {
+	args := []string{"-s", "install", "--allow-downgrades", "-o", "Debug::NoLocking=1"}
+	for _, c := range changes {
+		args = append(args, c.Pin.Name+"="+c.Pin.Version)
+	}
+	stdout, stderr, err := b.r.Run(ctx, aptEnv, "apt-get", args...)
+	if err != nil {
+		msg := string(stdout) + "\n" + string(stderr)
+		if detail := aptConflict(msg); detail != "" {
+			return nil, nil, cmdError(ErrConflict, "apt: "+commandLine("apt-get", args...), err, detail)
+		}
+		if m := aptUnavailableRE.FindString(msg); m != "" {
+			return nil, nil, cmdError(ErrUnavailable, "apt: "+commandLine("apt-get", args...), err, m)
+		}
+		return nil, nil, cmdError(nil, "apt: "+commandLine("apt-get", args...), err, "")
+	}
+	planned, held := parseAptSimulation(string(stdout))
+	return planned, held, nil
+}
+
+// aptConflict returns apt's explanation of a change it cannot resolve
+// ("hello : Depends: libfoo (>= 2) but 1 is to be installed", then "E:
+// Unable to correct problems, you have held broken packages."), or ""
+// when msg is not one.
+func aptConflict(msg string) string {
+	if !strings.Contains(msg, "have unmet dependencies") && !strings.Contains(msg, "Unable to correct problems") &&
+		!strings.Contains(msg, "held packages were changed") {
+		return ""
+	}
+	var parts []string
+	for line := range strings.SplitSeq(msg, "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.Contains(t, " : ") || strings.HasPrefix(t, "Depends:") || strings.HasPrefix(t, "Conflicts:") ||
+			strings.HasPrefix(t, "Breaks:") || strings.HasPrefix(t, "PreDepends:"):
+			parts = append(parts, strings.Join(strings.Fields(t), " "))
+		case strings.HasPrefix(t, "E: "):
+			parts = append(parts, strings.TrimPrefix(t, "E: "))
+		}
+	}
+	if len(parts) == 0 {
+		return "unmet dependencies"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// parseAptSimulation reads apt-get -s output:
+//
+//	The following held packages will be changed:
+//	  hello
+//	The following packages will be DOWNGRADED:
+//	  hello
+//	Inst hello [2.10-3] (2.10-2 local [amd64])
+//	Inst libnew (1.0 local [amd64])
+//	Remv oldpkg [0.9]
+//	Conf hello (2.10-2 local [amd64])
+func parseAptSimulation(out string) ([]PlannedOp, []string) {
+	var planned []PlannedOp
+	var held, downgraded []string
+	var section *[]string
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.HasPrefix(line, "  ") && section != nil {
+			*section = append(*section, strings.Fields(line)...)
+			continue
+		}
+		section = nil
+		switch {
+		case strings.HasPrefix(line, "The following held packages will be changed"):
+			section = &held
+		case strings.HasPrefix(line, "The following packages will be DOWNGRADED"):
+			section = &downgraded
+		case strings.HasPrefix(line, "Inst "), strings.HasPrefix(line, "Remv "):
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			op := PlannedOp{Name: f[1]}
+			rest := f[2:]
+			if len(rest) > 0 && strings.HasPrefix(rest[0], "[") {
+				op.From = strings.Trim(rest[0], "[]")
+				rest = rest[1:]
+			}
+			switch {
+			case f[0] == "Remv":
+				op.Op = "remove"
+			case len(rest) > 0 && strings.HasPrefix(rest[0], "("):
+				op.To = strings.TrimPrefix(rest[0], "(")
+				op.Op = "upgrade"
+				if op.From == "" {
+					op.Op = "install"
+				}
+			default:
+				continue
+			}
+			planned = append(planned, op)
+		}
+	}
+	for i := range planned {
+		if planned[i].Op == "upgrade" && slices.Contains(downgraded, planned[i].Name) {
+			planned[i].Op = "downgrade"
+		}
+	}
+	return planned, held
+}

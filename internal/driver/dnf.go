@@ -116,7 +116,12 @@ func (b *dnfBackend) run(ctx context.Context, args ...string) (string, error) {
 	if err == nil {
 		return string(stdout), nil
 	}
-	line := commandLine(b.opts.Command, args...)
+	return string(stdout), b.classify(commandLine(b.opts.Command, args...), stdout, stderr, err)
+}
+
+// classify turns a failed dnf run into the driver's errors: lock,
+// unavailable version, no space, no versionlock plugin.
+func (b *dnfBackend) classify(line string, stdout, stderr []byte, err error) error {
 	msg := string(stderr) + "\n" + string(stdout)
 	if m := dnfExitLockRE.FindStringSubmatch(msg); m != nil {
 		le := &LockError{Tool: "dnf", Command: line, Err: err}
@@ -124,29 +129,29 @@ func (b *dnfBackend) run(ctx context.Context, args ...string) (string, error) {
 		if o := dnfLockOwnerRE.FindStringSubmatch(msg); o != nil {
 			le.Holder = o[1]
 		}
-		return string(stdout), le
+		return le
 	}
 	if m := dnfWaitRE.FindStringSubmatch(msg); m != nil {
 		pid, _ := strconv.Atoi(m[1])
-		return string(stdout), &LockError{Tool: "dnf", Command: line, PID: pid, Err: err}
+		return &LockError{Tool: "dnf", Command: line, PID: pid, Err: err}
 	}
 	if m := yumLockRE.FindStringSubmatch(msg); m != nil {
 		pid, _ := strconv.Atoi(m[2])
-		return string(stdout), &LockError{Tool: "dnf", Command: line, Lock: "/var/run/yum.pid", PID: pid, Holder: m[1], Err: err}
+		return &LockError{Tool: "dnf", Command: line, Lock: "/var/run/yum.pid", PID: pid, Holder: m[1], Err: err}
 	}
 	if m := yumExitLockRE.FindStringSubmatch(msg); m != nil {
 		pid, _ := strconv.Atoi(m[2])
-		return string(stdout), &LockError{Tool: "dnf", Command: line, Lock: m[1], PID: pid, Err: err}
+		return &LockError{Tool: "dnf", Command: line, Lock: m[1], PID: pid, Err: err}
 	}
 	switch {
 	case dnfNoSpaceRE.MatchString(msg):
-		return string(stdout), cmdError(ErrNoSpace, "dnf: "+line, err, dnfNoSpaceRE.FindString(msg))
+		return cmdError(ErrNoSpace, "dnf: "+line, err, dnfNoSpaceRE.FindString(msg))
 	case dnfUnavailRE.MatchString(msg):
-		return string(stdout), cmdError(ErrUnavailable, "dnf: "+line, err, dnfUnavailRE.FindString(msg))
+		return cmdError(ErrUnavailable, "dnf: "+line, err, dnfUnavailRE.FindString(msg))
 	case dnfNoVersionlck.MatchString(msg):
-		return string(stdout), cmdError(ErrUnsupported, "dnf: "+line, err, "dnf's versionlock plugin is not installed (install python3-dnf-plugin-versionlock; yum-plugin-versionlock for RHEL 7's yum)")
+		return cmdError(ErrUnsupported, "dnf: "+line, err, "dnf's versionlock plugin is not installed (install python3-dnf-plugin-versionlock; yum-plugin-versionlock for RHEL 7's yum)")
 	}
-	return string(stdout), cmdError(nil, "dnf: "+line, err, "")
+	return cmdError(nil, "dnf: "+line, err, "")
 }
 
 // change runs a dnf command that changes the system, failing at once
@@ -590,4 +595,103 @@ func rpmSegCmp(a, b string) int {
 		return -1
 	}
 	return 1
+}
+
+// simulate runs dnf's own rehearsal of the change, install (and
+// downgrade) with --assumeno: dnf resolves the transaction, prints it
+// and answers no, changing nothing. It reads the transaction table; an
+// unresolvable change ("Problem: ...") is an error wrapping ErrConflict.
+func (b *dnfBackend) simulate(ctx context.Context, changes []pkgChange) ([]PlannedOp, []string, error) {
+	up, down := splitByRPMOrder(changes)
+	var planned []PlannedOp
+	for _, verb := range []struct {
+		name  string
+		specs []string
+	}{{"install", up}, {"downgrade", down}} {
+		if len(verb.specs) == 0 {
+			continue
+		}
+		args := append([]string{"--setopt=exit_on_lock=True", verb.name, "--assumeno"}, verb.specs...)
+		if b.opts.Root != "" {
+			args = append([]string{"--installroot=" + b.opts.Root}, args...)
+		}
+		stdout, stderr, err := b.r.Run(ctx, nil, b.opts.Command, args...)
+		out := string(stdout) + "\n" + string(stderr)
+		if err != nil && !strings.Contains(out, "Operation aborted") {
+			if p := dnfProblem(out); p != "" {
+				return nil, nil, cmdError(ErrConflict, "dnf: "+commandLine(b.opts.Command, args...), err, p)
+			}
+			return nil, nil, b.classify(commandLine(b.opts.Command, args...), stdout, stderr, err)
+		}
+		planned = append(planned, parseDNFTransaction(string(stdout))...)
+	}
+	return planned, nil, nil
+}
+
+// dnfProblem returns dnf's explanation of a transaction it cannot
+// resolve, or "".
+func dnfProblem(out string) string {
+	var parts []string
+	for line := range strings.SplitSeq(out, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "Problem") || strings.HasPrefix(t, "- ") {
+			parts = append(parts, strings.TrimPrefix(t, "- "))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// dnfSections maps dnf's transaction table headings to operations.
+var dnfSections = map[string]string{
+	"Installing:": "install", "Installing dependencies:": "install", "Installing weak dependencies:": "install",
+	"Upgrading:": "upgrade", "Downgrading:": "downgrade", "Reinstalling:": "install",
+	"Removing:": "remove", "Removing dependent packages:": "remove", "Removing unused dependencies:": "remove",
+	"Installing group/module packages:": "install",
+}
+
+// parseDNFTransaction reads the table dnf prints before asking:
+//
+//	 Package            Arch      Version     Repository        Size
+//	Upgrading:
+//	 drover-testsvc     noarch    1.1-1       drover-test       6.9 k
+//
+// A long package name is printed on a line of its own, its columns on
+// the next.
+func parseDNFTransaction(out string) []PlannedOp {
+	var planned []PlannedOp
+	op, carry := "", ""
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if o, ok := dnfSections[strings.TrimSpace(line)]; ok && !strings.HasPrefix(line, " ") {
+			op, carry = o, ""
+			continue
+		}
+		if op == "" {
+			continue
+		}
+		if !strings.HasPrefix(line, " ") {
+			op = "" // the table ended (Transaction Summary, a rule)
+			continue
+		}
+		f := strings.Fields(line)
+		if carry != "" {
+			f = append([]string{carry}, f...)
+			carry = ""
+		}
+		switch {
+		case len(f) == 1:
+			carry = f[0]
+			continue
+		case len(f) < 3:
+			continue
+		}
+		p := PlannedOp{Op: op, Name: f[0]}
+		if op == "remove" {
+			p.From = f[2]
+		} else {
+			p.To = f[2]
+		}
+		planned = append(planned, p)
+	}
+	return planned
 }

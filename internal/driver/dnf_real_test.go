@@ -259,6 +259,7 @@ func TestDNFRealTools(t *testing.T) {
 	}
 
 	rpmKernelEndToEnd(t, d, root)
+	dnfSimulate(t, d, root)
 	for _, l := range r.lines {
 		if !strings.HasPrefix(l, "dnf --installroot="+root+" ") && !strings.HasPrefix(l, "rpm --root "+root+" -q ") {
 			t.Errorf("ran %s: not in the root", l)
@@ -275,4 +276,21 @@ func TestDNFRealTools(t *testing.T) {
 		}
 	}
 	t.Logf("%d commands in %s", len(r.lines), time.Since(start).Round(time.Millisecond))
+}
+
+// dnfSimulate: dnf's rehearsal (install --assumeno) says what it would
+// do and changes nothing; a version no repository has is unavailable.
+func dnfSimulate(t *testing.T, d *PackageDriver, root string) {
+	t.Helper()
+	ctx := context.Background()
+	ch, err := d.Simulate(ctx, pkgAction(plan.PackageInstall, false, pin(rpmTestsvc, "1.1-1")))
+	if err != nil || !slices.Equal(ch.Planned, []PlannedOp{{Op: "install", Name: rpmTestsvc, To: "1.1-1"}}) {
+		t.Fatalf("simulate install: %+v %v", ch, err)
+	}
+	if v := rpmInstalledFile(t, root); v != "" {
+		t.Fatalf("the simulation installed drover-testsvc %q", v)
+	}
+	if _, err := d.Simulate(ctx, pkgAction(plan.PackageInstall, false, pin(rpmTestsvc, "9.9-1"))); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("simulate an unavailable version: %v", err)
+	}
 }

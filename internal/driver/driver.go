@@ -26,6 +26,12 @@ var (
 	ErrUnavailable = errors.New("target not available")
 	// ErrNoSpace: not enough disk space for the change.
 	ErrNoSpace = errors.New("not enough disk space")
+	// ErrConflict: the package manager would not resolve the change
+	// (unmet dependencies, conflicts, held packages in the way).
+	ErrConflict = errors.New("package manager cannot resolve the change")
+	// ErrIncompatible: the change is not compatible with this node or
+	// its cluster (e.g. a kubelet outside the API server's version skew).
+	ErrIncompatible = errors.New("incompatible change")
 )
 
 // Change is what Preflight found the action would do.
@@ -35,6 +41,29 @@ type Change struct {
 	// None is true when the node is already in the target state: Apply
 	// would change nothing (idempotency).
 	None bool `json:"none"`
+	// Planned is what the package manager's own simulation says it would
+	// do (apt-get -s): the pinned packages and every dependency it would
+	// install, upgrade, downgrade or remove with them; nil when the
+	// driver has no simulation or nothing changes.
+	Planned []PlannedOp `json:"planned,omitempty"`
+	// Held lists the packages the change touches that are held now
+	// (Apply unholds them for the change and holds them again).
+	Held []string `json:"held,omitempty"`
+	// BytesNeeded is the download the change needs, BytesFree the free
+	// space where it goes; both 0 when not measured.
+	BytesNeeded int64 `json:"bytesNeeded,omitempty"`
+	BytesFree   int64 `json:"bytesFree,omitempty"`
+	// Reboot says the change would need a reboot to take effect (a new
+	// kernel).
+	Reboot bool `json:"reboot,omitempty"`
+}
+
+// PlannedOp is one package operation a package manager would perform.
+type PlannedOp struct {
+	Op   string `json:"op"` // install | upgrade | downgrade | remove
+	Name string `json:"name"`
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
 }
 
 // ChangeItem is one thing that changes, e.g. a package version.
@@ -80,7 +109,9 @@ type Driver interface {
 	// Name is the driver's name as shown in evidence ("apt", "dnf", ...).
 	Name() string
 	// Preflight checks the action can be applied (target available,
-	// enough disk, lock free) and says what would change.
+	// enough disk, lock free, no conflict) and says what would change;
+	// it changes nothing on the node. The agent runs it at the start of
+	// every apply step and, for a rollout's node pre-flight, on its own.
 	Preflight(ctx context.Context, a plan.Action) (Change, error)
 	// Snapshot records the state Rollback restores.
 	Snapshot(ctx context.Context, a plan.Action) (Snapshot, error)
@@ -90,6 +121,14 @@ type Driver interface {
 	Verify(ctx context.Context, a plan.Action) error
 	// Rollback restores the snapshot.
 	Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error)
+}
+
+// Simulator is a driver whose tool can rehearse a change without making
+// it (apt-get -s): a node's pre-flight calls Simulate after Preflight, to
+// learn every package the change would touch and whether the package
+// manager would resolve it. Simulate changes nothing on the node.
+type Simulator interface {
+	Simulate(ctx context.Context, a plan.Action) (Change, error)
 }
 
 // Runner runs a command. Drivers take one so tests can replay recorded

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,8 +158,11 @@ func podIDs(pods []corev1.Pod) []string {
 	return ids
 }
 
-// Preflight checks the node exists and that every pod could be evicted
-// (emptyDir data needs deleteEmptyDirData), and lists what would change.
+// Preflight checks the node exists, that every pod could be evicted
+// (emptyDir data needs deleteEmptyDirData) and, when the action names
+// the kubelet version the change brings, that it stays within the
+// supported skew of the API server's version (KubeletSkew); it lists
+// what would change.
 // An already cordoned node with nothing left to evict gets Change.None.
 func (k *KubernetesNode) Preflight(ctx context.Context, a plan.Action) (Change, error) {
 	ka, node, err := k.action(a)
@@ -168,6 +172,17 @@ func (k *KubernetesNode) Preflight(ctx context.Context, a plan.Action) (Change, 
 	n, err := k.api.GetNode(ctx, node)
 	if err != nil {
 		return Change{}, fmt.Errorf("kubernetes-node: get node %s: %w", node, err)
+	}
+	var skew string
+	if ka.KubeletVersion != "" {
+		sv, err := k.api.ServerVersion(ctx)
+		if err != nil {
+			return Change{}, fmt.Errorf("kubernetes-node: API server version: %w", err)
+		}
+		if err := KubeletSkew(ka.KubeletVersion, sv); err != nil {
+			return Change{}, fmt.Errorf("kubernetes-node: node %s: %w", node, err)
+		}
+		skew = fmt.Sprintf("; kubelet %s within the supported skew of API server %s", ka.KubeletVersion, sv)
 	}
 	var items []ChangeItem
 	if !n.Spec.Unschedulable {
@@ -190,6 +205,7 @@ func (k *KubernetesNode) Preflight(ctx context.Context, a plan.Action) (Change, 
 	if !ch.None {
 		ch.Summary = fmt.Sprintf("would cordon node %s and evict %d pods", node, max(0, len(items)-boolInt(!n.Spec.Unschedulable)))
 	}
+	ch.Summary += skew
 	return ch, nil
 }
 
@@ -552,4 +568,47 @@ func nodeReady(n *corev1.Node) (bool, string) {
 // back: their controllers reschedule them.
 func (k *KubernetesNode) Rollback(ctx context.Context, a plan.Action, s Snapshot) (Outcome, error) {
 	return k.Uncordon(ctx, a, s)
+}
+
+// KubeletSkew checks a kubelet version against the API server's, as the
+// Kubernetes version skew policy says: the kubelet must not be newer than
+// kube-apiserver, and may be up to three minor versions older (two before
+// 1.28). An error wraps ErrIncompatible and names both versions.
+func KubeletSkew(kubelet, apiserver string) error {
+	kMaj, kMin, err := kubeMinor(kubelet)
+	if err != nil {
+		return fmt.Errorf("kubelet version: %w", err)
+	}
+	aMaj, aMin, err := kubeMinor(apiserver)
+	if err != nil {
+		return fmt.Errorf("API server version: %w", err)
+	}
+	maxSkew := 3
+	if aMaj == 1 && aMin < 28 {
+		maxSkew = 2
+	}
+	switch {
+	case kMaj != aMaj:
+		return fmt.Errorf("kubelet %s and API server %s differ in major version: %w", kubelet, apiserver, ErrIncompatible)
+	case kMin > aMin:
+		return fmt.Errorf("kubelet %s would be newer than the API server %s (a kubelet must not pass the control plane; upgrade the control plane first): %w", kubelet, apiserver, ErrIncompatible)
+	case aMin-kMin > maxSkew:
+		return fmt.Errorf("kubelet %s would be %d minor versions older than the API server %s (at most %d supported): %w", kubelet, aMin-kMin, apiserver, maxSkew, ErrIncompatible)
+	}
+	return nil
+}
+
+// kubeMinor reads MAJOR and MINOR of "v1.31.4" or "1.31.4-eks-1234".
+func kubeMinor(v string) (major, minor int, err error) {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, fmt.Errorf("%q is not MAJOR.MINOR.PATCH", v)
+	}
+	if major, err = strconv.Atoi(parts[0]); err != nil {
+		return 0, 0, fmt.Errorf("%q is not MAJOR.MINOR.PATCH", v)
+	}
+	if minor, err = strconv.Atoi(strings.TrimRight(parts[1], "+")); err != nil {
+		return 0, 0, fmt.Errorf("%q is not MAJOR.MINOR.PATCH", v)
+	}
+	return major, minor, nil
 }

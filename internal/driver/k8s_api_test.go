@@ -78,6 +78,14 @@ func (a clientsetAPI) ListPodDisruptionBudgets(ctx context.Context, namespace st
 	return a.c.PolicyV1().PodDisruptionBudgets(namespace).List(ctx, metav1.ListOptions{})
 }
 
+func (a clientsetAPI) ServerVersion(context.Context) (string, error) {
+	v, err := a.c.Discovery().ServerVersion()
+	if err != nil {
+		return "", err
+	}
+	return v.GitVersion, nil
+}
+
 // fakeAPIServer serves the API server's endpoints the driver uses from a
 // fake clientset, refusing requests a real API server would refuse
 // (unknown paths, a patch without the strategic merge content type, an
@@ -90,6 +98,10 @@ func (s *fakeAPIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var obj runtime.Object
 	var err error
 	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/version":
+		v, _ := s.c.Discovery().ServerVersion()
+		writeJSON(w, v)
+		return
 	case r.Method == http.MethodGet && len(p) == 4 && p[0] == "api" && p[2] == "nodes":
 		obj, err = s.c.CoreV1().Nodes().Get(ctx, p[3], metav1.GetOptions{})
 	case r.Method == http.MethodPatch && len(p) == 4 && p[0] == "api" && p[2] == "nodes":

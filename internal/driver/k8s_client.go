@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,9 @@ type KubernetesAPI interface {
 	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
 	EvictPod(ctx context.Context, e *policyv1.Eviction) error
 	ListPodDisruptionBudgets(ctx context.Context, namespace string) (*policyv1.PodDisruptionBudgetList, error)
+	// ServerVersion is the API server's version (its /version gitVersion,
+	// "v1.31.4").
+	ServerVersion(ctx context.Context) (string, error)
 }
 
 // KubernetesConfig returns the client configuration of the node's
@@ -152,4 +156,19 @@ func (c *kubeClient) ListPodDisruptionBudgets(ctx context.Context, namespace str
 		return nil, err
 	}
 	return l, nil
+}
+
+// ServerVersion reads the API server's /version.
+func (c *kubeClient) ServerVersion(ctx context.Context) (string, error) {
+	raw, err := c.core.Get().AbsPath("/version").Do(ctx).Raw()
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		GitVersion string `json:"gitVersion"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf("kubernetes: /version: %w", err)
+	}
+	return v.GitVersion, nil
 }

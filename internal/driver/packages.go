@@ -101,6 +101,75 @@ type pkgBackend interface {
 	idents() (name, version plan.Ident)
 }
 
+// Simulate asks the package manager what the action would do, without
+// doing it: every package it would install, upgrade, downgrade or remove
+// (dependencies included), the held packages it would move, and whether
+// a kernel among them needs a reboot. A change the package manager
+// cannot resolve is an error wrapping ErrConflict. A backend without a
+// simulation returns ErrUnsupported.
+func (d *PackageDriver) Simulate(ctx context.Context, a plan.Action) (Change, error) {
+	sim, ok := d.b.(pkgSimulator)
+	if !ok {
+		return Change{}, fmt.Errorf("%s: simulating a change: %w", d.b.name(), ErrUnsupported)
+	}
+	t, err := d.target(a)
+	if err != nil {
+		return Change{}, err
+	}
+	changes, skipped, err := d.survey(ctx, t)
+	if err != nil {
+		return Change{}, err
+	}
+	ch := Change{Summary: summarize("would change", changes, skipped), Items: changeItems(changes), None: len(changes) == 0}
+	if ch.None {
+		return ch, nil
+	}
+	held, err := d.held(ctx, pinNames(t.pins), false)
+	if err != nil {
+		return Change{}, err
+	}
+	for _, c := range changes {
+		if held[c.Pin.Name] {
+			ch.Held = append(ch.Held, c.Pin.Name)
+		}
+	}
+	planned, heldToo, err := sim.simulate(ctx, changes)
+	if err != nil {
+		return Change{}, err
+	}
+	ch.Planned = planned
+	for _, h := range heldToo {
+		if !slices.Contains(ch.Held, h) {
+			ch.Held = append(ch.Held, h)
+		}
+	}
+	ch.Reboot = t.kernel
+	for _, op := range ch.Planned {
+		ch.Reboot = ch.Reboot || (op.Op != "remove" && isKernelPackage(op.Name))
+	}
+	return ch, nil
+}
+
+// pkgSimulator is a backend that can ask its package manager what a
+// change would do without doing it (apt-get -s). It returns the planned
+// operations, dependencies included, and the held packages the change
+// would move; a change the package manager cannot resolve is an error
+// wrapping ErrConflict.
+type pkgSimulator interface {
+	simulate(ctx context.Context, changes []pkgChange) (planned []PlannedOp, held []string, err error)
+}
+
+// isKernelPackage reports whether a package installs a kernel, whose new
+// version takes effect only after a reboot.
+func isKernelPackage(name string) bool {
+	for _, p := range []string{"linux-image-", "kernel-core", "kernel-default"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return name == "kernel"
+}
+
 // PackageDriver applies package and kernel actions through one package
 // manager. Package actions move each pinned package to its exact version
 // (operation upgrade leaves packages that are not installed alone, as
@@ -235,9 +304,10 @@ func summarize(verb string, changes []pkgChange, skipped []string) string {
 	return s
 }
 
-// Preflight checks every pinned version is available, that the download
-// fits in the free space, and says what Apply would change. A node already
-// at every pin gets Change.None.
+// Preflight checks every pinned version is available and that the
+// download fits in the free space, and says what Apply would change and
+// whether a kernel action needs a reboot. A node already at every pin
+// gets Change.None. Simulate goes further, for a node's pre-flight.
 func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, error) {
 	t, err := d.target(a)
 	if err != nil {
@@ -275,6 +345,7 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 		}
 		need += size
 	}
+	ch := Change{Summary: summarize("would change", changes, skipped), Items: changeItems(changes), None: len(changes) == 0, BytesNeeded: need}
 	if need > 0 {
 		free, err := d.b.freeSpace(ctx)
 		if err != nil {
@@ -283,8 +354,14 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 		if free >= 0 && free < need {
 			return Change{}, fmt.Errorf("%s: download needs %d bytes, %d free: %w", d.b.name(), need, free, ErrNoSpace)
 		}
+		ch.BytesFree = max(free, 0)
 	}
-	ch := Change{Summary: summarize("would change", changes, skipped), Items: changeItems(changes), None: len(changes) == 0}
+	for _, c := range changes {
+		if held[c.Pin.Name] {
+			ch.Held = append(ch.Held, c.Pin.Name)
+		}
+	}
+	ch.Reboot = t.kernel && len(changes) > 0
 	if ch.None && t.hold {
 		for _, p := range t.pins {
 			if !held[p.Name] && !slices.Contains(skipped, p.Name) {

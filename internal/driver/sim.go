@@ -55,6 +55,10 @@ type SimState struct {
 	// FailApply, when it returns an error for an action, makes Apply fail
 	// with it before changing anything (e.g. an error wrapping ErrLocked).
 	FailApply func(a plan.Action) error
+	// FailPreflight, when it returns an error for an action, makes
+	// Preflight fail with it (e.g. one wrapping ErrUnavailable: the
+	// node's repository lacks the target version).
+	FailPreflight func(a plan.Action) error
 	// Hurts, when it returns true for an action, lets the change apply but
 	// makes the node unhealthy (Healthy false) until it is rolled back.
 	Hurts func(a plan.Action) bool
@@ -448,7 +452,21 @@ func (d *Sim) Preflight(ctx context.Context, a plan.Action) (Change, error) {
 	if err != nil {
 		return Change{}, fmt.Errorf("sim preflight: %w", err)
 	}
-	c := Change{Items: items, None: len(items) == 0}
+	if d.s.FailPreflight != nil {
+		if err := d.s.FailPreflight(a); err != nil {
+			return Change{}, fmt.Errorf("sim preflight: %w", err)
+		}
+	}
+	c := Change{Items: items, None: len(items) == 0, Reboot: a.Kernel != nil && len(items) > 0}
+	if a.Package != nil {
+		for _, it := range items {
+			op := PlannedOp{Op: "upgrade", Name: it.Name, From: it.From, To: it.To}
+			if it.From == "" {
+				op.Op = "install"
+			}
+			c.Planned = append(c.Planned, op)
+		}
+	}
 	c.Summary = simSummarize(items, "nothing to change")
 	if len(notes) > 0 {
 		c.Summary += " (" + strings.Join(notes, "; ") + ")"

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"regexp"
@@ -67,6 +68,7 @@ type zypperBackend struct {
 // zypper exit codes (man zypper, EXIT CODES).
 const (
 	zypperExitZyppLocked     = 7
+	zypperExitErrZypp        = 4 // a problem reported by libzypp: an unresolvable transaction under --non-interactive
 	zypperExitInfNotFound    = 104
 	zypperExitInfReboot      = 102
 	zypperExitInfRestart     = 103
@@ -294,4 +296,68 @@ func (b *zypperBackend) rebootRequired(ctx context.Context) (bool, string, error
 		return true, "zypper needs-rebooting", nil
 	}
 	return false, "", cmdError(nil, "zypper: zypper --non-interactive needs-rebooting", err, "")
+}
+
+// simulate runs zypper's own rehearsal of the change, install
+// --oldpackage --dry-run, with --xmlout: zypper resolves the transaction
+// and changes nothing. It reads the install summary (to-install,
+// to-upgrade, to-downgrade, to-remove). An unresolvable change (zypper
+// prints its problem and exits 4 under --non-interactive) is an error
+// wrapping ErrConflict.
+func (b *zypperBackend) simulate(ctx context.Context, changes []pkgChange) ([]PlannedOp, []string, error) {
+	args := []string{"--xmlout", "install", "--oldpackage", "--dry-run"}
+	for _, c := range changes {
+		args = append(args, c.Pin.Name+"="+c.Pin.Version)
+	}
+	out, err := b.run(ctx, args...)
+	if err != nil {
+		if exitCode(err) == zypperExitErrZypp {
+			return nil, nil, fmt.Errorf("%w: %w", ErrConflict, err)
+		}
+		return nil, nil, err
+	}
+	planned, err := parseZypperSummary(out)
+	if err != nil {
+		return nil, nil, fmt.Errorf("zypper: %s: %w", commandLine("zypper", args...), err)
+	}
+	return planned, nil, nil
+}
+
+// parseZypperSummary reads the install-summary of zypper --xmlout.
+func parseZypperSummary(out string) ([]PlannedOp, error) {
+	var doc struct {
+		Summary *struct {
+			Lists []struct {
+				XMLName   xml.Name
+				Solvables []struct {
+					Name       string `xml:"name,attr"`
+					Edition    string `xml:"edition,attr"`
+					EditionOld string `xml:"edition-old,attr"`
+				} `xml:"solvable"`
+			} `xml:",any"`
+		} `xml:"install-summary"`
+	}
+	if err := xml.Unmarshal([]byte(out), &doc); err != nil {
+		return nil, fmt.Errorf("malformed XML output: %w", err)
+	}
+	if doc.Summary == nil {
+		return nil, errors.New("no install-summary in the output")
+	}
+	ops := map[string]string{"to-install": "install", "to-reinstall": "install", "to-upgrade": "upgrade",
+		"to-downgrade": "downgrade", "to-remove": "remove"}
+	var planned []PlannedOp
+	for _, l := range doc.Summary.Lists {
+		op, ok := ops[l.XMLName.Local]
+		if !ok {
+			continue
+		}
+		for _, s := range l.Solvables {
+			p := PlannedOp{Op: op, Name: s.Name, From: s.EditionOld, To: s.Edition}
+			if op == "remove" {
+				p.From, p.To = s.Edition, ""
+			}
+			planned = append(planned, p)
+		}
+	}
+	return planned, nil
 }

@@ -3,12 +3,16 @@
 package driver
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/plan"
 )
 
 // TestZypperRealTools is TestDNFRealTools for zypper, with hold: true on
@@ -40,6 +44,17 @@ func TestZypperRealTools(t *testing.T) {
 	d := NewZypper(r, ZypperOptions{Root: root})
 	rpmDriverEndToEnd(t, d, root, true)
 	rpmKernelEndToEnd(t, d, root)
+	ctx := context.Background()
+	ch, err := d.Simulate(ctx, pkgAction(plan.PackageInstall, false, pin(rpmTestsvc, "1.1-1")))
+	if err != nil || !slices.Equal(ch.Planned, []PlannedOp{{Op: "install", Name: rpmTestsvc, To: "1.1-1"}}) {
+		t.Fatalf("simulate install: %+v %v", ch, err)
+	}
+	if v := rpmInstalledFile(t, root); v != "" {
+		t.Fatalf("the simulation installed drover-testsvc %q", v)
+	}
+	if _, err := d.Simulate(ctx, pkgAction(plan.PackageInstall, false, pin(rpmTestsvc, "9.9-1"))); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("simulate an unavailable version: %v", err)
+	}
 	for _, l := range r.lines {
 		if !strings.HasPrefix(l, "zypper --non-interactive --root "+root+" ") && !strings.HasPrefix(l, "rpm --root "+root+" -q ") {
 			t.Errorf("ran %s: not in the root", l)

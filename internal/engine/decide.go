@@ -111,6 +111,9 @@ type decider struct {
 	lastKey    waitKey // fast path: consecutive nodes usually wait for the same reason
 	lastWait   *Wait
 	waitList   []*Wait
+	// excluded marks the nodes the node pre-flight skips in this
+	// decision (onFail: exclude); nil when none.
+	excluded []bool
 }
 
 func newDecider(in *Input, trace string) *decider {
@@ -157,6 +160,11 @@ func (d *decider) run() {
 		return
 	}
 	if d.state == RolloutPendingApproval && !d.approve() {
+		d.limits()
+		d.finish()
+		return
+	}
+	if d.state == RolloutRunning && d.p.Preflight != nil && !d.preflight() {
 		d.limits()
 		d.finish()
 		return
@@ -266,6 +274,9 @@ func (d *decider) tally() {
 					d.next(st.Since.Add(healthy))
 				}
 			}
+		}
+		if d.excluded != nil && d.excluded[i] {
+			ph = PhaseSkipped
 		}
 		d.phase[i] = ph
 		if !rateFrom.IsZero() && !st.StartedAt.IsZero() && st.StartedAt.After(rateFrom) && !st.StartedAt.After(now) {

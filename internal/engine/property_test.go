@@ -25,7 +25,8 @@ var propertyCases = flag.Int("property.cases", 80, "random fleet and plan combin
 // decision against the safety rules (engine README): in flight within
 // every cap, held-back domain untouched, no start outside windows or in a
 // freeze, rate cap in every sliding window, no double start, no start
-// after a breach or while paused, canary coverage. Any violation is a bug.
+// after a breach or while paused, canary coverage, no start before the
+// node pre-flight allows it. Any violation is a bug.
 func TestSafetyProperties(t *testing.T) {
 	n := *propertyCases
 	if testing.Short() {
@@ -40,6 +41,20 @@ func TestSafetyProperties(t *testing.T) {
 		}
 		nodes := randomFleet(rng, size)
 		text := randomPlan(rng)
+		// A quarter of the plans run a node pre-flight, some of them with
+		// nodes failing it; drawn apart so that the other draws stay.
+		pfRng := rand.New(rand.NewPCG(seed, 7))
+		var pfFail []sim.Failure
+		if pfRng.IntN(4) == 0 {
+			text += fmt.Sprintf("preflight:\n  onFail: %s\n  timeout: %ds\n", []string{"block", "exclude"}[pfRng.IntN(2)], 2+pfRng.IntN(60))
+			if pfRng.IntN(2) == 0 {
+				f, err := sim.ParseFailure(randomFailure(pfRng), sim.FailPreflight)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pfFail = append(pfFail, f)
+			}
+		}
 		t.Run(fmt.Sprintf("case%d-n%d", c, size), func(t *testing.T) {
 			p, err := plan.Parse("random.yaml", []byte(text))
 			if err != nil {
@@ -65,6 +80,7 @@ func TestSafetyProperties(t *testing.T) {
 				}
 				fails = append(fails, f)
 			}
+			fails = append(fails, pfFail...)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			res, err := sim.Run(ctx, sim.Config{Plan: p, Nodes: nodes, Failures: fails, Seed: seed,

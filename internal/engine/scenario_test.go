@@ -43,6 +43,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the golden transcripts in tes
 //	fleet-budget NAME PER|- LIMIT [DOMAIN:NODE/HOLDER...]   a fleet budget over every node, with slots others hold
 //	fleet-freeze NAME UNTIL ZONE [KEY=VALUE] [REASON...]    a fleet freeze in force until start+UNTIL (covering nodes with label KEY=VALUE)
 //	fleet-clear                 no fleet budgets or freezes
+//	preflight NODES ok|fail [REASON...]       the agents answer the node pre-flight (NODES as for report)
 //
 // Reports go through Accept against the node's current step, as the store
 // does; a refused report or command is printed, not fatal.
@@ -322,6 +323,17 @@ func (s *scenario) do(args []string) error {
 		in.BreakGlass = strings.Join(args[1:], " ")
 	case "explain":
 		fmt.Fprintf(&s.out, "%s\n", Explain(*in, args[1]))
+	case "preflight":
+		ids, err := s.nodes(args[1])
+		if err != nil {
+			return err
+		}
+		if in.Preflight == nil {
+			return fmt.Errorf("preflight: no node was asked")
+		}
+		for _, i := range ids {
+			in.Preflight.Results[in.Nodes[i].ID] = PreflightResult{OK: args[2] == "ok", Reason: strings.Join(args[3:], " "), At: in.Now}
+		}
 	case "hold", "unhold", "fleet-budget", "fleet-freeze", "fleet-clear":
 		return s.fleetCmd(args)
 	case "limits":
@@ -479,6 +491,10 @@ func (s *scenario) decide() {
 	}
 	for _, t := range d.Nodes {
 		fmt.Fprintf(w, "  node %s %s -> %s: %s\n", t.Node, t.From, t.To, t.Reason)
+	}
+	if len(d.AskPreflight) > 0 {
+		fmt.Fprintf(w, "  ask pre-flight: %s\n", strings.Join(d.AskPreflight, " "))
+		in.Preflight = &PreflightStatus{AskedAt: in.Now, Results: map[string]PreflightResult{}}
 	}
 	if len(d.Starts) > 0 {
 		fmt.Fprintf(w, "  start: %s\n", startIDs(d.Starts))

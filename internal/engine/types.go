@@ -204,11 +204,34 @@ type Input struct {
 	// Fleet is what other rollouts and the server's fleet-level objects
 	// impose (held nodes, fleet budgets, fleet freezes); nil is none.
 	Fleet *Fleet
-	Now   time.Time
-	Seed  uint64 // jitter source; fixed per rollout
+	// Preflight is the node pre-flight's progress when the plan asks for
+	// one (plan.Preflight); nil is not asked yet.
+	Preflight *PreflightStatus
+	Now       time.Time
+	Seed      uint64 // jitter source; fixed per rollout
 	// Index caches what does not change between decisions of a rollout;
 	// nil is allowed (see Index).
 	Index *Index
+}
+
+// PreflightResult is one node's answer to the node pre-flight.
+type PreflightResult struct {
+	OK bool
+	// Reason says why the node failed ("" when OK): the drivers'
+	// refusals and the compatibility rules it breaks.
+	Reason string
+	// At is when the server received the answer: one received after the
+	// deadline (asked + plan.Preflight.Timeout) counts as no answer, one
+	// after Input.Now is not received yet (the simulator draws answers
+	// ahead).
+	At time.Time
+}
+
+// PreflightStatus is the persisted progress of a rollout's node
+// pre-flight.
+type PreflightStatus struct {
+	AskedAt time.Time                  // when the nodes were asked
+	Results map[string]PreflightResult // by node ID; nodes that have not answered are absent
 }
 
 // Start orders one node step. StepID is stable: deciding again from the
@@ -271,6 +294,11 @@ type Decision struct {
 	// NextAt is when deciding again may change something even if no event
 	// arrives; zero means only an event can.
 	NextAt time.Time
+	// AskPreflight lists the nodes whose agents the shell must ask for
+	// their pre-flight, in assignment order: persist the asks (the time
+	// asked is Input.Now), then wake the agents. Set once, when a
+	// running rollout's plan asks for a pre-flight no node was asked for.
+	AskPreflight []string
 	// Limits are the slots in use, as tallied from the input before this
 	// decision's starts and rollbacks, against max in flight and against
 	// each cap's domains (caps by key, domains by name).

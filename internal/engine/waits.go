@@ -28,6 +28,7 @@ const (
 	waitHeldBy
 	waitFleetBudget
 	waitFleetFreeze
+	waitPreflight
 )
 
 // waitKey identifies one reason to wait; nodes with equal keys are grouped
@@ -81,6 +82,8 @@ func (k waitKey) String() string {
 			return fmt.Sprintf("fleet budget %s at %d/%d", k.key, k.a, k.b)
 		}
 		return fmt.Sprintf("fleet budget %s %s at %d/%d", k.key, k.dom, k.a, k.b)
+	case waitPreflight:
+		return fmt.Sprintf("pre-flight: %d/%d nodes answered, until %s", k.a, k.b, fmtTime(k.t))
 	case waitFleetFreeze:
 		if k.key != "" {
 			return fmt.Sprintf("fleet freeze %s until %s (%s)", k.s, fmtLocal(k.t), k.key)

@@ -11,6 +11,7 @@ import (
 const (
 	DefaultDrainTimeout      = Duration(10 * time.Minute)
 	DefaultProgressDeadline  = Duration(30 * time.Minute)
+	DefaultPreflightTimeout  = Duration(5 * time.Minute)
 	DefaultHealthyDeadline   = Duration(10 * time.Minute)
 	DefaultGateInterval      = Duration(time.Minute)
 	DefaultGateCount         = 3
@@ -90,6 +91,17 @@ func Defaults(p *Plan) {
 	}
 	if p.Target.OnRefusal == "" {
 		p.Target.OnRefusal = RefuseCreation
+	}
+	if p.Preflight == nil && len(p.Compatibility) > 0 {
+		p.Preflight = &Preflight{} // the matrix is checked at the node pre-flight
+	}
+	if pf := p.Preflight; pf != nil {
+		if pf.OnFail == "" {
+			pf.OnFail = PreflightBlock
+		}
+		if pf.Timeout == 0 {
+			pf.Timeout = DefaultPreflightTimeout
+		}
 	}
 	g := &p.Gates
 	if g.OnFail == "" {

@@ -24,11 +24,49 @@ type Plan struct {
 	Gates       Gates     `yaml:"gates,omitempty" json:"gates,omitempty"`
 	Approvals   Approvals `yaml:"approvals,omitempty" json:"approvals,omitempty"`
 	Overlap     Overlap   `yaml:"overlap,omitempty" json:"overlap,omitempty" desc:"when the target overlaps an active rollout's: wait (its nodes wait for the other rollout, the default) or refuse (the rollout is not created)"`
+	// Preflight, when set, has every target node's agent run its
+	// drivers' pre-flight of the change before the first wave starts;
+	// nil runs none (each step still pre-flights its own node).
+	Preflight *Preflight `yaml:"preflight,omitempty" json:"preflight,omitempty" desc:"node pre-flight before the first wave: every target agent says what its package manager would do"`
+	// Compatibility lists conditions every target node must meet for
+	// this change, checked at the node pre-flight on the nodes' latest
+	// facts (and in the dry run's simulation on the inventory's): a
+	// plan with a matrix and no preflight section gets the default one.
+	Compatibility []CompatRule `yaml:"compatibility,omitempty" json:"compatibility,omitempty" desc:"compatibility matrix: CEL conditions over node each target node must meet"`
 
 	// file and pos locate the plan's values in the source Parse read; nil
 	// for a plan built in code. Where and Errorf read them.
 	file string
 	pos  map[string]Pos
+}
+
+// Preflight configures the node pre-flight: before the first wave, every
+// pending target node's agent runs its drivers' pre-flight of the change
+// (and apt's simulation), changing nothing. A node fails its pre-flight
+// when a driver refuses (version missing from its repositories, no disk
+// space, a conflict), when a compatibility rule rejects it, or when its
+// agent does not answer within Timeout.
+type Preflight struct {
+	OnFail  PreflightOnFail `yaml:"onFail,omitempty" json:"onFail,omitempty" desc:"block (default: the rollout does not start) | exclude (failing nodes are skipped with their reason)"`
+	Timeout Duration        `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"how long nodes have to answer (default 5m); silence fails the node"`
+}
+
+// PreflightOnFail is what failing node pre-flights do to the rollout.
+type PreflightOnFail string
+
+const (
+	PreflightBlock   PreflightOnFail = "block"
+	PreflightExclude PreflightOnFail = "exclude"
+)
+
+// CompatRule is one row of a compatibility matrix: Require, a CEL
+// expression over node (as selectors), must hold on every target node,
+// e.g. the kernels a live patch supports or the OS versions a package
+// version supports.
+type CompatRule struct {
+	Name    string `yaml:"name" json:"name"`
+	Require string `yaml:"require" json:"require" desc:"CEL expression over node that must be true, e.g. node.kernel.startsWith(\"6.1.\")"`
+	Message string `yaml:"message,omitempty" json:"message,omitempty" desc:"why, shown with the nodes that fail it"`
 }
 
 // Target chooses the nodes a rollout may touch.
@@ -244,6 +282,11 @@ type KubernetesNodeAction struct {
 	Timeout     Duration `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"drain timeout, and how long the node may take to report Ready again before it is uncordoned (default 10m)"`
 	GracePeriod Duration `yaml:"gracePeriod,omitempty" json:"gracePeriod,omitempty"`
 	DeleteLocal bool     `yaml:"deleteEmptyDirData,omitempty" json:"deleteEmptyDirData,omitempty"`
+	// KubeletVersion is the kubelet version the change brings the node
+	// to (by a package or image action of the same change): pre-flight
+	// checks it against the API server's version (never newer, at most
+	// three minor versions older; two before 1.28).
+	KubeletVersion string `yaml:"kubeletVersion,omitempty" json:"kubeletVersion,omitempty" desc:"kubelet version the change brings the node to, e.g. 1.31.4: pre-flight checks the version skew against the API server"`
 }
 
 // ScriptAction runs a signed script artifact; Rollback names the script

@@ -104,9 +104,35 @@ func (v *validator) plan() {
 	v.windows()
 	v.budget("failureBudget", &p.Budget)
 	v.gates()
+	v.preflight()
 	v.identifiers()
 	if p.Approvals.Start < 0 {
 		v.errf("approvals.start", "approvals must be 0 or more, got %d", p.Approvals.Start)
+	}
+}
+
+// preflight checks the node pre-flight settings and the compatibility
+// rules (each a CEL expression over node).
+func (v *validator) preflight() {
+	if pf := v.p.Preflight; pf != nil {
+		v.enum("preflight.onFail", string(pf.OnFail), string(PreflightBlock), string(PreflightExclude))
+		if v.written("preflight.timeout") && pf.Timeout <= 0 {
+			v.errf("preflight.timeout", "timeout must be longer than 0")
+		}
+	}
+	names := map[string]int{}
+	for i, r := range v.p.Compatibility {
+		rp := joinIndex("compatibility", i)
+		if v.nonEmpty(rp+".name", r.Name, "compatibility rule name") {
+			if j, dup := names[r.Name]; dup {
+				v.errf(rp+".name", "duplicate compatibility rule name %q (also compatibility[%d])", r.Name, j)
+			} else {
+				names[r.Name] = i
+			}
+		}
+		if v.nonEmpty(rp+".require", r.Require, "compatibility condition") {
+			v.selector(rp+".require", r.Require)
+		}
 	}
 }
 
@@ -307,10 +333,15 @@ func (v *validator) action(path string, a *Action) {
 		v.version(kp+".version", a.ContainerRuntime.Version)
 	case "kubernetesNode":
 		// drain is required by the decoder; durations are checked there.
+		if kv := a.KubernetesNode.KubeletVersion; kv != "" && !kubeVersionRe.MatchString(kv) {
+			v.errf(kp+".kubeletVersion", "kubeletVersion %q: want MAJOR.MINOR.PATCH, e.g. 1.31.4", kv)
+		}
 	case "script":
 		v.nonEmpty(kp+".artifact", a.Script.Artifact, "artifact")
 	}
 }
+
+var kubeVersionRe = regexp.MustCompile(`^v?[0-9]+\.[0-9]+\.[0-9]+$`)
 
 func (v *validator) packageAction(path string, pa *PackageAction) {
 	v.enum(path+".operation", string(pa.Operation), string(PackageUpgrade), string(PackageInstall))

@@ -56,6 +56,7 @@ func (s *Server) agentRoutes(mux *http.ServeMux) {
 	s.agentRoute(mux, "POST "+api.PathRegister, s.register)
 	s.agentRoute(mux, "POST "+api.PathPoll, s.poll)
 	s.agentRoute(mux, "POST "+api.PathReport, s.report)
+	s.agentRoute(mux, "POST "+api.PathPreflight, s.preflightReport)
 }
 
 // sameNode refuses a body that names another node than the connection's.
@@ -91,8 +92,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, node string) e
 		return err
 	}
 	req.Labels = s.enrolledLabels(r.Context(), node, req.Labels)
+	proto, _ := strconv.Atoi(r.Header.Get(api.HeaderProtocol)) // checked by agentRoute
 	_, err := s.st.UpsertNode(r.Context(), store.NodeRecord{ID: node, Facts: req.Facts, Labels: req.Labels,
-		AgentVersion: req.AgentVersion, Protocol: api.ProtocolVersion, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)})
+		AgentVersion: req.AgentVersion, Protocol: proto, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)})
 	if err != nil {
 		return err
 	}
@@ -157,13 +159,19 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	defer recheck.Stop()
 	for {
 		var all []store.Step
+		var asks [][]byte
 		if leading := s.sched.leading(); !leading || !s.wake.isIdle(node, time.Now()) {
 			mark := s.wake.stamp(node, time.Now())
 			var err error
 			if all, err = s.st.PendingSteps(ctx, node, s.now()); err != nil {
 				return err
 			}
-			if len(all) == 0 && leading {
+			if proto >= api.PreflightProtocol {
+				if asks, err = s.st.OpenPreflights(ctx, node, s.now()); err != nil {
+					return err
+				}
+			}
+			if len(all) == 0 && len(asks) == 0 && leading {
 				s.wake.markIdle(node, mark)
 			}
 		}
@@ -182,8 +190,15 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 				steps = append(steps, st)
 			}
 		}
-		if len(steps) > 0 || len(cancel) > 0 {
+		if len(steps) > 0 || len(cancel) > 0 || len(asks) > 0 {
 			out := api.PollResponse{LeaseSeconds: int(s.cfg.Lease / time.Second), Cancel: cancel}
+			for _, raw := range asks {
+				var pr api.PreflightRequest
+				if err := json.Unmarshal(raw, &pr); err != nil {
+					return fmt.Errorf("node %s: stored pre-flight request: %w", node, err)
+				}
+				out.Preflights = append(out.Preflights, pr)
+			}
 			for _, st := range steps {
 				var p api.StepPayload
 				if err := json.Unmarshal(st.Payload, &p); err != nil {

@@ -30,6 +30,8 @@ type metrics struct {
 	predictionError prometheus.Histogram
 	gateEvals       *prometheus.CounterVec
 	leader          prometheus.Gauge
+	preflights      *prometheus.CounterVec
+	preflightTook   prometheus.Histogram
 	routes          []string // every route of the API and the agent channel (Server.handle), for the OpenAPI sync test
 }
 
@@ -57,13 +59,17 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		gateEvals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_gate_evaluations_total",
 			Help: "Wave-gate evaluations by result."}, []string{"result"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_leader", Help: "1 while this server schedules."}),
+		preflights: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_node_preflights_total",
+			Help: "Node pre-flight answers by result (passed, failed), the agents' and the server's own."}, []string{"result"}),
+		preflightTook: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_node_preflight_seconds",
+			Help: "How long an agent's node pre-flight took on its node.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
 	for _, v := range []engine.Verdict{engine.Pass, engine.Fail, engine.Inconclusive} {
 		m.gateEvals.WithLabelValues(string(v)) // every result shows, 0 before the first gate runs
 	}
 	reg.MustRegister(m.reports, m.starts, m.rollbacks, m.conflicts, m.decideLatency, m.dispatchLatency,
 		m.apiLatency, m.agents, m.stepDuration, m.predictionError, m.gateEvals, m.leader,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.preflights, m.preflightTook, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 

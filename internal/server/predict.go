@@ -147,12 +147,12 @@ func (pr *predictor) config(ctx context.Context, p *plan.Plan, nodes int) (sim.C
 }
 
 // dryRun simulates plan p over nodes with seed from start.
-func (pr *predictor) dryRun(ctx context.Context, p *plan.Plan, nodes []*fleet.Node, seed uint64, start time.Time) (*sim.Result, error) {
+func (pr *predictor) dryRun(ctx context.Context, p *plan.Plan, nodes []*fleet.Node, seed uint64, start time.Time, preflight map[string]engine.PreflightResult) (*sim.Result, error) {
 	cfg, err := pr.config(ctx, p, len(nodes))
 	if err != nil {
 		return nil, err
 	}
-	cfg.Nodes, cfg.Seed, cfg.Start = nodes, seed, start
+	cfg.Nodes, cfg.Seed, cfg.Start, cfg.Preflight = nodes, seed, start, preflight
 	return sim.Run(ctx, cfg)
 }
 
@@ -162,7 +162,7 @@ func (pr *predictor) dryRun(ctx context.Context, p *plan.Plan, nodes []*fleet.No
 func (pr *predictor) predict(ctx context.Context, ro store.Rollout, p *plan.Plan, nodes []*fleet.Node) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	res, err := pr.dryRun(ctx, p, nodes, ro.Seed, ro.CreatedAt)
+	res, err := pr.dryRun(ctx, p, nodes, ro.Seed, ro.CreatedAt, nil)
 	if err != nil {
 		pr.s.log.Warn("rollout prediction failed", "rollout", ro.ID, "err", err)
 		return

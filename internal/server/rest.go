@@ -193,6 +193,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/whoami", RoleViewer, s.whoami)
 	s.route(mux, "GET /v1/events", RoleViewer, s.events)
 	s.route(mux, "GET /v1/rollouts/{id}/events", RoleViewer, s.events)
+	s.route(mux, "GET /v1/rollouts/{id}/preflight", RoleViewer, s.getPreflight)
 	s.route(mux, "GET /v1/audit", RoleViewer, s.listAudit)
 	s.route(mux, "GET /v1/audit/verify", RoleViewer, s.verifyAudit)
 	s.auditLogRoutes(mux)
@@ -620,6 +621,9 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		v.Approvals = append(v.Approvals, api.Approval{By: a.By, Wave: a.Wave, AssignmentSHA256: a.AssignmentSHA256, At: a.At})
 	}
 	in := rc.input(data, s.now())
+	if in.Preflight, err = s.preflightStatus(ctx, rc, ro.State, in.Now); err != nil {
+		return api.Rollout{}, err
+	}
 	if !ro.State.Terminal() {
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		if in.LineStop, err = s.lineStop(ctx); err != nil {
@@ -867,9 +871,22 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 			return err
 		}
 	}
+	var pf *api.PreflightView
+	var answers map[string]engine.PreflightResult
+	if req.Preflight {
+		// Asking runs the drivers' pre-flight on every target node: as
+		// creating a rollout does, it needs an operator.
+		if !allowed(id.role, RoleOperator) {
+			return &httpError{status: http.StatusForbidden, code: api.CodeForbidden,
+				msg: fmt.Sprintf("%s (role %s) may not ask nodes for a pre-flight: it needs role %s", id.user, id.role, RoleOperator)}
+		}
+		if pf, answers, err = s.dryRunPreflight(r.Context(), p, a); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
-	res, err := s.pred.dryRun(ctx, p, nodes, seed, s.now().UTC().Truncate(time.Second))
+	res, err := s.pred.dryRun(ctx, p, nodes, seed, s.now().UTC().Truncate(time.Second), answers)
 	if err != nil {
 		return badRequest("dry run: %v", err)
 	}
@@ -889,8 +906,11 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	for _, n := range preflight.NoWayBacks(p, preflight.Targets(a)) {
 		text += "no way back: " + n.Text() + "\n"
 	}
+	if pf != nil {
+		text += preflightText(pf)
+	}
 	writeJSON(w, http.StatusOK, api.DryRunResponse{ID: dr.ID, Seed: strconv.FormatUint(seed, 10), AssignmentSHA256: dr.AssignmentSHA256,
 		Members: rec.Waves(), Canary: rec.Canary(), Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
-		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings})
+		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings, Preflight: pf})
 	return nil
 }

@@ -63,6 +63,11 @@ type rolloutCache struct {
 	mu  sync.Mutex
 	rev int64
 	rn  []store.RolloutNode
+	// preflight is the node pre-flight once it can no longer change what
+	// the engine decides (every node asked answered, or past the
+	// deadline, after which answers do not count): read once, not at
+	// every decision. Guarded by mu.
+	preflight *engine.PreflightStatus
 }
 
 // patch applies a load of the nodes changed since rc.rev. It reports
@@ -358,6 +363,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		}
 		now := s.now()
 		in := rc.input(data, now)
+		if in.Preflight, err = s.preflightStatus(ctx, rc, in.State, now); err != nil {
+			return fmt.Errorf("rollout %s: %w", id, err)
+		}
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		in.LineStop = line
@@ -368,6 +376,14 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		if idle(in, d) {
 			sc.evaluate(ctx, rc, in, d)
 			return nil
+		}
+		if len(d.AskPreflight) > 0 {
+			// Persisted before the decision's commit, which audits the
+			// ask: a commit lost to a conflict decides again and finds
+			// the nodes asked.
+			if err := s.askPreflight(ctx, id, rc.plan, d.AskPreflight, now); err != nil {
+				return fmt.Errorf("rollout %s: %w", id, err)
+			}
 		}
 		s.fp.hit(fpAfterDecide)
 		if len(d.Waves) > 0 {
@@ -423,7 +439,7 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 
 // idle reports whether a decision changes nothing that must be stored.
 func idle(in engine.Input, d engine.Decision) bool {
-	return len(d.Nodes) == 0 && len(d.Waves) == 0 && len(d.Starts) == 0 && len(d.Rollbacks) == 0 &&
+	return len(d.Nodes) == 0 && len(d.Waves) == 0 && len(d.Starts) == 0 && len(d.Rollbacks) == 0 && len(d.AskPreflight) == 0 &&
 		d.State == in.State && d.Reason == in.Reason && d.RollbackScope == in.RollbackScope
 }
 

@@ -321,6 +321,7 @@ var routeRoles = map[string]Role{
 	"GET /v1/whoami":                     RoleViewer,
 	"GET /v1/events":                     RoleViewer,
 	"GET /v1/rollouts/{id}/events":       RoleViewer,
+	"GET /v1/rollouts/{id}/preflight":    RoleViewer,
 	"GET /v1/audit":                      RoleViewer,
 	"GET /v1/audit/verify":               RoleViewer,
 	"GET /v1/audit/key":                  RoleViewer,
@@ -347,10 +348,11 @@ var routeRoles = map[string]Role{
 // agentOnly are the agent channel's routes: agents only (the node's
 // certificate, or the shared token in the insecure test mode).
 var agentOnly = map[string]bool{
-	"POST " + api.PathRegister: true,
-	"POST " + api.PathPoll:     true,
-	"POST " + api.PathReport:   true,
-	"POST " + api.PathRenew:    true,
+	"POST " + api.PathRegister:  true,
+	"POST " + api.PathPoll:      true,
+	"POST " + api.PathReport:    true,
+	"POST " + api.PathRenew:     true,
+	"POST " + api.PathPreflight: true,
 }
 
 // public are the routes that need no credentials: enrolment (the

@@ -30,6 +30,7 @@ const (
 	RuleUnknownNode Rule = "unknown-node"  // decisions name only nodes of the target
 	RuleLineStop    Rule = "line-stop"     // no start and no rollback while the line is stopped
 	RuleReport      Rule = "report"        // every report of a node's current step is accepted by the engine's rules
+	RulePreflight   Rule = "preflight"     // with a plan's preflight: no start while a pending node's answer is due, none of a node without a passing answer
 )
 
 // rateStart is one start in the rate window.
@@ -350,6 +351,9 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 	if len(d.Starts) > 0 && d.State != engine.RolloutRunning {
 		bad(RuleStopped, "%d start(s) while the rollout is %s", len(d.Starts), d.State)
 	}
+	if pf := c.p.Preflight; pf != nil && len(d.Starts) > 0 {
+		c.checkPreflight(in, d, phase, bad)
+	}
 	if d.State == engine.RolloutRunning {
 		switch in.State {
 		case engine.RolloutPaused, engine.RolloutHalted, engine.RolloutRollingBack,
@@ -662,4 +666,36 @@ func heldWaves(p *plan.Plan) map[string]bool {
 		ok[w.Name] = all
 	}
 	return ok
+}
+
+// checkPreflight checks a decision's starts against the node pre-flight
+// (RulePreflight): the nodes were asked, no pending node's answer is
+// still due, and every started node answered in time and passed.
+func (c *Checker) checkPreflight(in engine.Input, d engine.Decision, phase func(int32) engine.Phase, bad func(Rule, string, ...any)) {
+	st := in.Preflight
+	if st == nil || st.AskedAt.IsZero() {
+		bad(RulePreflight, "%d start(s) before any node was asked for its pre-flight", len(d.Starts))
+		return
+	}
+	now, deadline := in.Now, st.AskedAt.Add(c.p.Preflight.Timeout.D())
+	received := func(id string) (engine.PreflightResult, bool) {
+		r, ok := st.Results[id]
+		return r, ok && !r.At.After(now) && !r.At.After(deadline)
+	}
+	if now.Before(deadline) {
+		due := 0
+		for i := range in.Nodes {
+			if _, ok := received(in.Nodes[i].ID); !ok && phase(int32(i)) == engine.PhasePending {
+				due++
+			}
+		}
+		if due > 0 {
+			bad(RulePreflight, "%d start(s) while %d pending node(s) have not answered their pre-flight", len(d.Starts), due)
+		}
+	}
+	for _, s := range d.Starts {
+		if r, ok := received(s.Node); !ok || !r.OK {
+			bad(RulePreflight, "start of %s, whose pre-flight did not pass in time", s.Node)
+		}
+	}
 }

@@ -21,6 +21,10 @@ const (
 	// of the step (drawn per attempt); the agent undoes what began and
 	// reports it interrupted, and the plan's gates.onInterrupted decides.
 	FailInterrupt FailureKind = "interrupt"
+	// FailPreflight: the node's pre-flight fails (e.g. the target version
+	// is missing from its repositories); the plan's preflight.onFail
+	// decides. Only plans with a preflight section run one.
+	FailPreflight FailureKind = "preflight"
 )
 
 // Failure injects a failure into the nodes a selector matches, each with

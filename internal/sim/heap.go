@@ -7,6 +7,7 @@ const (
 	evDispatched   eventKind = iota + 1 // queued -> running
 	evStepDone                          // running -> verifying | failed
 	evRollbackDone                      // rolling-back -> rolled-back | failed
+	evPreflight                         // the node's pre-flight answer is received (drawn when asked)
 )
 
 // event is one agent report due at a virtual instant. gen is the node's

@@ -15,6 +15,7 @@ import (
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/rehearsal"
 )
 
@@ -110,6 +111,14 @@ type Config struct {
 	// after the rest of a duration drawn longer than what has elapsed.
 	// Nodes is then ignored.
 	From *Snapshot
+	// PreflightDuration is how long a node's pre-flight takes, from the
+	// ask to the server receiving the answer; zero means
+	// DefaultPreflightDuration.
+	PreflightDuration Dist
+	// Preflight holds real nodes' answers to a node pre-flight (a dry run
+	// with --preflight on a live server), by node ID: the simulation
+	// replays them instead of drawing an answer. Their At is ignored.
+	Preflight map[string]engine.PreflightResult
 }
 
 // Snapshot is a rollout's state for a run that starts mid-rollout
@@ -123,6 +132,13 @@ type Snapshot struct {
 	RollbackScope string
 	Gates         []engine.GateResult
 	Approvals     []engine.Approval
+}
+
+// DefaultPreflightDuration is a node pre-flight's duration, ask to answer:
+// a poll's wake-up plus the drivers' checks (apt-cache, df, apt-get -s
+// take about a second on a Debian container; see README).
+func DefaultPreflightDuration() Dist {
+	return Dist{Kind: DistUniform, A: time.Second, B: 3 * time.Second}
 }
 
 // AutoTick is the tick used when Config.Tick is zero. Decide is O(nodes)
@@ -437,6 +453,9 @@ type simulator struct {
 	// lastWaits are the waits of the last decision.
 	fleet     *engine.Fleet
 	lastWaits []engine.Wait
+	// preflight is the node pre-flight asked (nil before): answers are
+	// drawn when asked, each received at its own time.
+	preflight *engine.PreflightStatus
 
 	// first halt or breach
 	haltAt      time.Time
@@ -898,6 +917,9 @@ func (s *simulator) report(e event) {
 	at := s.start.Add(time.Duration(e.at))
 	st := &s.nodes[i].State
 	switch e.kind {
+	case evPreflight:
+		// The answer was drawn when asked and is in s.preflight with its
+		// time: the event only makes the next decision look at it.
 	case evDispatched:
 		if st.Phase != engine.PhaseQueued {
 			return
@@ -1034,7 +1056,55 @@ func (s *simulator) input() engine.Input {
 		Index:         s.eidx,
 		Fleet:         s.fleet,
 		BreakGlass:    s.cfg.BreakGlass,
+		Preflight:     s.preflight,
 	}
+}
+
+// askPreflight draws every asked node's answer to the node pre-flight:
+// a real node's answer when Config.Preflight has it, else a failure when
+// the plan's compatibility matrix rejects the node or an injected
+// preflight failure hits it, else a pass; each is received after a
+// PreflightDuration sample.
+func (s *simulator) askPreflight(nodes []string) {
+	dur := s.cfg.PreflightDuration
+	if dur == (Dist{}) {
+		dur = DefaultPreflightDuration()
+	}
+	s.preflight = &engine.PreflightStatus{AskedAt: s.now, Results: make(map[string]engine.PreflightResult, len(nodes))}
+	targets := make([]*fleet.Node, 0, len(nodes))
+	for _, id := range nodes {
+		if i, ok := s.index[id]; ok {
+			targets = append(targets, s.nodes[i].Node)
+		}
+	}
+	broken := map[string]string{}
+	if bad, err := preflight.Compatibility(s.p, targets); err != nil {
+		s.note("compatibility rules not evaluated: " + err.Error())
+	} else {
+		for _, b := range bad {
+			broken[b.Node] = strings.Join(b.Reasons, "; ")
+		}
+	}
+	for _, n := range targets {
+		r := engine.PreflightResult{OK: true, At: s.now.Add(dur.Sample(s.rng))}
+		if real, ok := s.cfg.Preflight[n.ID]; ok {
+			r.OK, r.Reason = real.OK, real.Reason
+		} else if why, ok := broken[n.ID]; ok {
+			r.OK, r.Reason = false, why
+		} else if f := s.applyFailure(s.index[n.ID], FailPreflight); f != nil {
+			r.OK, r.Reason = false, orDefault(f.Reason, "pre-flight failed (simulated)")
+		}
+		s.preflight.Results[n.ID] = r
+		i := s.index[n.ID]
+		s.schedule(r.At, i, evPreflight)
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // maxRedecide bounds how often one tick decides again because the previous
@@ -1083,6 +1153,9 @@ func (s *simulator) apply(d engine.Decision) bool {
 	now := s.now
 	for _, ev := range d.Events {
 		s.addEvent(ev)
+	}
+	if len(d.AskPreflight) > 0 {
+		s.askPreflight(d.AskPreflight)
 	}
 	for _, t := range d.Nodes {
 		i, ok := s.index[t.Node]

@@ -67,6 +67,11 @@ func Summary(r *Result) string {
 		fmt.Fprintf(&b, ", %d still in flight", c.Other)
 	}
 	b.WriteString("\n")
+	for _, e := range r.Events {
+		if rest, ok := strings.CutPrefix(e.Text, "pre-flight failed on "); ok {
+			fmt.Fprintf(&b, "  pre-flight   failed on %s\n", rest)
+		}
+	}
 	if r.HaltedAtSeconds != nil {
 		fmt.Fprintf(&b, "  before halt  %d touched by %s", r.NodesTouchedBeforeHalt, FormatDuration(dur(*r.HaltedAtSeconds)))
 		if len(r.HurtTouchedBeforeHalt) > 0 {

@@ -381,6 +381,19 @@ type Store interface {
 	// DeleteNode removes a node (an operator's decision); ErrNotFound.
 	DeleteNode(ctx context.Context, id, actor string) error
 
+	// AskPreflight records the asks of a rollout's (or dry run's) node
+	// pre-flight; a node asked before keeps its first ask.
+	AskPreflight(ctx context.Context, rollout string, asks []PreflightAsk, now, deadline time.Time) error
+	// OpenPreflights returns the request payloads of node's unanswered
+	// pre-flights still before their deadline, oldest first.
+	OpenPreflights(ctx context.Context, node string, now time.Time) ([][]byte, error)
+	// AnswerPreflight records a node's answer: ErrNotFound if it was not
+	// asked, ErrConflict if it answered already.
+	AnswerPreflight(ctx context.Context, rollout, node string, ok bool, reason string, report []byte, at time.Time) error
+	// Preflights lists a rollout's (or dry run's) node pre-flights;
+	// ErrNotFound when none was asked.
+	Preflights(ctx context.Context, rollout string) ([]Preflight, error)
+
 	// CreateRollout stores a new rollout with its assignment (nodes in
 	// assignment order, waves pending). ErrConflict if the ID exists.
 	CreateRollout(ctx context.Context, r Rollout, nodes []RolloutNode, waves []Wave, actor string) (Rollout, error)

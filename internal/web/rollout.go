@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -79,6 +80,9 @@ type rolloutData struct {
 	AllEvents bool // node transitions included
 	Omitted   int  // older timeline entries not shown
 	LastSeq   int64
+	// Preflight is the rollout's node pre-flight; nil when its plan asks
+	// for none or no node was asked yet.
+	Preflight *api.PreflightView
 }
 
 // attention is a node that failed (or was rolled back after a failure),
@@ -134,6 +138,15 @@ func (d *dashboard) rollout(r *http.Request, c *client) (string, *view, error) {
 	}
 	data := rolloutData{R: ro, Done: ro.Counts[string(engine.PhaseSucceeded)], Legend: phases(), Caps: ro.Limits,
 		AllEvents: r.URL.Query().Get("timeline") == "all"}
+	var pf api.PreflightView
+	var ae *apiError
+	switch err := c.call(r.Context(), http.MethodGet, "/v1/rollouts/"+url.PathEscape(id)+"/preflight", nil, &pf); {
+	case err == nil:
+		data.Preflight = &pf
+	case errors.As(err, &ae) && ae.status == http.StatusNotFound:
+	default:
+		return "", nil, err
+	}
 	// Why each node last failed, from the audit log: a node's reason is
 	// replaced when it is rolled back.
 	failure := map[string]string{}

@@ -280,6 +280,66 @@ waves:
 	}
 }
 
+// TestRolloutPageShowsThePreflight: the rollout page sums up the node
+// pre-flight and lists the nodes whose pre-flight did not pass, with why.
+func TestRolloutPageShowsThePreflight(t *testing.T) {
+	ts, st := newServerWith(t, nil)
+	now := time.Now()
+	for _, id := range []string{"deb-1", "deb-2"} {
+		if _, err := st.UpsertNode(context.Background(), store.NodeRecord{ID: id, Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}},
+			RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := &api.Client{Base: ts.URL, Token: "operator-token-0123456789"}
+	ro, err := cl.CreateRollout(context.Background(), "plan.yaml", `apiVersion: drover.dev/v1
+name: openssl
+target:
+  selector: node.os.family == "debian"
+change:
+  actions:
+    - package:
+        packages: [{name: openssl, version: "3.0.15-1~deb12u1"}]
+waves:
+  - name: all
+preflight:
+  onFail: exclude
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The asks and answers as the scheduler and the agents store them
+	// (this server runs no scheduler).
+	if err := st.AskPreflight(context.Background(), ro.ID, []store.PreflightAsk{{Node: "deb-1", Payload: []byte("{}")},
+		{Node: "deb-2", Answered: true, Reason: "agent speaks protocol 2; node pre-flight needs protocol 4 (upgrade the agent)"}},
+		now, now.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AnswerPreflight(context.Background(), ro.ID, "deb-1", true, "", []byte(`{"ok":true,"actions":[]}`), now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c := browserClient(t)
+	if r, err := c.PostForm(ts.URL+"/ui/login", url.Values{"token": {"viewer-token-0123456789"}}); err != nil {
+		t.Fatal(err)
+	} else {
+		body(t, r)
+	}
+	r, err := c.Get(ts.URL + "/ui/rollouts/" + ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, r)
+	for _, want := range []string{`<p id="preflight-summary">2 asked · 1 passed · 1 failed · 0 waiting`,
+		`<th scope="row">deb-2</th><td data-label="State">failed</td><td data-label="Why" class="wide">agent speaks protocol 2; node pre-flight needs protocol 4 (upgrade the agent)</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the rollout page lacks %s:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, `<th scope="row">deb-1</th><td data-label="State">`) {
+		t.Errorf("the rollout page lists deb-1, whose pre-flight passed")
+	}
+}
+
 // TestLineStopBanner: while the line is stopped every page says so, with
 // who stopped it and why.
 func TestLineStopBanner(t *testing.T) {
