@@ -374,17 +374,24 @@ func (f *fleet) lockHeld(t *testing.T, n *node) {
 
 // probeHangs: the step applies, then its command probe hangs; each try is
 // killed at its timeout, the node fails past its healthy deadline and the
-// rollback downgrades it again.
+// rollback downgrades it again. The probe hangs after the rollback too, so
+// the rollback is not verified: the node is rollback-unhealthy (kept out
+// of service) and the rollout ends failed rather than halted.
 func (f *fleet) probeHangs(t *testing.T, n *node) {
-	failed, ro := f.failedWith(t, planSpec{Name: "probe-hangs", Version: "1.1", Deadline: "6s",
-		Probes: "      - name: hangs\n        kind: command\n        command: [sleep, \"3600\"]\n        timeout: 2s\n        interval: 1s\n"}, n)
+	p := planSpec{Name: "probe-hangs", Version: "1.1", Deadline: "6s", Selector: `node.id == "` + n.name + `"`,
+		Probes: "      - name: hangs\n        kind: command\n        command: [sleep, \"3600\"]\n        timeout: 2s\n        interval: 1s\n"}
+	ro := f.waitTerminal(t, f.create(t, p), 3*time.Minute)
+	failed := strings.Join(reasons(f.audit(t, ro.ID), n.name, engine.PhaseFailed), " | ")
+	if ro.State != engine.RolloutFailed {
+		t.Errorf("rollout %s, want failed (its node unhealthy after the rollback):\n%s", ro.State, describeRollout(ro))
+	}
 	for _, want := range []string{"node probes did not pass within 6s", "hangs: command sleep 3600: no exit within the timeout"} {
 		if !strings.Contains(failed, want) {
 			t.Errorf("reason %q does not contain %q", failed, want)
 		}
 	}
-	if rn := rolloutNode(ro, n.name); rn.Phase != engine.PhaseRolledBack {
-		t.Errorf("node %s, want rolled-back", rn.Phase)
+	if rn := rolloutNode(ro, n.name); rn.Phase != engine.PhaseRollbackUnhealthy || !strings.Contains(rn.Reason, "still unhealthy") {
+		t.Errorf("node %s (%s), want rollback-unhealthy", rn.Phase, rn.Reason)
 	}
 	if got := f.installed(t, n); got != "installed 1.0" {
 		t.Errorf("%s is %q, want installed 1.0 (rolled back)", testPackage, got)
