@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,8 @@ gates:
 // second one's creation is within ±10% of its makespan, the ETA shown
 // halfway through within ±10% (of the makespan) of the real end, and a
 // dry run made before it, which the rollout is created from (its seed,
-// its waves), within ±10% too.
+// its waves: every node in the dry run's wave, the canary the same),
+// within ±10% too.
 func TestPredictionOnDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -152,6 +155,29 @@ func predictOnFleet(ctx context.Context, t *testing.T, c *api.Client) error {
 		t.Logf("  wave %s: predicted end %s, actual %s", w.Name, secs(w.EndSeconds), secs(w.ActualEndSeconds))
 	}
 	var errs []string
+	// Its waves and canary are the dry run's, node for node.
+	withNodes, err := c.GetRollout(ctx, second.ID, true)
+	if err != nil {
+		return err
+	}
+	members, canary := map[string][]string{}, []string{}
+	canaryWave := map[string]bool{}
+	for _, w := range withNodes.Waves {
+		canaryWave[w.Name] = w.Canary
+	}
+	for _, n := range withNodes.Nodes {
+		members[n.Wave] = append(members[n.Wave], n.ID)
+		if canaryWave[n.Wave] {
+			canary = append(canary, n.ID)
+		}
+	}
+	for w := range members {
+		slices.Sort(members[w])
+	}
+	slices.Sort(canary)
+	if !maps.EqualFunc(members, dry.Members, slices.Equal) || len(canary) != 4 || !slices.Equal(canary, dry.Canary) {
+		errs = append(errs, fmt.Sprintf("rollout waves %v canary %v, dry run's %v canary %v", members, canary, dry.Members, dry.Canary))
+	}
 	// The rollout was created from the dry run: the same seed, the same
 	// waves, so the dry run is held to the issue's ±10% as the prediction
 	// at creation is.

@@ -3,7 +3,9 @@ package fleettest
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,6 +64,10 @@ func TestDebianFleetPrediction(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.ID
+	if created.DryRun != dry.ID || created.Seed != dry.Seed || created.AssignmentSHA256 != dry.AssignmentSHA256 || len(created.Moves) > 0 {
+		t.Errorf("rollout %s: dry run %q seed %s assignment %s moves %v; want dry run %s seed %s assignment %s, identical",
+			id, created.DryRun, created.Seed, created.AssignmentSHA256, created.Moves, dry.ID, dry.Seed, dry.AssignmentSHA256)
+	}
 	var half *api.ETA
 	var halfAt time.Time
 	ro := f.waitRollout(t, id, 5*time.Minute, "a terminal state", func(ro api.Rollout) bool {
@@ -73,6 +79,16 @@ func TestDebianFleetPrediction(t *testing.T) {
 	if ro.State != engine.RolloutSucceeded || ro.Prediction == nil || ro.Prediction.ErrorPercent == nil || half == nil {
 		t.Fatalf("second rollout %s, prediction %+v, ETA at half %+v:\n%s", ro.State, ro.Prediction, half, describeRollout(ro))
 	}
+	// Wave membership: every node in the wave the dry run named, the
+	// canary's members the same.
+	members, canary := rolloutMembers(ro)
+	if !maps.EqualFunc(members, dry.Members, slices.Equal) {
+		t.Errorf("rollout %s waves %v, dry run %s waves %v", id, members, dry.ID, dry.Members)
+	}
+	if len(dry.Canary) == 0 || !slices.Equal(canary, dry.Canary) {
+		t.Errorf("rollout %s canary %v, dry run %s canary %v", id, canary, dry.ID, dry.Canary)
+	}
+	t.Logf("waves identical to the dry run's: %v (canary %v)", members, canary)
 	actual := *ro.Prediction.ActualMakespanSeconds
 	dryErr := (actual - res.MakespanSeconds) / res.MakespanSeconds * 100
 	end := ro.CreatedAt.Add(time.Duration(actual * float64(time.Second)))
@@ -92,4 +108,27 @@ func TestDebianFleetPrediction(t *testing.T) {
 	if math.Abs(etaErr) > 10 {
 		t.Errorf("ETA at half off by %+.1f%% of the makespan", etaErr)
 	}
+}
+
+// rolloutMembers returns a rollout's (fetched with its nodes) wave ->
+// nodes and its canary waves' nodes, each in node ID order, as a dry
+// run reports them.
+func rolloutMembers(ro api.Rollout) (map[string][]string, []string) {
+	isCanary := map[string]bool{}
+	for _, w := range ro.Waves {
+		isCanary[w.Name] = w.Canary
+	}
+	members := map[string][]string{}
+	var canary []string
+	for _, n := range ro.Nodes {
+		members[n.Wave] = append(members[n.Wave], n.ID)
+		if isCanary[n.Wave] {
+			canary = append(canary, n.ID)
+		}
+	}
+	for w := range members {
+		slices.Sort(members[w])
+	}
+	slices.Sort(canary)
+	return members, canary
 }

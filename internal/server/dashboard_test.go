@@ -141,7 +141,8 @@ func TestDashboardQueriesExist(t *testing.T) {
 	}
 	for _, want := range []string{"drover_rollouts", "drover_rollouts_ended_total", "drover_rollout_duration_seconds_bucket",
 		"drover_fail_to_halt_seconds_bucket", "drover_halt_to_rollback_complete_seconds_bucket", "drover_recovery_seconds_sum",
-		"drover_rollout_nodes", "drover_gate_evaluations_total", "drover_agents_connected", "drover_fleet_budget_in_use"} {
+		"drover_rollout_nodes", "drover_gate_evaluations_total", "drover_agents_connected", "drover_fleet_budget_in_use",
+		"drover_rollout_prediction_error_ratio_bucket", "drover_rollout_prediction_error_ratio_sum"} {
 		if !used[want] {
 			t.Errorf("the dashboard has no panel on %s", want)
 		}

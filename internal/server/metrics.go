@@ -27,7 +27,6 @@ type metrics struct {
 	apiLatency      *prometheus.HistogramVec
 	agents          prometheus.Gauge
 	stepDuration    prometheus.Histogram
-	predictionError prometheus.Histogram
 	gateEvals       *prometheus.CounterVec
 	leader          prometheus.Gauge
 	preflights      *prometheus.CounterVec
@@ -51,9 +50,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		apiLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "drover_api_request_seconds",
 			Help: "REST API latency by route.", Buckets: lat}, []string{"route"}),
 		agents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_agents_connected", Help: "Agents holding a poll on this server."}),
-		predictionError: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_rollout_prediction_error_ratio",
-			Help:    "Absolute error of the makespan predicted at a rollout's creation, |actual - predicted| / predicted, observed when the rollout ends.",
-			Buckets: []float64{0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}}),
 		stepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_node_step_duration_seconds",
 			Help: "From start decided to node succeeded.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		gateEvals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_gate_evaluations_total",
@@ -68,7 +64,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.gateEvals.WithLabelValues(string(v)) // every result shows, 0 before the first gate runs
 	}
 	reg.MustRegister(m.reports, m.starts, m.rollbacks, m.conflicts, m.decideLatency, m.dispatchLatency,
-		m.apiLatency, m.agents, m.stepDuration, m.predictionError, m.gateEvals, m.leader,
+		m.apiLatency, m.agents, m.stepDuration, m.gateEvals, m.leader,
 		m.preflights, m.preflightTook, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -218,7 +218,10 @@ func (pr *predictor) prediction(ctx context.Context, ro store.Rollout, waves []s
 		}
 	}
 	if ro.State.Terminal() {
-		if last.IsZero() {
+		switch {
+		case !ro.Times.Ended.IsZero():
+			last = ro.Times.Ended // the drover_rollout_prediction_error_ratio metric's end
+		case last.IsZero():
 			last = ro.UpdatedAt
 		}
 		a := last.Sub(ro.CreatedAt).Seconds()
@@ -350,24 +353,6 @@ func timings(rc *rolloutCache, data store.RolloutData, d engine.Decision, now ti
 		out = append(out, tm)
 	}
 	return out
-}
-
-// observePrediction puts the prediction error of a rollout that just
-// ended into the metric.
-func (s *Server) observePrediction(ctx context.Context, id string) {
-	ro, err := s.st.GetRollout(ctx, id)
-	if err != nil {
-		return
-	}
-	data, err := s.st.LoadRollout(ctx, id)
-	if err != nil {
-		return
-	}
-	p, err := s.pred.prediction(ctx, ro, data.Waves)
-	if err != nil || p == nil || p.ErrorPercent == nil {
-		return
-	}
-	s.m.predictionError.Observe(math.Abs(*p.ErrorPercent) / 100)
 }
 
 // runETA runs one ETA simulation: under the fleet's disruption budgets

@@ -2,18 +2,22 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/store"
 )
 
 // rolloutCollector exports the rollout metrics the essays ask for
 // (duration, outcome, failure to halt, halt to rollback dispatched and
-// complete, time to recovery) and what rollouts are doing now. A scrape
+// complete, time to recovery, prediction error) and what rollouts are
+// doing now. A scrape
 // reads them from the store (store.RolloutTimes, set by the transactions
 // that cause each moment), never from this process's memory: they
 // survive restarts and every server sharing a database exports the same
@@ -26,9 +30,9 @@ type rolloutCollector struct {
 
 	rollouts, nodes, uncovered                    *prometheus.Desc
 	ended, duration, failToHalt, haltToDispatch   *prometheus.Desc
-	haltToComplete, recovery                      *prometheus.Desc
+	haltToComplete, recovery, predictionError     *prometheus.Desc
 	durationBuckets, haltBuckets, dispatchBuckets []float64
-	completeBuckets                               []float64
+	completeBuckets, errorBuckets                 []float64
 }
 
 // terminalStates are the states a rollout ends in, the outcomes of
@@ -59,16 +63,20 @@ func newRolloutCollector(st store.Store, sched *scheduler, log *slog.Logger) *ro
 			"healthy or rolled back (it ended halted with every rollback done, or succeeded with no node failed, "+
 			"quarantined or unknown). Mean time to recovery: _sum / _count. Rollouts that end otherwise after a "+
 			"failure are not recovered and not counted.", nil, nil),
+		predictionError: d("drover_rollout_prediction_error_ratio", "Absolute error of the makespan predicted at a "+
+			"rollout's creation, |actual - predicted| / predicted, the actual makespan from its creation to its end; "+
+			"rollouts that ended with a stored prediction (the error rollout get shows).", nil, nil),
 		durationBuckets: []float64{30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 172800},
 		haltBuckets:     prometheus.ExponentialBuckets(0.1, 2, 14),
 		dispatchBuckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 		completeBuckets: prometheus.ExponentialBuckets(1, 2, 16),
+		errorBuckets:    []float64{0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5},
 	}
 }
 
 func (c *rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.rollouts, c.nodes, c.uncovered, c.ended, c.duration, c.failToHalt,
-		c.haltToDispatch, c.haltToComplete, c.recovery} {
+		c.haltToDispatch, c.haltToComplete, c.recovery, c.predictionError} {
 		ch <- d
 	}
 }
@@ -91,7 +99,10 @@ func (h *histogram) between(from, to time.Time) {
 	if from.IsZero() || to.IsZero() {
 		return
 	}
-	v := max(to.Sub(from).Seconds(), 0)
+	h.observe(max(to.Sub(from).Seconds(), 0))
+}
+
+func (h *histogram) observe(v float64) {
 	h.n++
 	h.sum += v
 	for _, b := range h.buckets {
@@ -145,7 +156,30 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- toDispatch.metric(c.haltToDispatch)
 	ch <- toComplete.metric(c.haltToComplete)
 	ch <- recovery.metric(c.recovery)
+	c.collectPredictions(ctx, ch)
 	c.collectActive(ctx, ch)
+}
+
+// collectPredictions exports the prediction error of the rollouts that
+// ended, from their stored predictions and times.
+func (c *rolloutCollector) collectPredictions(ctx context.Context, ch chan<- prometheus.Metric) {
+	ps, err := c.st.EndedPredictions(ctx)
+	if err != nil {
+		c.log.Warn("rollout metrics: read predictions", "err", err)
+		return
+	}
+	h := newHistogram(c.errorBuckets)
+	for _, p := range ps {
+		var pred api.Prediction
+		if err := json.Unmarshal(p.Prediction, &pred); err != nil {
+			c.log.Warn("rollout metrics: stored prediction", "rollout", p.Rollout, "err", err)
+			continue
+		}
+		if e := errorPercent(&pred.MakespanSeconds, p.Ended.Sub(p.CreatedAt).Seconds()); e != nil {
+			h.observe(math.Abs(*e) / 100)
+		}
+	}
+	ch <- h.metric(c.predictionError)
 }
 
 // collectActive exports the node phases and canary coverage of the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -213,7 +214,8 @@ func hist(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels ..
 // scheduler decided, in one process's memory) and one that succeeds, and
 // reads the rollout metrics on /metrics: outcomes, durations, failure
 // to halt, halt to rollback dispatched and complete, time to recovery,
-// each equal to what the stored times say. Another server on the same
+// each equal to what the stored times say, and the prediction error
+// equal to what rollout get shows. Another server on the same
 // database (or this one after a restart) exports the same figures.
 func TestRolloutMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -234,6 +236,19 @@ func TestRolloutMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm := ro.Times
+	// The prediction error of each ended rollout, as rollout get shows
+	// it: the metric observes the same.
+	var errSum float64
+	for _, r := range []api.Rollout{bad, good} {
+		got, err := f.c.GetRollout(ctx, r.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Prediction == nil || got.Prediction.ErrorPercent == nil {
+			t.Fatalf("rollout %s: prediction %+v, want one with its error", r.Name, got.Prediction)
+		}
+		errSum += math.Abs(*got.Prediction.ErrorPercent) / 100
+	}
 	if tm.FirstFailure.IsZero() || tm.Halted.Before(tm.FirstFailure) || tm.RollbackDispatched.Before(tm.Halted) ||
 		tm.RollbackDone.Before(tm.RollbackDispatched) || !tm.Recovered.Equal(tm.RollbackDone) || tm.Ended.Before(tm.RollbackDone) {
 		t.Fatalf("stored times of the halted rollout out of order: %+v", tm)
@@ -253,6 +268,9 @@ func TestRolloutMetrics(t *testing.T) {
 			t.Errorf(`drover_rollouts{state="halted"} = %v, want 1`, v)
 		}
 		secs := func(from, to time.Time) float64 { return to.Sub(from).Seconds() }
+		if n, sum := hist(t, mfs, "drover_rollout_prediction_error_ratio"); n != 2 || math.Abs(sum-errSum) > 1e-9 {
+			t.Errorf("drover_rollout_prediction_error_ratio: count %d sum %v, want 2 observations summing to %v (rollout get's errors)", n, sum, errSum)
+		}
 		for _, h := range []struct {
 			name string
 			want float64

@@ -430,7 +430,6 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		if in.State.Terminal() {
 			sc.forget(id)
 			s.pred.forget(id)
-			s.observePrediction(ctx, id)
 		}
 		return nil
 	}

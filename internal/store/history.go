@@ -109,3 +109,36 @@ func (s *sqlStore) PredictionOf(ctx context.Context, rollout string) ([]byte, er
 	}
 	return []byte(p), nil
 }
+
+// EndedPrediction is the stored prediction of a rollout that ended, with
+// the rollout's creation and end (RolloutTimes.Ended).
+type EndedPrediction struct {
+	Rollout    string
+	Prediction []byte
+	CreatedAt  time.Time
+	Ended      time.Time
+}
+
+func (s *sqlStore) EndedPredictions(ctx context.Context) ([]EndedPrediction, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT p.rollout_id, p.prediction, r.created_at, r.ended_at
+FROM rollout_predictions p JOIN rollouts r ON r.id = p.rollout_id WHERE r.ended_at <> 0 ORDER BY r.created_at, r.id`)
+	if err != nil {
+		return nil, fmt.Errorf("ended predictions: %w", err)
+	}
+	defer rows.Close()
+	var out []EndedPrediction
+	for rows.Next() {
+		var e EndedPrediction
+		var p string
+		var created, ended int64
+		if err := rows.Scan(&e.Rollout, &p, &created, &ended); err != nil {
+			return nil, fmt.Errorf("ended predictions: %w", err)
+		}
+		e.Prediction, e.CreatedAt, e.Ended = []byte(p), fromNanos(created), fromNanos(ended)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ended predictions: %w", err)
+	}
+	return out, nil
+}

@@ -454,6 +454,10 @@ type Store interface {
 	// when none).
 	SavePrediction(ctx context.Context, rollout string, prediction []byte, at time.Time) error
 	PredictionOf(ctx context.Context, rollout string) ([]byte, error)
+	// EndedPredictions returns the stored predictions of the rollouts
+	// that ended, oldest rollout first: what the prediction error metric
+	// is computed from.
+	EndedPredictions(ctx context.Context) ([]EndedPrediction, error)
 	// RestartLeases extends every lease ending before until to until:
 	// a new leader calls it on its first tick (until = now + one lease
 	// window) so that its predecessor's downtime is not counted against

@@ -13,7 +13,7 @@ import (
 // testStepHistory: the agent's timing split is kept with the step; a
 // commit that settles the step writes its history row, completed from
 // the step (the agent's start, the split), once; predictions are
-// stored and replaced per rollout.
+// stored and replaced per rollout, and listed once the rollout ended.
 func testStepHistory(t *testing.T, s Backend) {
 	ctx := context.Background()
 	term := fixture(t, s)
@@ -63,5 +63,19 @@ func testStepHistory(t *testing.T, s Backend) {
 	ok(t, s.SavePrediction(ctx, "r1", []byte(`{"makespanSeconds":2}`), at(0)))
 	if p := get(s.PredictionOf(ctx, "r1"))(t); string(p) != `{"makespanSeconds":2}` {
 		t.Errorf("prediction = %s", p)
+	}
+
+	// Only the predictions of rollouts that ended are listed, with the
+	// rollout's creation and end.
+	if ps := get(s.EndedPredictions(ctx))(t); len(ps) != 0 {
+		t.Errorf("ended predictions of a running rollout: %+v", ps)
+	}
+	data = load(t, s, "r1")
+	get(s.ApplyCommit(ctx, store.Commit{Rollout: "r1", Version: data.Rollout.Version, Term: term, Now: at(7 * time.Minute),
+		State: engine.RolloutSucceeded}))(t)
+	ps := get(s.EndedPredictions(ctx))(t)
+	if len(ps) != 1 || ps[0].Rollout != "r1" || string(ps[0].Prediction) != `{"makespanSeconds":2}` ||
+		!ps[0].CreatedAt.Equal(data.Rollout.CreatedAt) || !ps[0].Ended.Equal(at(7*time.Minute)) {
+		t.Errorf("ended predictions = %+v, want r1's, created %s, ended %s", ps, data.Rollout.CreatedAt, at(7*time.Minute))
 	}
 }
