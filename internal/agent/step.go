@@ -416,7 +416,12 @@ func (a *agent) interrupt(ctx context.Context, id, reason string) error {
 // rolled back, last first, and reports failed with reason and what the
 // rollback did. An uncordoner action (kubernetes-node) is rolled back,
 // which uncordons, only if every action after it was restored: otherwise
-// the node stays cordoned and the reason says so.
+// the node stays cordoned and the reason says so. An action the plan
+// accepts no way back for on the node's family is left in place
+// (leftInPlace). A rollback that restored everything is verified as a
+// rollback step's is: the node's probes run again (their verdict
+// journaled), and a node still unhealthy is taken out of service again
+// and reported failed, even after an interruption.
 func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 	st, _ := a.j.step(id)
 	facts := a.currentFacts()
