@@ -209,7 +209,7 @@ func TestFailureRollsBackInStep(t *testing.T) {
 		if got := phases(seen); got != "running failed" {
 			t.Fatalf("reports %q", got)
 		}
-		want := "package openssl 3.0.15-1~deb12u1: dpkg lock held by another process (pid 1234); rolled back package openssl 3.0.15-1~deb12u1, package telemetry-agent 7.2.0"
+		want := "package openssl 3.0.15-1~deb12u1: dpkg lock held by another process (pid 1234); rolled back package openssl 3.0.15-1~deb12u1, package telemetry-agent 7.2.0; verified healthy: 1 node probes passed"
 		if final.Reason != want {
 			t.Errorf("reason\n got %s\nwant %s", final.Reason, want)
 		}
@@ -313,7 +313,7 @@ func TestCrashMidStep(t *testing.T) {
 			name:  "during apply",
 			after: func(r record) bool { return r.Type == recAction && r.Stage == stageSnapshot },
 			final: "interrupted", applies: 1, version: "3.0.11-1~deb12u2",
-			reason: "interrupted while package openssl 3.0.15-1~deb12u1 was being applied: the agent restarted (journal's last record: action 1 snapshot at 2000-01-01T00:00:00Z); not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; rolled back package openssl 3.0.15-1~deb12u1",
+			reason: "interrupted while package openssl 3.0.15-1~deb12u1 was being applied: the agent restarted (journal's last record: action 1 snapshot at 2000-01-01T00:00:00Z); not re-run; package openssl 3.0.15-1~deb12u1: verify: sim verify: not in target state: openssl 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1; rolled back package openssl 3.0.15-1~deb12u1; verified healthy: 1 node probes passed",
 		},
 		{
 			name:  "after apply",
@@ -921,7 +921,7 @@ func TestPreRestartCheck(t *testing.T) {
 		srv.dispatch(checked(2, "1.22.1-9+deb12u2"))
 		final, _ := srv.final(t)
 		want := "package nginx 1.22.1-9+deb12u2: pre-restart check failed, so no service restarted on the change: pre-restart check: command config-test: exit status 1, want 0: " +
-			`nginx: [emerg] unknown directive "ssl_protocols_x" in /etc/nginx/nginx.conf:12 (after 1 try); rolled back package nginx 1.22.1-9+deb12u2`
+			`nginx: [emerg] unknown directive "ssl_protocols_x" in /etc/nginx/nginx.conf:12 (after 1 try); rolled back package nginx 1.22.1-9+deb12u2; verified healthy: 1 node probes passed`
 		if final.Phase != engine.PhaseFailed || final.Reason != want {
 			t.Errorf("bad config: %s %q\nwant failed %q", final.Phase, final.Reason, want)
 		}

@@ -44,6 +44,12 @@ const (
 	// (Report: the cancelled acknowledgement). The step is known and
 	// finished from here: it is never begun.
 	recCancelled recType = "cancelled"
+	// recProbed: a rollback (a rollback step's, or an apply step's
+	// in-step one) is done and the node's probes ran after it (Probed;
+	// Reason: what the rollback did). Journaled before the node is taken
+	// out of service again, so that a resumed step reports the verdict
+	// instead of checking its restores against a node cordoned again.
+	recProbed recType = "probed"
 )
 
 // Action stages, in the order they happen.
@@ -99,6 +105,7 @@ type record struct {
 	// once what had begun is undone.
 	Interrupted bool               `json:"interrupted,omitempty"`
 	From        *rollbackReference `json:"from,omitempty"`
+	Probed      *rollbackProbes    `json:"probed,omitempty"`
 }
 
 // rollbackReference names the apply step a rollback step restores.
@@ -161,6 +168,10 @@ type stepState struct {
 	From               string // rollback steps: the apply step restored
 	Result             *api.StepReport
 	Reported           bool
+	// Probed is what the node's probes said after the rollback, and
+	// Undone what the rollback did (recProbed); nil: not probed yet.
+	Probed *rollbackProbes
+	Undone string
 	// Last is the step's last record, as what the journal proves when
 	// the step was interrupted ("action 1 snapshot at ...").
 	Last string
@@ -337,6 +348,8 @@ func (j *journal) apply(rec record) {
 			a.FallbackConfirmed = true
 			a.FallbackReason = rec.Reason
 		}
+	case recProbed:
+		st.Probed, st.Undone = rec.Probed, rec.Reason
 	case recFailing:
 		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted
 	case recRebooting:

@@ -9,7 +9,10 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -461,7 +464,7 @@ func TestKubernetesNodeFailedStep(t *testing.T) {
 			defer stop()
 			srv.dispatch(k8sStep(1, plan.RebootNever, pkg("telemetry-agent", "7.2.0"), pkg("openssl", "3.0.15-1~deb12u1")))
 			final := finalOf(t, srv, "r1/n1/apply/1")
-			want := "package openssl 3.0.15-1~deb12u1: dpkg lock held by another process (pid 1234); rolled back package openssl 3.0.15-1~deb12u1, package telemetry-agent 7.2.0, kubernetes-node drain"
+			want := "package openssl 3.0.15-1~deb12u1: dpkg lock held by another process (pid 1234); rolled back package openssl 3.0.15-1~deb12u1, package telemetry-agent 7.2.0, kubernetes-node drain; verified healthy: 1 node probes passed"
 			if final.Phase != engine.PhaseFailed || final.Reason != want {
 				t.Errorf("final %s %q\nwant failed %q", final.Phase, final.Reason, want)
 			}
@@ -641,7 +644,7 @@ func TestKubernetesNodeNotReady(t *testing.T) {
 		start := time.Now()
 		srv.dispatch(k8sStep(1, plan.RebootNever, pkg("telemetry-agent", "7.2.0")))
 		final := finalOf(t, srv, "r1/n1/apply/1")
-		want := "kubernetes-node drain: every action applied, but uncordon failed: kubernetes-node: node n1 did not report Ready within 5m (Ready False: KubeletNotReady); left cordoned: kubernetes node not Ready; rolled back package telemetry-agent 7.2.0, kubernetes-node drain"
+		want := "kubernetes-node drain: every action applied, but uncordon failed: kubernetes-node: node n1 did not report Ready within 5m (Ready False: KubeletNotReady); left cordoned: kubernetes node not Ready; rolled back package telemetry-agent 7.2.0, kubernetes-node drain; verified healthy: 1 node probes passed"
 		if final.Phase != engine.PhaseFailed || final.Reason != want {
 			t.Errorf("final %s %q\nwant failed %q", final.Phase, final.Reason, want)
 		}
@@ -659,12 +662,14 @@ func TestKubernetesNodeNotReady(t *testing.T) {
 
 // TestKubernetesNodeRollbackUnhealthy: a rollback step whose node still
 // fails its probes after the restore is reported rolled back with a
-// failing gate and the node is cordoned again: out of service.
+// failing gate and the node is cordoned again: out of service. A crash
+// after that cordon, before the result, resumes to the same report.
 func TestKubernetesNodeRollbackUnhealthy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newK8sNode(t, false)
 		srv := newFakeServer(t)
 		stop, _ := start(t, n.config(t, srv))
+		stop = sync.OnceValue(stop)
 		defer stop()
 		apply := k8sStep(1, plan.RebootNever, pkg("telemetry-agent", "7.2.0"))
 		apply.MinHealthy = 0
@@ -684,6 +689,43 @@ func TestKubernetesNodeRollbackUnhealthy(t *testing.T) {
 		}
 		if !n.cordoned(t) {
 			t.Error("node in service although unhealthy after its rollback")
+		}
+
+		// A crash after the node was cordoned again, before the result
+		// was journaled: the journal ends at the held record. The resumed
+		// step reports the verdict journaled before the cordon (the node
+		// stays out of service until a human resolves it), not a restore
+		// that no longer matches a cordoned node, nor probes run again.
+		stop()
+		path := filepath.Join(n.dir, JournalFile)
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+		end := 0 // after the last held record: the hold before the restore, then the one after the probes
+		for i, line := range lines {
+			var r record
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Step == "r1/n1/rollback/1" && r.Type == recAction && r.Stage == stageHeld {
+				end = i + 1
+			}
+		}
+		if err := os.WriteFile(path, []byte(strings.Join(lines[:end], "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.healthy.Store(true) // the verdict that cordoned the node stands
+		srv2 := newFakeServer(t)
+		stop2, _ := start(t, n.config(t, srv2))
+		defer stop2()
+		final = finalOf(t, srv2, "r1/n1/rollback/1")
+		if final.Phase != engine.PhaseRolledBack || final.Gate != engine.Fail || final.Reason != want {
+			t.Errorf("resumed: %s/%s %q\nwant rolled-back/fail %q", final.Phase, final.Gate, final.Reason, want)
+		}
+		if !n.cordoned(t) {
+			t.Error("resumed: node in service although unhealthy after its rollback")
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
@@ -43,6 +44,14 @@ func bootNewKernel(t *testing.T, n *testNode, srv *fakeServer, k plan.KernelActi
 
 var rollbackStep = api.StepPayload{ID: "r1/n1/rollback/1", Rollout: "r1", Kind: "rollback", Attempt: 1, Reboot: plan.RebootIfRequired}
 
+// probedRollback is rollbackStep with the plan's node probe (check-app).
+func probedRollback() api.StepPayload {
+	p := rollbackStep
+	p.Probes = applyStep(1).Probes
+	p.HealthyDeadline = plan.Duration(2 * time.Minute)
+	return p
+}
+
 // stages lists the journal's action stages and reboots of step id.
 func stages(t *testing.T, dir, id string) []string {
 	t.Helper()
@@ -63,9 +72,11 @@ func stages(t *testing.T, dir, id string) []string {
 
 // TestKernelFallback: the node booted the step's kernel; the rollback
 // sets the boot loader to start the kernel it ran before, reboots,
-// confirms the boot (new boot ID, that kernel running), then removes the
-// new kernel: the node ends on the old kernel, which is the default
-// again, after one reboot of the rollback, with each point journaled.
+// confirms the boot (new boot ID, that kernel running), then removes (or
+// holds) the new kernel: the node ends on the old kernel, which is the
+// default again, after one reboot of the rollback, with each point
+// journaled. Then the node's probes run on the fallen-back kernel: the
+// report says verified healthy, with the probes' evidence.
 func TestKernelFallback(t *testing.T) {
 	for _, k := range []plan.KernelAction{
 		{Version: newKernel, Fallback: plan.KernelFallbackOneShot, OnRollback: plan.KernelRemove},
@@ -80,10 +91,18 @@ func TestKernelFallback(t *testing.T) {
 				defer stop()
 				bootNewKernel(t, n, srv, k)
 				boot := n.state.BootID()
-				srv.dispatch(rollbackStep)
+				srv.dispatch(probedRollback())
 				final, seen := srv.final(t)
-				if phases(seen) != "running rolled-back" || !strings.Contains(final.Reason, "undid kernel "+newKernel+" (booted kernel "+oldKernel+" (boot ID "+boot+" -> ") {
+				if phases(seen) != "running rolled-back/pass" || !strings.Contains(final.Reason, "undid kernel "+newKernel+" (booted kernel "+oldKernel+" (boot ID "+boot+" -> ") ||
+					!strings.HasSuffix(final.Reason, "; verified healthy: 1 node probes passed") {
 					t.Fatalf("reports %q, reason %q", phases(seen), final.Reason)
+				}
+				held := "; the new kernel stays installed but held, not booted, as onRollback: hold says"
+				if strings.Contains(final.Reason, held) != (k.OnRollback == plan.KernelHold) || strings.Contains(final.Reason, "restored the snapshots") == (k.OnRollback == plan.KernelHold) {
+					t.Errorf("onRollback %s: reason %q", k.OnRollback, final.Reason)
+				}
+				if pr, _ := final.Evidence["probesAfterRollback"].(map[string]any); pr["verdict"] != "pass" {
+					t.Errorf("evidence probesAfterRollback = %v", final.Evidence["probesAfterRollback"])
 				}
 				f := n.state.Facts(fleet.Facts{})
 				if f.Kernel != oldKernel || f.RebootRequired || n.state.Reboots() != 2 || final.BootID != n.state.BootID() {
@@ -101,6 +120,31 @@ func TestKernelFallback(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestKernelFallbackStillUnhealthy: the fallback boots the previous
+// kernel, but the node's probes still fail on it: the rollback is
+// reported done but still unhealthy (rolled back with a failing gate,
+// which the server keeps as rollback-unhealthy), naming the fallback.
+func TestKernelFallbackStillUnhealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		stop, _ := start(t, n.config(t, srv))
+		defer stop()
+		bootNewKernel(t, n, srv, plan.KernelAction{Version: newKernel, Fallback: plan.KernelFallbackOneShot, OnRollback: plan.KernelRemove})
+		n.healthy.Store(false) // the damage outlives the kernel
+		srv.dispatch(probedRollback())
+		final, seen := srv.final(t)
+		if phases(seen) != "running rolled-back/fail" ||
+			!strings.HasPrefix(final.Reason, "rollback done but still unhealthy: node probes did not pass within 2m0s of the rollback: command check-app: exit status 1") ||
+			!strings.Contains(final.Reason, "(undid kernel "+newKernel+" (booted kernel "+oldKernel) {
+			t.Fatalf("reports %q, reason %q", phases(seen), final.Reason)
+		}
+		if k := n.state.Facts(fleet.Facts{}).Kernel; k != oldKernel {
+			t.Errorf("node runs %s, want %s", k, oldKernel)
+		}
+	})
 }
 
 // TestKernelFallbackNotNeeded: the node never booted the step's kernel
@@ -292,7 +336,7 @@ func TestKernelFallbackInStep(t *testing.T) {
 		srv.dispatch(step)
 		final, _ := srv.final(t)
 		if final.Phase != engine.PhaseFailed || !strings.Contains(final.Reason, "after reboot, verify failed: module drover_test missing") ||
-			!strings.HasSuffix(final.Reason, "; rolled back kernel "+newKernel) {
+			!strings.HasSuffix(final.Reason, "; rolled back kernel "+newKernel+"; verified healthy: 1 node probes passed") {
 			t.Fatalf("%s %q", final.Phase, final.Reason)
 		}
 		f := n.state.Facts(fleet.Facts{})

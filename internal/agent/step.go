@@ -416,11 +416,16 @@ func (a *agent) interrupt(ctx context.Context, id, reason string) error {
 // rolled back, last first, and reports failed with reason and what the
 // rollback did. An uncordoner action (kubernetes-node) is rolled back,
 // which uncordons, only if every action after it was restored: otherwise
-// the node stays cordoned and the reason says so.
+// the node stays cordoned and the reason says so. An action the plan
+// accepts no way back for on the node's family is left in place
+// (leftInPlace). A rollback that restored everything is verified as a
+// rollback step's is: the node's probes run again (their verdict
+// journaled), and a node still unhealthy is taken out of service again
+// and reported failed, even after an interruption.
 func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 	st, _ := a.j.step(id)
 	facts := a.currentFacts()
-	var done, errs, kept []string
+	var done, errs, kept, left []string
 	for i := len(st.Payload.Actions) - 1; i >= 0; i-- {
 		as := st.Actions[i]
 		if as == nil || as.Snapshot == nil {
@@ -430,6 +435,10 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		what := describe(act, facts.OS.Family)
 		if as.RolledBack {
 			done = append(done, what)
+			continue
+		}
+		if why := leftInPlace(act, facts.OS.Family); why != "" {
+			left = append(left, what+" left in place: "+why)
 			continue
 		}
 		if act.ServiceRestart != nil && act.PreRestartCheck != nil && !as.Restarted {
@@ -481,16 +490,69 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 		}
 	case len(done) > 0:
 		reason += "; rolled back " + strings.Join(done, ", ")
+	case len(left) > 0:
+		reason += "; nothing undone, by the plan's choice"
 	default:
 		reason += "; nothing had been changed"
 	}
+	if len(left) > 0 {
+		reason += "; " + strings.Join(left, "; ")
+	}
 	reason += keptCordoned(kept, "a restore failed")
-	boot, _ := a.bootID(ctx)
 	phase := engine.PhaseFailed
 	if st.Interrupted && len(errs) == 0 && len(kept) == 0 {
 		phase = engine.PhaseInterrupted
 	}
-	return a.finish(ctx, id, api.StepReport{Phase: phase, Reason: reason, BootID: boot, Evidence: a.evidence(id)})
+	ev := a.evidence(id)
+	if len(errs) == 0 && len(kept) == 0 && len(done)+len(left) > 0 {
+		// Verified as a rollback step is: the node's probes run again,
+		// and a node still unhealthy is taken out of service again.
+		probed, err := a.probeInStep(ctx, id, reason)
+		if err != nil {
+			return err
+		}
+		switch probed.Verdict {
+		case engine.Fail:
+			out, err := a.holdAgain(ctx, id, st, a.uncordoners(st))
+			if err != nil {
+				return err
+			}
+			reason += "; still unhealthy after the rollback: " + probed.Reason + out
+			phase = engine.PhaseFailed // not to be retried as a mere interruption
+		case engine.Pass:
+			reason += "; verified healthy: " + probed.Reason
+		default:
+			reason += "; not verified: " + probed.Reason
+		}
+		if ev == nil {
+			ev = map[string]any{}
+		}
+		ev["probesAfterRollback"] = probed.evidence()
+		if len(left) > 0 {
+			ev["leftInPlace"] = left
+		}
+	}
+	boot, _ := a.bootID(ctx)
+	return a.finish(ctx, id, api.StepReport{Phase: phase, Reason: reason, BootID: boot, Evidence: ev})
+}
+
+// probeInStep runs the node's probes after the in-step rollback of step
+// id and journals their verdict (with undone, what the rollback did), or
+// returns the verdict the journal already holds: a resumed step does not
+// probe a node it has taken out of service again.
+func (a *agent) probeInStep(ctx context.Context, id, undone string) (rollbackProbes, error) {
+	st, _ := a.j.step(id)
+	if st.Probed != nil {
+		return *st.Probed, nil
+	}
+	probed, err := a.probeAfterRollback(ctx, st.Payload)
+	if err != nil {
+		return probed, err
+	}
+	if err := a.j.append(record{Type: recProbed, Step: id, At: a.clock.Now(), Reason: undone, Probed: &probed}); err != nil {
+		return probed, err
+	}
+	return probed, nil
 }
 
 // keptCordoned says which uncordoner actions were not rolled back, and
@@ -635,14 +697,20 @@ type rollbackVerifier interface {
 func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	facts := a.currentFacts()
 	boot, _ := a.bootID(ctx)
+	if st.Probed != nil {
+		// Resumed after the probes: their verdict stands (a node taken
+		// out of service again no longer matches the restored snapshots).
+		return a.rolledBack(ctx, st.ID, ref, a.uncordoners(ref), st.Undone, *st.Probed, boot)
+	}
 	if why, err := a.hold(ctx, st, ref); err != nil {
 		return err
 	} else if why != "" {
 		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: "rollback failed: " + why, BootID: boot, Evidence: a.evidence(st.ID)})
 	}
-	var errs, done, kept []string
+	var errs, done, kept, left []string
 	var held []int // uncordoner actions, last first: rolled back after the restores and the reboot
 	rebootNeeded := false
+	keptKernel := false // a kernel action with onRollback: hold
 	// restore rolls back action i of ref (unless st did already) and
 	// checks it; it reports false when ctx ended.
 	restore := func(i int, d driver.Driver) (bool, error) {
@@ -688,6 +756,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 		if cur, _ := a.j.step(st.ID); cur.Actions[i] != nil && cur.Actions[i].FallbackConfirmed {
 			what += " (" + cur.Actions[i].FallbackReason + ")"
 		}
+		keptKernel = keptKernel || (act.Kernel != nil && act.Kernel.OnRollback == plan.KernelHold)
 		done = append(done, what)
 		return true, nil
 	}
@@ -697,6 +766,10 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			continue // the apply never changed it
 		}
 		act := ref.Payload.Actions[i]
+		if why := leftInPlace(act, facts.OS.Family); why != "" {
+			left = append(left, describe(act, facts.OS.Family)+" left in place: "+why)
+			continue
+		}
 		d, err := a.cfg.Drivers.For(act, facts)
 		if err != nil {
 			errs = append(errs, describe(act, facts.OS.Family)+": "+err.Error())
@@ -753,34 +826,109 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 		}
 		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, Reason: reason + keptCordoned(kept, "a restore failed"), BootID: boot, Evidence: a.evidence(st.ID)})
 	}
-	reason := "undid " + strings.Join(done, ", ") + ": restored the snapshots taken before " + ref.ID
-	if len(done) == 0 {
+	var reason string
+	switch {
+	case len(done) > 0 && keptKernel:
+		reason = "undid " + strings.Join(done, ", ") + ": back on the kernel and the state recorded before " + ref.ID +
+			"; the new kernel stays installed but held, not booted, as onRollback: hold says"
+	case len(done) > 0:
+		reason = "undid " + strings.Join(done, ", ") + ": restored the snapshots taken before " + ref.ID
+	case len(left) > 0:
+		reason = "nothing undone, by the plan's choice"
+	default:
 		reason = "nothing to restore: " + ref.ID + " changed nothing"
 	}
+	if len(left) > 0 {
+		reason += "; " + strings.Join(left, "; ")
+	}
 	// The node's probes run again, as after the apply (after the
-	// uncordon): a node still unhealthy is taken out of service again.
+	// uncordon); their verdict is journaled before a node still unhealthy
+	// is taken out of service again.
 	probed, err := a.probeAfterRollback(ctx, st.Payload)
 	if err != nil {
 		return err
 	}
-	switch probed.verdict {
+	if err := a.j.append(record{Type: recProbed, Step: st.ID, At: a.clock.Now(), Reason: reason, Probed: &probed}); err != nil {
+		return err
+	}
+	return a.rolledBack(ctx, st.ID, ref, held, reason, probed, boot)
+}
+
+// rolledBack reports rollback step id of ref rolled back with what the
+// node's probes said after it (undone: what the rollback did): a node
+// still unhealthy is first taken out of service again through the
+// uncordoner actions held of ref.
+func (a *agent) rolledBack(ctx context.Context, id string, ref stepState, held []int, undone string, probed rollbackProbes, boot string) error {
+	reason := undone
+	switch probed.Verdict {
 	case engine.Fail:
-		out, err := a.holdAgain(ctx, st.ID, ref, held)
+		out, err := a.holdAgain(ctx, id, ref, held)
 		if err != nil {
 			return err
 		}
-		reason = "rollback done but still unhealthy: " + probed.reason + " (" + reason + ")" + out
+		reason = "rollback done but still unhealthy: " + probed.Reason + " (" + reason + ")" + out
 	case engine.Pass:
-		reason += "; verified healthy: " + probed.reason
+		reason += "; verified healthy: " + probed.Reason
 	default:
-		reason += "; not verified: " + probed.reason
+		reason += "; not verified: " + probed.Reason
 	}
-	ev := a.evidence(st.ID)
+	ev := a.evidence(id)
 	if ev == nil {
 		ev = map[string]any{}
 	}
 	ev["probesAfterRollback"] = probed.evidence()
-	return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseRolledBack, Gate: probed.verdict, Reason: reason, BootID: boot, Evidence: ev})
+	if left := a.leftOf(ref); len(left) > 0 {
+		ev["leftInPlace"] = left
+	}
+	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseRolledBack, Gate: probed.Verdict, Reason: reason, BootID: boot, Evidence: ev})
+}
+
+// leftInPlace says why a rollback leaves act in place on a node of os
+// family: the drivers there have no way back (driver.UndoOf) and the plan
+// accepts it (rollback: none, or the family in noRollbackOn). "" when
+// the rollback undoes act. An action the drivers can undo is undone even
+// where the plan would accept no way back.
+func leftInPlace(act plan.Action, family string) string {
+	switch u := driver.UndoOf(act, family); {
+	case !u.None:
+		return ""
+	case u.ByPlan:
+		return "the plan says rollback: none"
+	case act.AcceptsNoRollback(family):
+		return "the plan accepts no rollback on " + family
+	}
+	return ""
+}
+
+// leftOf lists the actions st changed that a rollback leaves in place,
+// each with why.
+func (a *agent) leftOf(st stepState) []string {
+	fam := a.currentFacts().OS.Family
+	var out []string
+	for i, act := range st.Payload.Actions {
+		if as := st.Actions[i]; as == nil || as.Snapshot == nil {
+			continue
+		}
+		if why := leftInPlace(act, fam); why != "" {
+			out = append(out, describe(act, fam)+" left in place: "+why)
+		}
+	}
+	return out
+}
+
+// uncordoners lists the uncordoner actions (kubernetes-node) st changed,
+// last first.
+func (a *agent) uncordoners(st stepState) []int {
+	var out []int
+	for i := len(st.Payload.Actions) - 1; i >= 0; i-- {
+		if as := st.Actions[i]; as == nil || as.Snapshot == nil {
+			continue
+		}
+		if _, ok := a.isUncordoner(st.Payload.Actions[i]); ok {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // holdAgain takes the node out of service again (cordon, and drain, the
@@ -828,19 +976,19 @@ func (a *agent) holdAgain(ctx context.Context, id string, ref stepState, idx []i
 // verdict Pass (reason names what passed), Fail (reason says why), or ""
 // when nothing could be probed (reason says why).
 type rollbackProbes struct {
-	verdict engine.Verdict
-	reason  string
-	skipped []string // probes this agent's policy does not run
-	took    time.Duration
+	Verdict engine.Verdict `json:"verdict,omitempty"`
+	Reason  string         `json:"reason"`
+	Skipped []string       `json:"skipped,omitempty"` // probes this agent's policy does not run
+	Took    time.Duration  `json:"took"`
 }
 
 func (r rollbackProbes) evidence() map[string]any {
-	e := map[string]any{"verdict": string(r.verdict), "reason": r.reason, "took": r.took.String()}
-	if r.verdict == "" {
+	e := map[string]any{"verdict": string(r.Verdict), "reason": r.Reason, "took": r.Took.String()}
+	if r.Verdict == "" {
 		e["verdict"] = "not-verified"
 	}
-	if len(r.skipped) > 0 {
-		e["skipped"] = r.skipped
+	if len(r.Skipped) > 0 {
+		e["skipped"] = r.Skipped
 	}
 	return e
 }
@@ -855,15 +1003,15 @@ func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload) (roll
 	var probes []plan.Probe
 	for i, pr := range p.Probes {
 		if why := plan.RefusedProbe(pr, a.policy); why != "" {
-			out.skipped = append(out.skipped, fmt.Sprintf("probe %d: %s", i+1, why))
+			out.Skipped = append(out.Skipped, fmt.Sprintf("probe %d: %s", i+1, why))
 			continue
 		}
 		probes = append(probes, pr)
 	}
 	if len(probes) == 0 {
-		out.reason = "the plan has no node probes"
-		if len(out.skipped) > 0 {
-			out.reason = "this agent runs none of the plan's node probes (" + strings.Join(out.skipped, "; ") + ")"
+		out.Reason = "the plan has no node probes"
+		if len(out.Skipped) > 0 {
+			out.Reason = "this agent runs none of the plan's node probes (" + strings.Join(out.Skipped, "; ") + ")"
 		}
 		return out, nil
 	}
@@ -883,17 +1031,17 @@ func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload) (roll
 		if ctx.Err() != nil {
 			return out, errStopped
 		}
-		out.took = a.clock.Now().Sub(start)
+		out.Took = a.clock.Now().Sub(start)
 		if why == "" {
-			out.verdict, out.reason = engine.Pass, fmt.Sprintf("%d node probes passed", len(probes))
-			if len(out.skipped) > 0 {
-				out.reason += " (not run by this agent: " + strings.Join(out.skipped, "; ") + ")"
+			out.Verdict, out.Reason = engine.Pass, fmt.Sprintf("%d node probes passed", len(probes))
+			if len(out.Skipped) > 0 {
+				out.Reason += " (not run by this agent: " + strings.Join(out.Skipped, "; ") + ")"
 			}
 			return out, nil
 		}
 		if a.clock.Now().Add(interval).Sub(start) > deadline {
-			out.verdict = engine.Fail
-			out.reason = fmt.Sprintf("node probes did not pass within %s of the rollback: %s", deadline, why)
+			out.Verdict = engine.Fail
+			out.Reason = fmt.Sprintf("node probes did not pass within %s of the rollback: %s", deadline, why)
 			return out, nil
 		}
 		if err := a.c.sleep(ctx, interval); err != nil {
@@ -1020,6 +1168,9 @@ func describe(act plan.Action, family string) string {
 				break
 			}
 			parts = append(parts, p.Name+" "+p.Version)
+		}
+		if family == "macos" {
+			return "macOS update " + strings.Join(parts, ", ")
 		}
 		return "package " + strings.Join(parts, ", ")
 	case plan.ActionKernel:

@@ -171,8 +171,10 @@ exec /bin/uname "$@"
 // fails on it; the server rolls the node back; the agent sets GRUB's
 // one-shot entry to 6.1.0-26-fleet (the kernel it ran before the step),
 // reboots, confirms the boot by a new boot ID and uname -r, removes the
-// new kernel with apt, and the node ends rolled back on its old kernel.
-// Then the same with fallback: default and onRollback: hold on a GRUB
+// new kernel with apt, and the node ends rolled back on its old kernel,
+// the rollback verified: the node's probe runs again on the old kernel
+// and passes ("a kernel-like change that fails after reboot is undone by
+// the boot-loader fallback and verified"). Then the same with fallback: default and onRollback: hold on a GRUB
 // with GRUB_DEFAULT=saved: grub-set-default, the new kernel kept and held
 // (apt-mark), and the next reboot still starts the old kernel.
 func TestKernelFallbackFleet(t *testing.T) {
@@ -228,6 +230,9 @@ func TestKernelFallbackFleet(t *testing.T) {
 	if !strings.Contains(rolled, "(booted kernel "+oldK+" (boot ID ") {
 		t.Errorf("rolled back with %q, want the confirmed boot", rolled)
 	}
+	if !strings.HasSuffix(rolled, "; verified healthy: 1 node probes passed") || !strings.HasSuffix(rn.Reason, "; verified healthy: 1 node probes passed") {
+		t.Errorf("rolled back with %q (node: %q), want the rollback verified by the kernel probe", rolled, rn.Reason)
+	}
 	t.Logf("k1 boots:\n%s\nrolled back: %s", strings.Join(boots, "\n"), rolled)
 
 	// Again, with fallback: default and onRollback: hold, on a GRUB that
@@ -238,6 +243,10 @@ func TestKernelFallbackFleet(t *testing.T) {
 	ro, entries = f.kernelRollout(t, "kernel-fallback-hold", "default", "hold")
 	if rn := rolloutNode(ro, "k1"); rn.Phase != engine.PhaseRolledBack {
 		t.Fatalf("hold: k1 phase %s, want rolled-back:\n%s", rn.Phase, describeRollout(ro))
+	}
+	if rolled := strings.Join(reasons(entries, "k1", engine.PhaseRolledBack), " | "); !strings.Contains(rolled, "; the new kernel stays installed but held, not booted, as onRollback: hold says") ||
+		strings.Contains(rolled, "restored the snapshots") || !strings.HasSuffix(rolled, "; verified healthy: 1 node probes passed") {
+		t.Errorf("hold: rolled back with %q, want the kept kernel said and the rollback verified", rolled)
 	}
 	if k := strings.TrimSpace(f.mustSh(t, n, "uname -r")); k != oldK {
 		t.Errorf("hold: k1 runs kernel %q, want %s", k, oldK)
