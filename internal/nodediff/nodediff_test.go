@@ -192,7 +192,7 @@ func TestPickPeer(t *testing.T) {
 			node("z", "rhel", "9", "gen1", "a", nil),
 		},
 		want:   "y",
-		reason: "untouched, the most similar of 3 healthy nodes (score 21/21: same os debian, version 12, hardware class gen1, zone a, arch amd64, kernel 6.1.0-26-amd64; 1 packages differ)",
+		reason: "untouched, the most similar of 3 healthy nodes (score 21/21: same os debian, version 12, hardware class gen1, zone a, arch amd64, kernel 6.1.0-26-amd64; 1 package differs)",
 	}, {
 		name: "tie: succeeded in the rollout before untouched",
 		candidates: func() []*Node {

@@ -113,6 +113,11 @@ func PickPeer(failing *Node, candidates []*Node) (Peer, bool) {
 	if len(best.same) > 0 {
 		why += ": same " + strings.Join(best.same, ", ")
 	}
-	why += fmt.Sprintf("; %d packages differ)", best.dist)
+	switch best.dist {
+	case 1:
+		why += "; 1 package differs)"
+	default:
+		why += fmt.Sprintf("; %d packages differ)", best.dist)
+	}
 	return Peer{Node: best.n, Score: best.score, Reason: why}, true
 }
