@@ -88,32 +88,34 @@ type Dimension struct {
 	Compare func(failing, healthy *Node) []Difference
 }
 
-// Dimensions are the default dimensions in the order a diff shows them:
-// by tier, then as listed.
-var Dimensions = []Dimension{
-	{Name: "rollout", Tier: TierRollout, Compare: compareRollout},
-	{Name: "os", Tier: TierKnown, Compare: compareOS},
-	{Name: "kernel", Tier: TierKnown, Compare: compareKernel},
-	{Name: "packages", Tier: TierKnown, Compare: comparePackages},
-	{Name: "services", Tier: TierKnown, Compare: compareServices},
-	{Name: "runtime", Tier: TierKnown, Compare: compareRuntime},
-	{Name: "agent", Tier: TierKnown, Compare: compareAgent},
-	{Name: "hardware", Tier: TierKnown, Compare: compareHardware},
-	{Name: "zone", Tier: TierKnown, Compare: compareZone},
-	{Name: "modules", Tier: TierKnown, Compare: compareModules},
-	{Name: "labels", Tier: TierOther, Compare: compareLabels},
+// Dimensions returns the default dimensions in the order a diff shows
+// them: by tier, then as listed. Each call returns a new slice.
+func Dimensions() []Dimension {
+	return []Dimension{
+		{Name: "rollout", Tier: TierRollout, Compare: compareRollout},
+		{Name: "os", Tier: TierKnown, Compare: compareOS},
+		{Name: "kernel", Tier: TierKnown, Compare: compareKernel},
+		{Name: "packages", Tier: TierKnown, Compare: comparePackages},
+		{Name: "services", Tier: TierKnown, Compare: compareServices},
+		{Name: "runtime", Tier: TierKnown, Compare: compareRuntime},
+		{Name: "agent", Tier: TierKnown, Compare: compareAgent},
+		{Name: "hardware", Tier: TierKnown, Compare: compareHardware},
+		{Name: "zone", Tier: TierKnown, Compare: compareZone},
+		{Name: "modules", Tier: TierKnown, Compare: compareModules},
+		{Name: "labels", Tier: TierOther, Compare: compareLabels},
+	}
 }
 
 // DefaultMaxPerDimension bounds a section when the caller gives 0.
 const DefaultMaxPerDimension = 10
 
-// Diff compares failing with healthy along dims (Dimensions when nil),
+// Diff compares failing with healthy along dims (Dimensions() when nil),
 // keeping at most maxPer differences per dimension (0: the default) and
 // only the dimensions that differ, ordered by tier, then as dims lists
 // them.
 func Diff(failing, healthy *Node, dims []Dimension, maxPer int) []Section {
 	if dims == nil {
-		dims = Dimensions
+		dims = Dimensions()
 	}
 	if maxPer <= 0 {
 		maxPer = DefaultMaxPerDimension
