@@ -319,3 +319,21 @@ func FuzzCompareVersions(f *testing.F) {
 		}
 	})
 }
+
+// TestDiffDimensionsByTier: sections come by tier whatever the order of
+// the dimensions given, so a new kind of data slots into its tier.
+func TestDiffDimensionsByTier(t *testing.T) {
+	f, h := node("f", "debian", "12", "gen1", "a", nil), node("h", "debian", "12", "gen2", "a", nil)
+	f.Labels["tier"] = "web"
+	resolver := Dimension{Name: "resolver", Tier: TierKnown, Compare: func(f, h *Node) []Difference {
+		return []Difference{{Key: "nameserver", Failing: "10.0.0.9", Healthy: "10.0.0.2"}}
+	}}
+	dims := append([]Dimension{{Name: "labels", Tier: TierOther, Compare: compareLabels}, resolver}, Dimensions()...)
+	var got []string
+	for _, s := range Diff(f, h, dims, 0) {
+		got = append(got, s.Dimension)
+	}
+	if fmt.Sprint(got) != "[resolver hardware labels labels]" {
+		t.Fatalf("sections %v", got)
+	}
+}
