@@ -126,7 +126,13 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	touch := func() error {
 		now := s.now()
 		if req.Facts != nil {
-			if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: node, Facts: *req.Facts, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)}); err != nil {
+			// UpsertNode replaces the agent's version and protocol too:
+			// keep the version it registered with, the protocol it speaks.
+			rec := store.NodeRecord{ID: node, Facts: *req.Facts, Protocol: proto, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)}
+			if old, err := s.st.GetNode(ctx, node); err == nil {
+				rec.AgentVersion = old.AgentVersion
+			}
+			if _, err := s.st.UpsertNode(ctx, rec); err != nil {
 				return err
 			}
 			req.Facts = nil

@@ -180,6 +180,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/nodes", RoleViewer, s.listNodes)
 	s.route(mux, "GET /v1/nodes/{id}", RoleViewer, s.getNode)
 	s.route(mux, "PUT /v1/nodes/{id}/labels", RoleOperator, s.setLabels)
+	s.route(mux, "GET /v1/nodes/{id}/diff", RoleViewer, s.nodeDiff)
 	s.route(mux, "POST /v1/plans/validate", RoleViewer, s.validatePlan)
 	s.route(mux, "POST /v1/plans/dry-run", RoleViewer, s.dryRun)
 	s.route(mux, "POST /v1/rollouts", RoleOperator, s.createRollout)

@@ -299,6 +299,7 @@ func hasAudit(es []store.AuditEntry, action, object, actor string) bool {
 var routeRoles = map[string]Role{
 	"GET /v1/nodes":                      RoleViewer,
 	"GET /v1/nodes/{id}":                 RoleViewer,
+	"GET /v1/nodes/{id}/diff":            RoleViewer,
 	"PUT /v1/nodes/{id}/labels":          RoleOperator,
 	"DELETE /v1/nodes/{id}":              RoleOperator,
 	"POST /v1/plans/validate":            RoleViewer,

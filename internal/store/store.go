@@ -439,6 +439,13 @@ type Store interface {
 	// step failed: they count as failures in the reason that rolled them
 	// back, though their phase is now rolled-back.
 	RolledBackFailed(ctx context.Context, rollout string) ([]string, error)
+	// LatestRolloutOf returns the newest rollout (by creation) that
+	// dispatched a step to node; ErrNotFound when none did.
+	LatestRolloutOf(ctx context.Context, node string) (string, error)
+	// NodeSteps returns the steps rollout dispatched to node, oldest
+	// first, with their results and evidence; none for a node or rollout
+	// that does not exist.
+	NodeSteps(ctx context.Context, rollout, node string) ([]StepEvidence, error)
 
 	// PendingSteps returns the node's steps not yet finished, oldest first,
 	// and marks them delivered.

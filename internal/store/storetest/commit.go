@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -433,5 +434,38 @@ func testUnchangedNodes(t *testing.T, s Backend) {
 	}
 	if got := get(s.UnchangedNodes(ctx, "nope"))(t); len(got) != 0 {
 		t.Fatalf("UnchangedNodes of an unknown rollout = %v", got)
+	}
+}
+
+// testNodeSteps: a node's latest rollout is the newest that dispatched a
+// step to it; its steps come with their results and evidence.
+func testNodeSteps(t *testing.T, s Backend) {
+	ctx := context.Background()
+	term := fixture(t, s)
+	if _, err := s.LatestRolloutOf(ctx, "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("LatestRolloutOf before any step: %v, want ErrNotFound", err)
+	}
+	get(s.ApplyCommit(ctx, startCommit(t, load(t, s, "r1"), term, at(time.Minute), "n1")))(t)
+	ev := `{"actions":[{"outcome":{"changed":[{"name":"openssl","from":"3.0.14","to":"3.0.16"}]}}]}`
+	ok(t, s.ReportStep(ctx, store.Report{StepID: stepID("n1", 1), NodeID: "n1", Phase: engine.PhaseFailed, Gate: engine.Fail,
+		Reason: "probe failed", Evidence: json.RawMessage(ev), At: at(2 * time.Minute)}))
+	if got := get(s.LatestRolloutOf(ctx, "n1"))(t); got != "r1" {
+		t.Fatalf("LatestRolloutOf(n1) = %q, want r1", got)
+	}
+	if _, err := s.LatestRolloutOf(ctx, "n2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("LatestRolloutOf of a node never stepped: %v, want ErrNotFound", err)
+	}
+	steps := get(s.NodeSteps(ctx, "r1", "n1"))(t)
+	if len(steps) != 1 || steps[0].ID != stepID("n1", 1) || steps[0].Kind != store.StepApply || steps[0].Result != "failed" {
+		t.Fatalf("NodeSteps = %+v", steps)
+	}
+	var got, want any
+	ok(t, json.Unmarshal(steps[0].Evidence, &got))
+	ok(t, json.Unmarshal([]byte(ev), &want))
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("evidence %s, want %s", steps[0].Evidence, ev)
+	}
+	if steps := get(s.NodeSteps(ctx, "r1", "n2"))(t); len(steps) != 0 {
+		t.Fatalf("NodeSteps of a node without steps = %+v", steps)
 	}
 }

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("ConcurrentCommits", h(testConcurrentCommits))
 	t.Run("ReportStep", h(testReportStep))
 	t.Run("UnchangedNodes", h(testUnchangedNodes))
+	t.Run("NodeSteps", h(testNodeSteps))
 	t.Run("PendingSteps", h(testPendingSteps))
 	t.Run("Approve", h(testApprove))
 	t.Run("ApprovalBindsAssignment", h(testApprovalBindsAssignment))
