@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -65,6 +66,9 @@ type FleetLockGroup struct {
 	Selector   string `yaml:"selector"`
 }
 
+// fleetLockGroupName is the protocol's group name syntax.
+var fleetLockGroupName = regexp.MustCompile(`^[a-zA-Z0-9.-]+$`)
+
 // fleetLockDefaultGroup is the group Zincati uses when none is set.
 const fleetLockDefaultGroup = "default"
 
@@ -97,8 +101,8 @@ func (c FleetLockConfig) validate() []error {
 		errs = append(errs, fmt.Errorf("fleetlock.listen %q is not loopback: FleetLock clients send no credentials, so set fleetlock.allowedNetworks to the nodes' networks (0.0.0.0/0 and ::/0 to accept any peer)", c.Listen))
 	}
 	for name, g := range c.Groups {
-		if name == "" || strings.ContainsAny(name, " \t\n") {
-			errs = append(errs, fmt.Errorf("fleetlock.groups: bad group name %q", name))
+		if !fleetLockGroupName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("fleetlock.groups: group name %q: the protocol allows ^[a-zA-Z0-9.-]+$", name))
 		}
 		if g.MaxHolders < 1 {
 			errs = append(errs, fmt.Errorf("fleetlock.groups.%s.maxHolders %d: must be at least 1", name, g.MaxHolders))

@@ -22,6 +22,7 @@ func TestFleetLockConfig(t *testing.T) {
 		{FleetLockConfig{Listen: "7071"}, `fleetlock.listen "7071": want host:port`},
 		{FleetLockConfig{Listen: "127.0.0.1:7071", AllowedNetworks: []string{"10.0.0.0/33"}}, `fleetlock.allowedNetworks[0] "10.0.0.0/33": want a CIDR`},
 		{FleetLockConfig{Listen: "127.0.0.1:7071", ClientCerts: true}, "fleetlock.clientCerts needs fleetlock.tls"},
+		{FleetLockConfig{Listen: "127.0.0.1:7071", Groups: map[string]FleetLockGroup{"web_1": {MaxHolders: 1}}}, `group name "web_1": the protocol allows ^[a-zA-Z0-9.-]+$`},
 		{FleetLockConfig{Listen: "127.0.0.1:7071", Groups: map[string]FleetLockGroup{"default": {}}}, "fleetlock.groups.default.maxHolders 0: must be at least 1"},
 		{FleetLockConfig{Listen: "127.0.0.1:7071", Groups: map[string]FleetLockGroup{"web": {MaxHolders: 1, Selector: "node.labels.tier =="}}}, "fleetlock.groups.web.selector:"},
 	}
