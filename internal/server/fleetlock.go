@@ -305,12 +305,12 @@ func (fl *fleetLock) identify(r *http.Request) (store.FleetLockRequest, error) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 			return req, flErr(http.StatusUnauthorized, "client_certificate_required", "a client certificate of the drover CA for node %s is required", req.Node)
 		}
-		cert := r.TLS.PeerCertificates[0]
-		if err := fl.s.sec.ca.VerifyClient(cert, req.Now); err != nil {
-			return req, flErr(http.StatusUnauthorized, "client_certificate_refused", "client certificate refused: %v", err)
+		id, err := fl.s.authenticateCert(r) // the agent channel's checks: CA, validity, the node's current certificate
+		if err != nil {
+			return req, flErr(http.StatusUnauthorized, "client_certificate_refused", "%v", err)
 		}
-		if cert.Subject.CommonName != req.Node {
-			return req, flErr(http.StatusForbidden, "client_certificate_mismatch", "the client certificate is node %s's, the request names node %s", cert.Subject.CommonName, req.Node)
+		if id.agent != req.Node {
+			return req, flErr(http.StatusForbidden, "client_certificate_mismatch", "the client certificate is node %s's, the request names node %s", id.agent, req.Node)
 		}
 	}
 	return req, nil

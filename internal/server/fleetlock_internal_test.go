@@ -1,9 +1,16 @@
 package server
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/drover-dev/drover/internal/agent"
+	"github.com/drover-dev/drover/internal/api"
 )
 
 // TestFleetLockConfig: a FleetLock configuration that would serve
@@ -63,5 +70,51 @@ func TestFleetLockNetworks(t *testing.T) {
 		if w.Code != c.status || !strings.Contains(w.Body.String(), c.want) || w.Header().Get("Content-Type") != "application/json" {
 			t.Errorf("%s from %s: %d %s, want %d %s", c.path, c.peer, w.Code, w.Body, c.status, c.want)
 		}
+	}
+}
+
+// TestFleetLockClientCerts: with fleetlock.clientCerts, a request must
+// carry the current drover client certificate of the node it names.
+func TestFleetLockClientCerts(t *testing.T) {
+	e := newTLSEnvWith(t, func(c *Config) {
+		c.FleetLock = FleetLockConfig{Listen: "127.0.0.1:0", TLS: true, ClientCerts: true}
+	})
+	ts := httptest.NewUnstartedServer(e.s.fl.handler())
+	ts.TLS = e.s.TLSConfig()
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	ids := map[string]*agent.Identity{}
+	for _, node := range []string{"n1", "n2"} {
+		id, err := e.enrol(t, node, e.token(t, "1h", nil), e.s.CAHash(), t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, ae := e.agentCall(t, id, api.PathRegister, register(node)); st != 200 {
+			t.Fatalf("register %s: %d %v", node, st, ae)
+		}
+		ids[node] = id
+	}
+	send := func(client *http.Client, node string) (int, string) {
+		req, _ := http.NewRequest("POST", ts.URL+"/v1/pre-reboot", strings.NewReader(`{"client_params": {"id": "`+node+`", "group": "default"}}`))
+		req.Header.Set("fleet-lock-protocol", "true")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(e.s.sec.ca.Cert)
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if st, body := send(anon, "n1"); st != 401 || !strings.Contains(body, "client_certificate_required") {
+		t.Fatalf("without a certificate: %d %s", st, body)
+	}
+	if st, body := send(ids["n2"].HTTPClient(), "n1"); st != 403 || !strings.Contains(body, "the client certificate is node n2's, the request names node n1") {
+		t.Fatalf("n2's certificate for n1: %d %s", st, body)
+	}
+	if st, body := send(ids["n1"].HTTPClient(), "n1"); st != 200 {
+		t.Fatalf("n1's certificate for n1: %d %s", st, body)
 	}
 }
