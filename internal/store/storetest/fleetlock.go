@@ -3,7 +3,10 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,6 +156,54 @@ func testFleetLock(t *testing.T, s Backend) {
 	hs := get(l.FleetLockHolders(ctx))(t)
 	if len(hs) != 3 || hs[0].Node != "f3" || hs[0].Name != store.FleetLockHoldName {
 		t.Fatalf("holders = %+v", hs)
+	}
+	verifyOK(t, s)
+}
+
+// testConcurrentFleetLock: in each round every node of a group of two
+// slots asks at once, through two stores (two servers): exactly two get
+// a slot, however the races fall, and the rest are told the group is
+// full.
+func testConcurrentFleetLock(t *testing.T, s Backend) {
+	ctx := context.Background()
+	var nodes [][2]string
+	for i := range 8 {
+		nodes = append(nodes, [2]string{fmt.Sprintf("g%d", i), "a"})
+	}
+	fleetFixture(t, s, nodes)
+	stores := []store.FleetLocks{locksOf(t, s), locksOf(t, reopen(t, s))}
+	for round := range 6 {
+		var wg sync.WaitGroup
+		var granted atomic.Int32
+		errs := make(chan error, len(nodes))
+		for i, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := store.FleetLockRequest{Node: n[0], Group: "pairs", MaxHolders: 2, Now: at(time.Duration(round) * time.Minute)}
+				_, err := stores[i%2].FleetLockAcquire(ctx, req)
+				var r *store.FleetLockRefusal
+				switch {
+				case err == nil:
+					granted.Add(1)
+				case errors.As(err, &r) && r.Kind == store.FleetLockGroupFull:
+				default:
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		hs := get(stores[0].FleetLockHolders(ctx))(t)
+		if granted.Load() != 2 || len(hs) != 2 {
+			t.Fatalf("round %d: %d granted, %d held; want 2 of a group of 2", round, granted.Load(), len(hs))
+		}
+		for _, h := range hs {
+			get(stores[1].FleetLockRelease(ctx, h.Node, "pairs", "", at(time.Duration(round)*time.Minute)))(t)
+		}
 	}
 	verifyOK(t, s)
 }
