@@ -70,6 +70,13 @@ func newNodesGetCmd(e *env) *cobra.Command {
 					fmt.Fprintf(w, "label\t%s=%s\n", k, n.Labels[k])
 				}
 				fmt.Fprintf(w, "packages\t%d\n", len(n.Facts.Packages))
+				if h := n.HeldBy; h != nil {
+					name := ""
+					if h.Name != "" && h.Name != h.Holder {
+						name = " (" + h.Name + ")"
+					}
+					fmt.Fprintf(w, "held by\t%s %s%s for %s\n", h.Kind, h.Holder, name, sinceText(h.Since))
+				}
 			})
 		}}
 	r.flags(cmd, e, true)
