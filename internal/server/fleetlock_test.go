@@ -243,11 +243,13 @@ func TestFleetLock(t *testing.T) {
 	}
 	wantFL(t, fl.steadyState(t, "n1", "default"), 200, "", "")
 
-	// Then the rollout and a FleetLock client take turns on the same
+	// Then the rollout and a FleetLock client compete for the same
 	// budget: the client asks for a reboot slot of each node in turn,
 	// holds it briefly and releases it, while the rollout runs. At no
 	// sample are two nodes held, the client is refused while the rollout
-	// holds the slot, and both make progress.
+	// holds the slot, and both make progress (in practice the rollout
+	// hands the slot from node to node and the client gets it when the
+	// rollout ends).
 	var (
 		wg                sync.WaitGroup
 		stop              atomic.Bool
@@ -308,7 +310,7 @@ func TestFleetLock(t *testing.T) {
 	if ro.State != "succeeded" || refusals.Load() == 0 {
 		t.Fatalf("rollout %s; FleetLock refused %d times (want > 0: the rollout held the budget's slot)", ro.State, refusals.Load())
 	}
-	t.Logf("FleetLock slots granted %d, refused %d while the rollout ran", granted.Load(), refusals.Load())
+	t.Logf("FleetLock slots granted %d (with the rollout or after it), refused %d", granted.Load(), refusals.Load())
 
 	// A second group has its own slots, but the fleet budget still binds.
 	wantFL(t, fl.preReboot(t, "n1", "default"), 200, "", "")
