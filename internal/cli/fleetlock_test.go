@@ -17,11 +17,13 @@ import (
 // TestFleetLockHoldersShown: a node rebooting under FleetLock (a
 // pre-reboot as Zincati sends it, see
 // github.com/coreos/zincati docs/development/fleetlock/protocol.md) shows
-// its holder in `drover nodes get` and in `drover budget get`.
+// its holder in `drover nodes get` and in `drover budget get`; an admin
+// releases it with `drover nodes release`.
 func TestFleetLockHoldersShown(t *testing.T) {
 	ctx := context.Background()
 	srv, url, st, _ := servertest.StartServer(t, ctx, func(cfg *server.Config) {
-		cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"}}
+		cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"},
+			{Name: "root", Role: server.RoleAdmin, Token: "root-token-0123456789a"}}
 		cfg.FleetLock = server.FleetLockConfig{Listen: "127.0.0.1:0"}
 	})
 	now := time.Now()
@@ -29,14 +31,20 @@ func TestFleetLockHoldersShown(t *testing.T) {
 		RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
+	as := func(token string, args ...string) (int, string) {
+		t.Helper()
+		env := map[string]string{"DROVER_SERVER": url, "DROVER_TOKEN": token}
+		var out bytes.Buffer
+		code := Main(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &out)
+		return code, out.String()
+	}
 	drover := func(args ...string) string {
 		t.Helper()
-		env := map[string]string{"DROVER_SERVER": url, "DROVER_TOKEN": "alice-token-0123456789"}
-		var out bytes.Buffer
-		if code := Main(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &out); code != 0 {
-			t.Fatalf("drover %s: exit %d: %s", strings.Join(args, " "), code, out.String())
+		code, out := as("alice-token-0123456789", args...)
+		if code != 0 {
+			t.Fatalf("drover %s: exit %d: %s", strings.Join(args, " "), code, out)
 		}
-		return out.String()
+		return out
 	}
 	drover("budget", "create", "fleet", "--max-unavailable", "1")
 	if out := drover("nodes", "get", "n1"); strings.Contains(out, "held by") {
@@ -57,5 +65,21 @@ func TestFleetLockHoldersShown(t *testing.T) {
 	}
 	if out := drover("budget", "get", "fleet"); !strings.Contains(out, "1/1 in use") || !strings.Contains(out, "n1 (fleetlock default)") {
 		t.Fatalf("budget get does not show the FleetLock holder:\n%s", out)
+	}
+	// An admin releases the slot of a node that never came back.
+	if code, out := as("alice-token-0123456789", "nodes", "release", "n1", "--reason", "n1 is dead"); code == 0 || !strings.Contains(out, "admin") {
+		t.Fatalf("an operator released a slot: %d %s", code, out)
+	}
+	if code, out := as("root-token-0123456789a", "nodes", "release", "n1"); code == 0 || !strings.Contains(out, "--reason is required") {
+		t.Fatalf("release without a reason: %d %s", code, out)
+	}
+	if code, out := as("root-token-0123456789a", "nodes", "release", "n1", "--reason", "n1 is dead"); code != 0 || !strings.Contains(out, "n1 released from FleetLock group default") {
+		t.Fatalf("release: %d %s", code, out)
+	}
+	if out := drover("nodes", "get", "n1"); strings.Contains(out, "held by") {
+		t.Fatalf("a released node shows a holder:\n%s", out)
+	}
+	if code, out := as("root-token-0123456789a", "nodes", "release", "n1", "--reason", "again"); code == 0 || !strings.Contains(out, "node n1 holds no FleetLock slot") {
+		t.Fatalf("releasing a free node: %d %s", code, out)
 	}
 }

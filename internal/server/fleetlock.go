@@ -31,6 +31,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/disruption"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/store"
@@ -458,4 +459,29 @@ func (c *fleetLockCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.holders, prometheus.GaugeValue, float64(n[name]), name)
 		ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(g.MaxHolders), name)
 	}
+}
+
+// releaseFleetLock releases a node's FleetLock slot for an admin: a node
+// that never came back from its reboot would hold it, and a budget slot
+// with it, for good. Only admins: it loosens the fleet budgets.
+func (s *Server) releaseFleetLock(w http.ResponseWriter, r *http.Request, id identity) error {
+	locks, ok := store.AsFleetLocks(s.st)
+	if !ok {
+		return &httpError{status: http.StatusNotImplemented, code: api.CodeInternal, msg: "this store keeps no FleetLock slots"}
+	}
+	var req api.ReleaseFleetLockRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return badRequest("releasing a FleetLock slot needs a reason")
+	}
+	h, err := locks.FleetLockBreak(r.Context(), r.PathValue("id"), id.user, req.Reason, s.now())
+	if err != nil {
+		return err
+	}
+	s.log.Warn("fleetlock slot released by an operator", "node", h.Node, "group", h.Holder, "by", id.user, "reason", req.Reason)
+	s.fleetChanged()
+	writeJSON(w, http.StatusOK, api.Hold{Node: h.Node, Kind: h.Kind, Holder: h.Holder, Name: h.Name, Since: h.Since})
+	return nil
 }

@@ -61,6 +61,12 @@ type FleetLocks interface {
 	// enrolled is refused (*FleetLockRefusal). Audited as
 	// fleetlock.unlock.
 	FleetLockRelease(ctx context.Context, node, group, peer string, now time.Time) (released bool, err error)
+	// FleetLockBreak releases the FleetLock slot node holds, whatever its
+	// group, for an operator (a node that never came back from its
+	// reboot holds it until then), and returns the hold it released;
+	// ErrNotFound when the node holds none. Audited as fleetlock.break
+	// with the actor and reason.
+	FleetLockBreak(ctx context.Context, node, actor, reason string, now time.Time) (disruption.Hold, error)
 	// FleetLockRefused audits a refusal (fleetlock.refuse) with its kind
 	// and reason.
 	FleetLockRefused(ctx context.Context, req FleetLockRequest, endpoint string, r *FleetLockRefusal) error
@@ -230,6 +236,39 @@ func (s *sqlStore) FleetLockRelease(ctx context.Context, node, group, peer strin
 		return false, fmt.Errorf("fleetlock steady-state of node %s: %w", node, err)
 	}
 	return released, nil
+}
+
+func (s *sqlStore) FleetLockBreak(ctx context.Context, node, actor, reason string, now time.Time) (disruption.Hold, error) {
+	if actor == "" || reason == "" {
+		return disruption.Hold{}, errors.New("release a FleetLock slot: an actor and a reason are required")
+	}
+	if now.IsZero() {
+		now = s.clock()
+	}
+	var out disruption.Hold
+	err := s.write(ctx, func(t *tx) error {
+		var since int64
+		out = disruption.Hold{Node: node, Kind: disruption.HolderFleetLock}
+		err := t.queryRow("SELECT holder, holder_name, since FROM node_holds WHERE node_id = ? AND holder_kind = ?"+t.d.forUpdate,
+			node, disruption.HolderFleetLock).Scan(&out.Holder, &out.Name, &since)
+		if isNoRows(err) {
+			return fmt.Errorf("node %s holds no FleetLock slot: %w", node, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read hold of node %s: %w", node, err)
+		}
+		out.Since = fromNanos(since)
+		if _, err := t.exec("DELETE FROM node_holds WHERE node_id = ? AND holder_kind = ?", node, disruption.HolderFleetLock); err != nil {
+			return fmt.Errorf("release node %s: %w", node, err)
+		}
+		t.audit(AuditEntry{At: now, Actor: actor, Action: "fleetlock.break", Object: "node/" + node,
+			Detail: detail(map[string]any{"group": out.Holder, "reason": reason, "since": out.Since.UTC().Format(time.RFC3339Nano)})})
+		return nil
+	})
+	if err != nil {
+		return disruption.Hold{}, fmt.Errorf("release the FleetLock slot of node %s: %w", node, err)
+	}
+	return out, nil
 }
 
 func (s *sqlStore) FleetLockRefused(ctx context.Context, req FleetLockRequest, endpoint string, r *FleetLockRefusal) error {

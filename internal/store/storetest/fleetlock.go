@@ -157,6 +157,20 @@ func testFleetLock(t *testing.T, s Backend) {
 	if len(hs) != 3 || hs[0].Node != "f3" || hs[0].Name != store.FleetLockHoldName {
 		t.Fatalf("holders = %+v", hs)
 	}
+	// An operator releases a slot whatever its group; a node holding
+	// none is not found.
+	h := get(l.FleetLockBreak(ctx, "f3", "root", "node f3 died in its reboot", at(10*time.Minute)))(t)
+	if h.Holder != "workers" || !h.Since.Equal(at(2*time.Minute)) {
+		t.Fatalf("released %+v", h)
+	}
+	if e := lastAudit(t, s); e.Action != "fleetlock.break" || e.Actor != "root" || !strings.Contains(string(e.Detail), `"reason":"node f3 died in its reboot"`) {
+		t.Fatalf("last audit = %+v %s", e, e.Detail)
+	}
+	_, err = l.FleetLockBreak(ctx, "f3", "root", "again", at(10*time.Minute))
+	wantErr(t, err, store.ErrNotFound, "releasing a released slot")
+	if h := holdsOf(t, s); len(h) != 2 || h["f3"] != "" {
+		t.Fatalf("holds = %v", h)
+	}
 	verifyOK(t, s)
 }
 
