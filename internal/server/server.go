@@ -77,10 +77,11 @@ type Server struct {
 	// Config.FleetLock.Listen.
 	fl *fleetLock
 
-	mu            sync.Mutex
-	addr          string
-	metricsAddr   string // Config.Metrics.Listen once bound
-	fleetLockAddr string // Config.FleetLock.Listen once bound
+	mu          sync.Mutex
+	addr        string
+	metricsAddr string // Config.Metrics.Listen once bound
+
+	fleetLockAddr string // Config.FleetLock.Listen once bound, under mu
 }
 
 // New validates cfg and builds a server on deps.Store.
