@@ -168,3 +168,17 @@ func (c *Client) CreateFreezes(ctx context.Context, fs []FreezeSpec) (FreezeList
 func (c *Client) DeleteFreeze(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/freezes/"+url.PathEscape(name), 0, nil, nil)
 }
+
+// ReleaseFleetLockRequest releases the FleetLock slot a node holds (a
+// node that never came back from its reboot); Reason is required.
+type ReleaseFleetLockRequest struct {
+	Reason string `json:"reason"`
+}
+
+// ReleaseFleetLock releases node's FleetLock slot, whatever its group
+// (admin only), and returns the hold released.
+func (c *Client) ReleaseFleetLock(ctx context.Context, node, reason string) (Hold, error) {
+	var out Hold
+	err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/fleetlock/release", 0, ReleaseFleetLockRequest{Reason: reason}, &out)
+	return out, err
+}

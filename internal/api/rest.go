@@ -65,6 +65,10 @@ type Node struct {
 	RegisteredAt time.Time         `json:"registeredAt"`
 	LastSeen     time.Time         `json:"lastSeen"`
 	Online       bool              `json:"online"` // lease not expired
+	// HeldBy is who holds the node now: a rollout's in-flight step or a
+	// FleetLock client rebooting it (GET /v1/nodes/{id} only); nil when
+	// free.
+	HeldBy *Hold `json:"heldBy,omitempty"`
 }
 
 // NodeList is one page of nodes. Next is the cursor of the next page

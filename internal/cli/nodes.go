@@ -14,7 +14,7 @@ import (
 func newNodesCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "nodes", Short: "List, inspect and label the fleet's nodes", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
-	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e), newNodesRemoveCmd(e))
+	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e), newNodesRemoveCmd(e), newNodesReleaseCmd(e))
 	return cmd
 }
 
@@ -70,6 +70,13 @@ func newNodesGetCmd(e *env) *cobra.Command {
 					fmt.Fprintf(w, "label\t%s=%s\n", k, n.Labels[k])
 				}
 				fmt.Fprintf(w, "packages\t%d\n", len(n.Facts.Packages))
+				if h := n.HeldBy; h != nil {
+					name := ""
+					if h.Name != "" && h.Name != h.Holder {
+						name = " (" + h.Name + ")"
+					}
+					fmt.Fprintf(w, "held by\t%s %s%s for %s\n", h.Kind, h.Holder, name, sinceText(h.Since))
+				}
 			})
 		}}
 	r.flags(cmd, e, true)
@@ -132,5 +139,32 @@ func newNodesRemoveCmd(e *env) *cobra.Command {
 			return nil
 		}}
 	r.flags(cmd, e, false)
+	return cmd
+}
+
+// newNodesReleaseCmd releases the FleetLock slot a node holds (a Zincati
+// or Flatcar node that never came back from its reboot).
+func newNodesReleaseCmd(e *env) *cobra.Command {
+	var r remote
+	var reason string
+	cmd := &cobra.Command{Use: "release NODE --reason R", Short: "Release the FleetLock reboot slot a node holds (admin)", Args: exactArgs(1, "a node ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return usagef("nodes release: --reason is required (recorded in the audit log)")
+			}
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			h, err := c.ReleaseFleetLock(cmd.Context(), args[0], reason)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, h, func(w io.Writer) {
+				fmt.Fprintf(w, "%s released from FleetLock group %s (held for %s)\n", h.Node, h.Holder, sinceText(h.Since))
+			})
+		}}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
+	r.flags(cmd, e, true)
 	return cmd
 }

@@ -37,6 +37,10 @@ type Budget struct {
 // HolderRollout is the kind of a hold taken by a rollout's step.
 const HolderRollout = "rollout"
 
+// HolderFleetLock is the kind of a hold taken by a FleetLock client
+// (Zincati, Flatcar) rebooting its node: Holder is its FleetLock group.
+const HolderFleetLock = "fleetlock"
+
 // Hold is a node held by one holder: a rollout whose step on the node is
 // in flight (Kind "rollout", Holder its ID, Name its plan name) or
 // another kind of slot holder.

@@ -115,6 +115,24 @@ func (c *Freezes) ForRollout(rollout string, nodes []engine.Node, now time.Time)
 	return out
 }
 
+// ForNode returns the first freeze in force at now that covers node n
+// (by its selector, or every node without one), and false when none.
+func (c *Freezes) ForNode(n *fleet.Node, now time.Time) (engine.FleetFreeze, bool) {
+	for i, f := range c.fs {
+		active, until := c.cals[i].At(now)
+		if !active {
+			continue
+		}
+		if c.sels[i] != nil {
+			if ok, err := c.sels[i].Match(n); err != nil || !ok {
+				continue
+			}
+		}
+		return engine.FleetFreeze{Name: f.Name, Reason: f.Reason, Until: until}, true
+	}
+	return engine.FleetFreeze{}, false
+}
+
 // cover evaluates freeze i's selector over the rollout's nodes, once per
 // rollout; nil when it matches none.
 func (c *Freezes) cover(rollout string, i int, nodes []engine.Node) []bool {

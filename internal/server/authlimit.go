@@ -191,23 +191,7 @@ func (s *Server) failedAuth(r *http.Request, now time.Time, ip, cred string) tim
 
 // parseTrustedProxies reads Config.TrustedProxies: CIDRs or single IPs.
 func parseTrustedProxies(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	var errs []error
-	for i, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("trustedProxies[%d] %q: want a CIDR (10.0.0.0/8) or an IP", i, s))
-			continue
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, errors.Join(errs...)
+	return parseNetworks("trustedProxies", list)
 }
 
 // trustedProxy reports whether ip is one of Config.TrustedProxies.

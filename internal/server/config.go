@@ -90,6 +90,9 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// SessionTTL is the lifetime of a dashboard session; default 12h.
 	SessionTTL time.Duration `yaml:"sessionTTL"`
+	// FleetLock serves the FleetLock protocol to Zincati and Flatcar
+	// nodes on its own listener (see fleetlock.go); off without a listen.
+	FleetLock FleetLockConfig `yaml:"fleetlock"`
 
 	// AgentLimits bound what one node may send (see agentlimits.go);
 	// StreamLimits bound the event streams (see events.go). Their keys
@@ -280,6 +283,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("metrics.listen %q: want host:port: %w", c.Metrics.Listen, err))
 		}
 	}
+	errs = append(errs, c.FleetLock.validate()...)
 	if c.SessionTTL < 0 || (c.SessionTTL > 0 && c.SessionTTL < time.Minute) {
 		errs = append(errs, fmt.Errorf("sessionTTL %s: must be at least 1m", c.SessionTTL))
 	}

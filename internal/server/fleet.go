@@ -215,6 +215,7 @@ func (s *Server) fleetRoutes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/freezes/{name}", RoleViewer, s.getFreeze)
 	s.route(mux, "PUT /v1/freezes/{name}", RoleAdmin, s.updateFreeze)
 	s.route(mux, "DELETE /v1/freezes/{name}", RoleAdmin, s.deleteFreeze)
+	s.route(mux, "POST /v1/nodes/{id}/fleetlock/release", RoleAdmin, s.releaseFleetLock)
 }
 
 func (s *Server) fleetStore() (store.FleetSafety, error) {

@@ -302,8 +302,16 @@ func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ identity) err
 	if err != nil {
 		return err
 	}
+	v := s.nodeView(n)
+	fv, err := s.fleet.view(r.Context(), false)
+	if err != nil {
+		return err
+	}
+	if h, ok := fv.byNode[n.ID]; ok {
+		v.HeldBy = &api.Hold{Node: h.Node, Kind: h.Kind, Holder: h.Holder, Name: h.Name, Since: h.Since}
+	}
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(n.Version, 10)))
-	writeJSON(w, http.StatusOK, s.nodeView(n))
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

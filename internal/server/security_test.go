@@ -51,8 +51,15 @@ type tlsEnv struct {
 
 func newTLSEnv(t *testing.T) *tlsEnv {
 	t.Helper()
+	return newTLSEnvWith(t, func(*Config) {})
+}
+
+// newTLSEnvWith is newTLSEnv with its configuration changed by edit.
+func newTLSEnvWith(t *testing.T, edit func(*Config)) *tlsEnv {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.TLS, cfg.AgentToken = true, ""
+	edit(&cfg)
 	st, err := store.Open(context.Background(), filepath.Join(cfg.DataDir, "drover.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -344,6 +351,9 @@ var routeRoles = map[string]Role{
 	"POST /v1/freezes":                   RoleOperator,
 	"PUT /v1/freezes/{name}":             RoleAdmin,
 	"DELETE /v1/freezes/{name}":          RoleAdmin,
+
+	// FleetLock (fleetlock.go): loosens the fleet budgets.
+	"POST /v1/nodes/{id}/fleetlock/release": RoleAdmin,
 }
 
 // agentOnly are the agent channel's routes: agents only (the node's

@@ -73,9 +73,15 @@ type Server struct {
 	limits  *agentLimits
 	streams *streams
 
+	// fl serves FleetLock on its own listener; nil without
+	// Config.FleetLock.Listen.
+	fl *fleetLock
+
 	mu          sync.Mutex
 	addr        string
 	metricsAddr string // Config.Metrics.Listen once bound
+
+	fleetLockAddr string // Config.FleetLock.Listen once bound, under mu
 }
 
 // New validates cfg and builds a server on deps.Store.
@@ -126,6 +132,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.pred = newPredictor(s)
 	s.fleet = &fleetCache{s: s}
 	s.reg.MustRegister(newFleetCollector(s.fleet), newRolloutCollector(s.st, s.sched, s.log))
+	if cfg.FleetLock.Listen != "" {
+		if s.fl, err = newFleetLock(s); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -145,6 +156,18 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		stop, err := s.serveMetrics(ctx, func(addr string) {
 			s.mu.Lock()
 			s.metricsAddr = addr
+			s.mu.Unlock()
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+	}
+	if s.fl != nil {
+		stop, err := s.fl.listen(ctx, func(addr string) {
+			s.mu.Lock()
+			s.fleetLockAddr = addr
 			s.mu.Unlock()
 		})
 		if err != nil {
@@ -201,6 +224,14 @@ func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// FleetLockAddr is the bound address of the FleetLock listener
+// (Config.FleetLock.Listen) once Run listens; "" without one.
+func (s *Server) FleetLockAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fleetLockAddr
 }
 
 // MetricsAddr is the bound address of the separate metrics listener

@@ -23,6 +23,14 @@ import (
 // Config.Database (a PostgreSQL several servers share).
 func Start(t testing.TB, ctx context.Context, edit func(*server.Config)) (string, store.Store, server.Config) {
 	t.Helper()
+	_, url, st, cfg := StartServer(t, ctx, edit)
+	return url, st, cfg
+}
+
+// StartServer is Start that also returns the running server, for the
+// addresses of its other listeners and its metrics registry.
+func StartServer(t testing.TB, ctx context.Context, edit func(*server.Config)) (*server.Server, string, store.Store, server.Config) {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
 	edit(&cfg)
@@ -53,5 +61,5 @@ func Start(t testing.TB, ctx context.Context, edit func(*server.Config)) (string
 		<-done
 		st.Close()
 	})
-	return url, st, cfg
+	return srv, url, st, cfg
 }

@@ -24,6 +24,8 @@ func runFleet(t *testing.T, h func(f func(t *testing.T, s Backend)) func(t *test
 	t.Run("NodeHolds", h(testNodeHolds))
 	t.Run("BudgetEnforced", h(testBudgetEnforced))
 	t.Run("ConcurrentFleetCommits", h(testConcurrentFleetCommits))
+	t.Run("FleetLock", h(testFleetLock))
+	t.Run("ConcurrentFleetLock", h(testConcurrentFleetLock))
 }
 
 func fleetOf(t *testing.T, s store.Store) store.FleetSafety {
