@@ -33,7 +33,10 @@ func TestDebianFleetPrediction(t *testing.T) {
 	f := setup(t, nodes)
 	ctx := context.Background()
 	spec := func(name, version string) planSpec {
-		return planSpec{Name: name, Selector: fleetSelector, Version: version,
+		// A 6 s soak: the fixed part of each step (soak, bake, the
+		// scheduler's tick) outweighs apt's time, which varies with the
+		// machine's load between the history's rollouts and this one.
+		return planSpec{Name: name, Selector: fleetSelector, Version: version, MinHealthy: "6s",
 			Waves:  "  - name: canary\n    nodes: 2\n    canary: true\n  - name: rest\n",
 			Limits: "  maxInFlight: 2\n  caps:\n    zone: 1\n"}
 	}
