@@ -218,6 +218,7 @@ change:
     - name: noop
       script:
         artifact: "true"
+        rollback: none
   reboot: never
 waves:
   - name: canary

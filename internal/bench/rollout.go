@@ -108,6 +108,7 @@ change:
     - name: noop
       script:
         artifact: "true"
+        rollback: none
   reboot: never
 waves:
   - name: all
