@@ -126,7 +126,9 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	touch := func() error {
 		now := s.now()
 		if req.Facts != nil {
-			if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: node, Facts: *req.Facts, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)}); err != nil {
+			// The poll carries the protocol too: a facts refresh must not
+			// forget it (the node pre-flight reads it).
+			if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: node, Facts: *req.Facts, Protocol: proto, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)}); err != nil {
 				return err
 			}
 			req.Facts = nil

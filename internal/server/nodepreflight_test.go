@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate/gatetest"
 	"github.com/drover-dev/drover/internal/plan"
 )
@@ -142,6 +146,16 @@ func TestNodePreflightBlocks(t *testing.T) {
 func TestNodePreflightByDefault(t *testing.T) {
 	f, states := zonedFleet(t)
 	oldAgent(t, f.base, "legacy-1")
+	// A poll that refreshes web-1's facts keeps the protocol its agent
+	// registered with: web-1 is asked, not taken for an old agent.
+	body, _ := json.Marshal(api.PollRequest{NodeID: "web-1", Facts: &fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}}})
+	req, _ := http.NewRequest(http.MethodPost, f.base+api.PathPoll, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer agent-token-0123456789")
+	req.Header.Set("Drover-Node", "web-1")
+	req.Header.Set(api.HeaderProtocol, strconv.Itoa(api.ProtocolVersion))
+	if resp, err := (&http.Client{Timeout: time.Second}).Do(req); err == nil { // a long poll may outlast the timeout
+		resp.Body.Close()
+	}
 	planText := strings.Split(fmt.Sprintf(preflightPlan, "block"), "preflight:\n")[0]
 	if strings.Contains(planText, "preflight") {
 		t.Fatalf("plan still has a preflight section:\n%s", planText)
