@@ -369,6 +369,21 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 		if err != nil {
 			return nil, err
 		}
+		for _, w := range ro.Waves {
+			line := fmt.Sprintf("%s: %s", w.State, w.Tally().Summary())
+			if last[w.Name] != line {
+				fmt.Fprintf(progress, "  %5.1fs  wave %-7s %s\n", time.Since(started).Seconds(), w.Name, line)
+				last[w.Name] = line
+			}
+		}
+		if len(ro.Waits) > 0 && ro.Waits[0].Reason != lastWait {
+			lastWait = ro.Waits[0].Reason
+			who := fmt.Sprintf("%d nodes wait", ro.Waits[0].Count)
+			if ro.Waits[0].Count == 1 {
+				who = "1 node waits"
+			}
+			fmt.Fprintf(progress, "  %5.1fs  %s: %s\n", time.Since(started).Seconds(), who, lastWait)
+		}
 		if !preflightShown {
 			// Every rollout pre-flights its nodes before the canary: say
 			// how it went once every node answered.
@@ -388,21 +403,6 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 					}
 				}
 			}
-		}
-		for _, w := range ro.Waves {
-			line := fmt.Sprintf("%s: %s", w.State, w.Tally().Summary())
-			if last[w.Name] != line {
-				fmt.Fprintf(progress, "  %5.1fs  wave %-7s %s\n", time.Since(started).Seconds(), w.Name, line)
-				last[w.Name] = line
-			}
-		}
-		if len(ro.Waits) > 0 && ro.Waits[0].Reason != lastWait {
-			lastWait = ro.Waits[0].Reason
-			who := fmt.Sprintf("%d nodes wait", ro.Waits[0].Count)
-			if ro.Waits[0].Count == 1 {
-				who = "1 node waits"
-			}
-			fmt.Fprintf(progress, "  %5.1fs  %s: %s\n", time.Since(started).Seconds(), who, lastWait)
 		}
 		if ro.State.Terminal() {
 			break
