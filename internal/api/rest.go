@@ -190,20 +190,25 @@ type PreflightView struct {
 	Rollout  string    `json:"rollout"`
 	AskedAt  time.Time `json:"askedAt"`
 	Deadline time.Time `json:"deadline"`
-	// Asked, Passed, Failed and Waiting count the nodes; a node silent
-	// past the deadline counts as failed.
-	Asked   int             `json:"asked"`
-	Passed  int             `json:"passed"`
-	Failed  int             `json:"failed"`
-	Waiting int             `json:"waiting"`
-	Nodes   []NodePreflight `json:"nodes"`
+	// Asked, Passed, Failed, Waiting and Unavailable count the nodes; a
+	// node silent past the deadline counts as failed.
+	Asked   int `json:"asked"`
+	Passed  int `json:"passed"`
+	Failed  int `json:"failed"`
+	Waiting int `json:"waiting"`
+	// Unavailable counts the nodes whose agent is too old to run a
+	// pre-flight and that go ahead unchecked (preflight.unavailable:
+	// proceed, the default).
+	Unavailable int             `json:"unavailable"`
+	Nodes       []NodePreflight `json:"nodes"`
 }
 
 // NodePreflight is one node's pre-flight.
 type NodePreflight struct {
 	Node string `json:"node"`
-	// State is passed, failed, waiting (asked, before the deadline) or
-	// no-answer (silent past the deadline).
+	// State is passed, failed, waiting (asked, before the deadline),
+	// no-answer (silent past the deadline) or unavailable (the agent is
+	// too old to run one; the node goes ahead unchecked).
 	State      string    `json:"state"`
 	Reason     string    `json:"reason,omitempty"`
 	AnsweredAt time.Time `json:"answeredAt,omitzero"`

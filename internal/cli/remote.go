@@ -200,7 +200,7 @@ func newRolloutCreateCmd(e *env) *cobra.Command {
 				return err
 			}
 			if pre && !dry {
-				return usagef("rollout create: --preflight goes with --dry-run (a rollout's own pre-flight is its plan's preflight: section)")
+				return usagef("rollout create: --preflight goes with --dry-run (a rollout runs its own pre-flight, as its plan's preflight: section says)")
 			}
 			if dry {
 				res, err := c.Rehearse(cmd.Context(), api.DryRunRequest{Plan: string(data), File: file, Seed: seedText, Preflight: pre})

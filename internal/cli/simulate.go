@@ -141,7 +141,7 @@ broke an invariant (a bug), 1 on errors, 2 on usage errors.`,
 	fl.StringArrayVar(&f.failApply, "fail-apply", nil, "the step fails on nodes: 'SELECTOR=PROBABILITY' (repeatable)")
 	fl.StringArrayVar(&f.failRollback, "fail-rollback", nil, "rollback fails on nodes: 'SELECTOR=PROBABILITY' (repeatable)")
 	fl.StringArrayVar(&f.failInterrupt, "fail-interrupt", nil, "the agent crashes mid-step on nodes, per attempt: 'SELECTOR=PROBABILITY' (repeatable)")
-	fl.StringArrayVar(&f.failPreflight, "fail-preflight", nil, "the node pre-flight fails on nodes (plans with preflight:): 'SELECTOR=PROBABILITY' (repeatable)")
+	fl.StringArrayVar(&f.failPreflight, "fail-preflight", nil, "the node pre-flight fails on nodes (every plan not saying preflight.onFail: ignore): 'SELECTOR=PROBABILITY' (repeatable)")
 	fl.Var(&f.step, "step-duration", "duration of one node's step (`DIST`)")
 	fl.Var(&f.rollback, "rollback-duration", "duration of one node's rollback (`DIST`)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the assignment, durations and failure draws")

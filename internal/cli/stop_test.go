@@ -36,6 +36,8 @@ waves:
   - name: all
 limits:
   maxInFlight: 8
+preflight:
+  onFail: ignore # some agents are down on purpose: they could not answer
 `
 
 // lineFleet is a real server on SQLite with real agents on simulated

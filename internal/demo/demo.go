@@ -362,6 +362,7 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	}
 	last := map[string]string{}
 	lastWait := ""
+	preflightShown := false
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		ro, err = c.GetRollout(ctx, ro.ID, true)
@@ -383,6 +384,26 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 			}
 			fmt.Fprintf(progress, "  %5.1fs  %s: %s\n", time.Since(started).Seconds(), who, lastWait)
 		}
+		if !preflightShown {
+			// Every rollout pre-flights its nodes before the canary: say
+			// how it went once every node answered.
+			v, err := c.Preflight(ctx, ro.ID)
+			switch {
+			case api.Code(err) == api.CodeNotFound: // not asked yet
+			case err != nil:
+				return nil, fmt.Errorf("rollout %s pre-flight: %w", ro.ID, err)
+			case v.Waiting == 0:
+				preflightShown = true
+				fmt.Fprintf(progress, "  %5.1fs  pre-flight: %d nodes asked, %d passed, %d failed, %d unavailable, answered in %.1fs\n",
+					time.Since(started).Seconds(), v.Asked, v.Passed, v.Failed, v.Unavailable, lastAnswer(v).Sub(v.AskedAt).Seconds())
+				for _, n := range v.Nodes {
+					if n.State != "passed" {
+						fmt.Fprintf(progress, "           e.g. %s %s: %s\n", n.Node, n.State, n.Reason)
+						break
+					}
+				}
+			}
+		}
 		if ro.State.Terminal() {
 			break
 		}
@@ -402,6 +423,17 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded (%d changed, %d already up to date), %d failed, %d rolled back, %d touched\n",
 		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesSucceeded-rs.NodesUnchanged, rs.NodesUnchanged, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
 	return rs, nil
+}
+
+// lastAnswer is when the last node answered its pre-flight.
+func lastAnswer(v api.PreflightView) time.Time {
+	last := v.AskedAt
+	for _, n := range v.Nodes {
+		if n.AnsweredAt.After(last) {
+			last = n.AnsweredAt
+		}
+	}
+	return last
 }
 
 func waveNames(ro api.Rollout) string {

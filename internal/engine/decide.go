@@ -164,7 +164,7 @@ func (d *decider) run() {
 		d.finish()
 		return
 	}
-	if d.state == RolloutRunning && d.p.Preflight != nil && !d.preflight() {
+	if d.state == RolloutRunning && d.p.Preflight.Runs() && !d.preflight() {
 		d.limits()
 		d.finish()
 		return

@@ -218,6 +218,12 @@ func (w *fleetWorld) run(minutes int) (decisions, starts, waits int) {
 			waits += w.checkWaits(r, d)
 			w.check(r, d)
 			engine.Apply(&ro.in, d, ro.byID)
+			if len(d.AskPreflight) > 0 { // every node passes its pre-flight at once
+				ro.in.Preflight = &engine.PreflightStatus{AskedAt: w.now, Results: map[string]engine.PreflightResult{}}
+				for _, n := range d.AskPreflight {
+					ro.in.Preflight.Results[n] = engine.PreflightResult{OK: true, At: w.now}
+				}
+			}
 			w.sync(r)
 			w.checkBudgets(r, d)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -44,6 +45,9 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the golden transcripts in tes
 //	fleet-freeze NAME UNTIL ZONE [KEY=VALUE] [REASON...]    a fleet freeze in force until start+UNTIL (covering nodes with label KEY=VALUE)
 //	fleet-clear                 no fleet budgets or freezes
 //	preflight NODES ok|fail [REASON...]       the agents answer the node pre-flight (NODES as for report)
+//
+// A script without a preflight command has every node pass its pre-flight
+// as soon as it is asked: the shell prints so and decides again.
 //
 // Reports go through Accept against the node's current step, as the store
 // does; a refused report or command is printed, not fatal.
@@ -99,6 +103,9 @@ type scenario struct {
 	byID    map[string]int
 	started map[string]int // apply starts per node, to check the no-double-start rule
 	steps   map[string]*scenarioStep
+	// passPreflight: the script never answers the node pre-flight, so
+	// every asked node passes at once and the shell decides again.
+	passPreflight bool
 }
 
 // scenarioStep is the shell's record of a node's current step.
@@ -133,6 +140,7 @@ func runScenario(t *testing.T, ar *txtar.Archive) string {
 	if s.p == nil || s.fleet == nil || script == "" {
 		t.Fatal("scenario needs fleet, plan.yaml and script files")
 	}
+	s.passPreflight = !regexp.MustCompile(`(?m)^preflight `).MatchString(script)
 	s.in = Input{RolloutID: "r1", Author: "alice", Plan: s.p, Now: s.start, Seed: 1, Waves: map[string]WaveStatus{}}
 	s.in.State = RolloutRunning
 	if s.p.Approvals.Start > 0 {
@@ -495,6 +503,13 @@ func (s *scenario) decide() {
 	if len(d.AskPreflight) > 0 {
 		fmt.Fprintf(w, "  ask pre-flight: %s\n", strings.Join(d.AskPreflight, " "))
 		in.Preflight = &PreflightStatus{AskedAt: in.Now, Results: map[string]PreflightResult{}}
+		if s.passPreflight {
+			for _, n := range d.AskPreflight {
+				in.Preflight.Results[n] = PreflightResult{OK: true, At: in.Now}
+			}
+			fmt.Fprintf(w, "  pre-flight: all %d nodes pass\n", len(d.AskPreflight))
+			defer s.decide()
+		}
 	}
 	if len(d.Starts) > 0 {
 		fmt.Fprintf(w, "  start: %s\n", startIDs(d.Starts))

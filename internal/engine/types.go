@@ -204,8 +204,8 @@ type Input struct {
 	// Fleet is what other rollouts and the server's fleet-level objects
 	// impose (held nodes, fleet budgets, fleet freezes); nil is none.
 	Fleet *Fleet
-	// Preflight is the node pre-flight's progress when the plan asks for
-	// one (plan.Preflight); nil is not asked yet.
+	// Preflight is the node pre-flight's progress when the plan runs
+	// one (plan.Preflight.Runs); nil is not asked yet.
 	Preflight *PreflightStatus
 	Now       time.Time
 	Seed      uint64 // jitter source; fixed per rollout
@@ -217,8 +217,9 @@ type Input struct {
 // PreflightResult is one node's answer to the node pre-flight.
 type PreflightResult struct {
 	OK bool
-	// Reason says why the node failed ("" when OK): the drivers'
-	// refusals and the compatibility rules it breaks.
+	// Reason says why the node failed: the drivers' refusals and the
+	// compatibility rules it breaks. When OK it is usually "", or says
+	// why the node goes ahead unchecked (its agent cannot pre-flight).
 	Reason string
 	// At is when the server received the answer: one received after the
 	// deadline (asked + plan.Preflight.Timeout) counts as no answer, one

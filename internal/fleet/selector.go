@@ -134,13 +134,24 @@ type Compiler struct {
 }
 
 // NewCompiler builds the selector environment.
-func NewCompiler() (*Compiler, error) {
-	env, err := cel.NewEnv(
+func NewCompiler() (*Compiler, error) { return newCompiler() }
+
+// NewChangeCompiler builds the environment of a compatibility rule: a
+// selector's, plus the variable change, the plan's change in its JSON
+// shape (change.actions[i].package.name, change.reboot, ...), which
+// MatchChange binds. change is dynamically typed: a key the change lacks
+// is a missing map key, as for node.labels.
+func NewChangeCompiler() (*Compiler, error) {
+	return newCompiler(cel.Variable("change", cel.DynType))
+}
+
+func newCompiler(vars ...cel.EnvOption) (*Compiler, error) {
+	env, err := cel.NewEnv(append([]cel.EnvOption{
 		ext.NativeTypes(reflect.TypeFor[*node](), ext.ParseStructTag("json")),
 		cel.Variable("node", cel.ObjectType("fleet.node")),
 		cel.OptionalTypes(),
 		ext.Strings(),
-	)
+	}, vars...)...)
 	if err != nil {
 		return nil, fmt.Errorf("build selector environment: %w", err)
 	}
@@ -206,12 +217,19 @@ func issuesError(errs []*cel.Error) *SelectorError {
 // String returns the selector's source text.
 func (s *Selector) String() string { return s.src }
 
-// activation resolves the single variable node without allocating a map.
-type activation struct{ node *node }
+// activation resolves the variables node and (for a compatibility
+// rule) change without allocating a map.
+type activation struct {
+	node   *node
+	change any
+}
 
 func (a activation) ResolveName(name string) (any, bool) {
-	if name == "node" {
+	switch {
+	case name == "node":
 		return a.node, true
+	case name == "change" && a.change != nil:
+		return a.change, true
 	}
 	return nil, false
 }
@@ -223,10 +241,19 @@ func (a activation) Parent() interpreter.Activation { return nil }
 // Selector). Any other evaluation failure, including exceeding
 // SelectorCostLimit, is returned as an error and the bool is false.
 // Match neither retains nor mutates n, which must not be nil.
-func (s *Selector) Match(n *Node) (bool, error) {
+func (s *Selector) Match(n *Node) (bool, error) { return s.MatchChange(n, nil) }
+
+// MatchChange is Match for a selector compiled by NewChangeCompiler:
+// change, the plan's change decoded from JSON (maps, lists, strings,
+// numbers, bools), is bound to the variable change.
+func (s *Selector) MatchChange(n *Node, change map[string]any) (bool, error) {
 	v := s.views.Get().(*node)
 	v.fill(n)
-	out, _, err := s.prg.Eval(activation{node: v})
+	act := activation{node: v}
+	if change != nil {
+		act.change = change
+	}
+	out, _, err := s.prg.Eval(act)
 	*v = node{} // do not keep n's maps alive from the pool
 	s.views.Put(v)
 	if err != nil {

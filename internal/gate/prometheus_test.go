@@ -371,10 +371,15 @@ func TestPrometheusFiringAlertBlocksStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every node has passed its pre-flight: the alerts alone decide.
+	passed := &engine.PreflightStatus{AskedAt: time.Now().UTC().Add(-time.Minute), Results: map[string]engine.PreflightResult{}}
+	for _, n := range a.Nodes {
+		passed.Results[n.ID] = engine.PreflightResult{OK: true, At: passed.AskedAt}
+	}
 	decide := func(alerts []string) engine.Decision {
 		return engine.Decide(engine.Input{
 			RolloutID: "r1", Author: "alice", Plan: pl, State: engine.RolloutRunning,
-			Nodes: a.Nodes, Waves: map[string]engine.WaveStatus{},
+			Nodes: a.Nodes, Waves: map[string]engine.WaveStatus{}, Preflight: passed,
 			BlockingAlerts: alerts, Now: time.Now().UTC(), Seed: 1,
 		})
 	}

@@ -92,15 +92,18 @@ func Defaults(p *Plan) {
 	if p.Target.OnRefusal == "" {
 		p.Target.OnRefusal = RefuseCreation
 	}
-	if p.Preflight == nil && len(p.Compatibility) > 0 {
-		p.Preflight = &Preflight{} // the matrix is checked at the node pre-flight
+	if p.Preflight == nil {
+		p.Preflight = &Preflight{} // every rollout pre-flights its nodes unless it says onFail: ignore
 	}
-	if pf := p.Preflight; pf != nil {
-		if pf.OnFail == "" {
-			pf.OnFail = PreflightBlock
-		}
+	if pf := p.Preflight; pf.OnFail == "" {
+		pf.OnFail = PreflightBlock
+	}
+	if pf := p.Preflight; pf.Runs() {
 		if pf.Timeout == 0 {
 			pf.Timeout = DefaultPreflightTimeout
+		}
+		if pf.Unavailable == "" {
+			pf.Unavailable = PreflightProceed
 		}
 	}
 	g := &p.Gates

@@ -24,15 +24,15 @@ type Plan struct {
 	Gates       Gates     `yaml:"gates,omitempty" json:"gates,omitempty"`
 	Approvals   Approvals `yaml:"approvals,omitempty" json:"approvals,omitempty"`
 	Overlap     Overlap   `yaml:"overlap,omitempty" json:"overlap,omitempty" desc:"when the target overlaps an active rollout's: wait (its nodes wait for the other rollout, the default) or refuse (the rollout is not created)"`
-	// Preflight, when set, has every target node's agent run its
-	// drivers' pre-flight of the change before the first wave starts;
-	// nil runs none (each step still pre-flights its own node).
-	Preflight *Preflight `yaml:"preflight,omitempty" json:"preflight,omitempty" desc:"node pre-flight before the first wave: every target agent says what its package manager would do"`
+	// Preflight has every target node's agent run its drivers'
+	// pre-flight of the change before the first wave starts. Defaults
+	// fills it in (onFail: block) when the plan has none; onFail: ignore
+	// runs none (each step still pre-flights its own node).
+	Preflight *Preflight `yaml:"preflight,omitempty" json:"preflight,omitempty" desc:"node pre-flight before the first wave (default onFail: block, timeout 5m): every target agent says what its package manager would do"`
 	// Compatibility lists conditions every target node must meet for
 	// this change, checked at the node pre-flight on the nodes' latest
-	// facts (and in the dry run's simulation on the inventory's): a
-	// plan with a matrix and no preflight section gets the default one.
-	Compatibility []CompatRule `yaml:"compatibility,omitempty" json:"compatibility,omitempty" desc:"compatibility matrix: CEL conditions over node each target node must meet"`
+	// facts (and in the dry run's simulation on the inventory's).
+	Compatibility []CompatRule `yaml:"compatibility,omitempty" json:"compatibility,omitempty" desc:"compatibility matrix: CEL conditions over node and change each target node must meet"`
 
 	// file and pos locate the plan's values in the source Parse read; nil
 	// for a plan built in code. Where and Errorf read them.
@@ -47,9 +47,21 @@ type Plan struct {
 // space, a conflict), when a compatibility rule rejects it, or when its
 // agent does not answer within Timeout.
 type Preflight struct {
-	OnFail  PreflightOnFail `yaml:"onFail,omitempty" json:"onFail,omitempty" desc:"block (default: the rollout does not start) | exclude (failing nodes are skipped with their reason)"`
+	OnFail  PreflightOnFail `yaml:"onFail,omitempty" json:"onFail,omitempty" desc:"block (default: the rollout does not start) | exclude (failing nodes are skipped with their reason) | ignore (no node pre-flight at all)"`
 	Timeout Duration        `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"how long nodes have to answer (default 5m); silence fails the node"`
+	// Unavailable says what a node whose agent cannot run a pre-flight
+	// (older than protocol 4) counts as.
+	Unavailable PreflightUnavailable `yaml:"unavailable,omitempty" json:"unavailable,omitempty" desc:"a node whose agent is too old to pre-flight: proceed (default: reported, goes ahead unchecked) | fail (counts as a failed pre-flight, so onFail applies)"`
 }
+
+// PreflightUnavailable is what a node that cannot run the node
+// pre-flight (its agent is older than protocol 4) counts as.
+type PreflightUnavailable string
+
+const (
+	PreflightProceed PreflightUnavailable = "proceed"
+	PreflightFail    PreflightUnavailable = "fail"
+)
 
 // PreflightOnFail is what failing node pre-flights do to the rollout.
 type PreflightOnFail string
@@ -57,15 +69,22 @@ type PreflightOnFail string
 const (
 	PreflightBlock   PreflightOnFail = "block"
 	PreflightExclude PreflightOnFail = "exclude"
+	// PreflightIgnore runs no node pre-flight: the rollout starts at once.
+	PreflightIgnore PreflightOnFail = "ignore"
 )
 
+// Runs reports whether p has the node pre-flight run before its first
+// wave (every defaulted plan does, unless it says onFail: ignore).
+func (pf *Preflight) Runs() bool { return pf != nil && pf.OnFail != PreflightIgnore }
+
 // CompatRule is one row of a compatibility matrix: Require, a CEL
-// expression over node (as selectors), must hold on every target node,
+// expression over node (as selectors) and change (the plan's change in
+// its JSON shape), must hold on every target node,
 // e.g. the kernels a live patch supports or the OS versions a package
 // version supports.
 type CompatRule struct {
 	Name    string `yaml:"name" json:"name"`
-	Require string `yaml:"require" json:"require" desc:"CEL expression over node that must be true, e.g. node.kernel.startsWith(\"6.1.\")"`
+	Require string `yaml:"require" json:"require" desc:"CEL expression over node and change that must be true, e.g. node.kernel.startsWith(\"6.1.\")"`
 	Message string `yaml:"message,omitempty" json:"message,omitempty" desc:"why, shown with the nodes that fail it"`
 }
 

@@ -23,7 +23,9 @@ type validator struct {
 	d        *decoder
 	p        *Plan
 	compiler *fleet.Compiler
-	cerr     error // why the selector compiler could not be built
+	cerr     error           // why the selector compiler could not be built
+	compat   *fleet.Compiler // compatibility rules': node and change
+	compatE  error           // why that compiler could not be built
 }
 
 var (
@@ -115,9 +117,20 @@ func (v *validator) plan() {
 // rules (each a CEL expression over node).
 func (v *validator) preflight() {
 	if pf := v.p.Preflight; pf != nil {
-		v.enum("preflight.onFail", string(pf.OnFail), string(PreflightBlock), string(PreflightExclude))
+		v.enum("preflight.onFail", string(pf.OnFail), string(PreflightBlock), string(PreflightExclude), string(PreflightIgnore))
+		v.enum("preflight.unavailable", string(pf.Unavailable), string(PreflightProceed), string(PreflightFail))
 		if v.written("preflight.timeout") && pf.Timeout <= 0 {
 			v.errf("preflight.timeout", "timeout must be longer than 0")
+		}
+		if pf.OnFail == PreflightIgnore {
+			for _, f := range []string{"timeout", "unavailable"} {
+				if v.written("preflight." + f) {
+					v.errf("preflight."+f, "onFail: ignore runs no node pre-flight; remove %s", f)
+				}
+			}
+			if len(v.p.Compatibility) > 0 {
+				v.errf("preflight.onFail", "the compatibility matrix is checked at the node pre-flight, which onFail: ignore turns off; remove onFail: ignore or the compatibility section")
+			}
 		}
 	}
 	names := map[string]int{}
@@ -131,7 +144,10 @@ func (v *validator) preflight() {
 			}
 		}
 		if v.nonEmpty(rp+".require", r.Require, "compatibility condition") {
-			v.selector(rp+".require", r.Require)
+			if v.compat == nil && v.compatE == nil {
+				v.compat, v.compatE = fleet.NewChangeCompiler()
+			}
+			v.compile(v.compat, v.compatE, rp+".require", r.Require)
 		}
 	}
 }
@@ -142,11 +158,17 @@ func (v *validator) selector(path, expr string) {
 	if v.compiler == nil && v.cerr == nil {
 		v.compiler, v.cerr = fleet.NewCompiler()
 	}
-	if v.cerr != nil {
-		v.errf(path, "cannot check selector: %v", v.cerr)
+	v.compile(v.compiler, v.cerr, path, expr)
+}
+
+// compile is selector with the compiler given (cerr: why it could not
+// be built).
+func (v *validator) compile(c *fleet.Compiler, cerr error, path, expr string) {
+	if cerr != nil {
+		v.errf(path, "cannot check selector: %v", cerr)
 		return
 	}
-	_, err := v.compiler.Compile(expr)
+	_, err := c.Compile(expr)
 	if err == nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/drover-dev/drover/internal/fleet"
@@ -15,7 +16,7 @@ type Incompatible struct {
 }
 
 // Compatibility evaluates p's compatibility rules on each target node's
-// facts and labels (from the inventory at dry run and creation, from the
+// facts and labels, with change bound to p's change (ChangeValue), (from the inventory at dry run and creation, from the
 // agents' latest facts at pre-flight) and returns the nodes that break
 // one, in target order. A rule whose expression cannot be evaluated on a
 // node (a fact it names is missing) is broken there: a node is never
@@ -25,7 +26,11 @@ func Compatibility(p *plan.Plan, targets []*fleet.Node) ([]Incompatible, error) 
 	if len(p.Compatibility) == 0 {
 		return nil, nil
 	}
-	c, err := fleet.NewCompiler()
+	c, err := fleet.NewChangeCompiler()
+	if err != nil {
+		return nil, err
+	}
+	change, err := ChangeValue(p.Change)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +44,7 @@ func Compatibility(p *plan.Plan, targets []*fleet.Node) ([]Incompatible, error) 
 	for _, n := range targets {
 		var why []string
 		for i, r := range p.Compatibility {
-			ok, err := sels[i].Match(n)
+			ok, err := sels[i].MatchChange(n, change)
 			switch {
 			case err != nil:
 				why = append(why, fmt.Sprintf("compatibility %s: cannot evaluate %s: %v", r.Name, r.Require, err))
@@ -52,6 +57,21 @@ func Compatibility(p *plan.Plan, targets []*fleet.Node) ([]Incompatible, error) 
 		}
 	}
 	return out, nil
+}
+
+// ChangeValue is the change as a compatibility rule's variable change
+// sees it: the plan's JSON shape (`drover plan show -o json`), e.g.
+// change.actions[0].package.version or change.actions[0].kernel.version.
+func ChangeValue(c plan.Change) (map[string]any, error) {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode the change for the compatibility rules: %w", err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("decode the change for the compatibility rules: %w", err)
+	}
+	return v, nil
 }
 
 // ruleText is how a broken rule is named to people.

@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/drover-dev/drover/internal/fleet"
@@ -57,5 +58,52 @@ compatibility:
 	}
 	if !slices.EqualFunc(got, want, func(a, b Incompatible) bool { return a.Node == b.Node && slices.Equal(a.Reasons, b.Reasons) }) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestCompatibilityChange: a rule reads the change as well as the node
+// (the plan's JSON shape): a live patch supports some kernels, and a
+// package version is allowed on some OS versions only.
+func TestCompatibilityChange(t *testing.T) {
+	p, err := plan.Parse("compat-change.yaml", []byte(`apiVersion: drover.dev/v1
+name: openssl
+target:
+  selector: node.os.family == "debian"
+change:
+  actions:
+    - package:
+        packages: [{name: openssl, version: "3.0.15-1~deb12u1"}]
+waves:
+  - name: all
+compatibility:
+  - name: openssl-3-needs-bookworm
+    require: >-
+      !change.actions.exists(a, has(a.package) && a.package.packages.exists(p, p.name == "openssl" && p.version.startsWith("3.")))
+      || node.os.version == "12"
+    message: openssl 3 is built for Debian 12
+  - name: reboot
+    require: change.reboot == "if-required"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func(id, version string) *fleet.Node {
+		n := &fleet.Node{ID: id}
+		n.Facts.OS.Family, n.Facts.OS.Version = "debian", version
+		return n
+	}
+	got, err := Compatibility(p, []*fleet.Node{node("bookworm", "12"), node("bullseye", "11")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Node != "bullseye" || len(got[0].Reasons) != 1 ||
+		!strings.Contains(got[0].Reasons[0], "openssl 3 is built for Debian 12") {
+		t.Fatalf("got %+v, want bullseye alone to break openssl-3-needs-bookworm", got)
+	}
+
+	// The same matrix on a change without openssl 3: every node passes.
+	p.Change.Actions[0].Package.Packages[0].Version = "1.1.1w-0+deb11u1"
+	if got, err := Compatibility(p, []*fleet.Node{node("bookworm", "12"), node("bullseye", "11")}); err != nil || len(got) != 0 {
+		t.Fatalf("openssl 1.1: got %+v, %v; want every node compatible", got, err)
 	}
 }

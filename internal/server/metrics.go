@@ -56,7 +56,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "Wave-gate evaluations by result."}, []string{"result"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_leader", Help: "1 while this server schedules."}),
 		preflights: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_node_preflights_total",
-			Help: "Node pre-flight answers by result (passed, failed), the agents' and the server's own."}, []string{"result"}),
+			Help: "Node pre-flight answers by result (passed, failed, unavailable), the agents' and the server's own."}, []string{"result"}),
 		preflightTook: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_node_preflight_seconds",
 			Help: "How long an agent's node pre-flight took on its node.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}

@@ -32,10 +32,7 @@ import (
 // and wakes the asked agents. It is safe to repeat: a node keeps its
 // first ask.
 func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, nodes []string, now time.Time) error {
-	timeout := plan.DefaultPreflightTimeout.D()
-	if p.Preflight != nil {
-		timeout = p.Preflight.Timeout.D()
-	}
+	timeout := preflightTimeout(p)
 	payload, err := json.Marshal(api.PreflightRequest{Rollout: id, Actions: p.Change.Actions})
 	if err != nil {
 		return fmt.Errorf("encode the pre-flight request: %w", err)
@@ -69,8 +66,12 @@ func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, node
 		case len(broken[n.ID]) > 0:
 			asks = append(asks, store.PreflightAsk{Node: n.ID, Answered: true, Reason: strings.Join(broken[n.ID], "; ")})
 		case proto[n.ID] < api.PreflightProtocol:
-			asks = append(asks, store.PreflightAsk{Node: n.ID, Answered: true,
-				Reason: fmt.Sprintf("agent speaks protocol %d; node pre-flight needs protocol %d (upgrade the agent)", proto[n.ID], api.PreflightProtocol)})
+			// Unavailable: with proceed (the default) the node passes
+			// unchecked and says why, so a fleet not yet upgraded still
+			// rolls out; with fail it counts as a failed pre-flight.
+			ok := p.Preflight == nil || p.Preflight.Unavailable != plan.PreflightFail
+			asks = append(asks, store.PreflightAsk{Node: n.ID, Answered: true, OK: ok,
+				Reason: fmt.Sprintf("%sagent speaks protocol %d; node pre-flight needs protocol %d (upgrade the agent)", unavailablePrefix, proto[n.ID], api.PreflightProtocol)})
 		default:
 			asks = append(asks, store.PreflightAsk{Node: n.ID, Payload: payload})
 			wake = append(wake, n.ID)
@@ -79,13 +80,32 @@ func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, node
 	if err := s.st.AskPreflight(ctx, id, asks, now, now.Add(timeout)); err != nil {
 		return err
 	}
-	if n := len(asks) - len(wake); n > 0 {
-		s.m.preflights.WithLabelValues("failed").Add(float64(n)) // the server's own answers
+	for _, a := range asks { // the server's own answers
+		switch {
+		case a.Payload != nil:
+		case a.OK:
+			s.m.preflights.WithLabelValues("unavailable").Inc()
+		default:
+			s.m.preflights.WithLabelValues("failed").Inc()
+		}
 	}
 	for _, n := range wake {
 		s.wake.notify(n)
 	}
 	return nil
+}
+
+// unavailablePrefix starts the reason of a node whose agent cannot run a
+// pre-flight; the view tells those nodes apart by it.
+const unavailablePrefix = "pre-flight unavailable: "
+
+// preflightTimeout is how long p's node pre-flight waits for answers
+// (the default when p runs none: a dry run may still ask).
+func preflightTimeout(p *plan.Plan) time.Duration {
+	if p.Preflight.Runs() {
+		return p.Preflight.Timeout.D()
+	}
+	return plan.DefaultPreflightTimeout.D()
 }
 
 // preflightStatus reads a rollout's node pre-flight for the engine: nil
@@ -94,7 +114,7 @@ func (s *Server) askPreflight(ctx context.Context, id string, p *plan.Plan, node
 // rollout's cache and not read again.
 func (s *Server) preflightStatus(ctx context.Context, rc *rolloutCache, state engine.RolloutState, now time.Time) (*engine.PreflightStatus, error) {
 	p := rc.plan
-	if p.Preflight == nil || state != engine.RolloutRunning {
+	if !p.Preflight.Runs() || state != engine.RolloutRunning {
 		return nil, nil
 	}
 	rc.mu.Lock()
@@ -211,6 +231,8 @@ func (s *Server) preflightView(ctx context.Context, id string) (api.PreflightVie
 		switch {
 		case !r.AnsweredAt.IsZero() && r.AnsweredAt.After(r.Deadline):
 			n.State, n.Reason = "no-answer", "answered after the deadline: "+orOK(r.OK, r.Reason)
+		case !r.AnsweredAt.IsZero() && r.OK && strings.HasPrefix(r.Reason, unavailablePrefix):
+			n.State = "unavailable"
 		case !r.AnsweredAt.IsZero() && r.OK:
 			n.State = "passed"
 		case !r.AnsweredAt.IsZero():
@@ -231,6 +253,8 @@ func (s *Server) preflightView(ctx context.Context, id string) (api.PreflightVie
 		switch n.State {
 		case "passed":
 			v.Passed++
+		case "unavailable":
+			v.Unavailable++
 		case "waiting":
 			v.Waiting++
 		default:
@@ -270,10 +294,7 @@ func (s *Server) dryRunPreflight(ctx context.Context, p *plan.Plan, a *engine.As
 	if err := s.askPreflight(ctx, id, p, nodes, now); err != nil {
 		return nil, nil, err
 	}
-	wait := plan.DefaultPreflightTimeout.D()
-	if p.Preflight != nil {
-		wait = p.Preflight.Timeout.D()
-	}
+	wait := preflightTimeout(p)
 	ctx, cancel := context.WithTimeout(ctx, min(wait, api.DryRunPreflightWait))
 	defer cancel()
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -308,6 +329,8 @@ func (s *Server) dryRunPreflight(ctx context.Context, p *plan.Plan, a *engine.As
 		switch n.State {
 		case "passed":
 			answers[n.Node] = engine.PreflightResult{OK: true}
+		case "unavailable":
+			answers[n.Node] = engine.PreflightResult{OK: true, Reason: n.Reason}
 		case "failed":
 			answers[n.Node] = engine.PreflightResult{Reason: n.Reason}
 		}
@@ -318,7 +341,8 @@ func (s *Server) dryRunPreflight(ctx context.Context, p *plan.Plan, a *engine.As
 // preflightText is a dry run's account of its node pre-flight.
 func preflightText(v *api.PreflightView) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node pre-flight (%s): %d asked, %d passed, %d failed, %d did not answer in time\n", v.Rollout, v.Asked, v.Passed, v.Failed, v.Waiting)
+	fmt.Fprintf(&b, "node pre-flight (%s): %d asked, %d passed, %d failed, %d did not answer in time, %d unavailable (agent too old)\n",
+		v.Rollout, v.Asked, v.Passed, v.Failed, v.Waiting, v.Unavailable)
 	for _, n := range v.Nodes {
 		if n.State != "passed" {
 			fmt.Fprintf(&b, "  %s %s: %s\n", n.Node, n.State, n.Reason)

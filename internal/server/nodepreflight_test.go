@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate/gatetest"
 	"github.com/drover-dev/drover/internal/plan"
 )
@@ -134,6 +138,58 @@ func TestNodePreflightBlocks(t *testing.T) {
 	}
 }
 
+// TestNodePreflightByDefault: a plan with no preflight section still
+// has every node pre-flighted before the canary (onFail: block by
+// default): zone b's missing version stops the rollout before any node
+// changes. An agent too old for the pre-flight does not: its node is
+// reported unavailable and would go ahead unchecked.
+func TestNodePreflightByDefault(t *testing.T) {
+	f, states := zonedFleet(t)
+	oldAgent(t, f.base, "legacy-1")
+	// A poll that refreshes web-1's facts keeps the protocol its agent
+	// registered with: web-1 is asked, not taken for an old agent.
+	body, _ := json.Marshal(api.PollRequest{NodeID: "web-1", Facts: &fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}}})
+	req, _ := http.NewRequest(http.MethodPost, f.base+api.PathPoll, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer agent-token-0123456789")
+	req.Header.Set("Drover-Node", "web-1")
+	req.Header.Set(api.HeaderProtocol, strconv.Itoa(api.ProtocolVersion))
+	if resp, err := (&http.Client{Timeout: time.Second}).Do(req); err == nil { // a long poll may outlast the timeout
+		resp.Body.Close()
+	}
+	planText := strings.Split(fmt.Sprintf(preflightPlan, "block"), "preflight:\n")[0]
+	if strings.Contains(planText, "preflight") {
+		t.Fatalf("plan still has a preflight section:\n%s", planText)
+	}
+	ro, err := f.alice.CreateRollout(f.ctx, "nginx.yaml", planText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatetest.Eventually(t, 60*time.Second, "rollout failed in pre-flight", func() (bool, string) {
+		ro, err = f.vera.GetRollout(f.ctx, ro.ID, true)
+		return err == nil && ro.State == engine.RolloutFailed, fmt.Sprintf("%s %s %v", ro.State, ro.Reason, err)
+	})
+	if !strings.Contains(ro.Reason, "pre-flight failed on 2 of 5 nodes") || !strings.Contains(ro.Reason, "onFail: block, nothing was changed") {
+		t.Errorf("reason %q", ro.Reason)
+	}
+	for id, st := range states {
+		if st.Applies() != 0 {
+			t.Errorf("node %s changed %d times; want never", id, st.Applies())
+		}
+	}
+	v, err := f.vera.Preflight(f.ctx, ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Asked != 5 || v.Passed != 2 || v.Failed != 2 || v.Unavailable != 1 {
+		t.Fatalf("view %+v", v)
+	}
+	for _, n := range v.Nodes {
+		if n.Node == "legacy-1" && (n.State != "unavailable" || !strings.Contains(n.Reason, "agent speaks protocol 1; node pre-flight needs protocol")) {
+			t.Errorf("legacy-1: %+v", n)
+		}
+	}
+}
+
 // TestNodePreflightExcludes: with onFail: exclude the zone b nodes are
 // skipped with their reason and the zone a nodes are changed.
 func TestNodePreflightExcludes(t *testing.T) {
@@ -169,7 +225,10 @@ func TestNodePreflightExcludes(t *testing.T) {
 func TestNodePreflightServerAnswers(t *testing.T) {
 	f, states := zonedFleet(t)
 	oldAgent(t, f.base, "legacy-1")
-	planText := fmt.Sprintf(preflightPlan, "exclude") + `compatibility:
+	// unavailable: fail has the old agent's node count as failed (the
+	// default, proceed, lets it go ahead unchecked).
+	planText := fmt.Sprintf(preflightPlan, "exclude") + `  unavailable: fail
+compatibility:
   - name: not-web-2
     require: node.id != "web-2"
     message: web-2 runs a build nginx 1.22.2 does not support
@@ -183,7 +242,7 @@ func TestNodePreflightServerAnswers(t *testing.T) {
 		return err == nil && ro.State == engine.RolloutSucceeded, fmt.Sprintf("%s %s %+v %v", ro.State, ro.Reason, ro.Nodes, err)
 	})
 	want := map[string]string{
-		"legacy-1": fmt.Sprintf("excluded by pre-flight: agent speaks protocol 1; node pre-flight needs protocol %d (upgrade the agent)", api.PreflightProtocol),
+		"legacy-1": fmt.Sprintf("excluded by pre-flight: pre-flight unavailable: agent speaks protocol 1; node pre-flight needs protocol %d (upgrade the agent)", api.PreflightProtocol),
 		"web-2":    "excluded by pre-flight: compatibility not-web-2: web-2 runs a build nginx 1.22.2 does not support (requires node.id != \"web-2\")",
 	}
 	for _, n := range ro.Nodes {

@@ -351,7 +351,7 @@ func (c *Checker) Check(in engine.Input, d engine.Decision) []Violation {
 	if len(d.Starts) > 0 && d.State != engine.RolloutRunning {
 		bad(RuleStopped, "%d start(s) while the rollout is %s", len(d.Starts), d.State)
 	}
-	if pf := c.p.Preflight; pf != nil && len(d.Starts) > 0 {
+	if c.p.Preflight.Runs() && len(d.Starts) > 0 {
 		c.checkPreflight(in, d, phase, bad)
 	}
 	if d.State == engine.RolloutRunning {

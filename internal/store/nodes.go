@@ -84,8 +84,12 @@ func (s *sqlStore) UpsertNode(ctx context.Context, n NodeRecord) (NodeRecord, er
 				t.audit(AuditEntry{At: n.LastSeen, Actor: "agent:" + n.ID, Action: "node.facts", Object: "node/" + n.ID,
 					Detail: detail(d)})
 			}
+			agentVersion := n.AgentVersion
+			if agentVersion == "" { // a poll's facts refresh does not say; keep the registration's
+				agentVersion = old.AgentVersion
+			}
 			if _, err := t.exec(`UPDATE nodes SET facts = ?, version = ?, agent_version = ?, protocol = ?, last_seen = ?, lease_until = ? WHERE id = ?`,
-				string(factsJSON), version, n.AgentVersion, n.Protocol, nanos(n.LastSeen), nanos(n.LeaseUntil), n.ID); err != nil {
+				string(factsJSON), version, agentVersion, n.Protocol, nanos(n.LastSeen), nanos(n.LeaseUntil), n.ID); err != nil {
 				return fmt.Errorf("update node %s: %w", n.ID, err)
 			}
 		case isNotFound(err):
