@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -111,19 +110,13 @@ func TestWaveGateHaltsRollout(t *testing.T) {
 		go func() { defer wg.Done(); _ = agent.Run(agentCtx, acfg) }()
 	}
 	c := &api.Client{Base: base, Token: "alice-token-0123456789"}
-	gatetest.Eventually(t, 30*time.Second, "agents registered", func() (bool, string) {
-		ns, err := c.AllNodes(ctx, "")
-		return err == nil && len(ns) == len(exps), fmt.Sprintf("%d nodes, %v", len(ns), err)
-	})
+	waitNodes(t, ctx, c, len(exps))
 
 	ro, err := c.CreateRollout(ctx, "gated.yaml", gatedPlan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gatetest.Eventually(t, 90*time.Second, "rollout ends", func() (bool, string) {
-		ro, err = c.GetRollout(ctx, ro.ID, true)
-		return err == nil && ro.State.Terminal(), fmt.Sprintf("%s %s %v", ro.State, ro.Reason, err)
-	})
+	ro = waitEnded(t, ctx, c, ro.ID, 90*time.Second)
 	t.Logf("halted: %s", ro.Reason)
 	if ro.State != engine.RolloutHalted {
 		t.Fatalf("rollout %s: %s", ro.State, ro.Reason)

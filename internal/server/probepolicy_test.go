@@ -108,10 +108,7 @@ func startLiveFleet(t *testing.T, gates gate.Evaluator, agents int, tune func(*a
 	}
 	f.alice = &api.Client{Base: f.base, Token: "alice-token-0123456789"}
 	f.vera = &api.Client{Base: f.base, Token: "vera-token-0123456789a"}
-	gatetest.Eventually(t, 30*time.Second, "agents registered", func() (bool, string) {
-		ns, err := f.alice.AllNodes(ctx, "")
-		return err == nil && len(ns) == agents, fmt.Sprintf("%d nodes, %v", len(ns), err)
-	})
+	waitNodes(t, ctx, f.alice, agents)
 	return f
 }
 

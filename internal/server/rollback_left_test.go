@@ -13,7 +13,6 @@ import (
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
-	"github.com/drover-dev/drover/internal/gate/gatetest"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -92,18 +91,12 @@ func TestRollbackLeavesAcceptedChange(t *testing.T) {
 		go func() { defer wg.Done(); _ = agent.Run(agentCtx, acfg) }()
 	}
 	c := &api.Client{Base: base, Token: "alice-token-0123456789"}
-	gatetest.Eventually(t, 30*time.Second, "agents registered", func() (bool, string) {
-		ns, err := c.AllNodes(ctx, "")
-		return err == nil && len(ns) == 2, fmt.Sprintf("%d nodes, %v", len(ns), err)
-	})
+	waitNodes(t, ctx, c, 2)
 	ro, err := c.CreateRollout(ctx, "app.yaml", rollbackLeftPlan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gatetest.Eventually(t, 60*time.Second, "rollout ends", func() (bool, string) {
-		ro, err = c.GetRollout(ctx, ro.ID, true)
-		return err == nil && ro.State.Terminal(), fmt.Sprintf("%s %s %v", ro.State, ro.Reason, err)
-	})
+	ro = waitEnded(t, ctx, c, ro.ID, 60*time.Second)
 	if ro.State != engine.RolloutHalted {
 		t.Errorf("rollout %s: %q, want halted by d1's failure", ro.State, ro.Reason)
 	}
