@@ -25,6 +25,10 @@ type planSpec struct {
 	MinHealthy string
 	Deadline   string
 	Reboot     string // the change's reboot policy; "" means never
+	// NoPreflight opts the plan out of the fleet pre-flight, for cases
+	// about what the step itself does when its node cannot take the
+	// change (the pre-flight would stop the rollout before it).
+	NoPreflight bool
 }
 
 func (p planSpec) yaml() string {
@@ -55,6 +59,10 @@ func (p planSpec) yaml() string {
 	if p.Limits != "" {
 		limits = "limits:\n" + p.Limits
 	}
+	preflight := ""
+	if p.NoPreflight {
+		preflight = "preflight:\n  onFail: ignore\n"
+	}
 	return fmt.Sprintf(`apiVersion: drover.dev/v1
 name: %s
 target:
@@ -78,7 +86,7 @@ gates:
     probes:
 %s    minHealthy: %s
     healthyDeadline: %s
-`, p.Name, p.Selector, testPackage, p.Version, p.Reboot, p.Waves, limits, p.OnBreach, p.Probes, p.MinHealthy, p.Deadline)
+%s`, p.Name, p.Selector, testPackage, p.Version, p.Reboot, p.Waves, limits, p.OnBreach, p.Probes, p.MinHealthy, p.Deadline, preflight)
 }
 
 // create creates a rollout and returns its ID.

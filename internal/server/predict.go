@@ -143,7 +143,28 @@ func (pr *predictor) config(ctx context.Context, p *plan.Plan, nodes int) (sim.C
 	if nodes > 5000 || tick <= 0 {
 		tick = 0 // sim.AutoTick
 	}
-	return sim.Config{Plan: p, Durations: h.Model(sim.ActionKey(p), nil), GateTiming: true, Tick: tick}, nil
+	cfg := sim.Config{Plan: p, Durations: h.Model(sim.ActionKey(p), nil), GateTiming: true, Tick: tick}
+	if cfg.PreflightDuration, err = pr.preflightDuration(ctx); err != nil {
+		return sim.Config{}, err
+	}
+	return cfg, nil
+}
+
+// preflightDuration is the node pre-flight's duration learned from the
+// fleet, ask to answer: uniform between the 10th and 90th percentile of
+// the newest answers; the zero Dist (the simulator's default model) with
+// fewer than 3 answers.
+func (pr *predictor) preflightDuration(ctx context.Context) (sim.Dist, error) {
+	ds, err := pr.s.st.PreflightTimes(ctx, 500)
+	if err != nil || len(ds) < 3 {
+		return sim.Dist{}, err
+	}
+	slices.Sort(ds)
+	lo, hi := ds[len(ds)/10], ds[len(ds)*9/10]
+	if lo == hi {
+		return sim.Fixed(lo), nil
+	}
+	return sim.Dist{Kind: sim.DistUniform, A: lo, B: hi}, nil
 }
 
 // dryRun simulates plan p over nodes with seed from start.

@@ -139,3 +139,26 @@ func (s *sqlStore) Preflights(ctx context.Context, rollout string) ([]Preflight,
 	}
 	return out, nil
 }
+
+func (s *sqlStore) PreflightTimes(ctx context.Context, limit int) ([]time.Duration, error) {
+	var out []time.Duration
+	err := s.read(ctx, func(t *tx) error {
+		rows, err := t.query(`SELECT answered_at - asked_at FROM node_preflights WHERE answered_at > asked_at ORDER BY answered_at DESC LIMIT ?`, limit)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var d int64
+			if err := rows.Scan(&d); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, time.Duration(d))
+		}
+		return closeRows(rows)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pre-flight times: %w", err)
+	}
+	return out, nil
+}

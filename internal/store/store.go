@@ -393,6 +393,10 @@ type Store interface {
 	// Preflights lists a rollout's (or dry run's) node pre-flights;
 	// ErrNotFound when none was asked.
 	Preflights(ctx context.Context, rollout string) ([]Preflight, error)
+	// PreflightTimes returns how long the newest limit node pre-flights
+	// that agents answered took, ask to answer, newest first (the
+	// server's own answers, given at the ask, are left out).
+	PreflightTimes(ctx context.Context, limit int) ([]time.Duration, error)
 
 	// CreateRollout stores a new rollout with its assignment (nodes in
 	// assignment order, waves pending). ErrConflict if the ID exists.

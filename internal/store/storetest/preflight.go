@@ -62,4 +62,9 @@ func testPreflight(t *testing.T, s Backend) {
 	if _, err := s.Preflights(ctx, "r2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("pre-flights of a rollout never asked: %v", err)
 	}
+	// How long pre-flights took: the agents' answers only (n1's 40 s), not
+	// the server's own (n2, answered at the ask) nor unanswered ones.
+	if ds, err := s.PreflightTimes(ctx, 10); err != nil || len(ds) != 1 || ds[0] != 40*time.Second {
+		t.Fatalf("pre-flight times: %v %v, want [40s]", ds, err)
+	}
 }
