@@ -3,12 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/internal/agent"
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
@@ -16,30 +15,8 @@ import (
 	"github.com/drover-dev/drover/internal/plan"
 )
 
-const rollbackLeftPlan = `apiVersion: drover.dev/v1
-name: app-upgrade
-target:
-  selector: node.labels.env == "prod"
-change:
-  actions:
-    - package:
-        packages: [{name: app, version: "2.0.0"}]
-      noRollbackOn: [macos]
-waves:
-  - name: all
-    failureBudget:
-      maxFailures: 0
-      onBreach: rollback-wave
-limits:
-  maxInFlight: 2
-gates:
-  node:
-    healthyDeadline: 2s
-    probes:
-      - kind: command
-        command: [check-app]
-        interval: 200ms
-`
+// rollbackLeftPlan is rollbackVerifyPlan accepting no rollback on macOS.
+var rollbackLeftPlan = strings.Replace(rollbackVerifyPlan, "version: \"2.0.0\"}]\n", "version: \"2.0.0\"}]\n      noRollbackOn: [macos]\n", 1)
 
 // macOSUpdates is the simulated driver with macOS's honesty: an update
 // cannot be uninstalled. It counts the rollbacks asked of it.
@@ -64,9 +41,6 @@ func TestRollbackLeavesAcceptedChange(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	srv, base := runTestServer(t, ctx, func(c *Config) { c.Tick, c.PollWait = 100*time.Millisecond, time.Second })
-	var wg sync.WaitGroup
-	agentCtx, stopAgents := context.WithCancel(ctx)
-	t.Cleanup(func() { stopAgents(); wg.Wait() })
 	rollbacks := &atomic.Int32{}
 	var mac *driver.SimState
 	for _, n := range []struct{ id, family string }{{"d1", "debian"}, {"m1", "macos"}} {
@@ -82,13 +56,7 @@ func TestRollbackLeavesAcceptedChange(t *testing.T) {
 			st.FailApply = func(plan.Action) error { return fmt.Errorf("dpkg: error processing package app (--configure)") }
 			reg.Register(plan.ActionPackage, driver.NewSim(st))
 		}
-		facts := fleet.Facts{OS: fleet.OS{Family: n.family}}
-		acfg := agent.Config{ServerURL: base, StateDir: t.TempDir(), NodeID: n.id, Token: srv.cfg.AgentToken,
-			Labels: map[string]string{"env": "prod"}, Drivers: reg, Runner: appRunner{&atomic.Bool{}}, AllowCommandProbes: true,
-			Facts:     func(context.Context) (fleet.Facts, error) { return st.Facts(facts), nil },
-			Heartbeat: 500 * time.Millisecond}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = agent.Run(agentCtx, acfg) }()
+		startSimAgent(t, ctx, base, srv.cfg.AgentToken, n.id, st, reg, appRunner{&atomic.Bool{}}, fleet.Facts{OS: fleet.OS{Family: n.family}})
 	}
 	c := &api.Client{Base: base, Token: "alice-token-0123456789"}
 	waitNodes(t, ctx, c, 2)

@@ -3,12 +3,10 @@ package server
 import (
 	"context"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/internal/agent"
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
@@ -60,9 +58,6 @@ func TestRollbackLeavesNodeUnhealthy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	srv, base := runTestServer(t, ctx, func(c *Config) { c.Tick, c.PollWait = 100*time.Millisecond, time.Second })
-	var wg sync.WaitGroup
-	agentCtx, stopAgents := context.WithCancel(ctx)
-	t.Cleanup(func() { stopAgents(); wg.Wait() })
 	for _, id := range []string{"p1", "p2"} {
 		st := driver.NewSimState(id, "debian", "6.1.0-26-amd64", map[string]string{"app": "1.9.0"})
 		st.ApplyDelay = 100 * time.Millisecond
@@ -72,13 +67,7 @@ func TestRollbackLeavesNodeUnhealthy(t *testing.T) {
 		}
 		reg := &driver.Registry{}
 		reg.Register(plan.ActionPackage, driver.NewSim(st))
-		facts := fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}}
-		acfg := agent.Config{ServerURL: base, StateDir: t.TempDir(), NodeID: id, Token: srv.cfg.AgentToken,
-			Labels: map[string]string{"env": "prod"}, Drivers: reg, Runner: appRunner{broken}, AllowCommandProbes: true,
-			Facts:     func(context.Context) (fleet.Facts, error) { return st.Facts(facts), nil },
-			Heartbeat: 500 * time.Millisecond}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = agent.Run(agentCtx, acfg) }()
+		startSimAgent(t, ctx, base, srv.cfg.AgentToken, id, st, reg, appRunner{broken}, fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}})
 	}
 	c := &api.Client{Base: base, Token: "alice-token-0123456789"}
 	waitNodes(t, ctx, c, 2)

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/agent"
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate/gatetest"
 )
 
@@ -30,4 +33,19 @@ func waitEnded(t *testing.T, ctx context.Context, c *api.Client, id string, with
 		return err == nil && ro.State.Terminal(), fmt.Sprintf("%s %s %v", ro.State, ro.Reason, err)
 	})
 	return ro
+}
+
+// startSimAgent runs a real agent for node id, with labels env=prod, on
+// the simulated node st (its drivers reg, probe commands answered by
+// runner) against the server at base, until the test ends.
+func startSimAgent(t *testing.T, ctx context.Context, base, token, id string, st *driver.SimState, reg *driver.Registry, runner driver.Runner, facts fleet.Facts) {
+	t.Helper()
+	acfg := agent.Config{ServerURL: base, StateDir: t.TempDir(), NodeID: id, Token: token,
+		Labels: map[string]string{"env": "prod"}, Drivers: reg, Runner: runner, AllowCommandProbes: true,
+		Facts:     func(context.Context) (fleet.Facts, error) { return st.Facts(facts), nil },
+		Heartbeat: 500 * time.Millisecond}
+	agentCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = agent.Run(agentCtx, acfg) }()
+	t.Cleanup(func() { stop(); <-done })
 }
