@@ -55,6 +55,10 @@ func probedRollback() api.StepPayload {
 // stages lists the journal's action stages and reboots of step id.
 func stages(t *testing.T, dir, id string) []string {
 	t.Helper()
+	// The agent may still be appending the step's last records (it
+	// reports, then journals): wait until it is idle, so the journal read
+	// holds whole lines. Every caller runs inside a synctest bubble.
+	synctest.Wait()
 	var out []string
 	for _, r := range journalRecords(t, dir) {
 		if r.Step != id {
