@@ -20,8 +20,8 @@ type Credentials interface {
 	// EnrollNode consumes the enrolment token and records cert as the
 	// node's current certificate, in one transaction, audited as
 	// node.enroll. Nothing is written when it fails: ErrTokenInvalid
-	// (unknown, used or expired token, or the node's labels outside the
-	// token's), ErrConflict (the node exists: an operator must remove it
+	// (unknown, used or expired token, a token bound to another node, or
+	// the node's labels outside the token's), ErrConflict (the node exists: an operator must remove it
 	// first). It returns the token's labels.
 	EnrollNode(ctx context.Context, tokenHash string, cert NodeCert, now time.Time) (map[string]string, error)
 	// RenewNodeCert replaces the node's current certificate if its serial
@@ -78,6 +78,7 @@ var ErrTokenInvalid = errors.New("invalid enrolment token")
 type EnrollToken struct {
 	Hash      string
 	Labels    map[string]string // the node is limited to these labels
+	NodeID    string            // only this node may enrol with it; "" any
 	CreatedBy string
 	CreatedAt time.Time
 	ExpiresAt time.Time
@@ -160,8 +161,8 @@ func (s *sqlStore) CreateEnrollToken(ctx context.Context, et EnrollToken) error 
 		return err
 	}
 	err = s.write(ctx, func(t *tx) error {
-		_, err := t.exec(`INSERT INTO enroll_tokens (hash, labels, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-			et.Hash, labels, et.CreatedBy, nanos(et.CreatedAt), nanos(et.ExpiresAt))
+		_, err := t.exec(`INSERT INTO enroll_tokens (hash, labels, created_by, created_at, expires_at, node_id) VALUES (?, ?, ?, ?, ?, ?)`,
+			et.Hash, labels, et.CreatedBy, nanos(et.CreatedAt), nanos(et.ExpiresAt), et.NodeID)
 		if err := t.conflictOnUnique(err, "insert enrolment token"); err != nil {
 			return err
 		}
@@ -178,9 +179,9 @@ func (s *sqlStore) CreateEnrollToken(ctx context.Context, et EnrollToken) error 
 func (s *sqlStore) EnrollNode(ctx context.Context, tokenHash string, c NodeCert, now time.Time) (map[string]string, error) {
 	var labels map[string]string
 	err := s.write(ctx, func(t *tx) error {
-		var lj string
+		var lj, bound string
 		var expires, used int64
-		err := t.queryRow(`SELECT labels, expires_at, used_at FROM enroll_tokens WHERE hash = ?`+t.d.forUpdate, tokenHash).Scan(&lj, &expires, &used)
+		err := t.queryRow(`SELECT labels, expires_at, used_at, node_id FROM enroll_tokens WHERE hash = ?`+t.d.forUpdate, tokenHash).Scan(&lj, &expires, &used, &bound)
 		switch {
 		case isNoRows(err):
 			return fmt.Errorf("unknown token: %w", ErrTokenInvalid)
@@ -190,6 +191,8 @@ func (s *sqlStore) EnrollNode(ctx context.Context, tokenHash string, c NodeCert,
 			return fmt.Errorf("token already used: %w", ErrTokenInvalid)
 		case !now.Before(fromNanos(expires)):
 			return fmt.Errorf("token expired at %s: %w", fromNanos(expires).Format(time.RFC3339), ErrTokenInvalid)
+		case bound != "" && bound != c.NodeID:
+			return fmt.Errorf("token is bound to node %s: %w", bound, ErrTokenInvalid)
 		}
 		if err := json.Unmarshal([]byte(lj), &labels); err != nil {
 			return fmt.Errorf("token labels: %w", err)
