@@ -132,6 +132,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.pred = newPredictor(s)
 	s.fleet = &fleetCache{s: s}
 	s.reg.MustRegister(newFleetCollector(s.fleet), newRolloutCollector(s.st, s.sched, s.log))
+	if c := newInventoryCollector(s.st, s.log); c != nil {
+		s.reg.MustRegister(c)
+	}
 	if cfg.FleetLock.Listen != "" {
 		if s.fl, err = newFleetLock(s); err != nil {
 			return nil, err
