@@ -14,7 +14,8 @@ import (
 func newNodesCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "nodes", Short: "List, inspect and label the fleet's nodes", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() }}
-	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e), newNodesRemoveCmd(e), newNodesReleaseCmd(e))
+	cmd.AddCommand(newNodesListCmd(e), newNodesGetCmd(e), newNodesLabelCmd(e), newNodesRemoveCmd(e), newNodesReleaseCmd(e),
+		newNodesImportCmd(e), newNodesCoverageCmd(e))
 	return cmd
 }
 

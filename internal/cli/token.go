@@ -112,7 +112,7 @@ expiring after --ttl if given.`,
 	f.StringVar(&labels, "labels", "", "enrolment: labels the node is limited to, k=v,...")
 	f.StringVar(&user, "user", "", "API token: the user's name")
 	f.StringVar(&role, "role", "", "API token: viewer, operator, approver or admin")
-	cmd.AddCommand(create, newTokenListCmd(e), newTokenRevokeCmd(e))
+	cmd.AddCommand(create, newTokenListCmd(e), newTokenRevokeCmd(e), newTokenEnrollCmd(e))
 	return cmd
 }
 

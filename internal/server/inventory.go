@@ -274,4 +274,3 @@ func (c *inventoryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.expected, prometheus.GaugeValue, float64(cov.Expected))
 	ch <- prometheus.MustNewConstMetric(c.absent, prometheus.GaugeValue, float64(len(cov.Missing)))
 }
-
