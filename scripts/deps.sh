@@ -62,6 +62,13 @@ need_rpm() {
 	apt_install dnf zypper rpm createrepo-c
 }
 
+# Ansible for the enrolment test of deploy/ansible (internal/fleettest
+# TestAnsibleEnrolment: ansible-playbook over the docker connection,
+# whose plugin Debian's ansible package ships).
+need_ansible() {
+	apt_install ansible
+}
+
 main() {
 	cd "$(dirname "$0")/.."
 	need_go
@@ -69,6 +76,7 @@ main() {
 	need_fleet
 	need_rpm
 	need_chromium
+	need_ansible
 }
 
 main "$@"

@@ -81,6 +81,9 @@ type fleetData struct {
 	Offline       int
 	Reboot        int
 	Groups        []nodeGroup
+	// Coverage of the imported inventories (drover nodes import); nil
+	// when none was imported.
+	Coverage *api.InventoryStatus
 }
 
 type nodeGroup struct {
@@ -142,6 +145,10 @@ func (d *dashboard) fleet(r *http.Request, c *client) (string, *view, error) {
 		}
 	}
 	data.Matching = len(nodes)
+	var cov api.InventoryStatus
+	if err := c.call(r.Context(), http.MethodGet, api.PathInventory, nil, &cov); err == nil && len(cov.Inventories) > 0 {
+		data.Coverage = &cov
+	}
 	groups := map[string]*nodeGroup{}
 	for _, an := range nodes {
 		n := toFleet(an)

@@ -1,0 +1,180 @@
+package fleettest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+)
+
+// TestAnsibleEnrolment is enrolment at scale end to end: the real `drover
+// server` (TLS, its own CA), an Ansible INI inventory of three bare
+// drover-fleet:bookworm containers (no agent, no Python) imported with
+// `drover nodes import`, their coverage (none), one enrolment token per
+// host from `drover token enroll --inventory`, and the repository's
+// playbook deploy/ansible/enroll.yml run by the real ansible-playbook
+// over Docker's connection (ansible_connection=docker): it installs the
+// drover-agent binary, writes its configuration and starts it (the
+// containers have no systemd). The agents enrol with their bound tokens,
+// register with their inventory labels, and coverage is complete. A
+// second run of the playbook changes nothing and needs no token.
+//
+// It needs Docker, the image drover-fleet:bookworm (scripts/fleet-rootfs.sh)
+// and ansible-playbook (scripts/deps.sh installs Debian's ansible); it
+// fails, never skips, without them.
+func TestAnsibleEnrolment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Fatal("the Ansible enrolment test needs the Docker CLI: docker not found")
+	}
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		t.Fatal("the Ansible enrolment test needs ansible-playbook (scripts/deps.sh installs Debian's ansible)")
+	}
+	if _, err := docker(ctx, "image", "inspect", "--format", "{{.Id}}", "drover-fleet:bookworm"); err != nil {
+		t.Fatalf("image drover-fleet:bookworm missing (scripts/fleet-rootfs.sh builds it): %v", err)
+	}
+	root := moduleRoot(t)
+	f := &fleet{t: t, id: randHex(4), dir: t.TempDir(), byName: map[string]*node{}}
+	f.bin = filepath.Join(f.dir, "bin")
+	if err := os.MkdirAll(f.bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	drover, agentBin := filepath.Join(f.bin, "drover"), filepath.Join(f.bin, "drover-agent")
+	goBuild(t, root, drover, "./cmd/drover")
+	goBuild(t, root, agentBin, "./cmd/drover-agent")
+
+	sweepStale(t)
+	f.network = "drover-fleettest-" + f.id
+	mustDocker(t, "network", "create", "--label", "drover-fleettest="+f.id, "--label", pidLabel(), f.network)
+	t.Cleanup(f.cleanup)
+	f.gateway = strings.TrimSpace(mustDocker(t, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", f.network))
+	f.startServer(t)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range f.nodes {
+			out, _ := docker(context.Background(), "exec", n.container, "sh", "-c", "cat /var/log/drover-agent.log /etc/default/drover-agent")
+			t.Logf("== %s agent log and configuration:\n%s", n.name, tail(out, 60))
+		}
+	})
+	caFile := filepath.Join(f.dir, "ca.pem")
+	if err := os.WriteFile(caFile, f.caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three bare containers: a shell and coreutils, no agent, no Python.
+	zones := map[string]string{"inv-a": "a", "inv-b": "b", "inv-c": "a"}
+	var inv strings.Builder
+	inv.WriteString("[web]\n")
+	for _, name := range []string{"inv-a", "inv-b", "inv-c"} {
+		n := &node{name: name, suite: "bookworm", zone: zones[name], container: "drover-fleettest-" + f.id + "-" + name,
+			stateDir: "/var/lib/drover (in the container)"}
+		f.nodes = append(f.nodes, n)
+		f.byName[name] = n
+		mustDocker(t, "run", "-d", "--init", "--name", n.container, "--hostname", name, "--network", f.network,
+			"--label", "drover-fleettest="+f.id, "--label", pidLabel(), "drover-fleet:bookworm", "sleep", "infinity")
+		fmt.Fprintf(&inv, "%s ansible_host=%s zone=%s\n", name, n.container, n.zone)
+	}
+	inv.WriteString("\n[web:vars]\nansible_connection=docker\ntier=frontend\n")
+	invFile := filepath.Join(f.dir, "lab.ini")
+	if err := os.WriteFile(invFile, []byte(inv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, drover, args...)
+		cmd.Env = append(os.Environ(), "DROVER_SERVER="+f.server, "DROVER_TOKEN="+f.api.Token, "DROVER_CA_CERT="+caFile)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("drover %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		}
+		return string(out)
+	}
+	coverage := func() api.InventoryStatus {
+		t.Helper()
+		var st api.InventoryStatus
+		if err := json.Unmarshal([]byte(cli("nodes", "coverage", "--inventory", "lab", "-o", "json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	out := cli("nodes", "import", invFile, "--inventory", "lab", "--yes")
+	if !strings.Contains(out, "inventory lab imported: 3 hosts (3 added") {
+		t.Fatalf("import: %s", out)
+	}
+	if out = cli("nodes", "import", invFile, "--inventory", "lab", "--yes"); !strings.Contains(out, "no change") {
+		t.Fatalf("re-import: %s", out)
+	}
+	if st := coverage(); st.Expected != 3 || st.Covered != 0 || len(st.Missing) != 3 {
+		t.Fatalf("coverage before the playbook: %+v", st)
+	}
+
+	tokens := filepath.Join(f.dir, "tokens.json")
+	if err := os.WriteFile(tokens, []byte(cli("token", "enroll", "--inventory", "lab", "--ttl", "15m")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	playbook := func() string {
+		t.Helper()
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", invFile, filepath.Join(root, "deploy", "ansible", "enroll.yml"),
+			"-e", "@"+tokens, "-e", "drover_server="+f.server, "-e", "drover_agent_binary="+agentBin)
+		cmd.Env = append(os.Environ(), "ANSIBLE_HOME="+filepath.Join(f.dir, "ansible"), "ANSIBLE_NOCOLOR=1",
+			"ANSIBLE_LOCAL_TEMP="+filepath.Join(f.dir, "ansible", "tmp"), "ANSIBLE_RETRY_FILES_ENABLED=0")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ansible-playbook: %v\n%s", err, b)
+		}
+		t.Logf("ansible-playbook ran in %s", time.Since(start).Round(time.Millisecond))
+		return string(b)
+	}
+	recap := playbook()
+	if !strings.Contains(recap, "failed=0") {
+		t.Fatalf("playbook:\n%s", recap)
+	}
+	f.waitRegistered(t, 3, 2*time.Minute)
+	st := coverage()
+	if st.Expected != 3 || st.Covered != 3 || len(st.Missing) != 0 {
+		t.Fatalf("coverage after the playbook: %+v", st)
+	}
+	for _, n := range f.nodes {
+		nd, err := f.api.GetNode(ctx, n.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nd.Labels["zone"] != n.zone || nd.Labels["tier"] != "frontend" || nd.Labels["group.web"] != "true" {
+			t.Errorf("%s registered with labels %v, want its inventory's", n.name, nd.Labels)
+		}
+		if _, ok := nd.Labels["ansible_connection"]; ok {
+			t.Errorf("%s carries Ansible's connection variable as a label", n.name)
+		}
+	}
+
+	// Again: every host is enrolled, nothing changes, no token needed.
+	if err := os.WriteFile(tokens, []byte(`{"drover_ca_hash": "`+f.caHash+`", "drover_enroll_tokens": {}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recap = playbook()
+	for _, n := range f.nodes {
+		if !strings.Contains(recap, n.name) || !strings.Contains(recap, "changed=0") {
+			t.Errorf("second run changed something:\n%s", recap)
+			break
+		}
+	}
+	if strings.Count(recap, "changed=0") != 3 {
+		t.Errorf("second run: want changed=0 on the three hosts:\n%s", recap)
+	}
+}
