@@ -56,12 +56,15 @@ drover nodes coverage then shows which expected nodes have no agent yet.`,
 			if err != nil {
 				return apiErr(err)
 			}
-			if r.output != string(formatTable) && (dryRun || !yes) {
-				// Machine output: the diff only, never a prompt.
+			machine := r.output != string(formatTable)
+			if machine && (dryRun || !yes || emptyDiff(d)) {
+				// Machine output: the diff, never a prompt; applied only with --yes.
 				return r.show(e, d, nil)
 			}
-			printInventoryDiff(e.stdout, d)
-			if dryRun || emptyDiff(d) {
+			if !machine {
+				printInventoryDiff(e.stdout, d)
+			}
+			if !machine && (dryRun || emptyDiff(d)) {
 				return nil
 			}
 			if !yes {

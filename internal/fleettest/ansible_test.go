@@ -30,7 +30,7 @@ import (
 // and ansible-playbook (scripts/deps.sh installs Debian's ansible); it
 // fails, never skips, without them.
 func TestAnsibleEnrolment(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Fatal("the Ansible enrolment test needs the Docker CLI: docker not found")
@@ -50,6 +50,8 @@ func TestAnsibleEnrolment(t *testing.T) {
 	drover, agentBin := filepath.Join(f.bin, "drover"), filepath.Join(f.bin, "drover-agent")
 	goBuild(t, root, drover, "./cmd/drover")
 	goBuild(t, root, agentBin, "./cmd/drover-agent")
+	ctx, cancel = context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
 
 	sweepStale(t)
 	f.network = "drover-fleettest-" + f.id
