@@ -69,7 +69,10 @@ drover nodes coverage then shows which expected nodes have no agent yet.`,
 			}
 			if !yes {
 				fmt.Fprintf(e.stdout, "Apply these changes to inventory %s? [y/N] ", name)
-				line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+				var line string
+				if e.stdin != nil {
+					line, _ = bufio.NewReader(e.stdin).ReadString('\n')
+				}
 				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 					return exitf(ExitError, "nodes import: not applied (answer y, or pass --yes)")
 				}

@@ -140,7 +140,8 @@ func TestAnsibleEnrolment(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ansible-playbook: %v\n%s", err, b)
 		}
-		t.Logf("ansible-playbook ran in %s", time.Since(start).Round(time.Millisecond))
+		_, recap, _ := strings.Cut(string(b), "PLAY RECAP")
+		t.Logf("ansible-playbook ran in %s; PLAY RECAP%s", time.Since(start).Round(time.Millisecond), strings.TrimRight(recap, "\n"))
 		return string(b)
 	}
 	recap := playbook()
