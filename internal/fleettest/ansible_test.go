@@ -26,7 +26,8 @@ import (
 // register with their inventory labels, and coverage is complete. A
 // second run of the playbook changes nothing and needs no token.
 //
-// It needs Docker, the image drover-fleet:bookworm (scripts/fleet-rootfs.sh)
+// Two hosts get the binary, the third a .deb of it. It needs Docker, the
+// image drover-fleet:bookworm (scripts/fleet-rootfs.sh), dpkg-deb
 // and ansible-playbook (scripts/deps.sh installs Debian's ansible); it
 // fails, never skips, without them.
 func TestAnsibleEnrolment(t *testing.T) {
@@ -91,6 +92,22 @@ func TestAnsibleEnrolment(t *testing.T) {
 	if err := os.WriteFile(invFile, []byte(inv.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// inv-a and inv-b get the binary, inv-c a .deb of it (the role's two
+	// ways), through Ansible's group_vars and host_vars next to the
+	// inventory, which drover nodes import does not read.
+	deb := buildAgentDeb(t, ctx, f.dir, agentBin)
+	for file, text := range map[string]string{
+		"group_vars/all.yml":  "drover_agent_binary: " + agentBin + "\n",
+		"host_vars/inv-c.yml": "drover_agent_binary: \"\"\ndrover_agent_deb: " + deb + "\n",
+	} {
+		p := filepath.Join(f.dir, file)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	cli := func(args ...string) string {
 		t.Helper()
@@ -133,7 +150,7 @@ func TestAnsibleEnrolment(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", invFile, filepath.Join(root, "deploy", "ansible", "enroll.yml"),
-			"-e", "@"+tokens, "-e", "drover_server="+f.server, "-e", "drover_agent_binary="+agentBin)
+			"-e", "@"+tokens, "-e", "drover_server="+f.server)
 		cmd.Env = append(os.Environ(), "ANSIBLE_HOME="+filepath.Join(f.dir, "ansible"), "ANSIBLE_NOCOLOR=1",
 			"ANSIBLE_LOCAL_TEMP="+filepath.Join(f.dir, "ansible", "tmp"), "ANSIBLE_RETRY_FILES_ENABLED=0")
 		b, err := cmd.CombinedOutput()
@@ -166,6 +183,13 @@ func TestAnsibleEnrolment(t *testing.T) {
 		}
 	}
 
+	if out, err := docker(ctx, "exec", f.byName["inv-c"].container, "dpkg-query", "-W", "-f", "${Version}", "drover-agent"); err != nil || out != "0.0.0~test" {
+		t.Errorf("inv-c: the drover-agent package is not installed: %q %v", out, err)
+	}
+	if out, err := docker(ctx, "exec", f.byName["inv-a"].container, "test", "-x", "/usr/local/bin/drover-agent"); err != nil {
+		t.Errorf("inv-a: no binary at /usr/local/bin/drover-agent: %s %v", out, err)
+	}
+
 	// Again: every host is enrolled, nothing changes, no token needed.
 	if err := os.WriteFile(tokens, []byte(`{"drover_ca_hash": "`+f.caHash+`", "drover_enroll_tokens": {}}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -180,4 +204,34 @@ func TestAnsibleEnrolment(t *testing.T) {
 	if strings.Count(recap, "changed=0") != 3 {
 		t.Errorf("second run: want changed=0 on the three hosts:\n%s", recap)
 	}
+}
+
+// buildAgentDeb packs the agent binary as a minimal drover-agent .deb
+// (/usr/bin/drover-agent, no unit: the role writes its own), standing in
+// for the release package.
+func buildAgentDeb(t *testing.T, ctx context.Context, dir, agentBin string) string {
+	t.Helper()
+	root := filepath.Join(dir, "deb")
+	for _, d := range []string{"DEBIAN", "usr/bin"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(agentBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/bin/drover-agent"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	control := "Package: drover-agent\nVersion: 0.0.0~test\nArchitecture: amd64\nMaintainer: drover tests <test@example.invalid>\n" +
+		"Description: drover agent (test package)\n"
+	if err := os.WriteFile(filepath.Join(root, "DEBIAN/control"), []byte(control), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deb := filepath.Join(dir, "drover-agent_0.0.0~test_amd64.deb")
+	if out, err := exec.CommandContext(ctx, "dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb --build: %v\n%s", err, out)
+	}
+	return deb
 }
