@@ -101,8 +101,8 @@ type EnrollTokensRequest struct {
 }
 
 // EnrollTokens is the enrolment material per host, keyed by host name.
-// Skipped lists chosen hosts that are registered already (they need no
-// token).
+// Skipped lists chosen hosts that are enrolled or registered already
+// (they need no token).
 type EnrollTokens struct {
 	CAHash  string                     `json:"caHash"`
 	Hosts   map[string]HostEnrollToken `json:"hosts"`

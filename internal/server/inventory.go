@@ -221,6 +221,13 @@ func (s *Server) inventoryTokens(w http.ResponseWriter, r *http.Request, id iden
 			out.Skipped = append(out.Skipped, e.Host)
 			continue
 		}
+		// Enrolled but not registered yet: a new token could not enrol it.
+		if _, err := s.sec.creds.NodeCert(r.Context(), e.Host); err == nil {
+			out.Skipped = append(out.Skipped, e.Host)
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		tok, err := newToken(prefixEnroll)
 		if err != nil {
 			return err

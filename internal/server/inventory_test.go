@@ -117,6 +117,17 @@ func TestInventoryImportAndTokens(t *testing.T) {
 		t.Fatalf("second tokens: %+v", toks)
 	}
 
+	// Enrolled but not registered yet: no new token either.
+	if _, err := e.enrol(t, "db01", toks.Hosts["db01"].Token, toks.CAHash, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body = call(t, e.h, "POST", api.PathInventoryTokens, root, api.EnrollTokensRequest{Selector: `node.id == "db01"`})
+	toks = api.EnrollTokens{}
+	_ = json.Unmarshal(body, &toks)
+	if len(toks.Hosts) != 0 || !slices.Equal(toks.Skipped, []string{"db01"}) {
+		t.Fatalf("tokens for an enrolled, unregistered host: %+v", toks)
+	}
+
 	_, _, metrics := call(t, e.h, "GET", "/metrics", root, nil)
 	for _, want := range []string{"drover_inventory_expected_nodes 3", "drover_inventory_missing_agents 1"} {
 		if !strings.Contains(string(metrics), want) {
