@@ -420,6 +420,20 @@ func (s *scenario) report(i int, ph Phase, gate Verdict, reason string) {
 	}
 }
 
+// markFailed records the nodes whose apply failed in Input.FailedBefore,
+// as the server does from its steps: a rolled-back node there counts as
+// failed in the localisation of failures.
+func (s *scenario) markFailed() {
+	for _, n := range s.in.Nodes {
+		if (n.State.Phase == PhaseFailed || n.State.Phase == PhaseQuarantined) && !n.State.Rollback {
+			if s.in.FailedBefore == nil {
+				s.in.FailedBefore = map[string]bool{}
+			}
+			s.in.FailedBefore[n.ID] = true
+		}
+	}
+}
+
 // command applies an operator command through CommandInput.Apply, as
 // the store does, and prints its result or refusal.
 func (s *scenario) command(c Command) {
@@ -484,6 +498,7 @@ func (s *scenario) command(c Command) {
 // decide runs Decide, prints the decision and applies it as the shell must.
 func (s *scenario) decide() {
 	in := &s.in
+	s.markFailed()
 	d := Decide(*in)
 	w := &s.out
 	fmt.Fprintf(w, "@%s state=%s", fmtDur(in.Now.Sub(s.start)), d.State)
@@ -543,6 +558,7 @@ func (s *scenario) decide() {
 		s.steps[st.Node] = &scenarioStep{id: st.StepID, rollback: true}
 	}
 	Apply(in, d, s.byID)
+	s.markFailed()
 	for id, c := range s.started {
 		if c > 1 {
 			s.t.Errorf("node %s started %d times", id, c)

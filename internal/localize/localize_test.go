@@ -52,7 +52,7 @@ func TestIssueExample(t *testing.T) {
 func TestFisherValues(t *testing.T) {
 	for _, tc := range []struct {
 		n, good, draws, x int
-		want            float64
+		want              float64
 	}{
 		{12, 3, 3, 3, 1.0 / 220},
 		// 2 of 3 failed have it, 1 of 9 succeeded: P(X>=2) with N=12, K=3, F=3
