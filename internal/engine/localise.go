@@ -54,6 +54,7 @@ func (d *decider) localised(reason, add string) string {
 	}
 	reason += add
 	if fs := localise(d.in.Nodes, func(i int) Phase { return d.phase[i] }, d.in.FailedBefore); len(fs) > 0 {
+		d.out.Localisation = fs
 		return reason + "; " + localize.Sentence(fs)
 	}
 	if old != "" {

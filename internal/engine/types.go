@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -305,6 +306,9 @@ type Decision struct {
 	// asked is Input.Now), then wake the agents. Set once, when a
 	// running rollout's plan asks for a pre-flight no node was asked for.
 	AskPreflight []string
+	// Localisation is what the failed nodes share, when this decision
+	// gave Reason a localisation (a budget breach, a halt); nil otherwise.
+	Localisation []localize.Finding
 	// Limits are the slots in use, as tallied from the input before this
 	// decision's starts and rollbacks, against max in flight and against
 	// each cap's domains (caps by key, domains by name).

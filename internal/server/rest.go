@@ -21,6 +21,7 @@ import (
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/rehearsal"
@@ -648,6 +649,9 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	}
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
+		if v.Localisation, err = s.localisation(ctx, ro.ID, v.Counts, in.Nodes); err != nil {
+			return api.Rollout{}, err
+		}
 	}
 	if parts&viewETA != 0 && ro.State == engine.RolloutRunning {
 		if v.ETA, err = s.pred.eta(ctx, rc, data, in); err != nil {
@@ -667,6 +671,37 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		}
 	}
 	return v, nil
+}
+
+// localisation says what the rollout's failed nodes share (see
+// engine.Localise); none, and no query, while no node failed.
+func (s *Server) localisation(ctx context.Context, id string, counts map[string]int, nodes []engine.Node) ([]api.Finding, error) {
+	failures := counts[string(engine.PhaseFailed)] + counts[string(engine.PhaseQuarantined)] + counts[string(engine.PhaseRollbackUnhealthy)]
+	var before map[string]bool
+	if counts[string(engine.PhaseRolledBack)] > 0 {
+		ids, err := s.st.RolledBackFailed(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		failures += len(ids)
+		before = make(map[string]bool, len(ids))
+		for _, n := range ids {
+			before[n] = true
+		}
+	}
+	if failures == 0 {
+		return nil, nil
+	}
+	return apiFindings(engine.Localise(nodes, before)), nil
+}
+
+func apiFindings(fs []localize.Finding) []api.Finding {
+	var out []api.Finding
+	for _, f := range fs {
+		out = append(out, api.Finding{Attribute: f.Attribute, Value: f.Value, FailedWith: f.FailedWith, Failed: f.Failed,
+			SucceededWith: f.SucceededWith, Succeeded: f.Succeeded, P: f.P, Tests: f.Tests, Text: f.String()})
+	}
+	return out
 }
 
 // addOutcomes counts what the phases do not say: the succeeded nodes

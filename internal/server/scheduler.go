@@ -349,6 +349,20 @@ func (rc *rolloutCache) input(data store.RolloutData, now time.Time) engine.Inpu
 	return in
 }
 
+// failedBefore is the set of the rollout's rolled-back nodes whose apply
+// failed (engine.Input.FailedBefore); nil when none.
+func (s *Server) failedBefore(ctx context.Context, id string) (map[string]bool, error) {
+	ids, err := s.st.RolledBackFailed(ctx, id)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	m := make(map[string]bool, len(ids))
+	for _, n := range ids {
+		m[n] = true
+	}
+	return m, nil
+}
+
 // step decides one rollout and commits the decision, retrying on
 // conflicts with a fresh load. line is the fleet-wide stop in force ("" if
 // none): checked before any dispatch here, and enforced by the store in
@@ -365,6 +379,12 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		in := rc.input(data, now)
 		if in.Preflight, err = s.preflightStatus(ctx, rc, in.State, now); err != nil {
 			return fmt.Errorf("rollout %s: %w", id, err)
+		}
+		if in.State == engine.RolloutRollingBack {
+			// the halt's localisation counts the rolled-back nodes whose apply failed
+			if in.FailedBefore, err = s.failedBefore(ctx, id); err != nil {
+				return fmt.Errorf("rollout %s: %w", id, err)
+			}
 		}
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
@@ -508,8 +528,11 @@ func (sc *scheduler) commit(rc *rolloutCache, in *engine.Input, d engine.Decisio
 			map[string]any{"from": t.From, "to": t.To, "reason": t.Reason}))
 	}
 	if in.State != prevState || d.Reason != "" && len(d.Events) > 0 {
-		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.state", "rollout/"+in.RolloutID, in.RolloutID,
-			map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}))
+		detail := map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}
+		if len(d.Localisation) > 0 {
+			detail["localisation"] = apiFindings(d.Localisation)
+		}
+		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.state", "rollout/"+in.RolloutID, in.RolloutID, detail))
 	}
 	if len(d.Events) > 0 {
 		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.decision", "rollout/"+in.RolloutID, in.RolloutID,
