@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/drover-dev/drover/internal/localize"
+	"github.com/drover-dev/drover/internal/plan"
 )
 
 // localisedSep starts the localisation a reason ends with.
@@ -16,11 +18,49 @@ const localisedSep = "; localised: "
 // are the nodes succeeded and the other rolled-back nodes (their apply
 // had succeeded). Nodes not done are left out. nil when the evidence is
 // weak.
-func Localise(nodes []Node, failedBefore map[string]bool) []localize.Finding {
-	return localise(nodes, func(i int) Phase { return nodes[i].State.Phase }, failedBefore)
+//
+// The attributes are the nodes' facts now, not before the change: those
+// the plan's change sets are its effects, not causes, and are left out
+// (see changedAttrs).
+func Localise(p *plan.Plan, nodes []Node, failedBefore map[string]bool) []localize.Finding {
+	return localise(p, nodes, func(i int) Phase { return nodes[i].State.Phase }, failedBefore)
 }
 
-func localise(nodes []Node, phase func(int) Phase, failedBefore map[string]bool) []localize.Finding {
+// changedAttrs names the attributes a plan's change sets on the nodes it
+// succeeds on (and its rollback sets back): its packages, and the
+// kernel, container runtime and kubelet versions for the actions that
+// change them.
+func changedAttrs(p *plan.Plan) map[string]bool {
+	m := map[string]bool{}
+	if p == nil {
+		return m
+	}
+	for _, a := range p.Change.Actions {
+		if pa := a.Package; pa != nil {
+			for _, pin := range pa.Packages {
+				m["packages."+pin.Name] = true
+			}
+			for _, pins := range pa.Families {
+				for _, pin := range pins {
+					m["packages."+pin.Name] = true
+				}
+			}
+		}
+		if a.Kernel != nil || a.KubernetesNode != nil {
+			m["kernel"] = true
+		}
+		if a.ContainerRuntime != nil || a.KubernetesNode != nil {
+			m["runtime.containerd"], m["runtime.docker"], m["runtime.crio"] = true, true, true
+		}
+		if a.KubernetesNode != nil {
+			m["kubelet"] = true
+		}
+	}
+	return m
+}
+
+func localise(p *plan.Plan, nodes []Node, phase func(int) Phase, failedBefore map[string]bool) []localize.Finding {
+	skip := changedAttrs(p)
 	ss := make([]localize.Subject, 0, len(nodes))
 	for i := range nodes {
 		n := &nodes[i]
@@ -39,7 +79,11 @@ func localise(nodes []Node, phase func(int) Phase, failedBefore map[string]bool)
 		if out == localize.Excluded || n.Node == nil {
 			continue
 		}
-		ss = append(ss, localize.Subject{Attrs: localize.Attributes(n.Node), Outcome: out})
+		as := localize.Attributes(n.Node)
+		if len(skip) > 0 {
+			as = slices.DeleteFunc(as, func(a localize.Attr) bool { return skip[a.Name] })
+		}
+		ss = append(ss, localize.Subject{Attrs: as, Outcome: out})
 	}
 	return localize.Localise(ss, localize.Options{})
 }
@@ -53,7 +97,7 @@ func (d *decider) localised(reason, add string) string {
 		reason, old = reason[:i], reason[i+len("; "):]
 	}
 	reason += add
-	if fs := localise(d.in.Nodes, func(i int) Phase { return d.phase[i] }, d.in.FailedBefore); len(fs) > 0 {
+	if fs := localise(d.p, d.in.Nodes, func(i int) Phase { return d.phase[i] }, d.in.FailedBefore); len(fs) > 0 {
 		d.out.Localisation = fs
 		return reason + "; " + localize.Sentence(fs)
 	}

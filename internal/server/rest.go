@@ -649,7 +649,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	}
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
-		if v.Localisation, err = s.localisation(ctx, ro.ID, v.Counts, in.Nodes); err != nil {
+		if v.Localisation, err = s.localisation(ctx, ro.ID, rc.plan, v.Counts, in.Nodes); err != nil {
 			return api.Rollout{}, err
 		}
 	}
@@ -675,7 +675,7 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 
 // localisation says what the rollout's failed nodes share (see
 // engine.Localise); none, and no query, while no node failed.
-func (s *Server) localisation(ctx context.Context, id string, counts map[string]int, nodes []engine.Node) ([]api.Finding, error) {
+func (s *Server) localisation(ctx context.Context, id string, p *plan.Plan, counts map[string]int, nodes []engine.Node) ([]api.Finding, error) {
 	failures := counts[string(engine.PhaseFailed)] + counts[string(engine.PhaseQuarantined)] + counts[string(engine.PhaseRollbackUnhealthy)]
 	var before map[string]bool
 	if counts[string(engine.PhaseRolledBack)] > 0 {
@@ -692,7 +692,7 @@ func (s *Server) localisation(ctx context.Context, id string, counts map[string]
 	if failures == 0 {
 		return nil, nil
 	}
-	return apiFindings(engine.Localise(nodes, before)), nil
+	return apiFindings(engine.Localise(p, nodes, before)), nil
 }
 
 func apiFindings(fs []localize.Finding) []api.Finding {
