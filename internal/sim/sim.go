@@ -14,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/rehearsal"
@@ -210,6 +211,10 @@ type Result struct {
 	// Halted is true unless the rollout succeeded.
 	Halted     bool   `json:"halted"`
 	HaltReason string `json:"haltReason"`
+	// Localisation names the attribute values the nodes that failed
+	// share that the succeeded ones do not, at the end of the run (see
+	// engine.Localise); none when no node failed or the evidence is weak.
+	Localisation []localize.Finding `json:"localisation,omitempty"`
 	// HaltedAtSeconds is when the first halt, pause, rollback or budget
 	// breach was decided; nil if none.
 	HaltedAtSeconds *float64 `json:"haltedAtSeconds"`
@@ -425,15 +430,18 @@ type simulator struct {
 	healthBy   []int16
 	started    []bool
 	everFailed []bool // failed or quarantined at some point
-	failures   []failureSel
-	waveNodes  map[string][]int32
-	waveOrder  []string
-	domains    []*domain
-	phaseCount [numPhases]int
-	inFlight   int
-	peak       int
-	assigned   int
-	touched    int
+	// failedBefore names the nodes of everFailed for the engine's
+	// localisation of failures (Input.FailedBefore); nil while none.
+	failedBefore map[string]bool
+	failures     []failureSel
+	waveNodes    map[string][]int32
+	waveOrder    []string
+	domains      []*domain
+	phaseCount   [numPhases]int
+	inFlight     int
+	peak         int
+	assigned     int
+	touched      int
 
 	state    engine.RolloutState
 	reason   string
@@ -662,6 +670,10 @@ func (s *simulator) resume(f *Snapshot) {
 		}
 		if st.Phase == engine.PhaseFailed || st.Phase == engine.PhaseQuarantined {
 			s.everFailed[i] = true
+			if s.failedBefore == nil {
+				s.failedBefore = map[string]bool{}
+			}
+			s.failedBefore[n.ID] = true
 		}
 		s.hurt[i] = hurtKnown // what already happened is not drawn again
 		since := s.now.Sub(st.Since)
@@ -814,6 +826,10 @@ func (s *simulator) setPhase(i int32, p engine.Phase) {
 	s.code[i] = c
 	if c == pcFailed || c == pcQuarantined {
 		s.everFailed[i] = true
+		if s.failedBefore == nil {
+			s.failedBefore = map[string]bool{}
+		}
+		s.failedBefore[s.nodes[i].ID] = true
 	}
 	newIn := p.InFlight()
 	switch {
@@ -1057,6 +1073,7 @@ func (s *simulator) input() engine.Input {
 		Fleet:         s.fleet,
 		BreakGlass:    s.cfg.BreakGlass,
 		Preflight:     s.preflight,
+		FailedBefore:  s.failedBefore,
 	}
 }
 
@@ -1465,6 +1482,9 @@ func (s *simulator) result() *Result {
 				r.HurtTouchedBeforeHalt = append(r.HurtTouchedBeforeHalt, s.nodes[i].ID)
 			}
 		}
+	}
+	if len(s.failedBefore) > 0 {
+		r.Localisation = engine.Localise(s.p, s.nodes, s.failedBefore)
 	}
 	if r.Halted && r.HaltReason == "" {
 		switch {
