@@ -14,16 +14,16 @@ const localisedSep = "; localised: "
 // Localise says what the rollout's failed nodes share that its succeeded
 // ones do not (see package localize): failed are the nodes failed,
 // quarantined or still unhealthy after their rollback, and the
-// rolled-back nodes in failedBefore (whose apply had failed); succeeded
-// are the nodes succeeded and the other rolled-back nodes (their apply
-// had succeeded). Nodes not done are left out. nil when the evidence is
-// weak.
+// rolled-back nodes whose apply had failed (before, see Input.Before);
+// succeeded are the nodes succeeded and the rolled-back nodes whose
+// apply had succeeded. Nodes not done, and nodes rolled back before
+// their apply ended, are left out. nil when the evidence is weak.
 //
 // The attributes are the nodes' facts now, not before the change: those
 // the plan's change sets are its effects, not causes, and are left out
 // (see changedAttrs).
-func Localise(p *plan.Plan, nodes []Node, failedBefore map[string]bool) []localize.Finding {
-	return localise(p, nodes, func(i int) Phase { return nodes[i].State.Phase }, failedBefore)
+func Localise(p *plan.Plan, nodes []Node, before map[string]Phase) []localize.Finding {
+	return localise(p, nodes, func(i int) Phase { return nodes[i].State.Phase }, before)
 }
 
 // changedAttrs names the attributes a plan's change sets on the nodes it
@@ -59,7 +59,7 @@ func changedAttrs(p *plan.Plan) map[string]bool {
 	return m
 }
 
-func localise(p *plan.Plan, nodes []Node, phase func(int) Phase, failedBefore map[string]bool) []localize.Finding {
+func localise(p *plan.Plan, nodes []Node, phase func(int) Phase, before map[string]Phase) []localize.Finding {
 	skip := changedAttrs(p)
 	ss := make([]localize.Subject, 0, len(nodes))
 	for i := range nodes {
@@ -71,9 +71,11 @@ func localise(p *plan.Plan, nodes []Node, phase func(int) Phase, failedBefore ma
 		case PhaseSucceeded:
 			out = localize.Succeeded
 		case PhaseRolledBack:
-			out = localize.Succeeded
-			if failedBefore[n.ID] {
+			switch before[n.ID] {
+			case PhaseFailed:
 				out = localize.Failed
+			case PhaseSucceeded:
+				out = localize.Succeeded
 			}
 		}
 		if out == localize.Excluded || n.Node == nil {
@@ -97,7 +99,7 @@ func (d *decider) localised(reason, add string) string {
 		reason, old = reason[:i], reason[i+len("; "):]
 	}
 	reason += add
-	if fs := localise(d.p, d.in.Nodes, func(i int) Phase { return d.phase[i] }, d.in.FailedBefore); len(fs) > 0 {
+	if fs := localise(d.p, d.in.Nodes, func(i int) Phase { return d.phase[i] }, d.in.Before); len(fs) > 0 {
 		d.out.Localisation = fs
 		return reason + "; " + localize.Sentence(fs)
 	}

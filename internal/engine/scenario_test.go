@@ -420,17 +420,25 @@ func (s *scenario) report(i int, ph Phase, gate Verdict, reason string) {
 	}
 }
 
-// markFailed records the nodes whose apply failed in Input.FailedBefore,
-// as the server does from its steps: a rolled-back node there counts as
-// failed in the localisation of failures.
+// markFailed records how the nodes' applies ended in Input.Before, as
+// the server does from its steps (a failure wins): the localisation of
+// failures counts rolled-back nodes by it.
 func (s *scenario) markFailed() {
 	for _, n := range s.in.Nodes {
-		if (n.State.Phase == PhaseFailed || n.State.Phase == PhaseQuarantined) && !n.State.Rollback {
-			if s.in.FailedBefore == nil {
-				s.in.FailedBefore = map[string]bool{}
-			}
-			s.in.FailedBefore[n.ID] = true
+		ph := n.State.Phase
+		if n.State.Rollback || (ph != PhaseFailed && ph != PhaseQuarantined && ph != PhaseSucceeded) {
+			continue
 		}
+		if s.in.Before == nil {
+			s.in.Before = map[string]Phase{}
+		}
+		if ph == PhaseSucceeded {
+			if s.in.Before[n.ID] != PhaseFailed {
+				s.in.Before[n.ID] = PhaseSucceeded
+			}
+			continue
+		}
+		s.in.Before[n.ID] = PhaseFailed
 	}
 }
 

@@ -208,13 +208,15 @@ type Input struct {
 	// Preflight is the node pre-flight's progress when the plan runs
 	// one (plan.Preflight.Runs); nil is not asked yet.
 	Preflight *PreflightStatus
-	// FailedBefore names the rolled-back nodes whose apply had failed
-	// (their phase no longer says so); it only tells the localisation of
-	// failures (Localise) which rolled-back nodes count as failed. The
-	// shell fills it while the rollout rolls back; nil is none.
-	FailedBefore map[string]bool
-	Now          time.Time
-	Seed         uint64 // jitter source; fixed per rollout
+	// Before is how the apply of rolled-back nodes ended, PhaseFailed
+	// or PhaseSucceeded (their phase no longer says so; failed when any
+	// apply of the node failed); a rolled-back node missing was rolled
+	// back before its apply ended. It only tells the localisation of
+	// failures (Localise) how to count rolled-back nodes. The shell
+	// fills it while the rollout rolls back; nil is none.
+	Before map[string]Phase
+	Now    time.Time
+	Seed   uint64 // jitter source; fixed per rollout
 	// Index caches what does not change between decisions of a rollout;
 	// nil is allowed (see Index).
 	Index *Index

@@ -29,15 +29,17 @@ change:
         packages: [{name: openssl, version: "3.0.99"}]
 waves:
   - name: all
+    failureBudget:
+      maxFailures: 2
+      onBreach: rollback-all
 limits:
   maxInFlight: 12
-failureBudget:
-  maxFailures: 2
-  onBreach: rollback-all
 `
 
 // TestHaltLocalisesFailures: twelve real agents on simulated nodes, the
-// three of hardware class gen3 fail to apply. The rollout halts; its
+// three of hardware class gen3 fail to apply (after the others have
+// succeeded). The third failure breaches the budget, the rollout rolls
+// back and halts; its
 // reason, its view (localisation) and the audit entry of the halt name
 // hardware.class=gen3, counting the rolled-back nodes whose apply failed.
 func TestHaltLocalisesFailures(t *testing.T) {
@@ -55,6 +57,7 @@ func TestHaltLocalisesFailures(t *testing.T) {
 		s := driver.NewSimState(id, "debian", "6.1.0-26-amd64", map[string]string{"openssl": "3.0.11-1"})
 		s.ApplyDelay = 100 * time.Millisecond
 		if class == "gen3" {
+			s.ApplyDelay = time.Second // the others have succeeded by the time the third failure breaches the budget
 			s.FailApply = func(plan.Action) error { return errors.New("dpkg: microcode mismatch on gen3") }
 		}
 		reg := &driver.Registry{}

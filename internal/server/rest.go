@@ -677,16 +677,16 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 // engine.Localise); none, and no query, while no node failed.
 func (s *Server) localisation(ctx context.Context, id string, p *plan.Plan, counts map[string]int, nodes []engine.Node) ([]api.Finding, error) {
 	failures := counts[string(engine.PhaseFailed)] + counts[string(engine.PhaseQuarantined)] + counts[string(engine.PhaseRollbackUnhealthy)]
-	var before map[string]bool
+	var before map[string]engine.Phase
 	if counts[string(engine.PhaseRolledBack)] > 0 {
-		ids, err := s.st.RolledBackFailed(ctx, id)
-		if err != nil {
+		var err error
+		if before, err = s.st.RolledBackApplies(ctx, id); err != nil {
 			return nil, err
 		}
-		failures += len(ids)
-		before = make(map[string]bool, len(ids))
-		for _, n := range ids {
-			before[n] = true
+		for _, ph := range before {
+			if ph == engine.PhaseFailed {
+				failures++
+			}
 		}
 	}
 	if failures == 0 {

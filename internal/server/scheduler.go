@@ -349,20 +349,6 @@ func (rc *rolloutCache) input(data store.RolloutData, now time.Time) engine.Inpu
 	return in
 }
 
-// failedBefore is the set of the rollout's rolled-back nodes whose apply
-// failed (engine.Input.FailedBefore); nil when none.
-func (s *Server) failedBefore(ctx context.Context, id string) (map[string]bool, error) {
-	ids, err := s.st.RolledBackFailed(ctx, id)
-	if err != nil || len(ids) == 0 {
-		return nil, err
-	}
-	m := make(map[string]bool, len(ids))
-	for _, n := range ids {
-		m[n] = true
-	}
-	return m, nil
-}
-
 // step decides one rollout and commits the decision, retrying on
 // conflicts with a fresh load. line is the fleet-wide stop in force ("" if
 // none): checked before any dispatch here, and enforced by the store in
@@ -381,8 +367,8 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 			return fmt.Errorf("rollout %s: %w", id, err)
 		}
 		if in.State == engine.RolloutRollingBack {
-			// the halt's localisation counts the rolled-back nodes whose apply failed
-			if in.FailedBefore, err = s.failedBefore(ctx, id); err != nil {
+			// the halt's localisation counts rolled-back nodes by how their apply ended
+			if in.Before, err = s.st.RolledBackApplies(ctx, id); err != nil {
 				return fmt.Errorf("rollout %s: %w", id, err)
 			}
 		}

@@ -430,18 +430,19 @@ type simulator struct {
 	healthBy   []int16
 	started    []bool
 	everFailed []bool // failed or quarantined at some point
-	// failedBefore names the nodes of everFailed for the engine's
-	// localisation of failures (Input.FailedBefore); nil while none.
-	failedBefore map[string]bool
-	failures     []failureSel
-	waveNodes    map[string][]int32
-	waveOrder    []string
-	domains      []*domain
-	phaseCount   [numPhases]int
-	inFlight     int
-	peak         int
-	assigned     int
-	touched      int
+	// applied is how each node's apply ended, failed (as everFailed says)
+	// or succeeded, for the engine's localisation of failures
+	// (Input.Before); nil while none ended.
+	applied    map[string]engine.Phase
+	failures   []failureSel
+	waveNodes  map[string][]int32
+	waveOrder  []string
+	domains    []*domain
+	phaseCount [numPhases]int
+	inFlight   int
+	peak       int
+	assigned   int
+	touched    int
 
 	state    engine.RolloutState
 	reason   string
@@ -670,10 +671,9 @@ func (s *simulator) resume(f *Snapshot) {
 		}
 		if st.Phase == engine.PhaseFailed || st.Phase == engine.PhaseQuarantined {
 			s.everFailed[i] = true
-			if s.failedBefore == nil {
-				s.failedBefore = map[string]bool{}
-			}
-			s.failedBefore[n.ID] = true
+		}
+		if st.Phase == engine.PhaseFailed || st.Phase == engine.PhaseQuarantined || st.Phase == engine.PhaseSucceeded {
+			s.ended(int32(i))
 		}
 		s.hurt[i] = hurtKnown // what already happened is not drawn again
 		since := s.now.Sub(st.Since)
@@ -814,6 +814,19 @@ func (s *simulator) violation(v Violation) {
 	s.log.Error("invariant violated", "rule", v.Rule, "at", v.At, "msg", v.Msg)
 }
 
+// ended records in before how node i's apply ended: failed if it ever
+// failed, else succeeded.
+func (s *simulator) ended(i int32) {
+	if s.applied == nil {
+		s.applied = map[string]engine.Phase{}
+	}
+	ph := engine.PhaseSucceeded
+	if s.everFailed[i] {
+		ph = engine.PhaseFailed
+	}
+	s.applied[s.nodes[i].ID] = ph
+}
+
 // setPhase moves node i to phase p, keeping the counters in step. Every
 // phase change of the simulation goes through it.
 func (s *simulator) setPhase(i int32, p engine.Phase) {
@@ -826,10 +839,9 @@ func (s *simulator) setPhase(i int32, p engine.Phase) {
 	s.code[i] = c
 	if c == pcFailed || c == pcQuarantined {
 		s.everFailed[i] = true
-		if s.failedBefore == nil {
-			s.failedBefore = map[string]bool{}
-		}
-		s.failedBefore[s.nodes[i].ID] = true
+	}
+	if c == pcFailed || c == pcQuarantined || c == pcSucceeded {
+		s.ended(i)
 	}
 	newIn := p.InFlight()
 	switch {
@@ -1073,7 +1085,7 @@ func (s *simulator) input() engine.Input {
 		Fleet:         s.fleet,
 		BreakGlass:    s.cfg.BreakGlass,
 		Preflight:     s.preflight,
-		FailedBefore:  s.failedBefore,
+		Before:        s.applied,
 	}
 }
 
@@ -1483,8 +1495,8 @@ func (s *simulator) result() *Result {
 			}
 		}
 	}
-	if len(s.failedBefore) > 0 {
-		r.Localisation = engine.Localise(s.p, s.nodes, s.failedBefore)
+	if slices.Contains(s.everFailed, true) {
+		r.Localisation = engine.Localise(s.p, s.nodes, s.applied)
 	}
 	if r.Halted && r.HaltReason == "" {
 		switch {
