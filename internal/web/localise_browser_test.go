@@ -94,6 +94,9 @@ func TestLocalisationInBrowser(t *testing.T) {
 	t.Cleanup(cancelAlloc)
 	tab, cancelTab := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancelTab)
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 800)); err != nil { // starts the browser on the tab's own context
+		t.Fatalf("start chromium %s: %v", chromium, err)
+	}
 	f := &fixture{t: t, ctx: ctx, base: url, users: map[string]server.User{"admin": {Name: "admin", Token: token}}, browser: tab, shots: artifactDir(t)}
 	f.signIn("admin")
 	f.do("open halted rollout", chromedp.Navigate(url+"/ui/rollouts/"+ro.ID), chromedp.WaitVisible(chromedp.CSS("#localisation")))
