@@ -16,7 +16,9 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/server"
 	"github.com/drover-dev/drover/internal/server/servertest"
+	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
 const localisePlan = `apiVersion: drover.dev/v1
@@ -42,9 +44,19 @@ limits:
 // back and halts; its
 // reason, its view (localisation) and the audit entry of the halt name
 // hardware.class=gen3, counting the rolled-back nodes whose apply failed.
+// On SQLite and on PostgreSQL (the store says how rolled-back applies
+// ended).
 func TestHaltLocalisesFailures(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testHaltLocalises(t, metricsConfig) })
+	t.Run("postgres", func(t *testing.T) {
+		dsn := storetest.NewPostgres(t).CreateDB(t)
+		testHaltLocalises(t, func(cfg *server.Config) { metricsConfig(cfg); cfg.Database = dsn })
+	})
+}
+
+func testHaltLocalises(t *testing.T, config func(*server.Config)) {
 	ctx := t.Context()
-	url, _, cfg := servertest.Start(t, ctx, metricsConfig)
+	url, _, cfg := servertest.Start(t, ctx, config)
 	c := &api.Client{Base: url, Token: operatorToken}
 	agentCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
