@@ -305,6 +305,11 @@ type Rollout struct {
 	// failed (the failures a budget breach counted); reported as
 	// Unchanged is.
 	RolledBackFailed int `json:"rolledBackFailed,omitempty"`
+	// Localisation names the attribute values the failed nodes share
+	// that the succeeded ones do not (one-sided Fisher exact test,
+	// corrected for the values tested), best first; none while no node
+	// failed or when the evidence is weak. In a single view.
+	Localisation []Finding `json:"localisation,omitempty"`
 	// Prediction is the simulation run at creation (learned durations,
 	// the rollout's own seed) beside what happened; nil when none was
 	// stored.
@@ -312,6 +317,23 @@ type Rollout struct {
 	// ETA is when the rest of a running rollout should end, simulated
 	// from its current state; only while it runs, in a single view.
 	ETA *ETA `json:"eta,omitempty"`
+}
+
+// Finding is one attribute value over-represented among a rollout's
+// failed nodes: FailedWith of Failed failed nodes have it, SucceededWith
+// of Succeeded succeeded nodes do. P is the one-sided Fisher exact
+// p-value, Bonferroni-corrected over the Tests values that could have
+// reached significance (Tarone). Text says it in one sentence.
+type Finding struct {
+	Attribute     string  `json:"attribute"` // hardware.class, os.version, labels.zone, packages.openssl, ...
+	Value         string  `json:"value"`
+	FailedWith    int     `json:"failedWith"`
+	Failed        int     `json:"failed"`
+	SucceededWith int     `json:"succeededWith"`
+	Succeeded     int     `json:"succeeded"`
+	P             float64 `json:"p"`
+	Tests         int     `json:"tests"`
+	Text          string  `json:"text"`
 }
 
 // Prediction is what the simulation said at a rollout's creation, in

@@ -437,6 +437,9 @@ func printRollout(w io.Writer, ro api.Rollout, nodes bool, now time.Time) {
 	if ro.Reason != "" {
 		fmt.Fprintf(w, "reason\t%s\n", ro.Reason)
 	}
+	for _, f := range ro.Localisation {
+		fmt.Fprintf(w, "localised\t%s\n", f.Text)
+	}
 	fmt.Fprintf(w, "author\t%s\n", ro.Author)
 	fmt.Fprintf(w, "version\t%d\n", ro.Version)
 	if ro.AssignmentSHA256 != "" {
@@ -695,6 +698,9 @@ func watchLines(ro api.Rollout) string {
 	fmt.Fprintf(&b, "%s: %s %s\n", ro.ID, ro.State, progress(ro.Tally()))
 	if ro.Reason != "" {
 		fmt.Fprintf(&b, "  reason: %s\n", ro.Reason)
+	}
+	for _, f := range ro.Localisation {
+		fmt.Fprintf(&b, "  localised: %s\n", f.Text)
 	}
 	for _, w := range ro.Waves {
 		fmt.Fprintf(&b, "  %-12s %-9s %3d nodes: %s\n", w.Name, w.State, w.Nodes, w.Tally().Summary())

@@ -83,12 +83,15 @@ type Summary struct {
 
 // RolloutSummary is one rollout's outcome.
 type RolloutSummary struct {
-	ID              string        `json:"id"`
-	Name            string        `json:"name"`
-	Title           string        `json:"title"`
-	State           string        `json:"state"`
-	Halted          bool          `json:"halted"`
-	HaltReason      string        `json:"haltReason"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Title      string `json:"title"`
+	State      string `json:"state"`
+	Halted     bool   `json:"halted"`
+	HaltReason string `json:"haltReason"`
+	// Localisation: what the failed nodes share, one sentence a finding
+	// (none when too few failed to tell).
+	Localisation    []string      `json:"localisation,omitempty"`
 	NodesSucceeded  int           `json:"nodesSucceeded"`
 	NodesUnchanged  int           `json:"nodesUnchanged"` // of NodesSucceeded, those whose step changed nothing (already up to date)
 	NodesFailed     int           `json:"nodesFailed"`
@@ -419,6 +422,16 @@ func runRollout(ctx context.Context, c *api.Client, file, text string, progress 
 	rs := summarize(ro, time.Since(started))
 	if rs.Halted {
 		fmt.Fprintf(progress, "  halted: %s\n", rs.HaltReason)
+		for _, f := range rs.Localisation {
+			fmt.Fprintf(progress, "  localised: %s\n", f)
+		}
+		if len(rs.Localisation) == 0 && rs.NodesFailed > 0 {
+			what := fmt.Sprintf("%d failed nodes are", rs.NodesFailed)
+			if rs.NodesFailed == 1 {
+				what = "1 failed node is"
+			}
+			fmt.Fprintf(progress, "  not localised: %s too few to tell what the failed nodes share (one-sided Fisher exact test, alpha 0.05)\n", what)
+		}
 	}
 	fmt.Fprintf(progress, "  %s in %.1fs: %d succeeded (%d changed, %d already up to date), %d failed, %d rolled back, %d touched\n",
 		rs.State, rs.Seconds, rs.NodesSucceeded, rs.NodesSucceeded-rs.NodesUnchanged, rs.NodesUnchanged, rs.NodesFailed, rs.NodesRolledBack, rs.NodesTouched)
@@ -452,6 +465,9 @@ func summarize(ro api.Rollout, took time.Duration) *RolloutSummary {
 		NodesSucceeded: t.Succeeded, NodesUnchanged: t.Unchanged, NodesFailed: t.FailedEver(), NodesRolledBack: t.RolledBack}
 	if ro.State == engine.RolloutHalted || ro.State == engine.RolloutFailed {
 		rs.Halted, rs.HaltReason = true, ro.Reason
+	}
+	for _, f := range ro.Localisation {
+		rs.Localisation = append(rs.Localisation, f.Text)
 	}
 	canary := map[string]bool{}
 	for _, w := range ro.Waves {

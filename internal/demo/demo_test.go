@@ -32,6 +32,16 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(bad.HaltReason, "canary") {
 		t.Errorf("halt reason does not name the canary: %s", bad.HaltReason)
 	}
+	// Localised only to what the hurt nodes share: gen3 or nothing (one
+	// failure, the canary's budget of 0, is too few to tell).
+	for _, l := range bad.Localisation {
+		if !strings.Contains(l, "hardware.class=gen3") {
+			t.Errorf("bad change localised to something other than gen3: %s", l)
+		}
+	}
+	if len(bad.Localisation) == 0 && bad.NodesFailed > 0 && !strings.Contains(out.String(), "not localised: ") {
+		t.Errorf("the demo does not say why the halt is not localised:\n%s", out.String())
+	}
 	if len(bad.TouchedOutside) > 0 {
 		t.Errorf("nodes outside the canary touched: %v", bad.TouchedOutside)
 	}

@@ -448,6 +448,11 @@ func (d *decider) applyBreach(bs []breach) {
 		}
 	}
 	reason := strings.Join(reasons, "; ")
+	if worst.action == plan.BreachPause && d.state == RolloutPaused && strings.HasPrefix(d.reason, reason) &&
+		(len(d.reason) == len(reason) || strings.HasPrefix(d.reason[len(reason):], localisedSep)) {
+		return // paused for this breach already; not localised again at every decision
+	}
+	reason = d.localised(reason, "")
 	if worst.action != plan.BreachPause { // a paused wave may still succeed once a human resolves its failures
 		for wi := range waves {
 			d.setWave(wi, WaveFailed, "failure budget breached")
@@ -693,15 +698,15 @@ func (d *decider) rollback() {
 		return
 	}
 	if failedRollback > 0 {
-		d.setState(RolloutFailed, fmt.Sprintf("%s; rollback failed on %s, a human must resolve them", d.reason, plural(failedRollback, "node")), d.scope)
+		d.setState(RolloutFailed, d.localised(d.reason, fmt.Sprintf("; rollback failed on %s, a human must resolve them", plural(failedRollback, "node"))), d.scope)
 		return
 	}
 	if unhealthy > 0 {
-		d.setState(RolloutFailed, fmt.Sprintf("%s; rolled back %s, %s still unhealthy after the rollback (kept out of service; a human must resolve them)",
-			d.reason, plural(rolled+unhealthy, "node"), plural(unhealthy, "node")), d.scope)
+		d.setState(RolloutFailed, d.localised(d.reason, fmt.Sprintf("; rolled back %s, %s still unhealthy after the rollback (kept out of service; a human must resolve them)",
+			plural(rolled+unhealthy, "node"), plural(unhealthy, "node"))), d.scope)
 		return
 	}
-	d.setState(RolloutHalted, fmt.Sprintf("%s; rolled back %s", d.reason, plural(rolled, "node")), d.scope)
+	d.setState(RolloutHalted, d.localised(d.reason, "; rolled back "+plural(rolled, "node")), d.scope)
 }
 
 // schedule starts pending nodes of running waves while every limit allows,

@@ -420,6 +420,28 @@ func (s *scenario) report(i int, ph Phase, gate Verdict, reason string) {
 	}
 }
 
+// markFailed records how the nodes' applies ended in Input.Before, as
+// the server does from its steps (a failure wins): the localisation of
+// failures counts rolled-back nodes by it.
+func (s *scenario) markFailed() {
+	for _, n := range s.in.Nodes {
+		ph := n.State.Phase
+		if n.State.Rollback || (ph != PhaseFailed && ph != PhaseQuarantined && ph != PhaseSucceeded) {
+			continue
+		}
+		if s.in.Before == nil {
+			s.in.Before = map[string]Phase{}
+		}
+		if ph == PhaseSucceeded {
+			if s.in.Before[n.ID] != PhaseFailed {
+				s.in.Before[n.ID] = PhaseSucceeded
+			}
+			continue
+		}
+		s.in.Before[n.ID] = PhaseFailed
+	}
+}
+
 // command applies an operator command through CommandInput.Apply, as
 // the store does, and prints its result or refusal.
 func (s *scenario) command(c Command) {
@@ -484,6 +506,7 @@ func (s *scenario) command(c Command) {
 // decide runs Decide, prints the decision and applies it as the shell must.
 func (s *scenario) decide() {
 	in := &s.in
+	s.markFailed()
 	d := Decide(*in)
 	w := &s.out
 	fmt.Fprintf(w, "@%s state=%s", fmtDur(in.Now.Sub(s.start)), d.State)
@@ -543,6 +566,7 @@ func (s *scenario) decide() {
 		s.steps[st.Node] = &scenarioStep{id: st.StepID, rollback: true}
 	}
 	Apply(in, d, s.byID)
+	s.markFailed()
 	for id, c := range s.started {
 		if c > 1 {
 			s.t.Errorf("node %s started %d times", id, c)

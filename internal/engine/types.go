@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -207,8 +208,15 @@ type Input struct {
 	// Preflight is the node pre-flight's progress when the plan runs
 	// one (plan.Preflight.Runs); nil is not asked yet.
 	Preflight *PreflightStatus
-	Now       time.Time
-	Seed      uint64 // jitter source; fixed per rollout
+	// Before is how the apply of rolled-back nodes ended, PhaseFailed
+	// or PhaseSucceeded (their phase no longer says so; failed when any
+	// apply of the node failed); a rolled-back node missing was rolled
+	// back before its apply ended. It only tells the localisation of
+	// failures (Localise) how to count rolled-back nodes. The shell
+	// fills it while the rollout rolls back; nil is none.
+	Before map[string]Phase
+	Now    time.Time
+	Seed   uint64 // jitter source; fixed per rollout
 	// Index caches what does not change between decisions of a rollout;
 	// nil is allowed (see Index).
 	Index *Index
@@ -300,6 +308,9 @@ type Decision struct {
 	// asked is Input.Now), then wake the agents. Set once, when a
 	// running rollout's plan asks for a pre-flight no node was asked for.
 	AskPreflight []string
+	// Localisation is what the failed nodes share, when this decision
+	// gave Reason a localisation (a budget breach, a halt); nil otherwise.
+	Localisation []localize.Finding
 	// Limits are the slots in use, as tallied from the input before this
 	// decision's starts and rollbacks, against max in flight and against
 	// each cap's domains (caps by key, domains by name).

@@ -21,6 +21,7 @@ import (
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/rehearsal"
@@ -649,6 +650,9 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 	}
 	if parts&viewWaits != 0 {
 		v.Waits = d.Waits
+		if v.Localisation, err = s.localisation(ctx, ro.ID, rc.plan, v.Counts, in.Nodes); err != nil {
+			return api.Rollout{}, err
+		}
 	}
 	if parts&viewETA != 0 && ro.State == engine.RolloutRunning {
 		if v.ETA, err = s.pred.eta(ctx, rc, data, in); err != nil {
@@ -668,6 +672,37 @@ func (s *Server) rolloutView(ctx context.Context, id string, parts viewParts) (a
 		}
 	}
 	return v, nil
+}
+
+// localisation says what the rollout's failed nodes share (see
+// engine.Localise); none, and no query, while no node failed.
+func (s *Server) localisation(ctx context.Context, id string, p *plan.Plan, counts map[string]int, nodes []engine.Node) ([]api.Finding, error) {
+	failures := counts[string(engine.PhaseFailed)] + counts[string(engine.PhaseQuarantined)] + counts[string(engine.PhaseRollbackUnhealthy)]
+	var before map[string]engine.Phase
+	if counts[string(engine.PhaseRolledBack)] > 0 {
+		var err error
+		if before, err = s.st.RolledBackApplies(ctx, id); err != nil {
+			return nil, err
+		}
+		for _, ph := range before {
+			if ph == engine.PhaseFailed {
+				failures++
+			}
+		}
+	}
+	if failures == 0 {
+		return nil, nil
+	}
+	return apiFindings(engine.Localise(p, nodes, before)), nil
+}
+
+func apiFindings(fs []localize.Finding) []api.Finding {
+	var out []api.Finding
+	for _, f := range fs {
+		out = append(out, api.Finding{Attribute: f.Attribute, Value: f.Value, FailedWith: f.FailedWith, Failed: f.Failed,
+			SucceededWith: f.SucceededWith, Succeeded: f.Succeeded, P: f.P, Tests: f.Tests, Text: f.String()})
+	}
+	return out
 }
 
 // addOutcomes counts what the phases do not say: the succeeded nodes

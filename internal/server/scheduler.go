@@ -366,6 +366,12 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		if in.Preflight, err = s.preflightStatus(ctx, rc, in.State, now); err != nil {
 			return fmt.Errorf("rollout %s: %w", id, err)
 		}
+		if in.State == engine.RolloutRollingBack {
+			// the halt's localisation counts rolled-back nodes by how their apply ended
+			if in.Before, err = s.st.RolledBackApplies(ctx, id); err != nil {
+				return fmt.Errorf("rollout %s: %w", id, err)
+			}
+		}
 		in.BlockingAlerts = sc.alerts(ctx, rc.plan)
 		in.BreakGlass = s.breakGlassReason(ctx, id, rc.plan)
 		in.LineStop = line
@@ -508,8 +514,11 @@ func (sc *scheduler) commit(rc *rolloutCache, in *engine.Input, d engine.Decisio
 			map[string]any{"from": t.From, "to": t.To, "reason": t.Reason}))
 	}
 	if in.State != prevState || d.Reason != "" && len(d.Events) > 0 {
-		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.state", "rollout/"+in.RolloutID, in.RolloutID,
-			map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}))
+		detail := map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}
+		if len(d.Localisation) > 0 {
+			detail["localisation"] = apiFindings(d.Localisation)
+		}
+		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.state", "rollout/"+in.RolloutID, in.RolloutID, detail))
 	}
 	if len(d.Events) > 0 {
 		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.decision", "rollout/"+in.RolloutID, in.RolloutID,

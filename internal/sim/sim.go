@@ -14,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/preflight"
 	"github.com/drover-dev/drover/internal/rehearsal"
@@ -210,6 +211,10 @@ type Result struct {
 	// Halted is true unless the rollout succeeded.
 	Halted     bool   `json:"halted"`
 	HaltReason string `json:"haltReason"`
+	// Localisation names the attribute values the nodes that failed
+	// share that the succeeded ones do not, at the end of the run (see
+	// engine.Localise); none when no node failed or the evidence is weak.
+	Localisation []localize.Finding `json:"localisation,omitempty"`
 	// HaltedAtSeconds is when the first halt, pause, rollback or budget
 	// breach was decided; nil if none.
 	HaltedAtSeconds *float64 `json:"haltedAtSeconds"`
@@ -425,6 +430,10 @@ type simulator struct {
 	healthBy   []int16
 	started    []bool
 	everFailed []bool // failed or quarantined at some point
+	// applied is how each node's apply ended, failed (as everFailed says)
+	// or succeeded, for the engine's localisation of failures
+	// (Input.Before); nil while none ended.
+	applied    map[string]engine.Phase
 	failures   []failureSel
 	waveNodes  map[string][]int32
 	waveOrder  []string
@@ -663,6 +672,9 @@ func (s *simulator) resume(f *Snapshot) {
 		if st.Phase == engine.PhaseFailed || st.Phase == engine.PhaseQuarantined {
 			s.everFailed[i] = true
 		}
+		if st.Phase == engine.PhaseFailed || st.Phase == engine.PhaseQuarantined || st.Phase == engine.PhaseSucceeded {
+			s.ended(int32(i))
+		}
 		s.hurt[i] = hurtKnown // what already happened is not drawn again
 		since := s.now.Sub(st.Since)
 		idx := int32(i)
@@ -802,6 +814,19 @@ func (s *simulator) violation(v Violation) {
 	s.log.Error("invariant violated", "rule", v.Rule, "at", v.At, "msg", v.Msg)
 }
 
+// ended records in before how node i's apply ended: failed if it ever
+// failed, else succeeded.
+func (s *simulator) ended(i int32) {
+	if s.applied == nil {
+		s.applied = map[string]engine.Phase{}
+	}
+	ph := engine.PhaseSucceeded
+	if s.everFailed[i] {
+		ph = engine.PhaseFailed
+	}
+	s.applied[s.nodes[i].ID] = ph
+}
+
 // setPhase moves node i to phase p, keeping the counters in step. Every
 // phase change of the simulation goes through it.
 func (s *simulator) setPhase(i int32, p engine.Phase) {
@@ -814,6 +839,9 @@ func (s *simulator) setPhase(i int32, p engine.Phase) {
 	s.code[i] = c
 	if c == pcFailed || c == pcQuarantined {
 		s.everFailed[i] = true
+	}
+	if c == pcFailed || c == pcQuarantined || c == pcSucceeded {
+		s.ended(i)
 	}
 	newIn := p.InFlight()
 	switch {
@@ -1057,6 +1085,7 @@ func (s *simulator) input() engine.Input {
 		Fleet:         s.fleet,
 		BreakGlass:    s.cfg.BreakGlass,
 		Preflight:     s.preflight,
+		Before:        s.applied,
 	}
 }
 
@@ -1465,6 +1494,9 @@ func (s *simulator) result() *Result {
 				r.HurtTouchedBeforeHalt = append(r.HurtTouchedBeforeHalt, s.nodes[i].ID)
 			}
 		}
+	}
+	if slices.Contains(s.everFailed, true) {
+		r.Localisation = engine.Localise(s.p, s.nodes, s.applied)
 	}
 	if r.Halted && r.HaltReason == "" {
 		switch {

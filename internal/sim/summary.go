@@ -23,6 +23,9 @@ func Summary(r *Result) string {
 	if r.Halted && r.HaltReason != "" {
 		head += "\n  halted: " + r.HaltReason
 	}
+	for _, f := range r.Localisation {
+		head += "\n  localised: " + f.String()
+	}
 	b.WriteString(head + "\n")
 	for _, n := range r.Notes {
 		b.WriteString("  note: " + n + "\n")

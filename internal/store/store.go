@@ -443,6 +443,12 @@ type Store interface {
 	// step failed: they count as failures in the reason that rolled them
 	// back, though their phase is now rolled-back.
 	RolledBackFailed(ctx context.Context, rollout string) ([]string, error)
+	// RolledBackApplies says how the apply of each of the rollout's
+	// rolled-back nodes ended: engine.PhaseFailed when an apply step of
+	// the node failed, else engine.PhaseSucceeded when one succeeded; a
+	// node rolled back before its apply ended is not listed
+	// (engine.Input.Before).
+	RolledBackApplies(ctx context.Context, rollout string) (map[string]engine.Phase, error)
 	// LatestRolloutOf returns the newest rollout (by creation) that
 	// dispatched a step to node; ErrNotFound when none did.
 	LatestRolloutOf(ctx context.Context, node string) (string, error)

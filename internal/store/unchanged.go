@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/drover-dev/drover/internal/engine"
 )
 
 func (s *sqlStore) UnchangedNodes(ctx context.Context, rollout string) ([]string, error) {
@@ -47,6 +49,31 @@ ORDER BY n.idx`), rollout, "rolled-back", string(StepApply), "failed")
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("rolled-back failed nodes of %s: %w", rollout, err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) RolledBackApplies(ctx context.Context, rollout string) (map[string]engine.Phase, error) {
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(`SELECT n.node_id, st.result FROM rollout_nodes n JOIN steps st
+ON st.rollout_id = n.rollout_id AND st.node_id = n.node_id
+WHERE n.rollout_id = ? AND n.phase = ? AND st.kind = ? AND st.result IN (?, ?)`),
+		rollout, string(engine.PhaseRolledBack), string(StepApply), string(engine.PhaseFailed), string(engine.PhaseSucceeded))
+	if err != nil {
+		return nil, fmt.Errorf("rolled-back applies of %s: %w", rollout, err)
+	}
+	defer rows.Close()
+	out := map[string]engine.Phase{}
+	for rows.Next() {
+		var id, result string
+		if err := rows.Scan(&id, &result); err != nil {
+			return nil, fmt.Errorf("rolled-back applies of %s: %w", rollout, err)
+		}
+		if out[id] != engine.PhaseFailed {
+			out[id] = engine.Phase(result)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rolled-back applies of %s: %w", rollout, err)
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/localize"
 	"github.com/drover-dev/drover/internal/sim"
 )
 
@@ -22,6 +23,7 @@ func (d *dashboard) funcs() template.FuncMap {
 			return t.UTC().Format(time.RFC3339)
 		},
 		"short": shortPhase,
+		"pval":  localize.FormatP,
 		"pct":   pct,
 		"join":  strings.Join,
 		"hash": func(h string) string {
