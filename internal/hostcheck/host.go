@@ -100,6 +100,9 @@ type Snapshot struct {
 	// when the step began; later records are new.
 	KernelSeq uint64 `json:"kernelSeq,omitempty"`
 	KernelErr string `json:"kernelErr,omitempty"`
+	// KernelBoot is the boot ID the kernel log was read in: after a
+	// reboot every record of the new boot is new.
+	KernelBoot string `json:"kernelBoot,omitempty"`
 	// Kinds are the probe kinds the snapshot was taken for.
 	Kinds []plan.ProbeKind `json:"kinds"`
 }
@@ -160,6 +163,7 @@ func (h *Host) Snapshot(ctx context.Context, kinds []plan.ProbeKind) *Snapshot {
 			var lines []KernelLine
 			lines, err = h.kernelLog(ctx)
 			s.KernelErr = errString(err)
+			s.KernelBoot = h.bootID()
 			for _, l := range lines {
 				s.KernelSeq = max(s.KernelSeq, l.Seq)
 			}
@@ -197,6 +201,15 @@ func (h *Host) FirewallBackend(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("iptables -V: %w", err)
 	}
 	return ParseIptablesVersion(out)
+}
+
+// bootID reads the kernel's boot ID ("" if unreadable).
+func (h *Host) bootID() string {
+	b, err := fs.ReadFile(h.fsys(), "proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func (h *Host) kernelLog(ctx context.Context) ([]KernelLine, error) {
@@ -274,7 +287,11 @@ func (h *Host) Check(ctx context.Context, p plan.Probe, base *Snapshot) error {
 		if err != nil {
 			return err
 		}
-		return NewKernelErrors(lines, base.KernelSeq)
+		since := base.KernelSeq
+		if boot := h.bootID(); boot != base.KernelBoot {
+			since = 0 // rebooted during the step: the new boot's log is all new (record 0 is its banner)
+		}
+		return NewKernelErrors(lines, since)
 	}
 	return fmt.Errorf("%s is not a host check", p.Kind)
 }

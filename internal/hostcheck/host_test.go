@@ -221,3 +221,22 @@ func TestUnsupportedOS(t *testing.T) {
 		t.Errorf("dns on windows: %s", why)
 	}
 }
+
+// After a reboot during the step the log starts again at 0: every
+// record of the new boot is new.
+func TestKernelErrorsAfterReboot(t *testing.T) {
+	ctx := context.Background()
+	fsys := fstest.MapFS{"proc/sys/kernel/random/boot_id": {Data: []byte("b1\n")}}
+	lines := []KernelLine{{Seq: 0, Priority: 5, Kernel: true, Message: "Linux version"}}
+	for i := uint64(1); i < 900; i++ {
+		lines = append(lines, KernelLine{Seq: i, Priority: 6, Kernel: true, Message: "boring"})
+	}
+	h := &Host{GOOS: "linux", FS: fsys, KernelLog: func(context.Context) ([]KernelLine, error) { return lines, nil }}
+	base := roundTrip(t, h.Snapshot(ctx, []plan.ProbeKind{plan.ProbeKernelErrors}))
+	fsys["proc/sys/kernel/random/boot_id"] = &fstest.MapFile{Data: []byte("b2\n")}
+	lines = []KernelLine{{Seq: 0, Priority: 5, Kernel: true, Message: "Linux version"},
+		{Seq: 7, Priority: 3, Kernel: true, Message: "mlx5_core: probe failed"}}
+	if err := h.Check(ctx, plan.Probe{Kind: plan.ProbeKernelErrors}, base); err == nil || err.Error() != `new kernel error: "mlx5_core: probe failed"` {
+		t.Errorf("got %v", err)
+	}
+}
