@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/driver"
-	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/plan"
 )
 

@@ -107,9 +107,9 @@ type record struct {
 	// Interrupted marks a recFailing record as an interruption (a crash
 	// or a reboot the step did not request), reported as interrupted
 	// once what had begun is undone.
-	Interrupted bool               `json:"interrupted,omitempty"`
-	From        *rollbackReference `json:"from,omitempty"`
-	Probed      *rollbackProbes    `json:"probed,omitempty"`
+	Interrupted bool                `json:"interrupted,omitempty"`
+	From        *rollbackReference  `json:"from,omitempty"`
+	Probed      *rollbackProbes     `json:"probed,omitempty"`
 	Host        *hostcheck.Snapshot `json:"host,omitempty"`
 }
 
