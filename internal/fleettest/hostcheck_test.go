@@ -1,6 +1,13 @@
 package fleettest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +21,9 @@ import (
 // checks halting it: on ro1 the tmpfs /srv/data is remounted read-only
 // (mount -o remount,ro, as the kernel does to a file system after an
 // error); on dns1 the resolver is pointed nowhere (/etc/resolv.conf
-// names 192.0.2.1, a documentation address nothing answers). Each node's
+// names 192.0.2.1, a documentation address nothing answers); on ca1 the
+// CA bundle a tls check verifies the server's endpoint with is replaced
+// by another CA's. Each node's
 // rollout upgrades drover-testsvc 1.0 -> 1.1, is healthy, then the host
 // check fails in the soak, the node fails with the check's reason and
 // is rolled back.
@@ -25,9 +34,10 @@ func TestDebianFleetHostChecks(t *testing.T) {
 	nodes := []*node{
 		{name: "ro1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
 		{name: "dns1", suite: "bookworm", zone: "a", role: "fleet"},
+		{name: "ca1", suite: "trixie", zone: "a", role: "fleet"},
 	}
 	f := setup(t, nodes)
-	ro1, dns1 := f.byName["ro1"], f.byName["dns1"]
+	ro1, dns1, ca1 := f.byName["ro1"], f.byName["dns1"], f.byName["ca1"]
 	// What dns1's checks resolve: its own container's name, which the
 	// network's resolver (Docker's, 127.0.0.11) answers.
 	self := dns1.container
@@ -61,6 +71,44 @@ func TestDebianFleetHostChecks(t *testing.T) {
 			t.Errorf("reason %q does not say the name stopped resolving", reason)
 		}
 	})
+	t.Run("ca-bundle-replaced", func(t *testing.T) {
+		// The endpoint is the drover server itself (TLS, its own CA): the
+		// node trusts it through a CA bundle file, as a node trusts an
+		// internal API.
+		const bundle = "/etc/ssl/drover-internal-ca.pem"
+		f.mustSh(t, ca1, "printf '%s' "+shQuote(string(f.caPEM))+" >"+bundle)
+		addr := strings.TrimPrefix(f.server, "https://")
+		host, _, _ := strings.Cut(addr, ":")
+		probes := `      - name: control plane
+        kind: tls
+        address: ` + addr + `
+        caFile: ` + bundle + `
+        minValidity: 1h
+        interval: 1s
+`
+		reason, _ := f.breakInSoak(t, ca1, "host-check-tls", probes, "printf '%s' "+shQuote(string(otherCA(t)))+" >"+bundle)
+		if !strings.Contains(reason, "control plane: tls "+addr+": certificate of "+host+" not signed by a CA in "+bundle) {
+			t.Errorf("reason %q does not say the chain no longer verifies", reason)
+		}
+	})
+}
+
+// otherCA returns the PEM of a fresh self-signed CA: a bundle that does
+// not hold the CA the endpoint's chain ends in.
+func otherCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // breakInSoak rolls drover-testsvc 1.1 out to n alone with probes (and
