@@ -73,12 +73,16 @@ func (h *Host) run(ctx context.Context, name string, args ...string) ([]byte, er
 
 // Unsupported says why a host check of kind k cannot run on goos ("" when
 // it can). Checks of the network (dns, tls) run everywhere; the others
-// read Linux interfaces. A Windows or macOS node has equivalents (w32tm,
-// Get-Service, netsh, the event log; sntp, launchctl, pfctl) that drover
-// does not read yet: such a probe fails, it never passes unread.
+// read Linux interfaces, but for failed-units on Windows (automatic
+// services not running). A Windows or macOS node has equivalents of the
+// others (w32tm, netsh, the event log; sntp, launchctl, pfctl) that
+// drover does not read yet: such a probe fails, it never passes unread.
 func Unsupported(k plan.ProbeKind, goos string) string {
 	if !k.HostCheck() || k == plan.ProbeDNS || k == plan.ProbeTLS || goos == "linux" {
 		return ""
+	}
+	if k == plan.ProbeFailedUnits && goos == "windows" {
+		return "" // automatic services not running (Get-Service)
 	}
 	return fmt.Sprintf("%s probes are not supported on %s (they read Linux interfaces)", k, goos)
 }
@@ -181,8 +185,20 @@ func (h *Host) Mounts() ([]Mount, error) {
 	return ParseMountinfo(b)
 }
 
-// FailedUnits lists the systemd units in the failed state.
+// psStoppedAutomatic lists the services Windows starts automatically
+// that are not running: what it has instead of failed units.
+const psStoppedAutomatic = "Get-Service | Where-Object { $_.StartType -eq 'Automatic' -and $_.Status -ne 'Running' } | ForEach-Object { $_.Name }"
+
+// FailedUnits lists the systemd units in the failed state (on Windows:
+// the automatic services not running).
 func (h *Host) FailedUnits(ctx context.Context) ([]string, error) {
+	if h.goos() == "windows" {
+		out, err := h.run(ctx, "powershell.exe", "-NoProfile", "-NonInteractive", "-Command", psStoppedAutomatic)
+		if err != nil {
+			return nil, fmt.Errorf("Get-Service: %w", err)
+		}
+		return ParseLines(out), nil
+	}
 	out, err := h.run(ctx, "systemctl", "list-units", "--failed", "--plain", "--no-legend", "--no-pager")
 	if err != nil {
 		return nil, fmt.Errorf("systemctl list-units --failed: %w", err)
@@ -262,6 +278,9 @@ func (h *Host) Check(ctx context.Context, p plan.Probe, base *Snapshot) error {
 			return err
 		}
 		if n := newOnes(base.FailedUnits, now); len(n) > 0 {
+			if h.goos() == "windows" {
+				return fmt.Errorf("automatic services stopped since the step began: %s", strings.Join(n, ", "))
+			}
 			return fmt.Errorf("units failed since the step began: %s", strings.Join(n, ", "))
 		}
 		return nil

@@ -210,7 +210,7 @@ func TestClock(t *testing.T) {
 func TestUnsupportedOS(t *testing.T) {
 	ctx := context.Background()
 	h := &Host{GOOS: "windows"}
-	for _, k := range []plan.ProbeKind{plan.ProbeClock, plan.ProbeMounts, plan.ProbeFailedUnits, plan.ProbeFirewallBackend, plan.ProbeMTU, plan.ProbeKernelErrors} {
+	for _, k := range []plan.ProbeKind{plan.ProbeClock, plan.ProbeMounts, plan.ProbeFirewallBackend, plan.ProbeMTU, plan.ProbeKernelErrors} {
 		base := h.Snapshot(ctx, []plan.ProbeKind{k})
 		err := h.Check(ctx, plan.Probe{Kind: k}, base)
 		if err == nil || err.Error() != string(k)+" probes are not supported on windows (they read Linux interfaces)" {
@@ -238,5 +238,30 @@ func TestKernelErrorsAfterReboot(t *testing.T) {
 		{Seq: 7, Priority: 3, Kernel: true, Message: "mlx5_core: probe failed"}}
 	if err := h.Check(ctx, plan.Probe{Kind: plan.ProbeKernelErrors}, base); err == nil || err.Error() != `new kernel error: "mlx5_core: probe failed"` {
 		t.Errorf("got %v", err)
+	}
+}
+
+// On Windows failed-units are the automatic services not running. No
+// Windows host is at hand here: the output is what the PowerShell
+// pipeline prints, one service name a line (CRLF).
+func TestFailedUnitsWindows(t *testing.T) {
+	ctx := context.Background()
+	cmd := "powershell.exe -NoProfile -NonInteractive -Command " + psStoppedAutomatic
+	r := capturedRunner{cmd: []byte("gupdate\r\nsppsvc\r\n")}
+	h := &Host{Run: r.run, GOOS: "windows"}
+	base := roundTrip(t, h.Snapshot(ctx, []plan.ProbeKind{plan.ProbeFailedUnits}))
+	p := plan.Probe{Kind: plan.ProbeFailedUnits}
+	if err := h.Check(ctx, p, base); err != nil {
+		t.Fatalf("unchanged: %v", err)
+	}
+	r[cmd] = []byte("gupdate\r\nW3SVC\r\nsppsvc\r\n")
+	if err := h.Check(ctx, p, base); err == nil || err.Error() != "automatic services stopped since the step began: W3SVC" {
+		t.Errorf("new stopped service: got %v", err)
+	}
+	if why := Unsupported(plan.ProbeFailedUnits, "windows"); why != "" {
+		t.Errorf("failed-units on windows: %s", why)
+	}
+	if why := Unsupported(plan.ProbeFailedUnits, "darwin"); why == "" {
+		t.Error("failed-units on macOS: supported?")
 	}
 }

@@ -155,6 +155,20 @@ func ParseFailedUnits(out []byte) []string {
 	return slices.Compact(units)
 }
 
+// ParseLines returns the non-blank lines of out, trimmed, sorted and
+// without repeats (names printed one a line, as PowerShell's
+// ForEach-Object { $_.Name } prints them).
+func ParseLines(out []byte) []string {
+	var names []string
+	for line := range strings.Lines(string(out)) {
+		if l := strings.TrimSpace(line); l != "" {
+			names = append(names, l)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // ClockState is what the node knows of its clock's synchronisation.
 type ClockState struct {
 	Source string // what said so: "chronyc tracking", "adjtimex"
