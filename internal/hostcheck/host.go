@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	pathpkg "path"
 	"runtime"
 	"slices"
 	"strings"
@@ -379,6 +380,7 @@ func (h *Host) checkMounts(p plan.Probe, base *Snapshot) error {
 	var bad []string
 	if len(p.Paths) > 0 {
 		for _, path := range p.Paths {
+			path = pathpkg.Clean(path)
 			m, ok := MountOf(now, path)
 			switch {
 			case !ok:
