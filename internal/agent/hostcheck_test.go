@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"testing"
 	"testing/fstest"
 	"testing/synctest"
@@ -41,6 +42,10 @@ func TestHostCheckAgainstSnapshot(t *testing.T) {
 		want := "node probes did not pass within 5m0s: mtu: eth0: MTU 1280, was 1400 before the step (after 1 try)"
 		if final.Phase != engine.PhaseFailed || final.Reason != want {
 			t.Errorf("final %s %q\nwant failed %q", final.Phase, final.Reason, want)
+		}
+		// The report carries what the host was before the step.
+		if hb, _ := final.Evidence["hostBefore"].(map[string]any); hb == nil || fmt.Sprint(hb["mtus"]) != "map[eth0:1400 lo:65536]" {
+			t.Errorf("evidence hostBefore %v", final.Evidence["hostBefore"])
 		}
 		if err := stop(); err != nil {
 			t.Fatal(err)

@@ -1202,10 +1202,51 @@ func (a *agent) evidence(id string) map[string]any {
 	if len(st.Reboots) > 0 {
 		ev["rebootsFromBootIds"] = st.Reboots
 	}
+	if h := st.Host; h != nil || ref.Host != nil {
+		if h == nil {
+			h = ref.Host
+		}
+		ev["hostBefore"] = hostEvidence(h)
+	}
 	if len(ev) == 0 {
 		return nil
 	}
 	return ev
+}
+
+// hostEvidence is the host snapshot a step's host checks compare with,
+// for the report: the mounts only by those read-only (a node may have
+// hundreds), the rest whole.
+func hostEvidence(h *hostcheck.Snapshot) map[string]any {
+	e := map[string]any{"taken": h.Taken}
+	var ro []string
+	for _, m := range h.Mounts {
+		if m.ReadOnly {
+			ro = append(ro, m.Point)
+		}
+	}
+	for k, v := range map[string]any{"readOnlyMounts": ro, "failedUnits": h.FailedUnits, "firewall": h.Firewall, "mtus": h.MTUs,
+		"mountsError": h.MountsErr, "failedUnitsError": h.FailedUnitsErr, "firewallError": h.FirewallErr, "mtusError": h.MTUsErr,
+		"kernelError": h.KernelErr} {
+		switch v := v.(type) {
+		case string:
+			if v != "" {
+				e[k] = v
+			}
+		case []string:
+			if len(v) > 0 {
+				e[k] = v
+			}
+		case map[string]int:
+			if len(v) > 0 {
+				e[k] = v
+			}
+		}
+	}
+	if h.KernelSeq > 0 {
+		e["kernelSeq"] = h.KernelSeq
+	}
+	return e
 }
 
 // describe names an action for people: "package openssl 3.0.15",
