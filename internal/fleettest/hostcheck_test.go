@@ -75,7 +75,7 @@ func TestDebianFleetHostChecks(t *testing.T) {
 		// The endpoint is the drover server itself (TLS, its own CA): the
 		// node trusts it through a CA bundle file, as a node trusts an
 		// internal API.
-		const bundle = "/etc/ssl/drover-internal-ca.pem"
+		const bundle = "/etc/drover-internal-ca.pem"
 		f.mustSh(t, ca1, "printf '%s' "+shQuote(string(f.caPEM))+" >"+bundle)
 		addr := strings.TrimPrefix(f.server, "https://")
 		host, _, _ := strings.Cut(addr, ":")
