@@ -2,7 +2,6 @@ package hostcheck
 
 import (
 	"fmt"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,18 +16,4 @@ func readAdjtimex() (ClockState, error) {
 		return ClockState{}, fmt.Errorf("adjtimex: %w", err)
 	}
 	return adjtimexState(state, tx.Status, int64(tx.Offset), int64(tx.Esterror)), nil
-}
-
-// adjtimexState interprets adjtimex(2)'s answer. offset is in
-// microseconds, or nanoseconds when STA_NANO is set; esterror in
-// microseconds.
-func adjtimexState(state int, status int32, offset, esterror int64) ClockState {
-	st := ClockState{Source: "adjtimex"}
-	st.Synced = state != unix.TIME_ERROR && status&unix.STA_UNSYNC == 0
-	off := time.Duration(offset) * time.Microsecond
-	if status&unix.STA_NANO != 0 {
-		off = time.Duration(offset)
-	}
-	st.Offset = max(off, -off) + time.Duration(esterror)*time.Microsecond
-	return st
 }

@@ -283,3 +283,24 @@ func ParseMTU(b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// adjtimex(2) values (linux/timex.h), the same on every architecture.
+const (
+	timeError = 5      // TIME_ERROR: clock not synchronised
+	staUnsync = 0x0040 // STA_UNSYNC
+	staNano   = 0x2000 // STA_NANO: offset in nanoseconds
+)
+
+// adjtimexState interprets adjtimex(2)'s answer. offset is in
+// microseconds, or nanoseconds when STA_NANO is set; esterror in
+// microseconds.
+func adjtimexState(state int, status int32, offset, esterror int64) ClockState {
+	st := ClockState{Source: "adjtimex"}
+	st.Synced = state != timeError && status&staUnsync == 0
+	off := time.Duration(offset) * time.Microsecond
+	if status&staNano != 0 {
+		off = time.Duration(offset)
+	}
+	st.Offset = max(off, -off) + time.Duration(esterror)*time.Microsecond
+	return st
+}
