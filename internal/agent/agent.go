@@ -147,6 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		prober: &probe.Prober{
 			Runner: cfg.Runner, HTTPClient: cfg.ProbeHTTPClient, Clock: cfg.Clock,
 			AllowCommands: cfg.AllowCommandProbes, AllowOutput: cfg.AllowProbeOutput, Verifier: cfg.Verifier,
+			Host: cfg.HostCheck,
 		},
 		policy:    cfg.policy(),
 		queued:    map[string]bool{},

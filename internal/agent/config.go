@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -89,6 +90,9 @@ type Config struct {
 	// Runner runs the commands of command, systemd and windows-service
 	// probes; nil makes those probes fail.
 	Runner driver.Runner
+	// HostCheck reads the node for host-check probes (mounts, mtu,
+	// ...); nil means the node itself, commands run by Runner.
+	HostCheck *hostcheck.Host
 	// ProbeHTTPClient runs http probes; nil means a default client. The
 	// demo passes one whose transport is a simulated node's.
 	ProbeHTTPClient *http.Client

@@ -14,6 +14,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/hostcheck"
 )
 
 // JournalFile is the name of the write-ahead step journal in StateDir.
@@ -50,6 +51,9 @@ const (
 	// out of service again, so that a resumed step reports the verdict
 	// instead of checking its restores against a node cordoned again.
 	recProbed recType = "probed"
+	// recHost: the snapshot of the host (Host) the step's host checks
+	// compare with, taken before the first action changes anything.
+	recHost recType = "host-snapshot"
 )
 
 // Action stages, in the order they happen.
@@ -103,9 +107,10 @@ type record struct {
 	// Interrupted marks a recFailing record as an interruption (a crash
 	// or a reboot the step did not request), reported as interrupted
 	// once what had begun is undone.
-	Interrupted bool               `json:"interrupted,omitempty"`
-	From        *rollbackReference `json:"from,omitempty"`
-	Probed      *rollbackProbes    `json:"probed,omitempty"`
+	Interrupted bool                `json:"interrupted,omitempty"`
+	From        *rollbackReference  `json:"from,omitempty"`
+	Probed      *rollbackProbes     `json:"probed,omitempty"`
+	Host        *hostcheck.Snapshot `json:"host,omitempty"`
 }
 
 // rollbackReference names the apply step a rollback step restores.
@@ -172,6 +177,8 @@ type stepState struct {
 	// Undone what the rollback did (recProbed); nil: not probed yet.
 	Probed *rollbackProbes
 	Undone string
+	// Host is the host before the step, for its host checks (recHost).
+	Host *hostcheck.Snapshot
 	// Last is the step's last record, as what the journal proves when
 	// the step was interrupted ("action 1 snapshot at ...").
 	Last string
@@ -350,6 +357,8 @@ func (j *journal) apply(rec record) {
 		}
 	case recProbed:
 		st.Probed, st.Undone = rec.Probed, rec.Reason
+	case recHost:
+		st.Host = rec.Host
 	case recFailing:
 		st.Failing, st.Interrupted = rec.Reason, rec.Interrupted
 	case recRebooting:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/probe"
 )
@@ -110,7 +112,12 @@ func (a *agent) check(p api.StepPayload) string {
 		switch pr.Kind {
 		case plan.ProbeHTTP, plan.ProbeTCP, plan.ProbeCommand, plan.ProbeSystemd, plan.ProbeWindowsService:
 		default:
-			return fmt.Sprintf("malformed step: probe %d has unknown kind %q", i+1, pr.Kind)
+			if !pr.Kind.HostCheck() {
+				return fmt.Sprintf("malformed step: probe %d has unknown kind %q", i+1, pr.Kind)
+			}
+			if why := hostcheck.Unsupported(pr.Kind, a.goos()); why != "" && p.Kind == kindApply {
+				return fmt.Sprintf("probe %d (%s): %s; nothing was run", i+1, probe.Describe(pr), why)
+			}
 		}
 		// A rollback is not refused for its probes: undoing a change
 		// matters more, and the prober refuses them on its own.
@@ -197,6 +204,19 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 	if none {
 		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: a.clock.Now(),
 			BootID: st.BootID, Reason: "nothing to do: every action is already in its target state", Evidence: a.evidence(st.ID)})
+	}
+	// The host before anything changes, for the host checks that
+	// compare with it; journaled, so that a resumed step keeps it.
+	if st.Host == nil {
+		if snap := a.prober.HostSnapshot(ctx, p.Probes); snap != nil {
+			if ctx.Err() != nil {
+				return errStopped
+			}
+			if err := a.j.append(record{Type: recHost, Step: st.ID, At: a.clock.Now(), Host: snap}); err != nil {
+				return err
+			}
+			st.Host = snap
+		}
 	}
 	for i, act := range p.Actions {
 		if changes[i].None {
@@ -545,7 +565,7 @@ func (a *agent) probeInStep(ctx context.Context, id, undone string) (rollbackPro
 	if st.Probed != nil {
 		return *st.Probed, nil
 	}
-	probed, err := a.probeAfterRollback(ctx, st.Payload)
+	probed, err := a.probeAfterRollback(ctx, st.Payload, st.Host)
 	if err != nil {
 		return probed, err
 	}
@@ -601,7 +621,7 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 	probing := false // reported verifying without a verdict
 	for {
 		t0 := a.clock.Now()
-		reason := a.probeAll(ctx, p.Probes)
+		reason := a.probeAll(ctx, p.Probes, st.Host)
 		if ctx.Err() != nil {
 			return errStopped
 		}
@@ -632,7 +652,7 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 		if err := a.c.sleep(ctx, wait); err != nil {
 			return errStopped
 		}
-		reason := a.probeAll(ctx, p.Probes)
+		reason := a.probeAll(ctx, p.Probes, st.Host)
 		if ctx.Err() != nil {
 			return errStopped
 		}
@@ -669,16 +689,39 @@ func stepTiming(st stepState, healthy time.Time) *api.StepTiming {
 }
 
 // probeAll runs every probe and returns the reasons of those that failed,
-// or "" when all passed.
-func (a *agent) probeAll(ctx context.Context, probes []plan.Probe) string {
+// or "" when all passed. Host checks compare with base, the host before
+// the step.
+func (a *agent) probeAll(ctx context.Context, probes []plan.Probe, base *hostcheck.Snapshot) string {
 	var reasons []string
 	for _, pr := range probes {
-		res := a.prober.Run(ctx, pr)
+		res := a.prober.RunAgainst(ctx, pr, base)
 		if res.Verdict != engine.Pass {
 			reasons = append(reasons, res.Reason)
 		}
 	}
 	return strings.Join(reasons, "; ")
+}
+
+// kernelProbes returns the kernel-errors probes among probes.
+func kernelProbes(probes []plan.Probe) []plan.Probe {
+	var out []plan.Probe
+	for _, p := range probes {
+		if p.Kind == plan.ProbeKernelErrors {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// goos is the node's operating system, as the host checks see it.
+func (a *agent) goos() string {
+	switch {
+	case a.prober.Host != nil && a.prober.Host.GOOS != "":
+		return a.prober.Host.GOOS
+	case a.prober.GOOS != "":
+		return a.prober.GOOS
+	}
+	return runtime.GOOS
 }
 
 // rollbackVerifier is implemented by drivers that can check a rollback
@@ -844,7 +887,7 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	// The node's probes run again, as after the apply (after the
 	// uncordon); their verdict is journaled before a node still unhealthy
 	// is taken out of service again.
-	probed, err := a.probeAfterRollback(ctx, st.Payload)
+	probed, err := a.probeAfterRollback(ctx, st.Payload, ref.Host)
 	if err != nil {
 		return err
 	}
@@ -998,7 +1041,12 @@ func (r rollbackProbes) evidence() map[string]any {
 // healthy deadline; no soak. Probes this agent's policy refuses (a
 // rollback is not refused for them) are left out and named. It returns
 // errStopped when ctx ends.
-func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload) (rollbackProbes, error) {
+//
+// Host checks compare with base, the host before the apply step the
+// rollback undoes, except kernel-errors: the errors the failed change
+// logged stay in the log, so after a rollback only lines logged since
+// its probes began count.
+func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload, base *hostcheck.Snapshot) (rollbackProbes, error) {
 	var out rollbackProbes
 	var probes []plan.Probe
 	for i, pr := range p.Probes {
@@ -1025,9 +1073,21 @@ func (a *agent) probeAfterRollback(ctx context.Context, p api.StepPayload) (roll
 	if deadline <= 0 {
 		deadline = plan.DefaultHealthyDeadline.D()
 	}
+	if k := a.prober.HostSnapshot(ctx, kernelProbes(probes)); k != nil {
+		b := hostcheck.Snapshot{}
+		if base != nil {
+			b = *base
+			b.Kinds = slices.Clone(base.Kinds)
+		}
+		b.KernelSeq, b.KernelErr, b.KernelBoot = k.KernelSeq, k.KernelErr, k.KernelBoot
+		if !slices.Contains(b.Kinds, plan.ProbeKernelErrors) {
+			b.Kinds = append(b.Kinds, plan.ProbeKernelErrors)
+		}
+		base = &b
+	}
 	start := a.clock.Now()
 	for {
-		why := a.probeAll(ctx, probes)
+		why := a.probeAll(ctx, probes, base)
 		if ctx.Err() != nil {
 			return out, errStopped
 		}
@@ -1142,10 +1202,51 @@ func (a *agent) evidence(id string) map[string]any {
 	if len(st.Reboots) > 0 {
 		ev["rebootsFromBootIds"] = st.Reboots
 	}
+	if h := st.Host; h != nil || ref.Host != nil {
+		if h == nil {
+			h = ref.Host
+		}
+		ev["hostBefore"] = hostEvidence(h)
+	}
 	if len(ev) == 0 {
 		return nil
 	}
 	return ev
+}
+
+// hostEvidence is the host snapshot a step's host checks compare with,
+// for the report: the mounts only by those read-only (a node may have
+// hundreds), the rest whole.
+func hostEvidence(h *hostcheck.Snapshot) map[string]any {
+	e := map[string]any{"taken": h.Taken}
+	var ro []string
+	for _, m := range h.Mounts {
+		if m.ReadOnly {
+			ro = append(ro, m.Point)
+		}
+	}
+	for k, v := range map[string]any{"readOnlyMounts": ro, "failedUnits": h.FailedUnits, "firewall": h.Firewall, "mtus": h.MTUs,
+		"mountsError": h.MountsErr, "failedUnitsError": h.FailedUnitsErr, "firewallError": h.FirewallErr, "mtusError": h.MTUsErr,
+		"kernelError": h.KernelErr} {
+		switch v := v.(type) {
+		case string:
+			if v != "" {
+				e[k] = v
+			}
+		case []string:
+			if len(v) > 0 {
+				e[k] = v
+			}
+		case map[string]int:
+			if len(v) > 0 {
+				e[k] = v
+			}
+		}
+	}
+	if h.KernelSeq > 0 {
+		e["kernelSeq"] = h.KernelSeq
+	}
+	return e
 }
 
 // describe names an action for people: "package openssl 3.0.15",

@@ -24,6 +24,8 @@ const (
 	DefaultProbeStatus       = 200
 	DefaultProbeTimeout      = Duration(5 * time.Second)
 	DefaultProbeInterval     = Duration(10 * time.Second)
+	DefaultClockMaxOffset    = Duration(time.Second)
+	DefaultTLSMinVersion     = "1.2"
 	DefaultWindowLabel       = "maintenance-window"
 	DefaultKernelRollback    = "previous-kernel"
 	DefaultLivePatchProvider = "kpatch"
@@ -204,6 +206,12 @@ func defaultAction(a *Action) {
 func defaultProbe(pr *Probe) {
 	if pr.Kind == ProbeHTTP && pr.Status == 0 {
 		pr.Status = DefaultProbeStatus
+	}
+	if pr.Kind == ProbeClock && pr.MaxOffset == 0 {
+		pr.MaxOffset = DefaultClockMaxOffset
+	}
+	if pr.Kind == ProbeTLS && pr.MinVersion == "" {
+		pr.MinVersion = DefaultTLSMinVersion
 	}
 	if pr.Timeout == 0 {
 		pr.Timeout = DefaultProbeTimeout

@@ -539,16 +539,47 @@ const (
 	ProbeCommand        ProbeKind = "command"
 	ProbeSystemd        ProbeKind = "systemd"
 	ProbeWindowsService ProbeKind = "windows-service"
+
+	// Host checks: what breaks on a node after an update. The agent
+	// takes a snapshot of the host before the step; "unchanged" and
+	// "new" compare with it.
+	ProbeClock           ProbeKind = "clock"            // clock synchronised within maxOffset
+	ProbeDNS             ProbeKind = "dns"              // lookup resolves (to expect, if given)
+	ProbeTLS             ProbeKind = "tls"              // handshake to address verifies, chain valid for minValidity
+	ProbeMounts          ProbeKind = "mounts"           // no mount read-only (that was not before) or in error
+	ProbeFailedUnits     ProbeKind = "failed-units"     // no systemd unit failed that was not failed before
+	ProbeFirewallBackend ProbeKind = "firewall-backend" // iptables backend (nf_tables, legacy) unchanged
+	ProbeMTU             ProbeKind = "mtu"              // network interfaces' MTUs unchanged
+	ProbeKernelErrors    ProbeKind = "kernel-errors"    // no kernel log line at error or worse since the step began
 )
+
+// HostCheck reports whether k is a host check kind.
+func (k ProbeKind) HostCheck() bool {
+	switch k {
+	case ProbeClock, ProbeDNS, ProbeTLS, ProbeMounts, ProbeFailedUnits, ProbeFirewallBackend, ProbeMTU, ProbeKernelErrors:
+		return true
+	}
+	return false
+}
+
+// Baselined reports whether a probe of kind k compares with the host
+// snapshot the agent takes before the step.
+func (k ProbeKind) Baselined() bool {
+	switch k {
+	case ProbeMounts, ProbeFailedUnits, ProbeFirewallBackend, ProbeMTU, ProbeKernelErrors:
+		return true
+	}
+	return false
+}
 
 // Probe is one node health check.
 type Probe struct {
 	Name     string    `yaml:"name,omitempty" json:"name,omitempty"`
-	Kind     ProbeKind `yaml:"kind" json:"kind" desc:"http | tcp | command | systemd | windows-service"`
+	Kind     ProbeKind `yaml:"kind" json:"kind" desc:"http | tcp | command | systemd | windows-service | clock | dns | tls | mounts | failed-units | firewall-backend | mtu | kernel-errors"`
 	URL      string    `yaml:"url,omitempty" json:"url,omitempty"`
 	Status   int       `yaml:"status,omitempty" json:"status,omitempty" desc:"expected HTTP status (default 200)"`
 	Body     string    `yaml:"bodyMatch,omitempty" json:"bodyMatch,omitempty" desc:"regular expression the body must match"`
-	Address  string    `yaml:"address,omitempty" json:"address,omitempty" desc:"host:port for tcp"`
+	Address  string    `yaml:"address,omitempty" json:"address,omitempty" desc:"host:port for tcp and tls"`
 	Command  []string  `yaml:"command,omitempty" json:"command,omitempty" desc:"command: program and arguments; runs only on agents started with --allow-command-probes"`
 	Artifact string    `yaml:"artifact,omitempty" json:"artifact,omitempty" desc:"command: signed artifact to run instead of command, verified as scripts are"`
 	Args     []string  `yaml:"args,omitempty" json:"args,omitempty" desc:"command: arguments of the signed artifact"`
@@ -557,6 +588,16 @@ type Probe struct {
 	// return it only when started with --allow-probe-output.
 	IncludeOutput bool     `yaml:"includeOutput,omitempty" json:"includeOutput,omitempty" desc:"command and http: return the start of the output in the failure reason, if the agent allows (--allow-probe-output)"`
 	Unit          string   `yaml:"unit,omitempty" json:"unit,omitempty" desc:"systemd unit or Windows service"`
+	MaxOffset     Duration `yaml:"maxOffset,omitempty" json:"maxOffset,omitempty" desc:"clock: largest offset from the time source (default 1s)"`
+	Lookup        string   `yaml:"lookup,omitempty" json:"lookup,omitempty" desc:"dns: the name to resolve"`
+	Expect        []string `yaml:"expect,omitempty" json:"expect,omitempty" desc:"dns: addresses the answer must include"`
+	Server        string   `yaml:"server,omitempty" json:"server,omitempty" desc:"dns: resolver to ask (ip or ip:port); default the node's own"`
+	ServerName    string   `yaml:"serverName,omitempty" json:"serverName,omitempty" desc:"tls: name sent (SNI) and verified; default the address's host"`
+	CAFile        string   `yaml:"caFile,omitempty" json:"caFile,omitempty" desc:"tls: PEM CA bundle on the node to verify with; default the system's"`
+	MinVersion    string   `yaml:"minVersion,omitempty" json:"minVersion,omitempty" desc:"tls: 1.2 (default) | 1.3"`
+	MinValidity   Duration `yaml:"minValidity,omitempty" json:"minValidity,omitempty" desc:"tls: every certificate of the chain must stay valid this long (default 0)"`
+	Paths         []string `yaml:"paths,omitempty" json:"paths,omitempty" desc:"mounts: the mount points to check (default every mount); each must be mounted"`
+	Interfaces    []string `yaml:"interfaces,omitempty" json:"interfaces,omitempty" desc:"mtu: the interfaces to check (default every interface)"`
 	Timeout       Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	Retries       int      `yaml:"retries,omitempty" json:"retries,omitempty"`
 	Interval      Duration `yaml:"interval,omitempty" json:"interval,omitempty"`

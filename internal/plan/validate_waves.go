@@ -477,7 +477,23 @@ func (v *validator) gates() {
 	}
 }
 
-var probeKinds = []string{string(ProbeHTTP), string(ProbeTCP), string(ProbeCommand), string(ProbeSystemd), string(ProbeWindowsService)}
+var probeKinds = []string{string(ProbeHTTP), string(ProbeTCP), string(ProbeCommand), string(ProbeSystemd), string(ProbeWindowsService),
+	string(ProbeClock), string(ProbeDNS), string(ProbeTLS), string(ProbeMounts), string(ProbeFailedUnits), string(ProbeFirewallBackend),
+	string(ProbeMTU), string(ProbeKernelErrors)}
+
+// probeFields lists the fields each probe kind uses; a field of another
+// kind is a mistake, not an option.
+var probeFields = map[ProbeKind][]string{
+	ProbeHTTP: {"url", "status", "bodyMatch", "includeOutput"}, ProbeTCP: {"address"},
+	ProbeCommand: {"command", "artifact", "args", "includeOutput"},
+	ProbeSystemd: {"unit"}, ProbeWindowsService: {"unit"},
+	ProbeClock: {"maxOffset"}, ProbeDNS: {"lookup", "expect", "server"},
+	ProbeTLS:    {"address", "serverName", "caFile", "minVersion", "minValidity"},
+	ProbeMounts: {"paths"}, ProbeMTU: {"interfaces"},
+}
+
+var probeFieldNames = []string{"url", "status", "bodyMatch", "address", "command", "artifact", "args", "includeOutput", "unit",
+	"maxOffset", "lookup", "expect", "server", "serverName", "caFile", "minVersion", "minValidity", "paths", "interfaces"}
 
 func (v *validator) probe(pp string, pr *Probe) {
 	if !v.written(pp + ".kind") {
@@ -488,13 +504,8 @@ func (v *validator) probe(pp string, pr *Probe) {
 		return
 	}
 	// Fields of other kinds are mistakes, not options.
-	own := map[ProbeKind][]string{
-		ProbeHTTP: {"url", "status", "bodyMatch", "includeOutput"}, ProbeTCP: {"address"},
-		ProbeCommand: {"command", "artifact", "args", "includeOutput"},
-		ProbeSystemd: {"unit"}, ProbeWindowsService: {"unit"},
-	}
-	for _, f := range []string{"url", "status", "bodyMatch", "address", "command", "artifact", "args", "includeOutput", "unit"} {
-		if _, ok := v.d.pos[pp+"."+f]; ok && !slices.Contains(own[pr.Kind], f) {
+	for _, f := range probeFieldNames {
+		if _, ok := v.d.pos[pp+"."+f]; ok && !slices.Contains(probeFields[pr.Kind], f) {
 			v.keyErrf(pp+"."+f, "%s is not used by %s probes", f, pr.Kind)
 		}
 	}
@@ -526,13 +537,35 @@ func (v *validator) probe(pp string, pr *Probe) {
 				v.errf(pp+".bodyMatch", "invalid regular expression: %v", err)
 			}
 		}
-	case ProbeTCP:
+	case ProbeTCP, ProbeTLS:
 		need("address", pr.Address, "address (host:port, e.g. localhost:5432)")
 		if pr.Address != "" && v.written(pp+".address") {
 			if _, port, err := net.SplitHostPort(pr.Address); err != nil || port == "" {
 				v.errf(pp+".address", "expected host:port, got %q", pr.Address)
 			} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 				v.errf(pp+".address", "port must be between 1 and 65535, got %q", port)
+			}
+		}
+		if pr.Kind == ProbeTLS {
+			v.tlsProbe(pp, pr)
+		}
+	case ProbeDNS:
+		need("lookup", pr.Lookup, "lookup (the name to resolve, e.g. db.internal.example)")
+		v.dnsProbe(pp, pr)
+	case ProbeClock:
+		if v.written(pp+".maxOffset") && pr.MaxOffset <= 0 {
+			v.errf(pp+".maxOffset", "maxOffset must be longer than 0")
+		}
+	case ProbeMounts:
+		for i, m := range pr.Paths {
+			if !strings.HasPrefix(m, "/") {
+				v.errf(joinIndex(pp+".paths", i), "expected an absolute mount point such as /var, got %q", m)
+			}
+		}
+	case ProbeMTU:
+		for i, n := range pr.Interfaces {
+			if !validInterface(n) {
+				v.errf(joinIndex(pp+".interfaces", i), "expected a network interface name (1 to 15 characters, no / or space), got %q", n)
 			}
 		}
 	case ProbeCommand:

@@ -90,6 +90,16 @@ func probe(pr plan.Probe, art func(string) string) string {
 		return "http probe GET " + pr.URL
 	case plan.ProbeTCP:
 		return "tcp probe connects to " + pr.Address
+	case plan.ProbeTLS:
+		return "tls probe handshakes with " + pr.Address
+	case plan.ProbeDNS:
+		return "dns probe resolves " + strconv.Quote(pr.Lookup)
+	case plan.ProbeFailedUnits:
+		return "failed-units probe: systemctl list-units --failed"
+	case plan.ProbeFirewallBackend:
+		return "firewall-backend probe: iptables -V"
+	case plan.ProbeClock:
+		return "clock probe: chronyc tracking, else adjtimex"
 	}
 	return string(pr.Kind) + " probe"
 }

@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -199,6 +200,36 @@ gates:
 	e := b[0].Error(p)
 	if e.Line != 15 || !strings.Contains(e.Msg, "target.onRefusal cannot override this") {
 		t.Errorf("error %v", e)
+	}
+}
+
+// TestHostCheckRefusals: a Linux host check in a plan that targets a
+// Windows node is named before the rollout, for that node only.
+func TestHostCheckRefusals(t *testing.T) {
+	std := []string{"package"}
+	lin := node("web-1", map[string]string{"tier": "web"}, &fleet.AgentPolicy{Accepts: std})
+	win := node("web-2", map[string]string{"tier": "web"}, &fleet.AgentPolicy{Accepts: std})
+	win.Facts.OS.Family = "windows"
+	p := parse(t, `apiVersion: drover.dev/v1
+name: p
+target:
+  selector: node.labels.tier == "web"
+change:
+  actions:
+    - package: {packages: [{name: openssl, version: 3.0.16}]}
+waves:
+  - name: all
+gates:
+  node:
+    probes:
+      - kind: dns
+        lookup: db.internal.example
+      - kind: mounts
+`)
+	got := Refusals(p, Targets(assign(t, p, []*fleet.Node{lin, win})))
+	if len(got) != 1 || got[0].Path != "gates.node.probes[1]" || !slices.Equal(got[0].Nodes, []string{"web-2"}) ||
+		got[0].Reason != "mounts probes are not supported on windows (they read Linux interfaces)" {
+		t.Errorf("refusals %+v", got)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -52,6 +53,11 @@ func Refusals(p *plan.Plan, targets []*fleet.Node) []Refusal {
 			if why := plan.RefusedProbe(pr, pol); why != "" {
 				add(len(p.Change.Actions)+i, fmt.Sprintf("gates.node.probes[%d]", i), why, n.ID, pol == nil)
 			}
+			// A host check the node's system has no reader for would
+			// fail on it: said before the rollout, not found during it.
+			if why := hostcheck.Unsupported(pr.Kind, goos(n.Facts.OS.Family)); why != "" {
+				add(len(p.Change.Actions)+i, fmt.Sprintf("gates.node.probes[%d]", i), why, n.ID, false)
+			}
 		}
 	}
 	perm := make([]int, len(out))
@@ -92,4 +98,15 @@ func (r Refusal) Error(p *plan.Plan) *plan.Error {
 		hint = "; target.onRefusal cannot override this"
 	}
 	return p.Errorf(r.Path, "%s would refuse it: %s%s", nodeList(r.Nodes), r.Reason, hint)
+}
+
+// goos is the Go name of an os.family's system.
+func goos(family string) string {
+	switch family {
+	case "windows":
+		return "windows"
+	case "macos":
+		return "darwin"
+	}
+	return "linux"
 }

@@ -1,6 +1,7 @@
 // Package probe owns node probes: the health checks an agent runs on its
 // own node after a step (http, tcp, command, systemd unit, Windows
-// service), with the retries a plan's probe asks for. Every failure reason
+// service, and the host checks of internal/hostcheck), with the retries
+// a plan's probe asks for. Every failure reason
 // names the probe and the numbers that failed it.
 package probe
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -74,6 +76,28 @@ type Prober struct {
 	// GOOS is the node's operating system; "" means runtime.GOOS. Windows
 	// service probes fail elsewhere.
 	GOOS string
+	// Host runs host checks (clock, dns, tls, mounts, ...); nil means
+	// the node itself, its commands run by Runner (os/exec without one).
+	Host *hostcheck.Host
+}
+
+// host returns the host checks' reader.
+func (pr *Prober) host() *hostcheck.Host {
+	if pr.Host != nil {
+		return pr.Host
+	}
+	h := &hostcheck.Host{GOOS: pr.GOOS}
+	if pr.Runner != nil {
+		r := pr.Runner
+		h.Run = func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			out, _, err := r.Run(ctx, nil, name, args...)
+			return out, err
+		}
+	}
+	if pr.Clock != nil {
+		h.Now = pr.Clock.Now
+	}
+	return h
 }
 
 // Run runs p once plus p.Retries retries with the real clock and r for
@@ -87,6 +111,13 @@ func Run(ctx context.Context, p plan.Probe, r driver.Runner) Result {
 // is bounded by p.Timeout (default plan.DefaultProbeTimeout). The result
 // of the last try decides; a cancelled ctx fails the probe.
 func (pr *Prober) Run(ctx context.Context, p plan.Probe) Result {
+	return pr.RunAgainst(ctx, p, nil)
+}
+
+// RunAgainst runs p as Run does; host checks that compare with the host
+// before the step (mounts, failed-units, firewall-backend, mtu,
+// kernel-errors) compare with base, and fail without it.
+func (pr *Prober) RunAgainst(ctx context.Context, p plan.Probe, base *hostcheck.Snapshot) Result {
 	clock := pr.Clock
 	if clock == nil {
 		clock = realClock{}
@@ -106,7 +137,7 @@ func (pr *Prober) Run(ctx context.Context, p plan.Probe) Result {
 	for n < tries {
 		n++
 		tctx, cancel := context.WithTimeout(ctx, timeout)
-		err = pr.try(tctx, p, timeout)
+		err = pr.try(tctx, p, timeout, base)
 		cancel()
 		if err == nil || n == tries || ctx.Err() != nil {
 			break
@@ -211,6 +242,25 @@ func Describe(p plan.Probe) string {
 		s = "systemd " + p.Unit
 	case plan.ProbeWindowsService:
 		s = "windows-service " + p.Unit
+	case plan.ProbeDNS:
+		s = "dns " + p.Lookup
+	case plan.ProbeTLS:
+		s = "tls " + p.Address
+		if p.ServerName != "" {
+			s += " (" + p.ServerName + ")"
+		}
+	case plan.ProbeMounts:
+		s = "mounts"
+		if len(p.Paths) > 0 {
+			s += " " + strings.Join(p.Paths, " ")
+		}
+	case plan.ProbeMTU:
+		s = "mtu"
+		if len(p.Interfaces) > 0 {
+			s += " " + strings.Join(p.Interfaces, " ")
+		}
+	case plan.ProbeClock, plan.ProbeFailedUnits, plan.ProbeFirewallBackend, plan.ProbeKernelErrors:
+		s = string(p.Kind)
 	default:
 		s = "probe of kind " + string(p.Kind)
 	}
@@ -221,7 +271,10 @@ func Describe(p plan.Probe) string {
 }
 
 // try runs p once.
-func (pr *Prober) try(ctx context.Context, p plan.Probe, timeout time.Duration) error {
+func (pr *Prober) try(ctx context.Context, p plan.Probe, timeout time.Duration, base *hostcheck.Snapshot) error {
+	if p.Kind.HostCheck() {
+		return pr.host().Check(ctx, p, base)
+	}
 	switch p.Kind {
 	case plan.ProbeHTTP:
 		return pr.http(ctx, p, timeout)
@@ -415,4 +468,15 @@ func (pr *Prober) windowsService(ctx context.Context, name string) error {
 		return fmt.Errorf("status %s, want Running", status)
 	}
 	return nil
+}
+
+// HostSnapshot takes the snapshot of the host that the baselined host
+// checks among probes compare with after the step (nil when none of
+// them needs one).
+func (pr *Prober) HostSnapshot(ctx context.Context, probes []plan.Probe) *hostcheck.Snapshot {
+	kinds := hostcheck.Needs(probes)
+	if len(kinds) == 0 {
+		return nil
+	}
+	return pr.host().Snapshot(ctx, kinds)
 }
