@@ -112,7 +112,7 @@ func KindOf(family string) (pkgversion.Kind, bool) {
 }
 
 var (
-	idRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+/-]*$`)
+	idRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+-]*$`)
 	releaseRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	kbRe      = regexp.MustCompile(`^KB[0-9]{6,8}$`)
 )
@@ -120,14 +120,14 @@ var (
 // Validate checks a as the catalog stores it; errors name the field.
 func (a *Advisory) Validate() error {
 	if len(a.ID) > maxID || !idRe.MatchString(a.ID) {
-		return fmt.Errorf("id %q: want letters, digits and ._:+/- (at most %d bytes)", clip(a.ID), maxID)
+		return fmt.Errorf("id %q: want letters, digits and ._:+- (at most %d bytes)", clip(a.ID), maxID)
 	}
 	if len(a.Aliases) > MaxAliases {
 		return fmt.Errorf("aliases: %d (at most %d)", len(a.Aliases), MaxAliases)
 	}
 	for i, al := range a.Aliases {
 		if len(al) > maxID || !idRe.MatchString(al) {
-			return fmt.Errorf("aliases[%d] %q: want letters, digits and ._:+/-", i, clip(al))
+			return fmt.Errorf("aliases[%d] %q: want letters, digits and ._:+-", i, clip(al))
 		}
 	}
 	if len(a.Summary) > MaxText {
@@ -149,7 +149,7 @@ func (a *Advisory) Validate() error {
 	}
 	for i, l := range a.LivePatches {
 		if len(l) > maxID || !idRe.MatchString(l) {
-			return fmt.Errorf("livePatches[%d] %q: want letters, digits and ._:+/-", i, clip(l))
+			return fmt.Errorf("livePatches[%d] %q: want letters, digits and ._:+-", i, clip(l))
 		}
 	}
 	if len(a.URL) > 2048 {
