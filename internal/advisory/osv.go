@@ -2,6 +2,7 @@ package advisory
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -210,7 +211,11 @@ func parseOSV(raw []byte, path string) (Advisory, error) {
 			for k, ev := range r.Events {
 				if v, ok := ev["fixed"]; ok {
 					f := Fix{Ecosystem: eco, Package: af.Package.Name, Fixed: v}
-					if err := f.validate(); err != nil {
+					err := f.validate()
+					if v == "" {
+						err = errors.New("fixed: empty version")
+					}
+					if err != nil {
 						return a, fmt.Errorf("%s: %w", join(p, fmt.Sprintf("ranges[%d].events[%d]", j, k)), err)
 					}
 					fixes = append(fixes, f)
@@ -222,7 +227,11 @@ func parseOSV(raw []byte, path string) (Advisory, error) {
 		}
 		for j, b := range af.EcosystemSpecific.Binaries { // Ubuntu: the binary packages nodes have installed
 			f := Fix{Ecosystem: eco, Package: b.Name, Fixed: b.Version}
-			if err := f.validate(); err != nil {
+			err := f.validate()
+			if b.Name == "" || b.Version == "" {
+				err = errors.New("binary_name and binary_version are required")
+			}
+			if err != nil {
 				return a, fmt.Errorf("%s: %w", join(p, fmt.Sprintf("ecosystem_specific.binaries[%d]", j)), err)
 			}
 			fixes = append(fixes, f)

@@ -63,7 +63,7 @@ type AdvisoryImportResult struct {
 	Added      int    `json:"added"`
 	Updated    int    `json:"updated"`
 	Unchanged  int    `json:"unchanged"`
-	Older      int    `json:"older"` // the catalog holds a newer version
+	Older      int    `json:"older"`  // the catalog holds a newer version
 	SHA256     string `json:"sha256"` // of the documents' contents, in order
 }
 
