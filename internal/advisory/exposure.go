@@ -256,3 +256,87 @@ func sortedKeys(m map[string]string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Catalog indexes advisories by ecosystem and package, so that a
+// node's exposure to a whole catalog costs a look-up per installed
+// package, not a check per advisory. Immutable; safe for concurrent use.
+type Catalog struct {
+	byPkg map[string]map[string][]*Advisory // ecosystem -> package -> advisories
+	byOS  map[string][]*Advisory            // ecosystem -> advisories fixed by an OS update (Windows, macOS)
+}
+
+// NewCatalog indexes advs (kept by reference: do not change them).
+func NewCatalog(advs []Advisory) *Catalog {
+	c := &Catalog{byPkg: map[string]map[string][]*Advisory{}, byOS: map[string][]*Advisory{}}
+	for i := range advs {
+		a := &advs[i]
+		for _, f := range a.Affected {
+			if f.Package == "" {
+				if l := c.byOS[f.Ecosystem]; len(l) == 0 || l[len(l)-1] != a {
+					c.byOS[f.Ecosystem] = append(l, a)
+				}
+				continue
+			}
+			m := c.byPkg[f.Ecosystem]
+			if m == nil {
+				m = map[string][]*Advisory{}
+				c.byPkg[f.Ecosystem] = m
+			}
+			if l := m[f.Package]; len(l) == 0 || l[len(l)-1] != a {
+				m[f.Package] = append(l, a)
+			}
+		}
+	}
+	return c
+}
+
+// Node returns the node's findings for every advisory of the catalog
+// that concerns it and is not NotAffected, worst first then by
+// advisory ID; a single Unknown finding (Advisory "") when its facts
+// say too little to judge any.
+func (c *Catalog) Node(n *fleet.Node) []Finding {
+	ecos := NodeEcosystems(n.Facts)
+	kind, _ := KindOf(n.Facts.OS.Family)
+	if ecos == nil || (n.Facts.Packages == nil && kind != pkgversion.Windows && kind != pkgversion.MacOS) {
+		return []Finding{{Node: n.ID, Status: Unknown, Reason: "the facts name no OS release or no packages drover can judge"}}
+	}
+	seen := map[*Advisory]bool{}
+	var cands []*Advisory
+	add := func(l []*Advisory) {
+		for _, a := range l {
+			if !seen[a] {
+				seen[a] = true
+				cands = append(cands, a)
+			}
+		}
+	}
+	for _, eco := range ecos {
+		add(c.byOS[eco])
+		m := c.byPkg[eco]
+		if m == nil {
+			continue
+		}
+		kernel := false
+		for p := range n.Facts.Packages {
+			add(m[p])
+			kernel = kernel || isKernelPackage(p)
+		}
+		if kernel {
+			add(m["linux"])
+			add(m["kernel"])
+		}
+	}
+	var out []Finding
+	for _, a := range cands {
+		if f := Exposure(a, n); f.Status != NotAffected {
+			out = append(out, f)
+		}
+	}
+	slices.SortFunc(out, func(x, y Finding) int {
+		if d := StatusRank(x.Status) - StatusRank(y.Status); d != 0 {
+			return d
+		}
+		return strings.Compare(x.Advisory, y.Advisory)
+	})
+	return out
+}

@@ -106,3 +106,57 @@ func (c *Client) GetAdvisory(ctx context.Context, id string) (Advisory, error) {
 	err := c.do(ctx, "GET", "/v1/advisories/"+url.PathEscape(id), 0, nil, &out)
 	return out, err
 }
+
+// ExposureReport is GET /v1/exposure: each node the selector chooses
+// with its exposure to one advisory (advisory=ID) or to the whole
+// catalog. Counts counts the nodes by status.
+type ExposureReport struct {
+	Advisory string         `json:"advisory,omitempty"`
+	Counts   map[string]int `json:"counts"`
+	Nodes    []NodeExposure `json:"nodes"`
+}
+
+// NodeExposure is one node's status: affected, fixed-not-running,
+// live-patched, not-affected or unknown. Against the whole catalog,
+// Status is the worst of Advisories (those not not-affected).
+type NodeExposure struct {
+	Node       string             `json:"node"`
+	Status     string             `json:"status"`
+	Reason     string             `json:"reason,omitempty"`
+	Packages   []ExposedPackage   `json:"packages,omitempty"`
+	Advisories []AdvisoryExposure `json:"advisories,omitempty"`
+}
+
+// ExposedPackage is an installed package against its fix.
+type ExposedPackage struct {
+	Package   string `json:"package"`
+	Installed string `json:"installed"`
+	Fixed     string `json:"fixed,omitempty"`
+}
+
+// AdvisoryExposure is a node's status for one advisory.
+type AdvisoryExposure struct {
+	Advisory string `json:"advisory"`
+	Severity string `json:"severity"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason"`
+}
+
+// Exposure reports exposure; advisory "" means the whole catalog,
+// selector "" every node.
+func (c *Client) Exposure(ctx context.Context, advisory, selector string) (ExposureReport, error) {
+	q := url.Values{}
+	if advisory != "" {
+		q.Set("advisory", advisory)
+	}
+	if selector != "" {
+		q.Set("selector", selector)
+	}
+	path := "/v1/exposure"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out ExposureReport
+	err := c.do(ctx, "GET", path, 0, nil, &out)
+	return out, err
+}

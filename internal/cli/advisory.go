@@ -284,3 +284,60 @@ func clipText(s string, n int) string {
 	}
 	return string(r[:n-3]) + "..."
 }
+
+func newExposureCmd(e *env) *cobra.Command {
+	var r remote
+	var adv, selector string
+	cmd := &cobra.Command{Use: "exposure [--advisory ID] [--selector CEL]",
+		Short: "Show each node's exposure to an advisory, or to the whole catalog",
+		Long: `Judge from the nodes' facts whether each is exposed: affected (a package
+older than the fix, or no fix yet), fixed-not-running (the fix installed
+but a reboot or restart away), live-patched (only the kernel is
+vulnerable and a live patch the advisory names is loaded), not-affected,
+or unknown (the facts do not say). With --advisory (an ID or an alias
+such as a CVE), one advisory; without, every advisory of the catalog,
+each node with the worst status and the advisories behind it.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			rep, err := c.Exposure(cmd.Context(), adv, selector)
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, rep, func(w io.Writer) {
+				if rep.Advisory != "" {
+					fmt.Fprintln(w, "NODE\tSTATUS\tREASON")
+					for _, n := range rep.Nodes {
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n.Node, n.Status, dash(n.Reason))
+					}
+				} else {
+					fmt.Fprintln(w, "NODE\tSTATUS\tADVISORIES")
+					for _, n := range rep.Nodes {
+						var ids []string
+						for _, a := range n.Advisories {
+							ids = append(ids, a.Advisory+"("+a.Status+")")
+						}
+						what := strings.Join(ids, " ")
+						if what == "" {
+							what = n.Reason
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n.Node, n.Status, dash(clipText(what, 120)))
+					}
+				}
+				var counts []string
+				for _, s := range []string{"affected", "fixed-not-running", "live-patched", "not-affected", "unknown"} {
+					if rep.Counts[s] > 0 {
+						counts = append(counts, fmt.Sprintf("%d %s", rep.Counts[s], s))
+					}
+				}
+				fmt.Fprintf(w, "%d nodes: %s\n", len(rep.Nodes), dash(strings.Join(counts, ", ")))
+			})
+		}}
+	cmd.Flags().StringVar(&adv, "advisory", "", "an advisory ID or alias (default: the whole catalog)")
+	cmd.Flags().StringVar(&selector, "selector", "", "CEL selector of the nodes (default every node)")
+	r.flags(cmd, e, true)
+	return cmd
+}

@@ -26,6 +26,7 @@ func (s *Server) advisoryRoutes(mux *http.ServeMux) {
 	s.route(mux, "POST /v1/advisories", RoleOperator, s.importAdvisories)
 	s.route(mux, "GET /v1/advisories", RoleViewer, s.listAdvisories)
 	s.route(mux, "GET /v1/advisories/{id}", RoleViewer, s.getAdvisory)
+	s.route(mux, "GET /v1/exposure", RoleViewer, s.exposure)
 }
 
 func (s *Server) advisoryStore() (store.Advisories, error) {

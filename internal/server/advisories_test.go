@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/store"
 )
 
 func advisoryFixture(t *testing.T, name string) []byte {
@@ -98,5 +103,63 @@ func TestAdvisoryAPI(t *testing.T) {
 	}
 	if st, _, _ := call(t, h, "GET", "/v1/advisories/CVE-1999-0001", vera, nil); st != 404 {
 		t.Fatalf("unknown: %d", st)
+	}
+}
+
+// TestExposureAPI: per advisory and across the catalog, with a
+// selector, from the nodes' stored facts.
+func TestExposureAPI(t *testing.T) {
+	s := newTestServer(t)
+	h := s.Handler()
+	now := time.Now()
+	for _, n := range []store.NodeRecord{
+		{ID: "deb-old", Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Packages: map[string]string{"openssl": "3.0.11-1~deb12u1"}}, Labels: map[string]string{"zone": "a"}},
+		{ID: "deb-new", Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Packages: map[string]string{"openssl": "3.0.15-1~deb12u1"}}, Labels: map[string]string{"zone": "b"}},
+		{ID: "rhel-old", Facts: fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Packages: map[string]string{"openssl": "1:3.0.7-24.el9"}}, Labels: map[string]string{"zone": "a"}},
+		{ID: "win-kb", Facts: fleet.Facts{OS: fleet.OS{Family: "windows", Version: "10.0.20348"}, Packages: map[string]string{"KB5030216": "installed"}, RebootRequired: true}, Labels: map[string]string{"zone": "a"}},
+		{ID: "mystery", Labels: map[string]string{"zone": "a"}},
+	} {
+		n.RegisteredAt, n.LastSeen, n.LeaseUntil = now, now, now.Add(time.Hour)
+		if _, err := s.st.UpsertNode(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := api.AdvisoryImportRequest{Documents: []api.AdvisoryDocument{
+		{Name: "dsa.json", Content: advisoryFixture(t, "osv-dsa-5532-1.json")},
+		{Name: "rhsa.json", Content: advisoryFixture(t, "csaf-rhsa-2024_2447.json")},
+		{Name: "ms.json", Content: advisoryFixture(t, "csaf-msrc-cve-2023-38148.json")},
+	}}
+	if st, ae, _ := call(t, h, "POST", "/v1/advisories", alice, req); st != 200 {
+		t.Fatalf("import: %d %v", st, ae)
+	}
+	status := func(rep api.ExposureReport) string {
+		var out []string
+		for _, n := range rep.Nodes {
+			out = append(out, n.Node+"="+n.Status)
+		}
+		return strings.Join(out, " ")
+	}
+	st, ae, body := call(t, h, "GET", "/v1/exposure?advisory=CVE-2023-5363", vera, nil)
+	rep := decodeJSON[api.ExposureReport](t, body)
+	if st != 200 || rep.Advisory != "DSA-5532-1" ||
+		status(rep) != "deb-new=not-affected deb-old=affected mystery=unknown rhel-old=not-affected win-kb=not-affected" {
+		t.Fatalf("one advisory: %d %v %s", st, ae, status(rep))
+	}
+	if rep.Nodes[1].Packages[0].Fixed != "3.0.11-1~deb12u2" || rep.Counts["affected"] != 1 {
+		t.Fatalf("deb-old: %+v counts %v", rep.Nodes[1], rep.Counts)
+	}
+	_, _, body = call(t, h, "GET", "/v1/exposure?selector="+url.QueryEscape(`node.labels.zone == "a"`), vera, nil)
+	rep = decodeJSON[api.ExposureReport](t, body)
+	if status(rep) != "deb-old=affected mystery=unknown rhel-old=affected win-kb=fixed-not-running" {
+		t.Fatalf("catalog, zone a: %s", status(rep))
+	}
+	if a := rep.Nodes[2].Advisories; len(a) != 1 || a[0].Advisory != "RHSA-2024:2447" || a[0].Severity != "low" {
+		t.Fatalf("rhel-old advisories %+v", a)
+	}
+	if st, _, _ := call(t, h, "GET", "/v1/exposure?advisory=NOPE-1", vera, nil); st != 404 {
+		t.Fatalf("unknown advisory: %d", st)
+	}
+	if st, _, _ := call(t, h, "GET", "/v1/exposure?selector=node.nope", vera, nil); st != 400 {
+		t.Fatalf("bad selector: %d", st)
 	}
 }
