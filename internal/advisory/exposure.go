@@ -92,7 +92,11 @@ func NodeEcosystems(f fleet.Facts) []string {
 
 // Exposure judges one node's exposure to a from the node's facts.
 func Exposure(a *Advisory, n *fleet.Node) Finding {
-	ecos := NodeEcosystems(n.Facts)
+	return exposure(a, n, NodeEcosystems(n.Facts))
+}
+
+// exposure is Exposure with the node's ecosystems computed once.
+func exposure(a *Advisory, n *fleet.Node, ecos []string) Finding {
 	f := Finding{Node: n.ID, Advisory: a.ID}
 	if ecos == nil {
 		f.Status, f.Reason = Unknown, fmt.Sprintf("no OS family and version drover knows in the facts (%q %q)", n.Facts.OS.Family, n.Facts.OS.Version)
@@ -263,13 +267,15 @@ func sortedKeys(m map[string]string) []string {
 type Catalog struct {
 	byPkg map[string]map[string][]*Advisory // ecosystem -> package -> advisories
 	byOS  map[string][]*Advisory            // ecosystem -> advisories fixed by an OS update (Windows, macOS)
+	index map[*Advisory]int                 // position in the catalog, for a per-node seen set
 }
 
 // NewCatalog indexes advs (kept by reference: do not change them).
 func NewCatalog(advs []Advisory) *Catalog {
-	c := &Catalog{byPkg: map[string]map[string][]*Advisory{}, byOS: map[string][]*Advisory{}}
+	c := &Catalog{byPkg: map[string]map[string][]*Advisory{}, byOS: map[string][]*Advisory{}, index: make(map[*Advisory]int, len(advs))}
 	for i := range advs {
 		a := &advs[i]
+		c.index[a] = i
 		for _, f := range a.Affected {
 			if f.Package == "" {
 				if l := c.byOS[f.Ecosystem]; len(l) == 0 || l[len(l)-1] != a {
@@ -300,12 +306,12 @@ func (c *Catalog) Node(n *fleet.Node) []Finding {
 	if ecos == nil || (n.Facts.Packages == nil && kind != pkgversion.Windows && kind != pkgversion.MacOS) {
 		return []Finding{{Node: n.ID, Status: Unknown, Reason: "the facts name no OS release or no packages drover can judge"}}
 	}
-	seen := map[*Advisory]bool{}
+	seen := make([]bool, len(c.index))
 	var cands []*Advisory
 	add := func(l []*Advisory) {
 		for _, a := range l {
-			if !seen[a] {
-				seen[a] = true
+			if i := c.index[a]; !seen[i] {
+				seen[i] = true
 				cands = append(cands, a)
 			}
 		}
@@ -328,7 +334,10 @@ func (c *Catalog) Node(n *fleet.Node) []Finding {
 	}
 	var out []Finding
 	for _, a := range cands {
-		if f := Exposure(a, n); f.Status != NotAffected {
+		if plainlyFixed(a, n, ecos, kind) {
+			continue
+		}
+		if f := exposure(a, n, ecos); f.Status != NotAffected {
 			out = append(out, f)
 		}
 	}
@@ -339,4 +348,26 @@ func (c *Catalog) Node(n *fleet.Node) []Finding {
 		return strings.Compare(x.Advisory, y.Advisory)
 	})
 	return out
+}
+
+// plainlyFixed is Exposure's NotAffected for the common case, without
+// allocating: every package of the node's releases that the advisory
+// fixes is installed at the fixed version or newer, none is a kernel,
+// and no reboot is pending for it. False means "ask Exposure".
+func plainlyFixed(a *Advisory, n *fleet.Node, ecos []string, kind pkgversion.Kind) bool {
+	if a.RebootRequired && n.Facts.RebootRequired {
+		return false
+	}
+	for _, x := range a.Affected {
+		if !slices.Contains(ecos, x.Ecosystem) {
+			continue
+		}
+		if x.Package == "" || x.Fixed == "" || isKernelPackage(x.Package) {
+			return false
+		}
+		if v, ok := n.Facts.Packages[x.Package]; ok && pkgversion.Compare(kind, v, x.Fixed) < 0 {
+			return false
+		}
+	}
+	return true
 }
