@@ -362,6 +362,23 @@ func plainlyFixed(a *Advisory, n *fleet.Node, ecos []string, kind pkgversion.Kin
 		if !slices.Contains(ecos, x.Ecosystem) {
 			continue
 		}
+		if x.Package == "" && x.Fixed != "" { // an OS update
+			switch kind {
+			case pkgversion.MacOS:
+				if pkgversion.Dotted(n.Facts.OS.Version, x.Fixed) < 0 {
+					return false
+				}
+			case pkgversion.Windows:
+				kb := x.KB != "" && n.Facts.Packages[x.KB] != "" && !n.Facts.RebootRequired
+				build := strings.Count(n.Facts.OS.Version, ".") == 3 && pkgversion.Dotted(n.Facts.OS.Version, x.Fixed) >= 0
+				if !kb && !build {
+					return false
+				}
+			default:
+				return false
+			}
+			continue
+		}
 		if x.Package == "" || x.Fixed == "" || isKernelPackage(x.Package) {
 			return false
 		}
