@@ -125,7 +125,14 @@ type NodeExposure struct {
 	Reason     string             `json:"reason,omitempty"`
 	Packages   []ExposedPackage   `json:"packages,omitempty"`
 	Advisories []AdvisoryExposure `json:"advisories,omitempty"`
+	// More counts the advisories left out of Advisories (at most
+	// MaxNodeAdvisories are listed, worst first).
+	More int `json:"more,omitempty"`
 }
+
+// MaxNodeAdvisories bounds the advisories listed per node in an
+// exposure report against the whole catalog.
+const MaxNodeAdvisories = 100
 
 // ExposedPackage is an installed package against its fix.
 type ExposedPackage struct {

@@ -320,6 +320,9 @@ each node with the worst status and the advisories behind it.`,
 						for _, a := range n.Advisories {
 							ids = append(ids, a.Advisory+"("+a.Status+")")
 						}
+						if n.More > 0 {
+							ids = append(ids, fmt.Sprintf("+%d more", n.More))
+						}
 						what := strings.Join(ids, " ")
 						if what == "" {
 							what = n.Reason

@@ -88,6 +88,10 @@ func (s *Server) exposure(w http.ResponseWriter, r *http.Request, _ identity) er
 						ne.Reason = f.Reason
 						continue
 					}
+					if len(ne.Advisories) == api.MaxNodeAdvisories {
+						ne.More++
+						continue
+					}
 					ne.Advisories = append(ne.Advisories, api.AdvisoryExposure{Advisory: f.Advisory, Severity: severity[f.Advisory], Status: string(f.Status), Reason: f.Reason})
 				}
 			}
