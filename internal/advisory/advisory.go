@@ -74,9 +74,10 @@ type Advisory struct {
 
 // Fix says which version fixes Package on Ecosystem.
 type Fix struct {
-	// Ecosystem is FAMILY:RELEASE with drover's family names: debian:12,
-	// ubuntu:22.04, rhel:9, almalinux:9, rocky:9, sles:15.5,
-	// opensuse-leap:15.5, windows:10.0.20348 (the build), macos:14.
+	// Ecosystem is FAMILY:RELEASE with the OS families of node facts:
+	// debian:12, ubuntu:22.04, rhel:9 (and the rebuilds almalinux:9,
+	// rocky:9), suse:15.5 (SLES and openSUSE Leap), windows:10.0.20348
+	// (the build without its update revision), macos:14 (the major).
 	Ecosystem string `json:"ecosystem"`
 	// Package is the package name (binary or source as the vendor
 	// names it); empty for an OS update (Windows, macOS).
@@ -162,7 +163,7 @@ func (f Fix) validate() error {
 	fam, rel, ok := strings.Cut(f.Ecosystem, ":")
 	kind, known := families[fam]
 	if !ok || !known || !releaseRe.MatchString(rel) || len(rel) > 64 {
-		return fmt.Errorf("ecosystem %q: want FAMILY:RELEASE with a family drover knows (debian:12, ubuntu:22.04, rhel:9, sles:15.5, windows:10.0.20348, macos:14)", clip(f.Ecosystem))
+		return fmt.Errorf("ecosystem %q: want FAMILY:RELEASE with a family drover knows (debian:12, ubuntu:22.04, rhel:9, suse:15.5, windows:10.0.20348, macos:14)", clip(f.Ecosystem))
 	}
 	if len(f.Package) > 256 || strings.ContainsAny(f.Package, " \t\r\n") {
 		return fmt.Errorf("package %q: at most 256 bytes, no spaces", clip(f.Package))
