@@ -95,19 +95,50 @@ func (s *sqlStore) ImportAdvisories(ctx context.Context, advs []advisory.Advisor
 	var res AdvisoryImportResult
 	err := s.write(ctx, func(t *tx) error {
 		res = AdvisoryImportResult{}
+		type stored struct {
+			modified int64
+			hash     string
+		}
+		// What the catalog holds of these IDs, read in chunks.
+		have := make(map[string]stored, len(rows))
+		for i := 0; i < len(rows); i += 500 {
+			chunk := rows[i:min(i+500, len(rows))]
+			args := make([]any, len(chunk))
+			for j, r := range chunk {
+				args[j] = r.a.ID
+			}
+			q := "SELECT id, modified, hash FROM advisories WHERE id IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
+			rs, err := t.query(q, args...)
+			if err != nil {
+				return fmt.Errorf("read advisories: %w", err)
+			}
+			for rs.Next() {
+				var id string
+				var st stored
+				if err := rs.Scan(&id, &st.modified, &st.hash); err != nil {
+					rs.Close()
+					return fmt.Errorf("read advisories: %w", err)
+				}
+				have[id] = st
+			}
+			if err := rs.Close(); err != nil {
+				return fmt.Errorf("read advisories: %w", err)
+			}
+			if err := rs.Err(); err != nil {
+				return fmt.Errorf("read advisories: %w", err)
+			}
+		}
 		for _, r := range rows {
-			var modified int64
-			var hash string
-			err := t.queryRow("SELECT modified, hash FROM advisories WHERE id = ?", r.a.ID).Scan(&modified, &hash)
+			old, found := have[r.a.ID]
+			modified, hash := old.modified, old.hash
 			switch {
-			case isNoRows(err):
+			case !found:
 				if _, err := t.exec("INSERT INTO advisories (id, modified, published, severity, hash, doc, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 					r.a.ID, nanos(r.a.Modified), nanos(r.a.Published), r.a.Severity, r.hash, r.doc, nanos(now)); err != nil {
 					return fmt.Errorf("insert advisory %s: %w", r.a.ID, err)
 				}
 				res.Added++
-			case err != nil:
-				return fmt.Errorf("read advisory %s: %w", r.a.ID, err)
+				have[r.a.ID] = stored{nanos(r.a.Modified), r.hash} // a later duplicate in this import sees it
 			case hash == r.hash:
 				res.Unchanged++
 				continue
@@ -123,6 +154,7 @@ func (s *sqlStore) ImportAdvisories(ctx context.Context, advs []advisory.Advisor
 					return fmt.Errorf("update advisory %s: %w", r.a.ID, err)
 				}
 				res.Updated++
+				have[r.a.ID] = stored{nanos(r.a.Modified), r.hash}
 			}
 			if err := t.insertAdvisoryKeys(r.a); err != nil {
 				return err
@@ -138,30 +170,34 @@ func (s *sqlStore) ImportAdvisories(ctx context.Context, advs []advisory.Advisor
 	return res, err
 }
 
+// insertAdvisoryKeys indexes a's aliases, ecosystems and families,
+// in statements of at most 100 rows.
 func (t *tx) insertAdvisoryKeys(a *advisory.Advisory) error {
 	seen := map[[2]string]bool{}
-	add := func(kind, key string) error {
+	var keys [][2]string
+	add := func(kind, key string) {
 		k := [2]string{kind, key}
-		if seen[k] {
-			return nil
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
 		}
-		seen[k] = true
-		if _, err := t.exec("INSERT INTO advisory_keys (kind, key, advisory_id) VALUES (?, ?, ?)", kind, key, a.ID); err != nil {
-			return fmt.Errorf("index advisory %s: %w", a.ID, err)
-		}
-		return nil
 	}
 	for _, al := range a.Aliases {
-		if err := add("alias", strings.ToUpper(al)); err != nil {
-			return err
-		}
+		add("alias", strings.ToUpper(al))
 	}
 	for _, f := range a.Affected {
-		if err := add("ecosystem", f.Ecosystem); err != nil {
-			return err
+		add("ecosystem", f.Ecosystem)
+		add("family", f.Family())
+	}
+	for i := 0; i < len(keys); i += 100 {
+		chunk := keys[i:min(i+100, len(keys))]
+		args := make([]any, 0, 3*len(chunk))
+		for _, k := range chunk {
+			args = append(args, k[0], k[1], a.ID)
 		}
-		if err := add("family", f.Family()); err != nil {
-			return err
+		q := "INSERT INTO advisory_keys (kind, key, advisory_id) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", len(chunk)-1)
+		if _, err := t.exec(q, args...); err != nil {
+			return fmt.Errorf("index advisory %s: %w", a.ID, err)
 		}
 	}
 	return nil

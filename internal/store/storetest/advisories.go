@@ -103,6 +103,18 @@ func testAdvisoryImport(t *testing.T, s Backend) {
 	if _, err := c.GetAdvisory(ctx, "CVE-1999-0001"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown: %v", err)
 	}
+	// One ID twice in one import: the second is judged against the first.
+	first, second := sampleAdvisories()[0], sampleAdvisories()[0]
+	first.ID, second.ID = "DSA-9999-1", "DSA-9999-1"
+	second.Modified = first.Modified.Add(time.Hour)
+	second.Summary = "revised"
+	res = get(c.ImportAdvisories(ctx, []advisory.Advisory{first, second, first}, meta))(t)
+	if res != (store.AdvisoryImportResult{Added: 1, Updated: 1, Older: 1}) {
+		t.Fatalf("duplicates in one import: %+v", res)
+	}
+	if a := get(c.GetAdvisory(ctx, "DSA-9999-1"))(t); a.Summary != "revised" {
+		t.Fatalf("duplicate: %+v", a)
+	}
 }
 
 // testAdvisoryImportAtomic: one invalid advisory refuses the import;
