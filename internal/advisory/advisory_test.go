@@ -224,3 +224,57 @@ func TestParseNEVRA(t *testing.T) {
 		}
 	}
 }
+
+// TestOSVEcosystems: the ecosystem names of the OSV databases drover
+// reads, as osv.dev lists them.
+func TestOSVEcosystems(t *testing.T) {
+	for in, want := range map[string]string{
+		"Debian:12":                             "debian:12",
+		"Ubuntu:22.04:LTS":                      "ubuntu:22.04",
+		"Ubuntu:Pro:16.04:LTS":                  "ubuntu:16.04",
+		"Ubuntu:24.10":                          "ubuntu:24.10",
+		"AlmaLinux:9":                           "almalinux:9",
+		"Rocky Linux:8":                         "rocky:8",
+		"Red Hat:enterprise_linux:9::appstream": "rhel:9",
+		"Red Hat:rhel_eus:9.2::baseos":          "rhel:9",
+		"SUSE:Linux Enterprise Server 15 SP5":   "suse:15.5",
+		"SUSE:Linux Enterprise Server 12":       "suse:12",
+		"openSUSE:Leap 15.5":                    "suse:15.5",
+		"PyPI":                                  "",
+		"npm":                                   "",
+	} {
+		got, ok, err := osvEcosystem(in)
+		if err != nil || got != want || ok != (want != "") {
+			t.Errorf("osvEcosystem(%q) = %q, %v, %v; want %q", in, got, ok, err, want)
+		}
+	}
+	for _, bad := range []string{"Debian", "Ubuntu:Pro", "AlmaLinux", "SUSE:Linux Enterprise"} {
+		if _, _, err := osvEcosystem(bad); err == nil {
+			t.Errorf("osvEcosystem(%q) accepted an OS without a release", bad)
+		}
+	}
+}
+
+// TestParseSUSECSAF: the SUSE layout (a platform with a CPE of
+// sles:15:sp5, a package with a pkg:rpm/suse purl). The document is
+// made up in SUSE's shape (ID and CVE choice included); the openssl-3
+// version is the one drover's generated SLES 15 SP5 nodes carry.
+func TestParseSUSECSAF(t *testing.T) {
+	doc := `{"document": {"csaf_version": "2.0", "category": "csaf_security_advisory", "title": "Security update for openssl-3",
+	  "aggregate_severity": {"text": "moderate"},
+	  "tracking": {"id": "SUSE-SU-TEST:0001-1", "initial_release_date": "2024-06-01T00:00:00Z", "current_release_date": "2024-06-02T00:00:00Z"}},
+	 "product_tree": {"branches": [{"category": "vendor", "name": "SUSE", "branches": [
+	   {"category": "product_name", "name": "SUSE Linux Enterprise Server 15 SP5", "product": {"name": "SUSE Linux Enterprise Server 15 SP5", "product_id": "SUSE Linux Enterprise Server 15 SP5", "product_identification_helper": {"cpe": "cpe:/o:suse:sles:15:sp5"}}},
+	   {"category": "product_version", "name": "openssl-3-3.0.8-150500.5.45.1", "product": {"name": "openssl-3-3.0.8-150500.5.45.1", "product_id": "openssl-3-3.0.8-150500.5.45.1", "product_identification_helper": {"purl": "pkg:rpm/suse/openssl-3@3.0.8-150500.5.45.1?arch=x86_64&distro=sles-15.5"}}}]}],
+	  "relationships": [{"category": "default_component_of", "full_product_name": {"name": "openssl-3 on SLES 15 SP5", "product_id": "SUSE Linux Enterprise Server 15 SP5:openssl-3-3.0.8-150500.5.45.1"},
+	    "product_reference": "openssl-3-3.0.8-150500.5.45.1", "relates_to_product_reference": "SUSE Linux Enterprise Server 15 SP5"}]},
+	 "vulnerabilities": [{"cve": "CVE-2024-4741", "product_status": {"recommended": ["SUSE Linux Enterprise Server 15 SP5:openssl-3-3.0.8-150500.5.45.1"], "fixed": ["SUSE Linux Enterprise Server 15 SP5:openssl-3-3.0.8-150500.5.45.1"]}}]}`
+	as, err := Parse("suse.json", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := as[0]
+	if a.Severity != SeverityMedium || fixes(a) != "suse:15.5 openssl-3 3.0.8-150500.5.45.1 \n" || a.Aliases[0] != "CVE-2024-4741" {
+		t.Fatalf("%+v", a)
+	}
+}
