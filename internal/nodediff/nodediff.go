@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/pkgversion"
 )
 
 // Tier orders the dimensions of a diff.
@@ -243,7 +244,7 @@ func comparePackages(f, h *Node) []Difference {
 // direction says how version a compares with b: "newer", "older" or
 // "equal in order but spelt differently".
 func direction(a, b string) string {
-	switch c := CompareVersions(a, b); {
+	switch c := pkgversion.Debian(a, b); {
 	case c > 0:
 		return "newer"
 	case c < 0:

@@ -6,39 +6,12 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/pkgversion"
 )
 
 func node(id, fam, ver, class, zone string, pkgs map[string]string) *Node {
 	return &Node{ID: id, Facts: fleet.Facts{OS: fleet.OS{Family: fam, Version: ver}, Kernel: "6.1.0-26-amd64", Arch: "amd64",
 		Hardware: fleet.Hardware{Class: class}, Packages: pkgs}, Labels: map[string]string{"zone": zone}}
-}
-
-func TestCompareVersions(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		want int
-	}{
-		{"3.0.16", "3.0.14", 1},
-		{"3.0.14", "3.0.16", -1},
-		{"3.0.2-0ubuntu1.12", "3.0.2-0ubuntu1.10", 1},
-		{"1.10", "1.9", 1},
-		{"1.0~rc1", "1.0", -1},
-		{"1.0", "1.0~rc1", 1},
-		{"1:1.0", "2.0", 1},
-		{"0:1.0", "1.0", 0},
-		{"1.0a", "1.0+", -1},
-		{"1.01", "1.1", 0},
-		{"", "", 0},
-		{"", "1", -1},
-		{"6.5.0-21-generic", "6.5.0-9-generic", 1},
-	} {
-		if got := CompareVersions(c.a, c.b); got != c.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
-		}
-		if got := CompareVersions(c.b, c.a); got != -c.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d (antisymmetry)", c.b, c.a, got, -c.want)
-		}
-	}
 }
 
 // lines renders sections one difference a line: tier dimension key failing|healthy.
@@ -298,7 +271,7 @@ func FuzzChangesOf(f *testing.F) {
 				if c.Name == "" {
 					t.Fatalf("a change without a name: %+v", ch)
 				}
-				_ = CompareVersions(c.From, c.To)
+				_ = pkgversion.Debian(c.From, c.To)
 			}
 		}
 		f := node("f", "debian", "12", "gen1", "a", nil)
@@ -307,15 +280,6 @@ func FuzzChangesOf(f *testing.F) {
 			if len(s.Differences) > 3 {
 				t.Fatalf("section %s has %d differences", s.Dimension, len(s.Differences))
 			}
-		}
-	})
-}
-
-func FuzzCompareVersions(f *testing.F) {
-	f.Add("1:2.0~rc1-3", "2.0-3")
-	f.Fuzz(func(t *testing.T, a, b string) {
-		if x, y := CompareVersions(a, b), CompareVersions(b, a); x != -y {
-			t.Fatalf("CompareVersions(%q, %q) = %d but reversed %d", a, b, x, y)
 		}
 	})
 }

@@ -30,7 +30,8 @@ func TestOpenAPI(t *testing.T) {
 		api.AuditCheckpoint{}, api.AuditTreeProof{}, api.AuditRecordProof{}, api.AuditKey{}, api.EnrollRequest{},
 		api.RenewRequest{}, api.CertificateResponse{}, api.APIToken{}, api.APITokenList{}, api.Session{}, api.LineRequest{}, api.LineStatus{},
 		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{},
-		api.InventoryImportRequest{}, api.InventoryDiff{}, api.InventoryStatus{}, api.EnrollTokensRequest{}, api.EnrollTokens{}} {
+		api.InventoryImportRequest{}, api.InventoryDiff{}, api.InventoryStatus{}, api.EnrollTokensRequest{}, api.EnrollTokens{},
+		api.Advisory{}, api.AdvisoryList{}, api.AdvisoryImportRequest{}, api.AdvisoryImportResult{}, api.ExposureReport{}} {
 		ty := reflect.TypeOf(v)
 		schemas[ty.Name()] = jsonSchema(ty, 0)
 	}

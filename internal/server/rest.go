@@ -202,6 +202,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.securityRoutes(mux)
 	s.fleetRoutes(mux)
 	s.inventoryRoutes(mux)
+	s.advisoryRoutes(mux)
 	s.handle(mux, "GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)

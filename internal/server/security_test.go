@@ -352,6 +352,10 @@ var routeRoles = map[string]Role{
 	"GET /v1/freezes":                    RoleViewer,
 	"GET /v1/freezes/{name}":             RoleViewer,
 	"POST /v1/freezes":                   RoleOperator,
+	"POST /v1/advisories":                RoleOperator,
+	"GET /v1/advisories":                 RoleViewer,
+	"GET /v1/advisories/{id}":            RoleViewer,
+	"GET /v1/exposure":                   RoleViewer,
 	"PUT /v1/freezes/{name}":             RoleAdmin,
 	"DELETE /v1/freezes/{name}":          RoleAdmin,
 

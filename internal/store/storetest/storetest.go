@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("AuditConcurrentServers", h(testAuditConcurrentServers))
 	runAuditTree(t, h)
 	runFleet(t, h)
+	runAdvisories(t, h)
 	t.Run("Leadership", h(testLeadership))
 	t.Run("SchemaTooNew", h(testSchemaTooNew))
 	t.Run("Cancelled", h(testCancelled))

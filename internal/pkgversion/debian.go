@@ -1,20 +1,36 @@
-package nodediff
+package pkgversion
 
 import "strings"
 
-// CompareVersions orders two package versions as dpkg does (and, close
-// enough for a diff, rpm): an optional numeric epoch before ':', then
-// the rest compared in runs of non-digits (letters before other
-// characters, '~' before anything, even the end) and of digits
-// (numerically). It returns -1, 0 or +1. Any strings compare; nothing
-// is rejected.
-func CompareVersions(a, b string) int {
+// Debian orders two package versions as dpkg does (dpkg's
+// verrevcmp): an optional numeric epoch before ':', then the rest
+// the upstream version, then the revision after the last '-' (an
+// absent revision orders like "0", as in dpkg), each compared in runs of non-digits (letters
+// before other characters, '~' before anything, even the end) and of
+// digits (numerically). It returns -1, 0 or +1. Any strings compare;
+// nothing is rejected.
+//
+// Upstream and revision are compared apart, not as one string:
+// 1.2.3+dfsg-1 is newer than 1.2.3-1 although '+' sorts before '-'.
+func Debian(a, b string) int {
 	ea, ra := epoch(a)
 	eb, rb := epoch(b)
 	if c := compareDigits(ea, eb); c != 0 {
 		return c
 	}
-	return compareRest(ra, rb)
+	ua, va := revision(ra)
+	ub, vb := revision(rb)
+	if c := compareRest(ua, ub); c != 0 {
+		return c
+	}
+	return compareRest(va, vb)
+}
+
+func revision(v string) (upstream, rev string) {
+	if i := strings.LastIndexByte(v, '-'); i >= 0 {
+		return v[:i], v[i+1:]
+	}
+	return v, ""
 }
 
 func epoch(v string) (string, string) {
