@@ -507,6 +507,12 @@ func (sc *scheduler) commit(rc *rolloutCache, in *engine.Input, d engine.Decisio
 		c.Audit = append(c.Audit, audit(now, "scheduler", "wave.state", "rollout/"+in.RolloutID+"/wave/"+t.Wave, in.RolloutID,
 			map[string]any{"from": t.From, "to": t.To, "reason": t.Reason}))
 	}
+	if d.Breach != "" {
+		// Its own entry, before the state change it causes: the
+		// budget.breached webhook event (store.WebhookEventOf).
+		c.Audit = append(c.Audit, audit(now, "scheduler", "budget.breach", "rollout/"+in.RolloutID, in.RolloutID,
+			map[string]any{"reason": d.Breach, "to": in.State, "scope": in.RollbackScope}))
+	}
 	if in.State != prevState || d.Reason != "" && len(d.Events) > 0 {
 		c.Audit = append(c.Audit, audit(now, "scheduler", "rollout.state", "rollout/"+in.RolloutID, in.RolloutID,
 			map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}))
