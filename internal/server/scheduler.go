@@ -97,6 +97,15 @@ func newScheduler(s *Server) *scheduler {
 
 func (sc *scheduler) leading() bool { return sc.isLeader.Load() }
 
+// leaderTerm returns the term this server leads in; false while it
+// does not lead.
+func (sc *scheduler) leaderTerm() (int64, bool) {
+	if !sc.isLeader.Load() {
+		return 0, false
+	}
+	return sc.term.Load(), true
+}
+
 // kick asks for a scheduling pass now.
 func (sc *scheduler) kick() {
 	select {

@@ -101,7 +101,7 @@ VALUES (?, ?, (SELECT COALESCE(MAX(stream_seq), 0) + 1 FROM webhook_outbox WHERE
 func (s *sqlStore) OpenWebhook(ctx context.Context, name string, now time.Time) error {
 	err := s.write(ctx, func(t *tx) error {
 		_, err := t.exec(`INSERT INTO webhook_subscriptions (name, start_after, created_at)
-SELECT ?, COALESCE(MAX(id), 0), ? FROM webhook_outbox ON CONFLICT (name) DO NOTHING`, name, nanos(now))
+SELECT ?, COALESCE(MAX(id), 0), ? FROM webhook_outbox WHERE true ON CONFLICT (name) DO NOTHING`, name, nanos(now))
 		return err
 	})
 	if err != nil {
