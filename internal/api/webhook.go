@@ -88,7 +88,8 @@ type Webhook struct {
 	// commit time of the oldest of them (null when none).
 	Pending       int        `json:"pending"`
 	OldestPending *time.Time `json:"oldestPending,omitempty"`
-	// LastError is the last failed attempt's error on this server ("" after a success).
+	// LastError is the error of this server's latest failed attempt,
+	// shown while events are pending ("" after a success, or when none).
 	LastError string `json:"lastError,omitempty"`
 	// Sent and Failed count this server's delivery attempts since it started.
 	Sent   int64 `json:"sent"`

@@ -355,7 +355,10 @@ func (d *Deliverer) Status(ctx context.Context) ([]api.Webhook, error) {
 		}
 		d.mu.Lock()
 		ss := d.status[s.Name]
-		w.Sent, w.Failed, w.LastError = ss.sent, ss.failed, ss.lastErr
+		w.Sent, w.Failed = ss.sent, ss.failed
+		if p.Events > 0 {
+			w.LastError = ss.lastErr // an attempt that failed after later ones succeeded is history once nothing waits
+		}
 		d.mu.Unlock()
 		out = append(out, w)
 	}

@@ -1,0 +1,348 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/webhook"
+)
+
+const hookSecret = "hook-secret-0123456789abcdef"
+
+// receiver is a real local HTTP webhook receiver that checks every
+// delivery's signature and can be taken down: answering 503, or with
+// its listener closed (connection refused), then brought back on the
+// same address.
+type receiver struct {
+	t    *testing.T
+	addr string
+
+	mu       sync.Mutex
+	srv      *http.Server
+	status   int              // answer while up; 503 to play down
+	first    []api.WebhookEvent // each event at its first arrival, in arrival order
+	seen     map[int64]bool
+	attempts int
+	failures []string // bad signatures, bad bodies
+	got      chan struct{}
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{t: t, status: http.StatusOK, seen: map[int64]bool{}, got: make(chan struct{}, 1)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr = ln.Addr().String()
+	r.serve(ln)
+	t.Cleanup(func() { r.down() })
+	return r
+}
+
+func (r *receiver) url() string { return "http://" + r.addr + "/hook" }
+
+func (r *receiver) serve(ln net.Listener) {
+	srv := &http.Server{Handler: http.HandlerFunc(r.handle)}
+	r.mu.Lock()
+	r.srv = srv
+	r.mu.Unlock()
+	go srv.Serve(ln)
+}
+
+// down closes the listener: connections are refused.
+func (r *receiver) down() {
+	r.mu.Lock()
+	srv := r.srv
+	r.srv = nil
+	r.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+// up listens again on the same address.
+func (r *receiver) up() {
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		r.t.Fatalf("listen again on %s: %v", r.addr, err)
+	}
+	r.serve(ln)
+}
+
+func (r *receiver) setStatus(code int) {
+	r.mu.Lock()
+	r.status = code
+	r.mu.Unlock()
+}
+
+func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts++
+	ts, err := strconv.ParseInt(req.Header.Get(webhook.HeaderTimestamp), 10, 64)
+	switch {
+	case err != nil || time.Since(time.Unix(ts, 0)).Abs() > 5*time.Minute:
+		r.failures = append(r.failures, "timestamp "+req.Header.Get(webhook.HeaderTimestamp))
+	case !webhook.Verify([]byte(hookSecret), ts, body, req.Header.Get(webhook.HeaderSignature)):
+		r.failures = append(r.failures, "bad signature "+req.Header.Get(webhook.HeaderSignature))
+	}
+	if r.status != http.StatusOK {
+		w.WriteHeader(r.status)
+		return
+	}
+	var ev api.WebhookEvent
+	if err := json.Unmarshal(body, &ev); err != nil || ev.ID == 0 || ev.Type == "" {
+		r.failures = append(r.failures, fmt.Sprintf("body %s: %v", body, err))
+	}
+	if req.Header.Get(webhook.HeaderDelivery) != strconv.FormatInt(ev.ID, 10) || req.Header.Get(webhook.HeaderEvent) != ev.Type {
+		r.failures = append(r.failures, "headers do not match the body")
+	}
+	if !r.seen[ev.ID] {
+		r.seen[ev.ID] = true
+		r.first = append(r.first, ev)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+}
+
+// events returns what arrived, first arrivals in order.
+func (r *receiver) events() ([]api.WebhookEvent, int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]api.WebhookEvent(nil), r.first...), r.attempts, append([]string(nil), r.failures...)
+}
+
+// waitFor waits until n distinct events arrived.
+func (r *receiver) waitFor(t *testing.T, n int, within time.Duration) []api.WebhookEvent {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		evs, attempts, _ := r.events()
+		if len(evs) >= n {
+			return evs
+		}
+		select {
+		case <-r.got:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%d of %d events arrived within %s (%d attempts)", len(evs), n, within, attempts)
+		}
+	}
+}
+
+// checkOrder checks that every stream's events arrived in sequence
+// order from 1 without a gap, and returns the types per stream.
+func checkOrder(t *testing.T, evs []api.WebhookEvent) map[string][]string {
+	t.Helper()
+	types := map[string][]string{}
+	for _, ev := range evs {
+		if want := int64(len(types[ev.Rollout]) + 1); ev.Sequence != want {
+			t.Fatalf("stream %q: event %d (%s) arrived with sequence %d, want %d (out of order or a gap)", ev.Rollout, ev.ID, ev.Type, ev.Sequence, want)
+		}
+		types[ev.Rollout] = append(types[ev.Rollout], ev.Type)
+	}
+	return types
+}
+
+// hookServer runs a server on the SQLite database in dir with one
+// webhook subscription to url (short backoff) until the returned stop
+// is called; stop waits for Run to return and closes the store.
+func hookServer(t *testing.T, dir, url string) (*Server, func()) {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.DataDir = dir
+	cfg.Tick = 50 * time.Millisecond
+	cfg.Webhooks = []webhook.Subscription{{Name: "ops", URL: url, Secret: hookSecret}}
+	cfg.WebhookRetry = webhook.Retry{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Poll: 20 * time.Millisecond, Timeout: time.Second}
+	st, err := store.Open(context.Background(), filepath.Join(dir, "drover.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Deps{Store: st})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- s.Run(ctx, func(string) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("server did not start: %v", err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			st.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return s, stop
+}
+
+// makeEvents commits webhook events through the API: per rollout
+// approval.requested, approval.given and rollout.ended; and pairs times
+// line.stopped then line.lifted. It returns the rollout IDs.
+func makeEvents(t *testing.T, s *Server, rollouts, pairs int) []string {
+	t.Helper()
+	h := s.Handler()
+	seedNodes(t, s, 3)
+	var ids []string
+	for range rollouts {
+		status, e, body := call(t, h, "POST", "/v1/rollouts", alice, api.CreateRolloutRequest{Plan: testPlan + "approvals:\n  start: 1\n"})
+		if status != 201 {
+			t.Fatalf("create: %d %v", status, e)
+		}
+		var ro api.Rollout
+		_ = json.Unmarshal(body, &ro)
+		ids = append(ids, ro.ID)
+		if status, e, _ := call(t, h, "POST", "/v1/rollouts/"+ro.ID+"/approve", bob, nil); status != 200 {
+			t.Fatalf("approve: %d %v", status, e)
+		}
+	}
+	for i := range pairs {
+		if status, e, _ := call(t, h, "POST", "/v1/line/stop", alice, api.LineRequest{Reason: fmt.Sprintf("incident %d", i)}); status != 200 {
+			t.Fatalf("stop the line: %d %v", status, e)
+		}
+		if status, e, _ := call(t, h, "POST", "/v1/line/lift", "root-token-0123456789a", api.LineRequest{Reason: "fixed"}); status != 200 {
+			t.Fatalf("lift the line: %d %v", status, e)
+		}
+	}
+	for _, id := range ids {
+		if status, e, _ := call(t, h, "POST", "/v1/rollouts/"+id+"/abort", alice, api.CommandRequest{Reason: "test over"}); status != 200 {
+			t.Fatalf("abort: %d %v", status, e)
+		}
+	}
+	return ids
+}
+
+// wantStreams checks the types each stream received.
+func wantStreams(t *testing.T, got map[string][]string, ids []string, pairs int) {
+	t.Helper()
+	for _, id := range ids {
+		want := []string{api.WebhookApprovalRequested, api.WebhookApprovalGiven, api.WebhookRolloutEnded}
+		if fmt.Sprint(got[id]) != fmt.Sprint(want) {
+			t.Errorf("rollout %s received %v, want %v", id, got[id], want)
+		}
+	}
+	var line []string
+	for range pairs {
+		line = append(line, api.WebhookLineStopped, api.WebhookLineLifted)
+	}
+	if fmt.Sprint(got[""]) != fmt.Sprint(line) {
+		t.Errorf("fleet-wide stream received %v, want %v", got[""], line)
+	}
+	if len(got) != len(ids)+1 {
+		t.Errorf("streams received: %v", got)
+	}
+}
+
+// TestWebhookReceiverDown: a receiver that answers 503, then refuses
+// connections, then comes back gets every event afterwards, signed, in
+// order per rollout, without a gap. The outage is seconds, not a minute:
+// the backoff is capped at 200ms here (the default cap is 5m).
+func TestWebhookReceiverDown(t *testing.T) {
+	r := newReceiver(t)
+	r.setStatus(http.StatusServiceUnavailable)
+	s, _ := hookServer(t, t.TempDir(), r.url())
+	ids := makeEvents(t, s, 2, 3)
+	const total = 2*3 + 3*2
+	waitAttempts := func(n int) {
+		deadline := time.Now().Add(10 * time.Second)
+		for _, a, _ := r.events(); a < n; _, a, _ = r.events() {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d delivery attempts while the receiver was down", a)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitAttempts(6) // several streams retried while 503
+	r.down()         // now connection refused
+	time.Sleep(time.Second)
+	// The status shows the backlog and the last error, to an admin only.
+	status, _, body := call(t, s.Handler(), "GET", "/v1/webhooks", "root-token-0123456789a", nil)
+	var list api.WebhookList
+	if err := json.Unmarshal(body, &list); err != nil || status != 200 || len(list.Webhooks) != 1 {
+		t.Fatalf("GET /v1/webhooks: %d %s", status, body)
+	}
+	if w := list.Webhooks[0]; w.Pending != total || w.OldestPending == nil || w.Failed == 0 || w.LastError == "" || w.Target != "http://"+r.addr {
+		t.Fatalf("status while down: %+v", w)
+	}
+	if status, _, _ := call(t, s.Handler(), "GET", "/v1/webhooks", vera, nil); status != http.StatusForbidden {
+		t.Fatalf("a viewer reading the webhooks: %d", status)
+	}
+	if evs, _, _ := r.events(); len(evs) != 0 {
+		t.Fatalf("events accepted while down: %d", len(evs))
+	}
+	r.setStatus(http.StatusOK)
+	r.up()
+	evs := r.waitFor(t, total, 10*time.Second)
+	wantStreams(t, checkOrder(t, evs), ids, 3)
+	if _, attempts, failures := r.events(); len(failures) > 0 {
+		t.Fatalf("bad deliveries: %v", failures)
+	} else {
+		t.Logf("%d events delivered in %d attempts", len(evs), attempts)
+	}
+	// The deliverer records the acknowledgements: nothing is pending.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, body = call(t, s.Handler(), "GET", "/v1/webhooks", "root-token-0123456789a", nil)
+		list = api.WebhookList{}
+		_ = json.Unmarshal(body, &list)
+		if w := list.Webhooks[0]; w.Pending == 0 && w.LastError == "" && w.OldestPending == nil && w.Sent == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after delivery: %+v", list.Webhooks[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWebhookServerRestart: events committed while the receiver was
+// down are in the outbox, not in the stopped server's memory: a new
+// server on the same database delivers every one, in order.
+func TestWebhookServerRestart(t *testing.T) {
+	r := newReceiver(t)
+	r.setStatus(http.StatusServiceUnavailable)
+	dir := t.TempDir()
+	s, stop := hookServer(t, dir, r.url())
+	ids := makeEvents(t, s, 1, 2)
+	const total = 3 + 2*2
+	stop() // with every event undelivered
+	if evs, _, _ := r.events(); len(evs) != 0 {
+		t.Fatalf("events accepted while down: %d", len(evs))
+	}
+	r.setStatus(http.StatusOK)
+	hookServer(t, dir, r.url())
+	evs := r.waitFor(t, total, 10*time.Second)
+	wantStreams(t, checkOrder(t, evs), ids, 2)
+	if _, _, failures := r.events(); len(failures) > 0 {
+		t.Fatalf("bad deliveries: %v", failures)
+	}
+	if len(evs) != total {
+		t.Fatalf("%d events, want %d", len(evs), total)
+	}
+}
