@@ -31,7 +31,7 @@ type receiver struct {
 
 	mu       sync.Mutex
 	srv      *http.Server
-	status   int              // answer while up; 503 to play down
+	status   int                // answer while up; 503 to play down
 	first    []api.WebhookEvent // each event at its first arrival, in arrival order
 	seen     map[int64]bool
 	attempts int
@@ -279,7 +279,7 @@ func TestWebhookReceiverDown(t *testing.T) {
 		}
 	}
 	waitAttempts(6) // several streams retried while 503
-	r.down()         // now connection refused
+	r.down()        // now connection refused
 	time.Sleep(time.Second)
 	// The status shows the backlog and the last error, to an admin only.
 	status, _, body := call(t, s.Handler(), "GET", "/v1/webhooks", "root-token-0123456789a", nil)
