@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,5 +346,38 @@ func TestWebhookServerRestart(t *testing.T) {
 	}
 	if len(evs) != total {
 		t.Fatalf("%d events, want %d", len(evs), total)
+	}
+}
+
+// TestOpenAPIWebhooks: the OpenAPI file's webhooks section names every
+// event type and the signature headers.
+func TestOpenAPIWebhooks(t *testing.T) {
+	var doc struct {
+		Webhooks map[string]struct {
+			Post struct {
+				Description string `json:"description"`
+				Parameters  []struct {
+					Name string `json:"name"`
+				} `json:"parameters"`
+			} `json:"post"`
+		} `json:"webhooks"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	post := doc.Webhooks["droverEvent"].Post
+	for _, typ := range api.WebhookEventTypes {
+		if !strings.Contains(post.Description, typ) {
+			t.Errorf("openapi.json webhooks: event type %s not documented", typ)
+		}
+	}
+	var names []string
+	for _, p := range post.Parameters {
+		names = append(names, p.Name)
+	}
+	for _, h := range []string{webhook.HeaderEvent, webhook.HeaderDelivery, webhook.HeaderTimestamp, webhook.HeaderSignature} {
+		if !slices.Contains(names, h) {
+			t.Errorf("openapi.json webhooks: header %s not documented (have %v)", h, names)
+		}
 	}
 }
