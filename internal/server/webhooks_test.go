@@ -18,6 +18,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/store"
+	"github.com/drover-dev/drover/internal/store/storetest"
 	"github.com/drover-dev/drover/internal/webhook"
 )
 
@@ -37,6 +38,7 @@ type receiver struct {
 	first    []api.WebhookEvent // each event at its first arrival, in arrival order
 	seen     map[int64]bool
 	attempts int
+	dups     int      // events received again after a 2xx
 	failures []string // bad signatures, bad bodies
 	got      chan struct{}
 }
@@ -115,6 +117,8 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	if !r.seen[ev.ID] {
 		r.seen[ev.ID] = true
 		r.first = append(r.first, ev)
+	} else {
+		r.dups++
 	}
 	w.WriteHeader(http.StatusNoContent)
 	select {
@@ -162,17 +166,21 @@ func checkOrder(t *testing.T, evs []api.WebhookEvent) map[string][]string {
 	return types
 }
 
-// hookServer runs a server on the SQLite database in dir with one
+// hookServer runs a server on the SQLite database in dir (or the
+// database an edit sets) with one
 // webhook subscription to url (short backoff) until the returned stop
 // is called; stop waits for Run to return and closes the store.
-func hookServer(t *testing.T, dir, url string) (*Server, func()) {
+func hookServer(t *testing.T, dir, url string, edit ...func(*Config)) (*Server, func()) {
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.DataDir = dir
+	for _, e := range edit {
+		e(&cfg)
+	}
 	cfg.Tick = 50 * time.Millisecond
 	cfg.Webhooks = []webhook.Subscription{{Name: "ops", URL: url, Secret: hookSecret}}
 	cfg.WebhookRetry = webhook.Retry{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Poll: 20 * time.Millisecond, Timeout: time.Second}
-	st, err := store.Open(context.Background(), filepath.Join(dir, "drover.db"), slog.New(slog.DiscardHandler))
+	st, err := store.Open(context.Background(), cfg.DSN(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,4 +388,61 @@ func TestOpenAPIWebhooks(t *testing.T) {
 			t.Errorf("openapi.json webhooks: header %s not documented (have %v)", h, names)
 		}
 	}
+}
+
+// TestWebhookSharedPostgres: two servers on one PostgreSQL send each
+// event once, whichever server committed it (only the leader delivers);
+// when the leader stops, the other takes over and delivers the rest, in
+// order.
+func TestWebhookSharedPostgres(t *testing.T) {
+	dsn := storetest.NewPostgres(t).CreateDB(t)
+	key := filepath.Join(t.TempDir(), "audit.key")
+	r := newReceiver(t)
+	shared := func(id string) func(*Config) {
+		return func(cfg *Config) { cfg.ServerID, cfg.Database, cfg.AuditKey = id, dsn, key }
+	}
+	a, stopA := hookServer(t, t.TempDir(), r.url(), shared("server-a"))
+	waitLeader := func(s *Server) {
+		deadline := time.Now().Add(20 * time.Second)
+		for !s.sched.leading() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never led", s.cfg.ServerID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLeader(a)
+	b, _ := hookServer(t, t.TempDir(), r.url(), shared("server-b"))
+	ids := makeEvents(t, b, 2, 2) // committed through the server that does not lead
+	const first = 2*3 + 2*2
+	evs := r.waitFor(t, first, 20*time.Second)
+	time.Sleep(300 * time.Millisecond) // time for a second sender to show itself
+	if _, _, failures := r.events(); len(failures) > 0 {
+		t.Fatalf("bad deliveries: %v", failures)
+	}
+	r.mu.Lock()
+	dups := r.dups
+	r.mu.Unlock()
+	if dups != 0 {
+		t.Fatalf("%d events were delivered twice by two servers", dups)
+	}
+	wantStreams(t, checkOrder(t, evs), ids, 2)
+
+	// The leader goes; the events committed meanwhile reach the receiver
+	// through the other server.
+	r.setStatus(http.StatusServiceUnavailable)
+	stopA()
+	h := b.Handler()
+	for i := range 2 {
+		if status, e, _ := call(t, h, "POST", "/v1/line/stop", alice, api.LineRequest{Reason: fmt.Sprintf("after failover %d", i)}); status != 200 {
+			t.Fatalf("stop the line: %d %v", status, e)
+		}
+		if status, e, _ := call(t, h, "POST", "/v1/line/lift", "root-token-0123456789a", api.LineRequest{Reason: "fixed"}); status != 200 {
+			t.Fatalf("lift the line: %d %v", status, e)
+		}
+	}
+	waitLeader(b)
+	r.setStatus(http.StatusOK)
+	evs = r.waitFor(t, first+4, 20*time.Second)
+	wantStreams(t, checkOrder(t, evs), ids, 4)
 }
