@@ -350,6 +350,14 @@ func (c *Client) Events(ctx context.Context, rollout string, after int64, fn fun
 	return ctx.Err()
 }
 
+// ListWebhooks returns the webhook subscriptions and their delivery
+// status (admin).
+func (c *Client) ListWebhooks(ctx context.Context) (WebhookList, error) {
+	var out WebhookList
+	err := c.do(ctx, http.MethodGet, "/v1/webhooks", 0, nil, &out)
+	return out, err
+}
+
 // Line returns the fleet-wide stop and what is in flight.
 func (c *Client) Line(ctx context.Context) (LineStatus, error) {
 	var out LineStatus
