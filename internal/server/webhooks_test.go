@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -445,4 +446,44 @@ func TestWebhookSharedPostgres(t *testing.T) {
 	r.setStatus(http.StatusOK)
 	evs = r.waitFor(t, first+4, 20*time.Second)
 	wantStreams(t, checkOrder(t, evs), ids, 4)
+}
+
+// TestWebhookConfigFile: the webhooks: and webhookRetry: keys load from
+// the configuration file, and a mistake is named by Validate.
+func TestWebhookConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "drover.yaml")
+	yml := `webhooks:
+  - name: ops
+    url: https://hooks.example.com/drover
+    secret: 0123456789abcdef0123
+    events: [rollout.halted, line.stopped]
+  - name: chat
+    url: https://hooks.slack.com/services/T/B/X
+    secret: 0123456789abcdef0123
+    format: slack
+webhookRetry:
+  min: 2s
+  max: 10m
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	if err := cfg.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Webhooks) != 2 || cfg.Webhooks[0].Events[1] != "line.stopped" || cfg.Webhooks[1].Format != "slack" ||
+		cfg.WebhookRetry.Min != 2*time.Second || cfg.WebhookRetry.Max != 10*time.Minute {
+		t.Fatalf("loaded %+v %+v", cfg.Webhooks, cfg.WebhookRetry)
+	}
+	cfg.Webhooks[1].Format = "teams"
+	cfg.WebhookRetry.Max = time.Second
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), `webhooks[1] chat: format "teams"`) || !strings.Contains(err.Error(), "webhookRetry.max 1s") {
+		t.Fatalf("Validate = %v", err)
+	}
 }
