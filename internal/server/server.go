@@ -137,7 +137,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.fleet = &fleetCache{s: s}
 	s.reg.MustRegister(newFleetCollector(s.fleet), newRolloutCollector(s.st, s.sched, s.log))
 	if s.hooks, err = webhook.New(cfg.Webhooks, cfg.WebhookRetry, webhook.Deps{Store: s.st, Logger: s.log.With("component", "webhook"),
-		Registry: s.reg, Now: s.now, Changed: s.wake.changed, Leader: s.sched.leaderTerm}); err != nil {
+		Registry: s.reg, Now: s.now, Changed: s.wake.changed, Leader: s.sched.leaderTerm,
+		Delivered: func() { s.fp.hit(fpWebhookDelivered) }}); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	if cfg.FleetLock.Listen != "" {

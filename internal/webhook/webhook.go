@@ -55,6 +55,9 @@ type Deps struct {
 	Now      func() time.Time      // nil: time.Now
 	Client   *http.Client          // nil: a client with Retry.Timeout that follows no redirect
 	Rand     *rand.Rand            // jitter; nil: seeded at random
+	// Delivered, if not nil, is called after a receiver answered 2xx
+	// and before the acknowledgement is stored: the crash tests' hook.
+	Delivered func()
 }
 
 // parallel bounds the deliveries in flight at once.
@@ -262,6 +265,9 @@ func (d *Deliverer) pass(ctx context.Context, term int64) {
 func (d *Deliverer) deliver(ctx context.Context, s sub, ev store.OutboxEvent, term int64, st *streamState) {
 	err := d.send(ctx, s, ev)
 	if err == nil {
+		if d.d.Delivered != nil {
+			d.d.Delivered()
+		}
 		err = d.d.Store.AckWebhook(ctx, s.Name, ev.Stream, ev.ID(), term, d.d.Now())
 		if err != nil {
 			err = fmt.Errorf("delivered, but not recorded (it will be sent again): %w", err)
