@@ -35,8 +35,9 @@ type receiver struct {
 
 	mu       sync.Mutex
 	srv      *http.Server
-	status   int                // answer while up; 503 to play down
-	first    []api.WebhookEvent // each event at its first arrival, in arrival order
+	status   int                         // answer while up; 503 to play down
+	refuse   func(api.WebhookEvent) bool // answer 503 to the events it selects
+	first    []api.WebhookEvent          // each event at its first arrival, in arrival order
 	seen     map[int64]bool
 	attempts int
 	dups     int      // events received again after a 2xx
@@ -114,6 +115,10 @@ func (r *receiver) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Header.Get(webhook.HeaderDelivery) != strconv.FormatInt(ev.ID, 10) || req.Header.Get(webhook.HeaderEvent) != ev.Type {
 		r.failures = append(r.failures, "headers do not match the body")
+	}
+	if r.refuse != nil && r.refuse(ev) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
 	}
 	if !r.seen[ev.ID] {
 		r.seen[ev.ID] = true
@@ -486,4 +491,31 @@ webhookRetry:
 	if err == nil || !strings.Contains(err.Error(), `webhooks[1] chat: format "teams"`) || !strings.Contains(err.Error(), "webhookRetry.max 1s") {
 		t.Fatalf("Validate = %v", err)
 	}
+}
+
+// TestWebhookStuckRollout: a receiver that refuses one rollout's events
+// still gets the other rollout's and the fleet-wide ones; once it takes
+// them, the stuck rollout's arrive, in order.
+func TestWebhookStuckRollout(t *testing.T) {
+	r := newReceiver(t)
+	var stuck string
+	r.mu.Lock()
+	r.refuse = func(ev api.WebhookEvent) bool { return stuck == "" || ev.Rollout == stuck }
+	r.mu.Unlock()
+	s, _ := hookServer(t, t.TempDir(), r.url())
+	ids := makeEvents(t, s, 2, 1)
+	r.mu.Lock()
+	stuck = ids[0]
+	r.mu.Unlock()
+	evs := r.waitFor(t, 3+2, 10*time.Second)
+	for _, ev := range evs {
+		if ev.Rollout == ids[0] {
+			t.Fatalf("an event of the refused rollout was accepted: %+v", ev)
+		}
+	}
+	r.mu.Lock()
+	r.refuse = nil
+	r.mu.Unlock()
+	evs = r.waitFor(t, 2*3+2, 10*time.Second)
+	wantStreams(t, checkOrder(t, evs), ids, 1)
 }
