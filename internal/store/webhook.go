@@ -97,12 +97,25 @@ VALUES (?, ?, (SELECT COALESCE(MAX(stream_seq), 0) + 1 FROM webhook_outbox WHERE
 }
 
 // OpenWebhook registers a subscription the first time it is seen, to be
-// sent the events committed from then on; later calls change nothing.
+// sent the events committed from then on (audited as webhook.open with
+// the outbox position it starts after); later calls change nothing.
 func (s *sqlStore) OpenWebhook(ctx context.Context, name string, now time.Time) error {
 	err := s.write(ctx, func(t *tx) error {
-		_, err := t.exec(`INSERT INTO webhook_subscriptions (name, start_after, created_at)
+		res, err := t.exec(`INSERT INTO webhook_subscriptions (name, start_after, created_at)
 SELECT ?, COALESCE(MAX(id), 0), ? FROM webhook_outbox WHERE true ON CONFLICT (name) DO NOTHING`, name, nanos(now))
-		return err
+		if err != nil {
+			return err
+		}
+		if n, err := rowsAffected(res); err != nil || n == 0 {
+			return err
+		}
+		var start int64
+		if err := t.queryRow("SELECT start_after FROM webhook_subscriptions WHERE name = ?", name).Scan(&start); err != nil {
+			return err
+		}
+		t.audit(AuditEntry{At: now, Actor: "server", Action: "webhook.open", Object: "webhook/" + name,
+			Detail: detail(map[string]any{"name": name, "start_after": start})})
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("open webhook %s: %w", name, err)

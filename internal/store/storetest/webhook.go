@@ -136,6 +136,18 @@ func testWebhookOutbox(t *testing.T, s Backend) {
 	if len(late) != 2 || late[0].Type != api.WebhookApprovalGiven || late[1].Type != api.WebhookRolloutEnded || late[1].StreamSeq != 3 {
 		t.Fatalf("late subscription got %v", typesOf(late))
 	}
+	// Opening is audited once.
+	opens := 0
+	for _, e := range get(s.ListAudit(ctx, 0, 1000, ""))(t) {
+		if e.Action == "webhook.open" {
+			opens++
+		}
+	}
+	before := auditCount(t, s)
+	ok(t, s.OpenWebhook(ctx, "late", at(time.Hour)))
+	if opens != 2 || auditCount(t, s) != before {
+		t.Fatalf("webhook.open audited %d times, want 2 (early, late)", opens)
+	}
 	// Unopened: nothing.
 	if evs := get(s.NextWebhookEvents(ctx, "never-opened", nil, 100))(t); len(evs) != 0 {
 		t.Fatalf("an unopened subscription was offered %d events", len(evs))
