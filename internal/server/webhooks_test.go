@@ -14,10 +14,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
 	"github.com/drover-dev/drover/internal/store"
 	"github.com/drover-dev/drover/internal/store/storetest"
 	"github.com/drover-dev/drover/internal/webhook"
@@ -518,4 +523,41 @@ func TestWebhookStuckRollout(t *testing.T) {
 	r.mu.Unlock()
 	evs = r.waitFor(t, 2*3+2, 10*time.Second)
 	wantStreams(t, checkOrder(t, evs), ids, 1)
+}
+
+// TestWebhookBudgetBreach runs a real server and a real agent whose
+// apply fails: the wave's failure budget (0) is breached, the wave rolled
+// back and the rollout halts. The receiver gets budget.breached, then
+// rollout.halted, in the rollout's order, with readable summaries.
+func TestWebhookBudgetBreach(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r := newReceiver(t)
+	srv, base := runTestServer(t, ctx, func(c *Config) {
+		c.Tick, c.PollWait = 100*time.Millisecond, time.Second
+		c.Webhooks = []webhook.Subscription{{Name: "ops", URL: r.url(), Secret: hookSecret}}
+		c.WebhookRetry = webhook.Retry{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Poll: 20 * time.Millisecond}
+	})
+	st := driver.NewSimState("d1", "debian", "6.1.0-26-amd64", map[string]string{"app": "1.9.0"})
+	st.FailApply = func(plan.Action) error { return fmt.Errorf("dpkg: error processing package app (--configure)") }
+	reg := &driver.Registry{}
+	reg.Register(plan.ActionPackage, driver.NewSim(st))
+	startSimAgent(t, ctx, base, srv.cfg.AgentToken, "d1", st, reg, appRunner{&atomic.Bool{}}, fleet.Facts{OS: fleet.OS{Family: "debian"}})
+	c := &api.Client{Base: base, Token: alice}
+	waitNodes(t, ctx, c, 1)
+	ro, err := c.CreateRollout(ctx, "app.yaml", rollbackVerifyPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro = waitEnded(t, ctx, c, ro.ID, 60*time.Second); ro.State != engine.RolloutHalted {
+		t.Fatalf("rollout %s (%s), want halted", ro.State, ro.Reason)
+	}
+	evs := r.waitFor(t, 2, 10*time.Second)
+	got := checkOrder(t, evs)[ro.ID]
+	if want := []string{api.WebhookBudgetBreached, api.WebhookRolloutHalted}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rollout events %v, want %v", got, want)
+	}
+	if s := evs[0].Summary; !strings.Contains(s, "breached its failure budget") || !strings.Contains(s, "1 failed > budget 0") {
+		t.Fatalf("summary %q", s)
+	}
 }
