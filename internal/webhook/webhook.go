@@ -60,8 +60,12 @@ type Deps struct {
 	Delivered func()
 }
 
-// parallel bounds the deliveries in flight at once.
-const parallel = 8
+// parallel bounds the deliveries in flight at once; minGap is the
+// shortest time between two reads of the outbox woken by local commits.
+const (
+	parallel = 8
+	minGap   = 50 * time.Millisecond
+)
 
 // sub is a validated subscription with its secret read.
 type sub struct {
@@ -196,6 +200,16 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case <-changed:
+			// Local commits (agents' reports among them) can come by the
+			// thousand a second: read the outbox at most every minGap.
+			t.Stop()
+			t = time.NewTimer(min(minGap, d.retry.Poll))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
 		case <-t.C:
 		}
 		t.Stop()
@@ -228,6 +242,11 @@ func (d *Deliverer) pass(ctx context.Context, term int64) {
 			continue
 		}
 		now := d.d.Now()
+		heads := map[string]bool{}
+		for _, ev := range evs {
+			heads[ev.Stream] = true
+		}
+		d.forget(s.Name, heads, len(evs) == 100)
 		for _, ev := range evs {
 			k := key{s.Name, ev.Stream}
 			d.mu.Lock()
@@ -255,6 +274,23 @@ func (d *Deliverer) pass(ctx context.Context, term int64) {
 				defer func() { <-d.sem }()
 				d.deliver(ctx, s, ev, term, st)
 			}()
+		}
+	}
+}
+
+// forget drops the retry state of the subscription's streams with
+// nothing pending (none in heads, unless heads was cut at its limit) and
+// nothing in flight, so that the state does not grow with every rollout
+// ever notified.
+func (d *Deliverer) forget(sub string, heads map[string]bool, cut bool) {
+	if cut {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, st := range d.streams {
+		if k.sub == sub && !heads[k.stream] && !st.inflight {
+			delete(d.streams, k)
 		}
 	}
 }
