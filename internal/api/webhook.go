@@ -39,6 +39,12 @@ const (
 	WebhookNodeDrift = "node.drift"
 )
 
+// WebhookTest is the type of the event `drover webhooks test NAME`
+// sends (POST /v1/webhooks/{name}/test): sent at once, whatever the
+// subscription's events filter, outside the outbox and the order (its
+// id and sequence are 0).
+const WebhookTest = "webhook.test"
+
 // WebhookEventTypes lists every event type, in documentation order.
 var WebhookEventTypes = []string{WebhookRolloutHalted, WebhookRolloutPaused, WebhookRolloutEnded, WebhookGateInconclusive,
 	WebhookApprovalRequested, WebhookApprovalGiven, WebhookBudgetBreached, WebhookLineStopped, WebhookLineLifted, WebhookNodeDrift}
@@ -99,4 +105,13 @@ type Webhook struct {
 // WebhookList is GET /v1/webhooks.
 type WebhookList struct {
 	Webhooks []Webhook `json:"webhooks"`
+}
+
+// WebhookTestResult is POST /v1/webhooks/{name}/test: whether the
+// receiver answered 2xx to a webhook.test event, and if not, why.
+type WebhookTestResult struct {
+	Name      string `json:"name"`
+	Target    string `json:"target"`
+	Delivered bool   `json:"delivered"`
+	Error     string `json:"error,omitempty"`
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -44,6 +45,44 @@ events wait, the last error. URLs are shown as scheme://host only.`,
 				}
 				fmt.Fprintf(w, "%d webhooks\n", len(list.Webhooks))
 			})
+		}}
+	r.flags(cmd, e, true)
+	cmd.AddCommand(newWebhookTestCmd(e))
+	return cmd
+}
+
+// newWebhookTestCmd sends a webhook.test event to one subscription.
+func newWebhookTestCmd(e *env) *cobra.Command {
+	var r remote
+	cmd := &cobra.Command{Use: "test NAME", Short: "Send a webhook.test event to one subscription now and say whether its receiver answered 2xx (admin)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("test takes the subscription's name")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			res, err := c.TestWebhook(cmd.Context(), args[0])
+			if err != nil {
+				return apiErr(err)
+			}
+			if err := r.show(e, res, func(w io.Writer) {
+				if res.Delivered {
+					fmt.Fprintf(w, "webhook %s: %s answered 2xx\n", res.Name, res.Target)
+				} else {
+					fmt.Fprintf(w, "webhook %s: not delivered: %s\n", res.Name, res.Error)
+				}
+			}); err != nil {
+				return err
+			}
+			if !res.Delivered {
+				return errors.New("the receiver did not acknowledge the test event")
+			}
+			return nil
 		}}
 	r.flags(cmd, e, true)
 	return cmd

@@ -30,7 +30,7 @@ func TestOpenAPI(t *testing.T) {
 		api.AuditCheckpoint{}, api.AuditTreeProof{}, api.AuditRecordProof{}, api.AuditKey{}, api.EnrollRequest{},
 		api.RenewRequest{}, api.CertificateResponse{}, api.APIToken{}, api.APITokenList{}, api.Session{}, api.LineRequest{}, api.LineStatus{},
 		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{},
-		api.WebhookEvent{}, api.SlackMessage{}, api.Webhook{}, api.WebhookList{}} {
+		api.WebhookEvent{}, api.SlackMessage{}, api.Webhook{}, api.WebhookList{}, api.WebhookTestResult{}} {
 		ty := reflect.TypeOf(v)
 		schemas[ty.Name()] = jsonSchema(ty, 0)
 	}

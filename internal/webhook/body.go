@@ -103,6 +103,8 @@ func Summary(ev store.OutboxEvent) string {
 		subject, what = "the line", "stopped: nothing is dispatched fleet-wide"
 	case api.WebhookLineLifted:
 		subject, what = "the line", "stop lifted"
+	case api.WebhookTest:
+		subject, what = "webhook "+strings.TrimPrefix(ev.Entry.Object, "webhook/"), "test delivery (nothing happened)"
 	case api.WebhookNodeDrift:
 		subject, what = "node "+d.Node, "drifted from its baseline"
 	default:

@@ -14,6 +14,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -376,6 +377,29 @@ func (d *Deliverer) send(ctx context.Context, s sub, ev store.OutboxEvent) error
 		return fmt.Errorf("POST %s: %s", redact(s.URL), resp.Status)
 	}
 	return nil
+}
+
+// ErrUnknown: no subscription has that name.
+var ErrUnknown = errors.New("no such webhook subscription")
+
+// Test sends one webhook.test event to the named subscription now, by
+// actor, outside the outbox (nothing is stored or retried), and returns
+// the receiver's verdict; ErrUnknown for an unknown name.
+func (d *Deliverer) Test(ctx context.Context, name, actor string) (api.WebhookTestResult, error) {
+	for _, s := range d.subs {
+		if s.Name != name {
+			continue
+		}
+		ev := store.OutboxEvent{Type: api.WebhookTest, Entry: store.AuditEntry{At: d.d.Now(), Actor: actor, Action: api.WebhookTest,
+			Object: "webhook/" + name, Detail: json.RawMessage(`{"message":"a test delivery from drover: nothing happened"}`)}}
+		out := api.WebhookTestResult{Name: name, Target: redact(s.URL), Delivered: true}
+		if err := d.send(ctx, s, ev); err != nil {
+			out.Delivered, out.Error = false, err.Error()
+		}
+		d.log.Info("webhook test", "subscription", name, "actor", actor, "delivered", out.Delivered, "err", out.Error)
+		return out, nil
+	}
+	return api.WebhookTestResult{}, fmt.Errorf("%q: %w", name, ErrUnknown)
 }
 
 // Status lists the subscriptions with what waits for them and this
