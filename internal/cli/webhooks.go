@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -80,7 +79,7 @@ func newWebhookTestCmd(e *env) *cobra.Command {
 				return err
 			}
 			if !res.Delivered {
-				return errors.New("the receiver did not acknowledge the test event")
+				return exitf(ExitError, "the receiver did not acknowledge the test event")
 			}
 			return nil
 		}}
