@@ -187,19 +187,25 @@ func checkOrder(t *testing.T, evs []api.WebhookEvent) map[string][]string {
 // is called; stop waits for Run to return and closes the store.
 func hookServer(t *testing.T, dir, url string, edit ...func(*Config)) (*Server, func()) {
 	t.Helper()
+	return hookServerAt(t, dir, url, nil, edit...)
+}
+
+// hookServerAt is hookServer on the clock now (nil: time.Now).
+func hookServerAt(t *testing.T, dir, url string, now func() time.Time, edit ...func(*Config)) (*Server, func()) {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.DataDir = dir
-	for _, e := range edit {
-		e(&cfg)
-	}
 	cfg.Tick = 50 * time.Millisecond
 	cfg.Webhooks = []webhook.Subscription{{Name: "ops", URL: url, Secret: hookSecret}}
 	cfg.WebhookRetry = webhook.Retry{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Poll: 20 * time.Millisecond, Timeout: time.Second}
+	for _, e := range edit {
+		e(&cfg)
+	}
 	st, err := store.Open(context.Background(), cfg.DSN(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, Deps{Store: st})
+	s, err := New(cfg, Deps{Store: st, Now: now})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -593,4 +599,75 @@ func TestWebhookTestEvent(t *testing.T) {
 	if _, _, failures := r.events(); len(failures) > 0 {
 		t.Fatalf("bad deliveries: %v", failures)
 	}
+}
+
+// stepClock is a server clock the test moves on.
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *stepClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestWebhookReceiverDownAMinute: the case, with the default
+// retry policy (1s doubling, capped at 5m): a receiver refusing
+// connections for a minute of the server's clock gets every event once
+// it is back, in order, within one more backoff step. The server's clock
+// is moved by the test (one second per 20ms), so the minute takes about
+// a second of the test's time; the receiver and the network are real.
+func TestWebhookReceiverDownAMinute(t *testing.T) {
+	r := newReceiver(t)
+	r.down()
+	clock := &stepClock{t: time.Now()}
+	s, _ := hookServerAt(t, t.TempDir(), r.url(), clock.now, func(c *Config) {
+		c.WebhookRetry = webhook.Retry{Poll: 10 * time.Millisecond} // the defaults otherwise
+	})
+	ids := makeEvents(t, s, 2, 2)
+	const total = 2*3 + 2*2
+	start := clock.now()
+	for clock.now().Sub(start) < time.Minute {
+		clock.advance(time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	status, _, body := call(t, s.Handler(), "GET", "/v1/webhooks", "root-token-0123456789a", nil)
+	var list api.WebhookList
+	if err := json.Unmarshal(body, &list); err != nil || status != 200 || list.Webhooks[0].Pending != total || list.Webhooks[0].Failed == 0 {
+		t.Fatalf("after a minute down: %d %s", status, body)
+	}
+	failed := list.Webhooks[0].Failed
+	r.up()
+	back := clock.now()
+	for {
+		if evs, _, _ := r.events(); len(evs) >= total {
+			break
+		}
+		if clock.now().Sub(back) > 3*time.Minute {
+			t.Fatalf("not delivered within 3 minutes of the receiver's return")
+		}
+		clock.advance(time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := clock.now().Sub(back)
+	evs, _, failures := r.events()
+	if len(failures) > 0 {
+		t.Fatalf("bad deliveries: %v", failures)
+	}
+	wantStreams(t, checkOrder(t, evs), ids, 2)
+	// After ~60s of failures the next wait is at most 64s (the doubling
+	// from 1s: 1+2+4+8+16+32 = 63 before it); twice that leaves room for
+	// a loaded machine, whose deliverer lags the test's clock.
+	if took > 128*time.Second {
+		t.Fatalf("backlog delivered %s after the receiver came back; want within about one backoff step (64s)", took)
+	}
+	t.Logf("down 60s (server clock), %d failed attempts; all %d events delivered %s after the receiver came back", failed, total, took)
 }
