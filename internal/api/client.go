@@ -350,6 +350,22 @@ func (c *Client) Events(ctx context.Context, rollout string, after int64, fn fun
 	return ctx.Err()
 }
 
+// ListWebhooks returns the webhook subscriptions and their delivery
+// status (admin).
+func (c *Client) ListWebhooks(ctx context.Context) (WebhookList, error) {
+	var out WebhookList
+	err := c.do(ctx, http.MethodGet, "/v1/webhooks", 0, nil, &out)
+	return out, err
+}
+
+// TestWebhook sends a webhook.test event to the named subscription and
+// returns the receiver's verdict (admin).
+func (c *Client) TestWebhook(ctx context.Context, name string) (WebhookTestResult, error) {
+	var out WebhookTestResult
+	err := c.do(ctx, http.MethodPost, "/v1/webhooks/"+url.PathEscape(name)+"/test", 0, nil, &out)
+	return out, err
+}
+
 // Line returns the fleet-wide stop and what is in flight.
 func (c *Client) Line(ctx context.Context) (LineStatus, error) {
 	var out LineStatus

@@ -100,6 +100,8 @@ type serverConfig struct {
 	// PostgreSQL must share it ("" means DataDir/audit.key).
 	AuditKey              string
 	Lease, PollWait, Tick time.Duration
+	// Extra is appended to the YAML as it is (top-level keys).
+	Extra string
 }
 
 func (c serverConfig) yaml() string {
@@ -120,6 +122,7 @@ func (c serverConfig) yaml() string {
 	// tls: false — the agents use the shared agent token, the server's insecure test mode.
 	fmt.Fprintf(&b, "lease: %s\npollWait: %s\ntick: %s\nagentToken: %s\ntls: false\nlogLevel: info\n", c.Lease, c.PollWait, c.Tick, agentToken)
 	fmt.Fprintf(&b, "users:\n  - name: admin\n    role: admin\n    token: %s\n", adminToken)
+	b.WriteString(c.Extra)
 	return b.String()
 }
 

@@ -463,12 +463,14 @@ func (d *decider) applyBreach(bs []breach) {
 		if d.state == RolloutPaused && d.reason == reason {
 			return
 		}
+		d.out.Breach = reason
 		d.setState(RolloutPaused, reason, "")
 	default:
 		scope := ""
 		if worst.action == plan.BreachRollbackWave {
 			scope = d.rollbackWave(waves)
 		}
+		d.out.Breach = reason
 		d.setState(RolloutRollingBack, reason, scope)
 	}
 }

@@ -517,6 +517,9 @@ func (s *scenario) decide() {
 		fmt.Fprintf(w, " scope=%s", d.RollbackScope)
 	}
 	fmt.Fprintln(w)
+	if d.Breach != "" {
+		fmt.Fprintf(w, "  breach: %s\n", d.Breach)
+	}
 	for _, e := range d.Events {
 		fmt.Fprintf(w, "  event: %s\n", e)
 	}

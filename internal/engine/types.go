@@ -297,6 +297,9 @@ type Decision struct {
 	// Evaluate lists the baking waves whose gates the shell must evaluate.
 	Evaluate []string
 	Waits    []Wait
+	// Breach says which failure budgets this decision found breached
+	// (the reason it paused or rolled back for); "" when none.
+	Breach string
 	// Events are the human-readable decisions taken, for the audit log and
 	// the timeline ("wave canary failed: ...; rolling back 3 nodes").
 	Events []string

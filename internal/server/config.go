@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/webhook"
 )
 
 // Role is what a user may do. Each role includes the ones before it,
@@ -93,6 +94,10 @@ type Config struct {
 	// FleetLock serves the FleetLock protocol to Zincati and Flatcar
 	// nodes on its own listener (see fleetlock.go); off without a listen.
 	FleetLock FleetLockConfig `yaml:"fleetlock"`
+	// Webhooks are the subscriptions to webhook events, WebhookRetry
+	// their delivery policy (see internal/webhook and docs/webhooks.md).
+	Webhooks     []webhook.Subscription `yaml:"webhooks"`
+	WebhookRetry webhook.Retry          `yaml:"webhookRetry"`
 
 	// AgentLimits bound what one node may send (see agentlimits.go);
 	// StreamLimits bound the event streams (see events.go). Their keys
@@ -323,6 +328,12 @@ func (c *Config) Validate() error {
 		} else {
 			tokens[u.Token] = u.Name
 		}
+	}
+	if err := webhook.Validate(c.Webhooks); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.WebhookRetry.WithDefaults().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.AgentLimits.validate()...)
 	errs = append(errs, c.StreamLimits.validate()...)

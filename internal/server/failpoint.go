@@ -26,12 +26,13 @@ const (
 	fpDuringPoll         = "during-poll"                // steps marked delivered, before answering the agent
 	fpDuringReport       = "during-report"              // report stored, before answering the agent
 	fpDuringReportBefore = "during-report-before-store" // report received, before it is stored
+	fpWebhookDelivered   = "webhook-delivered"          // a webhook event answered 2xx, before the acknowledgement is stored
 )
 
 // FailpointNames lists every failpoint the server knows.
 func FailpointNames() []string {
 	return []string{fpAfterCreate, fpAfterDecide, fpWaveTransition, fpBeforeCommit, fpAfterCommit, fpDuringRollback,
-		fpLeaseExpiry, fpGateEvaluation, fpDuringPoll, fpDuringReport, fpDuringReportBefore}
+		fpLeaseExpiry, fpGateEvaluation, fpDuringPoll, fpDuringReport, fpDuringReportBefore, fpWebhookDelivered}
 }
 
 // failpoints counts the hits of the armed points.

@@ -97,6 +97,15 @@ func newScheduler(s *Server) *scheduler {
 
 func (sc *scheduler) leading() bool { return sc.isLeader.Load() }
 
+// leaderTerm returns the term this server leads in; false while it
+// does not lead.
+func (sc *scheduler) leaderTerm() (int64, bool) {
+	if !sc.isLeader.Load() {
+		return 0, false
+	}
+	return sc.term.Load(), true
+}
+
 // kick asks for a scheduling pass now.
 func (sc *scheduler) kick() {
 	select {
@@ -512,6 +521,12 @@ func (sc *scheduler) commit(rc *rolloutCache, in *engine.Input, d engine.Decisio
 		c.Waves = append(c.Waves, store.Wave{Name: t.Wave, WaveStatus: in.Waves[t.Wave]})
 		c.Audit = append(c.Audit, audit(now, "scheduler", "wave.state", "rollout/"+in.RolloutID+"/wave/"+t.Wave, in.RolloutID,
 			map[string]any{"from": t.From, "to": t.To, "reason": t.Reason}))
+	}
+	if d.Breach != "" {
+		// Its own entry, before the state change it causes: the
+		// budget.breached webhook event (store.WebhookEventOf).
+		c.Audit = append(c.Audit, audit(now, "scheduler", "budget.breach", "rollout/"+in.RolloutID, in.RolloutID,
+			map[string]any{"reason": d.Breach, "to": in.State, "scope": in.RollbackScope}))
 	}
 	if in.State != prevState || d.Reason != "" && len(d.Events) > 0 {
 		detail := map[string]any{"from": prevState, "to": in.State, "reason": in.Reason, "scope": in.RollbackScope}

@@ -325,6 +325,8 @@ var routeRoles = map[string]Role{
 	"GET /v1/line":                       RoleViewer,
 	"POST /v1/line/stop":                 RoleOperator,
 	"POST /v1/line/lift":                 RoleAdmin,
+	"GET /v1/webhooks":                   RoleAdmin,
+	"POST /v1/webhooks/{name}/test":      RoleAdmin,
 	"POST /v1/rollouts/{id}/break-glass": RoleAdmin,
 	"GET /v1/whoami":                     RoleViewer,
 	"GET /v1/events":                     RoleViewer,

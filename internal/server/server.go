@@ -28,6 +28,7 @@ import (
 	"github.com/drover-dev/drover/internal/gate"
 	"github.com/drover-dev/drover/internal/store"
 	"github.com/drover-dev/drover/internal/web"
+	"github.com/drover-dev/drover/internal/webhook"
 )
 
 // Deps are the server's collaborators, built by the caller and passed in:
@@ -72,6 +73,9 @@ type Server struct {
 	// count the open event streams (events.go).
 	limits  *agentLimits
 	streams *streams
+
+	// hooks delivers webhook events (webhooks.go).
+	hooks *webhook.Deliverer
 
 	// fl serves FleetLock on its own listener; nil without
 	// Config.FleetLock.Listen.
@@ -135,6 +139,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if c := newInventoryCollector(s.st, s.log); c != nil {
 		s.reg.MustRegister(c)
 	}
+	if s.hooks, err = webhook.New(cfg.Webhooks, cfg.WebhookRetry, webhook.Deps{Store: s.st, Logger: s.log.With("component", "webhook"),
+		Registry: s.reg, Now: s.now, Changed: s.wake.changed, Leader: s.sched.leaderTerm,
+		Delivered: func() { s.fp.hit(fpWebhookDelivered) }}); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
 	if cfg.FleetLock.Listen != "" {
 		if s.fl, err = newFleetLock(s); err != nil {
 			return nil, err
@@ -195,6 +204,13 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- s.sched.run(ctx) }()
+	hooksCtx, stopHooks := context.WithCancel(ctx)
+	defer stopHooks()
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		_ = s.hooks.Run(hooksCtx)
+	}()
 	beatsCtx, stopBeats := context.WithCancel(ctx)
 	defer stopBeats()
 	beatsDone := make(chan struct{})
@@ -216,6 +232,8 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	s.sched.stop()
 	stopBeats()
 	<-beatsDone // the last heartbeats are written before the caller closes the store
+	stopHooks()
+	<-hooksDone // no delivery is recorded after the caller closes the store
 	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, context.Canceled) {
 		return err
 	}

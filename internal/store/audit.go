@@ -116,6 +116,9 @@ func (t *tx) appendAudit(sig *auditSigning, clock func() time.Time) error {
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, nanos(e.At), e.Actor, e.Action, e.Object, e.Rollout, string(e.Detail), nonNil(e.Prev), e.Hash); err != nil {
 			return fmt.Errorf("append audit %s: %w", e.Action, err)
 		}
+		if err := t.outbox(e); err != nil {
+			return err
+		}
 		if err := tree.add(AuditRecord(e)); err != nil {
 			return err
 		}

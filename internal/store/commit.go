@@ -16,7 +16,8 @@ import (
 // Lock order, the same in every transaction so that PostgreSQL never
 // deadlocks: rollouts rows (ascending ID) -> leader row (shared) ->
 // rollout_nodes and steps rows -> node_holds rows -> fleet_budgets rows
-// (ascending name) -> audit_head (always last, at commit).
+// (ascending name) -> audit_head (always last, at commit). Webhook
+// acknowledgements take the leader row (shared), then webhook_cursors.
 
 // checkTerm fails with ErrFenced unless term is the stored leadership
 // term. On PostgreSQL the leader row is share-locked until commit, so a

@@ -529,6 +529,25 @@ type Store interface {
 	AuditTreeProof(ctx context.Context, oldSize, newSize int64) (tlog.TreeProof, error)
 	AuditRecordProof(ctx context.Context, seq, size int64) (tlog.RecordProof, error)
 
+	// OpenWebhook registers a webhook subscription the first time it is
+	// seen: it is sent the events committed from then on.
+	OpenWebhook(ctx context.Context, name string, now time.Time) error
+	// NextWebhookEvents returns, for up to limit streams (rollouts, and
+	// "" for fleet-wide events), the oldest outbox event the
+	// subscription has not acknowledged and its filter (events; empty:
+	// all) selects, oldest first. Every audit entry that is a webhook
+	// event (WebhookEventOf) is in the outbox from the commit that
+	// appended it.
+	NextWebhookEvents(ctx context.Context, name string, events []string, limit int) ([]OutboxEvent, error)
+	// AckWebhook moves the subscription's cursor of stream to event id
+	// (never back); ErrFenced if term is not the current leadership term.
+	AckWebhook(ctx context.Context, name, stream string, id, term int64, now time.Time) error
+	// PendingWebhook counts the subscription's unacknowledged events.
+	PendingWebhook(ctx context.Context, name string, events []string) (WebhookPending, error)
+	// PruneWebhookOutbox deletes outbox rows committed before before,
+	// except each stream's newest.
+	PruneWebhookOutbox(ctx context.Context, before time.Time) (int64, error)
+
 	// Campaign tries to become the leader. It returns the new term (> every
 	// earlier term) and true on success; false while another live server
 	// holds leadership. SQLite: the single server always wins. PostgreSQL:

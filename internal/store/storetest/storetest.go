@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	runAdvisories(t, h)
 	t.Run("Leadership", h(testLeadership))
 	t.Run("SchemaTooNew", h(testSchemaTooNew))
+	t.Run("WebhookOutbox", h(testWebhookOutbox))
 	t.Run("Cancelled", h(testCancelled))
 	t.Run("LineStop", h(testLineStop))
 	t.Run("Preflight", h(testPreflight))
