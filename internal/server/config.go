@@ -93,6 +93,8 @@ type Config struct {
 	// FleetLock serves the FleetLock protocol to Zincati and Flatcar
 	// nodes on its own listener (see fleetlock.go); off without a listen.
 	FleetLock FleetLockConfig `yaml:"fleetlock"`
+	// Evidence is the retention of evidence bundles (see evidence.go).
+	Evidence EvidenceConfig `yaml:"evidence"`
 
 	// AgentLimits bound what one node may send (see agentlimits.go);
 	// StreamLimits bound the event streams (see events.go). Their keys
@@ -284,6 +286,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.FleetLock.validate()...)
+	if err := c.Evidence.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.SessionTTL < 0 || (c.SessionTTL > 0 && c.SessionTTL < time.Minute) {
 		errs = append(errs, fmt.Errorf("sessionTTL %s: must be at least 1m", c.SessionTTL))
 	}
