@@ -135,6 +135,17 @@ func TestEvidenceOnFailureAndOnDemand(t *testing.T) {
 	}
 	mu.Unlock()
 
+	// The diff reads both nodes' bundles: the same machine, no warning.
+	d, err := f.vera.NodeDiff(f.ctx, "web-1", "web-2", ro.ID)
+	if err != nil || len(d.Warnings) != 0 {
+		t.Fatalf("diff with bundles: %+v %v", d, err)
+	}
+	for _, s := range d.Sections {
+		if s.Dimension == "libraries" || s.Dimension == "mounts" || s.Dimension == "network" {
+			t.Errorf("same machine, yet %s differs: %+v", s.Dimension, s.Differences)
+		}
+	}
+
 	// On demand: a viewer may not ask; an operator's request is answered.
 	if _, err := f.vera.AskEvidence(f.ctx, "web-2", api.EvidenceAsk{}); !isStatus(err, 403) {
 		t.Fatalf("viewer asked for evidence: %v", err)
