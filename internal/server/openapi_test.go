@@ -29,7 +29,8 @@ func TestOpenAPI(t *testing.T) {
 		api.RegisterResponse{}, api.PollRequest{}, api.PollResponse{}, api.StepReport{}, api.WhoAmI{},
 		api.AuditCheckpoint{}, api.AuditTreeProof{}, api.AuditRecordProof{}, api.AuditKey{}, api.EnrollRequest{},
 		api.RenewRequest{}, api.CertificateResponse{}, api.APIToken{}, api.APITokenList{}, api.Session{}, api.LineRequest{}, api.LineStatus{},
-		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{}} {
+		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{},
+		api.EvidenceReport{}, api.EvidenceList{}, api.EvidenceBundle{}, api.EvidenceAsk{}, api.EvidenceRequestStatus{}} {
 		ty := reflect.TypeOf(v)
 		schemas[ty.Name()] = jsonSchema(ty, 0)
 	}
