@@ -44,6 +44,7 @@ type agent struct {
 	answered  map[string]bool   // rollouts whose pre-flight this process answered
 	// evidenceAnswered: on-demand evidence requests this process answered.
 	evidenceAnswered map[string]bool
+	evMu             sync.Mutex // one evidence bundle sent at a time
 	wake             chan struct{}
 	heartbeat        time.Duration
 	pollWait         time.Duration

@@ -27,7 +27,9 @@ const EvidenceDir = "evidence"
 // restart neither captures it again, the node having been rolled back
 // meanwhile, nor loses it), then sent; a bundle the server did not take
 // is sent again from the poll loop (sendPendingEvidence). Capture
-// errors never stop the rollback: they are logged.
+// errors never stop the rollback: they are logged. The capture delays the
+// rollback by its own time (bounded by evidence.DefaultDeadline), the
+// sending does not.
 func (a *agent) captureEvidence(ctx context.Context, id, why string) {
 	if a.cfg.Evidence == nil {
 		return
@@ -52,7 +54,8 @@ func (a *agent) captureEvidence(ctx context.Context, id, why string) {
 		a.log.Warn("evidence not journaled", "step", id, "error", err)
 		return
 	}
-	a.sendEvidence(ctx, id, 3)
+	// Sent apart from the step: the rollback does not wait for the server.
+	go a.sendEvidence(ctx, id, 1)
 }
 
 // Evidence journal stages.
@@ -85,6 +88,11 @@ func (a *agent) writeEvidence(id string, b *evidence.Bundle) error {
 // (0: until ctx ends); once taken or refused for good, it is journaled
 // sent and its file removed.
 func (a *agent) sendEvidence(ctx context.Context, id string, tries int) bool {
+	a.evMu.Lock()
+	defer a.evMu.Unlock()
+	if st, ok := a.j.step(id); !ok || st.EvidenceSent {
+		return true
+	}
 	raw, err := os.ReadFile(a.evidencePath(id))
 	if err != nil {
 		a.log.Warn("evidence kept for the step is gone", "step", id, "error", err)
