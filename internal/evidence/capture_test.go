@@ -182,3 +182,18 @@ func TestCaptureBounds(t *testing.T) {
 		t.Fatalf("total bound: %+v", secs)
 	}
 }
+
+// BenchmarkCaptureLocal captures this machine's bundle with the real
+// collectors (the diskstats interval skipped: it is a fixed 1 s wait), so
+// it measures what the collectors cost beyond that wait.
+func BenchmarkCaptureLocal(b *testing.B) {
+	h := LocalHost()
+	h.Sleep = func(context.Context, time.Duration) error { return nil }
+	var size int
+	for b.Loop() {
+		bd := Capture(b.Context(), h, Spec{Node: "bench", Reason: ReasonOnDemand})
+		raw, _ := json.Marshal(bd)
+		size = len(raw)
+	}
+	b.ReportMetric(float64(size), "bytes/bundle")
+}

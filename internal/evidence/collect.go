@@ -87,7 +87,7 @@ func collectUnitLogs(ctx context.Context, h Host, s Spec) (any, error) {
 	if len(s.Units) == 0 {
 		return nil, nil
 	}
-	per := s.MaxSection/len(s.Units) - 256
+	per := max(512, s.MaxSection/len(s.Units)-256)
 	var logs []UnitLog
 	for _, unit := range s.Units {
 		out, err := h.Run(ctx, "journalctl", "-u", unit, "-n", fmt.Sprint(s.JournalLines), "--no-pager", "-o", "short-iso")
