@@ -44,7 +44,8 @@ type agent struct {
 	answered  map[string]bool   // rollouts whose pre-flight this process answered
 	// evidenceAnswered: on-demand evidence requests this process answered.
 	evidenceAnswered map[string]bool
-	evMu             sync.Mutex // one evidence bundle sent at a time
+	evMu             sync.Mutex     // one evidence bundle sent at a time
+	bg               sync.WaitGroup // evidence sends, waited for before the journal closes
 	wake             chan struct{}
 	heartbeat        time.Duration
 	pollWait         time.Duration
@@ -158,6 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	a.prog.idle.L, a.prog.clock = &a.prog.mu, cfg.Clock
 	defer a.prog.drain()
+	defer a.bg.Wait()
 	if j.torn > 0 {
 		a.log.Warn("journal: cut a torn last record; its step is treated as interrupted", "bytes", j.torn)
 	}

@@ -55,7 +55,7 @@ func (a *agent) captureEvidence(ctx context.Context, id, why string) {
 		return
 	}
 	// Sent apart from the step: the rollback does not wait for the server.
-	go a.sendEvidence(ctx, id, 1)
+	a.bg.Go(func() { a.sendEvidence(ctx, id, 1) })
 }
 
 // Evidence journal stages.
