@@ -42,9 +42,13 @@ type agent struct {
 	working   string            // step being executed
 	malformed map[string]string // step ID -> why its payload did not decode
 	answered  map[string]bool   // rollouts whose pre-flight this process answered
-	wake      chan struct{}
-	heartbeat time.Duration
-	pollWait  time.Duration
+	// evidenceAnswered: on-demand evidence requests this process answered.
+	evidenceAnswered map[string]bool
+	evMu             sync.Mutex     // one evidence bundle sent at a time
+	bg               sync.WaitGroup // evidence sends, waited for before the journal closes
+	wake             chan struct{}
+	heartbeat        time.Duration
+	pollWait         time.Duration
 
 	prog progressSender
 }
@@ -156,6 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	a.prog.idle.L, a.prog.clock = &a.prog.mu, cfg.Clock
 	defer a.prog.drain()
+	defer a.bg.Wait()
 	if j.torn > 0 {
 		a.log.Warn("journal: cut a torn last record; its step is treated as interrupted", "bytes", j.torn)
 	}
@@ -316,6 +321,7 @@ func (a *agent) pollOnce(ctx context.Context) (fresh bool, err error) {
 		Steps      []json.RawMessage      `json:"steps"`
 		Cancel     []string               `json:"cancel"`
 		Preflights []api.PreflightRequest `json:"preflights"`
+		Evidence   []api.EvidenceRequest  `json:"evidence"`
 	}
 	err = a.c.retry(ctx, "poll", 0, false, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
@@ -339,6 +345,10 @@ func (a *agent) pollOnce(ctx context.Context) (fresh bool, err error) {
 	if len(resp.Preflights) > 0 && a.preflight(ctx, resp.Preflights) {
 		fresh = true
 	}
+	if len(resp.Evidence) > 0 && a.answerEvidence(ctx, resp.Evidence) {
+		fresh = true
+	}
+	a.sendPendingEvidence(ctx)
 	return fresh, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/evidence"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/hostcheck"
 	"github.com/drover-dev/drover/internal/plan"
@@ -111,6 +112,10 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Version is the agent's version, sent on registration.
 	Version string
+	// Evidence captures an evidence bundle (evidence.Capture on the
+	// local host in production) when a step fails, before its rollback,
+	// and when the server asks; nil captures none (simulated nodes).
+	Evidence func(ctx context.Context, s evidence.Spec) *evidence.Bundle
 
 	// afterAppend is a test hook called after each journal record is
 	// durable.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -36,6 +37,12 @@ type fakeServer struct {
 	reports   []api.StepReport
 	reportCh  chan api.StepReport
 	wake      chan struct{}
+	// evidence: bundles posted (protocol 5); evidenceAsks: on-demand
+	// requests handed out by every poll until answered; failEvidence:
+	// answer this many evidence posts 503 first.
+	evidence     []api.EvidenceReport
+	evidenceAsks []api.EvidenceRequest
+	failEvidence int
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -143,10 +150,11 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			steps = append(steps, b)
 		}
 		resp := struct {
-			Steps        []json.RawMessage `json:"steps"`
-			LeaseSeconds int               `json:"leaseSeconds"`
-			Cancel       []string          `json:"cancel,omitempty"`
-		}{append(steps, s.raw...), 60, s.cancels}
+			Steps        []json.RawMessage     `json:"steps"`
+			LeaseSeconds int                   `json:"leaseSeconds"`
+			Cancel       []string              `json:"cancel,omitempty"`
+			Evidence     []api.EvidenceRequest `json:"evidence,omitempty"`
+		}{append(steps, s.raw...), 60, s.cancels, s.evidenceAsks}
 		s.pending, s.raw, s.cancels = nil, nil, nil
 		s.mu.Unlock()
 		json.NewEncoder(w).Encode(resp)
@@ -160,6 +168,23 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reports = append(s.reports, rep)
 		s.mu.Unlock()
 		s.reportCh <- rep
+		w.WriteHeader(http.StatusNoContent)
+	case api.PathEvidence:
+		var rep api.EvidenceReport
+		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+			writeErr(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		s.mu.Lock()
+		if s.failEvidence > 0 {
+			s.failEvidence--
+			s.mu.Unlock()
+			writeErr(w, http.StatusServiceUnavailable, "unavailable", "leader election in progress")
+			return
+		}
+		s.evidence = append(s.evidence, rep)
+		s.evidenceAsks = slices.DeleteFunc(s.evidenceAsks, func(q api.EvidenceRequest) bool { return q.ID == rep.Request })
+		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		writeErr(w, http.StatusNotFound, "not_found", "no such endpoint")

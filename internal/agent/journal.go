@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,11 @@ const (
 	// recHost: the snapshot of the host (Host) the step's host checks
 	// compare with, taken before the first action changes anything.
 	recHost recType = "host-snapshot"
+
+	// recEvidence: an evidence bundle of the failing step was captured
+	// (Stage captured: kept in StateDir/evidence) or taken by the server
+	// (Stage sent). A step with one is never captured again.
+	recEvidence recType = "evidence"
 )
 
 // Action stages, in the order they happen.
@@ -182,7 +188,9 @@ type stepState struct {
 	// Last is the step's last record, as what the journal proves when
 	// the step was interrupted ("action 1 snapshot at ...").
 	Last string
-	seq  int // order taken on
+	// EvidenceCaptured and EvidenceSent: recEvidence.
+	EvidenceCaptured, EvidenceSent bool
+	seq                            int // order taken on
 }
 
 func (s *stepState) action(i int) *actionState {
@@ -373,6 +381,9 @@ func (j *journal) apply(rec record) {
 		st.Result = rec.Report
 	case recReported:
 		st.Reported = true
+	case recEvidence:
+		st.EvidenceCaptured = true
+		st.EvidenceSent = st.EvidenceSent || rec.Stage == evidenceSent
 	}
 }
 
@@ -403,7 +414,7 @@ func describeRecord(rec record) string {
 // instead of eight.
 func (r record) durable() bool {
 	switch r.Type {
-	case recVerifying, recReported:
+	case recVerifying, recReported, recEvidence:
 		return false
 	case recAction:
 		switch r.Stage {
@@ -516,4 +527,28 @@ func syncDir(dir string) error {
 		return fmt.Errorf("journal: fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// pendingEvidence lists the steps whose evidence bundle was captured and
+// not yet taken by the server, in the order they were taken on.
+func (j *journal) pendingEvidence() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var ids []string
+	var seqs []int
+	for id, st := range j.steps {
+		if st.EvidenceCaptured && !st.EvidenceSent {
+			ids, seqs = append(ids, id), append(seqs, st.seq)
+		}
+	}
+	idx := make([]int, len(ids))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return seqs[a] - seqs[b] })
+	out := make([]string, len(ids))
+	for i, k := range idx {
+		out[i] = ids[k]
+	}
+	return out
 }

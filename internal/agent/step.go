@@ -410,6 +410,7 @@ func (a *agent) afterReboot(ctx context.Context, id string) error {
 // failed half-way is restored too) and reports failed.
 func (a *agent) fail(ctx context.Context, id, reason string) error {
 	if st, _ := a.j.step(id); st.Failing == "" {
+		a.captureEvidence(ctx, id, reason)
 		if err := a.j.append(record{Type: recFailing, Step: id, At: a.clock.Now(), Reason: reason}); err != nil {
 			return err
 		}
@@ -634,6 +635,7 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, BootID: boot, Evidence: ev})
 		}
 		if a.clock.Now().Add(interval).Sub(start) > deadline {
+			a.captureEvidence(ctx, id, reason)
 			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Gate: engine.Fail, BootID: boot, Evidence: ev,
 				Reason: fmt.Sprintf("node probes did not pass within %s: %s", deadline, reason)})
 		}
@@ -657,6 +659,7 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			return errStopped
 		}
 		if reason != "" {
+			a.captureEvidence(ctx, id, reason)
 			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Fail, BootID: boot, Evidence: ev,
 				Reason: fmt.Sprintf("%s (healthy since %s, failed after %s of the %s soak)", reason,
 					since.UTC().Format(time.RFC3339), a.clock.Now().Sub(since).Round(time.Second), minHealthy)})

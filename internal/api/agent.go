@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/evidence"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
 )
@@ -47,12 +48,22 @@ import (
 //	    protocols 1 to 3 are never asked: the server fails their node's
 //	    pre-flight at once, naming the protocol. Everything else is as in
 //	    protocol 3.
+//	5 — evidence: when a step's actions or its node probes fail, the
+//	    agent captures an evidence bundle (internal/evidence) before
+//	    anything is rolled back and posts it to PathEvidence; a poll
+//	    answer lists in Evidence the captures asked of the node on demand,
+//	    each answered once with a bundle. Agents of protocols 1 to 4 are
+//	    never asked: an on-demand request for their node is refused,
+//	    naming the protocol. Everything else is as in protocol 4.
 const (
-	ProtocolVersion    = 4
+	ProtocolVersion    = 5
 	MinProtocolVersion = 1
 	// PreflightProtocol is the first protocol whose agents run node
 	// pre-flights.
 	PreflightProtocol = 4
+	// EvidenceProtocol is the first protocol whose agents capture
+	// evidence bundles.
+	EvidenceProtocol = 5
 )
 
 // Agent channel paths, under the server's agent listener.
@@ -62,6 +73,8 @@ const (
 	PathReport   = "/v1/agent/report"
 	// PathPreflight takes a node pre-flight's report (protocol 4).
 	PathPreflight = "/v1/agent/preflight"
+	// PathEvidence takes an evidence bundle (protocol 5).
+	PathEvidence = "/v1/agent/evidence"
 )
 
 // HeaderProtocol carries the sender's protocol version on every agent
@@ -112,6 +125,30 @@ type PollResponse struct {
 	// answered yet (protocol 3). They are listed again on every poll
 	// until answered.
 	Preflights []PreflightRequest `json:"preflights,omitempty"`
+	// Evidence lists the on-demand evidence captures asked of the node
+	// and not answered yet (protocol 5), listed again on every poll until
+	// answered.
+	Evidence []EvidenceRequest `json:"evidence,omitempty"`
+}
+
+// EvidenceRequest asks a node for an evidence bundle now (on demand).
+// Units, Names and Endpoints widen the capture (the units whose logs and
+// linkage to take, the names to resolve, the host:port to handshake
+// with).
+type EvidenceRequest struct {
+	ID        string   `json:"id"`
+	Units     []string `json:"units,omitempty"`
+	Names     []string `json:"names,omitempty"`
+	Endpoints []string `json:"endpoints,omitempty"`
+}
+
+// EvidenceReport carries one bundle to the server: Request names the
+// on-demand request it answers ("" for a failure's bundle, which names
+// its Step and Rollout in the bundle).
+type EvidenceReport struct {
+	NodeID  string           `json:"nodeId"`
+	Request string           `json:"request,omitempty"`
+	Bundle  *evidence.Bundle `json:"bundle"`
 }
 
 // PreflightRequest asks a node what a change would do, changing nothing.

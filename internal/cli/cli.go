@@ -125,7 +125,7 @@ Rehearse a plan on a virtual clock before touching anything:
 	root.AddCommand(newPlanCmd(e), newSimulateCmd(e), newDemoCmd(e), newVersionCmd(e),
 		newServerCmd(e), newAgentCmd(e), newRolloutCmd(e), newNodesCmd(e), newAuditCmd(e), newBenchCmd(e), newArtifactCmd(e), newTokenCmd(e), newStopCmd(e),
 		newBudgetCmd(e), newFreezeCmd(e), newHistoryCmd(e), newDiffCmd(e), newAdvisoryCmd(e), newExposureCmd(e),
-		newWebhooksCmd(e))
+		newWebhooksCmd(e), newEvidenceCmd(e))
 	return root
 }
 

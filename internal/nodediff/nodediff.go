@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 
+	ev "github.com/drover-dev/drover/internal/evidence"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/pkgversion"
 )
@@ -59,6 +60,9 @@ type Node struct {
 	// Changed is what the rollout's steps did on the node (see
 	// ChangesOf); nil when they did nothing or there is no rollout.
 	Changed *Changed
+	// Evidence is the node's newest evidence bundle (nil: none); its
+	// sections are compared when both nodes have one.
+	Evidence *ev.Bundle
 }
 
 // Difference is one thing that differs between the failing node and the
@@ -97,6 +101,12 @@ func Dimensions() []Dimension {
 		{Name: "os", Tier: TierKnown, Compare: compareOS},
 		{Name: "kernel", Tier: TierKnown, Compare: compareKernel},
 		{Name: "packages", Tier: TierKnown, Compare: comparePackages},
+		{Name: "libraries", Tier: TierKnown, Compare: compareLinkage},
+		{Name: "resolver", Tier: TierKnown, Compare: compareResolver},
+		{Name: "network", Tier: TierKnown, Compare: compareNetwork},
+		{Name: "mounts", Tier: TierKnown, Compare: compareMounts},
+		{Name: "firewall", Tier: TierKnown, Compare: compareFirewall},
+		{Name: "time", Tier: TierKnown, Compare: compareTime},
 		{Name: "services", Tier: TierKnown, Compare: compareServices},
 		{Name: "runtime", Tier: TierKnown, Compare: compareRuntime},
 		{Name: "agent", Tier: TierKnown, Compare: compareAgent},

@@ -57,6 +57,7 @@ func (s *Server) agentRoutes(mux *http.ServeMux) {
 	s.agentRoute(mux, "POST "+api.PathPoll, s.poll)
 	s.agentRoute(mux, "POST "+api.PathReport, s.report)
 	s.agentRoute(mux, "POST "+api.PathPreflight, s.preflightReport)
+	s.agentRoute(mux, "POST "+api.PathEvidence, s.agentEvidence)
 }
 
 // sameNode refuses a body that names another node than the connection's.
@@ -165,7 +166,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 	defer recheck.Stop()
 	for {
 		var all []store.Step
-		var asks [][]byte
+		var asks, evAsks [][]byte
 		if leading := s.sched.leading(); !leading || !s.wake.isIdle(node, time.Now()) {
 			mark := s.wake.stamp(node, time.Now())
 			var err error
@@ -177,7 +178,12 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 					return err
 				}
 			}
-			if len(all) == 0 && len(asks) == 0 && leading {
+			if proto >= api.EvidenceProtocol {
+				if evAsks, err = s.st.OpenEvidenceRequests(ctx, node, s.now()); err != nil {
+					return err
+				}
+			}
+			if len(all) == 0 && len(asks) == 0 && len(evAsks) == 0 && leading {
 				s.wake.markIdle(node, mark)
 			}
 		}
@@ -196,8 +202,15 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 				steps = append(steps, st)
 			}
 		}
-		if len(steps) > 0 || len(cancel) > 0 || len(asks) > 0 {
+		if len(steps) > 0 || len(cancel) > 0 || len(asks) > 0 || len(evAsks) > 0 {
 			out := api.PollResponse{LeaseSeconds: int(s.cfg.Lease / time.Second), Cancel: cancel}
+			for _, raw := range evAsks {
+				var er api.EvidenceRequest
+				if err := json.Unmarshal(raw, &er); err != nil {
+					return fmt.Errorf("node %s: stored evidence request: %w", node, err)
+				}
+				out.Evidence = append(out.Evidence, er)
+			}
 			for _, raw := range asks {
 				var pr api.PreflightRequest
 				if err := json.Unmarshal(raw, &pr); err != nil {

@@ -98,6 +98,8 @@ type Config struct {
 	// their delivery policy (see internal/webhook and docs/webhooks.md).
 	Webhooks     []webhook.Subscription `yaml:"webhooks"`
 	WebhookRetry webhook.Retry          `yaml:"webhookRetry"`
+	// Evidence is the retention of evidence bundles (see evidence.go).
+	Evidence EvidenceConfig `yaml:"evidence"`
 
 	// AgentLimits bound what one node may send (see agentlimits.go);
 	// StreamLimits bound the event streams (see events.go). Their keys
@@ -289,6 +291,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.FleetLock.validate()...)
+	if err := c.Evidence.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.SessionTTL < 0 || (c.SessionTTL > 0 && c.SessionTTL < time.Minute) {
 		errs = append(errs, fmt.Errorf("sessionTTL %s: must be at least 1m", c.SessionTTL))
 	}

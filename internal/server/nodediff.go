@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/drover-dev/drover/internal/api"
+	"github.com/drover-dev/drover/internal/evidence"
 	"github.com/drover-dev/drover/internal/nodediff"
 	"github.com/drover-dev/drover/internal/store"
 )
@@ -95,6 +97,7 @@ func (s *Server) nodeDiff(w http.ResponseWriter, r *http.Request, _ identity) er
 				msg: fmt.Sprintf("no healthy peer for %s: no other online node succeeded in rollout %q or is untouched by it; name one with with=", rec.ID, rollout)}
 		}
 		healthy = peer.Node
+		healthy.Evidence = s.newestEvidence(ctx, healthy.ID, "", &out.Warnings)
 		if rollout != "" {
 			steps, err := s.st.NodeSteps(ctx, rollout, healthy.ID)
 			if err != nil {
@@ -120,6 +123,7 @@ func (s *Server) nodeDiff(w http.ResponseWriter, r *http.Request, _ identity) er
 // steps changed on it (a warning when their evidence cannot be read).
 func (s *Server) diffNode(ctx context.Context, rec store.NodeRecord, rollout, state string, warnings *[]string) (*nodediff.Node, error) {
 	n := &nodediff.Node{ID: rec.ID, Facts: rec.Facts, Labels: rec.Labels, AgentVersion: rec.AgentVersion, Protocol: rec.Protocol, State: state}
+	n.Evidence = s.newestEvidence(ctx, rec.ID, rollout, warnings)
 	if rollout == "" {
 		return n, nil
 	}
@@ -144,4 +148,30 @@ func changesOf(steps []store.StepEvidence, node string, warnings *[]string) *nod
 		return nil
 	}
 	return ch
+}
+
+// newestEvidence is node's newest evidence bundle (of rollout, else its
+// newest of any), nil when it has none; one that cannot be read is left
+// out with a warning.
+func (s *Server) newestEvidence(ctx context.Context, node, rollout string, warnings *[]string) *evidence.Bundle {
+	recs, err := s.st.ListEvidence(ctx, node, rollout)
+	if err == nil && len(recs) == 0 && rollout != "" {
+		recs, err = s.st.ListEvidence(ctx, node, "")
+	}
+	if err == nil && len(recs) == 0 {
+		return nil
+	}
+	var rec store.EvidenceRecord
+	if err == nil {
+		rec, err = s.st.GetEvidence(ctx, recs[0].ID)
+	}
+	var b evidence.Bundle
+	if err == nil {
+		err = json.Unmarshal(rec.Body, &b)
+	}
+	if err != nil {
+		*warnings = append(*warnings, fmt.Sprintf("the evidence of %s is left out: %v", node, err))
+		return nil
+	}
+	return &b
 }

@@ -32,8 +32,9 @@ func TestOpenAPI(t *testing.T) {
 		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{},
 		api.InventoryImportRequest{}, api.InventoryDiff{}, api.InventoryStatus{}, api.EnrollTokensRequest{}, api.EnrollTokens{},
 		api.Advisory{}, api.AdvisoryList{}, api.AdvisoryImportRequest{}, api.AdvisoryImportResult{}, api.ExposureReport{},
+		api.WebhookEvent{}, api.SlackMessage{}, api.Webhook{}, api.WebhookList{}, api.WebhookTestResult{},
 
-		api.WebhookEvent{}, api.SlackMessage{}, api.Webhook{}, api.WebhookList{}, api.WebhookTestResult{}} {
+		api.EvidenceReport{}, api.EvidenceList{}, api.EvidenceBundle{}, api.EvidenceAsk{}, api.EvidenceRequestStatus{}} {
 		ty := reflect.TypeOf(v)
 		schemas[ty.Name()] = jsonSchema(ty, 0)
 	}

@@ -307,6 +307,10 @@ var routeRoles = map[string]Role{
 	"GET /v1/nodes":                      RoleViewer,
 	"GET /v1/nodes/{id}":                 RoleViewer,
 	"GET /v1/nodes/{id}/diff":            RoleViewer,
+	"GET /v1/nodes/{id}/evidence":        RoleViewer,
+	"POST /v1/nodes/{id}/evidence":       RoleOperator,
+	"GET /v1/evidence/{id}":              RoleViewer,
+	"GET /v1/evidence-requests/{id}":     RoleViewer,
 	"PUT /v1/nodes/{id}/labels":          RoleOperator,
 	"DELETE /v1/nodes/{id}":              RoleOperator,
 	"POST /v1/plans/validate":            RoleViewer,
@@ -373,6 +377,7 @@ var agentOnly = map[string]bool{
 	"POST " + api.PathReport:    true,
 	"POST " + api.PathRenew:     true,
 	"POST " + api.PathPreflight: true,
+	"POST " + api.PathEvidence:  true,
 }
 
 // public are the routes that need no credentials: enrolment (the

@@ -398,6 +398,23 @@ type Store interface {
 	// server's own answers, given at the ask, are left out).
 	PreflightTimes(ctx context.Context, limit int) ([]time.Duration, error)
 
+	// AddEvidence stores an evidence bundle (hashed, compressed, audited
+	// with its hash), marks the on-demand request it answers (ErrNotFound,
+	// ErrConflict) and prunes bundles past keep.
+	AddEvidence(ctx context.Context, r EvidenceRecord, keep EvidenceRetention) (EvidenceRecord, error)
+	// ListEvidence lists a node's bundles (of a rollout when not ""),
+	// newest first, without bodies.
+	ListEvidence(ctx context.Context, node, rollout string) ([]EvidenceRecord, error)
+	// GetEvidence returns a bundle with its body; ErrNotFound.
+	GetEvidence(ctx context.Context, id string) (EvidenceRecord, error)
+	// AskEvidence records an on-demand evidence request (audited).
+	AskEvidence(ctx context.Context, a EvidenceAsk) error
+	// OpenEvidenceRequests returns the payloads of a node's unanswered
+	// evidence requests before their deadline, oldest first.
+	OpenEvidenceRequests(ctx context.Context, node string, now time.Time) ([][]byte, error)
+	// GetEvidenceRequest returns a request; ErrNotFound.
+	GetEvidenceRequest(ctx context.Context, id string) (EvidenceAsk, error)
+
 	// CreateRollout stores a new rollout with its assignment (nodes in
 	// assignment order, waves pending). ErrConflict if the ID exists.
 	CreateRollout(ctx context.Context, r Rollout, nodes []RolloutNode, waves []Wave, actor string) (Rollout, error)

@@ -85,7 +85,7 @@ func Handler(apiHandler http.Handler, o Options) http.Handler {
 	if d.now == nil {
 		d.now = time.Now
 	}
-	for _, page := range []string{"login", "fleet", "rollouts", "rollout", "coverage", "audit", "safety", "error"} {
+	for _, page := range []string{"login", "fleet", "rollouts", "rollout", "coverage", "audit", "safety", "evidence", "error"} {
 		d.tmpl[page] = template.Must(template.New("layout.html").Funcs(d.funcs()).
 			ParseFS(assets, "templates/layout.html", "templates/"+page+".html"))
 	}
@@ -112,6 +112,7 @@ func Handler(apiHandler http.Handler, o Options) http.Handler {
 	m.HandleFunc("GET /ui/coverage", d.page(d.coverage))
 	m.HandleFunc("GET /ui/audit", d.page(d.audit))
 	m.HandleFunc("GET /ui/safety", d.page(d.safety))
+	m.HandleFunc("GET /ui/nodes/{id}/evidence", d.page(d.evidence))
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)

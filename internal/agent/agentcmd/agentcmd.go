@@ -12,6 +12,7 @@ package agentcmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ import (
 	"github.com/drover-dev/drover/internal/agent/facts"
 	"github.com/drover-dev/drover/internal/artifact"
 	"github.com/drover-dev/drover/internal/driver"
+	"github.com/drover-dev/drover/internal/evidence"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
 )
@@ -101,6 +103,9 @@ type options struct {
 	kubeInCluster                                    bool
 	allowCommandProbes, allowProbeOutput             bool
 	version                                          bool
+	noEvidence                                       bool
+	captureEvidence                                  bool
+	evidenceUnits                                    []string
 }
 
 func flags(o *options, prog string, stderr io.Writer) *pflag.FlagSet {
@@ -123,6 +128,9 @@ func flags(o *options, prog string, stderr io.Writer) *pflag.FlagSet {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of this node's Kubernetes cluster: enables kubernetes-node actions (cordon, drain, uncordon)")
 	f.BoolVar(&o.kubeInCluster, "kube-in-cluster", false, "enable kubernetes-node actions with the service account of the pod the agent runs in")
 	f.StringVar(&o.kubeNode, "kube-node", "", "this node's name in Kubernetes (default the host name, lower case, without domain)")
+	f.BoolVar(&o.noEvidence, "no-evidence", false, "capture no evidence bundle when a step fails or the server asks")
+	f.BoolVar(&o.captureEvidence, "capture-evidence", false, "capture an evidence bundle of this node now, print it as JSON and exit (no server needed)")
+	f.StringArrayVar(&o.evidenceUnits, "evidence-unit", nil, "with --capture-evidence: a unit whose state, logs and linkage to capture (repeatable)")
 	f.BoolVar(&o.sim, "sim", false, "run a simulated node (demos, tests, benchmarks)")
 	f.StringVar(&o.simFamily, "sim-family", "debian", "simulated os family")
 	f.StringVar(&o.simVersion, "sim-version", "12", "simulated os version")
@@ -160,6 +168,16 @@ func Main(ctx context.Context, prog string, args []string, getenv func(string) s
 	}
 	if o.version {
 		fmt.Fprintf(stdout, "%s %s %s %s/%s\n", prog, version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return ExitOK
+	}
+	if o.captureEvidence {
+		b := evidence.Capture(ctx, evidence.LocalHost(), evidence.Spec{Node: o.nodeID, Reason: evidence.ReasonOnDemand, Units: o.evidenceUnits})
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(b); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+			return ExitError
+		}
 		return ExitOK
 	}
 	err := run(ctx, o, getenv, stderr)
@@ -256,6 +274,10 @@ func run(ctx context.Context, o options, getenv func(string) string, stderr io.W
 		}
 		if err := hostAgent(&cfg, verifier, o); err != nil {
 			return err
+		}
+		if !o.noEvidence {
+			host := evidence.LocalHost()
+			cfg.Evidence = func(ctx context.Context, s evidence.Spec) *evidence.Bundle { return evidence.Capture(ctx, host, s) }
 		}
 	}
 	fmt.Fprintf(stderr, "drover agent %s: node %s, server %s, journal in %s\n", version(), o.nodeID, o.server, o.stateDir)

@@ -83,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Cancelled", h(testCancelled))
 	t.Run("LineStop", h(testLineStop))
 	t.Run("Preflight", h(testPreflight))
+	t.Run("Evidence", h(testEvidence))
 	t.Run("Interrupted", h(testInterrupted))
 	t.Run("RestartLeases", h(testRestartLeases))
 	t.Run("StepHistory", h(testStepHistory))
