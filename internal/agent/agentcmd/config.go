@@ -2,7 +2,9 @@ package agentcmd
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -29,8 +31,8 @@ func applyConfigFile(f *pflag.FlagSet, path string, getenv func(string) string) 
 	}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
-		if len(bytes.TrimSpace(data)) == 0 {
-			return nil
+		if errors.Is(err, io.EOF) {
+			return nil // empty, or only comments
 		}
 		return fmt.Errorf("config %s: %w", path, err)
 	}
