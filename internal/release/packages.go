@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,11 @@ type Options struct {
 	Root    string // the module root (deploy/ is read from it)
 	BinDir  string // holds NAME-linux-ARCH for each package's binary and arch
 	OutDir  string // where the packages are written
+	// Only, Formats and Arches narrow what Build makes (nil: every
+	// package, Formats, Arches); tests build only what they install.
+	Only    []string
+	Formats []string
+	Arches  []string
 	// MTime stamps every file of the packages (reproducible builds);
 	// zero means SOURCE_DATE_EPOCH or now (nfpm's default).
 	MTime time.Time
@@ -102,10 +108,20 @@ func Build(o Options) ([]string, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("release: %w", err)
 	}
+	formats, arches := Formats, Arches
+	if o.Formats != nil {
+		formats = o.Formats
+	}
+	if o.Arches != nil {
+		arches = o.Arches
+	}
 	var out []string
 	for _, p := range Packages {
-		for _, format := range Formats {
-			for _, arch := range Arches {
+		if o.Only != nil && !slices.Contains(o.Only, p.Name) {
+			continue
+		}
+		for _, format := range formats {
+			for _, arch := range arches {
 				path, err := o.build(p, format, arch)
 				if err != nil {
 					return out, err
