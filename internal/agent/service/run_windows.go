@@ -35,18 +35,24 @@ func (h *handler) Execute(_ []string, r <-chan svc.ChangeRequest, s chan<- svc.S
 	done := make(chan int, 1)
 	go func() { done <- h.run(ctx) }()
 	reqs := make(chan Request)
+	handled := make(chan struct{})
+	defer close(handled)
 	go func() {
 		defer close(reqs)
 		for c := range r {
+			req := Other
 			switch c.Cmd {
 			case svc.Interrogate:
-				reqs <- Interrogate
+				req = Interrogate
 			case svc.Stop:
-				reqs <- Stop
+				req = Stop
 			case svc.Shutdown:
-				reqs <- Shutdown
-			default:
-				reqs <- Other
+				req = Shutdown
+			}
+			select {
+			case reqs <- req:
+			case <-handled:
+				return
 			}
 		}
 	}()
