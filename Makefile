@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 10s
 BIN       ?= bin/drover
 
-.PHONY: all build test deps fmt vet unit fuzz crossbuild demo bench clean
+.PHONY: all build test deps fmt vet unit fuzz crossbuild release demo bench clean
 
 all: build
 
@@ -37,6 +37,23 @@ fuzz:
 crossbuild:
 	scripts/crossbuild.sh
 
+# The release: binaries for every platform, the .deb and .rpm packages
+# of drover-agent and drover, SHA256SUMS and manifest.json signed with
+# the ed25519 key in RELEASE_KEY (default $$DROVER_RELEASE_KEY; without
+# either, a test key is made in bin/release-test.key). Checked with
+#   go run ./scripts/release verify --pub release.pub dist
+# (see README, "Install").
+VERSION     ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' || true)
+RELEASE_KEY ?= $(or $(DROVER_RELEASE_KEY),bin/release-test.key)
+DIST        ?= dist
+
+release:
+	@v="$(VERSION)"; [ -n "$$v" ] || v="0.0.0-git$$(git log -1 --format=%cd.%h --date=format:%Y%m%d)"; \
+	rm -rf $(DIST) && scripts/crossbuild.sh $(DIST)/bin && \
+	$(GO) run ./scripts/release build --version "$$v" --bin $(DIST)/bin --out $(DIST) --key $(RELEASE_KEY) \
+		$(if $(filter bin/release-test.key,$(RELEASE_KEY)),--new-key) && \
+	rm -rf $(DIST)/bin
+
 # The demo, built first with every package named as it compiles: a fresh
 # machine spends a few minutes downloading and compiling (see README).
 demo:
@@ -49,4 +66,4 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -p 1 ./internal/sim ./internal/engine
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

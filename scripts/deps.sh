@@ -69,12 +69,21 @@ need_ansible() {
 	apt_install ansible
 }
 
+# The release's tests (internal/release): openssl checks the manifest's
+# signature as users do, systemd-analyze lints the units, rpm (need_rpm)
+# installs the .rpm into an installroot, and the Debian fleet images
+# (need_fleet) take the .deb.
+need_release() {
+	apt_install openssl systemd
+}
+
 main() {
 	cd "$(dirname "$0")/.."
 	need_go
 	need_prometheus
 	need_fleet
 	need_rpm
+	need_release
 	need_chromium
 	need_ansible
 }

@@ -13,6 +13,11 @@
 // binary), drover-agent 17.0 MiB (3.9 + 13.1), a ratio of 0.63; most of
 // it is the pages of the binary that start-up and the poll loop touch.
 // internal/agent's TestIdleProcessFootprint measures both.
+//
+// When a package upgrade replaced the program on disk, the agent finishes
+// its step, returns ExitReplaced, and main starts the new program in the
+// same process (Reexec): under systemd, launchd or a container's init
+// alike, the agent's PID stays and no step is cut short.
 package main
 
 import (
@@ -22,11 +27,17 @@ import (
 	"syscall"
 
 	"github.com/drover-dev/drover/internal/agent/agentcmd"
+	"github.com/drover-dev/drover/internal/agent/service"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := agentcmd.Main(ctx, "drover-agent", os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := service.Main(ctx, func(ctx context.Context) int {
+		return agentcmd.Main(ctx, "drover-agent", os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	})
 	stop()
+	if code == agentcmd.ExitReplaced {
+		code = agentcmd.Reexec(os.Args, os.Stderr)
+	}
 	os.Exit(code)
 }

@@ -191,7 +191,9 @@ func (a *agent) run(ctx context.Context) error {
 			cancel(err)
 		}
 	}()
-	a.executeLoop(ctx)
+	if err := a.executeLoop(ctx); err != nil {
+		cancel(err)
+	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -450,12 +452,29 @@ func (a *agent) take(ctx context.Context, p api.StepPayload) bool {
 	return true
 }
 
+// ErrReplaced is returned by Run when Config.Replaced said the agent's
+// program was replaced on disk while no step ran: every step it took is
+// finished and reported (or journaled for the next start to report), and
+// the caller should start the new program.
+var ErrReplaced = errors.New("agent program replaced on disk (package upgrade): restart to run the new one")
+
 // executeLoop first settles what the journal left unfinished, then runs
-// queued steps one at a time until ctx ends.
-func (a *agent) executeLoop(ctx context.Context) {
+// queued steps one at a time until ctx ends. It returns ErrReplaced when
+// the agent's program was replaced and no step is running or queued.
+func (a *agent) executeLoop(ctx context.Context) error {
+	replaced := func() bool {
+		if a.cfg.Replaced == nil || !a.cfg.Replaced() {
+			return false
+		}
+		a.mu.Lock()
+		queued := len(a.queue)
+		a.mu.Unlock()
+		return queued == 0
+	}
+	var check <-chan time.Time
 	for _, st := range a.j.all() {
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		switch {
 		case !st.finished():
@@ -479,10 +498,20 @@ func (a *agent) executeLoop(ctx context.Context) {
 		}
 		a.mu.Unlock()
 		if p == nil {
+			if a.cfg.Replaced != nil && check == nil {
+				check = a.clock.After(a.cfg.ReplacedCheck)
+			}
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-a.wake:
+				continue
+			case <-check:
+				check = nil
+				if replaced() {
+					a.log.Warn("agent program replaced on disk while idle: restarting")
+					return ErrReplaced
+				}
 				continue
 			}
 		}
@@ -491,7 +520,11 @@ func (a *agent) executeLoop(ctx context.Context) {
 		}
 		a.setWorking("")
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if replaced() {
+			a.log.Warn("agent program replaced on disk during a step: restarting now the step is finished", "step", p.ID)
+			return ErrReplaced
 		}
 	}
 }

@@ -49,6 +49,15 @@ type Config struct {
 	ServerURL string
 	// StateDir holds the step journal; it must survive reboots.
 	StateDir string
+	// Replaced, when set, reports whether the agent's own program was
+	// replaced on disk (a package upgrade, possibly run by one of its own
+	// steps). It is asked only while no step runs: after each step and
+	// every ReplacedCheck while idle; when it says yes, Run returns
+	// ErrReplaced and the caller starts the new program. A step is never
+	// cut short for it.
+	Replaced func() bool
+	// ReplacedCheck is how often an idle agent asks Replaced; default 30s.
+	ReplacedCheck time.Duration
 	// NodeID is this node's identity; the server checks it against the
 	// connection's credentials.
 	NodeID string
@@ -192,6 +201,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.ReplacedCheck <= 0 {
+		cfg.ReplacedCheck = 30 * time.Second
 	}
 	if cfg.RebootTimeout <= 0 {
 		cfg.RebootTimeout = DefaultRebootTimeout

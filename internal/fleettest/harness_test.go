@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type node struct {
 	container string
 	stateDir  string // host directory bind-mounted at /var/lib/drover
 	tmpfs     string // extra docker run --tmpfs argument, if any
+	// packaged: the node runs drover-agent installed from its .deb, as
+	// its systemd unit starts it (package_test.go), not /opt/drover/drover.
+	packaged bool
 	// image is the node's image when not drover-fleet:SUITE: bootImage
 	// for a node that models its boot loader and kernel (kernel_test.go).
 	image string
@@ -275,6 +279,9 @@ func setup(t *testing.T, nodes []*node) *fleet {
 			t.Fatal(err)
 		}
 	}
+	if slices.ContainsFunc(nodes, func(n *node) bool { return n.packaged }) {
+		buildAgentPackages(t, root, f.bin, repo)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := buildRepo(ctx, repo, svc); err != nil {
@@ -334,7 +341,11 @@ func setup(t *testing.T, nodes []*node) *fleet {
 			image = n.image
 			args = append(args, "-v", filepath.Join(f.bin, "uname")+":/usr/local/bin/uname:ro")
 		}
-		args = append(args, image, "/opt/drover/entrypoint.sh")
+		if n.packaged {
+			args = append(args, image, "/opt/drover/entrypoint-packaged.sh")
+		} else {
+			args = append(args, image, "/opt/drover/entrypoint.sh")
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

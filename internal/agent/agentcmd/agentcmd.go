@@ -42,6 +42,12 @@ const (
 	ExitOK    = 0
 	ExitError = 1
 	ExitUsage = 2
+	// ExitReplaced says the agent's program was replaced on disk (a
+	// package upgrade) while no step ran: start it again to run the new
+	// one. cmd/drover-agent re-executes itself (Reexec); under `drover
+	// agent` the service manager restarts it (the units say
+	// Restart=always).
+	ExitReplaced = 3
 )
 
 // usageError is a bad command line (ExitUsage).
@@ -82,6 +88,15 @@ artifact init), whose metadata and targets are fetched from the server
 --sim runs a simulated node instead (simulated packages and reboots, kept
 in --state-dir), for demos, tests and benchmarks.
 
+--config FILE reads the flags from a YAML file (the packages install
+/etc/drover/agent.yaml): each key is a flag's name without the dashes
+(server, state-dir, enroll-token, ca-hash, label: [...]). Precedence:
+the file < the environment < the command line.
+
+'%[1]s service install|uninstall' registers the agent with this OS's
+service manager (launchd on macOS, the service control manager on
+Windows; Linux uses the packages' systemd unit).
+
 Environment: DROVER_SERVER, DROVER_AGENT_TOKEN, DROVER_ENROLL_TOKEN,
 DROVER_CA_HASH (defaults of the flags of the same meaning);
 DROVER_LOG=debug|info|warn|error logs to stderr.
@@ -106,11 +121,13 @@ type options struct {
 	noEvidence                                       bool
 	captureEvidence                                  bool
 	evidenceUnits                                    []string
+	config                                           string
 }
 
 func flags(o *options, prog string, stderr io.Writer) *pflag.FlagSet {
 	f := pflag.NewFlagSet(prog, pflag.ContinueOnError)
 	f.SetOutput(stderr)
+	f.StringVar(&o.config, "config", "", "YAML file of flag values (keys are flag names); the environment and flags override it")
 	f.StringVar(&o.server, "server", "", "server URL (default $DROVER_SERVER)")
 	f.StringVar(&o.stateDir, "state-dir", "", "directory of the step journal; must survive reboots")
 	f.StringVar(&o.nodeID, "node-id", "", "this node's name (default the host name)")
@@ -153,6 +170,9 @@ func Main(ctx context.Context, prog string, args []string, getenv func(string) s
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
+	if len(args) > 0 && args[0] == "service" {
+		return serviceMain(prog, args[1:], stdout, stderr)
+	}
 	var o options
 	f := flags(&o, prog, stderr)
 	if err := f.Parse(args); err != nil {
@@ -165,6 +185,12 @@ func Main(ctx context.Context, prog string, args []string, getenv func(string) s
 	if f.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\nRun '%s --help' for usage.\n", prog, f.Args(), prog)
 		return ExitUsage
+	}
+	if o.config != "" {
+		if err := applyConfigFile(f, o.config, getenv); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+			return ExitUsage
+		}
 	}
 	if o.version {
 		fmt.Fprintf(stdout, "%s %s %s %s/%s\n", prog, version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -185,6 +211,9 @@ func Main(ctx context.Context, prog string, args []string, getenv func(string) s
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.Is(err, agent.ErrReplaced):
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return ExitReplaced
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", prog, err, prog)
 		return ExitUsage
@@ -279,6 +308,7 @@ func run(ctx context.Context, o options, getenv func(string) string, stderr io.W
 			host := evidence.LocalHost()
 			cfg.Evidence = func(ctx context.Context, s evidence.Spec) *evidence.Bundle { return evidence.Capture(ctx, host, s) }
 		}
+		cfg.Replaced = replacedOnDisk()
 	}
 	fmt.Fprintf(stderr, "drover agent %s: node %s, server %s, journal in %s\n", version(), o.nodeID, o.server, o.stateDir)
 	if err := agent.Run(ctx, cfg); err != nil && ctx.Err() == nil {
