@@ -186,7 +186,7 @@ func sectionLines(s evidence.Section) []string {
 				if m.ReadOnly {
 					rw = "ro"
 				}
-				out = append(out, fmt.Sprintf("%-32s %s %-12s %s", m.MountPoint, rw, m.FSType, m.Source))
+				out = append(out, fmt.Sprintf("%-32s %s %-12s %s", m.Point, rw, m.FSType, m.Source))
 			}
 			return out
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"net"
 	"os"
 	"path/filepath"
@@ -226,7 +227,7 @@ func collectMounts(_ context.Context, h Host, _ Spec) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseMountinfo(b), nil
+	return hostcheck.ParseMountinfo(b)
 }
 
 func collectTime(ctx context.Context, h Host, _ Spec) (any, error) {

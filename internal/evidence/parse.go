@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/drover-dev/drover/internal/hostcheck"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -161,48 +162,10 @@ func hexIPv4(s string) (netip.Addr, error) {
 	return netip.AddrFrom4(a), nil
 }
 
-// Mount is one line of /proc/self/mountinfo.
-type Mount struct {
-	MountPoint string `json:"mountPoint"`
-	FSType     string `json:"fsType"`
-	Source     string `json:"source"`
-	ReadOnly   bool   `json:"readOnly,omitempty"`
-	Options    string `json:"options"`
-}
-
-// ParseMountinfo parses /proc/self/mountinfo (proc(5)).
-func ParseMountinfo(b []byte) []Mount {
-	var out []Mount
-	for _, line := range lines(b) {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 6 || len(g) < 2 {
-			continue
-		}
-		m := Mount{MountPoint: unescapeOctal(f[4]), Options: f[5], FSType: g[0], Source: unescapeOctal(g[1])}
-		m.ReadOnly = slices.Contains(strings.Split(f[5], ","), "ro")
-		out = append(out, m)
-	}
-	return out
-}
-
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// Mount is one line of /proc/self/mountinfo, as internal/hostcheck
+// reads it (read-only in the mount's or the superblock's options, so a
+// file system the kernel remounted read-only after an error shows).
+type Mount = hostcheck.Mount
 
 // TimeSync is the node's clock synchronisation.
 type TimeSync struct {
@@ -265,18 +228,13 @@ type Firewall struct {
 }
 
 // ParseIptablesVersion parses `iptables -V` ("iptables v1.8.9
-// (nf_tables)"; legacy builds print "(legacy)" or nothing).
+// (nf_tables)"); the backend is internal/hostcheck's reading.
 func ParseIptablesVersion(b []byte) (Firewall, error) {
-	s := strings.TrimSpace(string(b))
-	f := strings.Fields(s)
-	if len(f) < 2 || f[0] != "iptables" {
-		return Firewall{}, fmt.Errorf("iptables -V: unexpected output %q", s)
+	backend, err := hostcheck.ParseIptablesVersion(b)
+	if err != nil {
+		return Firewall{}, err
 	}
-	fw := Firewall{Version: strings.TrimPrefix(f[1], "v"), Backend: "legacy"}
-	if strings.Contains(s, "(nf_tables)") {
-		fw.Backend = "nf_tables"
-	}
-	return fw, nil
+	return Firewall{Version: strings.TrimPrefix(strings.Fields(string(b))[1], "v"), Backend: backend}, nil
 }
 
 // DiskStat is one device's counters in /proc/diskstats.

@@ -44,26 +44,6 @@ func TestParseProcNetRoute(t *testing.T) {
 	}
 }
 
-func TestParseMountinfo(t *testing.T) {
-	ms := ParseMountinfo(testdata(t, "mountinfo.txt"))
-	if len(ms) < 10 {
-		t.Fatalf("only %d mounts", len(ms))
-	}
-	byPoint := map[string]Mount{}
-	for _, m := range ms {
-		byPoint[m.MountPoint] = m
-	}
-	if root := byPoint["/"]; root.FSType != "fuse.fuse-overlayfs" || root.ReadOnly {
-		t.Errorf("/ = %+v, want rw fuse-overlayfs", root)
-	}
-	if sys := byPoint["/sys"]; sys.FSType != "sysfs" || !sys.ReadOnly {
-		t.Errorf("/sys = %+v, want ro sysfs", sys)
-	}
-	if got := ParseMountinfo([]byte(`36 35 98:0 / /mnt/my\040disk rw,noatime master:1 - ext3 /dev/root rw,errors=continue`)); got[0].MountPoint != "/mnt/my disk" {
-		t.Errorf("octal escape: %q", got[0].MountPoint)
-	}
-}
-
 func TestDiskIOBetween(t *testing.T) {
 	b := testdata(t, "diskstats.txt")
 	i := slices.Index(lines(b), "---")

@@ -24,6 +24,7 @@ type Mount struct {
 	FSType   string `json:"fsType"`
 	Source   string `json:"source,omitempty"`
 	ReadOnly bool   `json:"readOnly,omitempty"` // ro in the mount's or the superblock's options
+	Options  string `json:"options,omitempty"`  // the mount's own options
 }
 
 // ParseMountinfo parses /proc/PID/mountinfo (proc(5)): "ID PARENT
@@ -45,7 +46,7 @@ func ParseMountinfo(b []byte) ([]Mount, error) {
 		if sep < 6 || len(f) < sep+3 {
 			return nil, fmt.Errorf("mountinfo line %d: malformed: %q", n, line)
 		}
-		m := Mount{Point: unescapeOctal(f[4]), FSType: f[sep+1], Source: unescapeOctal(f[sep+2])}
+		m := Mount{Point: unescapeOctal(f[4]), FSType: f[sep+1], Source: unescapeOctal(f[sep+2]), Options: f[5]}
 		m.ReadOnly = hasOption(f[5], "ro")
 		if len(f) > sep+3 {
 			m.ReadOnly = m.ReadOnly || hasOption(f[sep+3], "ro")

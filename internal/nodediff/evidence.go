@@ -127,14 +127,14 @@ func compareMounts(f, h *Node) []Difference {
 	state := func(ms []ev.Mount) map[string]string {
 		out := map[string]string{}
 		for _, m := range ms {
-			if strings.HasPrefix(m.MountPoint, "/proc") || strings.HasPrefix(m.MountPoint, "/sys") || strings.HasPrefix(m.MountPoint, "/dev") || strings.HasPrefix(m.MountPoint, "/run") {
+			if strings.HasPrefix(m.Point, "/proc") || strings.HasPrefix(m.Point, "/sys") || strings.HasPrefix(m.Point, "/dev") || strings.HasPrefix(m.Point, "/run") {
 				continue
 			}
 			rw := "rw"
 			if m.ReadOnly {
 				rw = "ro"
 			}
-			out[m.MountPoint] = rw + " " + m.FSType
+			out[m.Point] = rw + " " + m.FSType
 		}
 		return out
 	}

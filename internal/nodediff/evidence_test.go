@@ -31,7 +31,7 @@ func TestDiffEvidence(t *testing.T) {
 		"linkage":    []ev.Linkage{{Unit: "nginx.service", Binary: "/usr/sbin/nginx", Missing: []string{"libpcre2-8.so.0"}}},
 		"resolver":   ev.Resolver{Conf: &ev.ResolvConf{Nameservers: []string{"10.0.0.2"}}, Answers: []ev.Answer{{Name: "db.internal", Error: "no such host"}}},
 		"interfaces": []ev.Interface{{Name: "eth0", MTU: 1400}},
-		"mounts":     []ev.Mount{{MountPoint: "/", FSType: "ext4", ReadOnly: true}, {MountPoint: "/proc", FSType: "proc"}},
+		"mounts":     []ev.Mount{{Point: "/", FSType: "ext4", ReadOnly: true}, {Point: "/proc", FSType: "proc"}},
 		"firewall":   ev.Firewall{Backend: "nf_tables"},
 		"time":       ev.TimeSync{Synchronized: true},
 	})
@@ -39,7 +39,7 @@ func TestDiffEvidence(t *testing.T) {
 		"linkage":    []ev.Linkage{{Unit: "nginx.service", Binary: "/usr/sbin/nginx"}},
 		"resolver":   ev.Resolver{Conf: &ev.ResolvConf{Nameservers: []string{"10.0.0.2"}}, Answers: []ev.Answer{{Name: "db.internal", Addrs: []string{"10.0.0.7"}}}},
 		"interfaces": []ev.Interface{{Name: "eth0", MTU: 1500}},
-		"mounts":     []ev.Mount{{MountPoint: "/", FSType: "ext4"}, {MountPoint: "/data", FSType: "xfs"}},
+		"mounts":     []ev.Mount{{Point: "/", FSType: "ext4"}, {Point: "/data", FSType: "xfs"}},
 		"firewall":   ev.Firewall{Backend: "legacy"},
 	})
 	secs := Diff(f, h, nil, 0)
