@@ -1,0 +1,134 @@
+package baseline
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/advisory"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+const good = `name: prod-security
+selector: 'node.labels.env == "prod"'
+rules:
+  advisories: {minSeverity: high, within: 14d}
+  pins:
+    - {package: curl, version: 7.88.1-10+deb12u5, ecosystem: "debian:12"}
+  featureUpdates: approval
+  livePatchPreferred: true
+`
+
+func TestParse(t *testing.T) {
+	b, err := Parse("prod.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name != "prod-security" || b.Rules.Advisories.Within != 14*24*time.Hour || b.Rules.Advisories.MinSeverity != "high" ||
+		len(b.Rules.Pins) != 1 || b.Rules.Pins[0].Ecosystem != "debian:12" || !b.Rules.LivePatchPreferred || b.Rules.FeatureUpdates != "approval" {
+		t.Fatalf("parsed %+v", b)
+	}
+	for _, c := range []struct{ in, want string }{
+		{"", "f.yaml:1:1: file is empty"},
+		{"name: x\nrules:\n  advisories: {minSeverity: severe, within: 1d}\n", "f.yaml:3:29: rules.advisories.minSeverity: \"severe\""},
+		{"name: x\nrules:\n  pins:\n    - {package: curl}\n", "f.yaml:4:7: rules.pins[0]: package and version are required"},
+		{"name: x\nrulez: {}\n", "f.yaml:2:1: rulez: unknown field"},
+		{"name: x\nrules:\n  advisories: {minSeverity: high, within: -1d}\n", "f.yaml:3:43: rules.advisories.within: a duration must not be negative"},
+		{"name: x\nselector: 'node.labels.env =='\n", "f.yaml: selector:"},
+		{"name: X_Y\n", "f.yaml: name \"X_Y\""},
+		{"name: x\nrules:\n  pins:\n    - {package: a, version: \"1\"}\n    - {package: a, version: \"2\"}\n", "rules.pins[1]: pins a again (rules.pins[0])"},
+	} {
+		_, err := Parse("f.yaml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.in, err, c.want)
+		}
+	}
+}
+
+func debNode(id, env string, pkgs map[string]string) *fleet.Node {
+	return &fleet.Node{ID: id, Labels: map[string]string{"env": env},
+		Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Packages: pkgs}}
+}
+
+func TestCompliance(t *testing.T) {
+	b, err := Parse("prod.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	advs := []advisory.Advisory{
+		{ID: "DSA-1", Severity: "critical", Published: now.Add(-30 * 24 * time.Hour), Source: "osv",
+			Affected: []advisory.Fix{{Ecosystem: "debian:12", Package: "openssl", Fixed: "3.0.15-1~deb12u1"}}},
+		{ID: "DSA-2", Severity: "high", Published: now.Add(-2 * 24 * time.Hour), Source: "osv", // within its 14 days
+			Affected: []advisory.Fix{{Ecosystem: "debian:12", Package: "openssl", Fixed: "3.0.16-1~deb12u1"}}},
+		{ID: "DSA-3", Severity: "medium", Published: now.Add(-90 * 24 * time.Hour), Source: "osv", // below high
+			Affected: []advisory.Fix{{Ecosystem: "debian:12", Package: "openssl", Fixed: "3.0.17-1"}}},
+	}
+	ex := []Exemption{{Baseline: b.Name, Node: "db-1", By: "alice", Reason: "vendor freeze", Expires: now.Add(time.Hour)},
+		{Baseline: b.Name, Node: "web-3", By: "bob", Reason: "expired", Expires: now.Add(-time.Hour)}}
+	j, err := NewJudge(b, advs, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[string]string{"openssl": "3.0.11-1~deb12u2", "curl": "7.88.1-10+deb12u5"}
+	cases := []struct {
+		n      *fleet.Node
+		status Status
+		viol   int
+	}{
+		{debNode("web-1", "prod", old), NonCompliant, 1},
+		{debNode("web-2", "prod", map[string]string{"openssl": "3.0.15-1~deb12u1", "curl": "7.88.1-10+deb12u5"}), Compliant, 0},
+		{debNode("web-3", "prod", map[string]string{"openssl": "3.0.15-1~deb12u1", "curl": "8.0"}), NonCompliant, 1},
+		{debNode("db-1", "prod", old), Exempt, 0},
+		{debNode("dev-1", "dev", old), NotSelected, 0},
+		{&fleet.Node{ID: "odd", Labels: map[string]string{"env": "prod"}}, Unknown, 0},
+	}
+	var all []NodeCompliance
+	for _, c := range cases {
+		got, err := j.Node(c.n, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != c.status || len(got.Violations) != c.viol {
+			t.Errorf("%s: got %+v, want %s with %d violations", c.n.ID, got, c.status, c.viol)
+		}
+		all = append(all, got)
+	}
+	if v := all[0].Violations[0]; v.Advisory != "DSA-1" || v.Want != "3.0.15-1~deb12u1" || !v.Deadline.Equal(advs[0].Published.Add(14*24*time.Hour)) || all[0].Pending != 1 {
+		t.Errorf("web-1 violation %+v pending %d", v, all[0].Pending)
+	}
+	if all[3].Exemption.By != "alice" {
+		t.Errorf("db-1 exemption %+v", all[3].Exemption)
+	}
+	needs := Needs(all, nil)
+	if len(needs) != 2 || needs[0].Packages["openssl"] != "3.0.15-1~deb12u1" || needs[1].Packages["curl"] != "7.88.1-10+deb12u5" ||
+		len(needs[1].Downgrade) != 1 {
+		t.Errorf("needs %+v", needs)
+	}
+}
+
+func TestDetectDrift(t *testing.T) {
+	old := fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"},
+		Packages: map[string]string{"openssl": "3.0.11", "curl": "7.88", "linux-image-amd64": "6.1.1", "vim": "9.0"}}
+	nw := fleet.Facts{OS: old.OS, Packages: map[string]string{"openssl": "3.0.15", "curl": "8.0", "linux-image-amd64": "6.1.2", "htop": "3.2"}}
+	var ex Explainer
+	ex.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}, {Kernel: &plan.KernelAction{Version: "6.1.2"}}})
+	pins := map[string][]Pin{"prod": {{Package: "curl", Version: "7.88"}}}
+	got := DetectDrift("web-1", old, nw, &ex, pins)
+	var kinds []string
+	for _, d := range got {
+		kinds = append(kinds, d.Kind+" "+d.Package+" "+d.From+">"+d.To)
+	}
+	want := []string{"changed-out-of-band curl 7.88>8.0", "changed-out-of-band htop >3.2", "changed-out-of-band vim 9.0>", "pin-violated curl 7.88>8.0"}
+	if strings.Join(kinds, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q", kinds, want)
+	}
+	if d := DetectDrift("web-1", fleet.Facts{}, nw, nil, pins); d != nil {
+		t.Errorf("first report drifted: %+v", d)
+	}
+	ex.Add([]plan.Action{{Script: &plan.ScriptAction{}}})
+	if d := DetectDrift("web-1", old, nw, &ex, nil); len(d) != 0 {
+		t.Errorf("a script explains everything, got %+v", d)
+	}
+}

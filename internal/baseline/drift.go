@@ -1,0 +1,171 @@
+package baseline
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// Drift kinds.
+const (
+	// DriftChanged: a package version changed (installed, removed,
+	// upgraded, downgraded) and no drover step explains it.
+	DriftChanged = "changed-out-of-band"
+	// DriftPinViolated: after the facts changed, a pinned package is at
+	// another version than its pin.
+	DriftPinViolated = "pin-violated"
+	// DriftHoldRemoved: reserved; agents do not report package holds
+	// yet, so drover cannot see one removed.
+	DriftHoldRemoved = "hold-removed"
+)
+
+// ExplainWindow is how long after a step finished its package changes
+// may still show in the facts (the agent reports facts on its next poll).
+const ExplainWindow = 15 * time.Minute
+
+// MaxDriftPerReport bounds the drift events one facts report records
+// (a dist-upgrade by hand changes hundreds of packages).
+const MaxDriftPerReport = 100
+
+// Drift is one detected departure.
+type Drift struct {
+	Node     string `json:"node"`
+	Package  string `json:"package"`
+	From     string `json:"from"` // "" newly installed
+	To       string `json:"to"`   // "" removed
+	Kind     string `json:"kind"`
+	Baseline string `json:"baseline,omitempty"` // pin-violated: the baseline whose pin
+	Reason   string `json:"reason"`
+}
+
+// Touched says which packages a step's actions may change: the named
+// packages of package actions, kernel packages for a kernel action, and
+// anything (all) for actions whose effect on packages drover cannot
+// list (scripts, container runtimes, kubernetes node upgrades).
+// Service restarts and live patches change no package.
+func Touched(actions []plan.Action) (pkgs []string, all bool) {
+	for _, a := range actions {
+		switch {
+		case a.Package != nil:
+			for _, p := range a.Package.Packages {
+				pkgs = append(pkgs, p.Name)
+			}
+			for _, ps := range a.Package.Families {
+				for _, p := range ps {
+					pkgs = append(pkgs, p.Name)
+				}
+			}
+		case a.Kernel != nil:
+			if a.Kernel.Package != "" {
+				pkgs = append(pkgs, a.Kernel.Package)
+			}
+			pkgs = append(pkgs, kernelMark)
+		case a.Script != nil, a.ContainerRuntime != nil, a.KubernetesNode != nil:
+			all = true
+		}
+	}
+	return pkgs, all
+}
+
+const kernelMark = "\x00kernel"
+
+// IsKernelPackage: linux-image-*, linux-modules-*, kernel, kernel-core ...
+func IsKernelPackage(p string) bool {
+	return strings.HasPrefix(p, "linux-image") || strings.HasPrefix(p, "linux-modules") || strings.HasPrefix(p, "linux-headers") ||
+		p == "kernel" || strings.HasPrefix(p, "kernel-")
+}
+
+// Explainer says whether drover's own steps explain a package change:
+// built from the steps of the node that are in flight or finished
+// within ExplainWindow.
+type Explainer struct {
+	all  bool
+	pkgs map[string]bool
+}
+
+// Add records one step's actions.
+func (e *Explainer) Add(actions []plan.Action) {
+	pkgs, all := Touched(actions)
+	e.all = e.all || all
+	if e.pkgs == nil {
+		e.pkgs = map[string]bool{}
+	}
+	for _, p := range pkgs {
+		e.pkgs[p] = true
+	}
+}
+
+// Explains reports whether a step touched pkg.
+func (e *Explainer) Explains(pkg string) bool {
+	if e == nil {
+		return false
+	}
+	return e.all || e.pkgs[pkg] || (e.pkgs[kernelMark] && IsKernelPackage(pkg))
+}
+
+// DetectDrift compares a node's previous and new facts. Every package
+// whose version changed and that ex does not explain is drift; every
+// pin (of the baselines selecting the node, by name) that the new facts
+// break and the old facts did not is a pin violation. No previous
+// package list (a first report) is no drift. The result is ordered by
+// package and bounded by MaxDriftPerReport.
+func DetectDrift(node string, old, new fleet.Facts, ex *Explainer, pins map[string][]Pin) []Drift {
+	if old.Packages == nil || new.Packages == nil {
+		return nil
+	}
+	var out []Drift
+	names := make([]string, 0, len(new.Packages))
+	for p, v := range new.Packages {
+		if old.Packages[p] != v {
+			names = append(names, p)
+		}
+	}
+	for p := range old.Packages {
+		if _, ok := new.Packages[p]; !ok {
+			names = append(names, p)
+		}
+	}
+	slices.Sort(names)
+	for _, p := range names {
+		if ex.Explains(p) {
+			continue
+		}
+		from, to := old.Packages[p], new.Packages[p]
+		d := Drift{Node: node, Package: p, From: from, To: to, Kind: DriftChanged}
+		switch {
+		case from == "":
+			d.Reason = fmt.Sprintf("%s %s installed by no drover step", p, to)
+		case to == "":
+			d.Reason = fmt.Sprintf("%s %s removed by no drover step", p, from)
+		default:
+			d.Reason = fmt.Sprintf("%s changed from %s to %s by no drover step", p, from, to)
+		}
+		out = append(out, d)
+	}
+	bls := make([]string, 0, len(pins))
+	for b := range pins {
+		bls = append(bls, b)
+	}
+	slices.Sort(bls)
+	for _, b := range bls {
+		before := map[string]bool{}
+		for _, v := range PinViolations(pins[b], old) {
+			before[v.Package] = true
+		}
+		for _, v := range PinViolations(pins[b], new) {
+			if before[v.Package] {
+				continue
+			}
+			out = append(out, Drift{Node: node, Package: v.Package, From: old.Packages[v.Package], To: v.Installed,
+				Kind: DriftPinViolated, Baseline: b, Reason: "baseline " + b + ": " + v.Reason})
+		}
+	}
+	if len(out) > MaxDriftPerReport {
+		out = out[:MaxDriftPerReport]
+	}
+	return out
+}
