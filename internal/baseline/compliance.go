@@ -29,7 +29,7 @@ type Violation struct {
 	Kind      string    `json:"kind"` // "advisory" (past its deadline) or "pin"
 	Advisory  string    `json:"advisory,omitempty"`
 	Severity  string    `json:"severity,omitempty"`
-	Deadline  time.Time `json:"deadline,omitzero"` // published + within
+	Deadline  time.Time `json:"deadline,omitzero"`  // published + within
 	Exposure  string    `json:"exposure,omitempty"` // advisory.Status: affected, fixed-not-running
 	LivePatch []string  `json:"livePatch,omitempty"`
 	Package   string    `json:"package,omitempty"`

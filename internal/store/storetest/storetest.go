@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	runAuditTree(t, h)
 	runFleet(t, h)
 	runAdvisories(t, h)
+	runBaselines(t, h)
 	t.Run("Leadership", h(testLeadership))
 	t.Run("SchemaTooNew", h(testSchemaTooNew))
 	t.Run("WebhookOutbox", h(testWebhookOutbox))
