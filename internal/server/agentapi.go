@@ -94,6 +94,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, node string) e
 	}
 	req.Labels = s.enrolledLabels(r.Context(), node, req.Labels)
 	proto, _ := strconv.Atoi(r.Header.Get(api.HeaderProtocol)) // checked by agentRoute
+	if prev, err := s.st.GetNode(r.Context(), node); err == nil {
+		s.detectDrift(r.Context(), prev, req.Facts, req.Labels) // a re-registration (an agent restarted)
+	}
 	_, err := s.st.UpsertNode(r.Context(), store.NodeRecord{ID: node, Facts: req.Facts, Labels: req.Labels,
 		AgentVersion: req.AgentVersion, Protocol: proto, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)})
 	if err != nil {
@@ -132,6 +135,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, node string) error
 			rec := store.NodeRecord{ID: node, Facts: *req.Facts, Protocol: proto, LastSeen: now, LeaseUntil: now.Add(s.cfg.Lease)}
 			if old, err := s.st.GetNode(ctx, node); err == nil {
 				rec.AgentVersion = old.AgentVersion
+				s.detectDrift(ctx, old, *req.Facts, old.Labels)
 			}
 			if _, err := s.st.UpsertNode(ctx, rec); err != nil {
 				return err

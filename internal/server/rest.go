@@ -207,6 +207,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.fleetRoutes(mux)
 	s.inventoryRoutes(mux)
 	s.advisoryRoutes(mux)
+	s.baselineRoutes(mux)
 	s.webhookRoutes(mux)
 	s.handle(mux, "GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -43,22 +43,24 @@ type Deps struct {
 
 // Server is one drover server process.
 type Server struct {
-	cfg     Config
-	st      store.Store
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	now     func() time.Time
-	gates   gate.Evaluator
-	m       *metrics
-	users   map[[32]byte]User // configured users by their token's hash
-	byName  map[string]User   // and by name
-	agentTk [32]byte
-	wake    *waker
-	beats   *heartbeats
-	sched   *scheduler
-	pred    *predictor
-	fleet   *fleetCache // holds, fleet budgets and freezes; see fleet.go
-	fp      *failpoints // nil unless Config.Failpoints arms crash points
+	cfg   Config
+	st    store.Store
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	now   func() time.Time
+	gates gate.Evaluator
+	m     *metrics
+	// driftEvents counts drift detected by this server (baselines.go).
+	driftEvents *prometheus.CounterVec
+	users       map[[32]byte]User // configured users by their token's hash
+	byName      map[string]User   // and by name
+	agentTk     [32]byte
+	wake        *waker
+	beats       *heartbeats
+	sched       *scheduler
+	pred        *predictor
+	fleet       *fleetCache // holds, fleet budgets and freezes; see fleet.go
+	fp          *failpoints // nil unless Config.Failpoints arms crash points
 
 	// auditKey signs the audit log's checkpoints (through the store) and
 	// is published at /v1/audit/key; see auditlog.go.
@@ -130,6 +132,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.m = newMetrics(s.reg)
+	s.driftMetrics()
 	s.limits = newAgentLimits(cfg.AgentLimits, s.reg)
 	s.streams = newStreams(cfg.StreamLimits, s.reg)
 	s.sched = newScheduler(s)
