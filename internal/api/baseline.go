@@ -1,6 +1,9 @@
 package api
 
 import (
+	"context"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/drover-dev/drover/internal/baseline"
@@ -63,4 +66,61 @@ type DriftEvent struct {
 type DriftList struct {
 	Events []DriftEvent `json:"events"`
 	Next   string       `json:"next,omitempty"`
+}
+
+// ApplyBaseline sends a baseline file (PUT /v1/baselines).
+func (c *Client) ApplyBaseline(ctx context.Context, file, yaml string) (BaselineApplied, error) {
+	var out BaselineApplied
+	err := c.do(ctx, "PUT", "/v1/baselines", 0, BaselineApply{File: file, YAML: yaml}, &out)
+	return out, err
+}
+
+// ListBaselines lists the current version of every baseline.
+func (c *Client) ListBaselines(ctx context.Context) (BaselineList, error) {
+	var out BaselineList
+	err := c.do(ctx, "GET", "/v1/baselines", 0, nil, &out)
+	return out, err
+}
+
+// GetBaseline returns version (0: the current) of a baseline.
+func (c *Client) GetBaseline(ctx context.Context, name string, version int) (baseline.Baseline, error) {
+	var out baseline.Baseline
+	path := "/v1/baselines/" + url.PathEscape(name)
+	if version > 0 {
+		path += "?version=" + strconv.Itoa(version)
+	}
+	err := c.do(ctx, "GET", path, 0, nil, &out)
+	return out, err
+}
+
+// BaselineCompliance judges every node against a baseline.
+func (c *Client) BaselineCompliance(ctx context.Context, name string) (BaselineCompliance, error) {
+	var out BaselineCompliance
+	err := c.do(ctx, "GET", "/v1/baselines/"+url.PathEscape(name)+"/compliance", 0, nil, &out)
+	return out, err
+}
+
+// ExemptNode exempts a node from a baseline until req.Until.
+func (c *Client) ExemptNode(ctx context.Context, name string, req BaselineExempt) (baseline.Exemption, error) {
+	var out baseline.Exemption
+	err := c.do(ctx, "POST", "/v1/baselines/"+url.PathEscape(name)+"/exemptions", 0, req, &out)
+	return out, err
+}
+
+// ListDrift lists drift events (node "" every node) after the event id after.
+func (c *Client) ListDrift(ctx context.Context, node string, after int64) (DriftList, error) {
+	var out DriftList
+	q := url.Values{}
+	if node != "" {
+		q.Set("node", node)
+	}
+	if after > 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
+	}
+	path := "/v1/drift"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, "GET", path, 0, nil, &out)
+	return out, err
 }

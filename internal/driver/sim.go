@@ -838,3 +838,17 @@ func (d *Sim) SetFallbackBoot(ctx context.Context, a plan.Action, s Snapshot) (O
 	return Outcome{Summary: "boot kernel " + snap.Running + " next (" + how + " entry); reboot required", RebootRequired: true,
 		Changed: []ChangeItem{{Name: "boot entry", To: snap.Running}}}, nil
 }
+
+// SetPackage changes a package as someone on the node would by hand
+// (apt-get install, dpkg -i): version "" removes it. Tests of drift
+// detection use it between polls.
+func (s *SimState) SetPackage(name, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version == "" {
+		delete(s.db.Packages, name)
+	} else {
+		s.db.Packages[name] = version
+	}
+	_ = s.saveLocked()
+}
