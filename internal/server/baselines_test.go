@@ -121,14 +121,18 @@ func testDrift(t *testing.T, dsn string) {
 	if e := d.Events[1]; e.Kind != baseline.DriftPinViolated || e.Baseline != "prod" {
 		t.Errorf("second event %+v", e)
 	}
-	evs := r.waitFor(t, 2, 10*time.Second)
 	var drifts []string
-	for _, ev := range evs {
-		if ev.Type == api.WebhookNodeDrift {
-			drifts = append(drifts, ev.Summary)
+	gatetest.Eventually(t, 10*time.Second, "node.drift webhooks", func() (bool, string) {
+		evs, _, _ := r.events()
+		drifts = drifts[:0]
+		for _, ev := range evs {
+			if ev.Type == api.WebhookNodeDrift {
+				drifts = append(drifts, ev.Summary)
+			}
 		}
-	}
-	if len(drifts) != 2 || !strings.Contains(drifts[0], "node d1 drifted") {
+		return len(drifts) == 2, fmt.Sprint(drifts)
+	})
+	if !strings.Contains(drifts[0], "node d1 drifted") || !strings.Contains(drifts[1], "pinned at 7.88.1-10+deb12u5") {
 		t.Errorf("node.drift webhooks: %q", drifts)
 	}
 	mfs, err := srv.reg.Gather()
