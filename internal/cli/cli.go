@@ -124,7 +124,7 @@ Rehearse a plan on a virtual clock before touching anything:
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newPlanCmd(e), newSimulateCmd(e), newDemoCmd(e), newVersionCmd(e),
 		newServerCmd(e), newAgentCmd(e), newRolloutCmd(e), newNodesCmd(e), newAuditCmd(e), newBenchCmd(e), newArtifactCmd(e), newTokenCmd(e), newStopCmd(e),
-		newBudgetCmd(e), newFreezeCmd(e), newHistoryCmd(e), newDiffCmd(e), newAdvisoryCmd(e), newExposureCmd(e),
+		newBudgetCmd(e), newFreezeCmd(e), newHistoryCmd(e), newDiffCmd(e), newAdvisoryCmd(e), newExposureCmd(e), newBaselineCmd(e), newDriftCmd(e),
 		newWebhooksCmd(e), newEvidenceCmd(e))
 	return root
 }
