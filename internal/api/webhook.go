@@ -33,9 +33,9 @@ const (
 	// cleared (fleet-wide: rollout is "").
 	WebhookLineStopped = "line.stopped"
 	WebhookLineLifted  = "line.lifted"
-	// WebhookNodeDrift: a node left its baseline out of band. Reserved:
-	// drover does not detect drift yet; the type is defined so that
-	// receivers and subscriptions can name it now.
+	// WebhookNodeDrift: a node's facts show a package change no drover
+	// step explains, or a baseline's pin broken (internal/baseline;
+	// detail: node, package, from, to, kind, baseline, reason).
 	WebhookNodeDrift = "node.drift"
 )
 

@@ -249,4 +249,3 @@ func newDriftCmd(e *env) *cobra.Command {
 	r.flags(cmd, e, true)
 	return cmd
 }
-

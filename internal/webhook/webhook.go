@@ -1,7 +1,7 @@
 // Package webhook delivers drover's webhook events: halts, pauses,
 // inconclusive gates, approvals requested and given, failure budget
-// breaches, stop-the-line raised and lifted, rollouts ended (and drift,
-// once detected). The store writes each event to an outbox in the
+// breaches, stop-the-line raised and lifted, rollouts ended, and drift
+// (node.drift). The store writes each event to an outbox in the
 // transaction that commits the change (store.WebhookEventOf); this
 // package reads the outbox on the leader and POSTs each event to every
 // subscription that wants it, signed with HMAC-SHA256, retried with
