@@ -103,6 +103,7 @@ func Dimensions() []Dimension {
 		{Name: "packages", Tier: TierKnown, Compare: comparePackages},
 		{Name: "libraries", Tier: TierKnown, Compare: compareLinkage},
 		{Name: "resolver", Tier: TierKnown, Compare: compareResolver},
+		{Name: "tls", Tier: TierKnown, Compare: compareTLS},
 		{Name: "network", Tier: TierKnown, Compare: compareNetwork},
 		{Name: "mounts", Tier: TierKnown, Compare: compareMounts},
 		{Name: "firewall", Tier: TierKnown, Compare: compareFirewall},
