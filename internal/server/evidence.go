@@ -198,10 +198,10 @@ func (s *Server) askEvidence(w http.ResponseWriter, r *http.Request, id identity
 	}
 	for ep, ca := range ask.CAFiles {
 		if !slices.Contains(ask.Endpoints, ep) {
-			return badRequest(fmt.Sprintf("evidence request: caFiles names %q, which is not one of the endpoints", ep))
+			return badRequest("evidence request: caFiles names %q, which is not one of the endpoints", ep)
 		}
 		if !strings.HasPrefix(ca, "/") && !(len(ca) > 2 && ca[1] == ':') {
-			return badRequest(fmt.Sprintf("evidence request: caFiles[%q]: expected an absolute path on the node, got %q", ep, ca))
+			return badRequest("evidence request: caFiles[%q]: expected an absolute path on the node, got %q", ep, ca)
 		}
 	}
 	if node.Protocol < api.EvidenceProtocol {
