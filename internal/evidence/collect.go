@@ -170,9 +170,19 @@ func collectResolver(ctx context.Context, h Host, s Spec) (any, error) {
 	if lookup == nil {
 		lookup = defaultLookup
 	}
-	for _, name := range s.Names {
+	for i, name := range s.Names {
+		// Each name gets its share of the collector's time (at most
+		// lookupTimeout): a resolver that answers nothing (a server
+		// pointing nowhere) must leave an answer that says so, not a
+		// section cut off at the collector's timeout.
+		per := lookupTimeout
+		if d, ok := ctx.Deadline(); ok {
+			per = min(per, time.Until(d)/time.Duration(len(s.Names)-i+1))
+		}
+		lctx, cancel := context.WithTimeout(ctx, per)
 		t0 := time.Now()
-		addrs, e := lookup(ctx, name)
+		addrs, e := lookup(lctx, name)
+		cancel()
 		a := Answer{Name: name, Addrs: addrs, Took: time.Since(t0).Round(time.Millisecond).String()}
 		if e != nil {
 			a.Error = e.Error()
@@ -182,6 +192,9 @@ func collectResolver(ctx context.Context, h Host, s Spec) (any, error) {
 	}
 	return r, err
 }
+
+// lookupTimeout bounds one name's lookup in the resolver section.
+const lookupTimeout = 2 * time.Second
 
 func defaultLookup(ctx context.Context, name string) ([]string, error) {
 	return net.DefaultResolver.LookupHost(ctx, name)

@@ -52,12 +52,14 @@ func TestDebianFleetHostChecks(t *testing.T) {
 	if d, ok := t.Deadline(); ok && time.Until(d) < 12*time.Minute {
 		t.Fatalf("the host checks fleet test needs up to 12 minutes; go test's -timeout leaves %s (run it with -timeout 20m)", time.Until(d).Round(time.Second))
 	}
+	// Every node mounts a tmpfs at /srv/data, so that only ro1's
+	// remount differs from the healthy peer ok1.
 	nodes := []*node{
 		{name: "ro1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
-		{name: "dns1", suite: "bookworm", zone: "a", role: "fleet"},
-		{name: "ca1", suite: "bookworm", zone: "a", role: "fleet"},
-		{name: "mtu1", suite: "bookworm", zone: "a", role: "fleet", caps: []string{"NET_ADMIN"}},
-		{name: "fw1", suite: "bookworm", zone: "a", role: "fleet"},
+		{name: "dns1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
+		{name: "ca1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
+		{name: "mtu1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data", caps: []string{"NET_ADMIN"}},
+		{name: "fw1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
 		{name: "ok1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
 	}
 	f := setup(t, nodes)

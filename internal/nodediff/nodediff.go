@@ -221,6 +221,9 @@ func comparePackages(f, h *Node) []Difference {
 	slices.Sort(keys)
 	var ds []Difference
 	for _, k := range keys {
+		if _, ok := f.Changed.item(k); ok {
+			continue // the rollout tier shows it, with what the rollout did
+		}
 		fv, fok := f.Facts.Packages[k]
 		hv, hok := h.Facts.Packages[k]
 		var why string
