@@ -147,7 +147,7 @@ func (a *agent) answerEvidence(ctx context.Context, reqs []api.EvidenceRequest) 
 			continue
 		}
 		ran = true
-		spec := evidence.Spec{Node: a.cfg.NodeID, Reason: evidence.ReasonOnDemand, Units: req.Units, Names: req.Names, Endpoints: req.Endpoints}
+		spec := evidence.Spec{Node: a.cfg.NodeID, Reason: evidence.ReasonOnDemand, Units: req.Units, Names: req.Names, Endpoints: req.Endpoints, CAFiles: req.CAFiles}
 		var b *evidence.Bundle
 		if a.cfg.Evidence != nil {
 			b = a.cfg.Evidence(ctx, spec)
@@ -211,6 +211,23 @@ func evidenceSpec(p api.StepPayload) evidence.Spec {
 		case plan.ProbeTCP:
 			if h, _, err := net.SplitHostPort(pr.Address); err == nil && net.ParseIP(h) == nil {
 				add(&s.Names, h)
+			}
+		case plan.ProbeDNS:
+			add(&s.Names, pr.Lookup)
+		case plan.ProbeTLS:
+			h, _, err := net.SplitHostPort(pr.Address)
+			if err != nil {
+				continue
+			}
+			if net.ParseIP(h) == nil {
+				add(&s.Names, h)
+			}
+			add(&s.Endpoints, pr.Address)
+			if pr.CAFile != "" {
+				if s.CAFiles == nil {
+					s.CAFiles = map[string]string{}
+				}
+				s.CAFiles[pr.Address] = pr.CAFile
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -147,4 +148,25 @@ func TestEvidenceOnDemand(t *testing.T) {
 			t.Fatalf("evidence %+v, specs %+v", srv.evidence, log.specs)
 		}
 	})
+}
+
+// TestEvidenceSpecHostChecks: a failure's bundle resolves the names the
+// dns checks look up and handshakes with the tls checks' endpoints,
+// verifying each with the CA bundle its check names.
+func TestEvidenceSpecHostChecks(t *testing.T) {
+	s := evidenceSpec(api.StepPayload{Probes: []plan.Probe{
+		{Kind: plan.ProbeDNS, Lookup: "db.internal"},
+		{Kind: plan.ProbeTLS, Address: "api.internal:8443", CAFile: "/etc/internal-ca.pem"},
+		{Kind: plan.ProbeTLS, Address: "10.0.0.9:443"},
+		{Kind: plan.ProbeHTTP, URL: "https://api.internal:8443/health"},
+	}})
+	if got := strings.Join(s.Names, " "); got != "db.internal api.internal" {
+		t.Errorf("names %q", got)
+	}
+	if got := strings.Join(s.Endpoints, " "); got != "api.internal:8443 10.0.0.9:443" {
+		t.Errorf("endpoints %q", got)
+	}
+	if len(s.CAFiles) != 1 || s.CAFiles["api.internal:8443"] != "/etc/internal-ca.pem" {
+		t.Errorf("CA files %v", s.CAFiles)
+	}
 }

@@ -140,6 +140,8 @@ type EvidenceRequest struct {
 	Units     []string `json:"units,omitempty"`
 	Names     []string `json:"names,omitempty"`
 	Endpoints []string `json:"endpoints,omitempty"`
+	// CAFiles: endpoint -> CA bundle on the node (EvidenceAsk.CAFiles).
+	CAFiles map[string]string `json:"caFiles,omitempty"`
 }
 
 // EvidenceReport carries one bundle to the server: Request names the

@@ -44,6 +44,9 @@ type EvidenceAsk struct {
 	Units     []string `json:"units,omitempty"`
 	Names     []string `json:"names,omitempty"`
 	Endpoints []string `json:"endpoints,omitempty"`
+	// CAFiles maps an endpoint to a CA bundle on the node to verify its
+	// chain with (default: the system's roots).
+	CAFiles map[string]string `json:"caFiles,omitempty"`
 }
 
 // EvidenceRequestStatus is an on-demand request and, once the node

@@ -170,9 +170,19 @@ func collectResolver(ctx context.Context, h Host, s Spec) (any, error) {
 	if lookup == nil {
 		lookup = defaultLookup
 	}
-	for _, name := range s.Names {
+	for i, name := range s.Names {
+		// Each name gets its share of the collector's time (at most
+		// lookupTimeout): a resolver that answers nothing (a server
+		// pointing nowhere) must leave an answer that says so, not a
+		// section cut off at the collector's timeout.
+		per := lookupTimeout
+		if d, ok := ctx.Deadline(); ok {
+			per = min(per, time.Until(d)/time.Duration(len(s.Names)-i+1))
+		}
+		lctx, cancel := context.WithTimeout(ctx, per)
 		t0 := time.Now()
-		addrs, e := lookup(ctx, name)
+		addrs, e := lookup(lctx, name)
+		cancel()
 		a := Answer{Name: name, Addrs: addrs, Took: time.Since(t0).Round(time.Millisecond).String()}
 		if e != nil {
 			a.Error = e.Error()
@@ -182,6 +192,9 @@ func collectResolver(ctx context.Context, h Host, s Spec) (any, error) {
 	}
 	return r, err
 }
+
+// lookupTimeout bounds one name's lookup in the resolver section.
+const lookupTimeout = 2 * time.Second
 
 func defaultLookup(ctx context.Context, name string) ([]string, error) {
 	return net.DefaultResolver.LookupHost(ctx, name)
@@ -282,6 +295,11 @@ type TLSResult struct {
 	Error       string   `json:"error,omitempty"`
 	ALPN        string   `json:"alpn,omitempty"`
 	Names       []string `json:"names,omitempty"` // leaf DNS names
+	// CAFile is the CA bundle the chain was verified with (a tls
+	// probe's caFile; empty: the system's roots).
+	CAFile string `json:"caFile,omitempty"`
+	// raw is the served chain (DER), to verify it again with CAFile.
+	raw [][]byte
 }
 
 // Cert is one certificate of a served chain.
@@ -312,6 +330,7 @@ func TLSHandshake(ctx context.Context, addr string) (TLSResult, error) {
 	r.Version, r.Cipher, r.ALPN = tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.NegotiatedProtocol
 	now := time.Now()
 	for _, crt := range cs.PeerCertificates {
+		r.raw = append(r.raw, crt.Raw)
 		r.Chain = append(r.Chain, Cert{Subject: crt.Subject.String(), Issuer: crt.Issuer.String(), NotAfter: crt.NotAfter.UTC(),
 			ExpiresInDays: int(crt.NotAfter.Sub(now).Hours() / 24)})
 	}
@@ -346,9 +365,51 @@ func collectTLS(ctx context.Context, h Host, s Spec) (any, error) {
 		if err != nil {
 			r.Error = err.Error()
 		}
+		if ca := s.CAFiles[ep]; ca != "" && err == nil {
+			r.CAFile = ca
+			r.Verified, r.VerifyError = false, ""
+			if e := verifyWith(h, ca, ep, r.raw); e != nil {
+				r.VerifyError = e.Error()
+			} else {
+				r.Verified = true
+			}
+		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// verifyWith verifies the chain raw served by ep against the CA bundle
+// in file, as a tls probe with caFile does.
+func verifyWith(h Host, file, ep string, raw [][]byte) error {
+	b, err := h.read(file)
+	if err != nil {
+		return fmt.Errorf("read the CA bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		return fmt.Errorf("no certificate in the CA bundle %s", file)
+	}
+	if len(raw) == 0 {
+		return errors.New("no chain served")
+	}
+	certs := make([]*x509.Certificate, 0, len(raw))
+	for _, d := range raw {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return fmt.Errorf("parse the served chain: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	host, _, _ := net.SplitHostPort(ep)
+	if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter}); err != nil {
+		return fmt.Errorf("not verified with %s: %w", file, err)
+	}
+	return nil
 }
 
 func collectConnections(_ context.Context, h Host, _ Spec) (any, error) {

@@ -124,6 +124,9 @@ type Spec struct {
 	// host:port of their HTTPS URLs and TCP addresses (TLS handshake).
 	Names     []string
 	Endpoints []string
+	// CAFiles maps an endpoint to the CA bundle its tls probe verifies
+	// with; the bundle verifies the endpoint's chain with it.
+	CAFiles map[string]string
 	// JournalLines is N in "the last N log lines" (default 50).
 	JournalLines     int
 	Deadline         time.Duration

@@ -48,6 +48,9 @@ type node struct {
 	container string
 	stateDir  string // host directory bind-mounted at /var/lib/drover
 	tmpfs     string // extra docker run --tmpfs argument, if any
+	// caps are extra capabilities (docker run --cap-add): NET_ADMIN for
+	// a node whose MTU the test changes.
+	caps []string
 	// packaged: the node runs drover-agent installed from its .deb, as
 	// its systemd unit starts it (package_test.go), not /opt/drover/drover.
 	packaged bool
@@ -273,6 +276,7 @@ func setup(t *testing.T, nodes []*node) *fleet {
 	goBuild(t, root, filepath.Join(f.bin, "drover"), "./cmd/drover")
 	svc := filepath.Join(f.bin, "drover-testsvc")
 	goBuild(t, filepath.Join(root, "internal", "fleettest"), svc, "./testdata/testsvc")
+	goBuild(t, filepath.Join(root, "internal", "fleettest"), filepath.Join(f.bin, "setmtu"), "./testdata/setmtu")
 	for name, text := range map[string]string{"entrypoint.sh": strings.ReplaceAll(entrypoint, "$FLEET_BASE_KERNEL", baseKernelPackage), "systemctl": systemctl,
 		"grub-boot": grubBoot, "update-grub": updateGRUB, "uname": uname} {
 		if err := os.WriteFile(filepath.Join(f.bin, name), []byte(text), 0o755); err != nil {
@@ -335,6 +339,9 @@ func setup(t *testing.T, nodes []*node) *fleet {
 			"-e", "DROVER_REPO=" + f.repoURL, "-e", "DROVER_LOG=info", "-e", "DROVER_NODE=" + n.name}
 		if n.tmpfs != "" {
 			args = append(args, "--tmpfs", n.tmpfs)
+		}
+		for _, c := range n.caps {
+			args = append(args, "--cap-add", c)
 		}
 		image := "drover-fleet:" + n.suite
 		if n.image != "" {

@@ -40,12 +40,15 @@ type pkgVersion struct {
 //	       or a core library do: its postinst writes
 //	       /var/run/reboot-required and names itself in
 //	       /var/run/reboot-required.pkgs, which the next boot clears
+//	1.4    keeps its state in /srv/data: good where it can write
+//	       there, /health answers 503 where /srv/data is read-only
 var repoVersions = []pkgVersion{
 	{Version: "1.0"},
 	{Version: "1.1"},
 	{Version: "1.1.1", Preinst: "touch /run/drover-testsvc-preinst\nsleep 8\nrm -f /run/drover-testsvc-preinst\n"},
 	{Version: "1.2"},
 	{Version: "1.3", Postinst: "if [ \"$1\" = configure ]; then\n\ttouch /var/run/reboot-required\n\techo " + testPackage + " >>/var/run/reboot-required.pkgs\nfi\n"},
+	{Version: "1.4"},
 }
 
 // The maintainer scripts start and stop the daemon with start-stop-daemon

@@ -15,16 +15,18 @@ import (
 
 // planSpec fills planTemplate.
 type planSpec struct {
-	Name       string
-	Selector   string
-	Version    string
-	Waves      string // YAML of the waves list
-	Limits     string // YAML of limits (may be empty)
-	OnBreach   string
-	Probes     string // YAML of the node probes list
-	MinHealthy string
-	Deadline   string
-	Reboot     string // the change's reboot policy; "" means never
+	Name     string
+	Selector string
+	Version  string
+	Waves    string // YAML of the waves list
+	Limits   string // YAML of limits (may be empty)
+	OnBreach string
+	// MaxFailures is the plan's failure budget ("" means 0).
+	MaxFailures string
+	Probes      string // YAML of the node probes list
+	MinHealthy  string
+	Deadline    string
+	Reboot      string // the change's reboot policy; "" means never
 	// NoPreflight opts the plan out of the fleet pre-flight, for cases
 	// about what the step itself does when its node cannot take the
 	// change (the pre-flight would stop the rollout before it).
@@ -34,6 +36,9 @@ type planSpec struct {
 func (p planSpec) yaml() string {
 	if p.Waves == "" {
 		p.Waves = "  - name: all\n"
+	}
+	if p.MaxFailures == "" {
+		p.MaxFailures = "0"
 	}
 	if p.OnBreach == "" {
 		p.OnBreach = "rollback-wave"
@@ -78,7 +83,7 @@ change:
 waves:
 %s%s
 failureBudget:
-  maxFailures: 0
+  maxFailures: %s
   onBreach: %s
 gates:
   bakeTime: 1s
@@ -86,7 +91,7 @@ gates:
     probes:
 %s    minHealthy: %s
     healthyDeadline: %s
-%s`, p.Name, p.Selector, testPackage, p.Version, p.Reboot, p.Waves, limits, p.OnBreach, p.Probes, p.MinHealthy, p.Deadline, preflight)
+%s`, p.Name, p.Selector, testPackage, p.Version, p.Reboot, p.Waves, limits, p.MaxFailures, p.OnBreach, p.Probes, p.MinHealthy, p.Deadline, preflight)
 }
 
 // create creates a rollout and returns its ID.

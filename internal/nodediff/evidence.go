@@ -88,6 +88,41 @@ func compareResolver(f, h *Node) []Difference {
 	return ds
 }
 
+// compareTLS compares the handshakes with the endpoints both bundles
+// reached: one that verifies on the healthy node only (a CA bundle
+// replaced, a clock off, an intercepting proxy) or fails outright.
+func compareTLS(f, h *Node) []Difference {
+	var ft, ht []ev.TLSResult
+	if !bothDecode(f, h, "tls", &ft, &ht) {
+		return nil
+	}
+	state := func(r ev.TLSResult) string {
+		switch {
+		case r.Error != "":
+			return "handshake failed: " + r.Error
+		case r.Verified:
+			return "verified"
+		}
+		return "not verified: " + r.VerifyError
+	}
+	hs := map[string]string{}
+	for _, r := range ht {
+		hs[r.Endpoint] = state(r)
+	}
+	var ds []Difference
+	for _, r := range ft {
+		hv, ok := hs[r.Endpoint]
+		if fv := state(r); ok && fv != hv {
+			why := "the endpoint's chain is trusted otherwise on the two nodes: a CA bundle replaced or trust store changed (essay 002)"
+			if r.Error != "" {
+				why = "the TLS handshake fails on the failing node only: MTU, firewall or proxy in the way"
+			}
+			ds = append(ds, Difference{Key: "handshake " + r.Endpoint, Failing: fv, Healthy: hv, Reason: why})
+		}
+	}
+	return ds
+}
+
 func compareNetwork(f, h *Node) []Difference {
 	var ds []Difference
 	var fi, hi []ev.Interface

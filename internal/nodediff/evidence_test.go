@@ -21,8 +21,9 @@ func bundle(t *testing.T, sections map[string]any) *ev.Bundle {
 }
 
 // TestDiffEvidence: with both nodes' bundles, the missing library ranks
-// right after the packages, then the resolver's failing answer, the MTU,
-// the read-only mount and the iptables backend; sections only one node
+// right after the packages, then the resolver's failing answer, the TLS
+// chain that verifies on the healthy node only, the MTU, the read-only
+// mount and the iptables backend; sections only one node
 // has (its healthy bundle lacks them) say nothing.
 func TestDiffEvidence(t *testing.T) {
 	f := node("web-1", "debian", "12", "gen1", "a", map[string]string{"openssl": "3.0.16"})
@@ -34,6 +35,7 @@ func TestDiffEvidence(t *testing.T) {
 		"mounts":     []ev.Mount{{Point: "/", FSType: "ext4", ReadOnly: true}, {Point: "/proc", FSType: "proc"}},
 		"firewall":   ev.Firewall{Backend: "nf_tables"},
 		"time":       ev.TimeSync{Synchronized: true},
+		"tls":        []ev.TLSResult{{Endpoint: "api.internal:443", VerifyError: "x509: certificate signed by unknown authority"}, {Endpoint: "same:443", Verified: true}},
 	})
 	h.Evidence = bundle(t, map[string]any{
 		"linkage":    []ev.Linkage{{Unit: "nginx.service", Binary: "/usr/sbin/nginx"}},
@@ -41,13 +43,14 @@ func TestDiffEvidence(t *testing.T) {
 		"interfaces": []ev.Interface{{Name: "eth0", MTU: 1500}},
 		"mounts":     []ev.Mount{{Point: "/", FSType: "ext4"}, {Point: "/data", FSType: "xfs"}},
 		"firewall":   ev.Firewall{Backend: "legacy"},
+		"tls":        []ev.TLSResult{{Endpoint: "api.internal:443", Verified: true}, {Endpoint: "same:443", Verified: true}},
 	})
 	secs := Diff(f, h, nil, 0)
 	var order []string
 	for _, s := range secs {
 		order = append(order, s.Dimension)
 	}
-	want := []string{"packages", "libraries", "resolver", "network", "mounts", "firewall"}
+	want := []string{"packages", "libraries", "resolver", "tls", "network", "mounts", "firewall"}
 	if len(order) != len(want) {
 		t.Fatalf("dimensions %v, want %v", order, want)
 	}
@@ -69,6 +72,9 @@ func TestDiffEvidence(t *testing.T) {
 	}
 	if d := get("resolver"); len(d) != 1 || d[0].Key != "answer db.internal" || d[0].Failing != "error: no such host" {
 		t.Errorf("resolver %+v", d)
+	}
+	if d := get("tls"); len(d) != 1 || d[0].Key != "handshake api.internal:443" || d[0].Failing != "not verified: x509: certificate signed by unknown authority" || d[0].Healthy != "verified" {
+		t.Errorf("tls %+v", d)
 	}
 	if d := get("network"); len(d) != 1 || d[0].Key != "mtu eth0" || d[0].Failing != "1400" {
 		t.Errorf("network %+v", d)

@@ -103,6 +103,7 @@ func Dimensions() []Dimension {
 		{Name: "packages", Tier: TierKnown, Compare: comparePackages},
 		{Name: "libraries", Tier: TierKnown, Compare: compareLinkage},
 		{Name: "resolver", Tier: TierKnown, Compare: compareResolver},
+		{Name: "tls", Tier: TierKnown, Compare: compareTLS},
 		{Name: "network", Tier: TierKnown, Compare: compareNetwork},
 		{Name: "mounts", Tier: TierKnown, Compare: compareMounts},
 		{Name: "firewall", Tier: TierKnown, Compare: compareFirewall},
@@ -220,6 +221,9 @@ func comparePackages(f, h *Node) []Difference {
 	slices.Sort(keys)
 	var ds []Difference
 	for _, k := range keys {
+		if _, ok := f.Changed.item(k); ok {
+			continue // the rollout tier shows it, with what the rollout did
+		}
 		fv, fok := f.Facts.Packages[k]
 		hv, hok := h.Facts.Packages[k]
 		var why string

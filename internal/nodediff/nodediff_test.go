@@ -36,9 +36,11 @@ func TestDiffRanking(t *testing.T) {
 		maxPer        int
 		want          string
 	}{{
+		// The failing node's facts still hold the version it rolled back
+		// from (openssl 3.0.16): the rollout tier shows the change once.
 		name: "rollout change first, then known, then labels",
 		failing: func() *Node {
-			n := node("f", "debian", "12", "gen1", "a", map[string]string{"openssl": "3.0.14", "curl": "7.88", "zlib": "1.2.13", "libc6": "2.36-9"})
+			n := node("f", "debian", "12", "gen1", "a", map[string]string{"openssl": "3.0.16", "curl": "7.88", "zlib": "1.2.13", "libc6": "2.36-9"})
 			n.Facts.Kernel = "6.1.0-27-amd64"
 			n.Labels["tier"] = "web"
 			n.Changed = &Changed{Items: []Change{{Name: "openssl", From: "3.0.14", To: "3.0.16"}}, RolledBack: true}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/drover-dev/drover/internal/api"
@@ -194,12 +196,20 @@ func (s *Server) askEvidence(w http.ResponseWriter, r *http.Request, id identity
 	if len(ask.Units)+len(ask.Names)+len(ask.Endpoints) > 32 {
 		return badRequest("evidence request: at most 32 units, names and endpoints together")
 	}
+	for ep, ca := range ask.CAFiles {
+		if !slices.Contains(ask.Endpoints, ep) {
+			return badRequest("evidence request: caFiles names %q, which is not one of the endpoints", ep)
+		}
+		if !strings.HasPrefix(ca, "/") && !(len(ca) > 2 && ca[1] == ':') {
+			return badRequest("evidence request: caFiles[%q]: expected an absolute path on the node, got %q", ep, ca)
+		}
+	}
 	if node.Protocol < api.EvidenceProtocol {
 		return &httpError{status: http.StatusConflict, code: api.CodeConflict,
 			msg: fmt.Sprintf("node %s runs an agent of protocol %d; evidence capture needs protocol %d", node.ID, node.Protocol, api.EvidenceProtocol)}
 	}
 	now := s.now()
-	req := api.EvidenceRequest{ID: newEvidenceID("evreq-", now), Units: ask.Units, Names: ask.Names, Endpoints: ask.Endpoints}
+	req := api.EvidenceRequest{ID: newEvidenceID("evreq-", now), Units: ask.Units, Names: ask.Names, Endpoints: ask.Endpoints, CAFiles: ask.CAFiles}
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return err

@@ -150,6 +150,14 @@ func TestEvidenceOnFailureAndOnDemand(t *testing.T) {
 	if _, err := f.vera.AskEvidence(f.ctx, "web-2", api.EvidenceAsk{}); !isStatus(err, 403) {
 		t.Fatalf("viewer asked for evidence: %v", err)
 	}
+	for _, bad := range []api.EvidenceAsk{
+		{Endpoints: []string{"a:443"}, CAFiles: map[string]string{"b:443": "/etc/ca.pem"}},
+		{Endpoints: []string{"a:443"}, CAFiles: map[string]string{"a:443": "ca.pem"}},
+	} {
+		if _, err := f.alice.AskEvidence(f.ctx, "web-2", bad); !isStatus(err, 400) || !strings.Contains(err.Error(), "caFiles") {
+			t.Errorf("ask %+v: %v, want a 400 naming caFiles", bad, err)
+		}
+	}
 	req, err := f.alice.AskEvidence(f.ctx, "web-2", api.EvidenceAsk{Units: []string{"ssh.service"}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,9 @@
 // (internal/fleettest) packages and rolls out. It reads its version from
 // /usr/share/drover-testsvc/version (shipped by each package) and serves
 // http://127.0.0.1:8080/health: 200 "ok VERSION", except version 1.2,
-// which starts fine but answers 503.
+// which starts fine but answers 503, and version 1.4, which keeps its
+// state in /srv/data and answers 503 where it cannot write there (a
+// node whose data file system is read-only).
 //
 //	drover-testsvc serve
 //	drover-testsvc hold-lock FILE DURATION
@@ -21,7 +23,10 @@ import (
 	"time"
 )
 
-const versionFile = "/usr/share/drover-testsvc/version"
+const (
+	versionFile = "/usr/share/drover-testsvc/version"
+	stateDir    = "/srv/data" // where version 1.4 keeps its state
+)
 
 func main() {
 	if len(os.Args) < 2 {
@@ -50,7 +55,18 @@ func serve() {
 		os.Exit(1)
 	}
 	version := strings.TrimSpace(string(b))
+	var stateErr error
+	if version == "1.4" {
+		if stateErr = os.MkdirAll(stateDir, 0o755); stateErr == nil {
+			stateErr = os.WriteFile(stateDir+"/drover-testsvc.state", []byte(version+"\n"), 0o644)
+		}
+	}
 	http.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		if stateErr != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "unhealthy %s: state: %v\n", version, stateErr)
+			return
+		}
 		if version == "1.2" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "unhealthy %s\n", version)
