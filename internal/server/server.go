@@ -211,6 +211,13 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		defer close(hooksDone)
 		_ = s.hooks.Run(hooksCtx)
 	}()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		s.sweepExposure(sweepCtx)
+	}()
 	beatsCtx, stopBeats := context.WithCancel(ctx)
 	defer stopBeats()
 	beatsDone := make(chan struct{})
@@ -232,6 +239,8 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	s.sched.stop()
 	stopBeats()
 	<-beatsDone // the last heartbeats are written before the caller closes the store
+	stopSweep()
+	<-sweepDone // no exposure is recorded after the caller closes the store
 	stopHooks()
 	<-hooksDone // no delivery is recorded after the caller closes the store
 	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, context.Canceled) {

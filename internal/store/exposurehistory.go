@@ -12,7 +12,9 @@ import (
 // live-patched) with their status, and its reboot debt.
 type ExposureObservation struct {
 	Node    string
-	Exposed map[string]string // advisory ID -> status
+	// Exposed: advisory ID -> status. "unknown" (the facts cannot tell)
+	// keeps an open period open and opens none.
+	Exposed map[string]string
 	// RebootDebt: the node needs a reboot (its facts say so, or its
 	// running kernel is older than the newest installed).
 	RebootDebt         bool
@@ -129,14 +131,19 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 				}
 				k := key{a, o.Node}
 				seen[k] = true
-				if r, ok := open[k]; ok {
+				r, isOpen := open[k]
+				if st == "unknown" {
+					continue
+				}
+				if isOpen {
 					if _, err := t.exec("UPDATE exposure_history SET status = ?, last_seen = ? WHERE advisory_id = ? AND node_id = ? AND first_seen = ?",
 						st, now, a, o.Node, r.first); err != nil {
 						return fmt.Errorf("update exposure of %s to %s: %w", o.Node, a, err)
 					}
 					continue
 				}
-				if _, err := t.exec("INSERT INTO exposure_history (advisory_id, node_id, status, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)",
+				if _, err := t.exec("INSERT INTO exposure_history (advisory_id, node_id, status, first_seen, last_seen) VALUES (?, ?, ?, ?, ?) "+
+					"ON CONFLICT (advisory_id, node_id) WHERE remediated_at = 0 DO NOTHING",
 					a, o.Node, st, now, now); err != nil {
 					return fmt.Errorf("record exposure of %s to %s: %w", o.Node, a, err)
 				}
@@ -147,7 +154,7 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 					return fmt.Errorf("update reboot debt of %s: %w", o.Node, err)
 				}
 			case o.RebootDebt:
-				if _, err := t.exec("INSERT INTO reboot_debt (node_id, since, last_seen, running, installed) VALUES (?, ?, ?, ?, ?)", o.Node, now, now, o.Running, o.Installed); err != nil {
+				if _, err := t.exec("INSERT INTO reboot_debt (node_id, since, last_seen, running, installed) VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO NOTHING", o.Node, now, now, o.Running, o.Installed); err != nil {
 					return fmt.Errorf("record reboot debt of %s: %w", o.Node, err)
 				}
 			case debt[o.Node]:

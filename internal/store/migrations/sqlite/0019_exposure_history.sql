@@ -12,7 +12,10 @@ CREATE TABLE exposure_history (
 	remediated_at BIGINT NOT NULL DEFAULT 0,
 	PRIMARY KEY (advisory_id, node_id, first_seen)
 );
-CREATE INDEX exposure_history_open ON exposure_history (remediated_at, node_id);
+-- At most one open period a node and advisory, whichever computation
+-- (a request, the sweep, another server) records it first.
+CREATE UNIQUE INDEX exposure_history_open ON exposure_history (advisory_id, node_id) WHERE remediated_at = 0;
+CREATE INDEX exposure_history_open_node ON exposure_history (node_id) WHERE remediated_at = 0;
 -- Reboot debt: nodes whose facts say a reboot is required or whose
 -- running kernel is older than the newest installed, since when (first
 -- computed so); the row goes when the debt is paid.
