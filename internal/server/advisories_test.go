@@ -163,3 +163,66 @@ func TestExposureAPI(t *testing.T) {
 		t.Fatalf("bad selector: %d", st)
 	}
 }
+
+// TestExposureSummaryAPI: each computation of exposure records it; a
+// node found fixed later closes its exposure (time to remediate), reboot
+// debt starts when first seen and the summary tells both.
+func TestExposureSummaryAPI(t *testing.T) {
+	s := newTestServer(t)
+	h := s.Handler()
+	clock := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	upsert := func(id string, f fleet.Facts) {
+		t.Helper()
+		if _, err := s.st.UpsertNode(context.Background(), store.NodeRecord{ID: id, Facts: f, RegisteredAt: clock, LastSeen: clock, LeaseUntil: clock.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upsert("deb-old", fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Kernel: "6.1.0-25-amd64",
+		Packages: map[string]string{"openssl": "3.0.11-1~deb12u1", "linux-image-6.1.0-25-amd64": "6.1.106-3", "linux-image-6.1.0-27-amd64": "6.1.115-1"}})
+	upsert("rhel-old", fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Packages: map[string]string{"openssl": "1:3.0.7-24.el9"}})
+	upsert("win", fleet.Facts{OS: fleet.OS{Family: "windows", Version: "10.0.20348"}, Packages: map[string]string{"KB5030216": "installed"}, RebootRequired: true})
+	req := api.AdvisoryImportRequest{Documents: []api.AdvisoryDocument{
+		{Name: "dsa.json", Content: advisoryFixture(t, "osv-dsa-5532-1.json")},
+		{Name: "rhsa.json", Content: advisoryFixture(t, "csaf-rhsa-2024_2447.json")},
+		{Name: "ms.json", Content: advisoryFixture(t, "csaf-msrc-cve-2023-38148.json")},
+	}}
+	if st, ae, _ := call(t, h, "POST", "/v1/advisories", alice, req); st != 200 {
+		t.Fatalf("import: %d %v", st, ae)
+	}
+	if st, _, _ := call(t, h, "GET", "/v1/exposure", vera, nil); st != 200 {
+		t.Fatalf("exposure: %d", st)
+	}
+	// Two days later rhel-old is fixed.
+	clock = clock.Add(48 * time.Hour)
+	upsert("rhel-old", fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Packages: map[string]string{"openssl": "1:3.0.7-27.el9"}})
+	if st, _, _ := call(t, h, "GET", "/v1/exposure", vera, nil); st != 200 {
+		t.Fatalf("exposure: %d", st)
+	}
+	st, ae, body := call(t, h, "GET", "/v1/exposure/summary", vera, nil)
+	if st != 200 {
+		t.Fatalf("summary: %d %v", st, ae)
+	}
+	sum := decodeJSON[api.ExposureSummary](t, body)
+	if sum.Remediated != 1 || sum.MeanTimeToRemediateSeconds != 48*3600 {
+		t.Fatalf("remediated %d in %vs, want 1 in 48h", sum.Remediated, sum.MeanTimeToRemediateSeconds)
+	}
+	if sum.ExposedNodes != 2 || len(sum.Advisories) != 2 || sum.Advisories[0].Advisory != "DSA-5532-1" || sum.Advisories[0].Counts["affected"] != 1 ||
+		sum.Advisories[1].Counts["fixed-not-running"] != 1 {
+		t.Fatalf("exposed: %d %+v", sum.ExposedNodes, sum.Advisories)
+	}
+	if len(sum.Nodes) != 2 || sum.Nodes[0].Days != 2 {
+		t.Fatalf("days exposed: %+v", sum.Nodes)
+	}
+	if len(sum.RebootDebt) != 2 || sum.RebootDebtDays != 4 {
+		t.Fatalf("reboot debt: %+v (%v days)", sum.RebootDebt, sum.RebootDebtDays)
+	}
+	for _, d := range sum.RebootDebt {
+		if d.Node == "deb-old" && (d.Installed != "6.1.0-27-amd64" || d.Running != "6.1.0-25-amd64") {
+			t.Fatalf("deb-old's debt: %+v", d)
+		}
+	}
+	if sum.OldestOpenCritical != nil || sum.LivePatchCoverage != 0 {
+		t.Fatalf("no critical, no live patch: %+v %v", sum.OldestOpenCritical, sum.LivePatchCoverage)
+	}
+}
