@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	dto "github.com/prometheus/client_model/go"
 	"net/url"
 	"os"
 	"strings"
@@ -225,4 +226,51 @@ func TestExposureSummaryAPI(t *testing.T) {
 	if sum.OldestOpenCritical != nil || sum.LivePatchCoverage != 0 {
 		t.Fatalf("no critical, no live patch: %+v %v", sum.OldestOpenCritical, sum.LivePatchCoverage)
 	}
+	// The metrics read the same history.
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		byName[mf.GetName()] = mf
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"drover_exposed_nodes", []string{"advisory=DSA-5532-1", "severity=high", "status=affected"}, 1},
+		{"drover_mean_time_to_remediate_seconds", nil, 48 * 3600},
+		{"drover_reboot_debt_nodes", nil, 2},
+		{"drover_reboot_debt_seconds", nil, 4 * 86400},
+		{"drover_livepatch_coverage_ratio", nil, 0},
+		{"drover_oldest_open_critical_seconds", nil, 0},
+	} {
+		if v := gaugeValue(t, byName, c.name, c.labels...); v != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
+		}
+	}
+}
+
+// gaugeValue is the gauge of family name whose labels include want
+// ("k=v" pairs).
+func gaugeValue(t *testing.T, mfs map[string]*dto.MetricFamily, name string, want ...string) float64 {
+	t.Helper()
+next:
+	for _, m := range mfs[name].GetMetric() {
+		for _, kv := range want {
+			k, v, _ := strings.Cut(kv, "=")
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || l.GetName() == k && l.GetValue() == v
+			}
+			if !found {
+				continue next
+			}
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("no %s%v", name, want)
+	return 0
 }

@@ -139,6 +139,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if c := newInventoryCollector(s.st, s.log); c != nil {
 		s.reg.MustRegister(c)
 	}
+	if c := newExposureCollector(s.st, func() time.Time { return s.now() }, s.log); c != nil {
+		s.reg.MustRegister(c)
+	}
 	if s.hooks, err = webhook.New(cfg.Webhooks, cfg.WebhookRetry, webhook.Deps{Store: s.st, Logger: s.log.With("component", "webhook"),
 		Registry: s.reg, Now: s.now, Changed: s.wake.changed, Leader: s.sched.leaderTerm,
 		Delivered: func() { s.fp.hit(fpWebhookDelivered) }}); err != nil {
