@@ -31,7 +31,7 @@ func TestOpenAPI(t *testing.T) {
 		api.RenewRequest{}, api.CertificateResponse{}, api.APIToken{}, api.APITokenList{}, api.Session{}, api.LineRequest{}, api.LineStatus{},
 		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{},
 		api.InventoryImportRequest{}, api.InventoryDiff{}, api.InventoryStatus{}, api.EnrollTokensRequest{}, api.EnrollTokens{},
-		api.Advisory{}, api.AdvisoryList{}, api.AdvisoryImportRequest{}, api.AdvisoryImportResult{}, api.ExposureReport{},
+		api.Advisory{}, api.AdvisoryList{}, api.AdvisoryImportRequest{}, api.AdvisoryImportResult{}, api.ExposureReport{}, api.ExposureSummary{},
 		api.WebhookEvent{}, api.SlackMessage{}, api.Webhook{}, api.WebhookList{}, api.WebhookTestResult{},
 
 		api.EvidenceReport{}, api.EvidenceList{}, api.EvidenceBundle{}, api.EvidenceAsk{}, api.EvidenceRequestStatus{}} {

@@ -362,6 +362,7 @@ var routeRoles = map[string]Role{
 	"GET /v1/advisories":                 RoleViewer,
 	"GET /v1/advisories/{id}":            RoleViewer,
 	"GET /v1/exposure":                   RoleViewer,
+	"GET /v1/exposure/summary":           RoleViewer,
 	"PUT /v1/freezes/{name}":             RoleAdmin,
 	"DELETE /v1/freezes/{name}":          RoleAdmin,
 

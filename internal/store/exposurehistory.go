@@ -11,7 +11,7 @@ import (
 // the advisories it is exposed to (affected, fixed-not-running or
 // live-patched) with their status, and its reboot debt.
 type ExposureObservation struct {
-	Node    string
+	Node string
 	// Exposed: advisory ID -> status. "unknown" (the facts cannot tell)
 	// keeps an open period open and opens none.
 	Exposed map[string]string
