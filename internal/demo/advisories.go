@@ -88,6 +88,6 @@ func printExposure(w io.Writer, es []ExposureSummary, after bool) {
 				parts = append(parts, fmt.Sprintf("%d %s", c[s], s))
 			}
 		}
-		fmt.Fprintf(w, "  %-16s %-8s %s\n", e.Advisory, e.Severity, strings.Join(parts, ", "))
+		fmt.Fprintf(w, "  %-20s %-8s %s\n", e.Advisory, e.Severity, strings.Join(parts, ", "))
 	}
 }

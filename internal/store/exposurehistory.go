@@ -24,7 +24,8 @@ type ExposureObservation struct {
 // OpenExposure is an open period of a node's exposure to an advisory.
 type OpenExposure struct {
 	Advisory, Severity, Node, Status string
-	Since, LastSeen                  time.Time
+	// Since: first found exposed; LastSeen: when the status last changed.
+	Since, LastSeen time.Time
 }
 
 // RebootDebt is a node that has needed a reboot since Since.
@@ -75,7 +76,8 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 			status string
 		}
 		open := map[key]openRow{}
-		debt := map[string]bool{}
+		type debtRow struct{ running, installed string }
+		debt := map[string]*debtRow{}
 		// Read what is open for these nodes, in chunks.
 		for i := 0; i < len(obs); i += 500 {
 			chunk := obs[i:min(i+500, len(obs))]
@@ -106,17 +108,18 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 			if err := rs.Err(); err != nil {
 				return fmt.Errorf("read exposure history: %w", err)
 			}
-			rs, err = t.query("SELECT node_id FROM reboot_debt WHERE node_id IN "+in, args[:len(chunk)]...)
+			rs, err = t.query("SELECT node_id, running, installed FROM reboot_debt WHERE node_id IN "+in, args[:len(chunk)]...)
 			if err != nil {
 				return fmt.Errorf("read reboot debt: %w", err)
 			}
 			for rs.Next() {
 				var n string
-				if err := rs.Scan(&n); err != nil {
+				var d debtRow
+				if err := rs.Scan(&n, &d.running, &d.installed); err != nil {
 					rs.Close()
 					return fmt.Errorf("read reboot debt: %w", err)
 				}
-				debt[n] = true
+				debt[n] = &d
 			}
 			rs.Close()
 			if err := rs.Err(); err != nil {
@@ -136,6 +139,9 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 					continue
 				}
 				if isOpen {
+					if r.status == st {
+						continue // unchanged: nothing to write
+					}
 					if _, err := t.exec("UPDATE exposure_history SET status = ?, last_seen = ? WHERE advisory_id = ? AND node_id = ? AND first_seen = ?",
 						st, now, a, o.Node, r.first); err != nil {
 						return fmt.Errorf("update exposure of %s to %s: %w", o.Node, a, err)
@@ -149,7 +155,9 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 				}
 			}
 			switch {
-			case o.RebootDebt && debt[o.Node]:
+			case o.RebootDebt && debt[o.Node] != nil && *debt[o.Node] == debtRow{o.Running, o.Installed}:
+				// unchanged
+			case o.RebootDebt && debt[o.Node] != nil:
 				if _, err := t.exec("UPDATE reboot_debt SET last_seen = ?, running = ?, installed = ? WHERE node_id = ?", now, o.Running, o.Installed, o.Node); err != nil {
 					return fmt.Errorf("update reboot debt of %s: %w", o.Node, err)
 				}
@@ -157,7 +165,7 @@ func (s *sqlStore) RecordExposure(ctx context.Context, at time.Time, adv string,
 				if _, err := t.exec("INSERT INTO reboot_debt (node_id, since, last_seen, running, installed) VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO NOTHING", o.Node, now, now, o.Running, o.Installed); err != nil {
 					return fmt.Errorf("record reboot debt of %s: %w", o.Node, err)
 				}
-			case debt[o.Node]:
+			case debt[o.Node] != nil:
 				if _, err := t.exec("DELETE FROM reboot_debt WHERE node_id = ?", o.Node); err != nil {
 					return fmt.Errorf("clear reboot debt of %s: %w", o.Node, err)
 				}
