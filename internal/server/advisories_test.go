@@ -274,3 +274,29 @@ next:
 	t.Fatalf("no %s%v", name, want)
 	return 0
 }
+
+// TestSummarizeExposure: live patch coverage counts the exposed nodes
+// whose every open exposure is live-patched; the oldest open critical
+// is the longest-open exposure to a critical advisory.
+func TestSummarizeExposure(t *testing.T) {
+	now := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	sum := summarizeExposure(store.ExposureState{Open: []store.OpenExposure{
+		{Advisory: "USN-1", Severity: "critical", Node: "a", Status: "live-patched", Since: now.Add(-3 * day)},
+		{Advisory: "USN-1", Severity: "critical", Node: "b", Status: "live-patched", Since: now.Add(-5 * day)},
+		{Advisory: "USN-2", Severity: "high", Node: "b", Status: "affected", Since: now.Add(-9 * day)},
+		{Advisory: "RHSA-1", Severity: "critical", Node: "c", Status: "affected", Since: now.Add(-4 * day)},
+	}}, now)
+	if sum.ExposedNodes != 3 || sum.LivePatchedNodes != 1 || sum.LivePatchCoverage != 1.0/3 {
+		t.Errorf("coverage: %d of %d (%v)", sum.LivePatchedNodes, sum.ExposedNodes, sum.LivePatchCoverage)
+	}
+	if o := sum.OldestOpenCritical; o == nil || o.Advisory != "USN-1" || o.Node != "b" || o.AgeSeconds != (5*day).Seconds() {
+		t.Errorf("oldest open critical: %+v", o)
+	}
+	if sum.Nodes[0].Node != "b" || sum.Nodes[0].Days != 9 || sum.Nodes[0].Advisories != 2 {
+		t.Errorf("longest exposed: %+v", sum.Nodes[0])
+	}
+	if sum.Advisories[0].Advisory != "USN-1" || sum.Advisories[0].Counts["live-patched"] != 2 || sum.Advisories[2].Advisory != "USN-2" {
+		t.Errorf("advisories: %+v", sum.Advisories)
+	}
+}
