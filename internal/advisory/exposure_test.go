@@ -70,3 +70,29 @@ func TestExposure(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelBehind(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		f      fleet.Facts
+		behind bool
+	}{
+		{"debian newer installed", fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Kernel: "6.1.0-25-amd64",
+			Packages: map[string]string{"linux-image-6.1.0-25-amd64": "6.1.106-3", "linux-image-6.1.0-27-amd64": "6.1.115-1", "linux-image-amd64": "6.1.115-1"}}, true},
+		{"debian newest runs", fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Kernel: "6.1.0-27-amd64",
+			Packages: map[string]string{"linux-image-6.1.0-25-amd64": "6.1.106-3", "linux-image-6.1.0-27-amd64": "6.1.115-1"}}, false},
+		{"rhel newer installed", fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Kernel: "5.14.0-427.33.1.el9_4.x86_64",
+			Packages: map[string]string{"kernel-core": "5.14.0-427.37.1.el9_4"}}, true},
+		{"rhel newest runs", fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Kernel: "5.14.0-427.37.1.el9_4.x86_64",
+			Packages: map[string]string{"kernel-core": "5.14.0-427.37.1.el9_4"}}, false},
+		{"no kernel packages", fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Kernel: "6.1.0-25-amd64"}, false},
+		{"windows", fleet.Facts{OS: fleet.OS{Family: "windows", Version: "10.0.20348"}, Kernel: "10.0.20348"}, false},
+	} {
+		if _, _, got := KernelBehind(c.f); got != c.behind {
+			t.Errorf("%s: behind %v, want %v", c.name, got, c.behind)
+		}
+		if RebootDebt(c.f) != c.behind {
+			t.Errorf("%s: reboot debt %v", c.name, !c.behind)
+		}
+	}
+}

@@ -121,6 +121,7 @@ type ExposureReport struct {
 // Status is the worst of Advisories (those not not-affected).
 type NodeExposure struct {
 	Node       string             `json:"node"`
+	OS         string             `json:"os,omitempty"` // os.family and os.version: "debian 12"
 	Status     string             `json:"status"`
 	Reason     string             `json:"reason,omitempty"`
 	Packages   []ExposedPackage   `json:"packages,omitempty"`
@@ -165,5 +166,78 @@ func (c *Client) Exposure(ctx context.Context, advisory, selector string) (Expos
 	}
 	var out ExposureReport
 	err := c.do(ctx, "GET", path, 0, nil, &out)
+	return out, err
+}
+
+// ExposureSummary is GET /v1/exposure/summary: the fleet's exposure over
+// time, from the exposure history the server records each time it
+// computes exposure (on every GET /v1/exposure and every
+// ExposureSweepSeconds for the whole catalog).
+type ExposureSummary struct {
+	// At is when the summary was made.
+	At time.Time `json:"at"`
+	// Advisories: each advisory some node is exposed to, with the nodes
+	// by status (affected, fixed-not-running, live-patched) and since
+	// when the oldest has been.
+	Advisories []AdvisoryExposureCount `json:"advisories"`
+	// ExposedNodes: nodes exposed to at least one advisory.
+	ExposedNodes int `json:"exposedNodes"`
+	// Remediated: exposures closed (a node found not affected after it
+	// was found exposed); MeanTimeToRemediateSeconds their mean length.
+	Remediated                 int     `json:"remediated"`
+	MeanTimeToRemediateSeconds float64 `json:"meanTimeToRemediateSeconds"`
+	// OldestOpenCritical: the longest-open exposure to a critical
+	// advisory; nil when none is open.
+	OldestOpenCritical *OpenExposure `json:"oldestOpenCritical,omitempty"`
+	// LivePatch: of the exposed nodes, those whose every exposure is
+	// covered by a loaded live patch (protected without a reboot).
+	LivePatchedNodes  int          `json:"livePatchedNodes"`
+	LivePatchCoverage float64      `json:"livePatchCoverage"` // livePatchedNodes / exposedNodes; 0 with none exposed
+	RebootDebt        []RebootDebt `json:"rebootDebt"`
+	RebootDebtDays    float64      `json:"rebootDebtDays"` // summed over the nodes
+	// Nodes: the exposed nodes, longest exposed first (at most 100).
+	Nodes []NodeDaysExposed `json:"nodes"`
+}
+
+// AdvisoryExposureCount is one advisory's open exposures.
+type AdvisoryExposureCount struct {
+	Advisory string         `json:"advisory"`
+	Severity string         `json:"severity"`
+	Counts   map[string]int `json:"counts"`
+	Since    time.Time      `json:"since"`
+}
+
+// OpenExposure is one node's open exposure to one advisory.
+type OpenExposure struct {
+	Advisory   string    `json:"advisory"`
+	Severity   string    `json:"severity"`
+	Node       string    `json:"node"`
+	Status     string    `json:"status"`
+	Since      time.Time `json:"since"`
+	AgeSeconds float64   `json:"ageSeconds"`
+}
+
+// RebootDebt is a node that needs a reboot: its facts say so, or its
+// running kernel is older than the newest installed.
+type RebootDebt struct {
+	Node      string    `json:"node"`
+	Since     time.Time `json:"since"`
+	Days      float64   `json:"days"`
+	Running   string    `json:"running,omitempty"`
+	Installed string    `json:"installed,omitempty"` // newer kernel installed, when that is the debt
+}
+
+// NodeDaysExposed is a node exposed since its oldest open exposure.
+type NodeDaysExposed struct {
+	Node       string    `json:"node"`
+	Since      time.Time `json:"since"`
+	Days       float64   `json:"days"`
+	Advisories int       `json:"advisories"`
+}
+
+// ExposureSummary returns the exposure summary.
+func (c *Client) ExposureSummary(ctx context.Context) (ExposureSummary, error) {
+	var out ExposureSummary
+	err := c.do(ctx, "GET", "/v1/exposure/summary", 0, nil, &out)
 	return out, err
 }

@@ -288,7 +288,8 @@ func clipText(s string, n int) string {
 func newExposureCmd(e *env) *cobra.Command {
 	var r remote
 	var adv, selector string
-	cmd := &cobra.Command{Use: "exposure [--advisory ID] [--selector CEL]",
+	var summary bool
+	cmd := &cobra.Command{Use: "exposure [--advisory ID] [--selector CEL] [--summary]",
 		Short: "Show each node's exposure to an advisory, or to the whole catalog",
 		Long: `Judge from the nodes' facts whether each is exposed: affected (a package
 older than the fix, or no fix yet), fixed-not-running (the fix installed
@@ -296,12 +297,28 @@ but a reboot or restart away), live-patched (only the kernel is
 vulnerable and a live patch the advisory names is loaded), not-affected,
 or unknown (the facts do not say). With --advisory (an ID or an alias
 such as a CVE), one advisory; without, every advisory of the catalog,
-each node with the worst status and the advisories behind it.`,
+each node with the worst status and the advisories behind it.
+
+With --summary, exposure over time from the history the server records
+each time it computes exposure: open exposures by advisory, mean time to
+remediate, the oldest open critical exposure, days exposed per node,
+live patch coverage and reboot debt (nodes whose facts say a reboot is
+required or whose running kernel is older than the newest installed).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := r.client(e)
 			if err != nil {
 				return err
+			}
+			if summary {
+				if adv != "" || selector != "" {
+					return usagef("--summary is the whole fleet's: no --advisory or --selector with it")
+				}
+				sum, err := c.ExposureSummary(cmd.Context())
+				if err != nil {
+					return apiErr(err)
+				}
+				return r.show(e, sum, func(w io.Writer) { printExposureSummary(w, sum) })
 			}
 			rep, err := c.Exposure(cmd.Context(), adv, selector)
 			if err != nil {
@@ -341,6 +358,42 @@ each node with the worst status and the advisories behind it.`,
 		}}
 	cmd.Flags().StringVar(&adv, "advisory", "", "an advisory ID or alias (default: the whole catalog)")
 	cmd.Flags().StringVar(&selector, "selector", "", "CEL selector of the nodes (default every node)")
+	cmd.Flags().BoolVar(&summary, "summary", false, "exposure over time: MTTR, oldest open critical, live patch coverage, reboot debt")
 	r.flags(cmd, e, true)
 	return cmd
+}
+
+func printExposureSummary(w io.Writer, sum api.ExposureSummary) {
+	fmt.Fprintln(w, "ADVISORY\tSEVERITY\tAFFECTED\tFIXED-NOT-RUNNING\tLIVE-PATCHED\tOPEN SINCE")
+	for _, a := range sum.Advisories {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", a.Advisory, a.Severity, a.Counts["affected"], a.Counts["fixed-not-running"], a.Counts["live-patched"],
+			a.Since.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "exposed nodes: %d; remediated exposures: %d", sum.ExposedNodes, sum.Remediated)
+	if sum.Remediated > 0 {
+		fmt.Fprintf(w, ", mean time to remediate %s", days(sum.MeanTimeToRemediateSeconds/86400))
+	}
+	fmt.Fprintln(w)
+	if o := sum.OldestOpenCritical; o != nil {
+		fmt.Fprintf(w, "oldest open critical: %s on %s (%s), open %s\n", o.Advisory, o.Node, o.Status, days(o.AgeSeconds/86400))
+	} else {
+		fmt.Fprintln(w, "oldest open critical: none")
+	}
+	fmt.Fprintf(w, "live patch coverage: %d of %d exposed nodes (%.0f%%) protected without a reboot\n", sum.LivePatchedNodes, sum.ExposedNodes, 100*sum.LivePatchCoverage)
+	fmt.Fprintf(w, "reboot debt: %d nodes, %s in all\n", len(sum.RebootDebt), days(sum.RebootDebtDays))
+	for _, d := range sum.RebootDebt {
+		why := "reboot required"
+		if d.Installed != "" {
+			why = "runs " + d.Running + ", " + d.Installed + " installed"
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", d.Node, days(d.Days), why)
+	}
+}
+
+// days formats a number of days: "3.2 days", "5h".
+func days(d float64) string {
+	if d < 1 {
+		return fmt.Sprintf("%.0fh", d*24)
+	}
+	return fmt.Sprintf("%.1f days", d)
 }

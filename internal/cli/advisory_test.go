@@ -141,4 +141,10 @@ func TestAdvisoryCommands(t *testing.T) {
 		len(rep.Nodes) != 1 || rep.Nodes[0].Advisories[0].Advisory != "RHSA-2024:2447" {
 		t.Fatalf("exposure -o json: %v %+v", err, rep)
 	}
+	// The computations above were recorded: r1 is exposed, nothing
+	// remediated yet.
+	if out := drover("exposure", "--summary"); !strings.Contains(out, "RHSA-2024:2447") || !strings.Contains(out, "exposed nodes: 1; remediated exposures: 0") ||
+		!strings.Contains(out, "oldest open critical: none") || !strings.Contains(out, "reboot debt: 0 nodes") {
+		t.Fatalf("exposure --summary:\n%s", out)
+	}
 }

@@ -78,7 +78,10 @@ type Summary struct {
 	Server   string           `json:"server"`
 	Nodes    int              `json:"nodes"`
 	Rollouts []RolloutSummary `json:"rollouts"`
-	Seconds  float64          `json:"seconds"`
+	// Exposure: each of the demo's advisories, nodes by status before
+	// the rollouts and after them.
+	Exposure []ExposureSummary `json:"exposure"`
+	Seconds  float64           `json:"seconds"`
 }
 
 // RolloutSummary is one rollout's outcome.
@@ -273,6 +276,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 
 	sum := &Summary{Server: base, Nodes: len(nodes.list)}
+	advIDs, err := importAdvisories(ctx, alice)
+	if err != nil {
+		return nil, err
+	}
+	if sum.Exposure, err = exposureCounts(ctx, alice, advIDs); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "drover demo: %d advisories imported (Debian, Ubuntu, Red Hat, Microsoft); exposure (drover exposure --advisory ID):\n", len(advIDs))
+	printExposure(progress, sum.Exposure, false)
 	for i, sc := range scs {
 		nodes.setScenario(sc)
 		text := sc.text
@@ -288,6 +300,24 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		rs.Title = sc.title
 		sum.Rollouts = append(sum.Rollouts, *rs)
+	}
+	if len(advIDs) > 0 {
+		// The agents report their new packages after each step; give the
+		// last ones a heartbeat to arrive.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+		after, err := exposureCounts(ctx, alice, advIDs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range sum.Exposure {
+			sum.Exposure[i].After = after[i].Before
+		}
+		fmt.Fprintf(progress, "\n== exposure after the rollouts\n")
+		printExposure(progress, sum.Exposure, true)
 	}
 	sum.Seconds = time.Since(start).Seconds()
 	if o.Keep {

@@ -27,6 +27,7 @@ func (s *Server) advisoryRoutes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/advisories", RoleViewer, s.listAdvisories)
 	s.route(mux, "GET /v1/advisories/{id}", RoleViewer, s.getAdvisory)
 	s.route(mux, "GET /v1/exposure", RoleViewer, s.exposure)
+	s.route(mux, "GET /v1/exposure/summary", RoleViewer, s.exposureSummaryHandler)
 }
 
 func (s *Server) advisoryStore() (store.Advisories, error) {

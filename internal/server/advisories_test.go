@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	dto "github.com/prometheus/client_model/go"
 	"net/url"
 	"os"
 	"strings"
@@ -161,5 +162,141 @@ func TestExposureAPI(t *testing.T) {
 	}
 	if st, _, _ := call(t, h, "GET", "/v1/exposure?selector=node.nope", vera, nil); st != 400 {
 		t.Fatalf("bad selector: %d", st)
+	}
+}
+
+// TestExposureSummaryAPI: each computation of exposure records it; a
+// node found fixed later closes its exposure (time to remediate), reboot
+// debt starts when first seen and the summary tells both.
+func TestExposureSummaryAPI(t *testing.T) {
+	s := newTestServer(t)
+	h := s.Handler()
+	clock := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	upsert := func(id string, f fleet.Facts) {
+		t.Helper()
+		if _, err := s.st.UpsertNode(context.Background(), store.NodeRecord{ID: id, Facts: f, RegisteredAt: clock, LastSeen: clock, LeaseUntil: clock.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upsert("deb-old", fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Kernel: "6.1.0-25-amd64",
+		Packages: map[string]string{"openssl": "3.0.11-1~deb12u1", "linux-image-6.1.0-25-amd64": "6.1.106-3", "linux-image-6.1.0-27-amd64": "6.1.115-1"}})
+	upsert("rhel-old", fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Packages: map[string]string{"openssl": "1:3.0.7-24.el9"}})
+	upsert("win", fleet.Facts{OS: fleet.OS{Family: "windows", Version: "10.0.20348"}, Packages: map[string]string{"KB5030216": "installed"}, RebootRequired: true})
+	req := api.AdvisoryImportRequest{Documents: []api.AdvisoryDocument{
+		{Name: "dsa.json", Content: advisoryFixture(t, "osv-dsa-5532-1.json")},
+		{Name: "rhsa.json", Content: advisoryFixture(t, "csaf-rhsa-2024_2447.json")},
+		{Name: "ms.json", Content: advisoryFixture(t, "csaf-msrc-cve-2023-38148.json")},
+	}}
+	if st, ae, _ := call(t, h, "POST", "/v1/advisories", alice, req); st != 200 {
+		t.Fatalf("import: %d %v", st, ae)
+	}
+	if st, _, _ := call(t, h, "GET", "/v1/exposure", vera, nil); st != 200 {
+		t.Fatalf("exposure: %d", st)
+	}
+	// Two days later rhel-old is fixed.
+	clock = clock.Add(48 * time.Hour)
+	upsert("rhel-old", fleet.Facts{OS: fleet.OS{Family: "rhel", Version: "9.4"}, Packages: map[string]string{"openssl": "1:3.0.7-27.el9"}})
+	if st, _, _ := call(t, h, "GET", "/v1/exposure", vera, nil); st != 200 {
+		t.Fatalf("exposure: %d", st)
+	}
+	st, ae, body := call(t, h, "GET", "/v1/exposure/summary", vera, nil)
+	if st != 200 {
+		t.Fatalf("summary: %d %v", st, ae)
+	}
+	sum := decodeJSON[api.ExposureSummary](t, body)
+	if sum.Remediated != 1 || sum.MeanTimeToRemediateSeconds != 48*3600 {
+		t.Fatalf("remediated %d in %vs, want 1 in 48h", sum.Remediated, sum.MeanTimeToRemediateSeconds)
+	}
+	if sum.ExposedNodes != 2 || len(sum.Advisories) != 2 || sum.Advisories[0].Advisory != "DSA-5532-1" || sum.Advisories[0].Counts["affected"] != 1 ||
+		sum.Advisories[1].Counts["fixed-not-running"] != 1 {
+		t.Fatalf("exposed: %d %+v", sum.ExposedNodes, sum.Advisories)
+	}
+	if len(sum.Nodes) != 2 || sum.Nodes[0].Days != 2 {
+		t.Fatalf("days exposed: %+v", sum.Nodes)
+	}
+	if len(sum.RebootDebt) != 2 || sum.RebootDebtDays != 4 {
+		t.Fatalf("reboot debt: %+v (%v days)", sum.RebootDebt, sum.RebootDebtDays)
+	}
+	for _, d := range sum.RebootDebt {
+		if d.Node == "deb-old" && (d.Installed != "6.1.0-27-amd64" || d.Running != "6.1.0-25-amd64") {
+			t.Fatalf("deb-old's debt: %+v", d)
+		}
+	}
+	if sum.OldestOpenCritical != nil || sum.LivePatchCoverage != 0 {
+		t.Fatalf("no critical, no live patch: %+v %v", sum.OldestOpenCritical, sum.LivePatchCoverage)
+	}
+	// The metrics read the same history.
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		byName[mf.GetName()] = mf
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"drover_exposed_nodes", []string{"advisory=DSA-5532-1", "severity=high", "status=affected"}, 1},
+		{"drover_mean_time_to_remediate_seconds", nil, 48 * 3600},
+		{"drover_reboot_debt_nodes", nil, 2},
+		{"drover_reboot_debt_seconds", nil, 4 * 86400},
+		{"drover_livepatch_coverage_ratio", nil, 0},
+		{"drover_oldest_open_critical_seconds", nil, 0},
+	} {
+		if v := gaugeValue(t, byName, c.name, c.labels...); v != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
+		}
+	}
+}
+
+// gaugeValue is the gauge of family name whose labels include want
+// ("k=v" pairs).
+func gaugeValue(t *testing.T, mfs map[string]*dto.MetricFamily, name string, want ...string) float64 {
+	t.Helper()
+next:
+	for _, m := range mfs[name].GetMetric() {
+		for _, kv := range want {
+			k, v, _ := strings.Cut(kv, "=")
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || l.GetName() == k && l.GetValue() == v
+			}
+			if !found {
+				continue next
+			}
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("no %s%v", name, want)
+	return 0
+}
+
+// TestSummarizeExposure: live patch coverage counts the exposed nodes
+// whose every open exposure is live-patched; the oldest open critical
+// is the longest-open exposure to a critical advisory.
+func TestSummarizeExposure(t *testing.T) {
+	now := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	sum := summarizeExposure(store.ExposureState{Open: []store.OpenExposure{
+		{Advisory: "USN-1", Severity: "critical", Node: "a", Status: "live-patched", Since: now.Add(-3 * day)},
+		{Advisory: "USN-1", Severity: "critical", Node: "b", Status: "live-patched", Since: now.Add(-5 * day)},
+		{Advisory: "USN-2", Severity: "high", Node: "b", Status: "affected", Since: now.Add(-9 * day)},
+		{Advisory: "RHSA-1", Severity: "critical", Node: "c", Status: "affected", Since: now.Add(-4 * day)},
+	}}, now)
+	if sum.ExposedNodes != 3 || sum.LivePatchedNodes != 1 || sum.LivePatchCoverage != 1.0/3 {
+		t.Errorf("coverage: %d of %d (%v)", sum.LivePatchedNodes, sum.ExposedNodes, sum.LivePatchCoverage)
+	}
+	if o := sum.OldestOpenCritical; o == nil || o.Advisory != "USN-1" || o.Node != "b" || o.AgeSeconds != (5*day).Seconds() {
+		t.Errorf("oldest open critical: %+v", o)
+	}
+	if sum.Nodes[0].Node != "b" || sum.Nodes[0].Days != 9 || sum.Nodes[0].Advisories != 2 {
+		t.Errorf("longest exposed: %+v", sum.Nodes[0])
+	}
+	if sum.Advisories[0].Advisory != "USN-1" || sum.Advisories[0].Counts["live-patched"] != 2 || sum.Advisories[2].Advisory != "USN-2" {
+		t.Errorf("advisories: %+v", sum.Advisories)
 	}
 }

@@ -372,6 +372,7 @@ var routeRoles = map[string]Role{
 	"GET /v1/drift":                        RoleViewer,
 	"PUT /v1/freezes/{name}":               RoleAdmin,
 	"DELETE /v1/freezes/{name}":            RoleAdmin,
+	"GET /v1/exposure/summary":             RoleViewer,
 
 	// FleetLock (fleetlock.go): loosens the fleet budgets.
 	"POST /v1/nodes/{id}/fleetlock/release": RoleAdmin,

@@ -142,6 +142,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if c := newInventoryCollector(s.st, s.log); c != nil {
 		s.reg.MustRegister(c)
 	}
+	if c := newExposureCollector(s.st, func() time.Time { return s.now() }, s.log); c != nil {
+		s.reg.MustRegister(c)
+	}
 	if s.hooks, err = webhook.New(cfg.Webhooks, cfg.WebhookRetry, webhook.Deps{Store: s.st, Logger: s.log.With("component", "webhook"),
 		Registry: s.reg, Now: s.now, Changed: s.wake.changed, Leader: s.sched.leaderTerm,
 		Delivered: func() { s.fp.hit(fpWebhookDelivered) }}); err != nil {
@@ -214,6 +217,13 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		defer close(hooksDone)
 		_ = s.hooks.Run(hooksCtx)
 	}()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		s.sweepExposure(sweepCtx)
+	}()
 	beatsCtx, stopBeats := context.WithCancel(ctx)
 	defer stopBeats()
 	beatsDone := make(chan struct{})
@@ -235,6 +245,8 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	s.sched.stop()
 	stopBeats()
 	<-beatsDone // the last heartbeats are written before the caller closes the store
+	stopSweep()
+	<-sweepDone // no exposure is recorded after the caller closes the store
 	stopHooks()
 	<-hooksDone // no delivery is recorded after the caller closes the store
 	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, context.Canceled) {

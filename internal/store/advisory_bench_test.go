@@ -78,3 +78,59 @@ func BenchmarkAdvisoryImport10k(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/first.Seconds(), "advisories/s")
 	b.ReportMetric(float64(n*b.N)/again.Seconds(), "reimported/s")
 }
+
+// BenchmarkRecordExposure10k records a whole-catalog computation of
+// 10,000 nodes, each exposed to 5 advisories and 1 in 10 with reboot
+// debt, into a SQLite store: first (every period opened), then again
+// unchanged (every period updated), then with every node fixed (every
+// period closed). Reported per computation.
+func BenchmarkRecordExposure10k(b *testing.B) {
+	const nodes, per = 10_000, 5
+	ctx := context.Background()
+	obs := func(exposed bool) []store.ExposureObservation {
+		out := make([]store.ExposureObservation, nodes)
+		for i := range out {
+			out[i] = store.ExposureObservation{Node: fmt.Sprintf("node-%05d", i), Exposed: map[string]string{}, RebootDebt: i%10 == 0}
+			if exposed {
+				for j := range per {
+					out[i].Exposed[fmt.Sprintf("DSA-%d-1", 10000+(i+j)%700)] = "affected"
+				}
+			}
+		}
+		return out
+	}
+	open, fixed := obs(true), obs(false)
+	var first, again, closing, state time.Duration
+	for i := 0; i < b.N; i++ {
+		s, err := store.Open(ctx, filepath.Join(b.TempDir(), fmt.Sprintf("exp%d.db", i)), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, _ := store.AsExposureHistory(s)
+		at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		for _, step := range []struct {
+			o   []store.ExposureObservation
+			d   *time.Duration
+			off time.Duration
+		}{{open, &first, 0}, {open, &again, time.Hour}, {fixed, &closing, 2 * time.Hour}} {
+			t0 := time.Now()
+			if err := h.RecordExposure(ctx, at.Add(step.off), "", step.o); err != nil {
+				b.Fatal(err)
+			}
+			*step.d += time.Since(t0)
+			if step.d == &again {
+				t0 = time.Now()
+				if _, err := h.ExposureState(ctx); err != nil {
+					b.Fatal(err)
+				}
+				state += time.Since(t0)
+			}
+		}
+		s.Close()
+	}
+	n := float64(b.N)
+	b.ReportMetric(first.Seconds()/n, "open-s")
+	b.ReportMetric(again.Seconds()/n, "update-s")
+	b.ReportMetric(closing.Seconds()/n, "close-s")
+	b.ReportMetric(state.Seconds()/n, "state-s")
+}

@@ -85,7 +85,7 @@ func Handler(apiHandler http.Handler, o Options) http.Handler {
 	if d.now == nil {
 		d.now = time.Now
 	}
-	for _, page := range []string{"login", "fleet", "rollouts", "rollout", "coverage", "audit", "safety", "evidence", "error"} {
+	for _, page := range []string{"login", "fleet", "rollouts", "rollout", "coverage", "exposure", "audit", "safety", "evidence", "error"} {
 		d.tmpl[page] = template.Must(template.New("layout.html").Funcs(d.funcs()).
 			ParseFS(assets, "templates/layout.html", "templates/"+page+".html"))
 	}
@@ -110,6 +110,7 @@ func Handler(apiHandler http.Handler, o Options) http.Handler {
 	m.HandleFunc("GET /ui/rollouts/{id}/events", d.events)
 	m.HandleFunc("POST /ui/rollouts/{id}/command", d.command)
 	m.HandleFunc("GET /ui/coverage", d.page(d.coverage))
+	m.HandleFunc("GET /ui/exposure", d.page(d.exposure))
 	m.HandleFunc("GET /ui/audit", d.page(d.audit))
 	m.HandleFunc("GET /ui/safety", d.page(d.safety))
 	m.HandleFunc("GET /ui/nodes/{id}/evidence", d.page(d.evidence))

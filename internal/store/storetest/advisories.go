@@ -15,6 +15,7 @@ func runAdvisories(t *testing.T, h func(f func(t *testing.T, s Backend)) func(t 
 	t.Run("AdvisoryImport", h(testAdvisoryImport))
 	t.Run("AdvisoryImportAtomic", h(testAdvisoryImportAtomic))
 	t.Run("AdvisoryList", h(testAdvisoryList))
+	t.Run("ExposureHistory", h(testExposureHistory))
 }
 
 func catalogOf(t *testing.T, s store.Store) store.Advisories {
@@ -161,5 +162,57 @@ func testAdvisoryList(t *testing.T, s Backend) {
 		if got := ids(c.q); got != c.want {
 			t.Errorf("ListAdvisories(%+v) = %q, want %q", c.q, got, c.want)
 		}
+	}
+}
+
+// testExposureHistory: periods open when exposure is first recorded,
+// keep their first sighting, close when a later computation no longer
+// finds the node exposed; a computation against one advisory leaves the
+// others alone; reboot debt keeps its start until paid.
+func testExposureHistory(t *testing.T, s Backend) {
+	ctx := context.Background()
+	_ = get(catalogOf(t, s).ImportAdvisories(ctx, sampleAdvisories(), store.AdvisoryImport{Actor: "alice"}))(t)
+	h, found := store.AsExposureHistory(s)
+	if !found {
+		t.Fatalf("store %T keeps no exposure history", s)
+	}
+	ok(t, h.RecordExposure(ctx, at(0), "", []store.ExposureObservation{
+		{Node: "debian-01", Exposed: map[string]string{"DSA-5532-1": "affected"}, RebootDebt: true, Running: "6.1.0-25-amd64", Installed: "6.1.0-27-amd64"},
+		{Node: "rhel-01", Exposed: map[string]string{"RHSA-2024:2447": "affected"}},
+		{Node: "win-01", Exposed: map[string]string{"msrc_CVE-2023-38148": "fixed-not-running"}},
+	}))
+	// An hour later: debian-01 still exposed (now a reboot away), rhel-01
+	// fixed; win-01 judged against DSA-5532-1 only: its Windows period stays.
+	ok(t, h.RecordExposure(ctx, at(time.Hour), "", []store.ExposureObservation{
+		{Node: "debian-01", Exposed: map[string]string{"DSA-5532-1": "fixed-not-running"}, RebootDebt: true},
+		{Node: "rhel-01"},
+	}))
+	ok(t, h.RecordExposure(ctx, at(2*time.Hour), "DSA-5532-1", []store.ExposureObservation{{Node: "win-01"}}))
+	st := get(h.ExposureState(ctx))(t)
+	if len(st.Open) != 2 || st.Open[0].Advisory != "DSA-5532-1" || st.Open[0].Status != "fixed-not-running" || !st.Open[0].Since.Equal(at(0)) ||
+		st.Open[0].Severity != "high" || st.Open[1].Node != "win-01" {
+		t.Fatalf("open exposures: %+v", st.Open)
+	}
+	if st.Remediated != 1 || st.MeanToFix != time.Hour {
+		t.Fatalf("remediated %d, mean %v; want 1 in 1h", st.Remediated, st.MeanToFix)
+	}
+	if len(st.RebootDebt) != 1 || st.RebootDebt[0].Node != "debian-01" || !st.RebootDebt[0].Since.Equal(at(0)) {
+		t.Fatalf("reboot debt: %+v", st.RebootDebt)
+	}
+	// Exposed again later: a new period; the debt is paid.
+	ok(t, h.RecordExposure(ctx, at(3*time.Hour), "", []store.ExposureObservation{{Node: "rhel-01", Exposed: map[string]string{"RHSA-2024:2447": "affected"}},
+		{Node: "debian-01"}}))
+	st = get(h.ExposureState(ctx))(t)
+	if len(st.Open) != 2 || st.Remediated != 2 || len(st.RebootDebt) != 0 {
+		t.Fatalf("after: open %+v, remediated %d, debt %+v", st.Open, st.Remediated, st.RebootDebt)
+	}
+	var rhel store.OpenExposure
+	for _, o := range st.Open {
+		if o.Node == "rhel-01" {
+			rhel = o
+		}
+	}
+	if !rhel.Since.Equal(at(3 * time.Hour)) {
+		t.Fatalf("reopened period: %+v", rhel)
 	}
 }
