@@ -303,12 +303,14 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	if len(advIDs) > 0 {
 		// The agents report their new packages after each step; give the
-		// last ones a heartbeat to arrive.
+		// last ones a heartbeat to arrive. Interrupted meanwhile, the
+		// summary goes without the exposure after the rollouts.
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
 		case <-time.After(3 * time.Second):
 		}
+	}
+	if len(advIDs) > 0 && ctx.Err() == nil {
 		after, err := exposureCounts(ctx, alice, advIDs)
 		if err != nil {
 			return nil, err
