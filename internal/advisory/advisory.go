@@ -188,6 +188,22 @@ func (f Fix) validate() error {
 // normalize sorts and deduplicates what has no order of its own, so
 // that two parses of one document are equal and a re-import changes
 // nothing.
+// finish ends a parse: the vendor's severity (sev), else the one of the
+// CVSS score, the normal form, and validation (errors under path).
+func (a *Advisory) finish(sev, path string) error {
+	switch {
+	case sev != "":
+		a.Severity = sev
+	case a.CVSSVector != "":
+		a.Severity = severityOfScore(a.CVSSScore)
+	}
+	a.normalize()
+	if err := a.Validate(); err != nil {
+		return under(path, err)
+	}
+	return nil
+}
+
 func (a *Advisory) normalize() {
 	al := a.Aliases[:0:0]
 	for _, x := range a.Aliases {

@@ -350,17 +350,8 @@ func parseCSAF(raw []byte, path string) (Advisory, error) {
 			a.Aliases = append(a.Aliases, f.KB)
 		}
 	}
-	switch {
-	case sev != "":
-		a.Severity = sev
-	case a.CVSSVector != "":
-		a.Severity = severityOfScore(a.CVSSScore)
-	}
-	a.normalize()
-	if err := a.Validate(); err != nil {
-		return a, under(path, err)
-	}
-	return a, nil
+	err = a.finish(sev, path) // before a is read: finish changes it
+	return a, err
 }
 
 // fix resolves a product ID of a package on a platform (a relationship

@@ -246,17 +246,8 @@ func parseOSV(raw []byte, path string) (Advisory, error) {
 			return a, fmt.Errorf("%s: more than %d fixes", at("affected"), MaxAffected)
 		}
 	}
-	switch {
-	case sev != "":
-		a.Severity = sev
-	case a.CVSSVector != "":
-		a.Severity = severityOfScore(a.CVSSScore)
-	}
-	a.normalize()
-	if err := a.Validate(); err != nil {
-		return a, under(path, err)
-	}
-	return a, nil
+	err = a.finish(sev, path) // before a is read: finish changes it
+	return a, err
 }
 
 func osvTime(s string, required bool) (time.Time, error) {

@@ -189,22 +189,7 @@ func (s *sqlStore) AskEvidence(ctx context.Context, a EvidenceAsk) error {
 // OpenEvidenceRequests returns the payloads of node's unanswered
 // requests before their deadline, oldest first.
 func (s *sqlStore) OpenEvidenceRequests(ctx context.Context, node string, now time.Time) ([][]byte, error) {
-	var out [][]byte
-	err := s.read(ctx, func(t *tx) error {
-		rows, err := t.query(`SELECT payload FROM evidence_requests WHERE node_id = ? AND bundle_id = '' AND deadline > ? ORDER BY asked_at, id`, node, nanos(now))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
-				rows.Close()
-				return err
-			}
-			out = append(out, []byte(p))
-		}
-		return closeRows(rows)
-	})
+	out, err := s.payloads(ctx, `SELECT payload FROM evidence_requests WHERE node_id = ? AND bundle_id = '' AND deadline > ? ORDER BY asked_at, id`, node, nanos(now))
 	if err != nil {
 		return nil, fmt.Errorf("open evidence requests of node %s: %w", node, err)
 	}

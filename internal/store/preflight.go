@@ -58,10 +58,20 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, node_id) DO NOTHING`,
 // OpenPreflights returns the payloads of node's unanswered pre-flights
 // whose deadline is after now, oldest first.
 func (s *sqlStore) OpenPreflights(ctx context.Context, node string, now time.Time) ([][]byte, error) {
+	out, err := s.payloads(ctx, `SELECT payload FROM node_preflights WHERE node_id = ? AND answered_at = 0 AND deadline > ? ORDER BY asked_at, rollout_id`,
+		node, nanos(now))
+	if err != nil {
+		return nil, fmt.Errorf("open pre-flights of node %s: %w", node, err)
+	}
+	return out, nil
+}
+
+// payloads reads the single text column of a query's rows: the JSON
+// payloads of requests waiting for a node.
+func (s *sqlStore) payloads(ctx context.Context, q string, args ...any) ([][]byte, error) {
 	var out [][]byte
 	err := s.read(ctx, func(t *tx) error {
-		rows, err := t.query(`SELECT payload FROM node_preflights WHERE node_id = ? AND answered_at = 0 AND deadline > ? ORDER BY asked_at, rollout_id`,
-			node, nanos(now))
+		rows, err := t.query(q, args...)
 		if err != nil {
 			return err
 		}
@@ -75,10 +85,7 @@ func (s *sqlStore) OpenPreflights(ctx context.Context, node string, now time.Tim
 		}
 		return closeRows(rows)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("open pre-flights of node %s: %w", node, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // AnswerPreflight records a node's answer. ErrNotFound: the node was
