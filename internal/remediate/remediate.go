@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/drover-dev/drover/internal/advisory"
 	"github.com/drover-dev/drover/internal/baseline"
@@ -43,6 +44,46 @@ type Result struct {
 	Nodes   []string            `json:"nodes"`
 	Closes  map[string][]string `json:"closes"`
 	Skipped []Skip              `json:"skipped,omitempty"`
+	// Features are the changes of the plan no advisory asks for (pins:
+	// "node: package=version"): feature updates, which people approve.
+	Features []string `json:"features,omitempty"`
+}
+
+// Policy says whether the baseline's autoApprove policy approves the
+// start of res at now: every advisory it closes is in advs, published
+// at least autoApprove.security.after before now, and no change is a
+// feature update. why says why or why not.
+func Policy(b baseline.Baseline, res Result, advs []advisory.Advisory, now time.Time) (ok bool, why string) {
+	if b.AutoApprove == nil || b.AutoApprove.Security == nil {
+		return false, "the baseline has no autoApprove policy: people approve"
+	}
+	if len(res.Features) > 0 {
+		return false, fmt.Sprintf("feature updates need people (%s)", strings.Join(res.Features, ", "))
+	}
+	after := b.AutoApprove.Security.After
+	byID := map[string]*advisory.Advisory{}
+	for i := range advs {
+		byID[advs[i].ID] = &advs[i]
+	}
+	n := 0
+	for _, node := range res.Nodes {
+		for _, id := range res.Closes[node] {
+			a := byID[id]
+			switch {
+			case a == nil:
+				return false, id + " is not in the catalog: people approve"
+			case a.Published.IsZero():
+				return false, id + " has no publication date: people approve"
+			case now.Sub(a.Published) < after:
+				return false, fmt.Sprintf("%s was published %s, less than %s ago: people approve", id, a.Published.UTC().Format(time.DateOnly), plan.Duration(after))
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return false, "the plan closes no advisory: people approve"
+	}
+	return true, fmt.Sprintf("every advisory it closes is a security advisory published more than %s ago (baseline %s autoApprove.security)", plan.Duration(after), b.Name)
 }
 
 // aptFamilies can downgrade a package to its pin (apt
@@ -87,6 +128,11 @@ func Build(in Input) (Result, error) {
 			fam[family] = cur
 		}
 		maps.Copy(cur, pins)
+		for _, pin := range in.Baseline.Rules.Pins {
+			if v, ok := nd.Packages[pin.Package]; ok && v == pin.Version {
+				res.Features = append(res.Features, nd.Node+": "+pin.Package+"="+pin.Version)
+			}
+		}
 		res.Nodes = append(res.Nodes, nd.Node)
 		res.Closes[nd.Node] = slices.Sorted(slices.Values(nd.Advisories))
 	}

@@ -31,7 +31,7 @@ func mixedFleet(t *testing.T) Input {
 	nodes := []*fleet.Node{
 		node("deb-1", "debian", "12", map[string]string{"openssl": "3.0.11-1~deb12u2", "tzdata": "2025a-1"}),
 		node("deb-2", "debian", "12", map[string]string{"openssl": "3.0.15-1~deb12u1", "tzdata": "2025b-1"}), // tzdata newer than its pin
-		node("rhel-1", "rhel", "9", map[string]string{"openssl": "3.0.7-24.el9", "tzdata": "2025b-1.el9"}),      // tzdata pin below: dnf cannot downgrade
+		node("rhel-1", "rhel", "9", map[string]string{"openssl": "3.0.7-24.el9", "tzdata": "2025b-1.el9"}),   // tzdata pin below: dnf cannot downgrade
 		node("rhel-2", "rhel", "9", map[string]string{"openssl": "3.0.7-24.el9"}),
 		node("sles-1", "suse", "15.5", map[string]string{"curl": "8.0.1-150400.5.32.1"}),
 		node("win-1", "windows", "10.0.20348.2600", map[string]string{}),
@@ -157,5 +157,37 @@ func TestTemplateRejectsTargetAndActions(t *testing.T) {
 	_, err = baseline.Parse("b.yaml", []byte("name: x\nrules: {}\nrollout:\n  waves: [{name: all, nodes: -1}]\n"))
 	if err == nil || !strings.Contains(err.Error(), "b.yaml:4:3: rollout:") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	in := mixedFleet(t)
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	// Pins (tzdata) are feature updates: people approve.
+	if ok, why := Policy(in.Baseline, res, in.Advisories, now); ok || !strings.Contains(why, "feature updates need people") {
+		t.Fatalf("with pins: %v %q", ok, why)
+	}
+	in.Baseline.Rules.Pins = nil
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node == "deb-2" || n.Node == "rhel-1" })
+	for i := range in.Needs {
+		delete(in.Needs[i].Packages, "tzdata")
+	}
+	res, err = Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := Policy(in.Baseline, res, in.Advisories, now); !ok || !strings.Contains(why, "more than 7d ago") {
+		t.Fatalf("security only: %v %q", ok, why)
+	}
+	if ok, why := Policy(in.Baseline, res, in.Advisories, time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)); ok || !strings.Contains(why, "less than 7d ago") {
+		t.Fatalf("too recent: %v %q", ok, why)
+	}
+	in.Baseline.AutoApprove = nil
+	if ok, _ := Policy(in.Baseline, res, in.Advisories, now); ok {
+		t.Fatal("no policy approved")
 	}
 }
