@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/drover-dev/drover/internal/advisory"
 	"github.com/drover-dev/drover/internal/baseline"
 	"github.com/drover-dev/drover/internal/fleet"
@@ -27,6 +29,9 @@ type Input struct {
 	Needs      []baseline.Need
 	Nodes      map[string]*fleet.Node // the inventory, by ID
 	Advisories []advisory.Advisory    // the catalog (Windows KBs and macOS versions come from it)
+	// WaiveStartApprovals: the approval policy approved the start, so
+	// the plan asks for no start approval (wave approvals stay).
+	WaiveStartApprovals bool
 }
 
 // Skip is a non-compliant node the plan leaves out, and why.
@@ -154,7 +159,14 @@ func Build(in Input) (Result, error) {
 		quoted[i] = strconv.Quote(id)
 	}
 	sel := "node.id in [" + strings.Join(quoted, ", ") + "]"
-	p, y, err := baseline.PlanFrom(in.Baseline.Rollout, in.Name, sel, plan.Change{Actions: []plan.Action{act}, Reboot: plan.RebootIfRequired})
+	tmpl := in.Baseline.Rollout
+	if in.WaiveStartApprovals {
+		var err error
+		if tmpl, err = withoutStartApprovals(tmpl); err != nil {
+			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
+		}
+	}
+	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: []plan.Action{act}, Reboot: plan.RebootIfRequired})
 	if err != nil {
 		return res, fmt.Errorf("baseline %s: remediation plan: %w", in.Baseline.Name, err)
 	}
@@ -228,4 +240,27 @@ func conflicts(cur, pins map[string]string) string {
 		}
 	}
 	return ""
+}
+
+// withoutStartApprovals removes approvals.start from a rollout template.
+func withoutStartApprovals(tmpl string) (string, error) {
+	if strings.TrimSpace(tmpl) == "" {
+		return tmpl, nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(tmpl), &doc); err != nil {
+		return "", err
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return tmpl, nil
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "approvals" {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			break
+		}
+	}
+	out, err := yaml.Marshal(&doc)
+	return string(out), err
 }

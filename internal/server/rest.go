@@ -478,6 +478,9 @@ func (s *Server) create(ctx context.Context, req api.CreateRolloutRequest, id id
 	if err != nil {
 		return api.Rollout{}, err
 	}
+	if need.Floor != "" {
+		policy = "" // the server's approval floor is people's: no policy approves past it
+	}
 	overlaps, err := s.overlaps(ctx, p, a)
 	if err != nil {
 		return api.Rollout{}, err
