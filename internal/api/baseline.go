@@ -169,3 +169,12 @@ type RemediationWave struct {
 	Nodes      []string `json:"nodes"`
 	Advisories []string `json:"advisories"`
 }
+
+// RemediateBaseline builds the remediation rollout of a baseline's
+// non-compliant nodes: with req.DryRun only its plan and dry run, else
+// the rollout is created too.
+func (c *Client) RemediateBaseline(ctx context.Context, name string, req BaselineRemediate) (BaselineRemediation, error) {
+	var out BaselineRemediation
+	err := c.do(ctx, "POST", "/v1/baselines/"+url.PathEscape(name)+"/remediate", 0, req, &out)
+	return out, err
+}
