@@ -19,6 +19,7 @@ import (
 	"github.com/drover-dev/drover/internal/advisory"
 	"github.com/drover-dev/drover/internal/baseline"
 	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/pkgversion"
 	"github.com/drover-dev/drover/internal/plan"
 )
 
@@ -107,6 +108,7 @@ func Build(in Input) (Result, error) {
 	res := Result{Closes: map[string][]string{}}
 	fam := map[string]map[string]string{} // family -> package -> version
 	famNoRollback := map[string]bool{}
+	accepted := map[string][]*fleet.Node{} // family -> nodes in the plan
 	for _, nd := range needs {
 		n := in.Nodes[nd.Node]
 		if n == nil {
@@ -128,10 +130,15 @@ func Build(in Input) (Result, error) {
 				conflict, family, cur[strings.SplitN(conflict, "=", 2)[0]])})
 			continue
 		}
+		if why := newerInstalled(family, n, cur, pins, accepted[family]); why != "" {
+			res.Skipped = append(res.Skipped, Skip{nd.Node, why + ": the family's pins would downgrade it; remediate again once this rollout is done"})
+			continue
+		}
 		if cur == nil {
 			cur = map[string]string{}
 			fam[family] = cur
 		}
+		accepted[family] = append(accepted[family], n)
 		maps.Copy(cur, pins)
 		for _, pin := range in.Baseline.Rules.Pins {
 			if v, ok := nd.Packages[pin.Package]; ok && v == pin.Version {
@@ -263,4 +270,29 @@ func withoutStartApprovals(tmpl string) (string, error) {
 	}
 	out, err := yaml.Marshal(&doc)
 	return string(out), err
+}
+
+// newerInstalled says why adding node n (wanting pins) to a family whose
+// plan pins are cur and whose nodes are already would make one of them
+// go back: n has a package of cur installed at a newer version than
+// cur's, or a node already in has one of pins newer. A node without the
+// package is not changed by an upgrade. "" when neither.
+func newerInstalled(family string, n *fleet.Node, cur, pins map[string]string, already []*fleet.Node) string {
+	kind, ok := advisory.KindOf(family)
+	if !ok || family == "windows" || family == "macos" {
+		return ""
+	}
+	for _, pkg := range slices.Sorted(maps.Keys(cur)) {
+		if have, ok := n.Facts.Packages[pkg]; ok && pins[pkg] == "" && pkgversion.Compare(kind, have, cur[pkg]) > 0 {
+			return fmt.Sprintf("has %s %s, newer than %s which other %s nodes of this rollout need", pkg, have, cur[pkg], family)
+		}
+	}
+	for _, o := range already {
+		for _, pkg := range slices.Sorted(maps.Keys(pins)) {
+			if have, ok := o.Facts.Packages[pkg]; ok && cur[pkg] == "" && pkgversion.Compare(kind, have, pins[pkg]) > 0 {
+				return fmt.Sprintf("needs %s %s, older than the %s node %s already in this rollout has", pkg, pins[pkg], family, o.ID)
+			}
+		}
+	}
+	return ""
 }

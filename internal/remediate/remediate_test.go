@@ -191,3 +191,20 @@ func TestPolicy(t *testing.T) {
 		t.Fatal("no policy approved")
 	}
 }
+
+func TestBuildNoDowngradeThroughAnotherNodesPins(t *testing.T) {
+	in := mixedFleet(t)
+	// deb-3 needs only curl but has openssl newer than deb-1's target:
+	// the debian pins (openssl 3.0.15-1~deb12u1) would take it back.
+	in.Nodes["deb-3"] = node("deb-3", "debian", "12", map[string]string{"openssl": "3.0.16-1~deb12u1", "curl": "7.88.1-10"})
+	in.Needs = append(in.Needs, baseline.Need{Node: "deb-3", Packages: map[string]string{"curl": "7.88.1-10+deb12u8"}, Advisories: []string{"DSA-2"}})
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Nodes, "deb-3") || !slices.ContainsFunc(res.Skipped, func(s Skip) bool {
+		return s.Node == "deb-3" && strings.Contains(s.Reason, "has openssl 3.0.16-1~deb12u1, newer than 3.0.15-1~deb12u1")
+	}) {
+		t.Fatalf("deb-3: nodes %v skipped %+v", res.Nodes, res.Skipped)
+	}
+}
