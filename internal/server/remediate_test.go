@@ -16,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/gate/gatetest"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/store"
 	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
@@ -118,5 +119,58 @@ func testRemediate(t *testing.T, dsn string) {
 	again, err := c.RemediateBaseline(ctx, "prod-security", api.BaselineRemediate{DryRun: true})
 	if err != nil || again.Plan != "" || len(again.Nodes) != 0 {
 		t.Fatalf("second remediation: %+v %v", again, err)
+	}
+}
+
+// TestRemediateLeavesFloorAndFeaturesToPeople: the baseline's policy
+// would approve, but the server's approval floor asks for 2: the
+// rollout is created waiting for two people and its audit entry has no
+// policy approval. A baseline with a pin (a feature update) is never
+// approved by policy.
+func TestRemediateLeavesFloorAndFeaturesToPeople(t *testing.T) {
+	s := newFloorServer(t, t.TempDir(), []FloorRule{{Name: "everything", Approvals: 2}})
+	h := s.Handler()
+	ctx := context.Background()
+	now := time.Now()
+	for _, id := range []string{"web-1", "web-2"} {
+		if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: id, Labels: map[string]string{"env": "prod"}, Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"},
+			Packages: map[string]string{"openssl": "3.0.9-1", "curl": "7.88.1-10"}}, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, ae, _ := call(t, h, "POST", "/v1/advisories", alice, api.AdvisoryImportRequest{Documents: []api.AdvisoryDocument{{Name: "dsa.json", Content: advisoryFixture(t, "osv-dsa-5532-1.json")}}}); st != 200 {
+		t.Fatalf("import: %d %v", st, ae)
+	}
+	if st, ae, _ := call(t, h, "PUT", "/v1/baselines", alice, api.BaselineApply{File: "b.yaml", YAML: remediateBaseline}); st != 200 {
+		t.Fatalf("apply: %d %v", st, ae)
+	}
+	st, ae, body := call(t, h, "POST", "/v1/baselines/prod-security/remediate", alice, api.BaselineRemediate{})
+	if st != 201 {
+		t.Fatalf("remediate: %d %v", st, ae)
+	}
+	var out api.BaselineRemediation
+	_ = json.Unmarshal(body, &out)
+	if out.AutoApproved || !strings.Contains(out.Policy, "everything: 2") || !strings.Contains(out.Policy, "left to people") ||
+		out.Rollout == nil || out.Rollout.State != engine.RolloutPendingApproval || out.Rollout.ApprovalsNeeded != 2 {
+		t.Fatalf("with a floor: %+v", out)
+	}
+	entries, _ := s.st.ListAudit(ctx, 0, 100, out.Rollout.ID)
+	if len(entries) == 0 || entries[0].Action != "rollout.create" || strings.Contains(string(entries[0].Detail), "approved_by_policy") {
+		t.Fatalf("audit: %+v", entries)
+	}
+
+	feature := strings.Replace(remediateBaseline, "name: prod-security", "name: prod-curl", 1)
+	feature = strings.Replace(feature, "  advisories: {minSeverity: high, within: 7d}\n", "  pins: [{package: curl, version: 7.88.1-10+deb12u8}]\n", 1)
+	if st, ae, _ := call(t, h, "PUT", "/v1/baselines", alice, api.BaselineApply{File: "c.yaml", YAML: feature}); st != 200 {
+		t.Fatalf("apply: %d %v", st, ae)
+	}
+	st, ae, body = call(t, h, "POST", "/v1/baselines/prod-curl/remediate", alice, api.BaselineRemediate{DryRun: true})
+	if st != 200 {
+		t.Fatalf("remediate feature: %d %v", st, ae)
+	}
+	out = api.BaselineRemediation{}
+	_ = json.Unmarshal(body, &out)
+	if out.AutoApproved || !strings.Contains(out.Policy, "feature updates need people") || !strings.Contains(out.Plan, "approvals:") {
+		t.Fatalf("feature update: %+v", out)
 	}
 }
