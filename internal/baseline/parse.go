@@ -1,6 +1,7 @@
 package baseline
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -61,6 +62,10 @@ func Parse(file string, data []byte) (Baseline, error) {
 				return p.errAt(v, "rollout", "%v", err)
 			}
 			if err := checkTemplate(string(out)); err != nil {
+				var pe plan.Errors
+				if errors.As(err, &pe) && len(pe) > 0 {
+					return p.errAt(locate(v, pe[0].Path), "rollout."+pe[0].Path, "%s", pe[0].Msg)
+				}
 				return p.errAt(v, "rollout", "%v", err)
 			}
 			b.Rollout = string(out)
@@ -249,4 +254,38 @@ func (p parser) rules(n *yaml.Node, r *Rules) error {
 		}
 		return p.errAt(k, path, "unknown field (want advisories, pins, featureUpdates, livePatchPreferred)")
 	})
+}
+
+// locate finds the node at a plan error's path (waves[0].nodes) in a
+// template, or the deepest node on the way: positions in the baseline
+// file for the plan parser's errors.
+func locate(n *yaml.Node, path string) *yaml.Node {
+	for _, seg := range strings.Split(path, ".") {
+		name, idx := seg, -1
+		if i := strings.IndexByte(seg, '['); i >= 0 && strings.HasSuffix(seg, "]") {
+			name = seg[:i]
+			if k, err := strconv.Atoi(seg[i+1 : len(seg)-1]); err == nil {
+				idx = k
+			}
+		}
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == name {
+					next = n.Content[i+1]
+				}
+			}
+		}
+		if next == nil {
+			return n
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return n
+			}
+			n = n.Content[idx]
+		}
+	}
+	return n
 }

@@ -155,7 +155,7 @@ func TestTemplateRejectsTargetAndActions(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	_, err = baseline.Parse("b.yaml", []byte("name: x\nrules: {}\nrollout:\n  waves: [{name: all, nodes: -1}]\n"))
-	if err == nil || !strings.Contains(err.Error(), "b.yaml:4:3: rollout:") {
+	if err == nil || !strings.Contains(err.Error(), "b.yaml:4:30: rollout.waves[0].nodes: nodes must be at least 1, got -1") {
 		t.Fatalf("err %v", err)
 	}
 }
