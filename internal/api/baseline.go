@@ -124,3 +124,57 @@ func (c *Client) ListDrift(ctx context.Context, node string, after int64) (Drift
 	err := c.do(ctx, "GET", path, 0, nil, &out)
 	return out, err
 }
+
+// BaselineRemediate is the body of POST /v1/baselines/{name}/remediate.
+type BaselineRemediate struct {
+	// DryRun shows the plan and its dry run on the live inventory
+	// without creating the rollout.
+	DryRun bool `json:"dryRun,omitempty"`
+	// Seed fixes the assignment (decimal uint64); "" draws one.
+	Seed string `json:"seed,omitempty"`
+}
+
+// BaselineRemediation is the answer of POST
+// /v1/baselines/{name}/remediate: the plan built from the baseline's
+// needs and rollout template, its dry run with the advisories each wave
+// closes, and, without dryRun, the rollout created.
+type BaselineRemediation struct {
+	Baseline string `json:"baseline"`
+	Version  int    `json:"version"`
+	// Plan is the plan's YAML ("" when no node can be remediated).
+	Plan    string              `json:"plan"`
+	Nodes   []string            `json:"nodes"`
+	Closes  map[string][]string `json:"closes,omitempty"` // node -> advisories
+	Skipped []RemediationSkip   `json:"skipped,omitempty"`
+	// Waves are the dry run's waves, each with its nodes and the
+	// advisories it closes.
+	Waves []RemediationWave `json:"waves,omitempty"`
+	// AutoApproved: the baseline's policy approved the start; Policy
+	// says why or why not.
+	AutoApproved bool            `json:"autoApproved"`
+	Policy       string          `json:"policy"`
+	DryRun       *DryRunResponse `json:"dryRun,omitempty"`
+	Rollout      *Rollout        `json:"rollout,omitempty"`
+}
+
+// RemediationSkip is a non-compliant node the plan leaves out.
+type RemediationSkip struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
+}
+
+// RemediationWave is one wave of a remediation's dry run.
+type RemediationWave struct {
+	Name       string   `json:"name"`
+	Nodes      []string `json:"nodes"`
+	Advisories []string `json:"advisories"`
+}
+
+// RemediateBaseline builds the remediation rollout of a baseline's
+// non-compliant nodes: with req.DryRun only its plan and dry run, else
+// the rollout is created too.
+func (c *Client) RemediateBaseline(ctx context.Context, name string, req BaselineRemediate) (BaselineRemediation, error) {
+	var out BaselineRemediation
+	err := c.do(ctx, "POST", "/v1/baselines/"+url.PathEscape(name)+"/remediate", 0, req, &out)
+	return out, err
+}

@@ -40,11 +40,17 @@ type Baseline struct {
 	Name string `json:"name"`
 	// Version is assigned by the server: 1 on creation, +1 on every
 	// change.
-	Version  int       `json:"version"`
-	Selector string    `json:"selector,omitempty"` // CEL over node, as rollouts' target selectors; "" selects every node
-	Rules    Rules     `json:"rules"`
-	Actor    string    `json:"actor,omitempty"` // who applied this version
-	At       time.Time `json:"at,omitzero"`     // when
+	Version  int    `json:"version"`
+	Selector string `json:"selector,omitempty"` // CEL over node, as rollouts' target selectors; "" selects every node
+	Rules    Rules  `json:"rules"`
+	// Rollout is the rollout template remediation fills in (YAML: the
+	// plan's fields without name, target and change); "" uses
+	// DefaultRollout.
+	Rollout string `json:"rollout,omitempty"`
+	// AutoApprove is the approval policy of remediation rollouts.
+	AutoApprove *AutoApprove `json:"autoApprove,omitempty"`
+	Actor       string       `json:"actor,omitempty"` // who applied this version
+	At          time.Time    `json:"at,omitzero"`     // when
 }
 
 // Rules are what a selected node must satisfy.
@@ -61,6 +67,18 @@ type Rules struct {
 type AdvisoryRule struct {
 	MinSeverity string        `json:"minSeverity"`
 	Within      time.Duration `json:"within"`
+}
+
+// AutoApprove lets a remediation rollout start without people when
+// every advisory it closes is a security advisory published more than
+// Security.After ago. Feature updates always need people.
+type AutoApprove struct {
+	Security *AfterPolicy `json:"security,omitempty"`
+}
+
+// AfterPolicy: after this long.
+type AfterPolicy struct {
+	After time.Duration `json:"after"`
 }
 
 // Pin holds Package at Version, on nodes of Ecosystem (debian:12 ...;
@@ -161,5 +179,8 @@ func SameRules(a, b Baseline) bool {
 		a.Rules.LivePatchPreferred == b.Rules.LivePatchPreferred &&
 		((a.Rules.Advisories == nil) == (b.Rules.Advisories == nil)) &&
 		(a.Rules.Advisories == nil || *a.Rules.Advisories == *b.Rules.Advisories) &&
-		slices.Equal(a.Rules.Pins, b.Rules.Pins)
+		slices.Equal(a.Rules.Pins, b.Rules.Pins) && a.Rollout == b.Rollout &&
+		((a.AutoApprove == nil) == (b.AutoApprove == nil)) &&
+		(a.AutoApprove == nil || ((a.AutoApprove.Security == nil) == (b.AutoApprove.Security == nil) &&
+			(a.AutoApprove.Security == nil || *a.AutoApprove.Security == *b.AutoApprove.Security)))
 }

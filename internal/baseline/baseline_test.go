@@ -132,3 +132,24 @@ func TestDetectDrift(t *testing.T) {
 		t.Errorf("a script explains everything, got %+v", d)
 	}
 }
+
+func TestSameRulesRolloutAndPolicy(t *testing.T) {
+	a, err := Parse("a.yaml", []byte("name: x\nrules: {}\nrollout:\n  waves: [{name: all}]\nautoApprove: {security: {after: 7d}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SameRules(a, a) {
+		t.Fatal("a baseline differs from itself")
+	}
+	b := a
+	b.Rollout = "waves: [{name: every}]\n"
+	c := a
+	c.AutoApprove = &AutoApprove{Security: &AfterPolicy{After: a.AutoApprove.Security.After * 2}}
+	d := a
+	d.AutoApprove = nil
+	for i, o := range []Baseline{b, c, d} {
+		if SameRules(a, o) {
+			t.Errorf("%d: a changed template or policy is the same rules", i)
+		}
+	}
+}

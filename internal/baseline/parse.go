@@ -1,7 +1,9 @@
 package baseline
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,8 +48,32 @@ func Parse(file string, data []byte) (Baseline, error) {
 			return p.str(v, "selector", &b.Selector)
 		case "rules":
 			return p.rules(v, &b.Rules)
+		case "rollout":
+			if v.Kind != yaml.MappingNode {
+				return p.errAt(v, "rollout", "expected a mapping (the plan's waves, limits, windows, gates, approvals)")
+			}
+			for i := 0; i+1 < len(v.Content); i += 2 {
+				if kk := v.Content[i]; !slices.Contains(templateKeys, kk.Value) {
+					return p.errAt(kk, "rollout."+kk.Value, "%s", templateKeyMsg(kk.Value))
+				}
+			}
+			out, err := yaml.Marshal(v)
+			if err != nil {
+				return p.errAt(v, "rollout", "%v", err)
+			}
+			if err := checkTemplate(string(out)); err != nil {
+				var pe plan.Errors
+				if errors.As(err, &pe) && len(pe) > 0 {
+					return p.errAt(locate(v, pe[0].Path), "rollout."+pe[0].Path, "%s", pe[0].Msg)
+				}
+				return p.errAt(v, "rollout", "%v", err)
+			}
+			b.Rollout = string(out)
+			return nil
+		case "autoApprove":
+			return p.autoApprove(v, &b)
 		}
-		return p.errAt(k, key, "unknown field (want name, selector, rules)")
+		return p.errAt(k, key, "unknown field (want name, selector, rules, rollout, autoApprove)")
 	})
 	if err != nil {
 		return Baseline{}, err
@@ -62,6 +88,46 @@ func Parse(file string, data []byte) (Baseline, error) {
 }
 
 type parser struct{ file string }
+
+func (p parser) autoApprove(n *yaml.Node, b *Baseline) error {
+	b.AutoApprove = &AutoApprove{}
+	return p.mapping(n, "autoApprove", func(key string, k, v *yaml.Node) error {
+		if key != "security" {
+			if key == "feature" || key == "featureUpdates" {
+				return p.errAt(k, "autoApprove."+key, "feature updates are never approved by policy: people approve them")
+			}
+			return p.errAt(k, "autoApprove."+key, "unknown field (want security)")
+		}
+		a := &AfterPolicy{}
+		b.AutoApprove.Security = a
+		set := false
+		err := p.mapping(v, "autoApprove.security", func(key string, k, v *yaml.Node) error {
+			if key != "after" {
+				return p.errAt(k, "autoApprove.security."+key, "unknown field (want after)")
+			}
+			var s string
+			if err := p.str(v, "autoApprove.security.after", &s); err != nil {
+				return err
+			}
+			d, err := plan.ParseDuration(s)
+			if err != nil {
+				return p.errAt(v, "autoApprove.security.after", "%v", err)
+			}
+			if d < 0 {
+				return p.errAt(v, "autoApprove.security.after", "negative")
+			}
+			a.After, set = time.Duration(d), true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if !set {
+			return p.errAt(v, "autoApprove.security.after", "missing")
+		}
+		return nil
+	})
+}
 
 func (p parser) errAt(n *yaml.Node, path, format string, args ...any) error {
 	return fmt.Errorf("%s:%d:%d: %s: %s", p.file, n.Line, n.Column, path, fmt.Sprintf(format, args...))
@@ -188,4 +254,38 @@ func (p parser) rules(n *yaml.Node, r *Rules) error {
 		}
 		return p.errAt(k, path, "unknown field (want advisories, pins, featureUpdates, livePatchPreferred)")
 	})
+}
+
+// locate finds the node at a plan error's path (waves[0].nodes) in a
+// template, or the deepest node on the way: positions in the baseline
+// file for the plan parser's errors.
+func locate(n *yaml.Node, path string) *yaml.Node {
+	for _, seg := range strings.Split(path, ".") {
+		name, idx := seg, -1
+		if i := strings.IndexByte(seg, '['); i >= 0 && strings.HasSuffix(seg, "]") {
+			name = seg[:i]
+			if k, err := strconv.Atoi(seg[i+1 : len(seg)-1]); err == nil {
+				idx = k
+			}
+		}
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == name {
+					next = n.Content[i+1]
+				}
+			}
+		}
+		if next == nil {
+			return n
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return n
+			}
+			n = n.Content[idx]
+		}
+	}
+	return n
 }

@@ -20,7 +20,7 @@ func newBaselineCmd(e *env) *cobra.Command {
 within a delay, packages pinned at a version, feature updates only with
 approval, live patches preferred to reboots. Every change makes a new
 version; every version is kept. See docs/baselines.md.`}
-	cmd.AddCommand(newBaselineApplyCmd(e), newBaselineListCmd(e), newBaselineGetCmd(e), newBaselineComplianceCmd(e), newBaselineExemptCmd(e))
+	cmd.AddCommand(newBaselineApplyCmd(e), newBaselineListCmd(e), newBaselineGetCmd(e), newBaselineComplianceCmd(e), newBaselineExemptCmd(e), newBaselineRemediateCmd(e))
 	return cmd
 }
 
@@ -248,4 +248,61 @@ func newDriftCmd(e *env) *cobra.Command {
 	cmd.Flags().Int64Var(&after, "after", 0, "events after this id")
 	r.flags(cmd, e, true)
 	return cmd
+}
+
+func newBaselineRemediateCmd(e *env) *cobra.Command {
+	var r remote
+	var dryRun bool
+	var seed string
+	cmd := &cobra.Command{Use: "remediate NAME [--dry-run]", Short: "Build the rollout that brings a baseline's non-compliant nodes into compliance, show its dry run, and create it",
+		Long: `Builds a plan from the baseline's rollout template for its non-compliant
+nodes (one package action with the target versions per os family: apt,
+dnf, zypper, Windows updates by KB, macOS updates), rehearses it on the
+live inventory showing the advisories each wave closes, and, without
+--dry-run, creates it as "drover rollout create" does. The baseline's
+autoApprove policy may approve the start of security remediations; the
+server's approval floor and feature updates are left to people.`,
+		Args: exactArgs(1, "a baseline name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client(e)
+			if err != nil {
+				return err
+			}
+			res, err := c.RemediateBaseline(cmd.Context(), args[0], api.BaselineRemediate{DryRun: dryRun, Seed: seed})
+			if err != nil {
+				return apiErr(err)
+			}
+			return r.show(e, res, func(w io.Writer) { remediationText(w, res) })
+		}}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show the plan and its dry run; create nothing")
+	cmd.Flags().StringVar(&seed, "seed", "", "fix the assignment (decimal); default random")
+	r.flags(cmd, e, true)
+	return cmd
+}
+
+func remediationText(w io.Writer, res api.BaselineRemediation) {
+	fmt.Fprintf(w, "baseline %s version %d: %d nodes to remediate\n", res.Baseline, res.Version, len(res.Nodes))
+	for _, sk := range res.Skipped {
+		fmt.Fprintf(w, "not remediable\t%s\t%s\n", sk.Node, sk.Reason)
+	}
+	if res.Plan == "" {
+		fmt.Fprintln(w, "nothing to do")
+		return
+	}
+	fmt.Fprintf(w, "--- plan\n%s---\n", res.Plan)
+	fmt.Fprintln(w, "WAVE\tNODES\tCLOSES")
+	for _, wv := range res.Waves {
+		fmt.Fprintf(w, "%s\t%d (%s)\t%s\n", wv.Name, len(wv.Nodes), dash(clipText(strings.Join(wv.Nodes, ", "), 80)), dash(strings.Join(wv.Advisories, ", ")))
+	}
+	if res.DryRun != nil && res.DryRun.Text != "" {
+		fmt.Fprintf(w, "dry run %s:\n%s", res.DryRun.ID, res.DryRun.Text)
+	}
+	if res.AutoApproved {
+		fmt.Fprintf(w, "approved by policy: %s\n", res.Policy)
+	} else {
+		fmt.Fprintf(w, "approval: %s\n", res.Policy)
+	}
+	if ro := res.Rollout; ro != nil {
+		fmt.Fprintf(w, "created rollout %s (%s)\n", ro.ID, ro.State)
+	}
 }

@@ -102,3 +102,78 @@ func TestBaselineCommands(t *testing.T) {
 		t.Fatalf("drift:\n%s", out)
 	}
 }
+
+// TestBaselineRemediate: drover baseline remediate --dry-run prints the
+// plan, the waves with the advisories each closes and the policy's
+// verdict, and creates nothing; without --dry-run it creates the
+// rollout and prints its ID; -o json carries the same. Against a real
+// server with nodes in its inventory (no agents: the rollout is only
+// created).
+func TestBaselineRemediate(t *testing.T) {
+	ctx := context.Background()
+	url, st, _ := servertest.Start(t, ctx, func(cfg *server.Config) {
+		cfg.Users = []server.User{{Name: "alice", Role: server.RoleOperator, Token: "alice-token-0123456789"},
+			{Name: "vera", Role: server.RoleViewer, Token: "vera-token-01234567890"}}
+	})
+	as := func(token string, args ...string) (int, string) {
+		t.Helper()
+		env := map[string]string{"DROVER_SERVER": url, "DROVER_TOKEN": token}
+		var out bytes.Buffer
+		code := Main(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &out)
+		return code, out.String()
+	}
+	drover := func(args ...string) string {
+		t.Helper()
+		code, out := as("alice-token-0123456789", args...)
+		if code != 0 {
+			t.Fatalf("drover %s: exit %d: %s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	now := time.Now()
+	cat, _ := store.AsAdvisories(st)
+	if _, err := cat.ImportAdvisories(ctx, []advisory.Advisory{{ID: "DSA-5532-1", Severity: "high", Source: "osv", Published: now.Add(-30 * 24 * time.Hour),
+		Affected: []advisory.Fix{{Ecosystem: "debian:12", Package: "openssl", Fixed: "3.0.11-1~deb12u2"}}}}, store.AdvisoryImport{Actor: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"web-1", "web-2", "web-3"} {
+		if _, err := st.UpsertNode(ctx, store.NodeRecord{ID: id, Labels: map[string]string{"env": "prod"}, Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"},
+			Packages: map[string]string{"openssl": "3.0.9-1"}}, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "prod.yaml")
+	os.WriteFile(file, []byte(`name: prod
+rules:
+  advisories: {minSeverity: high, within: 14d}
+rollout:
+  waves:
+    - {name: canary, nodes: 1}
+    - {name: rest}
+  approvals: {start: 1}
+autoApprove: {security: {after: 7d}}
+`), 0o644)
+	drover("baseline", "apply", file)
+	if code, _ := as("vera-token-01234567890", "baseline", "remediate", "prod", "--dry-run"); code == 0 {
+		t.Fatal("a viewer remediated")
+	}
+	out := drover("baseline", "remediate", "prod", "--dry-run")
+	for _, want := range []string{"3 nodes to remediate", "name: remediate-prod", `selector: node.id in ["web-1", "web-2", "web-3"]`,
+		"3.0.11-1~deb12u2", "canary  1 (", "rest    2 (", "DSA-5532-1", "approved by policy: every advisory it closes"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("dry run: no %q in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "created rollout") {
+		t.Fatalf("dry run created:\n%s", out)
+	}
+	out = drover("baseline", "remediate", "prod")
+	if !strings.Contains(out, "created rollout remediate-prod-") || strings.Contains(out, "pending-approval") {
+		t.Fatalf("create:\n%s", out)
+	}
+	var rep api.BaselineRemediation
+	if err := json.Unmarshal([]byte(drover("baseline", "remediate", "prod", "--dry-run", "-o", "json")), &rep); err != nil ||
+		len(rep.Waves) != 2 || rep.Waves[0].Advisories[0] != "DSA-5532-1" || rep.Rollout != nil {
+		t.Fatalf("-o json: %v %+v", err, rep)
+	}
+}

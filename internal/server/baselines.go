@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +17,7 @@ import (
 	"github.com/drover-dev/drover/internal/baseline"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/pkgversion"
+	"github.com/drover-dev/drover/internal/remediate"
 	"github.com/drover-dev/drover/internal/store"
 )
 
@@ -32,6 +35,7 @@ func (s *Server) baselineRoutes(mux *http.ServeMux) {
 	s.route(mux, "GET /v1/baselines", RoleViewer, s.listBaselines)
 	s.route(mux, "GET /v1/baselines/{name}", RoleViewer, s.getBaseline)
 	s.route(mux, "GET /v1/baselines/{name}/compliance", RoleViewer, s.baselineCompliance)
+	s.route(mux, "POST /v1/baselines/{name}/remediate", RoleOperator, s.remediate)
 	s.route(mux, "POST /v1/baselines/{name}/exemptions", RoleOperator, s.exemptNode)
 	s.route(mux, "GET /v1/baselines/{name}/exemptions", RoleViewer, s.listExemptions)
 	s.route(mux, "GET /v1/drift", RoleViewer, s.listDrift)
@@ -200,34 +204,52 @@ func (s *Server) getBaseline(w http.ResponseWriter, r *http.Request, _ identity)
 // (?version=, default the current) from the stored facts and the
 // advisory catalog at the time of the request.
 func (s *Server) baselineCompliance(w http.ResponseWriter, r *http.Request, _ identity) error {
-	bs, err := s.baselineStore()
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
 	v, err := versionParam(r)
 	if err != nil {
 		return err
 	}
-	b, err := bs.GetBaseline(ctx, r.PathValue("name"), v)
+	j, err := s.judgeBaseline(r.Context(), r.PathValue("name"), v)
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, j.out)
+	return nil
+}
+
+// judged is a baseline's compliance with what it was judged from.
+type judged struct {
+	b     baseline.Baseline
+	advs  []advisory.Advisory
+	nodes map[string]*fleet.Node // the selected nodes
+	out   api.BaselineCompliance
+}
+
+// judgeBaseline judges every node against version v of baseline name
+// (0 the current) at now.
+func (s *Server) judgeBaseline(ctx context.Context, name string, v int) (judged, error) {
+	bs, err := s.baselineStore()
+	if err != nil {
+		return judged{}, err
+	}
+	b, err := bs.GetBaseline(ctx, name, v)
+	if err != nil {
+		return judged{}, err
+	}
 	ex, err := bs.ListExemptions(ctx, b.Name)
 	if err != nil {
-		return err
+		return judged{}, err
 	}
 	var advs []advisory.Advisory
 	if b.Rules.Advisories != nil {
 		c, err := s.advisoryStore()
 		if err != nil {
-			return err
+			return judged{}, err
 		}
 		aq := store.AdvisoryQuery{MinSeverity: b.Rules.Advisories.MinSeverity, Limit: 10_000}
 		for {
 			page, err := c.ListAdvisories(ctx, aq)
 			if err != nil {
-				return err
+				return judged{}, err
 			}
 			advs = append(advs, page...)
 			if len(page) < aq.Limit {
@@ -238,27 +260,30 @@ func (s *Server) baselineCompliance(w http.ResponseWriter, r *http.Request, _ id
 	}
 	j, err := baseline.NewJudge(b, advs, ex)
 	if err != nil {
-		return err
+		return judged{}, err
 	}
 	now := s.now()
 	out := api.BaselineCompliance{Baseline: b.Name, Version: b.Version, At: now, Counts: map[string]int{}, Nodes: []baseline.NodeCompliance{}}
 	kinds := map[string]pkgversion.Kind{}
+	nodes := map[string]*fleet.Node{}
 	after := ""
 	for {
 		page, err := s.st.ListNodes(ctx, store.NodeFilter{After: after, Limit: 1000})
 		if err != nil {
-			return err
+			return judged{}, err
 		}
 		for _, rec := range page {
 			after = rec.ID
-			nc, err := j.Node(rec.Node(), now)
+			n := rec.Node()
+			nc, err := j.Node(n, now)
 			if err != nil {
-				return &httpError{status: http.StatusBadRequest, code: api.CodeInvalidCEL, msg: "baseline selector failed", err: err}
+				return judged{}, &httpError{status: http.StatusBadRequest, code: api.CodeInvalidCEL, msg: "baseline selector failed", err: err}
 			}
 			out.Counts[string(nc.Status)]++
 			if nc.Status == baseline.NotSelected {
 				continue
 			}
+			nodes[rec.ID] = n
 			if k, ok := advisory.KindOf(rec.Facts.OS.Family); ok {
 				kinds[rec.ID] = k
 			}
@@ -277,8 +302,111 @@ func (s *Server) baselineCompliance(w http.ResponseWriter, r *http.Request, _ id
 	if out.Needs == nil {
 		out.Needs = []baseline.Need{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return judged{b: b, advs: advs, nodes: nodes, out: out}, nil
+}
+
+// remediate builds the remediation plan of a baseline's non-compliant
+// nodes (internal/remediate), rehearses it on the live inventory and,
+// unless dryRun, creates it from that dry run as POST /v1/rollouts
+// does: approvals, the approval floor, audit and budgets apply. When
+// the baseline's autoApprove policy approves (security advisories
+// only, old enough), the plan asks for no start approval and the
+// creation's audit entry says approved_by_policy; the server's approval
+// floor still holds, and feature updates always wait for people.
+func (s *Server) remediate(w http.ResponseWriter, r *http.Request, id identity) error {
+	var req api.BaselineRemediate
+	if err := decodeLimit(w, r, &req, 16<<10); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	j, err := s.judgeBaseline(ctx, r.PathValue("name"), 0)
+	if err != nil {
+		return err
+	}
+	in := remediate.Input{Name: remediationName(j.b.Name), Baseline: j.b, Needs: j.out.Needs, Nodes: j.nodes, Advisories: j.advs}
+	res, err := remediate.Build(in)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	out := api.BaselineRemediation{Baseline: j.b.Name, Version: j.b.Version, Nodes: orNoNodes(res.Nodes), Closes: res.Closes}
+	for _, sk := range res.Skipped {
+		out.Skipped = append(out.Skipped, api.RemediationSkip{Node: sk.Node, Reason: sk.Reason})
+	}
+	if res.Plan == nil {
+		out.Policy = "no node to remediate"
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	ok, why := remediate.Policy(j.b, res, j.advs, s.now())
+	if ok {
+		in.WaiveStartApprovals = true
+		if res, err = remediate.Build(in); err != nil {
+			return badRequest("%v", err)
+		}
+	}
+	out.Plan, out.AutoApproved, out.Policy = string(res.YAML), ok, why
+	dr, err := s.rehearse(ctx, api.DryRunRequest{Plan: out.Plan, File: in.Name + ".yaml", Seed: req.Seed}, id)
+	if err != nil {
+		return err
+	}
+	if ok && dr.ApprovalFloor != "" {
+		out.AutoApproved, out.Policy = false, why+"; but "+dr.ApprovalFloor+": left to people"
+	}
+	out.Waves = remediationWaves(res, dr.Members)
+	out.DryRun = &dr
+	if req.DryRun {
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	policy := ""
+	if out.AutoApproved {
+		policy = "baseline " + j.b.Name + " autoApprove.security"
+	}
+	view, err := s.create(ctx, api.CreateRolloutRequest{Plan: out.Plan, File: in.Name + ".yaml", FromDryRun: dr.ID}, id, policy)
+	if err != nil {
+		return err
+	}
+	if out.AutoApproved && view.ApprovalFloor != "" {
+		out.AutoApproved, out.Policy = false, why+"; but "+view.ApprovalFloor+": left to people"
+	}
+	out.Rollout = &view
+	s.log.Info("remediation rollout created", "actor", id.user, "baseline", j.b.Name, "rollout", view.ID, "nodes", len(res.Nodes), "autoApproved", out.AutoApproved)
+	w.Header().Set("Location", "/v1/rollouts/"+view.ID)
+	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+func orNoNodes(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// remediationName is the plan name of a baseline's remediation.
+func remediationName(b string) string {
+	n := "remediate-" + b
+	if len(n) > 63 {
+		n = strings.TrimRight(n[:63], "-")
+	}
+	return n
+}
+
+// remediationWaves lists the dry run's waves in plan order, each with
+// its nodes and the advisories they close.
+func remediationWaves(res remediate.Result, members map[string][]string) []api.RemediationWave {
+	var out []api.RemediationWave
+	for _, w := range res.Plan.Waves {
+		nodes := slices.Sorted(slices.Values(members[w.Name]))
+		set := map[string]bool{}
+		for _, n := range nodes {
+			for _, a := range res.Closes[n] {
+				set[a] = true
+			}
+		}
+		out = append(out, api.RemediationWave{Name: w.Name, Nodes: orNoNodes(nodes), Advisories: orNoNodes(slices.Sorted(maps.Keys(set)))})
+	}
+	return out
 }
 
 func (s *Server) exemptNode(w http.ResponseWriter, r *http.Request, id identity) error {

@@ -33,7 +33,7 @@ func TestOpenAPI(t *testing.T) {
 		api.BudgetRequest{}, api.Budget{}, api.BudgetList{}, api.FreezeSpec{}, api.FreezesRequest{}, api.Freeze{}, api.FreezeList{}, api.PreflightReport{}, api.PreflightView{}, api.NodeDiff{},
 		api.InventoryImportRequest{}, api.InventoryDiff{}, api.InventoryStatus{}, api.EnrollTokensRequest{}, api.EnrollTokens{},
 		api.Advisory{}, api.AdvisoryList{}, api.AdvisoryImportRequest{}, api.AdvisoryImportResult{}, api.ExposureReport{}, api.ExposureSummary{},
-		api.BaselineApply{}, api.BaselineApplied{}, api.BaselineList{}, baseline.Baseline{}, api.BaselineCompliance{}, api.BaselineExempt{}, baseline.Exemption{}, api.BaselineExemptions{}, api.DriftList{},
+		api.BaselineApply{}, api.BaselineApplied{}, api.BaselineList{}, baseline.Baseline{}, api.BaselineCompliance{}, api.BaselineExempt{}, api.BaselineRemediate{}, api.BaselineRemediation{}, baseline.Exemption{}, api.BaselineExemptions{}, api.DriftList{},
 		api.WebhookEvent{}, api.SlackMessage{}, api.Webhook{}, api.WebhookList{}, api.WebhookTestResult{},
 
 		api.EvidenceReport{}, api.EvidenceList{}, api.EvidenceBundle{}, api.EvidenceAsk{}, api.EvidenceRequestStatus{}} {

@@ -446,27 +446,44 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	seed, dr, err := s.fromDryRun(r.Context(), &req)
+	view, err := s.create(r.Context(), req, id, "")
 	if err != nil {
 		return err
 	}
-	p, a, inv, err := s.assign(r.Context(), req.File, req.Plan, seed)
+	w.Header().Set("Location", "/v1/rollouts/"+view.ID)
+	writeJSON(w, http.StatusCreated, view)
+	return nil
+}
+
+// create creates the rollout req asks for, as POST /v1/rollouts does.
+// policy, when not "", names the policy that approved the start (the
+// plan then asks for no start approval: the server's approval floor
+// still applies); it is recorded in the audit entry of the creation.
+func (s *Server) create(ctx context.Context, req api.CreateRolloutRequest, id identity, policy string) (api.Rollout, error) {
+	seed, dr, err := s.fromDryRun(ctx, &req)
 	if err != nil {
-		return err
+		return api.Rollout{}, err
+	}
+	p, a, inv, err := s.assign(ctx, req.File, req.Plan, seed)
+	if err != nil {
+		return api.Rollout{}, err
 	}
 	hash := rehearsal.Hash(a)
 	moves, err := compareDryRun(dr, p, inv, a, hash, req.AcceptChanges)
 	if err != nil {
-		return err
+		return api.Rollout{}, err
 	}
 	need := s.requiredApprovals(p, a, inv)
-	warnings, err := s.approverWarnings(r.Context(), p, need.Needed, id.user)
+	warnings, err := s.approverWarnings(ctx, p, need.Needed, id.user)
 	if err != nil {
-		return err
+		return api.Rollout{}, err
 	}
-	overlaps, err := s.overlaps(r.Context(), p, a)
+	if need.Floor != "" {
+		policy = "" // the server's approval floor is people's: no policy approves past it
+	}
+	overlaps, err := s.overlaps(ctx, p, a)
 	if err != nil {
-		return err
+		return api.Rollout{}, err
 	}
 	sum := sha256.Sum256([]byte(req.Plan))
 	now := s.now()
@@ -474,7 +491,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 		ID: newRolloutID(p.Name, now), Name: p.Name, Author: id.user, Plan: []byte(req.Plan),
 		PlanSHA256: hex.EncodeToString(sum[:]), State: engine.RolloutRunning, Seed: seed, CreatedAt: now, UpdatedAt: now,
 		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor,
-		Commands: s.commands(p), AssignmentSHA256: hash,
+		Commands: s.commands(p), AssignmentSHA256: hash, PolicyApproval: policy,
 	}
 	if dr != nil {
 		ro.DryRun = dr.ID
@@ -491,18 +508,18 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	for i, wv := range p.Waves {
 		waves[i] = store.Wave{Name: wv.Name, WaveStatus: engine.WaveStatus{State: engine.WavePending}}
 	}
-	ro, err = s.st.CreateRollout(r.Context(), ro, nodes, waves, id.user)
+	ro, err = s.st.CreateRollout(ctx, ro, nodes, waves, id.user)
 	if err != nil {
-		return err
+		return api.Rollout{}, err
 	}
 	s.fp.hit(fpAfterCreate)
-	s.pred.predict(r.Context(), ro, p, inv)
+	s.pred.predict(ctx, ro, p, inv)
 	s.sched.remember(ro.ID, a.Uncovered)
 	s.sched.kick()
 	s.wake.broadcast()
-	view, err := s.rolloutView(r.Context(), ro.ID, viewWaits)
+	view, err := s.rolloutView(ctx, ro.ID, viewWaits)
 	if err != nil {
-		return err
+		return api.Rollout{}, err
 	}
 	view.Uncovered = a.Uncovered
 	view.Warnings = warnings
@@ -512,9 +529,7 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, id identi
 	view.Refusals = refusals(p, a)
 	view.Overlaps = overlaps
 	view.Moves = moves
-	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
-	writeJSON(w, http.StatusCreated, view)
-	return nil
+	return view, nil
 }
 
 func randomSeed() uint64 {
@@ -900,27 +915,38 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	seed, given, err := parseSeed(req.Seed)
+	out, err := s.rehearse(r.Context(), req, id)
 	if err != nil {
 		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// rehearse runs and keeps the dry run req asks for, as POST
+// /v1/plans/dry-run does.
+func (s *Server) rehearse(ctx context.Context, req api.DryRunRequest, id identity) (api.DryRunResponse, error) {
+	seed, given, err := parseSeed(req.Seed)
+	if err != nil {
+		return api.DryRunResponse{}, err
 	}
 	if !given {
 		seed = randomSeed()
 	}
-	p, a, nodes, err := s.assign(r.Context(), req.File, req.Plan, seed)
+	p, a, nodes, err := s.assign(ctx, req.File, req.Plan, seed)
 	if err != nil {
-		return err
+		return api.DryRunResponse{}, err
 	}
 	need := s.requiredApprovals(p, a, nodes)
-	warnings, err := s.approverWarnings(r.Context(), p, need.Needed, id.user)
+	warnings, err := s.approverWarnings(ctx, p, need.Needed, id.user)
 	if err != nil {
-		return err
+		return api.DryRunResponse{}, err
 	}
-	overlaps, err := s.overlaps(r.Context(), p, a)
+	overlaps, err := s.overlaps(ctx, p, a)
 	if err != nil {
 		var he *httpError
 		if !errors.As(err, &he) || he.code != api.CodeOverlap {
-			return err
+			return api.DryRunResponse{}, err
 		}
 	}
 	var pf *api.PreflightView
@@ -929,26 +955,26 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 		// Asking runs the drivers' pre-flight on every target node: as
 		// creating a rollout does, it needs an operator.
 		if !allowed(id.role, RoleOperator) {
-			return &httpError{status: http.StatusForbidden, code: api.CodeForbidden,
+			return api.DryRunResponse{}, &httpError{status: http.StatusForbidden, code: api.CodeForbidden,
 				msg: fmt.Sprintf("%s (role %s) may not ask nodes for a pre-flight: it needs role %s", id.user, id.role, RoleOperator)}
 		}
-		if pf, answers, err = s.dryRunPreflight(r.Context(), p, a); err != nil {
-			return err
+		if pf, answers, err = s.dryRunPreflight(ctx, p, a); err != nil {
+			return api.DryRunResponse{}, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	res, err := s.pred.dryRun(ctx, p, nodes, seed, s.now().UTC().Truncate(time.Second), answers)
 	if err != nil {
-		return badRequest("dry run: %v", err)
+		return api.DryRunResponse{}, badRequest("dry run: %v", err)
 	}
-	dr, rec, err := s.keepDryRun(r.Context(), p, req.Plan, seed, nodes, a, id.user)
+	dr, rec, err := s.keepDryRun(ctx, p, req.Plan, seed, nodes, a, id.user)
 	if err != nil {
-		return err
+		return api.DryRunResponse{}, err
 	}
 	raw, err := json.Marshal(res)
 	if err != nil {
-		return err
+		return api.DryRunResponse{}, err
 	}
 	text := approvalsText(need, warnings) + sim.Summary(res)
 	rs := refusals(p, a)
@@ -961,8 +987,7 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, id identity) err
 	if pf != nil {
 		text += preflightText(pf)
 	}
-	writeJSON(w, http.StatusOK, api.DryRunResponse{ID: dr.ID, Seed: strconv.FormatUint(seed, 10), AssignmentSHA256: dr.AssignmentSHA256,
+	return api.DryRunResponse{ID: dr.ID, Seed: strconv.FormatUint(seed, 10), AssignmentSHA256: dr.AssignmentSHA256,
 		Members: rec.Waves(), Canary: rec.Canary(), Result: raw, Text: text, Refusals: rs, Overlaps: overlaps,
-		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings, Preflight: pf})
-	return nil
+		ApprovalsNeeded: need.Needed, ApprovalFloor: need.Floor, Warnings: warnings, Preflight: pf}, nil
 }

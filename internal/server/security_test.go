@@ -368,6 +368,7 @@ var routeRoles = map[string]Role{
 	"GET /v1/baselines/{name}":             RoleViewer,
 	"GET /v1/baselines/{name}/compliance":  RoleViewer,
 	"POST /v1/baselines/{name}/exemptions": RoleOperator,
+	"POST /v1/baselines/{name}/remediate":  RoleOperator,
 	"GET /v1/baselines/{name}/exemptions":  RoleViewer,
 	"GET /v1/drift":                        RoleViewer,
 	"PUT /v1/freezes/{name}":               RoleAdmin,

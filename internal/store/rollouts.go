@@ -113,6 +113,9 @@ func (s *sqlStore) CreateRollout(ctx context.Context, r Rollout, nodes []Rollout
 		if r.DryRun != "" {
 			d["dry_run"] = r.DryRun
 		}
+		if r.PolicyApproval != "" {
+			d["approved_by_policy"] = r.PolicyApproval
+		}
 		ov, err := t.overlapCounts(r.ID)
 		if err != nil {
 			return err

@@ -106,6 +106,11 @@ type Rollout struct {
 	// (preflight.Commands): CreateRollout records it in the creation's
 	// audit entry; it is not stored with the rollout.
 	Commands []string
+	// PolicyApproval names the policy that approved the start
+	// (remediation's "baseline NAME autoApprove.security"), "" none:
+	// recorded in the creation's audit entry as approved_by_policy; not
+	// stored with the rollout.
+	PolicyApproval string
 }
 
 // RolloutNode is one target node's state in a rollout. Index is its

@@ -1,0 +1,298 @@
+// Package remediate turns a baseline's needs into a rollout plan: the
+// non-compliant nodes as the target, one package action whose per
+// os-family pins bring each family to its target versions (apt, dnf and
+// zypper packages, Windows updates by KB, macOS updates), in the
+// baseline's rollout template. It is pure: no I/O, no clock.
+package remediate
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/drover-dev/drover/internal/advisory"
+	"github.com/drover-dev/drover/internal/baseline"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/pkgversion"
+	"github.com/drover-dev/drover/internal/plan"
+)
+
+// Input is what a remediation plan is built from.
+type Input struct {
+	Name       string // the plan's name
+	Baseline   baseline.Baseline
+	Needs      []baseline.Need
+	Nodes      map[string]*fleet.Node // the inventory, by ID
+	Advisories []advisory.Advisory    // the catalog (Windows KBs and macOS versions come from it)
+	// WaiveStartApprovals: the approval policy approved the start, so
+	// the plan asks for no start approval (wave approvals stay).
+	WaiveStartApprovals bool
+}
+
+// Skip is a non-compliant node the plan leaves out, and why.
+type Skip struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
+}
+
+// Result is the plan and what it does.
+type Result struct {
+	Plan *plan.Plan
+	YAML []byte // the plan as written, before defaults
+	// Nodes are the target nodes, sorted; Closes the advisories each
+	// closes.
+	Nodes   []string            `json:"nodes"`
+	Closes  map[string][]string `json:"closes"`
+	Skipped []Skip              `json:"skipped,omitempty"`
+	// Features are the changes of the plan no advisory asks for (pins:
+	// "node: package=version"): feature updates, which people approve.
+	Features []string `json:"features,omitempty"`
+}
+
+// Policy says whether the baseline's autoApprove policy approves the
+// start of res at now: every advisory it closes is in advs, published
+// at least autoApprove.security.after before now, and no change is a
+// feature update. why says why or why not.
+func Policy(b baseline.Baseline, res Result, advs []advisory.Advisory, now time.Time) (ok bool, why string) {
+	if b.AutoApprove == nil || b.AutoApprove.Security == nil {
+		return false, "the baseline has no autoApprove policy: people approve"
+	}
+	if len(res.Features) > 0 {
+		return false, fmt.Sprintf("feature updates need people (%s)", strings.Join(res.Features, ", "))
+	}
+	after := b.AutoApprove.Security.After
+	byID := map[string]*advisory.Advisory{}
+	for i := range advs {
+		byID[advs[i].ID] = &advs[i]
+	}
+	n := 0
+	for _, node := range res.Nodes {
+		for _, id := range res.Closes[node] {
+			a := byID[id]
+			switch {
+			case a == nil:
+				return false, id + " is not in the catalog: people approve"
+			case a.Published.IsZero():
+				return false, id + " has no publication date: people approve"
+			case now.Sub(a.Published) < after:
+				return false, fmt.Sprintf("%s was published %s, less than %s ago: people approve", id, a.Published.UTC().Format(time.DateOnly), plan.Duration(after))
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return false, "the plan closes no advisory: people approve"
+	}
+	return true, fmt.Sprintf("every advisory it closes is a security advisory published more than %s ago (baseline %s autoApprove.security)", plan.Duration(after), b.Name)
+}
+
+// aptFamilies can downgrade a package to its pin (apt
+// --allow-downgrades); dnf and zypper drivers upgrade only.
+var aptFamilies = []string{"debian", "ubuntu"}
+
+// Build makes the remediation plan. With no node left to remediate it
+// returns a Result without a plan and the reasons in Skipped.
+func Build(in Input) (Result, error) {
+	needs := slices.Clone(in.Needs)
+	slices.SortFunc(needs, func(a, b baseline.Need) int { return cmp.Compare(a.Node, b.Node) })
+	byID := map[string]*advisory.Advisory{}
+	for i := range in.Advisories {
+		byID[in.Advisories[i].ID] = &in.Advisories[i]
+	}
+	res := Result{Closes: map[string][]string{}}
+	fam := map[string]map[string]string{} // family -> package -> version
+	famNoRollback := map[string]bool{}
+	accepted := map[string][]*fleet.Node{} // family -> nodes in the plan
+	for _, nd := range needs {
+		n := in.Nodes[nd.Node]
+		if n == nil {
+			res.Skipped = append(res.Skipped, Skip{nd.Node, "not in the inventory"})
+			continue
+		}
+		family := n.Facts.OS.Family
+		pins, reason := nodePins(family, n, nd, byID)
+		if reason != "" {
+			res.Skipped = append(res.Skipped, Skip{nd.Node, reason})
+			continue
+		}
+		if family == "macos" {
+			famNoRollback[family] = true
+		}
+		cur := fam[family]
+		if conflict := conflicts(cur, pins); conflict != "" {
+			res.Skipped = append(res.Skipped, Skip{nd.Node, fmt.Sprintf("needs %s, while other %s nodes of this rollout need %s: remediate again once it is done",
+				conflict, family, cur[strings.SplitN(conflict, "=", 2)[0]])})
+			continue
+		}
+		if why := newerInstalled(family, n, cur, pins, accepted[family]); why != "" {
+			res.Skipped = append(res.Skipped, Skip{nd.Node, why + ": the family's pins would downgrade it; remediate again once this rollout is done"})
+			continue
+		}
+		if cur == nil {
+			cur = map[string]string{}
+			fam[family] = cur
+		}
+		accepted[family] = append(accepted[family], n)
+		maps.Copy(cur, pins)
+		for _, pin := range in.Baseline.Rules.Pins {
+			if v, ok := nd.Packages[pin.Package]; ok && v == pin.Version {
+				res.Features = append(res.Features, nd.Node+": "+pin.Package+"="+pin.Version)
+			}
+		}
+		res.Nodes = append(res.Nodes, nd.Node)
+		res.Closes[nd.Node] = slices.Sorted(slices.Values(nd.Advisories))
+	}
+	if len(res.Nodes) == 0 {
+		return res, nil
+	}
+	pa := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
+	for f, pkgs := range fam {
+		for _, name := range slices.Sorted(maps.Keys(pkgs)) {
+			pa.Families[f] = append(pa.Families[f], plan.PackagePin{Name: name, Version: pkgs[name]})
+		}
+	}
+	act := plan.Action{Name: "remediate " + in.Baseline.Name, Package: pa}
+	if len(famNoRollback) > 0 {
+		act.NoRollbackOn = slices.Sorted(maps.Keys(famNoRollback))
+	}
+	quoted := make([]string, len(res.Nodes))
+	for i, id := range res.Nodes {
+		quoted[i] = strconv.Quote(id)
+	}
+	sel := "node.id in [" + strings.Join(quoted, ", ") + "]"
+	tmpl := in.Baseline.Rollout
+	if in.WaiveStartApprovals {
+		var err error
+		if tmpl, err = withoutStartApprovals(tmpl); err != nil {
+			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
+		}
+	}
+	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: []plan.Action{act}, Reboot: plan.RebootIfRequired})
+	if err != nil {
+		return res, fmt.Errorf("baseline %s: remediation plan: %w", in.Baseline.Name, err)
+	}
+	res.Plan, res.YAML = p, y
+	return res, nil
+}
+
+// nodePins gives a node's pins (package -> version), or why it cannot be
+// remediated by a package action.
+func nodePins(family string, n *fleet.Node, nd baseline.Need, byID map[string]*advisory.Advisory) (map[string]string, string) {
+	pins := map[string]string{}
+	switch family {
+	case "windows", "macos":
+		ecos := advisory.NodeEcosystems(n.Facts)
+		for _, id := range nd.Advisories {
+			a := byID[id]
+			if a == nil {
+				return nil, "advisory " + id + " is not in the catalog"
+			}
+			found := false
+			for _, f := range a.Affected {
+				if !slices.Contains(ecos, f.Ecosystem) || f.Fixed == "" {
+					continue
+				}
+				if family == "windows" {
+					if f.KB == "" {
+						continue
+					}
+					pins[f.KB] = f.Fixed
+				} else {
+					pins[cmp.Or(f.Product, "macOS "+f.Fixed)] = f.Fixed
+				}
+				found = true
+				break
+			}
+			if !found {
+				return nil, fmt.Sprintf("%s names no fixed %s update for this node", id, map[string]string{"windows": "KB", "macos": "macOS"}[family])
+			}
+		}
+	case "":
+		return nil, "the facts carry no os family"
+	default:
+		if _, ok := advisory.KindOf(family); !ok {
+			return nil, "os family " + family + " has no package driver for remediation"
+		}
+		for pkg, v := range nd.Packages {
+			if v == "" {
+				return nil, pkg + ": no fixed version published yet"
+			}
+			pins[pkg] = v
+		}
+		if len(nd.Downgrade) > 0 && !slices.Contains(aptFamilies, family) {
+			return nil, fmt.Sprintf("pins %s below the installed version: the %s package driver does not downgrade", strings.Join(slices.Sorted(slices.Values(nd.Downgrade)), ", "), family)
+		}
+	}
+	if len(pins) == 0 {
+		if nd.Reboot {
+			return nil, "the fix is installed and needs only a reboot: reboot the node (no package to install)"
+		}
+		return nil, "nothing to install"
+	}
+	return pins, ""
+}
+
+// conflicts returns "pkg=version" of the first pin (by name) that cur
+// already holds at another version, or "".
+func conflicts(cur, pins map[string]string) string {
+	for _, k := range slices.Sorted(maps.Keys(pins)) {
+		if v, ok := cur[k]; ok && v != pins[k] {
+			return k + "=" + pins[k]
+		}
+	}
+	return ""
+}
+
+// withoutStartApprovals removes approvals.start from a rollout template.
+func withoutStartApprovals(tmpl string) (string, error) {
+	if strings.TrimSpace(tmpl) == "" {
+		return tmpl, nil
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(tmpl), &doc); err != nil {
+		return "", err
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return tmpl, nil
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "approvals" {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			break
+		}
+	}
+	out, err := yaml.Marshal(&doc)
+	return string(out), err
+}
+
+// newerInstalled says why adding node n (wanting pins) to a family whose
+// plan pins are cur and whose nodes are already would make one of them
+// go back: n has a package of cur installed at a newer version than
+// cur's, or a node already in has one of pins newer. A node without the
+// package is not changed by an upgrade. "" when neither.
+func newerInstalled(family string, n *fleet.Node, cur, pins map[string]string, already []*fleet.Node) string {
+	kind, ok := advisory.KindOf(family)
+	if !ok || family == "windows" || family == "macos" {
+		return ""
+	}
+	for _, pkg := range slices.Sorted(maps.Keys(cur)) {
+		if have, ok := n.Facts.Packages[pkg]; ok && pins[pkg] == "" && pkgversion.Compare(kind, have, cur[pkg]) > 0 {
+			return fmt.Sprintf("has %s %s, newer than %s which other %s nodes of this rollout need", pkg, have, cur[pkg], family)
+		}
+	}
+	for _, o := range already {
+		for _, pkg := range slices.Sorted(maps.Keys(pins)) {
+			if have, ok := o.Facts.Packages[pkg]; ok && cur[pkg] == "" && pkgversion.Compare(kind, have, pins[pkg]) > 0 {
+				return fmt.Sprintf("needs %s %s, older than the %s node %s already in this rollout has", pkg, pins[pkg], family, o.ID)
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,210 @@
+package remediate
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/internal/advisory"
+	"github.com/drover-dev/drover/internal/baseline"
+	"github.com/drover-dev/drover/internal/fleet"
+	"github.com/drover-dev/drover/internal/pkgversion"
+)
+
+func node(id, family, version string, pkgs map[string]string) *fleet.Node {
+	return &fleet.Node{ID: id, Facts: fleet.Facts{OS: fleet.OS{Family: family, Version: version}, Packages: pkgs}}
+}
+
+// mixedFleet judges a Debian, RHEL, SUSE, Windows and macOS fleet
+// against a baseline and returns the input of Build.
+func mixedFleet(t *testing.T) Input {
+	t.Helper()
+	old := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	advs := []advisory.Advisory{
+		{ID: "DSA-1", Severity: "high", Published: old, Affected: []advisory.Fix{{Ecosystem: "debian:12", Package: "openssl", Fixed: "3.0.15-1~deb12u1"}}},
+		{ID: "RHSA-1", Severity: "high", Published: old, Affected: []advisory.Fix{{Ecosystem: "rhel:9", Package: "openssl", Fixed: "3.0.7-27.el9"}}},
+		{ID: "SUSE-1", Severity: "critical", Published: old, Affected: []advisory.Fix{{Ecosystem: "suse:15.5", Package: "curl", Fixed: "8.0.1-150400.5.41.1"}}},
+		{ID: "MS-1", Severity: "critical", Published: old, Affected: []advisory.Fix{{Ecosystem: "windows:10.0.20348", Fixed: "10.0.20348.2700", KB: "KB5043050"}}},
+		{ID: "APPLE-1", Severity: "high", Published: old, Affected: []advisory.Fix{{Ecosystem: "macos:14", Fixed: "14.7", Product: "macOS Sonoma 14.7"}}},
+	}
+	nodes := []*fleet.Node{
+		node("deb-1", "debian", "12", map[string]string{"openssl": "3.0.11-1~deb12u2", "tzdata": "2025a-1"}),
+		node("deb-2", "debian", "12", map[string]string{"openssl": "3.0.15-1~deb12u1", "tzdata": "2025b-1"}), // tzdata newer than its pin
+		node("rhel-1", "rhel", "9", map[string]string{"openssl": "3.0.7-24.el9", "tzdata": "2025b-1.el9"}),   // tzdata pin below: dnf cannot downgrade
+		node("rhel-2", "rhel", "9", map[string]string{"openssl": "3.0.7-24.el9"}),
+		node("sles-1", "suse", "15.5", map[string]string{"curl": "8.0.1-150400.5.32.1"}),
+		node("win-1", "windows", "10.0.20348.2600", map[string]string{}),
+		node("mac-1", "macos", "14.6", map[string]string{}),
+		node("deb-ok", "debian", "12", map[string]string{"openssl": "3.0.15-1~deb12u1"}),
+	}
+	b, err := baseline.Parse("b.yaml", []byte(`name: fleet-security
+rules:
+  advisories: {minSeverity: high, within: 7d}
+  pins:
+    - {package: tzdata, version: 2025a-1, ecosystem: "debian:12"}
+    - {package: tzdata, version: 2025a-1.el9, ecosystem: "rhel:9"}
+rollout:
+  waves:
+    - name: canary
+      nodes: 1
+    - name: rest
+  limits: {maxInFlight: 2}
+autoApprove: {security: {after: 7d}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := baseline.NewJudge(b, advs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*fleet.Node{}
+	var cs []baseline.NodeCompliance
+	for _, n := range nodes {
+		byID[n.ID] = n
+		c, err := j.Node(n, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	needs := baseline.Needs(cs, func(id string) pkgversion.Kind { k, _ := advisory.KindOf(byID[id].Facts.OS.Family); return k })
+	return Input{Name: "remediate-fleet-security", Baseline: b, Needs: needs, Nodes: byID, Advisories: advs}
+}
+
+func TestBuildMixedFleet(t *testing.T) {
+	in := mixedFleet(t)
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"deb-1", "deb-2", "mac-1", "rhel-2", "sles-1", "win-1"}; !slices.Equal(res.Nodes, want) {
+		t.Fatalf("nodes %v, want %v (skipped %v)", res.Nodes, want, res.Skipped)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Node != "rhel-1" || !strings.Contains(res.Skipped[0].Reason, "does not downgrade") {
+		t.Fatalf("skipped %+v, want rhel-1 (pin below installed, dnf)", res.Skipped)
+	}
+	if got := res.Closes["win-1"]; !slices.Equal(got, []string{"MS-1"}) {
+		t.Errorf("win-1 closes %v", got)
+	}
+	p := res.Plan
+	if p == nil || p.Target.Selector != `node.id in ["deb-1", "deb-2", "mac-1", "rhel-2", "sles-1", "win-1"]` {
+		t.Fatalf("plan target %+v", p)
+	}
+	if len(p.Change.Actions) != 1 || p.Change.Actions[0].Package == nil {
+		t.Fatalf("actions %+v", p.Change.Actions)
+	}
+	a := p.Change.Actions[0]
+	fam := a.Package.Families
+	want := map[string]string{
+		"debian":  "openssl=3.0.15-1~deb12u1 tzdata=2025a-1",
+		"rhel":    "openssl=3.0.7-27.el9",
+		"suse":    "curl=8.0.1-150400.5.41.1",
+		"windows": "KB5043050=10.0.20348.2700",
+		"macos":   "macOS Sonoma 14.7=14.7",
+	}
+	for f, w := range want {
+		var got []string
+		for _, pin := range fam[f] {
+			got = append(got, pin.Name+"="+pin.Version)
+		}
+		if strings.Join(got, " ") != w {
+			t.Errorf("family %s pins %v, want %s", f, got, w)
+		}
+	}
+	if len(fam) != len(want) || !slices.Equal(a.NoRollbackOn, []string{"macos"}) {
+		t.Errorf("families %v, noRollbackOn %v", fam, a.NoRollbackOn)
+	}
+	if len(p.Waves) != 2 || p.Waves[0].Name != "canary" || p.Limits.MaxInFlight.Count != 2 {
+		t.Errorf("template not applied: waves %+v limits %+v", p.Waves, p.Limits)
+	}
+	// Deterministic: the same input gives the same YAML.
+	again, err := Build(in)
+	if err != nil || string(again.YAML) != string(res.YAML) {
+		t.Errorf("second build differs (%v):\n%s\n---\n%s", err, res.YAML, again.YAML)
+	}
+}
+
+func TestBuildConflictingVersionsDeferred(t *testing.T) {
+	in := mixedFleet(t)
+	// deb-2 also wants openssl, at another version than deb-1.
+	for i := range in.Needs {
+		if in.Needs[i].Node == "deb-2" {
+			in.Needs[i].Packages["openssl"] = "3.0.16-1~deb12u1"
+		}
+	}
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Nodes, "deb-2") || !slices.ContainsFunc(res.Skipped, func(s Skip) bool {
+		return s.Node == "deb-2" && strings.Contains(s.Reason, "remediate again")
+	}) {
+		t.Fatalf("deb-2 not deferred: nodes %v skipped %+v", res.Nodes, res.Skipped)
+	}
+}
+
+func TestTemplateRejectsTargetAndActions(t *testing.T) {
+	_, err := baseline.Parse("b.yaml", []byte("name: x\nrules: {}\nrollout:\n  waves: [{name: all}]\n  target: {selector: x}\n"))
+	if err == nil || !strings.Contains(err.Error(), "b.yaml:5:3: rollout.target: a rollout template has no target") {
+		t.Fatalf("err %v", err)
+	}
+	_, err = baseline.Parse("b.yaml", []byte("name: x\nrules: {}\nautoApprove: {feature: {after: 1d}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "b.yaml:3:15: autoApprove.feature: feature updates are never approved by policy") {
+		t.Fatalf("err %v", err)
+	}
+	_, err = baseline.Parse("b.yaml", []byte("name: x\nrules: {}\nrollout:\n  waves: [{name: all, nodes: -1}]\n"))
+	if err == nil || !strings.Contains(err.Error(), "b.yaml:4:30: rollout.waves[0].nodes: nodes must be at least 1, got -1") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	in := mixedFleet(t)
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	// Pins (tzdata) are feature updates: people approve.
+	if ok, why := Policy(in.Baseline, res, in.Advisories, now); ok || !strings.Contains(why, "feature updates need people") {
+		t.Fatalf("with pins: %v %q", ok, why)
+	}
+	in.Baseline.Rules.Pins = nil
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node == "deb-2" || n.Node == "rhel-1" })
+	for i := range in.Needs {
+		delete(in.Needs[i].Packages, "tzdata")
+	}
+	res, err = Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := Policy(in.Baseline, res, in.Advisories, now); !ok || !strings.Contains(why, "more than 7d ago") {
+		t.Fatalf("security only: %v %q", ok, why)
+	}
+	if ok, why := Policy(in.Baseline, res, in.Advisories, time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC)); ok || !strings.Contains(why, "less than 7d ago") {
+		t.Fatalf("too recent: %v %q", ok, why)
+	}
+	in.Baseline.AutoApprove = nil
+	if ok, _ := Policy(in.Baseline, res, in.Advisories, now); ok {
+		t.Fatal("no policy approved")
+	}
+}
+
+func TestBuildNoDowngradeThroughAnotherNodesPins(t *testing.T) {
+	in := mixedFleet(t)
+	// deb-3 needs only curl but has openssl newer than deb-1's target:
+	// the debian pins (openssl 3.0.15-1~deb12u1) would take it back.
+	in.Nodes["deb-3"] = node("deb-3", "debian", "12", map[string]string{"openssl": "3.0.16-1~deb12u1", "curl": "7.88.1-10"})
+	in.Needs = append(in.Needs, baseline.Need{Node: "deb-3", Packages: map[string]string{"curl": "7.88.1-10+deb12u8"}, Advisories: []string{"DSA-2"}})
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Nodes, "deb-3") || !slices.ContainsFunc(res.Skipped, func(s Skip) bool {
+		return s.Node == "deb-3" && strings.Contains(s.Reason, "has openssl 3.0.16-1~deb12u1, newer than 3.0.15-1~deb12u1")
+	}) {
+		t.Fatalf("deb-3: nodes %v skipped %+v", res.Nodes, res.Skipped)
+	}
+}
