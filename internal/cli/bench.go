@@ -76,6 +76,8 @@ the measured time of /bin/true plus the probe.`,
 	f.IntVar(&runs, "runs", 1, "repeat the whole benchmark this many times")
 	f.DurationVar(&cfg.PollWait, "poll-wait", 5*time.Second, "server pollWait")
 	f.DurationVar(&cfg.Tick, "tick", 100*time.Millisecond, "server scheduler tick")
+	f.DurationVar(&cfg.Step, "step", 0, "each node's step takes this long (artifact \"sleep\"; 0: /bin/true)")
+	f.DurationVar(&cfg.Probe, "probe", 0, "each node's probe must pass this long (minHealthy soak); with --step, report the ratio to ceil(N/K) x (step + probe)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "keep the server database, agent journals and logs here (default a temporary directory, removed)")
 	f.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the server's CPU profile here")
 	f.BoolVar(&cfg.HostFacts, "host-facts", false, "let agents collect this host's real facts (by default their PATH holds only true and test)")
