@@ -105,11 +105,6 @@ type RolloutResult struct {
 	// StepSeconds and ProbeSeconds are the configured step and soak
 	// (0 for the no-op). IdealSeconds = rounds x (step + probe) and
 	// Ratio = wallSeconds / idealSeconds, both 0 when neither is set.
-	// RefillP50Ms and RefillP99Ms: the window's refill latency, from the
-	// i-th node's success to the (i+K)-th dispatch (the scheduler's
-	// reaction to a free slot, its decision's commit and the dispatch).
-	RefillP50Ms  float64 `json:"refillP50Ms"`
-	RefillP99Ms  float64 `json:"refillP99Ms"`
 	StepSeconds  float64 `json:"stepSeconds"`
 	ProbeSeconds float64 `json:"probeSeconds"`
 	IdealSeconds float64 `json:"idealSeconds"`
@@ -604,10 +599,8 @@ func stepTimings(entries []api.AuditEntry, res *RolloutResult) (time.Time, error
 	if done.IsZero() {
 		return done, errors.New("audit trail: no transition to succeeded")
 	}
-	var step, agent, deliver, exec, judge, refill []time.Duration
-	var dispatches, successes []time.Time
+	var step, agent, deliver, exec, judge []time.Duration
 	for id, t := range nodes {
-		dispatches, successes = append(dispatches, t.dispatch), append(successes, t.succeeded)
 		if t.dispatch.IsZero() || t.succeeded.IsZero() {
 			return done, fmt.Errorf("audit trail: node %s lacks its dispatch or success", id)
 		}
@@ -622,12 +615,7 @@ func stepTimings(entries []api.AuditEntry, res *RolloutResult) (time.Time, error
 			exec = append(exec, t.healthy.Sub(t.running))
 		}
 	}
-	slices.SortFunc(dispatches, time.Time.Compare)
-	slices.SortFunc(successes, time.Time.Compare)
-	for i := 0; i+res.Batch < len(dispatches); i++ {
-		refill = append(refill, dispatches[i+res.Batch].Sub(successes[i]))
-	}
-	for _, s := range [][]time.Duration{step, agent, deliver, exec, judge, refill} {
+	for _, s := range [][]time.Duration{step, agent, deliver, exec, judge} {
 		slices.Sort(s)
 	}
 	res.Running = len(deliver)
@@ -636,6 +624,5 @@ func stepTimings(entries []api.AuditEntry, res *RolloutResult) (time.Time, error
 	res.DeliverP50Ms, res.DeliverP99Ms = ms(quantile(deliver, .5)), ms(quantile(deliver, .99))
 	res.ExecP50Ms, res.ExecP99Ms = ms(quantile(exec, .5)), ms(quantile(exec, .99))
 	res.JudgeP50Ms, res.JudgeP99Ms = ms(quantile(judge, .5)), ms(quantile(judge, .99))
-	res.RefillP50Ms, res.RefillP99Ms = ms(quantile(refill, .5)), ms(quantile(refill, .99))
 	return done, nil
 }
