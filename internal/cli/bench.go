@@ -43,7 +43,14 @@ of this binary, each running the trusted artifact "true" (a copy of
 /bin/true) as its step and "test -e /tmp" as its node probe. Once every
 agent polls, create a rollout of one wave with maxInFlight K, and report the
 time from creation to success against the physical limit: ceil(N/K) times
-the measured time of /bin/true plus the probe.`,
+the measured time of /bin/true plus the probe.
+
+With --step D each node's step runs the trusted artifact "sleep" (a copy of
+/bin/sleep) for D instead; with --probe D each node's probe must keep
+passing for D (the plan's minHealthy soak) before it succeeds. The makespan
+is then held against the ideal ceil(N/K) x (step + probe), and the result
+adds idealSeconds and ratio (makespan / ideal); progress prints a line per
+round of K nodes done.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := self()
