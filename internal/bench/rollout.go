@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,7 +43,15 @@ type RolloutConfig struct {
 	// would otherwise spend them on N fact collections, which on a real
 	// fleet run on N machines, after the step's final report.
 	HostFacts bool
-	Progress  io.Writer // progress lines; nil discards
+	// Step, if positive, is how long each node's step takes: the action
+	// runs the trusted artifact "sleep" (a copy of /bin/sleep) for Step
+	// instead of "true".
+	Step time.Duration
+	// Probe, if positive, is the node soak (gates.node.minHealthy): each
+	// agent keeps its probe passing for Probe before its final report,
+	// and the server waits for that report.
+	Probe    time.Duration
+	Progress io.Writer // progress lines; nil discards
 }
 
 // RolloutResult is what the rolling no-op benchmark measured. Durations
@@ -92,13 +102,36 @@ type RolloutResult struct {
 	Passes        float64 `json:"schedulerDecisions"` // engine.Decide calls during the rollout
 	AuditEntries  int     `json:"auditEntries"`       // audit entries of the rollout
 	State         string  `json:"state"`
+	// StepSeconds and ProbeSeconds are the configured step and soak
+	// (0 for the no-op). IdealSeconds = rounds x (step + probe) and
+	// Ratio = wallSeconds / idealSeconds, both 0 when neither is set.
+	StepSeconds  float64 `json:"stepSeconds"`
+	ProbeSeconds float64 `json:"probeSeconds"`
+	IdealSeconds float64 `json:"idealSeconds"`
+	Ratio        float64 `json:"ratio"`
 }
 
 // benchPlan is the no-op plan: one script action running the trusted
 // artifact "true", one command probe, one wave of every agent, at most
 // batch nodes in flight. The scheduler keeps batch nodes busy at all
 // times (a sliding window), so the ideal duration is ceil(N/K) steps.
-func benchPlan(batch int) string {
+//
+// With a positive step the action runs the artifact "sleep" for step;
+// with a positive probe the node gate soaks for probe (minHealthy).
+func benchPlan(batch int, step, probe time.Duration) string {
+	action := `      script:
+        artifact: "true"
+        rollback: none`
+	if step > 0 {
+		action = fmt.Sprintf(`      script:
+        artifact: "sleep"
+        args: ["%s"]
+        rollback: none`, strconv.FormatFloat(step.Seconds(), 'f', -1, 64))
+	}
+	soak := ""
+	if probe > 0 {
+		soak = fmt.Sprintf("\n    minHealthy: %s", probe)
+	}
 	return fmt.Sprintf(`apiVersion: drover.dev/v1
 name: bench-noop
 target:
@@ -106,9 +139,7 @@ target:
 change:
   actions:
     - name: noop
-      script:
-        artifact: "true"
-        rollback: none
+%s
   reboot: never
 waves:
   - name: all
@@ -118,8 +149,8 @@ gates:
   node:
     probes:
       - kind: command
-        command: [test, -e, /tmp]
-`, batch)
+        command: [test, -e, /tmp]%s
+`, action, batch, soak)
 }
 
 func (c *RolloutConfig) defaults() error {
@@ -137,6 +168,9 @@ func (c *RolloutConfig) defaults() error {
 	}
 	if c.Lease <= 0 {
 		c.Lease = 30 * time.Second
+	}
+	if c.Step < 0 || c.Probe < 0 {
+		return fmt.Errorf("step (%s) and probe (%s) must not be negative", c.Step, c.Probe)
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -178,8 +212,13 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 	}
 	defer cleanup()
 	trusted := filepath.Join(dir, "trusted")
-	if err := installTrue(trusted); err != nil {
+	if err := installTool(trusted, "true"); err != nil {
 		return res, err
+	}
+	if cfg.Step > 0 {
+		if err := installTool(trusted, "sleep"); err != nil {
+			return res, err
+		}
 	}
 	pathEnv := "PATH=" + os.Getenv("PATH")
 	if !cfg.HostFacts {
@@ -196,6 +235,12 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 	res.MinStepMs = ms(step)
 	res.LimitSeconds = (time.Duration(res.Rounds) * step).Seconds()
 	fmt.Fprintf(cfg.Progress, "one node's work (/bin/true + test -e /tmp): %.2f ms; limit for %d rounds: %.3f s\n", res.MinStepMs, res.Rounds, res.LimitSeconds)
+	if cfg.Step > 0 || cfg.Probe > 0 {
+		res.StepSeconds, res.ProbeSeconds = cfg.Step.Seconds(), cfg.Probe.Seconds()
+		res.IdealSeconds = float64(res.Rounds) * (cfg.Step + cfg.Probe).Seconds()
+		fmt.Fprintf(cfg.Progress, "step %s, probe %s: ideal ceil(%d/%d) x %s = %.3f s\n", cfg.Step, cfg.Probe,
+			cfg.Agents, cfg.Batch, cfg.Step+cfg.Probe, res.IdealSeconds)
+	}
 
 	so := ServerOptions{DataDir: filepath.Join(dir, "server"), PollWait: cfg.PollWait, Tick: cfg.Tick, Lease: cfg.Lease,
 		AgentToken: token(), UserToken: token(), CPUProfile: cfg.CPUProfile}
@@ -233,7 +278,7 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 	if err != nil {
 		return res, err
 	}
-	ro, err := cl.CreateRollout(ctx, "bench.yaml", benchPlan(cfg.Batch))
+	ro, err := cl.CreateRollout(ctx, "bench.yaml", benchPlan(cfg.Batch, cfg.Step, cfg.Probe))
 	created := time.Now()
 	if err != nil {
 		return res, fmt.Errorf("create rollout: %w", err)
@@ -242,6 +287,7 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 		return res, fmt.Errorf("rollout %s targets %d nodes, want %d", ro.ID, ro.Total, cfg.Agents)
 	}
 	fmt.Fprintf(cfg.Progress, "rollout %s created\n", ro.ID)
+	shown := 0 // rounds reported in progress lines
 	for !ro.State.Terminal() {
 		select {
 		case <-ctx.Done():
@@ -251,6 +297,7 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 		if ro, err = cl.GetRollout(ctx, ro.ID, false); err != nil {
 			return res, fmt.Errorf("get rollout: %w", err)
 		}
+		shown = progressRounds(cfg, res.Rounds, shown, ro.Counts[string(engine.PhaseSucceeded)], time.Since(created))
 	}
 	res.ObservedWallSeconds = time.Since(created).Seconds()
 	res.State = string(ro.State)
@@ -283,17 +330,41 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 	}
 	res.WallSeconds = done.Sub(created).Seconds()
 	res.OverheadMsPerNodeStep = (res.WallSeconds - res.LimitSeconds) * 1000 / float64(cfg.Agents)
+	if res.IdealSeconds > 0 {
+		res.Ratio = math.Round(res.WallSeconds/res.IdealSeconds*1000) / 1000
+		fmt.Fprintf(cfg.Progress, "makespan %.3f s, ideal %.3f s, ratio %.3f\n", res.WallSeconds, res.IdealSeconds, res.Ratio)
+	}
 	return res, nil
 }
 
-// installTrue copies /bin/true into the trusted directory as artifact
-// "true" (a copy, not a link: the verifier refuses files others may write
-// and resolves links).
-func installTrue(dir string) error {
+// progressRounds prints one line per round of K nodes that succeeded
+// since the last call (the window slides, so a "round" is K more nodes
+// done, not a wave barrier), with the ideal time of that round when a
+// step or probe duration is set. It returns the rounds shown so far.
+func progressRounds(cfg RolloutConfig, rounds, shown, done int, elapsed time.Duration) int {
+	target := done / cfg.Batch
+	if done >= cfg.Agents {
+		target = rounds
+	}
+	for shown < min(target, rounds) {
+		shown++
+		line := fmt.Sprintf("round %d/%d: %d/%d nodes succeeded after %.2f s", shown, rounds, min(shown*cfg.Batch, cfg.Agents), cfg.Agents, elapsed.Seconds())
+		if ideal := time.Duration(shown) * (cfg.Step + cfg.Probe); ideal > 0 {
+			line += fmt.Sprintf(" (ideal %.2f s)", ideal.Seconds())
+		}
+		fmt.Fprintln(cfg.Progress, line)
+	}
+	return shown
+}
+
+// installTool copies the named tool (as the PATH finds it) into the
+// trusted directory as an artifact of the same name (a copy, not a link:
+// the verifier refuses files others may write and resolves links).
+func installTool(dir, tool string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("trusted dir: %w", err)
 	}
-	src, err := exec.LookPath("true")
+	src, err := exec.LookPath(tool)
 	if err != nil {
 		return fmt.Errorf("trusted dir: %w", err)
 	}
@@ -301,7 +372,7 @@ func installTrue(dir string) error {
 	if err != nil {
 		return fmt.Errorf("trusted dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "true"), b, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, tool), b, 0o755); err != nil {
 		return fmt.Errorf("trusted dir: %w", err)
 	}
 	return nil

@@ -2,7 +2,10 @@ package bench_test
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +87,70 @@ func TestAgentsSmall(t *testing.T) {
 	}
 	if res.APIRolloutNodes != 50 || len(res.API) != 3 || res.APIErrors != 0 {
 		t.Errorf("api load: %d rollout nodes, %d routes, %d errors", res.APIRolloutNodes, len(res.API), res.APIErrors)
+	}
+}
+
+// TestRolloutStepProbe runs the physical-limit benchmark at small scale:
+// 100 real agents, 10 at a time, each step taking 200 ms and each node
+// soaking its probe for 100 ms. It checks that the result carries the
+// ideal makespan, ceil(N/K) x (step + probe), and the ratio to it, and
+// that progress shows every round; never how close the ratio is
+// (BenchmarkRolloutStepProbe reports it).
+func TestRolloutStepProbe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	res, err := bench.RunRollout(ctx, bench.RolloutConfig{Drover: self(t), Agents: 100, Batch: 10, PollWait: 2 * time.Second,
+		Step: 200 * time.Millisecond, Probe: 100 * time.Millisecond, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v\n%s", res, progress.String())
+	if res.State != "succeeded" || res.Rounds != 10 {
+		t.Fatalf("state %q rounds %d; want succeeded 10", res.State, res.Rounds)
+	}
+	if res.StepSeconds != 0.2 || res.ProbeSeconds != 0.1 || math.Abs(res.IdealSeconds-3) > 1e-9 {
+		t.Errorf("step %v probe %v ideal %v; want 0.2 0.1 3", res.StepSeconds, res.ProbeSeconds, res.IdealSeconds)
+	}
+	if want := res.WallSeconds / res.IdealSeconds; math.Abs(res.Ratio-want) > 0.001 {
+		t.Errorf("ratio %v, want wall/ideal = %v", res.Ratio, want)
+	}
+	// A node's step and soak are real: no node succeeds faster than them.
+	if res.StepP50Ms < 300 {
+		t.Errorf("step latency p50 %v ms, below step + probe (300 ms)", res.StepP50Ms)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"idealSeconds":3`, `"ratio":`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON lacks %s: %s", key, b)
+		}
+	}
+	for _, line := range []string{"round 1/10: 10/100 nodes succeeded", "round 10/10: 100/100 nodes succeeded", "(ideal 3.00 s)", "ideal 3.000 s, ratio"} {
+		if !strings.Contains(progress.String(), line) {
+			t.Errorf("progress lacks %q", line)
+		}
+	}
+}
+
+// BenchmarkRolloutStepProbe reports the makespan's ratio to the ideal
+// ceil(N/K) x (step + probe) at N = 100, K = 10, step 200 ms, probe
+// 100 ms (ideal 3 s). Full scale: `drover bench rollout --agents 1000
+// --batch 50 --step 1s --probe 500ms`.
+func BenchmarkRolloutStepProbe(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		res, err := bench.RunRollout(context.Background(), bench.RolloutConfig{Drover: bench.Command{Path: exe, Env: []string{envAsDrover + "=1"}},
+			Agents: 100, Batch: 10, PollWait: 2 * time.Second, Step: 200 * time.Millisecond, Probe: 100 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.Ratio, "ratio")
+		b.ReportMetric(res.WallSeconds, "makespan-s")
 	}
 }

@@ -43,7 +43,14 @@ of this binary, each running the trusted artifact "true" (a copy of
 /bin/true) as its step and "test -e /tmp" as its node probe. Once every
 agent polls, create a rollout of one wave with maxInFlight K, and report the
 time from creation to success against the physical limit: ceil(N/K) times
-the measured time of /bin/true plus the probe.`,
+the measured time of /bin/true plus the probe.
+
+With --step D each node's step runs the trusted artifact "sleep" (a copy of
+/bin/sleep) for D instead; with --probe D each node's probe must keep
+passing for D (the plan's minHealthy soak) before it succeeds. The makespan
+is then held against the ideal ceil(N/K) x (step + probe), and the result
+adds idealSeconds and ratio (makespan / ideal); progress prints a line per
+round of K nodes done.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := self()
@@ -76,6 +83,8 @@ the measured time of /bin/true plus the probe.`,
 	f.IntVar(&runs, "runs", 1, "repeat the whole benchmark this many times")
 	f.DurationVar(&cfg.PollWait, "poll-wait", 5*time.Second, "server pollWait")
 	f.DurationVar(&cfg.Tick, "tick", 100*time.Millisecond, "server scheduler tick")
+	f.DurationVar(&cfg.Step, "step", 0, "each node's step takes this long (artifact \"sleep\"; 0: /bin/true)")
+	f.DurationVar(&cfg.Probe, "probe", 0, "each node's probe must pass this long (minHealthy soak); with --step, report the ratio to ceil(N/K) x (step + probe)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "keep the server database, agent journals and logs here (default a temporary directory, removed)")
 	f.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the server's CPU profile here")
 	f.BoolVar(&cfg.HostFacts, "host-facts", false, "let agents collect this host's real facts (by default their PATH holds only true and test)")

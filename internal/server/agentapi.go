@@ -312,7 +312,11 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, node string) err
 	// and verifying without a verdict keep the node in flight, and their
 	// deadlines are checked every tick. A pass loads the whole rollout, so
 	// the other reports do not ask for one.
-	if req.Phase != engine.PhaseRunning && (req.Phase != engine.PhaseVerifying || req.Gate != "") {
+	// A pass whose soak (minHealthy) has not ended cannot change one
+	// either: the node becomes succeeded at the end of the soak, when its
+	// agent's final report (or a tick) asks for the pass that matters.
+	if req.Phase != engine.PhaseRunning && (req.Phase != engine.PhaseVerifying || req.Gate != "") &&
+		!s.sched.soaking(req.StepID, req.Gate, req.HealthySince, at) {
 		s.sched.kick()
 	}
 	s.wake.broadcast()

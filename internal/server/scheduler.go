@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,28 @@ func (sc *scheduler) kick() {
 	case sc.kickc <- struct{}{}:
 	default:
 	}
+}
+
+// soaking reports whether a step report is a gate pass still inside its
+// rollout's node soak (at before healthySince + minHealthy): a report no
+// decision can follow from. False when the rollout's plan is not cached
+// here (a rollout this server has not scheduled yet): then kick.
+func (sc *scheduler) soaking(stepID string, g engine.Verdict, healthySince, at time.Time) bool {
+	if g != engine.Pass || healthySince.IsZero() {
+		return false
+	}
+	id, _, ok := strings.Cut(stepID, "/")
+	if !ok {
+		return false
+	}
+	sc.mu.Lock()
+	rc := sc.rollouts[id]
+	sc.mu.Unlock()
+	if rc == nil || rc.plan == nil {
+		return false
+	}
+	mh := rc.plan.Gates.Node.MinHealthy.D()
+	return mh > 0 && at.Before(healthySince.Add(mh))
 }
 
 func (sc *scheduler) stop() { sc.stopOnce.Do(func() { close(sc.done) }) }
