@@ -29,7 +29,10 @@ const EvidenceDir = "evidence"
 // is sent again from the poll loop (sendPendingEvidence). Capture
 // errors never stop the rollback: they are logged. The capture delays the
 // rollback by its own time (bounded by evidence.DefaultDeadline), the
-// sending does not.
+// sending does not. A node gate that fails is reported first and captured
+// after: nothing is undone until the server sends a rollback step, which
+// waits in the queue until the capture ends, while the server's own
+// healthy deadline does not wait for the capture.
 func (a *agent) captureEvidence(ctx context.Context, id, why string) {
 	if a.cfg.Evidence == nil {
 		return

@@ -635,9 +635,10 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			a.progress(ctx, api.StepReport{StepID: id, Phase: engine.PhaseVerifying, BootID: boot, Evidence: ev})
 		}
 		if a.clock.Now().Add(interval).Sub(start) > deadline {
-			a.captureEvidence(ctx, id, reason)
-			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Gate: engine.Fail, BootID: boot, Evidence: ev,
+			err := a.finish(ctx, id, api.StepReport{Phase: engine.PhaseFailed, Gate: engine.Fail, BootID: boot, Evidence: ev,
 				Reason: fmt.Sprintf("node probes did not pass within %s: %s", deadline, reason)})
+			a.captureEvidence(ctx, id, reason)
+			return err
 		}
 		if err := a.c.sleep(ctx, interval); err != nil {
 			return errStopped
@@ -659,10 +660,11 @@ func (a *agent) verifyPhase(ctx context.Context, id string) error {
 			return errStopped
 		}
 		if reason != "" {
-			a.captureEvidence(ctx, id, reason)
-			return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Fail, BootID: boot, Evidence: ev,
+			err := a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Fail, BootID: boot, Evidence: ev,
 				Reason: fmt.Sprintf("%s (healthy since %s, failed after %s of the %s soak)", reason,
 					since.UTC().Format(time.RFC3339), a.clock.Now().Sub(since).Round(time.Second), minHealthy)})
+			a.captureEvidence(ctx, id, reason)
+			return err
 		}
 	}
 	return a.finish(ctx, id, api.StepReport{Phase: engine.PhaseVerifying, Gate: engine.Pass, HealthySince: since, BootID: boot, Evidence: ev, Timing: timing})
