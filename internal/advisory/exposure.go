@@ -122,18 +122,30 @@ func exposure(a *Advisory, n *fleet.Node, ecos []string) Finding {
 	return packageExposure(f, a, fixes, kind, n.Facts)
 }
 
+// windowsBuild is the build a Windows node runs with its update build
+// revision: the kernel fact (10.0.20348.2700), or os.version when an
+// inventory put it there; "" when neither carries the revision.
+func windowsBuild(facts fleet.Facts) string {
+	for _, v := range []string{facts.Kernel, facts.OS.Version} {
+		if strings.Count(v, ".") == 3 {
+			return v
+		}
+	}
+	return ""
+}
+
 func windowsExposure(f Finding, fixes []Fix, facts fleet.Facts) Finding {
-	build := facts.OS.Version
+	build := windowsBuild(facts)
 	for _, x := range fixes {
 		kbInstalled := x.KB != "" && facts.Packages[x.KB] != ""
 		switch {
-		case strings.Count(build, ".") == 3 && x.Fixed != "" && pkgversion.Dotted(build, x.Fixed) >= 0:
+		case build != "" && x.Fixed != "" && pkgversion.Dotted(build, x.Fixed) >= 0:
 			f.Status, f.Reason = NotAffected, fmt.Sprintf("build %s runs (fixed in %s)", build, x.Fixed)
 		case kbInstalled && facts.RebootRequired:
 			f.Status, f.Reason = FixedNotRunning, fmt.Sprintf("%s is installed and a reboot is pending", x.KB)
 		case kbInstalled:
 			f.Status, f.Reason = NotAffected, x.KB+" is installed"
-		case strings.Count(build, ".") == 3 && x.Fixed != "":
+		case build != "" && x.Fixed != "":
 			f.Status, f.Reason = Affected, fmt.Sprintf("build %s runs, older than %s (%s)", build, x.Fixed, orNone(x.KB))
 		default:
 			// Get-HotFix lists the latest cumulative update, which may

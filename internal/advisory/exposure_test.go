@@ -56,6 +56,9 @@ func TestExposure(t *testing.T) {
 		{&debKernel, debReboot, FixedNotRunning},
 		{&ms, node("w-old", "windows", "Windows Server 2022 Datacenter", "10.0.20348.1906", "", map[string]string{}), Affected},
 		{&ms, node("w-ubr", "windows", "Windows Server 2022 Datacenter", "10.0.20348.2700", "", map[string]string{}), NotAffected},
+		// The agent reports the update build revision in the kernel fact.
+		{&ms, node("w-kernel-old", "windows", "Windows Server 2022 Datacenter", "10.0.20348", "10.0.20348.1906", map[string]string{"KB5029250": "installed"}), Affected},
+		{&ms, node("w-kernel-new", "windows", "Windows Server 2022 Datacenter", "10.0.20348", "10.0.20348.2700", map[string]string{"KB5042881": "installed"}), NotAffected},
 		{&ms, node("w-kb", "windows", "Windows Server 2022 Datacenter", "10.0.20348", "", map[string]string{"KB5030216": "installed"}), NotAffected},
 		{&ms, winPending, FixedNotRunning},
 		{&ms, node("w-nokb", "windows", "Windows Server 2022 Datacenter", "10.0.20348", "", map[string]string{"KB5042881": "installed"}), Unknown},

@@ -51,14 +51,15 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status":    cmdStatus,
-			"freeport":  cmdFreePort,
-			"waitnodes": cmdWaitNodes,
-			"stdoutvar": cmdStdoutVar,
-			"waitstate": cmdWaitState,
-			"waitmatch": cmdWaitMatch,
-			"waitended": cmdWaitEnded,
-			"sleep":     cmdSleep,
+			"status":     cmdStatus,
+			"freeport":   cmdFreePort,
+			"waitnodes":  cmdWaitNodes,
+			"stdoutvar":  cmdStdoutVar,
+			"waitstate":  cmdWaitState,
+			"waitmatch":  cmdWaitMatch,
+			"waitstdout": cmdWaitStdout,
+			"waitended":  cmdWaitEnded,
+			"sleep":      cmdSleep,
 		},
 	})
 }
@@ -196,6 +197,28 @@ func cmdWaitMatch(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("waitmatch: %s does not match %q after 2 min; it holds:\n%s", args[0], args[1], b)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cmdWaitStdout runs CMD ARGS... again (up to 2 min) until it succeeds and
+// its standard output matches REGEX: for what the server reaches on its
+// own time, such as every node having answered a pre-flight.
+func cmdWaitStdout(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: waitstdout REGEX CMD [ARGS...]")
+	}
+	re := regexp.MustCompile("(?m)" + args[0])
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := ts.Exec(args[1], args[2:]...)
+		out := ts.ReadFile("stdout")
+		if err == nil && re.MatchString(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitstdout: %s does not print %q after 2 min (last error: %v); it printed:\n%s", args[1], args[0], err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

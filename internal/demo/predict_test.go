@@ -31,6 +31,8 @@ change:
         families:
           windows:
             - name: KB50430NUM
+              version: 10.0.17763.63NUM
+            - name: KB50428NUM
               version: 10.0.20348.27NUM
           macos:
             - name: macOS VERSION

@@ -385,12 +385,25 @@ type simSnapshot struct {
 	Drained  *bool             `json:"drained,omitempty"`
 }
 
-// pins returns the package pins of a for the node's family.
-func (d *Sim) pins(pa *plan.PackageAction) []plan.PackagePin {
-	if pins, ok := pa.Families[d.s.Family]; ok {
-		return pins
+// pins returns the package pins of a for the node's family; on Windows,
+// as the windows-update driver does, the KBs for the build the node runs.
+// s.mu must be held.
+func (d *Sim) pins(pa *plan.PackageAction) ([]plan.PackagePin, error) {
+	pins, ok := pa.Families[d.s.Family]
+	if !ok {
+		pins = pa.Packages
 	}
-	return pa.Packages
+	if slices.ContainsFunc(pins, func(p plan.PackagePin) bool { return d.windowsBuild(p.Version) }) {
+		return forBuild(pins, d.s.db.Kernel)
+	}
+	return pins, nil
+}
+
+// windowsBuild reports whether a Windows pin's version is a build with its
+// update revision (10.0.20348.2700): installing it changes the build the
+// node runs after its next reboot, as a cumulative update does.
+func (d *Sim) windowsBuild(v string) bool {
+	return d.s.Family == "windows" && strings.Count(v, ".") == 3
 }
 
 // diffLocked returns what applying a would change. s.mu must be held.
@@ -404,14 +417,18 @@ func (d *Sim) diffLocked(a plan.Action) ([]ChangeItem, []string, error) {
 	var notes []string
 	switch kind {
 	case plan.ActionPackage:
-		pins := d.pins(a.Package)
+		pins, err := d.pins(a.Package)
+		if err != nil {
+			return nil, nil, err
+		}
 		if len(pins) == 0 {
 			return nil, nil, fmt.Errorf("no packages for os family %s: %w", d.s.Family, ErrUnsupported)
 		}
 		for _, p := range pins {
 			cur, ok := db.Packages[p.Name]
 			switch {
-			case !ok && a.Package.Operation != plan.PackageInstall:
+			// Windows Update installs a KB whatever the operation.
+			case !ok && a.Package.Operation != plan.PackageInstall && (d.s.Family != "windows" || plan.WindowsKB.Check(p.Name) != nil):
 				notes = append(notes, p.Name+" not installed, not upgraded")
 			case cur != p.Version:
 				items = append(items, ChangeItem{Name: p.Name, From: cur, To: p.Version})
@@ -516,9 +533,16 @@ func (d *Sim) snapshotLocked(a plan.Action) (simSnapshot, error) {
 	var snap simSnapshot
 	switch kind {
 	case plan.ActionPackage:
+		pins, err := d.pins(a.Package)
+		if err != nil {
+			return simSnapshot{}, err
+		}
 		snap.Packages = map[string]string{}
-		for _, p := range d.pins(a.Package) {
+		for _, p := range pins {
 			snap.Packages[p.Name] = db.Packages[p.Name]
+			if d.windowsBuild(p.Version) {
+				snap.Kernel = db.KernelDefault
+			}
 		}
 	case plan.ActionKernel:
 		snap.Kernel = db.KernelDefault
@@ -628,6 +652,9 @@ func (d *Sim) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
 	case plan.ActionPackage:
 		for _, it := range items {
 			db.Packages[it.Name] = it.To
+			if d.windowsBuild(it.To) {
+				db.KernelDefault = it.To
+			}
 		}
 	case plan.ActionKernel:
 		if len(items) > 0 {
@@ -737,6 +764,10 @@ func (d *Sim) restore(ctx context.Context, a plan.Action, s Snapshot) (Outcome, 
 			} else {
 				db.Packages[n] = want
 			}
+		}
+		if snap.Kernel != "" && db.KernelDefault != snap.Kernel {
+			items = append(items, ChangeItem{Name: "build", From: db.KernelDefault, To: snap.Kernel})
+			db.KernelDefault = snap.Kernel
 		}
 	case plan.ActionKernel:
 		if snap.Kernel != "" && db.KernelDefault != snap.Kernel {

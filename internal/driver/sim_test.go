@@ -177,3 +177,39 @@ func TestSimUncordon(t *testing.T) {
 		t.Error("uncordon of a package action accepted")
 	}
 }
+
+// A simulated Windows node installs the cumulative update for the build
+// it runs, whatever the operation, and runs the new build after its
+// reboot; a rollback takes both back.
+func TestSimWindowsCumulativeUpdate(t *testing.T) {
+	ctx := context.Background()
+	s := NewSimState("w", "windows", "10.0.17763.6189", map[string]string{"KB5041578": "installed"})
+	d := NewSim(s)
+	a := plan.Action{Name: "cu", Package: &plan.PackageAction{Families: map[string][]plan.PackagePin{
+		"windows": {{Name: "KB5043050", Version: "10.0.17763.6293"}, {Name: "KB5042881", Version: "10.0.20348.2700"}}}}}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || !out.RebootRequired || len(out.Changed) != 1 || out.Changed[0].Name != "KB5043050" {
+		t.Fatalf("apply: %+v %v", out, err)
+	}
+	if err := s.Reboot(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Facts(fleet.Facts{}); f.Kernel != "10.0.17763.6293" || f.RebootRequired || f.Packages["KB5043050"] == "" {
+		t.Fatalf("after reboot: kernel %s, reboot required %v, packages %v", f.Kernel, f.RebootRequired, f.Packages)
+	}
+	if _, err := d.Rollback(ctx, a, snap); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.Facts(fleet.Facts{}); !f.RebootRequired || f.Packages["KB5043050"] != "" {
+		t.Fatalf("after rollback: reboot required %v, packages %v", f.RebootRequired, f.Packages)
+	}
+	// A Server 2025 node has no KB in this plan: preflight says so.
+	other := NewSim(NewSimState("w25", "windows", "10.0.26100.2314", nil))
+	if _, err := other.Preflight(ctx, a); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Server 2025 preflight: %v", err)
+	}
+}

@@ -12,7 +12,12 @@ import (
 // WindowsUpdate installs and removes Windows updates by KB through the
 // Windows Update Agent COM API, driven by PowerShell whose output is JSON.
 // A pin is {Name: "KB5043050", Version: OS build "20348.2700"}; Version may
-// be empty. Installation searches "IsInstalled=0 and Type='Software'",
+// be empty. A cumulative update is made for one Windows release, so a pin
+// whose Version names a build applies only to nodes running that build
+// (20348 is Server 2022, 17763 Server 2019): a plan lists one KB per
+// release and each node installs its own; a node for which the plan has
+// no KB fails its preflight rather than succeed with nothing installed.
+// Installation searches "IsInstalled=0 and Type='Software'",
 // downloads and installs the matching updates with UpdateInstaller (result
 // codes 2 succeeded, 3 succeeded with errors, 4 failed, 5 aborted);
 // rollback runs wusa.exe /uninstall /kb:N /quiet /norestart. A pending
@@ -50,6 +55,35 @@ func (w *WindowsUpdate) pins(a plan.Action) ([]plan.PackagePin, error) {
 		}
 	}
 	return pins, nil
+}
+
+// forBuild keeps the pins that apply to a node running build ("20348.2655",
+// CurrentBuild.UBR): those naming no build and those naming the same
+// CurrentBuild. None left is ErrUnavailable.
+func forBuild(pins []plan.PackagePin, build string) ([]plan.PackagePin, error) {
+	var keep []plan.PackagePin
+	var other []string
+	for _, p := range pins {
+		if p.Version == "" || build == "" || releaseOf(p.Version) == releaseOf(build) {
+			keep = append(keep, p)
+			continue
+		}
+		other = append(other, p.Name+" ("+releaseOf(p.Version)+")")
+	}
+	if len(keep) == 0 {
+		return nil, fmt.Errorf("windows-update: no KB of the plan is for this node's build %s: %s: %w", releaseOf(build), strings.Join(other, ", "), ErrUnavailable)
+	}
+	return keep, nil
+}
+
+// releaseOf is the CurrentBuild of a build, the number before the update
+// build revision: 20348 of "10.0.20348.2700" and of "20348.2655".
+func releaseOf(build string) string {
+	parts := strings.Split(build, ".")
+	if len(parts) < 2 {
+		return build
+	}
+	return parts[len(parts)-2]
 }
 
 // kbEnv is the environment variable holding the KB numbers, digits only,
@@ -173,6 +207,9 @@ func (w *WindowsUpdate) Preflight(ctx context.Context, a plan.Action) (Change, e
 	if err != nil {
 		return Change{}, err
 	}
+	if pins, err = forBuild(pins, q.Build); err != nil {
+		return Change{}, err
+	}
 	var items []ChangeItem
 	for _, p := range pins {
 		if containsString(q.Installed, p.Name) {
@@ -221,6 +258,9 @@ func (w *WindowsUpdate) Apply(ctx context.Context, a plan.Action) (Outcome, erro
 	if err != nil {
 		return Outcome{}, err
 	}
+	if pins, err = forBuild(pins, q.Build); err != nil {
+		return Outcome{}, err
+	}
 	var todo []plan.PackagePin
 	for _, p := range pins {
 		if !containsString(q.Installed, p.Name) {
@@ -260,6 +300,9 @@ func (w *WindowsUpdate) Verify(ctx context.Context, a plan.Action) error {
 	}
 	q, err := w.query(ctx, pins)
 	if err != nil {
+		return err
+	}
+	if pins, err = forBuild(pins, q.Build); err != nil {
 		return err
 	}
 	for _, p := range pins {
@@ -302,12 +345,16 @@ func (w *WindowsUpdate) Rollback(ctx context.Context, a plan.Action, s Snapshot)
 	}
 	var before struct {
 		Installed []string `json:"installed"`
+		Build     string   `json:"build"`
 	}
 	if s.Driver != w.Name() {
 		return Outcome{}, fmt.Errorf("windows-update: snapshot was taken by driver %q", s.Driver)
 	}
 	if err := json.Unmarshal(s.Data, &before); err != nil {
 		return Outcome{}, fmt.Errorf("windows-update: decode snapshot: %w", err)
+	}
+	if pins, err = forBuild(pins, before.Build); err != nil {
+		return Outcome{}, err
 	}
 	var out Outcome
 	for _, p := range pins {

@@ -100,3 +100,31 @@ func TestWindowsUpdateVerifyBuild(t *testing.T) {
 		}
 	}
 }
+
+// A plan lists one cumulative update per Windows release; each node
+// installs the one for the build it runs.
+func TestWindowsUpdateForBuild(t *testing.T) {
+	pins := []plan.PackagePin{{Name: "KB5043050", Version: "10.0.17763.6293"}, {Name: "KB5042881", Version: "10.0.20348.2700"}}
+	got, err := forBuild(pins, "20348.2655")
+	if err != nil || len(got) != 1 || got[0].Name != "KB5042881" {
+		t.Fatalf("Server 2022: %v %v", got, err)
+	}
+	got, err = forBuild(append(pins, plan.PackagePin{Name: "KB890830"}), "17763.6189")
+	if err != nil || len(got) != 2 || got[0].Name != "KB5043050" || got[1].Name != "KB890830" {
+		t.Fatalf("Server 2019 with a build-less pin: %v %v", got, err)
+	}
+	_, err = forBuild(pins, "26100.2314")
+	if !errors.Is(err, ErrUnavailable) || err.Error() != "windows-update: no KB of the plan is for this node's build 26100: KB5043050 (17763), KB5042881 (20348): target not available" {
+		t.Fatalf("Server 2025: %v", err)
+	}
+
+	r := replayFromText(t, `Server 2022 offered its September cumulative update only.
+
+-- $ `+ps+`'# drover wu-query ...' --
+{"available":[{"kb":"KB5042881","title":"2024-09 Cumulative Update for Microsoft server operating system version 21H2 for x64-based Systems (KB5042881)","maxDownloadSize":412345678,"rebootBehavior":1}],"installed":[],"build":"20348.2655","rebootPending":false}
+`)
+	ch, err := NewWindowsUpdate(r).Preflight(context.Background(), plan.Action{Package: &plan.PackageAction{Packages: pins}})
+	if err != nil || len(ch.Items) != 1 || ch.Items[0].Name != "KB5042881" {
+		t.Fatalf("preflight: %+v %v", ch, err)
+	}
+}

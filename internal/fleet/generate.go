@@ -143,16 +143,18 @@ func familyTable() map[string][]variant {
 				modules:  []string{"overlay", "br_netfilter"}},
 		},
 		"windows": {
-			// As the agent's collector reports them: os.version and kernel
-			// are Win32_OperatingSystem.Version, the build without its
-			// update revision; installed updates are packages.
+			// As the agent's collector reports them: os.version is
+			// Win32_OperatingSystem.Version, the release; the kernel is
+			// the build that runs with its update build revision (the
+			// August 2024 cumulative updates, KB5041578 and KB5041160);
+			// installed updates are packages.
 			{name: "Windows Server 2019 Datacenter", version: "10.0.17763", weight: 4,
-				kernels:  []string{"10.0.17763"},
-				packages: map[string]string{"KB5043050": "installed", "Microsoft.NETCore.App": "6.0.33"},
+				kernels:  []string{"10.0.17763.6189"},
+				packages: map[string]string{"KB5041578": "installed", "Microsoft.NETCore.App": "6.0.33"},
 				services: map[string]string{"W32Time": "running", "WinRM": "running"}},
 			{name: "Windows Server 2022 Datacenter", version: "10.0.20348", weight: 6,
-				kernels:  []string{"10.0.20348"},
-				packages: map[string]string{"KB5042881": "installed", "Microsoft.NETCore.App": "8.0.8"},
+				kernels:  []string{"10.0.20348.2655"},
+				packages: map[string]string{"KB5041160": "installed", "Microsoft.NETCore.App": "8.0.8"},
 				services: map[string]string{"W32Time": "running", "WinRM": "running"}},
 		},
 		"macos": {

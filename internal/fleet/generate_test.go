@@ -162,8 +162,8 @@ func TestGenerateFactsAsCollectorsReport(t *testing.T) {
 		seen[f.OS.Family] = true
 		switch f.OS.Family {
 		case "windows":
-			if !windows.MatchString(f.OS.Version) || f.Kernel != f.OS.Version {
-				t.Errorf("%s: os.version %q kernel %q, want the collector's 10.0.NNNNN for both", n.ID, f.OS.Version, f.Kernel)
+			if !windows.MatchString(f.OS.Version) || !strings.HasPrefix(f.Kernel, f.OS.Version+".") || strings.Count(f.Kernel, ".") != 3 {
+				t.Errorf("%s: os.version %q kernel %q, want the collector's 10.0.NNNNN and 10.0.NNNNN.UBR", n.ID, f.OS.Version, f.Kernel)
 			}
 		case "macos":
 			if !macos.MatchString(f.OS.Version) {

@@ -12,7 +12,10 @@ import (
 
 // WindowsOSQuery is the PowerShell the Windows collector runs for the OS
 // facts; ParseWindowsOS reads its output.
-const WindowsOSQuery = `Get-CimInstance Win32_OperatingSystem | Select-Object Caption,Version,BuildNumber,OSArchitecture,LastBootUpTime,@{n='Model';e={(Get-CimInstance Win32_ComputerSystem).Model}} | ConvertTo-Json -Compress`
+// UBR, the update build revision, is not in Win32_OperatingSystem: it is
+// read from the registry, where Windows Update writes it ("OS Build
+// 20348.2700" in winver).
+const WindowsOSQuery = `Get-CimInstance Win32_OperatingSystem | Select-Object Caption,Version,BuildNumber,OSArchitecture,LastBootUpTime,@{n='Model';e={(Get-CimInstance Win32_ComputerSystem).Model}},@{n='UBR';e={(Get-ItemProperty 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion' -ErrorAction SilentlyContinue).UBR}} | ConvertTo-Json -Compress`
 
 // WindowsHotFixQuery lists installed updates; ParseHotFixes reads it.
 const WindowsHotFixQuery = `Get-HotFix | Select-Object HotFixID,Description,InstalledOn | ConvertTo-Json -Compress`
@@ -20,7 +23,7 @@ const WindowsHotFixQuery = `Get-HotFix | Select-Object HotFixID,Description,Inst
 // WindowsOS is what ParseWindowsOS found.
 type WindowsOS struct {
 	OS       fleet.OS
-	Kernel   string // Version, e.g. 10.0.20348
+	Kernel   string // the running build with its update revision, 10.0.20348.2700 (Version alone when the UBR is missing)
 	Build    string
 	Arch     string
 	Model    string
@@ -39,6 +42,7 @@ func ParseWindowsOS(b []byte) (WindowsOS, error) {
 		OSArchitecture string          `json:"OSArchitecture"`
 		LastBootUpTime json.RawMessage `json:"LastBootUpTime"`
 		Model          string          `json:"Model"`
+		UBR            *int            `json:"UBR"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return WindowsOS{}, fmt.Errorf("Win32_OperatingSystem: %w", err)
@@ -46,6 +50,14 @@ func ParseWindowsOS(b []byte) (WindowsOS, error) {
 	w := WindowsOS{
 		OS:     fleet.OS{Family: "windows", Name: strings.TrimSpace(strings.TrimPrefix(raw.Caption, "Microsoft ")), Version: raw.Version},
 		Kernel: raw.Version, Build: raw.BuildNumber, Model: strings.TrimSpace(raw.Model),
+	}
+	// The kernel fact is what runs, and on Windows that changes with
+	// every cumulative update: os.version stays the release (10.0.20348),
+	// the kernel carries the update build revision that advisories name
+	// (10.0.20348.2700) and that changes at the reboot that completes an
+	// update, as a Linux kernel's release does.
+	if raw.UBR != nil && *raw.UBR >= 0 && strings.Count(raw.Version, ".") == 2 {
+		w.Kernel = raw.Version + "." + strconv.Itoa(*raw.UBR)
 	}
 	switch {
 	case strings.Contains(raw.OSArchitecture, "ARM"):
