@@ -13,10 +13,14 @@ import (
 	"github.com/drover-dev/drover/internal/store"
 )
 
-// exposureSweepEvery is how often the server computes the whole fleet's
-// exposure to the whole catalog to record its history (the leader and
-// followers alike: the records are idempotent).
-const exposureSweepEvery = 5 * time.Minute
+// exposureSweepEvery is how often the leading server computes the whole
+// fleet's exposure to the whole catalog to record its history; followers
+// look every followerSweepCheck whether they lead, so a new leader sweeps
+// within a second of taking over.
+const (
+	exposureSweepEvery = 5 * time.Minute
+	followerSweepCheck = time.Second
+)
 
 // exposure reports the nodes' exposure to one advisory or to the whole
 // catalog, judged from their stored facts at the time of the request,
@@ -151,22 +155,26 @@ func (s *Server) computeExposure(ctx context.Context, id string, sel *fleet.Sele
 }
 
 // sweepExposure computes the whole fleet's exposure to the whole catalog
-// every exposureSweepEvery, so that the history (and the metrics read
-// from it) moves without anyone asking.
+// every exposureSweepEvery while this server leads, so that the history
+// (and the metrics read from it) moves without anyone asking; servers
+// sharing a database do not all repeat it (the records are idempotent,
+// the work is not).
 func (s *Server) sweepExposure(ctx context.Context) {
 	if _, ok := store.AsExposureHistory(s.st); !ok {
 		return
 	}
-	t := time.NewTicker(exposureSweepEvery)
-	defer t.Stop()
 	for {
-		if _, err := s.computeExposure(ctx, "", nil); err != nil && ctx.Err() == nil {
-			s.log.Warn("exposure sweep failed", "err", err)
+		next := followerSweepCheck
+		if s.sched.leading() {
+			next = exposureSweepEvery
+			if _, err := s.computeExposure(ctx, "", nil); err != nil && ctx.Err() == nil {
+				s.log.Warn("exposure sweep failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(next):
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // exposureCollector exports the exposure history (store.ExposureHistory):
 // a scrape reads it from the store, as the server recorded it the last
-// time it computed exposure (every GET /v1/exposure and the sweep every
+// time it computed exposure (every GET /v1/exposure and the leader's sweep every
 // exposureSweepEvery), so every server sharing a database exports the
 // same figures: aggregate across servers with max, not sum.
 type exposureCollector struct {
