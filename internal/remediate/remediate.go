@@ -53,6 +53,11 @@ type Result struct {
 	// Features are the changes of the plan no advisory asks for (pins:
 	// "node: package=version"): feature updates, which people approve.
 	Features []string `json:"features,omitempty"`
+	// FeatureApproval: the baseline has featureUpdates: approval and the
+	// plan has feature updates, so the plan asks for at least one start
+	// approval (from a person other than its author) whatever its
+	// template says, and the approval policy cannot waive it.
+	FeatureApproval bool `json:"featureApproval,omitempty"`
 }
 
 // Policy says whether the baseline's autoApprove policy approves the
@@ -167,7 +172,15 @@ func Build(in Input) (Result, error) {
 	}
 	sel := "node.id in [" + strings.Join(quoted, ", ") + "]"
 	tmpl := in.Baseline.Rollout
-	if in.WaiveStartApprovals {
+	res.FeatureApproval = len(res.Features) > 0 && in.Baseline.Rules.FeatureUpdates == baseline.FeatureApproval
+	switch {
+	case res.FeatureApproval:
+		// Feature updates only with approval: never waived, at least one.
+		var err error
+		if tmpl, err = withStartApprovals(tmpl, 1); err != nil {
+			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
+		}
+	case in.WaiveStartApprovals && len(res.Features) == 0:
 		var err error
 		if tmpl, err = withoutStartApprovals(tmpl); err != nil {
 			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
@@ -267,6 +280,51 @@ func withoutStartApprovals(tmpl string) (string, error) {
 			m.Content = append(m.Content[:i], m.Content[i+2:]...)
 			break
 		}
+	}
+	out, err := yaml.Marshal(&doc)
+	return string(out), err
+}
+
+// withStartApprovals makes a rollout template ask for at least min
+// start approvals (approvals.start), adding approvals: when it has none.
+func withStartApprovals(tmpl string, min int) (string, error) {
+	if strings.TrimSpace(tmpl) == "" {
+		tmpl = baseline.DefaultRollout
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(tmpl), &doc); err != nil {
+		return "", err
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return "", fmt.Errorf("expected a mapping")
+	}
+	scalar := func(v, tag string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: v} }
+	m := doc.Content[0]
+	var ap *yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "approvals" {
+			ap = m.Content[i+1]
+		}
+	}
+	if ap == nil || ap.Kind != yaml.MappingNode {
+		if ap != nil { // approvals: null or a scalar: the plan parser says what is wrong
+			return tmpl, nil
+		}
+		ap = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		m.Content = append(m.Content, scalar("approvals", "!!str"), ap)
+	}
+	found := false
+	for i := 0; i+1 < len(ap.Content); i += 2 {
+		if ap.Content[i].Value != "start" {
+			continue
+		}
+		found = true
+		if n, err := strconv.Atoi(ap.Content[i+1].Value); err != nil || n < min {
+			ap.Content[i+1] = scalar(strconv.Itoa(min), "!!int")
+		}
+	}
+	if !found {
+		ap.Content = append(ap.Content, scalar("start", "!!str"), scalar(strconv.Itoa(min), "!!int"))
 	}
 	out, err := yaml.Marshal(&doc)
 	return string(out), err

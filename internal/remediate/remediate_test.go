@@ -208,3 +208,46 @@ func TestBuildNoDowngradeThroughAnotherNodesPins(t *testing.T) {
 		t.Fatalf("deb-3: nodes %v skipped %+v", res.Nodes, res.Skipped)
 	}
 }
+
+// TestFeatureUpdatesNeedApproval: with featureUpdates: approval a plan
+// with a pin asks for a start approval although its template asks for
+// none, and a policy waiver (WaiveStartApprovals) cannot remove it; a
+// template asking for more keeps its number; without pins nothing is
+// added; with featureUpdates: allowed the template stands.
+func TestFeatureUpdatesNeedApproval(t *testing.T) {
+	in := mixedFleet(t)
+	in.Baseline.Rules.FeatureUpdates = baseline.FeatureApproval
+	in.WaiveStartApprovals = true
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.FeatureApproval || len(res.Features) == 0 || res.Plan.Approvals.Start != 1 || !strings.Contains(string(res.YAML), "start: 1") {
+		t.Fatalf("pins under approval: %v %v start %d\n%s", res.FeatureApproval, res.Features, res.Plan.Approvals.Start, res.YAML)
+	}
+	in.Baseline.Rollout = "waves:\n  - name: all\napprovals: {start: 3}\n"
+	if res, err = Build(in); err != nil || res.Plan.Approvals.Start != 3 {
+		t.Fatalf("template's 3 kept: %v %+v", err, res.Plan)
+	}
+	in.Baseline.Rollout = "waves:\n  - name: all\napprovals: {start: 0}\n"
+	if res, err = Build(in); err != nil || res.Plan.Approvals.Start != 1 {
+		t.Fatalf("template's 0 raised: %v %+v", err, res.Plan)
+	}
+	in.Baseline.Rules.FeatureUpdates = baseline.FeatureAllowed
+	in.WaiveStartApprovals = false
+	if res, err = Build(in); err != nil || res.FeatureApproval || res.Plan.Approvals.Start != 0 {
+		t.Fatalf("allowed: %v %v %+v", err, res.FeatureApproval, res.Plan.Approvals)
+	}
+	// Security only under approval: nothing added, the waiver applies.
+	in.Baseline.Rules.FeatureUpdates = baseline.FeatureApproval
+	in.Baseline.Rollout = "waves:\n  - name: all\napprovals: {start: 1}\n"
+	in.Baseline.Rules.Pins = nil
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node == "deb-2" || n.Node == "rhel-1" })
+	for i := range in.Needs {
+		delete(in.Needs[i].Packages, "tzdata")
+	}
+	in.WaiveStartApprovals = true
+	if res, err = Build(in); err != nil || res.FeatureApproval || len(res.Features) != 0 || res.Plan.Approvals.Start != 0 {
+		t.Fatalf("security only: %v %v %+v", err, res.Features, res.Plan.Approvals)
+	}
+}

@@ -174,3 +174,59 @@ func TestRemediateLeavesFloorAndFeaturesToPeople(t *testing.T) {
 		t.Fatalf("feature update: %+v", out)
 	}
 }
+
+// TestRemediateFeatureUpdatesNeedApproval: a baseline whose pin makes
+// the plan a feature update, with featureUpdates: approval, a template
+// asking for no approval and an autoApprove policy: the rollout is
+// created waiting for one approval, the policy approved nothing, the
+// author (alice) cannot approve it and another operator (bob) can.
+func TestRemediateFeatureUpdatesNeedApproval(t *testing.T) {
+	s := newFloorServer(t, t.TempDir(), nil)
+	h := s.Handler()
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: "web-1", Labels: map[string]string{"env": "prod"}, Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"},
+		Packages: map[string]string{"curl": "7.88.1-10"}}, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	feature := `name: prod-curl
+selector: node.labels.env == "prod"
+rules:
+  pins: [{package: curl, version: 7.88.1-10+deb12u8}]
+  featureUpdates: approval
+rollout:
+  waves:
+    - name: all
+autoApprove:
+  security: {after: 7d}
+`
+	if st, ae, _ := call(t, h, "PUT", "/v1/baselines", alice, api.BaselineApply{File: "c.yaml", YAML: feature}); st != 200 {
+		t.Fatalf("apply: %d %v", st, ae)
+	}
+	st, ae, body := call(t, h, "POST", "/v1/baselines/prod-curl/remediate", alice, api.BaselineRemediate{})
+	if st != 201 {
+		t.Fatalf("remediate: %d %v", st, ae)
+	}
+	var out api.BaselineRemediation
+	_ = json.Unmarshal(body, &out)
+	if out.AutoApproved || !strings.Contains(out.Policy, "feature updates need people") || !strings.Contains(out.Plan, "start: 1") ||
+		out.Rollout == nil || out.Rollout.State != engine.RolloutPendingApproval || out.Rollout.ApprovalsNeeded != 1 {
+		t.Fatalf("feature update: %+v\n%s", out, out.Plan)
+	}
+	path := "/v1/rollouts/" + out.Rollout.ID + "/approve"
+	if st, _, _ := call(t, h, "POST", path, alice, nil); st != 403 {
+		t.Fatalf("the author approved: %d", st)
+	}
+	if st, ae, _ := call(t, h, "POST", path, bob, nil); st != 200 {
+		t.Fatalf("bob: %d %v", st, ae)
+	}
+	st, _, body = call(t, h, "GET", "/v1/rollouts/"+out.Rollout.ID, alice, nil)
+	var ro api.Rollout
+	_ = json.Unmarshal(body, &ro)
+	if st != 200 || ro.ApprovalsGot != 1 || ro.ApprovalsNeeded != 1 {
+		t.Fatalf("after bob: %d %s %d/%d", st, ro.State, ro.ApprovalsGot, ro.ApprovalsNeeded)
+	}
+	if d := decide(t, s, ro.ID); d.State == engine.RolloutPendingApproval {
+		t.Fatalf("still waiting after bob: %s %q", d.State, d.Reason)
+	}
+}
