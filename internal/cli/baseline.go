@@ -302,6 +302,9 @@ func remediationText(w io.Writer, res api.BaselineRemediation) {
 	} else {
 		fmt.Fprintf(w, "approval: %s\n", res.Policy)
 	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
 	if ro := res.Rollout; ro != nil {
 		fmt.Fprintf(w, "created rollout %s (%s)\n", ro.ID, ro.State)
 	}

@@ -58,6 +58,9 @@ type Result struct {
 	// approval (from a person other than its author) whatever its
 	// template says, and the approval policy cannot waive it.
 	FeatureApproval bool `json:"featureApproval,omitempty"`
+	// Unheld says why the pinned packages are not held afterwards ("":
+	// they are, or there are none).
+	Unheld string `json:"unheld,omitempty"`
 }
 
 // Policy says whether the baseline's autoApprove policy approves the
@@ -111,7 +114,8 @@ func Build(in Input) (Result, error) {
 		byID[in.Advisories[i].ID] = &in.Advisories[i]
 	}
 	res := Result{Closes: map[string][]string{}}
-	fam := map[string]map[string]string{} // family -> package -> version
+	fam := map[string]map[string]string{}  // family -> package -> version
+	pinned := map[string]map[string]bool{} // family -> packages the baseline pins
 	famNoRollback := map[string]bool{}
 	accepted := map[string][]*fleet.Node{} // family -> nodes in the plan
 	for _, nd := range needs {
@@ -148,6 +152,10 @@ func Build(in Input) (Result, error) {
 		for _, pin := range in.Baseline.Rules.Pins {
 			if v, ok := nd.Packages[pin.Package]; ok && v == pin.Version {
 				res.Features = append(res.Features, nd.Node+": "+pin.Package+"="+pin.Version)
+				if pinned[family] == nil {
+					pinned[family] = map[string]bool{}
+				}
+				pinned[family][pin.Package] = true
 			}
 		}
 		res.Nodes = append(res.Nodes, nd.Node)
@@ -156,15 +164,16 @@ func Build(in Input) (Result, error) {
 	if len(res.Nodes) == 0 {
 		return res, nil
 	}
-	pa := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
-	for f, pkgs := range fam {
-		for _, name := range slices.Sorted(maps.Keys(pkgs)) {
-			pa.Families[f] = append(pa.Families[f], plan.PackagePin{Name: name, Version: pkgs[name]})
+	var acts []plan.Action
+	for _, pa := range packageActions(fam, pinned, &res) {
+		act := plan.Action{Name: "remediate " + in.Baseline.Name, Package: pa}
+		if pa.Hold {
+			act.Name = "pin " + in.Baseline.Name
 		}
-	}
-	act := plan.Action{Name: "remediate " + in.Baseline.Name, Package: pa}
-	if len(famNoRollback) > 0 {
-		act.NoRollbackOn = slices.Sorted(maps.Keys(famNoRollback))
+		if len(famNoRollback) > 0 {
+			act.NoRollbackOn = slices.Sorted(maps.Keys(famNoRollback))
+		}
+		acts = append(acts, act)
 	}
 	quoted := make([]string, len(res.Nodes))
 	for i, id := range res.Nodes {
@@ -186,12 +195,58 @@ func Build(in Input) (Result, error) {
 			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
 		}
 	}
-	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: []plan.Action{act}, Reboot: plan.RebootIfRequired})
+	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: acts, Reboot: plan.RebootIfRequired})
 	if err != nil {
 		return res, fmt.Errorf("baseline %s: remediation plan: %w", in.Baseline.Name, err)
 	}
 	res.Plan, res.YAML = p, y
 	return res, nil
+}
+
+// holdFamilies are the os families whose package drivers hold packages
+// (apt-mark hold, dnf versionlock, zypper addlock).
+var holdFamilies = []string{"debian", "ubuntu", "rhel", "suse"}
+
+// packageActions splits the families' packages into the advisories'
+// fixes and the baseline's pins, held afterwards (hold: true), as
+// operators do after pinning: one action of each kind. An action
+// applies to every node of the plan, so the split needs every family to
+// have both kinds of packages, or the plan to have only one kind; else
+// (or when a family cannot hold) one action without holds, and
+// res.Unheld says why.
+func packageActions(fam map[string]map[string]string, pinned map[string]map[string]bool, res *Result) []*plan.PackageAction {
+	fixes := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
+	pins := &plan.PackageAction{Families: map[string][]plan.PackagePin{}, Hold: true}
+	all := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
+	for _, f := range slices.Sorted(maps.Keys(fam)) {
+		pkgs := fam[f]
+		for _, name := range slices.Sorted(maps.Keys(pkgs)) {
+			pin := plan.PackagePin{Name: name, Version: pkgs[name]}
+			all.Families[f] = append(all.Families[f], pin)
+			if pinned[f][name] {
+				pins.Families[f] = append(pins.Families[f], pin)
+			} else {
+				fixes.Families[f] = append(fixes.Families[f], pin)
+			}
+		}
+	}
+	if len(pins.Families) == 0 {
+		return []*plan.PackageAction{all}
+	}
+	for _, f := range slices.Sorted(maps.Keys(fam)) {
+		if !slices.Contains(holdFamilies, f) {
+			res.Unheld = "the " + f + " nodes of this plan cannot hold packages: the pins are installed, not held"
+			return []*plan.PackageAction{all}
+		}
+		if len(fixes.Families) > 0 && (len(fixes.Families[f]) == 0 || len(pins.Families[f]) == 0) {
+			res.Unheld = "the " + f + " nodes need only pins or only fixes while others need both, and an action applies to every node: the pins are installed, not held"
+			return []*plan.PackageAction{all}
+		}
+	}
+	if len(fixes.Families) == 0 {
+		return []*plan.PackageAction{pins}
+	}
+	return []*plan.PackageAction{fixes, pins}
 }
 
 // nodePins gives a node's pins (package -> version), or why it cannot be

@@ -251,3 +251,35 @@ func TestFeatureUpdatesNeedApproval(t *testing.T) {
 		t.Fatalf("security only: %v %v %+v", err, res.Features, res.Plan.Approvals)
 	}
 }
+
+// TestPinsHeld: the baseline's pins are installed by an action that
+// holds them (hold: true) and the advisories' fixes by one that does
+// not; a plan of pins only has the one holding action; a plan where a
+// family needs only fixes while another needs pins holds nothing and
+// says why (TestBuildMixedFleet's fleet).
+func TestPinsHeld(t *testing.T) {
+	in := mixedFleet(t)
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node != "deb-1" })
+	in.Nodes["deb-1"] = node("deb-1", "debian", "12", map[string]string{"openssl": "3.0.11-1~deb12u2", "tzdata": "2024a-1"})
+	in.Needs[0].Packages["tzdata"] = "2025a-1" // as baseline.Needs gives it for tzdata 2024a-1
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := res.Plan.Change.Actions
+	if len(acts) != 2 || acts[0].Package.Hold || !acts[1].Package.Hold || res.Unheld != "" ||
+		acts[0].Package.Families["debian"][0].Name != "openssl" || acts[1].Package.Families["debian"][0].Name != "tzdata" || acts[1].Name != "pin fleet-security" {
+		t.Fatalf("fixes and pins: %+v\n%s", acts, res.YAML)
+	}
+	for i := range in.Needs {
+		delete(in.Needs[i].Packages, "openssl")
+		in.Needs[i].Advisories = nil
+	}
+	if res, err = Build(in); err != nil || len(res.Plan.Change.Actions) != 1 || !res.Plan.Change.Actions[0].Package.Hold {
+		t.Fatalf("pins only: %v %+v", err, res.Plan)
+	}
+	all := mixedFleet(t)
+	if res, err = Build(all); err != nil || len(res.Plan.Change.Actions) != 1 || res.Plan.Change.Actions[0].Package.Hold || !strings.Contains(res.Unheld, "not held") {
+		t.Fatalf("mixed: %v %q %+v", err, res.Unheld, res.Plan.Change.Actions)
+	}
+}
