@@ -61,6 +61,10 @@ type Result struct {
 	// Unheld says why the pinned packages are not held afterwards ("":
 	// they are, or there are none).
 	Unheld string `json:"unheld,omitempty"`
+	// LivePatches: the plan loads these live patches (livePatchPreferred)
+	// instead of installing kernel packages and rebooting; "" a package
+	// plan.
+	LivePatches []string `json:"livePatches,omitempty"`
 }
 
 // Policy says whether the baseline's autoApprove policy approves the
@@ -114,6 +118,9 @@ func Build(in Input) (Result, error) {
 		byID[in.Advisories[i].ID] = &in.Advisories[i]
 	}
 	res := Result{Closes: map[string][]string{}}
+	if lp, ok := livePatchPlan(in, needs, byID, &res); ok {
+		return finish(in, res, lp, plan.RebootNever)
+	}
 	fam := map[string]map[string]string{}  // family -> package -> version
 	pinned := map[string]map[string]bool{} // family -> packages the baseline pins
 	famNoRollback := map[string]bool{}
@@ -175,6 +182,13 @@ func Build(in Input) (Result, error) {
 		}
 		acts = append(acts, act)
 	}
+	return finish(in, res, acts, plan.RebootIfRequired)
+}
+
+// finish puts the actions in the baseline's rollout template for
+// res.Nodes, with its approvals (see Result.FeatureApproval and
+// Input.WaiveStartApprovals).
+func finish(in Input, res Result, acts []plan.Action, reboot plan.RebootPolicy) (Result, error) {
 	quoted := make([]string, len(res.Nodes))
 	for i, id := range res.Nodes {
 		quoted[i] = strconv.Quote(id)
@@ -195,12 +209,102 @@ func Build(in Input) (Result, error) {
 			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
 		}
 	}
-	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: acts, Reboot: plan.RebootIfRequired})
+	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: acts, Reboot: reboot})
 	if err != nil {
 		return res, fmt.Errorf("baseline %s: remediation plan: %w", in.Baseline.Name, err)
 	}
 	res.Plan, res.YAML = p, y
 	return res, nil
+}
+
+// liveFamilies are the os families with kernel live patches.
+var liveFamilies = []string{"debian", "ubuntu", "rhel", "suse"}
+
+// livePatches gives the live patches (sorted) that close every advisory
+// of a node's need without its kernel packages and a reboot, or nil:
+// the baseline prefers live patches (the need lists them), every
+// advisory names one of them, every package the need installs is a
+// kernel package, no pin is among them and no fix is only a reboot away
+// (a live patch does not change what exposure says of it).
+func livePatches(in Input, n *fleet.Node, nd baseline.Need, byID map[string]*advisory.Advisory) []string {
+	if !in.Baseline.Rules.LivePatchPreferred || len(nd.LivePatches) == 0 || n == nil || nd.Reboot ||
+		len(nd.Advisories) == 0 || len(nd.Downgrade) > 0 || !slices.Contains(liveFamilies, n.Facts.OS.Family) {
+		return nil
+	}
+	for pkg, v := range nd.Packages {
+		if !baseline.IsKernelPackage(pkg) {
+			return nil
+		}
+		for _, pin := range in.Baseline.Rules.Pins {
+			if pin.Package == pkg && pin.Version == v {
+				return nil
+			}
+		}
+	}
+	var ids []string
+	for _, id := range nd.Advisories {
+		a := byID[id]
+		if a == nil {
+			return nil
+		}
+		found := ""
+		for _, lp := range slices.Sorted(slices.Values(a.LivePatches)) {
+			if slices.Contains(nd.LivePatches, lp) {
+				found = lp
+				break
+			}
+		}
+		if found == "" {
+			return nil
+		}
+		ids = append(ids, found)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// livePatchPlan: when some nodes can be remediated by live patches
+// alone (livePatches), the plan is theirs: the nodes of one os family
+// needing one set of live patches (the group of the first such node by
+// ID), one livepatch action per patch (Canonical Livepatch on Ubuntu,
+// kpatch elsewhere, its signed module the artifact ID.ko), no reboot. Every other node is skipped, to be
+// remediated by the next call, once the live patches are loaded.
+func livePatchPlan(in Input, needs []baseline.Need, byID map[string]*advisory.Advisory, res *Result) ([]plan.Action, bool) {
+	key := func(family string, ids []string) string { return family + " " + strings.Join(ids, ",") }
+	chosen, family := "", ""
+	var ids []string
+	for _, nd := range needs {
+		n := in.Nodes[nd.Node]
+		if l := livePatches(in, n, nd, byID); l != nil && chosen == "" {
+			chosen, family, ids = key(n.Facts.OS.Family, l), n.Facts.OS.Family, l
+		}
+	}
+	if chosen == "" {
+		return nil, false
+	}
+	for _, nd := range needs {
+		n := in.Nodes[nd.Node]
+		if n != nil {
+			if l := livePatches(in, n, nd, byID); l != nil && key(n.Facts.OS.Family, l) == chosen {
+				res.Nodes = append(res.Nodes, nd.Node)
+				res.Closes[nd.Node] = slices.Sorted(slices.Values(nd.Advisories))
+				continue
+			}
+		}
+		res.Skipped = append(res.Skipped, Skip{nd.Node, fmt.Sprintf("left for the next remediation: this one loads live patch %s on %s nodes instead of a kernel and a reboot (livePatchPreferred); remediate again once it is done",
+			strings.Join(ids, ", "), family)})
+	}
+	var acts []plan.Action
+	for _, id := range ids {
+		la := &plan.LivePatchAction{ID: id, Provider: "canonical-livepatch"}
+		if family != "ubuntu" {
+			// kpatch loads a signed module: the artifact named ID.ko.
+			la.Provider, la.Artifact = "kpatch", strings.TrimSuffix(id, ".ko")+".ko"
+		}
+		acts = append(acts, plan.Action{Name: "live patch " + id, LivePatch: la})
+	}
+	res.LivePatches = ids
+	return acts, true
 }
 
 // holdFamilies are the os families whose package drivers hold packages

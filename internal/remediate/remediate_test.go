@@ -10,6 +10,7 @@ import (
 	"github.com/drover-dev/drover/internal/baseline"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/pkgversion"
+	"github.com/drover-dev/drover/internal/plan"
 )
 
 func node(id, family, version string, pkgs map[string]string) *fleet.Node {
@@ -281,5 +282,118 @@ func TestPinsHeld(t *testing.T) {
 	all := mixedFleet(t)
 	if res, err = Build(all); err != nil || len(res.Plan.Change.Actions) != 1 || res.Plan.Change.Actions[0].Package.Hold || !strings.Contains(res.Unheld, "not held") {
 		t.Fatalf("mixed: %v %q %+v", err, res.Unheld, res.Plan.Change.Actions)
+	}
+}
+
+// livePatchFleet: Ubuntu 22.04 nodes behind on their kernel, for which
+// a Canonical Livepatch fix exists, one of them also behind on openssl;
+// a Rocky 9 node behind on its kernel with a kpatch module.
+func livePatchFleet(t *testing.T, preferred bool) Input {
+	t.Helper()
+	old := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	advs := []advisory.Advisory{
+		{ID: "USN-K", Severity: "high", Published: old, RebootRequired: true, LivePatches: []string{"LSN-0100-1"},
+			Affected: []advisory.Fix{{Ecosystem: "ubuntu:22.04", Package: "linux", Fixed: "5.15.0-94.104"}}},
+		{ID: "USN-O", Severity: "high", Published: old, Affected: []advisory.Fix{{Ecosystem: "ubuntu:22.04", Package: "openssl", Fixed: "3.0.2-0ubuntu1.15"}}},
+		{ID: "RHSA-K", Severity: "high", Published: old, RebootRequired: true, LivePatches: []string{"kpatch-5_14_0-427-1"},
+			Affected: []advisory.Fix{{Ecosystem: "rhel:9", Package: "kernel", Fixed: "5.14.0-427.50.1.el9_4"}}},
+	}
+	kern := map[string]string{"linux-image-5.15.0-91-generic": "5.15.0-91.101"}
+	nodes := []*fleet.Node{
+		node("u1", "ubuntu", "22.04", kern),
+		node("u2", "ubuntu", "22.04", kern),
+		node("u3", "ubuntu", "22.04", map[string]string{"linux-image-5.15.0-91-generic": "5.15.0-91.101", "openssl": "3.0.2-0ubuntu1.12"}),
+		node("r1", "rhel", "9", map[string]string{"kernel": "5.14.0-427.40.1.el9_4"}),
+	}
+	y := "name: kernels\nrules:\n  advisories: {minSeverity: high, within: 7d}\n"
+	if preferred {
+		y += "  livePatchPreferred: true\n"
+	}
+	b, err := baseline.Parse("b.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := baseline.NewJudge(b, advs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*fleet.Node{}
+	var cs []baseline.NodeCompliance
+	for _, n := range nodes {
+		byID[n.ID] = n
+		c, err := j.Node(n, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	needs := baseline.Needs(cs, func(id string) pkgversion.Kind { k, _ := advisory.KindOf(byID[id].Facts.OS.Family); return k })
+	return Input{Name: "remediate-kernels", Baseline: b, Needs: needs, Nodes: byID, Advisories: advs}
+}
+
+// TestBuildLivePatchPreferred: with livePatchPreferred the kernel-only
+// nodes of the first live-patch group (r1: kpatch, by ID first) get a
+// live patch and no reboot; the Ubuntu nodes wait for the next call;
+// without r1 the next plan is u1 and u2's Canonical Livepatch, u3 (also
+// needing openssl) waiting; once they are patched, u3 gets its package
+// plan. Without the rule: kernel packages and a reboot if required.
+func TestBuildLivePatchPreferred(t *testing.T) {
+	lp := func(a plan.Action) string {
+		if a.LivePatch == nil {
+			return ""
+		}
+		return a.LivePatch.ID + " " + a.LivePatch.Provider + " " + a.LivePatch.Artifact
+	}
+	in := livePatchFleet(t, true)
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := res.Plan.Change.Actions
+	if !slices.Equal(res.Nodes, []string{"r1"}) || len(acts) != 1 || acts[0].LivePatch == nil ||
+		lp(acts[0]) != "kpatch-5_14_0-427-1 kpatch kpatch-5_14_0-427-1.ko" ||
+		res.Plan.Change.Reboot != plan.RebootNever || !slices.Equal(res.LivePatches, []string{"kpatch-5_14_0-427-1"}) {
+		t.Fatalf("rhel live patch: nodes %v skipped %v\n%s", res.Nodes, res.Skipped, res.YAML)
+	}
+	if len(res.Skipped) != 3 || !strings.Contains(res.Skipped[0].Reason, "live patch kpatch-5_14_0-427-1 on rhel nodes") {
+		t.Fatalf("skipped %+v", res.Skipped)
+	}
+	if !slices.Equal(res.Closes["r1"], []string{"RHSA-K"}) {
+		t.Errorf("closes %v", res.Closes)
+	}
+
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node == "r1" })
+	if res, err = Build(in); err != nil {
+		t.Fatal(err)
+	}
+	acts = res.Plan.Change.Actions
+	if !slices.Equal(res.Nodes, []string{"u1", "u2"}) || len(acts) != 1 ||
+		lp(acts[0]) != "LSN-0100-1 canonical-livepatch " || res.Plan.Change.Reboot != plan.RebootNever {
+		t.Fatalf("ubuntu live patch: nodes %v skipped %v\n%s", res.Nodes, res.Skipped, res.YAML)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Node != "u3" || !strings.Contains(string(res.YAML), "livepatch:") {
+		t.Fatalf("skipped %+v", res.Skipped)
+	}
+
+	// u1, u2 live-patched: the next call remediates u3 with packages.
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node != "u3" })
+	if res, err = Build(in); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Nodes, []string{"u3"}) || res.Plan.Change.Actions[0].Package == nil || res.Plan.Change.Reboot != plan.RebootIfRequired || res.LivePatches != nil {
+		t.Fatalf("u3: %v\n%s", res.Nodes, res.YAML)
+	}
+
+	off := livePatchFleet(t, false)
+	if res, err = Build(off); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range res.Plan.Change.Actions {
+		if a.LivePatch != nil {
+			t.Fatalf("live patch without the rule:\n%s", res.YAML)
+		}
+	}
+	if res.Plan.Change.Reboot != plan.RebootIfRequired || !slices.Contains(res.Nodes, "u1") {
+		t.Fatalf("without the rule: %v\n%s", res.Nodes, res.YAML)
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -348,6 +349,9 @@ func (s *Server) remediate(w http.ResponseWriter, r *http.Request, id identity) 
 	out.Plan, out.AutoApproved, out.Policy = string(res.YAML), ok, why
 	if res.Unheld != "" {
 		out.Notes = append(out.Notes, res.Unheld)
+	}
+	if len(res.LivePatches) > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("live patch %s instead of kernel packages and a reboot (livePatchPreferred)", strings.Join(res.LivePatches, ", ")))
 	}
 	dr, err := s.rehearse(ctx, api.DryRunRequest{Plan: out.Plan, File: in.Name + ".yaml", Seed: req.Seed}, id)
 	if err != nil {
