@@ -65,6 +65,10 @@ type Result struct {
 	// instead of installing kernel packages and rebooting; "" a package
 	// plan.
 	LivePatches []string `json:"livePatches,omitempty"`
+	// KernelLeft are the nodes of a package plan whose kernel advisories
+	// it leaves to a live patch (livePatchPreferred): their kernel
+	// packages are not installed, their next remediation loads it.
+	KernelLeft []string `json:"kernelLeft,omitempty"`
 }
 
 // Policy says whether the baseline's autoApprove policy approves the
@@ -132,6 +136,10 @@ func Build(in Input) (Result, error) {
 			continue
 		}
 		family := n.Facts.OS.Family
+		if rest, ok := withoutLivePatchedKernel(in, n, nd, byID); ok {
+			nd = rest
+			res.KernelLeft = append(res.KernelLeft, nd.Node)
+		}
 		pins, reason := nodePins(family, n, nd, byID)
 		if reason != "" {
 			res.Skipped = append(res.Skipped, Skip{nd.Node, reason})
@@ -261,6 +269,57 @@ func livePatches(in Input, n *fleet.Node, nd baseline.Need, byID map[string]*adv
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids)
+}
+
+// kernelOnly: every fix of a names a kernel package (or the kernel's
+// source package, linux).
+func kernelOnly(a *advisory.Advisory) bool {
+	for _, f := range a.Affected {
+		if f.Package != "linux" && !baseline.IsKernelPackage(f.Package) {
+			return false
+		}
+	}
+	return len(a.Affected) > 0
+}
+
+// withoutLivePatchedKernel: a node that needs other packages as well as
+// a kernel whose every kernel advisory a live patch covers (the baseline
+// prefers them) gets its other packages now, without the kernel and its
+// reboot: the need without its kernel packages and kernel advisories,
+// true. The kernel advisories stay open, and the next remediation finds
+// the node needing only live patches.
+func withoutLivePatchedKernel(in Input, n *fleet.Node, nd baseline.Need, byID map[string]*advisory.Advisory) (baseline.Need, bool) {
+	if !in.Baseline.Rules.LivePatchPreferred || len(nd.LivePatches) == 0 || nd.Reboot || !slices.Contains(liveFamilies, n.Facts.OS.Family) {
+		return nd, false
+	}
+	var rest []string
+	kernel := 0
+	for _, id := range nd.Advisories {
+		a := byID[id]
+		if a == nil {
+			return nd, false
+		}
+		if !kernelOnly(a) {
+			rest = append(rest, id)
+			continue
+		}
+		if !slices.ContainsFunc(a.LivePatches, func(lp string) bool { return slices.Contains(nd.LivePatches, lp) }) {
+			return nd, false // a kernel advisory no live patch covers: the kernel it is
+		}
+		kernel++
+	}
+	if kernel == 0 || len(rest) == 0 {
+		return nd, false // nothing to leave, or only kernels (livePatchPlan's)
+	}
+	out := nd
+	out.Advisories = rest
+	out.Packages = map[string]string{}
+	for p, v := range nd.Packages {
+		if !baseline.IsKernelPackage(p) {
+			out.Packages[p] = v
+		}
+	}
+	return out, true
 }
 
 // livePatchPlan: when some nodes can be remediated by live patches

@@ -335,8 +335,9 @@ func livePatchFleet(t *testing.T, preferred bool) Input {
 // nodes of the first live-patch group (r1: kpatch, by ID first) get a
 // live patch and no reboot; the Ubuntu nodes wait for the next call;
 // without r1 the next plan is u1 and u2's Canonical Livepatch, u3 (also
-// needing openssl) waiting; once they are patched, u3 gets its package
-// plan. Without the rule: kernel packages and a reboot if required.
+// needing openssl) waiting; once they are patched, u3 gets openssl
+// alone, its kernel left to the live patch, which the next plan loads.
+// Without the rule: kernel packages and a reboot if required.
 func TestBuildLivePatchPreferred(t *testing.T) {
 	lp := func(a plan.Action) string {
 		if a.LivePatch == nil {
@@ -380,8 +381,17 @@ func TestBuildLivePatchPreferred(t *testing.T) {
 	if res, err = Build(in); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Nodes, []string{"u3"}) || res.Plan.Change.Actions[0].Package == nil || res.Plan.Change.Reboot != plan.RebootIfRequired || res.LivePatches != nil {
-		t.Fatalf("u3: %v\n%s", res.Nodes, res.YAML)
+	// u3 gets openssl now; its kernel is left to the live patch.
+	if !slices.Equal(res.Nodes, []string{"u3"}) || res.Plan.Change.Actions[0].Package == nil || res.LivePatches != nil ||
+		strings.Contains(string(res.YAML), "linux-image") || !strings.Contains(string(res.YAML), "openssl") ||
+		!slices.Equal(res.Closes["u3"], []string{"USN-O"}) || !slices.Equal(res.KernelLeft, []string{"u3"}) {
+		t.Fatalf("u3: %v closes %v kernel left %v\n%s", res.Nodes, res.Closes, res.KernelLeft, res.YAML)
+	}
+	// Then u3 needs only its kernel: the live patch.
+	in.Needs[0].Advisories = []string{"USN-K"}
+	delete(in.Needs[0].Packages, "openssl")
+	if res, err = Build(in); err != nil || !slices.Equal(res.Nodes, []string{"u3"}) || !slices.Equal(res.LivePatches, []string{"LSN-0100-1"}) {
+		t.Fatalf("u3 kernel: %v %v\n%s", err, res.Nodes, res.YAML)
 	}
 
 	off := livePatchFleet(t, false)
@@ -393,7 +403,8 @@ func TestBuildLivePatchPreferred(t *testing.T) {
 			t.Fatalf("live patch without the rule:\n%s", res.YAML)
 		}
 	}
-	if res.Plan.Change.Reboot != plan.RebootIfRequired || !slices.Contains(res.Nodes, "u1") {
+	if res.Plan.Change.Reboot != plan.RebootIfRequired || !slices.Contains(res.Nodes, "u1") || res.KernelLeft != nil ||
+		!strings.Contains(string(res.YAML), "linux-image") {
 		t.Fatalf("without the rule: %v\n%s", res.Nodes, res.YAML)
 	}
 }

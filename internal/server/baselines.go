@@ -350,6 +350,9 @@ func (s *Server) remediate(w http.ResponseWriter, r *http.Request, id identity) 
 	if res.Unheld != "" {
 		out.Notes = append(out.Notes, res.Unheld)
 	}
+	if len(res.KernelLeft) > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("kernel left to a live patch on %s (livePatchPreferred): remediate again once this rollout is done", strings.Join(res.KernelLeft, ", ")))
+	}
 	if len(res.LivePatches) > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("live patch %s instead of kernel packages and a reboot (livePatchPreferred)", strings.Join(res.LivePatches, ", ")))
 	}
