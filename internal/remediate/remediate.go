@@ -300,6 +300,11 @@ func withoutLivePatchedKernel(in Input, n *fleet.Node, nd baseline.Need, byID ma
 			return nd, false
 		}
 		if !kernelOnly(a) {
+			for _, f := range a.Affected {
+				if f.Package == "linux" || baseline.IsKernelPackage(f.Package) {
+					return nd, false // it needs a kernel too: the kernel it is
+				}
+			}
 			rest = append(rest, id)
 			continue
 		}
@@ -315,7 +320,8 @@ func withoutLivePatchedKernel(in Input, n *fleet.Node, nd baseline.Need, byID ma
 	out.Advisories = rest
 	out.Packages = map[string]string{}
 	for p, v := range nd.Packages {
-		if !baseline.IsKernelPackage(p) {
+		pinned := slices.ContainsFunc(in.Baseline.Rules.Pins, func(pin baseline.Pin) bool { return pin.Package == p && pin.Version == v })
+		if !baseline.IsKernelPackage(p) || pinned {
 			out.Packages[p] = v
 		}
 	}
