@@ -151,10 +151,13 @@ type BaselineRemediation struct {
 	Waves []RemediationWave `json:"waves,omitempty"`
 	// AutoApproved: the baseline's policy approved the start; Policy
 	// says why or why not.
-	AutoApproved bool            `json:"autoApproved"`
-	Policy       string          `json:"policy"`
-	DryRun       *DryRunResponse `json:"dryRun,omitempty"`
-	Rollout      *Rollout        `json:"rollout,omitempty"`
+	AutoApproved bool   `json:"autoApproved"`
+	Policy       string `json:"policy"`
+	// Notes say what the plan does that an operator may not expect: pins
+	// not held, live patches instead of kernel packages and reboots.
+	Notes   []string        `json:"notes,omitempty"`
+	DryRun  *DryRunResponse `json:"dryRun,omitempty"`
+	Rollout *Rollout        `json:"rollout,omitempty"`
 }
 
 // RemediationSkip is a non-compliant node the plan leaves out.

@@ -153,3 +153,44 @@ func TestSameRulesRolloutAndPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectDriftHoldRemoved: holds gone from the facts. nginx's hold
+// removed by hand is drift; openssl's, removed while a drover step
+// touched openssl, is explained, unless a baseline pins it (then its
+// baseline is named, even though the step explains it); a hold whose
+// package was removed is the removal's drift only; holds kept or added
+// are none; facts whose only change is a hold are judged.
+func TestDetectDriftHoldRemoved(t *testing.T) {
+	pkgs := map[string]string{"openssl": "3.0.15", "nginx": "1.22", "curl": "7.88", "vim": "9.0"}
+	old := fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Packages: pkgs, Holds: []string{"curl", "nginx", "openssl", "vim"}}
+	nw := fleet.Facts{OS: old.OS, Packages: map[string]string{"openssl": "3.0.15", "nginx": "1.22", "curl": "7.88"}, Holds: []string{"curl", "zsh"}}
+	var ex Explainer
+	ex.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}})
+	got := DetectDrift("web-1", old, nw, &ex, nil)
+	var kinds []string
+	for _, d := range got {
+		kinds = append(kinds, d.Kind+" "+d.Package+" "+d.Baseline)
+	}
+	want := []string{"changed-out-of-band vim ", "hold-removed nginx "}
+	if strings.Join(kinds, "|") != strings.Join(want, "|") || !strings.Contains(got[1].Reason, "hold on nginx 1.22 removed by no drover step") {
+		t.Errorf("got %q (%+v), want %q", kinds, got, want)
+	}
+	pins := map[string][]Pin{"prod": {{Package: "openssl", Version: "3.0.15"}}, "other": {{Package: "openssl", Version: "3.0.15", Ecosystem: "rhel:9"}}}
+	got = DetectDrift("web-1", old, nw, &ex, pins)
+	kinds = nil
+	for _, d := range got {
+		kinds = append(kinds, d.Kind+" "+d.Package+" "+d.Baseline)
+	}
+	want = []string{"changed-out-of-band vim ", "hold-removed nginx ", "hold-removed openssl prod"}
+	if strings.Join(kinds, "|") != strings.Join(want, "|") || !strings.Contains(got[2].Reason, "baseline prod: openssl is pinned at 3.0.15 and no longer held") {
+		t.Errorf("with a pin: got %q (%+v), want %q", kinds, got, want)
+	}
+	// Only a hold changed: still drift.
+	onlyHold := fleet.Facts{OS: old.OS, Packages: pkgs, Holds: []string{"curl", "openssl", "vim"}}
+	if d := DetectDrift("web-1", old, onlyHold, nil, nil); len(d) != 1 || d[0].Kind != DriftHoldRemoved || d[0].Package != "nginx" || d[0].From != "1.22" || d[0].To != "1.22" {
+		t.Errorf("hold only: %+v", d)
+	}
+	if d := DetectDrift("web-1", onlyHold, old, nil, nil); len(d) != 0 {
+		t.Errorf("a hold added is no drift: %+v", d)
+	}
+}

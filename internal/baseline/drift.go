@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-dev/drover/internal/advisory"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/plan"
 )
@@ -18,8 +19,10 @@ const (
 	// DriftPinViolated: after the facts changed, a pinned package is at
 	// another version than its pin.
 	DriftPinViolated = "pin-violated"
-	// DriftHoldRemoved: reserved; agents do not report package holds
-	// yet, so drover cannot see one removed.
+	// DriftHoldRemoved: a package held in the previous facts is no
+	// longer held (still installed) and no drover step explains it, or
+	// a baseline selecting the node pins that package (whoever removed
+	// the hold: the pin is no longer enforced by the package manager).
 	DriftHoldRemoved = "hold-removed"
 )
 
@@ -110,7 +113,10 @@ func (e *Explainer) Explains(pkg string) bool {
 // DetectDrift compares a node's previous and new facts. Every package
 // whose version changed and that ex does not explain is drift; every
 // pin (of the baselines selecting the node, by name) that the new facts
-// break and the old facts did not is a pin violation. No previous
+// break and the old facts did not is a pin violation; every hold of the
+// old facts missing from the new ones, its package still installed, is
+// hold-removed when ex does not explain the package or when a baseline
+// pins it (one event per such baseline). No previous
 // package list (a first report) is no drift. The result is ordered by
 // package and bounded by MaxDriftPerReport.
 func DetectDrift(node string, old, new fleet.Facts, ex *Explainer, pins map[string][]Pin) []Drift {
@@ -164,8 +170,42 @@ func DetectDrift(node string, old, new fleet.Facts, ex *Explainer, pins map[stri
 				Kind: DriftPinViolated, Baseline: b, Reason: "baseline " + b + ": " + v.Reason})
 		}
 	}
+	out = append(out, holdsRemoved(node, old, new, ex, pins, bls)...)
 	if len(out) > MaxDriftPerReport {
 		out = out[:MaxDriftPerReport]
+	}
+	return out
+}
+
+// holdsRemoved lists the hold-removed drift of a facts report (see
+// DetectDrift); bls are the baselines of pins, sorted.
+func holdsRemoved(node string, old, new fleet.Facts, ex *Explainer, pins map[string][]Pin, bls []string) []Drift {
+	var out []Drift
+	ecos := advisory.NodeEcosystems(new)
+	for _, h := range slices.Sorted(slices.Values(old.Holds)) {
+		to, installed := new.Packages[h]
+		if slices.Contains(new.Holds, h) || !installed {
+			continue // still held, or removed (changed-out-of-band says so)
+		}
+		d := Drift{Node: node, Package: h, From: old.Packages[h], To: to, Kind: DriftHoldRemoved}
+		pinned := false
+		for _, b := range bls {
+			for _, p := range pins[b] {
+				if p.Package != h || (p.Ecosystem != "" && !slices.Contains(ecos, p.Ecosystem)) {
+					continue
+				}
+				pinned = true
+				d2 := d
+				d2.Baseline = b
+				d2.Reason = fmt.Sprintf("baseline %s: %s is pinned at %s and no longer held (installed %s)", b, h, p.Version, to)
+				out = append(out, d2)
+				break
+			}
+		}
+		if !pinned && !ex.Explains(h) {
+			d.Reason = fmt.Sprintf("hold on %s %s removed by no drover step", h, to)
+			out = append(out, d)
+		}
 	}
 	return out
 }

@@ -257,11 +257,14 @@ func newBaselineRemediateCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "remediate NAME [--dry-run]", Short: "Build the rollout that brings a baseline's non-compliant nodes into compliance, show its dry run, and create it",
 		Long: `Builds a plan from the baseline's rollout template for its non-compliant
 nodes (one package action with the target versions per os family: apt,
-dnf, zypper, Windows updates by KB, macOS updates), rehearses it on the
+dnf, zypper, Windows updates by KB, macOS updates; the baseline's pins
+held by a second one; live patches instead of kernels and reboots when
+the baseline prefers them), rehearses it on the
 live inventory showing the advisories each wave closes, and, without
 --dry-run, creates it as "drover rollout create" does. The baseline's
 autoApprove policy may approve the start of security remediations; the
-server's approval floor and feature updates are left to people.`,
+server's approval floor and feature updates are left to people (with
+featureUpdates: approval the plan asks for a start approval).`,
 		Args: exactArgs(1, "a baseline name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := r.client(e)
@@ -301,6 +304,9 @@ func remediationText(w io.Writer, res api.BaselineRemediation) {
 		fmt.Fprintf(w, "approved by policy: %s\n", res.Policy)
 	} else {
 		fmt.Fprintf(w, "approval: %s\n", res.Policy)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
 	}
 	if ro := res.Rollout; ro != nil {
 		fmt.Fprintf(w, "created rollout %s (%s)\n", ro.ID, ro.State)

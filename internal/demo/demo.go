@@ -564,6 +564,11 @@ func newSimFleet(nodes []*fleet.Node, step time.Duration) *simFleet {
 		n.Facts.Packages = pkgs
 		sn := &simNode{node: n, state: driver.NewSimState(n.ID, n.Facts.OS.Family, n.Facts.Kernel, pkgs)}
 		sn.state.ApplyDelay = step
+		if f := n.Facts.OS.Family; f != "windows" && f != "macos" {
+			// Operators hold their monitoring agent so that an unattended
+			// upgrade does not move it: the facts report the hold.
+			sn.state.SetHold("telemetry-agent", true)
+		}
 		for rt, v := range map[string]string{"containerd": n.Facts.Runtime.Containerd, "docker": n.Facts.Runtime.Docker, "cri-o": n.Facts.Runtime.CRIO} {
 			sn.state.SetRuntime(rt, v)
 		}

@@ -80,6 +80,7 @@ type simDB struct {
 	// loader's one-shot entry), then cleared.
 	KernelOnce  string            `json:"kernelOnce,omitempty"`
 	LivePatches []string          `json:"livePatches,omitempty"`
+	Holds       []string          `json:"holds,omitempty"` // held packages, sorted
 	Runtimes    map[string]string `json:"runtimes,omitempty"`
 	Scripts     []string          `json:"scripts,omitempty"` // artifacts run, in order
 	Restarts    map[string]int    `json:"restarts,omitempty"`
@@ -281,6 +282,7 @@ func (s *SimState) Facts(base fleet.Facts) fleet.Facts {
 	f.Kernel = s.db.Kernel
 	f.BootID = s.bootIDLocked()
 	f.LivePatches = slices.Clone(s.db.LivePatches)
+	f.Holds = slices.Clone(s.db.Holds)
 	f.Runtime = fleet.Runtime{
 		Containerd: s.db.Runtimes["containerd"],
 		Docker:     s.db.Runtimes["docker"],
@@ -381,6 +383,7 @@ type simSnapshot struct {
 	Kernel   string            `json:"kernel,omitempty"`  // default kernel before
 	Running  string            `json:"running,omitempty"` // kernel running before (kernel actions)
 	Patch    *bool             `json:"patchLoaded,omitempty"`
+	Held     []string          `json:"held,omitempty"` // of the action's packages, those held before
 	Runtime  map[string]string `json:"runtime,omitempty"`
 	Drained  *bool             `json:"drained,omitempty"`
 }
@@ -543,6 +546,9 @@ func (d *Sim) snapshotLocked(a plan.Action) (simSnapshot, error) {
 			if d.windowsBuild(p.Version) {
 				snap.Kernel = db.KernelDefault
 			}
+			if slices.Contains(db.Holds, p.Name) {
+				snap.Held = append(snap.Held, p.Name)
+			}
 		}
 	case plan.ActionKernel:
 		snap.Kernel = db.KernelDefault
@@ -648,6 +654,7 @@ func (d *Sim) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
 	}
 	kind, _ := KindOf(a)
 	var out Outcome
+	var held []string
 	switch kind {
 	case plan.ActionPackage:
 		for _, it := range items {
@@ -655,6 +662,18 @@ func (d *Sim) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
 			if d.windowsBuild(it.To) {
 				db.KernelDefault = it.To
 			}
+		}
+		if a.Package.Hold && simHolds(d.s.Family) {
+			// As the package drivers: the pinned packages held afterwards
+			// (pins cannot fail here: diffLocked read them).
+			pins, _ := d.pins(a.Package)
+			for _, p := range pins {
+				if _, ok := db.Packages[p.Name]; ok && !slices.Contains(db.Holds, p.Name) {
+					db.Holds = append(db.Holds, p.Name)
+					held = append(held, p.Name)
+				}
+			}
+			slices.Sort(db.Holds)
 		}
 	case plan.ActionKernel:
 		if len(items) > 0 {
@@ -675,6 +694,9 @@ func (d *Sim) Apply(ctx context.Context, a plan.Action) (Outcome, error) {
 	}
 	out.Changed = items
 	out.Summary = simSummarize(items, "already in place, nothing changed")
+	if len(held) > 0 {
+		out.Summary += "; held " + strings.Join(held, ", ")
+	}
 	out.RebootRequired = db.Kernel != db.KernelDefault
 	if d.s.Hurts != nil && d.s.Hurts(a) && len(items) > 0 {
 		db.Hurt[simActionKey(a)] = "simulated: " + out.Summary + " hurts this node"
@@ -769,6 +791,11 @@ func (d *Sim) restore(ctx context.Context, a plan.Action, s Snapshot) (Outcome, 
 			items = append(items, ChangeItem{Name: "build", From: db.KernelDefault, To: snap.Kernel})
 			db.KernelDefault = snap.Kernel
 		}
+		// Holds as they were: the action's holds released, earlier ones kept.
+		db.Holds = slices.DeleteFunc(db.Holds, func(h string) bool {
+			_, ours := snap.Packages[h]
+			return ours && !slices.Contains(snap.Held, h)
+		})
 	case plan.ActionKernel:
 		if snap.Kernel != "" && db.KernelDefault != snap.Kernel {
 			items = append(items, ChangeItem{Name: "kernel", From: db.KernelDefault, To: snap.Kernel})
@@ -868,6 +895,25 @@ func (d *Sim) SetFallbackBoot(ctx context.Context, a plan.Action, s Snapshot) (O
 	}
 	return Outcome{Summary: "boot kernel " + snap.Running + " next (" + how + " entry); reboot required", RebootRequired: true,
 		Changed: []ChangeItem{{Name: "boot entry", To: snap.Running}}}, nil
+}
+
+// simHolds: the simulated family's package manager holds packages (apt,
+// dnf versionlock, zypper locks; Windows and macOS have no holds).
+func simHolds(family string) bool {
+	return family != "windows" && family != "macos"
+}
+
+// SetHold holds or releases a package as someone on the node would by
+// hand (apt-mark hold/unhold). Tests of drift detection use it.
+func (s *SimState) SetHold(name string, held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.db.Holds = slices.DeleteFunc(s.db.Holds, func(h string) bool { return h == name })
+	if held {
+		s.db.Holds = append(s.db.Holds, name)
+		slices.Sort(s.db.Holds)
+	}
+	_ = s.saveLocked()
 }
 
 // SetPackage changes a package as someone on the node would by hand

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/drover-dev/drover/internal/fleet"
@@ -178,6 +180,46 @@ func TestSimUncordon(t *testing.T) {
 	}
 }
 
+// TestSimHolds: a package action with hold: true holds its installed
+// packages (reported in the facts), its rollback releases the holds it
+// placed and keeps earlier ones, a hold set by hand shows and goes;
+// Windows nodes hold nothing.
+func TestSimHolds(t *testing.T) {
+	ctx := context.Background()
+	st := NewSimState("n1", "debian", "6.1.0-25", map[string]string{"openssl": "3.0.11-1~deb12u2", "curl": "7.88.1-10"})
+	st.SetHold("curl", true)
+	d := NewSim(st)
+	a := plan.Action{Package: &plan.PackageAction{Hold: true, Packages: []plan.PackagePin{
+		{Name: "openssl", Version: "3.0.15-1~deb12u1"}, {Name: "curl", Version: "7.88.1-10+deb12u8"}, {Name: "absent", Version: "1"}}}}
+	snap, err := d.Snapshot(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || !strings.HasSuffix(out.Summary, "; held openssl") {
+		t.Fatalf("apply: %+v %v", out, err)
+	}
+	if h := st.Facts(fleet.Facts{}).Holds; !slices.Equal(h, []string{"curl", "openssl"}) {
+		t.Fatalf("holds after apply: %v", h)
+	}
+	if _, err := d.Rollback(ctx, a, snap); err != nil {
+		t.Fatal(err)
+	}
+	if h := st.Facts(fleet.Facts{}).Holds; !slices.Equal(h, []string{"curl"}) {
+		t.Fatalf("holds after rollback: %v", h)
+	}
+	st.SetHold("curl", false)
+	if h := st.Facts(fleet.Facts{}).Holds; len(h) != 0 {
+		t.Fatalf("holds after unhold by hand: %v", h)
+	}
+	win := NewSimState("w1", "windows", "10.0.20348", map[string]string{"KB1": "1"})
+	if _, err := NewSim(win).Apply(ctx, plan.Action{Package: &plan.PackageAction{Hold: true, Packages: []plan.PackagePin{{Name: "KB1", Version: "1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if h := win.Facts(fleet.Facts{}).Holds; len(h) != 0 {
+		t.Fatalf("windows holds: %v", h)
+	}
+}
 // A simulated Windows node installs the cumulative update for the build
 // it runs, whatever the operation, and runs the new build after its
 // reboot; a rollback takes both back.

@@ -28,18 +28,22 @@ type Node struct {
 
 // Facts are what an agent reports about its node. Zero values mean unknown.
 type Facts struct {
-	OS             OS                `json:"os" yaml:"os"`
-	Kernel         string            `json:"kernel,omitempty" yaml:"kernel,omitempty"`
-	Arch           string            `json:"arch,omitempty" yaml:"arch,omitempty"`
-	Hardware       Hardware          `json:"hardware" yaml:"hardware"`
-	BootID         string            `json:"bootId,omitempty" yaml:"bootId,omitempty"`
-	Packages       map[string]string `json:"packages,omitempty" yaml:"packages,omitempty"`
-	Services       map[string]string `json:"services,omitempty" yaml:"services,omitempty" desc:"unit or service name -> state (active, failed, running, stopped)"`
-	Modules        []string          `json:"modules,omitempty" yaml:"modules,omitempty"`
-	LivePatches    []string          `json:"livePatches,omitempty" yaml:"livePatches,omitempty"`
-	Runtime        Runtime           `json:"runtime" yaml:"runtime"`
-	Kubelet        string            `json:"kubelet,omitempty" yaml:"kubelet,omitempty"`
-	RebootRequired bool              `json:"rebootRequired,omitempty" yaml:"rebootRequired,omitempty"`
+	OS          OS                `json:"os" yaml:"os"`
+	Kernel      string            `json:"kernel,omitempty" yaml:"kernel,omitempty"`
+	Arch        string            `json:"arch,omitempty" yaml:"arch,omitempty"`
+	Hardware    Hardware          `json:"hardware" yaml:"hardware"`
+	BootID      string            `json:"bootId,omitempty" yaml:"bootId,omitempty"`
+	Packages    map[string]string `json:"packages,omitempty" yaml:"packages,omitempty"`
+	Services    map[string]string `json:"services,omitempty" yaml:"services,omitempty" desc:"unit or service name -> state (active, failed, running, stopped)"`
+	Modules     []string          `json:"modules,omitempty" yaml:"modules,omitempty"`
+	LivePatches []string          `json:"livePatches,omitempty" yaml:"livePatches,omitempty"`
+	// Holds are the packages held at their installed version (dpkg's
+	// hold selection, dnf versionlock, zypper locks), sorted; the
+	// families without holds (Windows, macOS) report none.
+	Holds          []string `json:"holds,omitempty" yaml:"holds,omitempty" desc:"packages held at their version (apt-mark hold, dnf versionlock, zypper addlock)"`
+	Runtime        Runtime  `json:"runtime" yaml:"runtime"`
+	Kubelet        string   `json:"kubelet,omitempty" yaml:"kubelet,omitempty"`
+	RebootRequired bool     `json:"rebootRequired,omitempty" yaml:"rebootRequired,omitempty"`
 	// Agent is what the node's agent is configured to run, as it reports
 	// it (protocol 2 on); nil for an agent that reports nothing.
 	Agent *AgentPolicy `json:"agent,omitempty" yaml:"agent,omitempty"`

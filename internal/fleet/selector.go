@@ -34,6 +34,7 @@ type node struct {
 	Services       map[string]string `json:"services"`
 	Modules        []string          `json:"modules"`
 	LivePatches    []string          `json:"livePatches"`
+	Holds          []string          `json:"holds"`
 	Runtime        Runtime           `json:"runtime"`
 	Kubelet        string            `json:"kubelet"`
 	RebootRequired bool              `json:"rebootRequired"`
@@ -55,6 +56,7 @@ type nodeFacts struct {
 	Services       map[string]string `json:"services"`
 	Modules        []string          `json:"modules"`
 	LivePatches    []string          `json:"livePatches"`
+	Holds          []string          `json:"holds"`
 	Runtime        Runtime           `json:"runtime"`
 	Kubelet        string            `json:"kubelet"`
 	RebootRequired bool              `json:"rebootRequired"`
@@ -67,11 +69,11 @@ func (v *node) fill(n *Node) {
 	*v = node{
 		ID: n.ID, OS: f.OS, Kernel: f.Kernel, Arch: f.Arch, Hardware: f.Hardware,
 		BootID: f.BootID, Packages: f.Packages, Services: f.Services,
-		Modules: f.Modules, LivePatches: f.LivePatches, Runtime: f.Runtime,
+		Modules: f.Modules, LivePatches: f.LivePatches, Holds: f.Holds, Runtime: f.Runtime,
 		Kubelet: f.Kubelet, RebootRequired: f.RebootRequired, Labels: n.Labels,
 		Facts: nodeFacts{OS: f.OS, Kernel: f.Kernel, Arch: f.Arch, Hardware: f.Hardware,
 			BootID: f.BootID, Packages: f.Packages, Services: f.Services,
-			Modules: f.Modules, LivePatches: f.LivePatches, Runtime: f.Runtime,
+			Modules: f.Modules, LivePatches: f.LivePatches, Holds: f.Holds, Runtime: f.Runtime,
 			Kubelet: f.Kubelet, RebootRequired: f.RebootRequired},
 	}
 }
@@ -83,7 +85,8 @@ func (v *node) fill(n *Node) {
 // The expression sees one variable, node, with the fields id, os.family,
 // os.name, os.version, kernel, arch, hardware.class, bootId, packages
 // (map<string,string>), services (map<string,string>), modules
-// (list<string>), livePatches (list<string>), runtime.containerd,
+// (list<string>), livePatches (list<string>), holds (list<string>: held
+// packages), runtime.containerd,
 // runtime.docker, runtime.crio, kubelet, rebootRequired (bool) and labels
 // (map<string,string>). The same facts are also under node.facts, as
 // `drover nodes get -o json` shows them (node.facts.packages,

@@ -169,6 +169,7 @@ func TestSelectorFieldNames(t *testing.T) {
 	for _, e := range []string{
 		`size(node.packages) >= 0`, `size(node.services) >= 0`, `size(node.labels) >= 0`,
 		`size(node.modules) >= 0`, `size(node.livePatches) >= 0`, `node.rebootRequired || true`,
+		`"openssl" in node.holds`, `size(node.facts.holds) >= 0`,
 	} {
 		if _, err := CompileSelector(e); err != nil {
 			t.Errorf("%s: %v", e, err)

@@ -53,6 +53,22 @@ type Result struct {
 	// Features are the changes of the plan no advisory asks for (pins:
 	// "node: package=version"): feature updates, which people approve.
 	Features []string `json:"features,omitempty"`
+	// FeatureApproval: the baseline has featureUpdates: approval and the
+	// plan has feature updates, so the plan asks for at least one start
+	// approval (from a person other than its author) whatever its
+	// template says, and the approval policy cannot waive it.
+	FeatureApproval bool `json:"featureApproval,omitempty"`
+	// Unheld says why the pinned packages are not held afterwards ("":
+	// they are, or there are none).
+	Unheld string `json:"unheld,omitempty"`
+	// LivePatches: the plan loads these live patches (livePatchPreferred)
+	// instead of installing kernel packages and rebooting; "" a package
+	// plan.
+	LivePatches []string `json:"livePatches,omitempty"`
+	// KernelLeft are the nodes of a package plan whose kernel advisories
+	// it leaves to a live patch (livePatchPreferred): their kernel
+	// packages are not installed, their next remediation loads it.
+	KernelLeft []string `json:"kernelLeft,omitempty"`
 }
 
 // Policy says whether the baseline's autoApprove policy approves the
@@ -106,7 +122,11 @@ func Build(in Input) (Result, error) {
 		byID[in.Advisories[i].ID] = &in.Advisories[i]
 	}
 	res := Result{Closes: map[string][]string{}}
-	fam := map[string]map[string]string{} // family -> package -> version
+	if lp, ok := livePatchPlan(in, needs, byID, &res); ok {
+		return finish(in, res, lp, plan.RebootNever)
+	}
+	fam := map[string]map[string]string{}  // family -> package -> version
+	pinned := map[string]map[string]bool{} // family -> packages the baseline pins
 	famNoRollback := map[string]bool{}
 	accepted := map[string][]*fleet.Node{} // family -> nodes in the plan
 	for _, nd := range needs {
@@ -116,6 +136,10 @@ func Build(in Input) (Result, error) {
 			continue
 		}
 		family := n.Facts.OS.Family
+		if rest, ok := withoutLivePatchedKernel(in, n, nd, byID); ok {
+			nd = rest
+			res.KernelLeft = append(res.KernelLeft, nd.Node)
+		}
 		pins, reason := nodePins(family, n, nd, byID)
 		if reason != "" {
 			res.Skipped = append(res.Skipped, Skip{nd.Node, reason})
@@ -143,6 +167,10 @@ func Build(in Input) (Result, error) {
 		for _, pin := range in.Baseline.Rules.Pins {
 			if v, ok := nd.Packages[pin.Package]; ok && v == pin.Version {
 				res.Features = append(res.Features, nd.Node+": "+pin.Package+"="+pin.Version)
+				if pinned[family] == nil {
+					pinned[family] = map[string]bool{}
+				}
+				pinned[family][pin.Package] = true
 			}
 		}
 		res.Nodes = append(res.Nodes, nd.Node)
@@ -151,34 +179,243 @@ func Build(in Input) (Result, error) {
 	if len(res.Nodes) == 0 {
 		return res, nil
 	}
-	pa := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
-	for f, pkgs := range fam {
-		for _, name := range slices.Sorted(maps.Keys(pkgs)) {
-			pa.Families[f] = append(pa.Families[f], plan.PackagePin{Name: name, Version: pkgs[name]})
+	var acts []plan.Action
+	for _, pa := range packageActions(fam, pinned, &res) {
+		act := plan.Action{Name: "remediate " + in.Baseline.Name, Package: pa}
+		if pa.Hold {
+			act.Name = "pin " + in.Baseline.Name
 		}
+		if len(famNoRollback) > 0 {
+			act.NoRollbackOn = slices.Sorted(maps.Keys(famNoRollback))
+		}
+		acts = append(acts, act)
 	}
-	act := plan.Action{Name: "remediate " + in.Baseline.Name, Package: pa}
-	if len(famNoRollback) > 0 {
-		act.NoRollbackOn = slices.Sorted(maps.Keys(famNoRollback))
-	}
+	return finish(in, res, acts, plan.RebootIfRequired)
+}
+
+// finish puts the actions in the baseline's rollout template for
+// res.Nodes, with its approvals (see Result.FeatureApproval and
+// Input.WaiveStartApprovals).
+func finish(in Input, res Result, acts []plan.Action, reboot plan.RebootPolicy) (Result, error) {
 	quoted := make([]string, len(res.Nodes))
 	for i, id := range res.Nodes {
 		quoted[i] = strconv.Quote(id)
 	}
 	sel := "node.id in [" + strings.Join(quoted, ", ") + "]"
 	tmpl := in.Baseline.Rollout
-	if in.WaiveStartApprovals {
+	res.FeatureApproval = len(res.Features) > 0 && in.Baseline.Rules.FeatureUpdates == baseline.FeatureApproval
+	switch {
+	case res.FeatureApproval:
+		// Feature updates only with approval: never waived, at least one.
+		var err error
+		if tmpl, err = withStartApprovals(tmpl, 1); err != nil {
+			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
+		}
+	case in.WaiveStartApprovals && len(res.Features) == 0:
 		var err error
 		if tmpl, err = withoutStartApprovals(tmpl); err != nil {
 			return res, fmt.Errorf("baseline %s: rollout template: %w", in.Baseline.Name, err)
 		}
 	}
-	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: []plan.Action{act}, Reboot: plan.RebootIfRequired})
+	p, y, err := baseline.PlanFrom(tmpl, in.Name, sel, plan.Change{Actions: acts, Reboot: reboot})
 	if err != nil {
 		return res, fmt.Errorf("baseline %s: remediation plan: %w", in.Baseline.Name, err)
 	}
 	res.Plan, res.YAML = p, y
 	return res, nil
+}
+
+// liveFamilies are the os families with kernel live patches.
+var liveFamilies = []string{"debian", "ubuntu", "rhel", "suse"}
+
+// livePatches gives the live patches (sorted) that close every advisory
+// of a node's need without its kernel packages and a reboot, or nil:
+// the baseline prefers live patches (the need lists them), every
+// advisory names one of them, every package the need installs is a
+// kernel package, no pin is among them and no fix is only a reboot away
+// (a live patch does not change what exposure says of it).
+func livePatches(in Input, n *fleet.Node, nd baseline.Need, byID map[string]*advisory.Advisory) []string {
+	if !in.Baseline.Rules.LivePatchPreferred || len(nd.LivePatches) == 0 || n == nil || nd.Reboot ||
+		len(nd.Advisories) == 0 || len(nd.Downgrade) > 0 || !slices.Contains(liveFamilies, n.Facts.OS.Family) {
+		return nil
+	}
+	for pkg, v := range nd.Packages {
+		if !baseline.IsKernelPackage(pkg) {
+			return nil
+		}
+		for _, pin := range in.Baseline.Rules.Pins {
+			if pin.Package == pkg && pin.Version == v {
+				return nil
+			}
+		}
+	}
+	var ids []string
+	for _, id := range nd.Advisories {
+		a := byID[id]
+		if a == nil {
+			return nil
+		}
+		found := ""
+		for _, lp := range slices.Sorted(slices.Values(a.LivePatches)) {
+			if slices.Contains(nd.LivePatches, lp) {
+				found = lp
+				break
+			}
+		}
+		if found == "" {
+			return nil
+		}
+		ids = append(ids, found)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// kernelOnly: every fix of a names a kernel package (or the kernel's
+// source package, linux).
+func kernelOnly(a *advisory.Advisory) bool {
+	for _, f := range a.Affected {
+		if f.Package != "linux" && !baseline.IsKernelPackage(f.Package) {
+			return false
+		}
+	}
+	return len(a.Affected) > 0
+}
+
+// withoutLivePatchedKernel: a node that needs other packages as well as
+// a kernel whose every kernel advisory a live patch covers (the baseline
+// prefers them) gets its other packages now, without the kernel and its
+// reboot: the need without its kernel packages and kernel advisories,
+// true. The kernel advisories stay open, and the next remediation finds
+// the node needing only live patches.
+func withoutLivePatchedKernel(in Input, n *fleet.Node, nd baseline.Need, byID map[string]*advisory.Advisory) (baseline.Need, bool) {
+	if !in.Baseline.Rules.LivePatchPreferred || len(nd.LivePatches) == 0 || nd.Reboot || !slices.Contains(liveFamilies, n.Facts.OS.Family) {
+		return nd, false
+	}
+	var rest []string
+	kernel := 0
+	for _, id := range nd.Advisories {
+		a := byID[id]
+		if a == nil {
+			return nd, false
+		}
+		if !kernelOnly(a) {
+			for _, f := range a.Affected {
+				if f.Package == "linux" || baseline.IsKernelPackage(f.Package) {
+					return nd, false // it needs a kernel too: the kernel it is
+				}
+			}
+			rest = append(rest, id)
+			continue
+		}
+		if !slices.ContainsFunc(a.LivePatches, func(lp string) bool { return slices.Contains(nd.LivePatches, lp) }) {
+			return nd, false // a kernel advisory no live patch covers: the kernel it is
+		}
+		kernel++
+	}
+	if kernel == 0 || len(rest) == 0 {
+		return nd, false // nothing to leave, or only kernels (livePatchPlan's)
+	}
+	out := nd
+	out.Advisories = rest
+	out.Packages = map[string]string{}
+	for p, v := range nd.Packages {
+		pinned := slices.ContainsFunc(in.Baseline.Rules.Pins, func(pin baseline.Pin) bool { return pin.Package == p && pin.Version == v })
+		if !baseline.IsKernelPackage(p) || pinned {
+			out.Packages[p] = v
+		}
+	}
+	return out, true
+}
+
+// livePatchPlan: when some nodes can be remediated by live patches
+// alone (livePatches), the plan is theirs: the nodes of one os family
+// needing one set of live patches (the group of the first such node by
+// ID), one livepatch action per patch (Canonical Livepatch on Ubuntu,
+// kpatch elsewhere, its signed module the artifact ID.ko), no reboot. Every other node is skipped, to be
+// remediated by the next call, once the live patches are loaded.
+func livePatchPlan(in Input, needs []baseline.Need, byID map[string]*advisory.Advisory, res *Result) ([]plan.Action, bool) {
+	key := func(family string, ids []string) string { return family + " " + strings.Join(ids, ",") }
+	chosen, family := "", ""
+	var ids []string
+	for _, nd := range needs {
+		n := in.Nodes[nd.Node]
+		if l := livePatches(in, n, nd, byID); l != nil && chosen == "" {
+			chosen, family, ids = key(n.Facts.OS.Family, l), n.Facts.OS.Family, l
+		}
+	}
+	if chosen == "" {
+		return nil, false
+	}
+	for _, nd := range needs {
+		n := in.Nodes[nd.Node]
+		if n != nil {
+			if l := livePatches(in, n, nd, byID); l != nil && key(n.Facts.OS.Family, l) == chosen {
+				res.Nodes = append(res.Nodes, nd.Node)
+				res.Closes[nd.Node] = slices.Sorted(slices.Values(nd.Advisories))
+				continue
+			}
+		}
+		res.Skipped = append(res.Skipped, Skip{nd.Node, fmt.Sprintf("left for the next remediation: this one loads live patch %s on %s nodes instead of a kernel and a reboot (livePatchPreferred); remediate again once it is done",
+			strings.Join(ids, ", "), family)})
+	}
+	var acts []plan.Action
+	for _, id := range ids {
+		la := &plan.LivePatchAction{ID: id, Provider: "canonical-livepatch"}
+		if family != "ubuntu" {
+			// kpatch loads a signed module: the artifact named ID.ko.
+			la.Provider, la.Artifact = "kpatch", strings.TrimSuffix(id, ".ko")+".ko"
+		}
+		acts = append(acts, plan.Action{Name: "live patch " + id, LivePatch: la})
+	}
+	res.LivePatches = ids
+	return acts, true
+}
+
+// holdFamilies are the os families whose package drivers hold packages
+// (apt-mark hold, dnf versionlock, zypper addlock).
+var holdFamilies = []string{"debian", "ubuntu", "rhel", "suse"}
+
+// packageActions splits the families' packages into the advisories'
+// fixes and the baseline's pins, held afterwards (hold: true), as
+// operators do after pinning: one action of each kind. An action
+// applies to every node of the plan, so the split needs every family to
+// have both kinds of packages, or the plan to have only one kind; else
+// (or when a family cannot hold) one action without holds, and
+// res.Unheld says why.
+func packageActions(fam map[string]map[string]string, pinned map[string]map[string]bool, res *Result) []*plan.PackageAction {
+	fixes := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
+	pins := &plan.PackageAction{Families: map[string][]plan.PackagePin{}, Hold: true}
+	all := &plan.PackageAction{Families: map[string][]plan.PackagePin{}}
+	for _, f := range slices.Sorted(maps.Keys(fam)) {
+		pkgs := fam[f]
+		for _, name := range slices.Sorted(maps.Keys(pkgs)) {
+			pin := plan.PackagePin{Name: name, Version: pkgs[name]}
+			all.Families[f] = append(all.Families[f], pin)
+			if pinned[f][name] {
+				pins.Families[f] = append(pins.Families[f], pin)
+			} else {
+				fixes.Families[f] = append(fixes.Families[f], pin)
+			}
+		}
+	}
+	if len(pins.Families) == 0 {
+		return []*plan.PackageAction{all}
+	}
+	for _, f := range slices.Sorted(maps.Keys(fam)) {
+		if !slices.Contains(holdFamilies, f) {
+			res.Unheld = "the " + f + " nodes of this plan cannot hold packages: the pins are installed, not held"
+			return []*plan.PackageAction{all}
+		}
+		if len(fixes.Families) > 0 && (len(fixes.Families[f]) == 0 || len(pins.Families[f]) == 0) {
+			res.Unheld = "the " + f + " nodes need only pins or only fixes while others need both, and an action applies to every node: the pins are installed, not held"
+			return []*plan.PackageAction{all}
+		}
+	}
+	if len(fixes.Families) == 0 {
+		return []*plan.PackageAction{pins}
+	}
+	return []*plan.PackageAction{fixes, pins}
 }
 
 // nodePins gives a node's pins (package -> version), or why it cannot be
@@ -267,6 +504,51 @@ func withoutStartApprovals(tmpl string) (string, error) {
 			m.Content = append(m.Content[:i], m.Content[i+2:]...)
 			break
 		}
+	}
+	out, err := yaml.Marshal(&doc)
+	return string(out), err
+}
+
+// withStartApprovals makes a rollout template ask for at least min
+// start approvals (approvals.start), adding approvals: when it has none.
+func withStartApprovals(tmpl string, min int) (string, error) {
+	if strings.TrimSpace(tmpl) == "" {
+		tmpl = baseline.DefaultRollout
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(tmpl), &doc); err != nil {
+		return "", err
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return "", fmt.Errorf("expected a mapping")
+	}
+	scalar := func(v, tag string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: v} }
+	m := doc.Content[0]
+	var ap *yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "approvals" {
+			ap = m.Content[i+1]
+		}
+	}
+	if ap == nil || ap.Kind != yaml.MappingNode {
+		if ap != nil { // approvals: null or a scalar: the plan parser says what is wrong
+			return tmpl, nil
+		}
+		ap = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		m.Content = append(m.Content, scalar("approvals", "!!str"), ap)
+	}
+	found := false
+	for i := 0; i+1 < len(ap.Content); i += 2 {
+		if ap.Content[i].Value != "start" {
+			continue
+		}
+		found = true
+		if n, err := strconv.Atoi(ap.Content[i+1].Value); err != nil || n < min {
+			ap.Content[i+1] = scalar(strconv.Itoa(min), "!!int")
+		}
+	}
+	if !found {
+		ap.Content = append(ap.Content, scalar("start", "!!str"), scalar(strconv.Itoa(min), "!!int"))
 	}
 	out, err := yaml.Marshal(&doc)
 	return string(out), err

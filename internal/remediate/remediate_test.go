@@ -10,6 +10,7 @@ import (
 	"github.com/drover-dev/drover/internal/baseline"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/pkgversion"
+	"github.com/drover-dev/drover/internal/plan"
 )
 
 func node(id, family, version string, pkgs map[string]string) *fleet.Node {
@@ -206,5 +207,204 @@ func TestBuildNoDowngradeThroughAnotherNodesPins(t *testing.T) {
 		return s.Node == "deb-3" && strings.Contains(s.Reason, "has openssl 3.0.16-1~deb12u1, newer than 3.0.15-1~deb12u1")
 	}) {
 		t.Fatalf("deb-3: nodes %v skipped %+v", res.Nodes, res.Skipped)
+	}
+}
+
+// TestFeatureUpdatesNeedApproval: with featureUpdates: approval a plan
+// with a pin asks for a start approval although its template asks for
+// none, and a policy waiver (WaiveStartApprovals) cannot remove it; a
+// template asking for more keeps its number; without pins nothing is
+// added; with featureUpdates: allowed the template stands.
+func TestFeatureUpdatesNeedApproval(t *testing.T) {
+	in := mixedFleet(t)
+	in.Baseline.Rules.FeatureUpdates = baseline.FeatureApproval
+	in.WaiveStartApprovals = true
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.FeatureApproval || len(res.Features) == 0 || res.Plan.Approvals.Start != 1 || !strings.Contains(string(res.YAML), "start: 1") {
+		t.Fatalf("pins under approval: %v %v start %d\n%s", res.FeatureApproval, res.Features, res.Plan.Approvals.Start, res.YAML)
+	}
+	in.Baseline.Rollout = "waves:\n  - name: all\napprovals: {start: 3}\n"
+	if res, err = Build(in); err != nil || res.Plan.Approvals.Start != 3 {
+		t.Fatalf("template's 3 kept: %v %+v", err, res.Plan)
+	}
+	in.Baseline.Rollout = "waves:\n  - name: all\napprovals: {start: 0}\n"
+	if res, err = Build(in); err != nil || res.Plan.Approvals.Start != 1 {
+		t.Fatalf("template's 0 raised: %v %+v", err, res.Plan)
+	}
+	in.Baseline.Rules.FeatureUpdates = baseline.FeatureAllowed
+	in.WaiveStartApprovals = false
+	if res, err = Build(in); err != nil || res.FeatureApproval || res.Plan.Approvals.Start != 0 {
+		t.Fatalf("allowed: %v %v %+v", err, res.FeatureApproval, res.Plan.Approvals)
+	}
+	// Security only under approval: nothing added, the waiver applies.
+	in.Baseline.Rules.FeatureUpdates = baseline.FeatureApproval
+	in.Baseline.Rollout = "waves:\n  - name: all\napprovals: {start: 1}\n"
+	in.Baseline.Rules.Pins = nil
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node == "deb-2" || n.Node == "rhel-1" })
+	for i := range in.Needs {
+		delete(in.Needs[i].Packages, "tzdata")
+	}
+	in.WaiveStartApprovals = true
+	if res, err = Build(in); err != nil || res.FeatureApproval || len(res.Features) != 0 || res.Plan.Approvals.Start != 0 {
+		t.Fatalf("security only: %v %v %+v", err, res.Features, res.Plan.Approvals)
+	}
+}
+
+// TestPinsHeld: the baseline's pins are installed by an action that
+// holds them (hold: true) and the advisories' fixes by one that does
+// not; a plan of pins only has the one holding action; a plan where a
+// family needs only fixes while another needs pins holds nothing and
+// says why (TestBuildMixedFleet's fleet).
+func TestPinsHeld(t *testing.T) {
+	in := mixedFleet(t)
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node != "deb-1" })
+	in.Nodes["deb-1"] = node("deb-1", "debian", "12", map[string]string{"openssl": "3.0.11-1~deb12u2", "tzdata": "2024a-1"})
+	in.Needs[0].Packages["tzdata"] = "2025a-1" // as baseline.Needs gives it for tzdata 2024a-1
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := res.Plan.Change.Actions
+	if len(acts) != 2 || acts[0].Package.Hold || !acts[1].Package.Hold || res.Unheld != "" ||
+		acts[0].Package.Families["debian"][0].Name != "openssl" || acts[1].Package.Families["debian"][0].Name != "tzdata" || acts[1].Name != "pin fleet-security" {
+		t.Fatalf("fixes and pins: %+v\n%s", acts, res.YAML)
+	}
+	for i := range in.Needs {
+		delete(in.Needs[i].Packages, "openssl")
+		in.Needs[i].Advisories = nil
+	}
+	if res, err = Build(in); err != nil || len(res.Plan.Change.Actions) != 1 || !res.Plan.Change.Actions[0].Package.Hold {
+		t.Fatalf("pins only: %v %+v", err, res.Plan)
+	}
+	all := mixedFleet(t)
+	if res, err = Build(all); err != nil || len(res.Plan.Change.Actions) != 1 || res.Plan.Change.Actions[0].Package.Hold || !strings.Contains(res.Unheld, "not held") {
+		t.Fatalf("mixed: %v %q %+v", err, res.Unheld, res.Plan.Change.Actions)
+	}
+}
+
+// livePatchFleet: Ubuntu 22.04 nodes behind on their kernel, for which
+// a Canonical Livepatch fix exists, one of them also behind on openssl;
+// a Rocky 9 node behind on its kernel with a kpatch module.
+func livePatchFleet(t *testing.T, preferred bool) Input {
+	t.Helper()
+	old := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	advs := []advisory.Advisory{
+		{ID: "USN-K", Severity: "high", Published: old, RebootRequired: true, LivePatches: []string{"LSN-0100-1"},
+			Affected: []advisory.Fix{{Ecosystem: "ubuntu:22.04", Package: "linux", Fixed: "5.15.0-94.104"}}},
+		{ID: "USN-O", Severity: "high", Published: old, Affected: []advisory.Fix{{Ecosystem: "ubuntu:22.04", Package: "openssl", Fixed: "3.0.2-0ubuntu1.15"}}},
+		{ID: "RHSA-K", Severity: "high", Published: old, RebootRequired: true, LivePatches: []string{"kpatch-5_14_0-427-1"},
+			Affected: []advisory.Fix{{Ecosystem: "rhel:9", Package: "kernel", Fixed: "5.14.0-427.50.1.el9_4"}}},
+	}
+	kern := map[string]string{"linux-image-5.15.0-91-generic": "5.15.0-91.101"}
+	nodes := []*fleet.Node{
+		node("u1", "ubuntu", "22.04", kern),
+		node("u2", "ubuntu", "22.04", kern),
+		node("u3", "ubuntu", "22.04", map[string]string{"linux-image-5.15.0-91-generic": "5.15.0-91.101", "openssl": "3.0.2-0ubuntu1.12"}),
+		node("r1", "rhel", "9", map[string]string{"kernel": "5.14.0-427.40.1.el9_4"}),
+	}
+	y := "name: kernels\nrules:\n  advisories: {minSeverity: high, within: 7d}\n"
+	if preferred {
+		y += "  livePatchPreferred: true\n"
+	}
+	b, err := baseline.Parse("b.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := baseline.NewJudge(b, advs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*fleet.Node{}
+	var cs []baseline.NodeCompliance
+	for _, n := range nodes {
+		byID[n.ID] = n
+		c, err := j.Node(n, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	needs := baseline.Needs(cs, func(id string) pkgversion.Kind { k, _ := advisory.KindOf(byID[id].Facts.OS.Family); return k })
+	return Input{Name: "remediate-kernels", Baseline: b, Needs: needs, Nodes: byID, Advisories: advs}
+}
+
+// TestBuildLivePatchPreferred: with livePatchPreferred the kernel-only
+// nodes of the first live-patch group (r1: kpatch, by ID first) get a
+// live patch and no reboot; the Ubuntu nodes wait for the next call;
+// without r1 the next plan is u1 and u2's Canonical Livepatch, u3 (also
+// needing openssl) waiting; once they are patched, u3 gets openssl
+// alone, its kernel left to the live patch, which the next plan loads.
+// Without the rule: kernel packages and a reboot if required.
+func TestBuildLivePatchPreferred(t *testing.T) {
+	lp := func(a plan.Action) string {
+		if a.LivePatch == nil {
+			return ""
+		}
+		return a.LivePatch.ID + " " + a.LivePatch.Provider + " " + a.LivePatch.Artifact
+	}
+	in := livePatchFleet(t, true)
+	res, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := res.Plan.Change.Actions
+	if !slices.Equal(res.Nodes, []string{"r1"}) || len(acts) != 1 || acts[0].LivePatch == nil ||
+		lp(acts[0]) != "kpatch-5_14_0-427-1 kpatch kpatch-5_14_0-427-1.ko" ||
+		res.Plan.Change.Reboot != plan.RebootNever || !slices.Equal(res.LivePatches, []string{"kpatch-5_14_0-427-1"}) {
+		t.Fatalf("rhel live patch: nodes %v skipped %v\n%s", res.Nodes, res.Skipped, res.YAML)
+	}
+	if len(res.Skipped) != 3 || !strings.Contains(res.Skipped[0].Reason, "live patch kpatch-5_14_0-427-1 on rhel nodes") {
+		t.Fatalf("skipped %+v", res.Skipped)
+	}
+	if !slices.Equal(res.Closes["r1"], []string{"RHSA-K"}) {
+		t.Errorf("closes %v", res.Closes)
+	}
+
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node == "r1" })
+	if res, err = Build(in); err != nil {
+		t.Fatal(err)
+	}
+	acts = res.Plan.Change.Actions
+	if !slices.Equal(res.Nodes, []string{"u1", "u2"}) || len(acts) != 1 ||
+		lp(acts[0]) != "LSN-0100-1 canonical-livepatch " || res.Plan.Change.Reboot != plan.RebootNever {
+		t.Fatalf("ubuntu live patch: nodes %v skipped %v\n%s", res.Nodes, res.Skipped, res.YAML)
+	}
+	if len(res.Skipped) != 1 || res.Skipped[0].Node != "u3" || !strings.Contains(string(res.YAML), "livepatch:") {
+		t.Fatalf("skipped %+v", res.Skipped)
+	}
+
+	// u1, u2 live-patched: the next call remediates u3 with packages.
+	in.Needs = slices.DeleteFunc(in.Needs, func(n baseline.Need) bool { return n.Node != "u3" })
+	if res, err = Build(in); err != nil {
+		t.Fatal(err)
+	}
+	// u3 gets openssl now; its kernel is left to the live patch.
+	if !slices.Equal(res.Nodes, []string{"u3"}) || res.Plan.Change.Actions[0].Package == nil || res.LivePatches != nil ||
+		strings.Contains(string(res.YAML), "linux-image") || !strings.Contains(string(res.YAML), "openssl") ||
+		!slices.Equal(res.Closes["u3"], []string{"USN-O"}) || !slices.Equal(res.KernelLeft, []string{"u3"}) {
+		t.Fatalf("u3: %v closes %v kernel left %v\n%s", res.Nodes, res.Closes, res.KernelLeft, res.YAML)
+	}
+	// Then u3 needs only its kernel: the live patch.
+	in.Needs[0].Advisories = []string{"USN-K"}
+	delete(in.Needs[0].Packages, "openssl")
+	if res, err = Build(in); err != nil || !slices.Equal(res.Nodes, []string{"u3"}) || !slices.Equal(res.LivePatches, []string{"LSN-0100-1"}) {
+		t.Fatalf("u3 kernel: %v %v\n%s", err, res.Nodes, res.YAML)
+	}
+
+	off := livePatchFleet(t, false)
+	if res, err = Build(off); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range res.Plan.Change.Actions {
+		if a.LivePatch != nil {
+			t.Fatalf("live patch without the rule:\n%s", res.YAML)
+		}
+	}
+	if res.Plan.Change.Reboot != plan.RebootIfRequired || !slices.Contains(res.Nodes, "u1") || res.KernelLeft != nil ||
+		!strings.Contains(string(res.YAML), "linux-image") {
+		t.Fatalf("without the rule: %v\n%s", res.Nodes, res.YAML)
 	}
 }

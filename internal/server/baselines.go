@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -75,13 +76,14 @@ func (s *Server) driftMetrics() {
 }
 
 // detectDrift compares a node's stored facts with the ones it reports
-// and records the package changes no drover step explains, and the pins
-// of the baselines selecting it that the new facts break. It runs before
+// and records the package changes no drover step explains, the pins
+// of the baselines selecting it that the new facts break, and the holds
+// removed (baseline.DetectDrift). It runs before
 // the new facts are stored; a failure is logged, never refuses the
 // agent's report.
 func (s *Server) detectDrift(ctx context.Context, old store.NodeRecord, newFacts fleet.Facts, labels map[string]string) {
 	bs, ok := store.AsBaselines(s.st)
-	if !ok || old.Facts.Packages == nil || newFacts.Packages == nil || maps.Equal(old.Facts.Packages, newFacts.Packages) {
+	if !ok || old.Facts.Packages == nil || newFacts.Packages == nil || (maps.Equal(old.Facts.Packages, newFacts.Packages) && slices.Equal(old.Facts.Holds, newFacts.Holds)) {
 		return
 	}
 	now := s.now()
@@ -345,6 +347,15 @@ func (s *Server) remediate(w http.ResponseWriter, r *http.Request, id identity) 
 		}
 	}
 	out.Plan, out.AutoApproved, out.Policy = string(res.YAML), ok, why
+	if res.Unheld != "" {
+		out.Notes = append(out.Notes, res.Unheld)
+	}
+	if len(res.KernelLeft) > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("kernel left to a live patch on %s (livePatchPreferred): remediate again once this rollout is done", strings.Join(res.KernelLeft, ", ")))
+	}
+	if len(res.LivePatches) > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("live patch %s instead of kernel packages and a reboot (livePatchPreferred)", strings.Join(res.LivePatches, ", ")))
+	}
 	dr, err := s.rehearse(ctx, api.DryRunRequest{Plan: out.Plan, File: in.Name + ".yaml", Seed: req.Seed}, id)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -168,5 +169,101 @@ func testDrift(t *testing.T, dsn string) {
 	comp, err = c.BaselineCompliance(ctx, "prod")
 	if err != nil || comp.Counts["exempt"] != 1 || comp.Nodes[0].Exemption.Reason != "testing curl 8" {
 		t.Fatalf("compliance exempt: %+v %v", comp, err)
+	}
+}
+
+func TestDriftHoldRemovedSQLite(t *testing.T) { testDriftHoldRemoved(t, "") }
+
+func TestDriftHoldRemovedPostgres(t *testing.T) {
+	testDriftHoldRemoved(t, storetest.NewPostgres(t).CreateDB(t))
+}
+
+// testDriftHoldRemoved runs a real server and a real agent on a
+// simulated Debian node whose nginx is held by hand and whose curl is
+// below the baseline's pin. Remediation installs the pinned curl and
+// holds it (the agent's facts then list both holds): no drift. Both
+// holds are then removed by hand, and a rollout of app makes the agent
+// report: hold-removed for nginx (no step explains it) and for curl
+// (its baseline's pin, although the remediation step touched curl),
+// audited and delivered as node.drift and counted by kind.
+func testDriftHoldRemoved(t *testing.T, dsn string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r := newReceiver(t)
+	srv, base := runDriftServer(t, ctx, dsn, r)
+	st := driver.NewSimState("d1", "debian", "6.1.0-26-amd64", map[string]string{"app": "1.9.0", "curl": "7.88.1-10", "nginx": "1.22.1-9"})
+	st.SetHold("nginx", true)
+	reg := &driver.Registry{}
+	reg.Register(plan.ActionPackage, driver.NewSim(st))
+	startSimAgent(t, ctx, base, srv.cfg.AgentToken, "d1", st, reg, appRunner{&atomic.Bool{}}, fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}})
+	c := &api.Client{Base: base, Token: alice}
+	waitNodes(t, ctx, c, 1)
+	if _, err := c.ApplyBaseline(ctx, "prod.yaml", driftBaseline); err != nil {
+		t.Fatal(err)
+	}
+	rem, err := c.RemediateBaseline(ctx, "prod", api.BaselineRemediate{})
+	if err != nil || rem.Rollout == nil || !strings.Contains(rem.Plan, "hold: true") {
+		t.Fatalf("remediate: %+v %v", rem, err)
+	}
+	if ro := waitEnded(t, ctx, c, rem.Rollout.ID, 60*time.Second); ro.State != engine.RolloutSucceeded {
+		t.Fatalf("remediation %s (%s)", ro.State, ro.Reason)
+	}
+	gatetest.Eventually(t, 20*time.Second, "facts show curl pinned and held", func() (bool, string) {
+		n, err := c.GetNode(ctx, "d1")
+		return err == nil && n.Facts.Packages["curl"] == "7.88.1-10+deb12u5" && slices.Equal(n.Facts.Holds, []string{"curl", "nginx"}), fmt.Sprint(n.Facts.Packages, n.Facts.Holds, err)
+	})
+	if d, err := c.ListDrift(ctx, "", 0); err != nil || len(d.Events) != 0 {
+		t.Fatalf("drift after remediation: %+v %v", d, err)
+	}
+
+	st.SetHold("curl", false) // apt-mark unhold, by hand
+	st.SetHold("nginx", false)
+	ro, err := c.CreateRollout(ctx, "app.yaml", rollbackVerifyPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro = waitEnded(t, ctx, c, ro.ID, 60*time.Second); ro.State != engine.RolloutSucceeded {
+		t.Fatalf("rollout %s (%s)", ro.State, ro.Reason)
+	}
+	var d api.DriftList
+	gatetest.Eventually(t, 20*time.Second, "hold-removed recorded", func() (bool, string) {
+		d, err = c.ListDrift(ctx, "d1", 0)
+		return err == nil && len(d.Events) == 2, fmt.Sprintf("%+v %v", d, err)
+	})
+	if e := d.Events[0]; e.Kind != baseline.DriftHoldRemoved || e.Package != "curl" || e.Baseline != "prod" || !strings.Contains(e.Reason, "no longer held") {
+		t.Errorf("first event %+v", e)
+	}
+	if e := d.Events[1]; e.Kind != baseline.DriftHoldRemoved || e.Package != "nginx" || e.Baseline != "" || !strings.Contains(e.Reason, "removed by no drover step") {
+		t.Errorf("second event %+v", e)
+	}
+	gatetest.Eventually(t, 10*time.Second, "node.drift webhooks", func() (bool, string) {
+		evs, _, _ := r.events()
+		var drifts []string
+		for _, ev := range evs {
+			if ev.Type == api.WebhookNodeDrift {
+				drifts = append(drifts, ev.Summary)
+			}
+		}
+		return len(drifts) == 2, fmt.Sprint(drifts)
+	})
+	mfs, err := srv.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held float64
+	for _, mf := range mfs {
+		if mf.GetName() != "drover_drift_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == baseline.DriftHoldRemoved {
+					held += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if held != 2 {
+		t.Errorf("drover_drift_events_total{kind=hold-removed} = %v, want 2", held)
 	}
 }

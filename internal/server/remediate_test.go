@@ -174,3 +174,127 @@ func TestRemediateLeavesFloorAndFeaturesToPeople(t *testing.T) {
 		t.Fatalf("feature update: %+v", out)
 	}
 }
+
+// TestRemediateFeatureUpdatesNeedApproval: a baseline whose pin makes
+// the plan a feature update, with featureUpdates: approval, a template
+// asking for no approval and an autoApprove policy: the rollout is
+// created waiting for one approval, the policy approved nothing, the
+// author (alice) cannot approve it and another operator (bob) can.
+func TestRemediateFeatureUpdatesNeedApproval(t *testing.T) {
+	s := newFloorServer(t, t.TempDir(), nil)
+	h := s.Handler()
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := s.st.UpsertNode(ctx, store.NodeRecord{ID: "web-1", Labels: map[string]string{"env": "prod"}, Facts: fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"},
+		Packages: map[string]string{"curl": "7.88.1-10"}}, RegisteredAt: now, LastSeen: now, LeaseUntil: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	feature := `name: prod-curl
+selector: node.labels.env == "prod"
+rules:
+  pins: [{package: curl, version: 7.88.1-10+deb12u8}]
+  featureUpdates: approval
+rollout:
+  waves:
+    - name: all
+autoApprove:
+  security: {after: 7d}
+`
+	if st, ae, _ := call(t, h, "PUT", "/v1/baselines", alice, api.BaselineApply{File: "c.yaml", YAML: feature}); st != 200 {
+		t.Fatalf("apply: %d %v", st, ae)
+	}
+	st, ae, body := call(t, h, "POST", "/v1/baselines/prod-curl/remediate", alice, api.BaselineRemediate{})
+	if st != 201 {
+		t.Fatalf("remediate: %d %v", st, ae)
+	}
+	var out api.BaselineRemediation
+	_ = json.Unmarshal(body, &out)
+	if out.AutoApproved || !strings.Contains(out.Policy, "feature updates need people") || !strings.Contains(out.Plan, "start: 1") ||
+		out.Rollout == nil || out.Rollout.State != engine.RolloutPendingApproval || out.Rollout.ApprovalsNeeded != 1 {
+		t.Fatalf("feature update: %+v\n%s", out, out.Plan)
+	}
+	path := "/v1/rollouts/" + out.Rollout.ID + "/approve"
+	if st, _, _ := call(t, h, "POST", path, alice, nil); st != 403 {
+		t.Fatalf("the author approved: %d", st)
+	}
+	if st, ae, _ := call(t, h, "POST", path, bob, nil); st != 200 {
+		t.Fatalf("bob: %d %v", st, ae)
+	}
+	st, _, body = call(t, h, "GET", "/v1/rollouts/"+out.Rollout.ID, alice, nil)
+	var ro api.Rollout
+	_ = json.Unmarshal(body, &ro)
+	if st != 200 || ro.ApprovalsGot != 1 || ro.ApprovalsNeeded != 1 {
+		t.Fatalf("after bob: %d %s %d/%d", st, ro.State, ro.ApprovalsGot, ro.ApprovalsNeeded)
+	}
+	if d := decide(t, s, ro.ID); d.State == engine.RolloutPendingApproval {
+		t.Fatalf("still waiting after bob: %s %q", d.State, d.Reason)
+	}
+}
+
+// usnKernel is an Ubuntu OSV record in the shape of the published ones
+// (USN-6477-1 in internal/advisory/testdata) for a kernel fix with a
+// Livepatch Security Notice among its related IDs, as Ubuntu lists
+// them; its identifiers are made up.
+const usnKernel = `{"schema_version": "1.7.0", "id": "USN-9990-1", "summary": "linux vulnerabilities",
+ "related": ["CVE-2026-0001", "LSN-0999-1"], "published": "2026-11-01T00:00:00Z", "modified": "2026-11-01T00:00:00Z",
+ "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "linux"},
+   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "5.15.0-94.104"}]}]}]}`
+
+// TestRemediateLivePatch: a real server and two real agents on
+// simulated Ubuntu 22.04 nodes behind on their kernel, a baseline that
+// prefers live patches: the dry run's plan loads LSN-0999-1 through
+// Canonical Livepatch, never reboots, says so in its notes, and its
+// waves close USN-9990-1; the rollout runs, no node reboots and both
+// are then compliant (live-patched).
+func TestRemediateLivePatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	srv, base := runDriftServer(t, ctx, "", newReceiver(t))
+	var sts []*driver.SimState
+	for _, id := range []string{"u1", "u2"} {
+		st := driver.NewSimState(id, "ubuntu", "5.15.0-91-generic", map[string]string{"linux-image-5.15.0-91-generic": "5.15.0-91.101"})
+		reg := &driver.Registry{}
+		reg.Register(plan.ActionPackage, driver.NewSim(st))
+		reg.Register(plan.ActionLivePatch, driver.NewSim(st))
+		startSimAgent(t, ctx, base, srv.cfg.AgentToken, id, st, reg, appRunner{&atomic.Bool{}}, fleet.Facts{OS: fleet.OS{Family: "ubuntu", Version: "22.04"}})
+		sts = append(sts, st)
+	}
+	c := &api.Client{Base: base, Token: alice}
+	waitNodes(t, ctx, c, 2)
+	if _, err := c.ImportAdvisories(ctx, []api.AdvisoryDocument{{Name: "usn.json", Content: []byte(usnKernel)}}); err != nil {
+		t.Fatal(err)
+	}
+	b := strings.Replace(remediateBaseline, "within: 7d}\n", "within: 7d}\n  livePatchPreferred: true\n", 1)
+	b = strings.Replace(b, "minSeverity: high", "minSeverity: unknown", 1)
+	if _, err := c.ApplyBaseline(ctx, "prod.yaml", b); err != nil {
+		t.Fatal(err)
+	}
+	dry, err := c.RemediateBaseline(ctx, "prod-security", api.BaselineRemediate{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(dry.Nodes, []string{"u1", "u2"}) || !strings.Contains(dry.Plan, "id: LSN-0999-1") || !strings.Contains(dry.Plan, "provider: canonical-livepatch") ||
+		!strings.Contains(dry.Plan, "reboot: never") || strings.Contains(dry.Plan, "linux-image") ||
+		len(dry.Notes) != 1 || !strings.Contains(dry.Notes[0], "live patch LSN-0999-1 instead of kernel packages and a reboot") {
+		t.Fatalf("dry run: %+v\n%s", dry, dry.Plan)
+	}
+	if len(dry.Waves) != 2 || !slices.Equal(dry.Waves[0].Advisories, []string{"USN-9990-1"}) || !slices.Equal(dry.Waves[1].Advisories, []string{"USN-9990-1"}) {
+		t.Fatalf("waves: %+v", dry.Waves)
+	}
+	out, err := c.RemediateBaseline(ctx, "prod-security", api.BaselineRemediate{})
+	if err != nil || out.Rollout == nil {
+		t.Fatalf("create: %+v %v", out, err)
+	}
+	if ro := waitEnded(t, ctx, c, out.Rollout.ID, 60*time.Second); ro.State != engine.RolloutSucceeded {
+		t.Fatalf("rollout %s (%s)", ro.State, ro.Reason)
+	}
+	gatetest.Eventually(t, 20*time.Second, "both nodes compliant", func() (bool, string) {
+		comp, err := c.BaselineCompliance(ctx, "prod-security")
+		return err == nil && comp.Counts["compliant"] == 2, fmt.Sprintf("%+v %v", comp.Counts, err)
+	})
+	for _, st := range sts {
+		if st.Reboots() != 0 {
+			t.Errorf("a node rebooted %d times", st.Reboots())
+		}
+	}
+}

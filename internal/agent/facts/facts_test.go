@@ -58,6 +58,7 @@ func TestLinuxDebian(t *testing.T) {
 		Services:       map[string]string{"nginx.service": "failed", "systemd-timesyncd.service": "failed"},
 		Modules:        []string{"ext4", "livepatch_cve_2026_1", "mbcache", "nf_tables", "tls", "virtio_net"},
 		LivePatches:    []string{"livepatch_cve_2026_1"},
+		Holds:          []string{"nginx"}, // "hi": apt-mark hold
 		Runtime:        fleet.Runtime{Containerd: "1.7.24"},
 		Kubelet:        "v1.31.4",
 		RebootRequired: true,
@@ -79,6 +80,11 @@ func TestLinuxRockyContainer(t *testing.T) {
 	}
 	if f.Packages["openssl"] != "1:3.0.7-27.el9" || f.Packages["bash"] != "5.1.8-9.el9" || f.Packages["kernel"] != "5.14.0-427.42.1.el9_4" {
 		t.Errorf("packages %v", f.Packages)
+	}
+	// versionlock.list: two locks, an exclude ("!", not a hold) and a
+	// lock of a package not installed.
+	if want := []string{"openssl", "openssl-libs"}; !reflect.DeepEqual(f.Holds, want) {
+		t.Errorf("holds %v, want %v", f.Holds, want)
 	}
 	if _, ok := f.Packages["gpg-pubkey"]; ok {
 		t.Error("gpg-pubkey listed as a package")
@@ -166,5 +172,40 @@ func TestMacOS(t *testing.T) {
 	}
 	if id := ParseBootTime(read(t, "testdata/macos/boottime.txt")); id != "boot-1736932512" {
 		t.Errorf("boot id %q", id)
+	}
+}
+
+// TestLockFiles: dnf 5's versionlock.toml and zypper's locks, written
+// from the formats dnf5-versionlock(8) and zypper's locks(5) document.
+func TestLockFiles(t *testing.T) {
+	toml := `version = "1.0"
+[[packages]]
+name = "openssl"
+comment = "held by drover"
+[[packages.conditions]]
+key = "evr"
+comparator = "="
+value = "1:3.0.7-27.el9"
+[[packages]]
+name = "kernel-core"
+`
+	if got := ParseVersionlockTOML([]byte(toml)); !reflect.DeepEqual(got, []string{"openssl", "kernel-core"}) {
+		t.Errorf("versionlock.toml: %v", got)
+	}
+	locks := `type: package
+match_type: exact
+case_sensitive: on
+solvable_name: openssl
+
+type: patch
+solvable_name: SUSE-SLE-Module-Basesystem-15-SP5-2024-1
+
+solvable_name: curl
+`
+	if got := ParseZyppLocks([]byte(locks)); !reflect.DeepEqual(got, []string{"openssl", "curl"}) {
+		t.Errorf("zypp locks: %v", got)
+	}
+	if got := ParseVersionlockList([]byte("# none\n\n")); got != nil {
+		t.Errorf("empty versionlock.list: %v", got)
 	}
 }

@@ -1,6 +1,6 @@
 // Package facts collects a node's facts for the agent: os family, name and
 // version, kernel, boot ID, architecture, hardware class, installed
-// packages, failed services, kernel modules, live patches, container
+// packages and held packages, failed services, kernel modules, live patches, container
 // runtime and kubelet versions, and whether a reboot is pending. The Linux
 // collector reads files under a root directory and runs tools through a
 // driver.Runner, so tests replay recorded outputs from testdata/; the
@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -86,7 +87,7 @@ func (l *Linux) Collect(ctx context.Context) (fleet.Facts, error) {
 		f.Modules = ParseProcModules(b)
 	}
 	f.LivePatches = l.livePatches()
-	f.Packages = l.packages(ctx, f.OS.Family)
+	f.Packages, f.Holds = l.packages(ctx, f.OS.Family)
 	f.Services = l.failedUnits(ctx)
 	f.Runtime = l.runtimes(ctx)
 	if out, err := l.run(ctx, "kubelet", "--version"); err == nil {
@@ -176,20 +177,157 @@ func (l *Linux) livePatches() []string {
 	return out
 }
 
-func (l *Linux) packages(ctx context.Context, fam string) map[string]string {
+// packages lists the installed packages and the held ones (installed,
+// sorted): dpkg's hold selection from the same dpkg-query output; dnf's
+// versionlock list (etc/dnf/plugins/versionlock.list, dnf 5's
+// etc/dnf/versionlock.toml, yum's etc/yum/pluginconf.d/versionlock.list)
+// and zypper's etc/zypp/locks, read as files.
+func (l *Linux) packages(ctx context.Context, fam string) (map[string]string, []string) {
+	var pkgs map[string]string
+	var holds []string
 	switch fam {
 	case "debian", "ubuntu":
 		out, err := l.run(ctx, "dpkg-query", "-W", "-f", `${Package}\t${Version}\t${db:Status-Abbrev}\n`)
 		if err == nil {
-			return ParseDpkgQuery(out)
+			pkgs, holds = ParseDpkgQuery(out), ParseDpkgHolds(out)
 		}
 	case "rhel", "suse":
 		out, err := l.run(ctx, "rpm", "-qa", "--qf", `%{NAME}\t%{EPOCH}:%{VERSION}-%{RELEASE}\n`)
 		if err == nil {
-			return ParseRPM(out)
+			pkgs = ParseRPM(out)
+		}
+		if fam == "rhel" {
+			for _, f := range []string{"etc/dnf/plugins/versionlock.list", "etc/yum/pluginconf.d/versionlock.list"} {
+				if b, err := l.readLocks(f); err == nil {
+					holds = append(holds, ParseVersionlockList(b)...)
+				}
+			}
+			if b, err := l.readLocks("etc/dnf/versionlock.toml"); err == nil {
+				holds = append(holds, ParseVersionlockTOML(b)...)
+			}
+		} else if b, err := l.readLocks("etc/zypp/locks"); err == nil {
+			holds = ParseZyppLocks(b)
 		}
 	}
-	return nil
+	var out []string
+	for _, h := range holds {
+		if _, ok := pkgs[h]; ok { // a lock of a package not installed holds nothing
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return pkgs, slices.Compact(out)
+}
+
+// readLocks reads a package manager's lock file; a missing one is no
+// locks (an error, quietly), another failure is logged.
+func (l *Linux) readLocks(p string) ([]byte, error) {
+	b, err := os.ReadFile(l.path(p))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		l.log().Warn("cannot read package locks", "file", p, "error", err)
+	}
+	return b, err
+}
+
+// ParseDpkgHolds returns the installed packages whose selection is hold
+// (apt-mark hold) in dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev}\n'
+// output: status abbreviation "hi".
+func ParseDpkgHolds(b []byte) []string {
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(strings.TrimRight(line, "\n"), "\t")
+		if len(f) < 3 {
+			continue
+		}
+		if st := strings.TrimSpace(f[2]); len(st) >= 2 && st[0] == 'h' && st[1] == 'i' {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+// ParseVersionlockList returns the package names locked by a dnf 4 (or
+// yum) versionlock.list: one "NAME-[EPOCH:]VERSION-RELEASE.ARCH" or
+// "....*" pattern a line; comments, blank lines and excluded versions
+// ("!" lines, which block a version, not hold one) are skipped.
+func ParseVersionlockList(b []byte) []string {
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "!") {
+			continue
+		}
+		// NAME-VERSION-RELEASE.ARCH: the name is what precedes the last
+		// two dashes.
+		i := strings.LastIndex(line, "-")
+		if i <= 0 {
+			continue
+		}
+		j := strings.LastIndex(line[:i], "-")
+		if j <= 0 {
+			continue
+		}
+		out = append(out, line[:j])
+	}
+	return out
+}
+
+// ParseVersionlockTOML returns the package names of dnf 5's
+// /etc/dnf/versionlock.toml: the name = "..." of each [[packages]]
+// table.
+func ParseVersionlockTOML(b []byte) []string {
+	var out []string
+	table := ""
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			table = strings.Trim(line, "[] ")
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if ok && table == "packages" && strings.TrimSpace(k) == "name" {
+			if n := strings.Trim(strings.TrimSpace(v), `"'`); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// ParseZyppLocks returns the package names of zypper's /etc/zypp/locks:
+// blank-line separated blocks of "key: value" lines; a block of type
+// package (the default) names its package in solvable_name.
+func ParseZyppLocks(b []byte) []string {
+	var out []string
+	name, typ := "", ""
+	flush := func() {
+		if name != "" && (typ == "" || typ == "package") {
+			out = append(out, name)
+		}
+		name, typ = "", ""
+	}
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			flush()
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "solvable_name":
+			name = strings.TrimSpace(v)
+		case "type":
+			typ = strings.TrimSpace(v)
+		}
+	}
+	flush()
+	return out
 }
 
 // ParseDpkgQuery reads dpkg-query -W -f '${Package}\t${Version}\t${db:Status-Abbrev}\n'
