@@ -18,7 +18,8 @@ import (
 )
 
 // DefaultFactsInterval is how often an idle agent collects its facts again
-// to see whether they changed; they are also collected after every step.
+// to see whether they changed; they are also collected after every step,
+// and before a poll when Config.PackageStamp changed.
 const DefaultFactsInterval = 5 * time.Minute
 
 // agent is one running agent.
@@ -37,6 +38,7 @@ type agent struct {
 	factsAt   time.Time
 	sentHash  [32]byte
 	stale     bool              // facts must be collected before the next poll
+	pkgStamp  string            // PackageStamp when the facts were collected
 	queue     []api.StepPayload // received, not yet taken on
 	queued    map[string]bool
 	working   string            // step being executed
@@ -203,6 +205,7 @@ func (a *agent) run(ctx context.Context) error {
 
 // refreshFacts collects the node's facts and remembers their hash.
 func (a *agent) refreshFacts(ctx context.Context) error {
+	stamp := a.packageStamp() // before: a change while collecting is seen next time
 	f, err := a.cfg.Facts(ctx)
 	if err != nil {
 		return fmt.Errorf("collect facts: %w", err)
@@ -214,9 +217,16 @@ func (a *agent) refreshFacts(ctx context.Context) error {
 	}
 	h := sha256.Sum256(b)
 	a.mu.Lock()
-	a.facts, a.factsHash, a.factsAt, a.stale = f, h, a.clock.Now(), false
+	a.facts, a.factsHash, a.factsAt, a.stale, a.pkgStamp = f, h, a.clock.Now(), false, stamp
 	a.mu.Unlock()
 	return nil
+}
+
+func (a *agent) packageStamp() string {
+	if a.cfg.PackageStamp == nil {
+		return ""
+	}
+	return a.cfg.PackageStamp()
 }
 
 func (a *agent) currentFacts() fleet.Facts {
@@ -293,8 +303,12 @@ func (a *agent) pollLoop(ctx context.Context) error {
 // pollOnce sends one poll (retrying on errors) and takes in the steps and
 // cancels it returns. fresh reports whether any was new to the agent.
 func (a *agent) pollOnce(ctx context.Context) (fresh bool, err error) {
+	stamp := a.packageStamp()
 	a.mu.Lock()
-	refresh := a.stale || a.clock.Now().Sub(a.factsAt) >= DefaultFactsInterval
+	refresh := a.stale || a.clock.Now().Sub(a.factsAt) >= DefaultFactsInterval ||
+		// The package database changed (by hand, or by anything but a
+		// step of ours: a step's own changes are collected when it ends).
+		(stamp != a.pkgStamp && a.working == "" && len(a.queue) == 0)
 	a.mu.Unlock()
 	if refresh {
 		if err := a.refreshFacts(ctx); err != nil {

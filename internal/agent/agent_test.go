@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -961,6 +962,50 @@ func TestPreRestartCheck(t *testing.T) {
 		}
 		if v, _ := n.state.Version("nginx"); v != "1.22.1-9" {
 			t.Errorf("nginx %s: changed by a refused step", v)
+		}
+	})
+}
+
+// TestPackageChangedByHandReportedAtNextPoll: with a PackageStamp, a
+// package changed by hand between steps is in the facts of the next
+// poll (the server detects drift from them), not 5 minutes later; an
+// unchanged stamp sends no facts.
+func TestPackageChangedByHandReportedAtNextPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNode(t)
+		srv := newFakeServer(t)
+		srv.token = "secret"
+		cfg := n.config(t, srv)
+		var stamp atomic.Int64
+		cfg.PackageStamp = func() string { return strconv.FormatInt(stamp.Load(), 10) }
+		stop, _ := start(t, cfg)
+		synctest.Wait()
+		time.Sleep(3 * DefaultHeartbeat)
+		synctest.Wait()
+		withFacts := func() []api.PollRequest {
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			var out []api.PollRequest
+			for _, p := range srv.polls {
+				if p.Facts != nil {
+					out = append(out, p)
+				}
+			}
+			return out
+		}
+		if got := withFacts(); len(got) != 0 {
+			t.Fatalf("%d polls carried facts while nothing changed", len(got))
+		}
+		n.state.SetPackage("curl", "7.88.1-10+deb12u8") // apt-get install curl, by hand
+		stamp.Add(1)
+		time.Sleep(2 * DefaultHeartbeat)
+		synctest.Wait()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		got := withFacts()
+		if len(got) != 1 || got[0].Facts.Packages["curl"] != "7.88.1-10+deb12u8" {
+			t.Fatalf("polls with facts after the change by hand: %d (%+v), want 1 carrying curl", len(got), got)
 		}
 	})
 }

@@ -89,6 +89,14 @@ type Config struct {
 	Drivers *driver.Registry
 	// Facts collects the node's facts. Required.
 	Facts func(ctx context.Context) (fleet.Facts, error)
+	// PackageStamp returns a cheap stamp of the node's package database
+	// (facts.PackageStamp: size and modification time of dpkg's status
+	// file or the rpm database). The agent reads it before every poll
+	// and collects its facts again when it changed, so that a package
+	// changed by hand is reported within a heartbeat, not at the next
+	// DefaultFactsInterval. nil: facts only every DefaultFactsInterval
+	// and after each step.
+	PackageStamp func() string
 	// BootID returns the current boot ID cheaply; nil means Facts().BootID.
 	BootID func(ctx context.Context) (string, error)
 	// Rebooter reboots the node; nil makes a step that needs a reboot fail

@@ -113,7 +113,7 @@ func TestDetectDrift(t *testing.T) {
 		Packages: map[string]string{"openssl": "3.0.11", "curl": "7.88", "linux-image-amd64": "6.1.1", "vim": "9.0"}}
 	nw := fleet.Facts{OS: old.OS, Packages: map[string]string{"openssl": "3.0.15", "curl": "8.0", "linux-image-amd64": "6.1.2", "htop": "3.2"}}
 	var ex Explainer
-	ex.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}, {Kernel: &plan.KernelAction{Version: "6.1.2"}}})
+	ex.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}, {Kernel: &plan.KernelAction{Version: "6.1.2"}}}, false)
 	pins := map[string][]Pin{"prod": {{Package: "curl", Version: "7.88"}}}
 	got := DetectDrift("web-1", old, nw, &ex, pins)
 	var kinds []string
@@ -127,9 +127,39 @@ func TestDetectDrift(t *testing.T) {
 	if d := DetectDrift("web-1", fleet.Facts{}, nw, nil, pins); d != nil {
 		t.Errorf("first report drifted: %+v", d)
 	}
-	ex.Add([]plan.Action{{Script: &plan.ScriptAction{}}})
+	ex.Add([]plan.Action{{Script: &plan.ScriptAction{}}}, true)
 	if d := DetectDrift("web-1", old, nw, &ex, nil); len(d) != 0 {
 		t.Errorf("a script explains everything, got %+v", d)
+	}
+}
+
+// TestDriftAfterASucceededStep: a succeeded apply step explains its
+// packages' moves to their pinned versions only; the same package
+// changed again by hand within the explain window (1.1 -> 1.4 after a
+// rollout of 1.1, the fleet test's apt-get install) is drift. A step in
+// flight or rolling back explains any version of its packages.
+func TestDriftAfterASucceededStep(t *testing.T) {
+	step := []plan.Action{{Package: &plan.PackageAction{Families: map[string][]plan.PackagePin{
+		"debian": {{Name: "drover-testsvc", Version: "1.1"}}, "rhel": {{Name: "drover-testsvc", Version: "1.1-1.el9"}}}}}}
+	at := func(v string) fleet.Facts {
+		return fleet.Facts{Packages: map[string]string{"drover-testsvc": v, "curl": "7.88"}}
+	}
+	var done Explainer
+	done.Add(step, true)
+	if d := DetectDrift("pi-a", at("1.0"), at("1.1"), &done, nil); len(d) != 0 {
+		t.Errorf("the step's own upgrade is drift: %+v", d)
+	}
+	d := DetectDrift("pi-a", at("1.1"), at("1.4"), &done, nil)
+	if len(d) != 1 || d[0].Kind != DriftChanged || d[0].From != "1.1" || d[0].To != "1.4" {
+		t.Errorf("1.1 -> 1.4 by hand after a succeeded rollout of 1.1: %+v, want changed-out-of-band", d)
+	}
+	if d := DetectDrift("pi-a", at("1.1"), fleet.Facts{Packages: map[string]string{"curl": "7.88"}}, &done, nil); len(d) != 1 {
+		t.Errorf("removed by hand after a succeeded rollout: %+v, want drift", d)
+	}
+	var inFlight Explainer
+	inFlight.Add(step, false)
+	if d := DetectDrift("pi-a", at("1.1"), at("1.0"), &inFlight, nil); len(d) != 0 {
+		t.Errorf("a step in flight or rolling back explains any version of its packages: %+v", d)
 	}
 }
 
@@ -165,7 +195,7 @@ func TestDetectDriftHoldRemoved(t *testing.T) {
 	old := fleet.Facts{OS: fleet.OS{Family: "debian", Version: "12"}, Packages: pkgs, Holds: []string{"curl", "nginx", "openssl", "vim"}}
 	nw := fleet.Facts{OS: old.OS, Packages: map[string]string{"openssl": "3.0.15", "nginx": "1.22", "curl": "7.88"}, Holds: []string{"curl", "zsh"}}
 	var ex Explainer
-	ex.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}})
+	ex.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}}, false) // in flight
 	got := DetectDrift("web-1", old, nw, &ex, nil)
 	var kinds []string
 	for _, d := range got {
@@ -174,6 +204,16 @@ func TestDetectDriftHoldRemoved(t *testing.T) {
 	want := []string{"changed-out-of-band vim ", "hold-removed nginx "}
 	if strings.Join(kinds, "|") != strings.Join(want, "|") || !strings.Contains(got[1].Reason, "hold on nginx 1.22 removed by no drover step") {
 		t.Errorf("got %q (%+v), want %q", kinds, got, want)
+	}
+	// A step that succeeded placed holds; it explains no removal.
+	var done Explainer
+	done.Add([]plan.Action{{Package: &plan.PackageAction{Packages: []plan.PackagePin{{Name: "openssl", Version: "3.0.15"}}}}}, true)
+	kinds = nil
+	for _, d := range DetectDrift("web-1", old, nw, &done, nil) {
+		kinds = append(kinds, d.Kind+" "+d.Package)
+	}
+	if want := "changed-out-of-band vim|hold-removed nginx|hold-removed openssl"; strings.Join(kinds, "|") != want {
+		t.Errorf("after a succeeded step: got %q, want %q", kinds, want)
 	}
 	pins := map[string][]Pin{"prod": {{Package: "openssl", Version: "3.0.15"}}, "other": {{Package: "openssl", Version: "3.0.15", Ecosystem: "rhel:9"}}}
 	got = DetectDrift("web-1", old, nw, &ex, pins)

@@ -87,27 +87,52 @@ func IsKernelPackage(p string) bool {
 // within ExplainWindow.
 type Explainer struct {
 	all  bool
-	pkgs map[string]bool
+	pkgs map[string]bool            // any version of these
+	pins map[string]map[string]bool // package -> the versions that explain a move to them
 }
 
-// Add records one step's actions.
-func (e *Explainer) Add(actions []plan.Action) {
-	pkgs, all := Touched(actions)
-	e.all = e.all || all
+// Add records one step's actions. exact says the step is an apply step
+// that succeeded: its package actions left their packages at their
+// pinned versions, so it explains a move to a pinned version only, and
+// a later change of one of those packages to another version is
+// someone else's (apt-get install by hand within ExplainWindow of a
+// rollout). A step in flight, failed, or rolling back may leave any
+// version and explains any version of what it touches. Kernel actions
+// explain any kernel package, and scripts, container runtime and
+// Kubernetes node actions anything, either way.
+func (e *Explainer) Add(actions []plan.Action, exact bool) {
 	if e.pkgs == nil {
-		e.pkgs = map[string]bool{}
+		e.pkgs, e.pins = map[string]bool{}, map[string]map[string]bool{}
 	}
-	for _, p := range pkgs {
-		e.pkgs[p] = true
+	for _, a := range actions {
+		if a.Package == nil || !exact {
+			pkgs, all := Touched([]plan.Action{a})
+			e.all = e.all || all
+			for _, p := range pkgs {
+				e.pkgs[p] = true
+			}
+			continue
+		}
+		pins := slices.Clone(a.Package.Packages)
+		for _, ps := range a.Package.Families {
+			pins = append(pins, ps...)
+		}
+		for _, p := range pins {
+			if e.pins[p.Name] == nil {
+				e.pins[p.Name] = map[string]bool{}
+			}
+			e.pins[p.Name][p.Version] = true
+		}
 	}
 }
 
-// Explains reports whether a step touched pkg.
-func (e *Explainer) Explains(pkg string) bool {
+// Explains reports whether a step explains pkg's move to version to
+// ("" removed).
+func (e *Explainer) Explains(pkg, to string) bool {
 	if e == nil {
 		return false
 	}
-	return e.all || e.pkgs[pkg] || (e.pkgs[kernelMark] && IsKernelPackage(pkg))
+	return e.all || e.pkgs[pkg] || (e.pkgs[kernelMark] && IsKernelPackage(pkg)) || (to != "" && e.pins[pkg][to])
 }
 
 // DetectDrift compares a node's previous and new facts. Every package
@@ -137,10 +162,10 @@ func DetectDrift(node string, old, new fleet.Facts, ex *Explainer, pins map[stri
 	}
 	slices.Sort(names)
 	for _, p := range names {
-		if ex.Explains(p) {
+		from, to := old.Packages[p], new.Packages[p]
+		if ex.Explains(p, to) {
 			continue
 		}
-		from, to := old.Packages[p], new.Packages[p]
 		d := Drift{Node: node, Package: p, From: from, To: to, Kind: DriftChanged}
 		switch {
 		case from == "":
@@ -202,7 +227,9 @@ func holdsRemoved(node string, old, new fleet.Facts, ex *Explainer, pins map[str
 				break
 			}
 		}
-		if !pinned && !ex.Explains(h) {
+		// A step that ended well placed holds, it did not remove one:
+		// only steps in flight, failed or rolled back explain a removal.
+		if !pinned && !ex.Explains(h, "") {
 			d.Reason = fmt.Sprintf("hold on %s %s removed by no drover step", h, to)
 			out = append(out, d)
 		}

@@ -12,11 +12,15 @@ import (
 )
 
 // DefaultRollout is the rollout template of a baseline without one: a
-// canary covering the fleet's strata, then the rest, one node at a
-// time.
+// canary covering the target's strata as far as its default size (10%)
+// goes, then the rest. Uncovered strata are listed, not refused: a
+// remediation's target is often a few nodes of as many releases (two
+// nodes, Debian 12 and 13), which no canary smaller than the target
+// covers.
 const DefaultRollout = `waves:
   - name: canary
-    canary: true
+    canary:
+      allowUncovered: true
   - name: rest
 `
 

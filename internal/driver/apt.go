@@ -113,12 +113,12 @@ func (b *aptBackend) run(ctx context.Context, env []string, name string, args ..
 
 var aptUnavailableRE = regexp.MustCompile(`Version '[^']*' for '[^']*' was not found|Unable to locate package \S+|Package '?[^' ]+'? has no installation candidate`)
 
-func (b *aptBackend) refresh(ctx context.Context) error {
-	if !b.opts.Update {
-		return nil
+func (b *aptBackend) refresh(ctx context.Context, always bool) (bool, error) {
+	if !b.opts.Update && !always {
+		return false, nil
 	}
 	_, err := b.run(ctx, aptEnv, "apt-get", "update")
-	return err
+	return true, err
 }
 
 const dpkgQueryFormat = "-f=${db:Status-Status} ${Version}\\n"

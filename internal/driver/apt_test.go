@@ -65,6 +65,41 @@ func TestAptUpgrade(t *testing.T) {
 	}
 }
 
+// TestAptFixPublishedAfterLastRefresh: apt never refreshes its lists by
+// itself, and the agent's driver runs without Update. A fix published
+// since the node's last apt-get update is missing from its lists:
+// Preflight refreshes them once and finds it, and Apply, whose install
+// apt refuses (not found), refreshes once and installs it.
+func TestAptFixPublishedAfterLastRefresh(t *testing.T) {
+	ctx := context.Background()
+	r := loadReplay(t, "apt/published.txt")
+	d := NewApt(r, AptOptions{FS: fakeFS{}})
+	a := pkgAction(plan.PackageUpgrade, false, pin("nginx-common", u11))
+	ch, err := d.Preflight(ctx, a)
+	if err != nil || ch.None || len(ch.Items) != 1 || ch.Items[0].To != u11 {
+		t.Fatalf("preflight: %+v %v", ch, err)
+	}
+	if got := r.ran("apt-get update"); len(got) != 1 {
+		t.Fatalf("preflight ran apt-get update %d times, want once", len(got))
+	}
+	out, err := d.Apply(ctx, a)
+	if err != nil || out.Summary != "changed nginx-common "+u9+" -> "+u11 {
+		t.Fatalf("apply: %+v %v", out, err)
+	}
+	if got, upd := r.ran("apt-get install"), r.ran("apt-get update"); len(got) != 2 || len(upd) != 2 {
+		t.Fatalf("apply ran install %d times and update %d times in all, want 2 and 2", len(got), len(upd))
+	}
+	// With Update the lists are refreshed first, and not again.
+	r = loadReplay(t, "apt/unavailable.txt")
+	d = NewApt(r, AptOptions{FS: fakeFS{}, Update: true})
+	if _, err := d.Preflight(ctx, pkgAction(plan.PackageUpgrade, false, pin("nginx-common", "1.22.1-9+deb12u99"))); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("preflight of a version never published: %v", err)
+	}
+	if got := r.ran("apt-get update"); len(got) != 1 {
+		t.Fatalf("with Update, apt-get update ran %d times, want once", len(got))
+	}
+}
+
 func TestAptInstallAbsent(t *testing.T) {
 	ctx := context.Background()
 	r := loadReplay(t, "apt/install.txt")

@@ -160,12 +160,13 @@ func (b *dnfBackend) change(ctx context.Context, args ...string) (string, error)
 	return b.run(ctx, append([]string{"--setopt=exit_on_lock=True"}, args...)...)
 }
 
-func (b *dnfBackend) refresh(ctx context.Context) error {
+func (b *dnfBackend) refresh(ctx context.Context, _ bool) (bool, error) {
+	// Not always: dnf refreshes expired metadata by itself.
 	if !b.opts.Update {
-		return nil
+		return false, nil
 	}
 	_, err := b.run(ctx, "makecache")
-	return err
+	return true, err
 }
 
 func (b *dnfBackend) installed(ctx context.Context, name string) (pkgState, error) {

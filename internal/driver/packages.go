@@ -59,8 +59,10 @@ func (s pkgState) String() string {
 // tool's output says so.
 type pkgBackend interface {
 	name() string
-	// refresh updates the package lists when the backend is configured to.
-	refresh(ctx context.Context) error
+	// refresh updates the package lists when the backend is configured
+	// to (Update), or, with always, when its package manager does not
+	// refresh them by itself (apt); ran says whether it did.
+	refresh(ctx context.Context, always bool) (ran bool, err error)
 	installed(ctx context.Context, name string) (pkgState, error)
 	// available lists the versions the configured sources offer (installed
 	// ones included); empty when the package is unknown.
@@ -134,6 +136,14 @@ func (d *PackageDriver) Simulate(ctx context.Context, a plan.Action) (Change, er
 		}
 	}
 	planned, heldToo, err := sim.simulate(ctx, changes)
+	if errors.Is(err, ErrUnavailable) {
+		// A version published since the lists were last refreshed (a
+		// security fix): refresh once and ask again.
+		if _, rerr := d.b.refresh(ctx, true); rerr != nil {
+			return Change{}, rerr
+		}
+		planned, heldToo, err = sim.simulate(ctx, changes)
+	}
 	if err != nil {
 		return Change{}, err
 	}
@@ -320,7 +330,8 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 			return Change{}, err
 		}
 	}
-	if err := d.b.refresh(ctx); err != nil {
+	refreshed, err := d.b.refresh(ctx, false)
+	if err != nil {
 		return Change{}, err
 	}
 	changes, skipped, err := d.survey(ctx, t)
@@ -332,6 +343,17 @@ func (d *PackageDriver) Preflight(ctx context.Context, a plan.Action) (Change, e
 		avail, err := d.b.available(ctx, c.Pin.Name)
 		if err != nil {
 			return Change{}, err
+		}
+		if !slices.Contains(avail, c.Pin.Version) && !refreshed {
+			// Not in the lists the node has: refresh them once (apt never
+			// does by itself), a fix may have been published since.
+			if _, err := d.b.refresh(ctx, true); err != nil {
+				return Change{}, err
+			}
+			refreshed = true
+			if avail, err = d.b.available(ctx, c.Pin.Name); err != nil {
+				return Change{}, err
+			}
 		}
 		if !slices.Contains(avail, c.Pin.Version) {
 			if len(avail) == 0 {
@@ -529,7 +551,8 @@ func (d *PackageDriver) apply(ctx context.Context, a plan.Action, deferRestarts 
 	if err != nil {
 		return Outcome{}, err
 	}
-	if err := d.b.refresh(ctx); err != nil {
+	refreshed, err := d.b.refresh(ctx, false)
+	if err != nil {
 		return Outcome{}, err
 	}
 	changes, skipped, err := d.survey(ctx, t)
@@ -549,10 +572,22 @@ func (d *PackageDriver) apply(ctx context.Context, a plan.Action, deferRestarts 
 	}
 	var beside, deferred []string
 	if len(changes) > 0 {
-		if deferRestarts {
-			deferred, err = d.b.(restartDeferrer).installDeferred(ctx, changes)
-		} else {
-			err = d.b.install(ctx, changes)
+		install := func() error {
+			if deferRestarts {
+				deferred, err = d.b.(restartDeferrer).installDeferred(ctx, changes)
+				return err
+			}
+			return d.b.install(ctx, changes)
+		}
+		err = install()
+		if errors.Is(err, ErrUnavailable) && !refreshed {
+			// A version published since the node's lists were last
+			// refreshed (apt never refreshes by itself): once more
+			// with fresh lists.
+			if _, rerr := d.b.refresh(ctx, true); rerr != nil {
+				return Outcome{}, rerr
+			}
+			err = install()
 		}
 		if err != nil {
 			return Outcome{}, err

@@ -127,12 +127,13 @@ func zypperNotFound(msg string) string {
 	return ""
 }
 
-func (b *zypperBackend) refresh(ctx context.Context) error {
+func (b *zypperBackend) refresh(ctx context.Context, _ bool) (bool, error) {
+	// Not always: zypper (autorefresh) refreshes expired metadata by itself.
 	if !b.opts.Update {
-		return nil
+		return false, nil
 	}
 	_, err := b.run(ctx, "refresh")
-	return err
+	return true, err
 }
 
 func (b *zypperBackend) installed(ctx context.Context, name string) (pkgState, error) {

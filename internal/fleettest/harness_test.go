@@ -57,6 +57,9 @@ type node struct {
 	// image is the node's image when not drover-fleet:SUITE: bootImage
 	// for a node that models its boot loader and kernel (kernel_test.go).
 	image string
+	// testsvc is the version of the test package its first boot
+	// installs: "" is 1.0, "none" installs none (advisory_test.go).
+	testsvc string
 }
 
 // fleet is everything the test started.
@@ -197,7 +200,7 @@ func goBuild(t *testing.T, dir, out, pkg string) {
 //     such as /run/reboot-required, is gone.
 //
 // It then points apt at the test's repository (and nothing else),
-// installs drover-testsvc 1.0 on the first boot (downloading outside
+// installs drover-testsvc 1.0 (or the node's testsvc version, or none) on the first boot (downloading outside
 // /var/cache/apt/archives, which the full-disk node mounts as a tiny
 // tmpfs), starts the service when it is installed (the containers have no
 // systemd: this is its init script) and runs the real agent. The agent
@@ -219,11 +222,15 @@ kernel=
 if command -v grub-reboot >/dev/null; then
 	kernel="$FLEET_BASE_KERNEL=1.0"
 fi
+testsvc=drover-testsvc=${DROVER_TESTSVC:-1.0}
+if [ "$testsvc" = drover-testsvc=none ]; then
+	testsvc=
+fi
 if [ ! -e /var/lib/drover-fleettest-ready ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	mkdir -p /var/tmp/apt-first/partial
-	apt-get install -y -qq -o Dir::Cache::Archives=/var/tmp/apt-first/ drover-testsvc=1.0 $kernel >/dev/null
+	apt-get install -y -qq -o Dir::Cache::Archives=/var/tmp/apt-first/ $testsvc $kernel >/dev/null
 	rm -rf /var/tmp/apt-first /var/run/reboot-required /var/run/reboot-required.pkgs
 	touch /var/lib/drover-fleettest-ready
 fi
@@ -262,6 +269,14 @@ exit 1
 // register. Everything is removed in t.Cleanup.
 func setup(t *testing.T, nodes []*node) *fleet {
 	t.Helper()
+	return setupUnpublished(t, nodes)
+}
+
+// setupUnpublished is setup with the test package's versions unpublished
+// left out of the repository's index (their .debs kept aside) until
+// fleet.publish adds them: nodes' first apt-get update does not see them.
+func setupUnpublished(t *testing.T, nodes []*node, unpublished ...string) *fleet {
+	t.Helper()
 	checkPreconditions(t)
 	f := &fleet{t: t, id: randHex(4), dir: t.TempDir(), byName: map[string]*node{}}
 	root := moduleRoot(t)
@@ -290,6 +305,21 @@ func setup(t *testing.T, nodes []*node) *fleet {
 	defer cancel()
 	if err := buildRepo(ctx, repo, svc); err != nil {
 		t.Fatalf("build the apt repository: %v", err)
+	}
+	if len(unpublished) > 0 {
+		aside := filepath.Join(f.dir, "unpublished")
+		if err := os.MkdirAll(aside, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range unpublished {
+			deb := debName(v)
+			if err := os.Rename(filepath.Join(repo, deb), filepath.Join(aside, deb)); err != nil {
+				t.Fatalf("hold %s back: %v", v, err)
+			}
+		}
+		if err := writeIndex(ctx, repo); err != nil {
+			t.Fatalf("index the apt repository: %v", err)
+		}
 	}
 	t.Logf("built drover, drover-testsvc and the apt repository (%d versions) in %s", len(repoVersions), time.Since(start).Round(time.Millisecond))
 
@@ -339,6 +369,9 @@ func setup(t *testing.T, nodes []*node) *fleet {
 			"-e", "DROVER_REPO=" + f.repoURL, "-e", "DROVER_LOG=info", "-e", "DROVER_NODE=" + n.name}
 		if n.tmpfs != "" {
 			args = append(args, "--tmpfs", n.tmpfs)
+		}
+		if n.testsvc != "" {
+			args = append(args, "-e", "DROVER_TESTSVC="+n.testsvc)
 		}
 		for _, c := range n.caps {
 			args = append(args, "--cap-add", c)

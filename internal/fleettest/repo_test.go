@@ -81,8 +81,8 @@ func debArch() string {
 }
 
 // buildRepo writes a flat apt repository into dir: one .deb per version
-// (dpkg-deb --build) holding the service binary svc, and Packages
-// (dpkg-scanpackages --multiversion) plus Packages.gz.
+// (dpkg-deb --build) holding the service binary svc, and its index
+// (writeIndex).
 func buildRepo(ctx context.Context, dir, svc string) error {
 	bin, err := os.ReadFile(svc)
 	if err != nil {
@@ -120,7 +120,7 @@ func buildRepo(ctx context.Context, dir, svc string) error {
 				return err
 			}
 		}
-		deb := filepath.Join(dir, fmt.Sprintf("%s_%s_%s.deb", testPackage, v.Version, debArch()))
+		deb := filepath.Join(dir, debName(v.Version))
 		if out, err := exec.CommandContext(ctx, "dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, deb).CombinedOutput(); err != nil {
 			return fmt.Errorf("dpkg-deb --build %s: %w\n%s", v.Version, err, out)
 		}
@@ -128,6 +128,17 @@ func buildRepo(ctx context.Context, dir, svc string) error {
 	if err := buildKernelDebs(ctx, dir); err != nil {
 		return err
 	}
+	return writeIndex(ctx, dir)
+}
+
+// debName is the file name of the test package's .deb of version.
+func debName(version string) string {
+	return fmt.Sprintf("%s_%s_%s.deb", testPackage, version, debArch())
+}
+
+// writeIndex writes the index of the .debs in dir: Packages
+// (dpkg-scanpackages --multiversion) and Packages.gz.
+func writeIndex(ctx context.Context, dir string) error {
 	cmd := exec.CommandContext(ctx, "dpkg-scanpackages", "--multiversion", ".", "/dev/null")
 	cmd.Dir = dir
 	var stderr strings.Builder
@@ -182,4 +193,19 @@ func serveDir(t *testing.T, addr, dir string, log func(string)) string {
 	}()
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// publish adds an unpublished version of the test package (setupUnpublished)
+// to the repository and rewrites its index, as a vendor publishes a fix:
+// nodes see it once they refresh their package lists.
+func (f *fleet) publish(t *testing.T, version string) {
+	t.Helper()
+	deb := debName(version)
+	repo := filepath.Join(f.dir, "repo")
+	if err := os.Rename(filepath.Join(f.dir, "unpublished", deb), filepath.Join(repo, deb)); err != nil {
+		t.Fatalf("publish %s: %v", version, err)
+	}
+	if err := writeIndex(t.Context(), repo); err != nil {
+		t.Fatalf("publish %s: %v", version, err)
+	}
 }

@@ -1,6 +1,8 @@
 package remediate
 
 import (
+	"github.com/drover-dev/drover/internal/engine"
+	"github.com/drover-dev/drover/internal/preflight"
 	"slices"
 	"strings"
 	"testing"
@@ -406,5 +408,61 @@ func TestBuildLivePatchPreferred(t *testing.T) {
 	if res.Plan.Change.Reboot != plan.RebootIfRequired || !slices.Contains(res.Nodes, "u1") || res.KernelLeft != nil ||
 		!strings.Contains(string(res.YAML), "linux-image") {
 		t.Fatalf("without the rule: %v\n%s", res.Nodes, res.YAML)
+	}
+}
+
+// TestDefaultTemplateStartsOnFewNodesOfManyReleases: a baseline without
+// a rollout template remediating two nodes of two releases (Debian 12
+// and 13, two zones) gets a plan that can start. Its canary (10% of
+// the target: one node) cannot cover both strata; the default template
+// lists the uncovered stratum instead of refusing the plan, which it
+// did with `canary: true` (the fleet test's remediation).
+func TestDefaultTemplateStartsOnFewNodesOfManyReleases(t *testing.T) {
+	old := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	advs := []advisory.Advisory{{ID: "DSA-9999-1", Severity: "critical", Published: old, Affected: []advisory.Fix{
+		{Ecosystem: "debian:12", Package: "drover-testsvc", Fixed: "1.1"}, {Ecosystem: "debian:13", Package: "drover-testsvc", Fixed: "1.1"}}}}
+	nodes := []*fleet.Node{
+		node("pi-a", "debian", "12", map[string]string{"drover-testsvc": "1.0"}),
+		node("pi-b", "debian", "13", map[string]string{"drover-testsvc": "1.0"}),
+	}
+	nodes[0].Labels, nodes[1].Labels = map[string]string{"zone": "a"}, map[string]string{"zone": "b"}
+	b, err := baseline.Parse("b.yaml", []byte("name: fleet-security\nrules:\n  advisories: {minSeverity: high, within: 14d}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := baseline.NewJudge(b, advs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*fleet.Node{}
+	var cs []baseline.NodeCompliance
+	for _, n := range nodes {
+		byID[n.ID] = n
+		c, err := j.Node(n, time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	needs := baseline.Needs(cs, func(string) pkgversion.Kind { return pkgversion.Dpkg })
+	res, err := Build(Input{Name: "remediate-fleet-security", Baseline: b, Needs: needs, Nodes: byID, Advisories: advs})
+	if err != nil || res.Plan == nil || !slices.Equal(res.Nodes, []string{"pi-a", "pi-b"}) {
+		t.Fatalf("build: %v, nodes %v", err, res.Nodes)
+	}
+	a, err := engine.Assign(res.Plan, nodes, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es := preflight.Cover(res.Plan, a); len(es) != 0 {
+		t.Fatalf("the default template's canary refuses the plan: %v\n%s", es, res.YAML)
+	}
+	canary := 0
+	for _, n := range a.Nodes {
+		if n.State.Wave == "canary" {
+			canary++
+		}
+	}
+	if canary != 1 || len(a.Uncovered) != 1 {
+		t.Errorf("canary of %d nodes, %d uncovered strata: want 1 node and the other stratum listed", canary, len(a.Uncovered))
 	}
 }

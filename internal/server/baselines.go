@@ -16,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/internal/advisory"
 	"github.com/drover-dev/drover/internal/api"
 	"github.com/drover-dev/drover/internal/baseline"
+	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/fleet"
 	"github.com/drover-dev/drover/internal/pkgversion"
 	"github.com/drover-dev/drover/internal/remediate"
@@ -88,15 +89,16 @@ func (s *Server) detectDrift(ctx context.Context, old store.NodeRecord, newFacts
 	}
 	now := s.now()
 	var ex baseline.Explainer
-	payloads, err := bs.RecentSteps(ctx, old.ID, now.Add(-baseline.ExplainWindow))
+	steps, err := bs.RecentSteps(ctx, old.ID, now.Add(-baseline.ExplainWindow))
 	if err != nil {
 		s.log.Warn("drift: read steps", "node", old.ID, "err", err)
 		return
 	}
-	for _, p := range payloads {
+	for _, st := range steps {
 		var sp api.StepPayload
-		if json.Unmarshal(p, &sp) == nil {
-			ex.Add(sp.Actions)
+		if json.Unmarshal(st.Payload, &sp) == nil {
+			// A succeeded apply step left its packages at their pins.
+			ex.Add(sp.Actions, sp.Kind == string(store.StepApply) && st.Result == string(engine.PhaseSucceeded))
 		}
 	}
 	pins := map[string][]baseline.Pin{}

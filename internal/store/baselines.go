@@ -52,10 +52,15 @@ type Baselines interface {
 	ListDrift(ctx context.Context, q DriftQuery) ([]DriftEvent, error)
 	// DriftedNodes counts the nodes with a drift event since since.
 	DriftedNodes(ctx context.Context, since time.Time) (int, error)
-	// RecentSteps returns the payloads of node's steps that are not
-	// finished or finished at or after since: what may explain its
-	// package changes.
-	RecentSteps(ctx context.Context, node string, since time.Time) ([]json.RawMessage, error)
+	// RecentSteps returns node's steps that are not finished or
+	// finished at or after since: what may explain its package changes.
+	RecentSteps(ctx context.Context, node string, since time.Time) ([]RecentStep, error)
+}
+
+// RecentStep is a step's payload and how it ended.
+type RecentStep struct {
+	Payload json.RawMessage
+	Result  string // the final phase reported (succeeded, failed, rolled-back ...); "" in flight
 }
 
 // AsBaselines returns st's baselines, or false when st keeps none.
@@ -255,20 +260,20 @@ func (s *sqlStore) DriftedNodes(ctx context.Context, since time.Time) (int, erro
 	return n, err
 }
 
-func (s *sqlStore) RecentSteps(ctx context.Context, node string, since time.Time) ([]json.RawMessage, error) {
-	var out []json.RawMessage
+func (s *sqlStore) RecentSteps(ctx context.Context, node string, since time.Time) ([]RecentStep, error) {
+	var out []RecentStep
 	err := s.read(ctx, func(t *tx) error {
-		rs, err := t.query("SELECT payload FROM steps WHERE node_id = ? AND (finished_at IS NULL OR finished_at >= ?)", node, nanos(since))
+		rs, err := t.query("SELECT payload, result FROM steps WHERE node_id = ? AND (finished_at IS NULL OR finished_at >= ?)", node, nanos(since))
 		if err != nil {
 			return fmt.Errorf("recent steps of %s: %w", node, err)
 		}
 		defer rs.Close()
 		for rs.Next() {
-			var p string
-			if err := rs.Scan(&p); err != nil {
+			var p, result string
+			if err := rs.Scan(&p, &result); err != nil {
 				return fmt.Errorf("recent steps of %s: %w", node, err)
 			}
-			out = append(out, json.RawMessage(p))
+			out = append(out, RecentStep{Payload: json.RawMessage(p), Result: result})
 		}
 		return rs.Err()
 	})

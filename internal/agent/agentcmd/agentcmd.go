@@ -373,6 +373,7 @@ func hostAgent(cfg *agent.Config, verifier driver.Verifier, o options) error {
 	runner := driver.NewExecRunner(30 * time.Minute)
 	cfg.Runner, cfg.Verifier = runner, verifier
 	cfg.Facts = func(ctx context.Context) (fleet.Facts, error) { return facts.Collect(ctx, runner) }
+	cfg.PackageStamp = facts.PackageStamp
 	f, err := cfg.Facts(context.Background())
 	if err != nil {
 		f = fleet.Facts{} // no package driver: package steps fail with a clear error

@@ -14,3 +14,7 @@ import (
 func Collect(ctx context.Context, r driver.Runner) (fleet.Facts, error) {
 	return (&Linux{Runner: r}).Collect(ctx)
 }
+
+// PackageStamp is a cheap stamp of this node's package database, which
+// changes with every package change (Linux.PackageStamp).
+func PackageStamp() string { return (&Linux{}).PackageStamp() }

@@ -26,3 +26,7 @@ func Collect(ctx context.Context, r driver.Runner) (fleet.Facts, error) {
 	}
 	return WindowsFacts(w, fixes), nil
 }
+
+// PackageStamp is "": the agent reads this OS's updates on its facts
+// interval and after each step only.
+func PackageStamp() string { return "" }

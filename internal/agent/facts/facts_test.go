@@ -209,3 +209,37 @@ solvable_name: curl
 		t.Errorf("empty versionlock.list: %v", got)
 	}
 }
+
+// TestPackageStamp: the stamp changes when dpkg rewrites its status
+// file (a package changed, even to the same size) and is "" without a
+// package database.
+func TestPackageStamp(t *testing.T) {
+	root := t.TempDir()
+	l := &Linux{Root: root}
+	if got := l.PackageStamp(); got != "" {
+		t.Fatalf("stamp without a package database: %q", got)
+	}
+	status := filepath.Join(root, "var/lib/dpkg/status")
+	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(text string, mtime time.Time) {
+		t.Helper()
+		if err := os.WriteFile(status, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(status, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	write("Package: drover-testsvc\nVersion: 1.1\n", t0)
+	first := l.PackageStamp()
+	if first == "" || first != l.PackageStamp() {
+		t.Fatalf("stamp %q, then %q: want one non-empty stamp while nothing changes", first, l.PackageStamp())
+	}
+	write("Package: drover-testsvc\nVersion: 1.4\n", t0.Add(time.Second)) // same size, later
+	if got := l.PackageStamp(); got == first {
+		t.Fatalf("stamp unchanged after the status file was rewritten: %q", got)
+	}
+}

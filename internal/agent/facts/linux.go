@@ -444,3 +444,28 @@ func (l *Linux) rebootRequired(ctx context.Context, fam string) bool {
 	}
 	return false
 }
+
+// packageDBs are the files a package manager rewrites on every change:
+// dpkg's status file, the rpm database (sqlite from rpm 4.16, Berkeley
+// DB before; under /usr/lib/sysimage on SUSE and newer Fedora).
+var packageDBs = []string{
+	"var/lib/dpkg/status",
+	"var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/Packages",
+	"usr/lib/sysimage/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages.db",
+}
+
+// PackageStamp is a cheap stamp of the package database: the size and
+// modification time of each file of packageDBs that exists. It changes
+// whenever a package is installed, removed or changed, by drover or by
+// hand; stat(2) only, for the agent to call before every poll.
+func (l *Linux) PackageStamp() string {
+	var b strings.Builder
+	for _, p := range packageDBs {
+		st, err := os.Stat(l.path(p))
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", p, st.Size(), st.ModTime().UnixNano())
+	}
+	return b.String()
+}
