@@ -473,7 +473,9 @@ func (h *Host) LinkageOf(binary string) (*Linkage, error) {
 
 // checkLinkage fails when a binary the probe names (binaries, and the
 // unit's ExecStart) cannot be read or has a shared library (or program
-// interpreter) that does not resolve.
+// interpreter) that does not resolve. Each failure names its binary,
+// unless the probe names one binary and no unit (its description
+// already does).
 func (h *Host) checkLinkage(ctx context.Context, p plan.Probe) error {
 	bins := slices.Clone(p.Binaries)
 	if p.Unit != "" {
@@ -483,15 +485,21 @@ func (h *Host) checkLinkage(ctx context.Context, p plan.Probe) error {
 		}
 		bins = append(bins, b)
 	}
+	prefix := func(b string) string {
+		if len(bins) == 1 && p.Unit == "" {
+			return ""
+		}
+		return b + ": "
+	}
 	var bad []string
 	for _, b := range bins {
 		l, err := h.LinkageOf(b)
 		if err != nil {
-			bad = append(bad, fmt.Sprintf("%s: %v", b, err))
+			bad = append(bad, prefix(b)+err.Error())
 			continue
 		}
 		if err := l.Problem(); err != nil {
-			bad = append(bad, b+": "+err.Error())
+			bad = append(bad, prefix(b)+err.Error())
 		}
 	}
 	if len(bad) > 0 {

@@ -202,7 +202,7 @@ func TestResolveLinkage(t *testing.T) {
 		t.Errorf("missing %+v, %v", l.Missing, err)
 	}
 	err = h.Check(context.Background(), probe, nil)
-	if err == nil || err.Error() != "/usr/sbin/svc: libbase.so.2 not found (needed by /usr/lib/svc/libsvc.so.1)" {
+	if err == nil || err.Error() != "libbase.so.2 not found (needed by /usr/lib/svc/libsvc.so.1)" {
 		t.Errorf("check: %v", err)
 	}
 	// ... and libconf.so.3's directory is gone from ld.so.conf: only the
@@ -210,8 +210,9 @@ func TestResolveLinkage(t *testing.T) {
 	if err := os.Remove(at("etc/ld.so.conf.d/conf.conf")); err != nil {
 		t.Fatal(err)
 	}
+	probe.Binaries = append(probe.Binaries, "/usr/lib/svc/libsvc.so.1")
 	err = h.Check(context.Background(), probe, nil)
-	if err == nil || err.Error() != "/usr/sbin/svc: libconf.so.3 not found, libbase.so.2 not found (needed by /usr/lib/svc/libsvc.so.1)" {
+	if err == nil || err.Error() != "/usr/sbin/svc: libconf.so.3 not found, libbase.so.2 not found (needed by /usr/lib/svc/libsvc.so.1); /usr/lib/svc/libsvc.so.1: libbase.so.2 not found" {
 		t.Errorf("check: %v", err)
 	}
 
@@ -233,13 +234,25 @@ func TestResolveLinkage(t *testing.T) {
 	}
 	writeFile(t, at("etc/svc.conf"), "x=1\n")
 	for bin, want := range map[string]string{
-		"/usr/sbin/gone": "/usr/sbin/gone: open usr/sbin/gone: no such file or directory",
-		"/etc/svc.conf":  "/etc/svc.conf: /etc/svc.conf: not an ELF binary",
+		"/usr/sbin/gone": "open usr/sbin/gone: no such file or directory",
+		"/etc/svc.conf":  "/etc/svc.conf: not an ELF binary",
 	} {
 		err := h.Check(context.Background(), plan.Probe{Kind: plan.ProbeLinkage, Binaries: []string{bin}}, nil)
 		if err == nil || err.Error() != want {
 			t.Errorf("check %s: %v, want %s", bin, err, want)
 		}
+	}
+	// A unit's binary is its ExecStart (systemctl show).
+	unitHost := &Host{FS: fsys, GOOS: "linux", Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
+		if name+" "+strings.Join(args, " ") != "systemctl show -p ExecStart --value -- svc.service" {
+			return nil, os.ErrNotExist
+		}
+		return []byte("{ path=/usr/sbin/svc ; argv[]=/usr/sbin/svc -f ; ignore_errors=no }\n"), nil
+	}}
+	os.Remove(at("usr/lib/svc/libconf.so.3"))
+	err = unitHost.Check(context.Background(), plan.Probe{Kind: plan.ProbeLinkage, Unit: "svc.service"}, nil)
+	if err == nil || err.Error() != "/usr/sbin/svc: libconf.so.3 not found" {
+		t.Errorf("check of the unit: %v", err)
 	}
 	if err := os.Remove(at(interp)); err != nil {
 		t.Fatal(err)
