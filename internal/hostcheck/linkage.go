@@ -90,7 +90,7 @@ func ResolveLinkage(fsys fs.FS, binary string) (*Linkage, error) {
 	if errors.Is(err, ErrNotELF) {
 		interp, ok := shebang(fsys, binary)
 		if !ok {
-			return l, fmt.Errorf("%s: %w", binary, err)
+			return l, err
 		}
 		l.Script, l.Binary = binary, interp
 		f, err = openELF(fsys, interp)
@@ -369,18 +369,16 @@ func (o *elfObject) Close() error {
 // openELF opens path from fsys as an ELF file; ErrNotELF when it is not
 // one.
 func openELF(fsys fs.FS, path string) (*elfObject, error) {
+	// Only regular files are opened: a FIFO or a device named as a
+	// binary would block or never end.
+	if st, err := fs.Stat(fsys, rel(path)); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: %w", path, ErrNotELF)
+	}
 	file, err := fsys.Open(rel(path))
 	if err != nil {
 		return nil, err
-	}
-	st, err := file.Stat()
-	if err != nil {
-		file.Close()
-		return nil, err
-	}
-	if st.IsDir() {
-		file.Close()
-		return nil, fmt.Errorf("%s is a directory: %w", path, ErrNotELF)
 	}
 	ra, ok := file.(io.ReaderAt)
 	if !ok {
@@ -396,7 +394,7 @@ func openELF(fsys fs.FS, path string) (*elfObject, error) {
 		file.Close()
 		var fe *elf.FormatError
 		if errors.As(err, &fe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, ErrNotELF
+			return nil, fmt.Errorf("%s: %w", path, ErrNotELF)
 		}
 		return nil, err
 	}
@@ -406,6 +404,9 @@ func openELF(fsys fs.FS, path string) (*elfObject, error) {
 // shebang returns the interpreter of a script ("#!/usr/bin/python3 -u"
 // gives /usr/bin/python3).
 func shebang(fsys fs.FS, path string) (string, bool) {
+	if st, err := fs.Stat(fsys, rel(path)); err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
 	file, err := fsys.Open(rel(path))
 	if err != nil {
 		return "", false

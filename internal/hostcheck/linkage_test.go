@@ -234,7 +234,8 @@ func TestResolveLinkage(t *testing.T) {
 	}
 	writeFile(t, at("etc/svc.conf"), "x=1\n")
 	for bin, want := range map[string]string{
-		"/usr/sbin/gone": "open usr/sbin/gone: no such file or directory",
+		"/usr/sbin/gone": "stat usr/sbin/gone: no such file or directory",
+		"/etc":           "/etc is not a regular file: not an ELF binary",
 		"/etc/svc.conf":  "/etc/svc.conf: not an ELF binary",
 	} {
 		err := h.Check(context.Background(), plan.Probe{Kind: plan.ProbeLinkage, Binaries: []string{bin}}, nil)
