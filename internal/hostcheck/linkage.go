@@ -39,8 +39,8 @@ type MissingLib struct {
 	NeededBy string `json:"neededBy"`
 }
 
-// String is "libz.so.1" for a library the binary needs itself, else
-// "libpcre2-8.so.0 (needed by /lib/x86_64-linux-gnu/libselinux.so.1)".
+// String is "libpcre2-8.so.0 (needed by
+// /lib/x86_64-linux-gnu/libselinux.so.1)".
 func (m MissingLib) String() string {
 	return m.Name + " (needed by " + m.NeededBy + ")"
 }
@@ -79,7 +79,10 @@ var ErrNotELF = errors.New("not an ELF binary")
 // interpreter (PT_INTERP) must exist too. LD_LIBRARY_PATH is not read:
 // it is the service's environment, not the agent's. The ld.so.cache is
 // not read either: it is built from the same directories, and a library
-// removed since the cache was built does not load.
+// removed since the cache was built does not load (a directory only
+// the cache knows, from `ldconfig DIR`, is not searched here). Nor are
+// the glibc-hwcaps subdirectories: a library installed only there
+// reads as missing.
 //
 // A script ("#!") is resolved through its interpreter. The error is for
 // a binary that cannot be read or is not ELF; what does not resolve is
@@ -121,10 +124,9 @@ func ResolveLinkage(fsys fs.FS, binary string) (*Linkage, error) {
 		}
 	}
 	type object struct {
-		path    string
-		f       *elfObject
-		rpaths  []string // of its loaders, nearest first, when they have no RUNPATH
-		loaders []string
+		path   string
+		f      *elfObject
+		rpaths []string // DT_RPATH of its loaders, nearest first (those with DT_RUNPATH give none)
 	}
 	queue := []object{{path: l.Binary, f: f}}
 	for len(queue) > 0 {
@@ -144,7 +146,7 @@ func ResolveLinkage(fsys fs.FS, binary string) (*Linkage, error) {
 		dirs = append(dirs, r.expand(runpath, origin)...)
 		dirs = append(dirs, r.confDirs...)
 		dirs = append(dirs, r.defaultDirs()...)
-		var childRpaths []string
+		childRpaths := o.rpaths
 		if len(runpath) == 0 {
 			childRpaths = slices.Concat(r.expand(rpath, origin), o.rpaths)
 		}
