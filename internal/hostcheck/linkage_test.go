@@ -221,6 +221,10 @@ func TestResolveLinkage(t *testing.T) {
 	// resolves libsvc.so.1's need.
 	copyFile(t, at("usr/lib/x86_64-linux-gnu/libbase.so.2.removed"), at("usr/lib/svc/libbase.so.2"))
 	copyFile(t, at("opt/conf/lib/libconf.so.3"), at("usr/lib/svc/libconf.so.3"))
+	// Not while it is DT_RUNPATH: that is the binary's own.
+	if l, err = ResolveLinkage(fsys, "/usr/sbin/svc"); err != nil || len(l.Missing) != 1 || l.Missing[0].Name != "libbase.so.2" {
+		t.Errorf("with DT_RUNPATH, libsvc.so.1's need is not searched in it: %+v %v", l, err)
+	}
 	retag(t, at("usr/sbin/svc"), elf.DT_RUNPATH, elf.DT_RPATH)
 	if l, err = ResolveLinkage(fsys, "/usr/sbin/svc"); err != nil || l.Problem() != nil || l.Libraries["libbase.so.2"] != "/usr/lib/svc/libbase.so.2" {
 		t.Errorf("with DT_RPATH: %+v %v", l, err)
