@@ -150,7 +150,7 @@ func (a *agent) answerEvidence(ctx context.Context, reqs []api.EvidenceRequest) 
 			continue
 		}
 		ran = true
-		spec := evidence.Spec{Node: a.cfg.NodeID, Reason: evidence.ReasonOnDemand, Units: req.Units, Names: req.Names, Endpoints: req.Endpoints, CAFiles: req.CAFiles}
+		spec := evidence.Spec{Node: a.cfg.NodeID, Reason: evidence.ReasonOnDemand, Units: req.Units, Binaries: req.Binaries, Names: req.Names, Endpoints: req.Endpoints, CAFiles: req.CAFiles}
 		var b *evidence.Bundle
 		if a.cfg.Evidence != nil {
 			b = a.cfg.Evidence(ctx, spec)
@@ -178,7 +178,8 @@ func (a *agent) answerEvidence(ctx context.Context, reqs []api.EvidenceRequest) 
 }
 
 // evidenceSpec derives what to capture from a step: the units its
-// service-restart actions and systemd probes name, the host names of
+// service-restart actions and systemd and linkage probes name, the
+// binaries its linkage probes name, the host names of
 // its http and tcp probes, and the endpoints of its https probes.
 func evidenceSpec(p api.StepPayload) evidence.Spec {
 	var s evidence.Spec
@@ -214,6 +215,11 @@ func evidenceSpec(p api.StepPayload) evidence.Spec {
 		case plan.ProbeTCP:
 			if h, _, err := net.SplitHostPort(pr.Address); err == nil && net.ParseIP(h) == nil {
 				add(&s.Names, h)
+			}
+		case plan.ProbeLinkage:
+			add(&s.Units, unitName(pr.Unit))
+			for _, b := range pr.Binaries {
+				add(&s.Binaries, b)
 			}
 		case plan.ProbeDNS:
 			add(&s.Names, pr.Lookup)

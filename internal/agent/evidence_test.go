@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -168,5 +169,18 @@ func TestEvidenceSpecHostChecks(t *testing.T) {
 	}
 	if len(s.CAFiles) != 1 || s.CAFiles["api.internal:8443"] != "/etc/internal-ca.pem" {
 		t.Errorf("CA files %v", s.CAFiles)
+	}
+}
+
+// TestEvidenceSpecLinkage: a step's linkage probes name what the
+// bundle's linkage section resolves, their binaries (a host without
+// systemd) and their units.
+func TestEvidenceSpecLinkage(t *testing.T) {
+	s := evidenceSpec(api.StepPayload{Probes: []plan.Probe{
+		{Kind: plan.ProbeLinkage, Binaries: []string{"/usr/bin/drover-testsvc", "/usr/sbin/nginx"}},
+		{Kind: plan.ProbeLinkage, Unit: "nginx", Binaries: []string{"/usr/sbin/nginx"}},
+	}})
+	if !slices.Equal(s.Binaries, []string{"/usr/bin/drover-testsvc", "/usr/sbin/nginx"}) || !slices.Equal(s.Units, []string{"nginx.service"}) {
+		t.Errorf("binaries %v units %v", s.Binaries, s.Units)
 	}
 }

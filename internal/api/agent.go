@@ -138,6 +138,7 @@ type PollResponse struct {
 type EvidenceRequest struct {
 	ID        string   `json:"id"`
 	Units     []string `json:"units,omitempty"`
+	Binaries  []string `json:"binaries,omitempty"`
 	Names     []string `json:"names,omitempty"`
 	Endpoints []string `json:"endpoints,omitempty"`
 	// CAFiles: endpoint -> CA bundle on the node (EvidenceAsk.CAFiles).

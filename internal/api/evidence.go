@@ -41,7 +41,10 @@ type EvidenceBundle struct {
 // EvidenceAsk asks a node for a bundle now (POST /v1/nodes/{id}/evidence);
 // every field is optional and widens the capture.
 type EvidenceAsk struct {
-	Units     []string `json:"units,omitempty"`
+	Units []string `json:"units,omitempty"`
+	// Binaries are absolute paths of binaries whose linkage to capture
+	// (a service's binary on a host without systemd).
+	Binaries  []string `json:"binaries,omitempty"`
 	Names     []string `json:"names,omitempty"`
 	Endpoints []string `json:"endpoints,omitempty"`
 	// CAFiles maps an endpoint to a CA bundle on the node to verify its

@@ -20,7 +20,7 @@ func newEvidenceCmd(e *env) *cobra.Command {
 	var r remote
 	var rollout, id string
 	var capture, list bool
-	var units []string
+	var units, binaries []string
 	var wait time.Duration
 	cmd := &cobra.Command{Use: "evidence NODE [--rollout R] [--capture] [--list]",
 		Short: "Show the evidence a node's agent captured when a step failed, before the rollback (or capture it now)",
@@ -51,7 +51,7 @@ it, up to --wait.`,
 			}
 			ctx, node := cmd.Context(), args[0]
 			if capture {
-				req, err := c.AskEvidence(ctx, node, api.EvidenceAsk{Units: units})
+				req, err := c.AskEvidence(ctx, node, api.EvidenceAsk{Units: units, Binaries: binaries})
 				if err != nil {
 					return apiErr(err)
 				}
@@ -103,6 +103,7 @@ it, up to --wait.`,
 	cmd.Flags().BoolVar(&list, "list", false, "list the node's bundles")
 	cmd.Flags().BoolVar(&capture, "capture", false, "ask the node's agent for a bundle now and wait for it")
 	cmd.Flags().StringArrayVar(&units, "unit", nil, "with --capture: a unit whose state, logs and linkage to capture (repeatable)")
+	cmd.Flags().StringArrayVar(&binaries, "binary", nil, "with --capture: an absolute path of a binary whose linkage to capture (repeatable; a service's binary on a host without systemd)")
 	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "with --capture: how long to wait for the node's answer")
 	r.flags(cmd, e, true)
 	return cmd
@@ -235,13 +236,19 @@ func sectionLines(s evidence.Section) []string {
 		var v []evidence.Linkage
 		if b.Decode(s.Name, &v) {
 			for _, l := range v {
+				who := l.Binary
+				if l.Unit != "" {
+					who = l.Unit + ": " + l.Binary
+				}
 				switch {
 				case l.Error != "":
-					out = append(out, fmt.Sprintf("%s: %s", l.Unit, l.Error))
+					out = append(out, fmt.Sprintf("%s: %s", strings.TrimSuffix(who, ": "), l.Error))
 				case len(l.Missing) > 0:
-					out = append(out, fmt.Sprintf("%s: %s MISSING %s", l.Unit, l.Binary, strings.Join(l.Missing, ", ")))
+					out = append(out, fmt.Sprintf("%s MISSING %s", who, strings.Join(l.Missing, ", ")))
+				case l.Static:
+					out = append(out, who+" static")
 				default:
-					out = append(out, fmt.Sprintf("%s: %s links", l.Unit, l.Binary))
+					out = append(out, fmt.Sprintf("%s links (%d libraries)", who, len(l.Libraries)))
 				}
 			}
 			return out

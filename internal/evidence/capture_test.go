@@ -1,13 +1,16 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,12 +87,16 @@ func TestCaptureLinux(t *testing.T) {
 		"systemctl --failed":          "nginx.service loaded failed failed nginx\n",
 		"systemctl show -p LoadState": "LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\n",
 		"systemctl show -p ExecStart": "{ path=/usr/sbin/nginx ; argv[]=/usr/sbin/nginx ; }\n",
-		"ldd /usr/sbin/nginx":         string(testdata(t, "ldd-missing.txt")),
 		"journalctl -u nginx.service": "Dec 07 nginx[1]: error while loading shared libraries: libpcre2-8.so.0\n",
 		"iptables -V":                 "iptables v1.8.9 (nf_tables)\n",
 		"journalctl -k":               "Dec 07 kernel: EXT4-fs error (device vda1)\n",
 	})
-	b := Capture(t.Context(), h, Spec{Node: "n1", Rollout: "r1", Step: "s1", Units: []string{"nginx.service"},
+	// nginx's binary (the unit's ExecStart) needs libpcre2-8.so.0, which
+	// the root lacks; /usr/bin/svc (a binary the probes name) links.
+	linkedELF(t, h.Root, "usr/sbin/nginx", "libpcre2-8.so.0")
+	linkedELF(t, h.Root, "usr/bin/svc", "libsvc.so.1")
+	linkedELF(t, h.Root, "usr/lib/x86_64-linux-gnu/libsvc.so.1", "")
+	b := Capture(t.Context(), h, Spec{Node: "n1", Rollout: "r1", Step: "s1", Units: []string{"nginx.service"}, Binaries: []string{"/usr/bin/svc"},
 		Names: []string{"api.example", "db.internal"}, Endpoints: []string{"api.example:443"},
 		Packages: []PackageChange{{Name: "libpcre2-8-0", Before: "10.42-1", After: "10.42-4"}}})
 	if b.Reason != ReasonFailure || b.Node != "n1" || b.Truncated {
@@ -104,7 +111,8 @@ func TestCaptureLinux(t *testing.T) {
 		t.Errorf("units = %+v", u)
 	}
 	var l []Linkage
-	if !b.Decode("linkage", &l) || len(l) != 1 || l[0].Binary != "/usr/sbin/nginx" || l[0].Missing[0] != "libpcre2-8.so.0" {
+	if !b.Decode("linkage", &l) || len(l) != 2 || l[0].Unit != "nginx.service" || l[0].Binary != "/usr/sbin/nginx" || !slices.Equal(l[0].Missing, []string{"libpcre2-8.so.0"}) ||
+		l[1].Unit != "" || l[1].Binary != "/usr/bin/svc" || l[1].Missing != nil || l[1].Libraries["libsvc.so.1"] != "/lib/x86_64-linux-gnu/libsvc.so.1" && l[1].Libraries["libsvc.so.1"] != "/usr/lib/x86_64-linux-gnu/libsvc.so.1" {
 		t.Errorf("linkage = %+v", l)
 	}
 	var r Resolver
@@ -180,6 +188,53 @@ func TestCaptureBounds(t *testing.T) {
 	secs := []Section{{Name: "a", Data: make([]byte, 600)}, {Name: "b", Data: make([]byte, 600)}, {Name: "c", Data: make([]byte, 300)}}
 	if !boundTotal(secs, 1000) || secs[1].Data != nil || !secs[1].Truncated || secs[2].Data == nil {
 		t.Fatalf("total bound: %+v", secs)
+	}
+}
+
+// linkedELF builds a real x86_64 ELF executable at root/path needing lib ("" for
+// none) with the Go linker (//go:cgo_import_dynamic; no C compiler),
+// and puts an empty file where its program interpreter is, so that only
+// lib can be missing.
+func linkedELF(t *testing.T, root, path, lib string) {
+	t.Helper()
+	path = filepath.Join(root, path)
+	dir := t.TempDir()
+	src := "package main\n\nimport _ \"unsafe\"\n\n"
+	if lib != "" {
+		src += "//go:cgo_import_dynamic _ _ \"" + lib + "\"\n"
+	}
+	src += "\nfunc main() {}\n"
+	for name, text := range map[string]string{"go.mod": "module linked\n\ngo 1.22\n", "main.go": src} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", path, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b := make([]byte, p.Filesz)
+			p.ReadAt(b, 0)
+			interp := filepath.Join(root, string(bytes.TrimRight(b, "\x00")))
+			if err := os.MkdirAll(filepath.Dir(interp), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(interp, nil, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 

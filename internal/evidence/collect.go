@@ -6,13 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/drover-dev/drover/internal/hostcheck"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/drover-dev/drover/internal/hostcheck"
 )
 
 // Kernel is the running kernel and boot.
@@ -104,43 +105,72 @@ func collectUnitLogs(ctx context.Context, h Host, s Spec) (any, error) {
 	return logs, nil
 }
 
-// Linkage is the dynamic linkage of a unit's binary.
+// Linkage is the dynamic linkage of a service's binary: a unit's (its
+// ExecStart) or one the step's linkage probes name (Spec.Binaries),
+// resolved as the dynamic loader would (hostcheck.ResolveLinkage: the
+// ELF's DT_NEEDED entries, transitively, in the loader's search path;
+// nothing is run).
 type Linkage struct {
-	Unit    string   `json:"unit"`
-	Binary  string   `json:"binary,omitempty"`
-	Missing []string `json:"missing,omitempty"` // libraries ldd reports "not found"
-	Error   string   `json:"error,omitempty"`
+	Unit   string `json:"unit,omitempty"`
+	Binary string `json:"binary,omitempty"`
+	// Script is set when the path was a script: Binary is then its
+	// interpreter.
+	Script string `json:"script,omitempty"`
+	// Missing lists what does not resolve: "libz.so.1", or for a
+	// library needed by another, "libpcre2-8.so.0 (needed by
+	// /lib/x86_64-linux-gnu/libselinux.so.1)".
+	Missing []string `json:"missing,omitempty"`
+	// Libraries maps each library loaded to the path it resolves to.
+	Libraries map[string]string `json:"libraries,omitempty"`
+	Static    bool              `json:"static,omitempty"`
+	Error     string            `json:"error,omitempty"`
 }
 
 func collectLinkage(ctx context.Context, h Host, s Spec) (any, error) {
-	if len(s.Units) == 0 {
+	if len(s.Units)+len(s.Binaries) == 0 {
 		return nil, nil
 	}
+	root := h.Root
+	if root == "" {
+		root = "/"
+	}
+	hc := &hostcheck.Host{FS: os.DirFS(root), Run: hostcheck.Runner(h.Run), GOOS: h.GOOS}
 	var out []Linkage
 	for _, unit := range s.Units {
 		l := Linkage{Unit: unit}
-		b, err := h.Run(ctx, "systemctl", "show", "-p", "ExecStart", "--value", "--", unit)
+		bin, err := hc.UnitBinary(ctx, unit)
 		if err != nil {
-			if errors.Is(tool(err), errNoTool) {
-				return nil, tool(err)
-			}
 			l.Error = err.Error()
 			out = append(out, l)
 			continue
 		}
-		if l.Binary = ParseExecStart(b); l.Binary == "" {
-			l.Error = "no ExecStart"
-			out = append(out, l)
-			continue
-		}
-		b, err = h.Run(ctx, "ldd", l.Binary)
-		l.Missing = ParseLddMissing(b)
-		if err != nil && l.Missing == nil {
-			l.Error = err.Error()
-		}
-		out = append(out, l)
+		out = append(out, linkageOf(hc, l, bin))
+	}
+	for _, bin := range s.Binaries {
+		out = append(out, linkageOf(hc, Linkage{}, bin))
 	}
 	return out, nil
+}
+
+func linkageOf(hc *hostcheck.Host, l Linkage, bin string) Linkage {
+	l.Binary = bin
+	r, err := hc.LinkageOf(bin)
+	if err != nil {
+		l.Error = err.Error()
+		return l
+	}
+	if r.Script != "" {
+		l.Script, l.Binary = r.Script, r.Binary
+	}
+	l.Libraries, l.Static = r.Libraries, r.Static
+	for _, m := range r.Missing {
+		if m.NeededBy == r.Binary {
+			l.Missing = append(l.Missing, m.Name)
+		} else {
+			l.Missing = append(l.Missing, m.String())
+		}
+	}
+	return l
 }
 
 // Resolver is the resolver configuration and the answers it gives.

@@ -120,6 +120,10 @@ type Spec struct {
 	// Units are the services the plan names or probes: their state, last
 	// log lines and their binary's linkage are captured.
 	Units []string
+	// Binaries are the binaries the step's linkage probes name: their
+	// linkage is captured (hosts without systemd name their services'
+	// binaries this way).
+	Binaries []string
 	// Names are the host names the probes use (resolved); Endpoints the
 	// host:port of their HTTPS URLs and TCP addresses (TLS handshake).
 	Names     []string

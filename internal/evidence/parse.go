@@ -50,38 +50,6 @@ func ParseSystemctlShow(b []byte) map[string]string {
 	return m
 }
 
-// ParseExecStart returns the binary of a unit's ExecStart property as
-// `systemctl show -p ExecStart --value` prints it
-// ("{ path=/usr/sbin/nginx ; argv[]=/usr/sbin/nginx -g ... }"), or the
-// first word of a plain command line.
-func ParseExecStart(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if i := strings.Index(s, "path="); i >= 0 {
-		rest := s[i+len("path="):]
-		if j := strings.IndexAny(rest, " ;"); j >= 0 {
-			rest = rest[:j]
-		}
-		return rest
-	}
-	f := strings.Fields(s)
-	if len(f) == 0 {
-		return ""
-	}
-	return strings.TrimLeft(f[0], "-@+!:")
-}
-
-// ParseLddMissing returns the libraries ldd reports "not found".
-func ParseLddMissing(b []byte) []string {
-	var out []string
-	for _, line := range lines(b) {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), "=>")
-		if ok && strings.TrimSpace(rest) == "not found" {
-			out = append(out, strings.TrimSpace(name))
-		}
-	}
-	return out
-}
-
 // ResolvConf is what /etc/resolv.conf configures.
 type ResolvConf struct {
 	Nameservers []string `json:"nameservers"`

@@ -23,7 +23,9 @@
 // (dpkg-dev) on the host and the images drover-fleet:SUITE that
 // scripts/fleet-rootfs.sh builds. It fails, never skips, when one is
 // missing. It builds its own binaries: drover (static) and the service it
-// rolls out, testdata/testsvc. Everything it starts (containers, the
+// rolls out, testdata/testsvc (dynamically linked: it needs
+// libsmartcols.so.1, which the Go linker records without a C compiler;
+// see testdata/testsvc/link_linux.go). Everything it starts (containers, the
 // network, the server, the repository) is removed when it ends, pass or
 // fail.
 //

@@ -175,7 +175,9 @@ func moduleRoot(t *testing.T) string {
 	return root
 }
 
-// goBuild builds a static binary.
+// goBuild builds a binary without cgo: static, but for the test
+// service, whose DT_NEEDED entry the Go linker writes itself
+// (testdata/testsvc/link_linux.go).
 func goBuild(t *testing.T, dir, out, pkg string) {
 	t.Helper()
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)

@@ -34,7 +34,11 @@ import (
 // CAP_NET_ADMIN) eth0's MTU is lowered from 1500 to 1400 with the
 // SIOCSIFMTU ioctl (testdata/setmtu: the images have no iproute2); on
 // fw1 the iptables alternative is switched from nf_tables to legacy with
-// the real update-alternatives --set. The images have no iptables and
+// the real update-alternatives --set; on lib1 the library the test
+// service links (libsmartcols.so.1, a DT_NEEDED entry of
+// /usr/bin/drover-testsvc) is removed, as a package update removes or
+// renames a library (the running service keeps answering; its next
+// start would fail). The images have no iptables and
 // apt here reaches only the test's repository, so fw1's two
 // alternatives are stand-in scripts that print what iptables -V prints
 // for each backend (the only thing drover reads of them): the switch is
@@ -60,10 +64,11 @@ func TestDebianFleetHostChecks(t *testing.T) {
 		{name: "ca1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
 		{name: "mtu1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data", caps: []string{"NET_ADMIN"}},
 		{name: "fw1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
+		{name: "lib1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
 		{name: "ok1", suite: "bookworm", zone: "a", role: "fleet", tmpfs: "/srv/data"},
 	}
 	f := setup(t, nodes)
-	ro1, dns1, ca1, mtu1, fw1, ok1 := f.byName["ro1"], f.byName["dns1"], f.byName["ca1"], f.byName["mtu1"], f.byName["fw1"], f.byName["ok1"]
+	ro1, dns1, ca1, mtu1, fw1, lib1, ok1 := f.byName["ro1"], f.byName["dns1"], f.byName["ca1"], f.byName["mtu1"], f.byName["fw1"], f.byName["lib1"], f.byName["ok1"]
 	// What dns1's checks resolve: its own container's name, which the
 	// network's resolver (Docker's, 127.0.0.11) answers.
 	self := dns1.container
@@ -190,6 +195,33 @@ iptables -V`
 			t.Errorf("the evidence's firewall backend is %+v, want legacy", fw)
 		}
 		f.diffNames(t, fw1, ok1, ro.ID, api.EvidenceAsk{}, "firewall", "iptables backend", "legacy")
+	})
+	t.Run("library-removed", func(t *testing.T) {
+		// The containers run no systemd: the probe names the service's
+		// binary, and the evidence captures its linkage from the probe.
+		const bin = "/usr/bin/drover-testsvc"
+		const lib = "/usr/lib/x86_64-linux-gnu/libsmartcols.so.1"
+		probes := `      - name: service libraries
+        kind: linkage
+        binaries: [` + bin + `]
+        interval: 1s
+`
+		reason, ro := f.breakInSoak(t, lib1, "host-check-linkage", probes, "mv "+lib+" "+lib+".removed")
+		if !strings.Contains(reason, "service libraries: linkage "+bin+": libsmartcols.so.1 not found") {
+			t.Errorf("reason %q does not name the missing library", reason)
+		}
+		// What the loader says when the service starts now: the check
+		// named what it would refuse.
+		if out, _ := f.sh(lib1, "timeout 5 "+bin+" serve 2>&1"); !strings.Contains(out, "libsmartcols.so.1: cannot open shared object file") {
+			t.Errorf("%s starts on %s without libsmartcols.so.1? %q", bin, lib1.name, out)
+		}
+		b := f.failureBundle(t, lib1, ro.ID)
+		var ls []evidence.Linkage
+		b.Decode("linkage", &ls)
+		if len(ls) != 1 || ls[0].Binary != bin || !slices.Equal(ls[0].Missing, []string{"libsmartcols.so.1"}) {
+			t.Errorf("the evidence's linkage does not show libsmartcols.so.1 missing from %s: %+v", bin, ls)
+		}
+		f.diffNames(t, lib1, ok1, ro.ID, api.EvidenceAsk{Binaries: []string{bin}}, "libraries", bin, "libsmartcols.so.1 not found")
 	})
 }
 

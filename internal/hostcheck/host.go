@@ -1,6 +1,7 @@
 // Package hostcheck owns host checks: the probes of what breaks on a
 // node after an update (the clock, name resolution, TLS to an endpoint,
-// mounts, failed units, the firewall backend, MTUs, kernel errors), and
+// mounts, failed units, the firewall backend, MTUs, kernel errors, the
+// linkage of a service's binary), and
 // the snapshot of the host the agent takes before a step, which
 // "unchanged" and "new" compare with. The readers are pure parse
 // functions (parse.go); Host supplies the bytes.
@@ -299,6 +300,8 @@ func (h *Host) Check(ctx context.Context, p plan.Probe, base *Snapshot) error {
 		return nil
 	case plan.ProbeMTU:
 		return h.checkMTU(p, base)
+	case plan.ProbeLinkage:
+		return h.checkLinkage(ctx, p)
 	case plan.ProbeKernelErrors:
 		if base.KernelErr != "" {
 			return fmt.Errorf("%w: %s", ErrNoBaseline, base.KernelErr)
@@ -445,6 +448,62 @@ func (h *Host) checkMTU(p plan.Probe, base *Snapshot) error {
 	}
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// UnitBinary is the binary a systemd unit starts (its ExecStart).
+func (h *Host) UnitBinary(ctx context.Context, unit string) (string, error) {
+	out, err := h.run(ctx, "systemctl", "show", "-p", "ExecStart", "--value", "--", unit)
+	if err != nil {
+		return "", fmt.Errorf("systemctl show -p ExecStart %s: %w", unit, err)
+	}
+	b := ParseExecStart(out)
+	if b == "" {
+		return "", fmt.Errorf("unit %s has no ExecStart", unit)
+	}
+	return b, nil
+}
+
+// LinkageOf resolves the linkage of binary (ResolveLinkage on the host's
+// file system).
+func (h *Host) LinkageOf(binary string) (*Linkage, error) {
+	return ResolveLinkage(h.fsys(), binary)
+}
+
+// checkLinkage fails when a binary the probe names (binaries, and the
+// unit's ExecStart) cannot be read or has a shared library (or program
+// interpreter) that does not resolve. Each failure names its binary,
+// unless the probe names one binary and no unit (its description
+// already does).
+func (h *Host) checkLinkage(ctx context.Context, p plan.Probe) error {
+	bins := slices.Clone(p.Binaries)
+	if p.Unit != "" {
+		b, err := h.UnitBinary(ctx, p.Unit)
+		if err != nil {
+			return err
+		}
+		bins = append(bins, b)
+	}
+	prefix := func(b string) string {
+		if len(bins) == 1 && p.Unit == "" {
+			return ""
+		}
+		return b + ": "
+	}
+	var bad []string
+	for _, b := range bins {
+		l, err := h.LinkageOf(b)
+		if err != nil {
+			bad = append(bad, prefix(b)+err.Error())
+			continue
+		}
+		if err := l.Problem(); err != nil {
+			bad = append(bad, prefix(b)+err.Error())
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
 }

@@ -305,3 +305,23 @@ func adjtimexState(state int, status int32, offset, esterror int64) ClockState {
 	st.Offset = max(off, -off) + time.Duration(esterror)*time.Microsecond
 	return st
 }
+
+// ParseExecStart returns the binary of a unit's ExecStart property as
+// `systemctl show -p ExecStart --value` prints it
+// ("{ path=/usr/sbin/nginx ; argv[]=/usr/sbin/nginx -g ... }"), or the
+// first word of a plain command line.
+func ParseExecStart(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.Index(s, "path="); i >= 0 {
+		rest := s[i+len("path="):]
+		if j := strings.IndexAny(rest, " ;"); j >= 0 {
+			rest = rest[:j]
+		}
+		return rest
+	}
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return ""
+	}
+	return strings.TrimLeft(f[0], "-@+!:")
+}

@@ -31,22 +31,30 @@ func compareLinkage(f, h *Node) []Difference {
 	if h.Evidence != nil {
 		h.Evidence.Decode("linkage", &hl)
 	}
+	// A unit's binary is keyed by its unit, a binary a probe names by
+	// its path.
+	key := func(l ev.Linkage) string {
+		if l.Unit != "" {
+			return l.Unit
+		}
+		return l.Binary
+	}
 	healthyMissing := map[string]bool{}
 	for _, l := range hl {
 		for _, m := range l.Missing {
-			healthyMissing[l.Unit+" "+m] = true
+			healthyMissing[key(l)+" "+m] = true
 		}
 	}
 	var ds []Difference
 	for _, l := range fl {
 		for _, m := range l.Missing {
-			if healthyMissing[l.Unit+" "+m] {
+			if healthyMissing[key(l)+" "+m] {
 				continue
 			}
 			// Missing on the failing node needs no healthy bundle: a
 			// binary that cannot load its libraries does not start.
-			ds = append(ds, Difference{Key: l.Unit, Failing: l.Binary + ": " + m + " not found", Healthy: "(links)",
-				Reason: "the service's binary cannot load a library (ldd: not found): an update removed or renamed it (essay 002, dependency breakage)"})
+			ds = append(ds, Difference{Key: key(l), Failing: l.Binary + ": " + m + " not found", Healthy: "(links)",
+				Reason: "the service's binary cannot load a library (not found in the loader's search path): an update removed or renamed it (essay 002, dependency breakage)"})
 		}
 	}
 	return ds

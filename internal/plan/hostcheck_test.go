@@ -21,7 +21,7 @@ func TestHostCheckProbes(t *testing.T) {
 			t.Errorf("%s is not a host check", x.Kind)
 		}
 	}
-	want := []ProbeKind{ProbeClock, ProbeDNS, ProbeTLS, ProbeMounts, ProbeFailedUnits, ProbeFirewallBackend, ProbeMTU, ProbeKernelErrors}
+	want := []ProbeKind{ProbeClock, ProbeDNS, ProbeTLS, ProbeMounts, ProbeFailedUnits, ProbeFirewallBackend, ProbeMTU, ProbeKernelErrors, ProbeLinkage}
 	if !slices.Equal(kinds, want) {
 		t.Fatalf("kinds %v", kinds)
 	}
@@ -30,6 +30,9 @@ func TestHostCheckProbes(t *testing.T) {
 	}
 	if tl := pr[2]; tl.Address != "api.internal.example:443" || tl.MinVersion != "1.3" || tl.MinValidity.D() != 168*time.Hour || tl.CAFile == "" {
 		t.Errorf("tls %+v", tl)
+	}
+	if l := pr[8]; l.Unit != "nginx" || len(l.Binaries) != 2 || l.Binaries[0] != "/usr/sbin/nginx" {
+		t.Errorf("linkage %+v", l)
 	}
 	var baselined int
 	for _, k := range want {

@@ -551,12 +551,13 @@ const (
 	ProbeFirewallBackend ProbeKind = "firewall-backend" // iptables backend (nf_tables, legacy) unchanged
 	ProbeMTU             ProbeKind = "mtu"              // network interfaces' MTUs unchanged
 	ProbeKernelErrors    ProbeKind = "kernel-errors"    // no kernel log line at error or worse since the step began
+	ProbeLinkage         ProbeKind = "linkage"          // every shared library of the binaries (and the unit's) resolves
 )
 
 // HostCheck reports whether k is a host check kind.
 func (k ProbeKind) HostCheck() bool {
 	switch k {
-	case ProbeClock, ProbeDNS, ProbeTLS, ProbeMounts, ProbeFailedUnits, ProbeFirewallBackend, ProbeMTU, ProbeKernelErrors:
+	case ProbeClock, ProbeDNS, ProbeTLS, ProbeMounts, ProbeFailedUnits, ProbeFirewallBackend, ProbeMTU, ProbeKernelErrors, ProbeLinkage:
 		return true
 	}
 	return false
@@ -575,7 +576,7 @@ func (k ProbeKind) Baselined() bool {
 // Probe is one node health check.
 type Probe struct {
 	Name     string    `yaml:"name,omitempty" json:"name,omitempty"`
-	Kind     ProbeKind `yaml:"kind" json:"kind" desc:"http | tcp | command | systemd | windows-service | clock | dns | tls | mounts | failed-units | firewall-backend | mtu | kernel-errors"`
+	Kind     ProbeKind `yaml:"kind" json:"kind" desc:"http | tcp | command | systemd | windows-service | clock | dns | tls | mounts | failed-units | firewall-backend | mtu | kernel-errors | linkage"`
 	URL      string    `yaml:"url,omitempty" json:"url,omitempty"`
 	Status   int       `yaml:"status,omitempty" json:"status,omitempty" desc:"expected HTTP status (default 200)"`
 	Body     string    `yaml:"bodyMatch,omitempty" json:"bodyMatch,omitempty" desc:"regular expression the body must match"`
@@ -587,7 +588,7 @@ type Probe struct {
 	// command's output (or an http body) in the probe's reason; agents
 	// return it only when started with --allow-probe-output.
 	IncludeOutput bool     `yaml:"includeOutput,omitempty" json:"includeOutput,omitempty" desc:"command and http: return the start of the output in the failure reason, if the agent allows (--allow-probe-output)"`
-	Unit          string   `yaml:"unit,omitempty" json:"unit,omitempty" desc:"systemd unit or Windows service"`
+	Unit          string   `yaml:"unit,omitempty" json:"unit,omitempty" desc:"systemd unit or Windows service; linkage: the unit whose ExecStart binary to check"`
 	MaxOffset     Duration `yaml:"maxOffset,omitempty" json:"maxOffset,omitempty" desc:"clock: largest offset from the time source (default 1s)"`
 	Lookup        string   `yaml:"lookup,omitempty" json:"lookup,omitempty" desc:"dns: the name to resolve"`
 	Expect        []string `yaml:"expect,omitempty" json:"expect,omitempty" desc:"dns: addresses the answer must include"`
@@ -598,6 +599,7 @@ type Probe struct {
 	MinValidity   Duration `yaml:"minValidity,omitempty" json:"minValidity,omitempty" desc:"tls: every certificate of the chain must stay valid this long (default 0)"`
 	Paths         []string `yaml:"paths,omitempty" json:"paths,omitempty" desc:"mounts: the mount points to check (default every mount); each must be mounted"`
 	Interfaces    []string `yaml:"interfaces,omitempty" json:"interfaces,omitempty" desc:"mtu: the interfaces to check (default every interface)"`
+	Binaries      []string `yaml:"binaries,omitempty" json:"binaries,omitempty" desc:"linkage: absolute paths of the binaries whose shared libraries must resolve (with or instead of unit)"`
 	Timeout       Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	Retries       int      `yaml:"retries,omitempty" json:"retries,omitempty"`
 	Interval      Duration `yaml:"interval,omitempty" json:"interval,omitempty"`

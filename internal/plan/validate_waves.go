@@ -479,7 +479,7 @@ func (v *validator) gates() {
 
 var probeKinds = []string{string(ProbeHTTP), string(ProbeTCP), string(ProbeCommand), string(ProbeSystemd), string(ProbeWindowsService),
 	string(ProbeClock), string(ProbeDNS), string(ProbeTLS), string(ProbeMounts), string(ProbeFailedUnits), string(ProbeFirewallBackend),
-	string(ProbeMTU), string(ProbeKernelErrors)}
+	string(ProbeMTU), string(ProbeKernelErrors), string(ProbeLinkage)}
 
 // probeFields lists the fields each probe kind uses; a field of another
 // kind is a mistake, not an option.
@@ -490,10 +490,11 @@ var probeFields = map[ProbeKind][]string{
 	ProbeClock: {"maxOffset"}, ProbeDNS: {"lookup", "expect", "server"},
 	ProbeTLS:    {"address", "serverName", "caFile", "minVersion", "minValidity"},
 	ProbeMounts: {"paths"}, ProbeMTU: {"interfaces"},
+	ProbeLinkage: {"binaries", "unit"},
 }
 
 var probeFieldNames = []string{"url", "status", "bodyMatch", "address", "command", "artifact", "args", "includeOutput", "unit",
-	"maxOffset", "lookup", "expect", "server", "serverName", "caFile", "minVersion", "minValidity", "paths", "interfaces"}
+	"maxOffset", "lookup", "expect", "server", "serverName", "caFile", "minVersion", "minValidity", "paths", "interfaces", "binaries"}
 
 func (v *validator) probe(pp string, pr *Probe) {
 	if !v.written(pp + ".kind") {
@@ -567,6 +568,18 @@ func (v *validator) probe(pp string, pr *Probe) {
 			if !validInterface(n) {
 				v.errf(joinIndex(pp+".interfaces", i), "expected a network interface name (1 to 15 characters, no / or space), got %q", n)
 			}
+		}
+	case ProbeLinkage:
+		if len(pr.Binaries) == 0 && pr.Unit == "" && !v.d.failed[pp+".binaries"] && !v.d.failed[pp+".unit"] {
+			v.errf(pp, "a linkage probe needs binaries (absolute paths, e.g. [/usr/sbin/nginx]) or unit (the service whose ExecStart to check)")
+		}
+		for i, b := range pr.Binaries {
+			if !strings.HasPrefix(b, "/") {
+				v.errf(joinIndex(pp+".binaries", i), "expected an absolute path such as /usr/sbin/nginx, got %q", b)
+			}
+		}
+		if v.written(pp + ".unit") {
+			v.nonEmpty(pp+".unit", pr.Unit, "unit")
 		}
 	case ProbeCommand:
 		v.commandProbe(pp, pr, "a command probe")

@@ -259,6 +259,14 @@ func Describe(p plan.Probe) string {
 		if len(p.Interfaces) > 0 {
 			s += " " + strings.Join(p.Interfaces, " ")
 		}
+	case plan.ProbeLinkage:
+		s = "linkage"
+		if p.Unit != "" {
+			s += " " + p.Unit
+		}
+		if len(p.Binaries) > 0 {
+			s += " " + strings.Join(p.Binaries, " ")
+		}
 	case plan.ProbeClock, plan.ProbeFailedUnits, plan.ProbeFirewallBackend, plan.ProbeKernelErrors:
 		s = string(p.Kind)
 	default:

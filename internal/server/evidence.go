@@ -193,8 +193,13 @@ func (s *Server) askEvidence(w http.ResponseWriter, r *http.Request, id identity
 			return err
 		}
 	}
-	if len(ask.Units)+len(ask.Names)+len(ask.Endpoints) > 32 {
-		return badRequest("evidence request: at most 32 units, names and endpoints together")
+	if len(ask.Units)+len(ask.Binaries)+len(ask.Names)+len(ask.Endpoints) > 32 {
+		return badRequest("evidence request: at most 32 units, binaries, names and endpoints together")
+	}
+	for _, b := range ask.Binaries {
+		if !strings.HasPrefix(b, "/") {
+			return badRequest("evidence request: binaries: expected an absolute path on the node, got %q", b)
+		}
 	}
 	for ep, ca := range ask.CAFiles {
 		if !slices.Contains(ask.Endpoints, ep) {
@@ -209,7 +214,7 @@ func (s *Server) askEvidence(w http.ResponseWriter, r *http.Request, id identity
 			msg: fmt.Sprintf("node %s runs an agent of protocol %d; evidence capture needs protocol %d", node.ID, node.Protocol, api.EvidenceProtocol)}
 	}
 	now := s.now()
-	req := api.EvidenceRequest{ID: newEvidenceID("evreq-", now), Units: ask.Units, Names: ask.Names, Endpoints: ask.Endpoints, CAFiles: ask.CAFiles}
+	req := api.EvidenceRequest{ID: newEvidenceID("evreq-", now), Units: ask.Units, Binaries: ask.Binaries, Names: ask.Names, Endpoints: ask.Endpoints, CAFiles: ask.CAFiles}
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return err

@@ -158,6 +158,9 @@ func TestEvidenceOnFailureAndOnDemand(t *testing.T) {
 			t.Errorf("ask %+v: %v, want a 400 naming caFiles", bad, err)
 		}
 	}
+	if _, err := f.alice.AskEvidence(f.ctx, "web-2", api.EvidenceAsk{Binaries: []string{"usr/sbin/nginx"}}); !isStatus(err, 400) || !strings.Contains(err.Error(), "binaries") {
+		t.Errorf("ask for a relative binary: %v, want a 400 naming binaries", err)
+	}
 	req, err := f.alice.AskEvidence(f.ctx, "web-2", api.EvidenceAsk{Units: []string{"ssh.service"}})
 	if err != nil {
 		t.Fatal(err)
