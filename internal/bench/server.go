@@ -26,12 +26,17 @@ import (
 const (
 	EnvAgentToken = "DROVER_BENCH_AGENT_TOKEN"
 	EnvUserToken  = "DROVER_BENCH_USER_TOKEN"
+	// EnvDatabase carries a PostgreSQL URL shared by several bench
+	// servers (it may hold a password, so it is kept off the command line).
+	EnvDatabase = "DROVER_BENCH_DATABASE"
 )
 
-// ServerOptions configure a bench server: SQLite in DataDir, one admin
-// user, short timings.
+// ServerOptions configure a bench server: SQLite in DataDir (or the
+// PostgreSQL of Database), one admin user, short timings.
 type ServerOptions struct {
 	DataDir    string
+	Database   string        // PostgreSQL URL; "" means SQLite in DataDir
+	AuditKey   string        // the audit key file servers sharing Database share; "" means DataDir/audit.key
 	Listen     string        // "" means 127.0.0.1:0
 	PollWait   time.Duration // how long an idle poll is held
 	Tick       time.Duration // scheduler period
@@ -42,12 +47,15 @@ type ServerOptions struct {
 	Logger     *slog.Logger
 }
 
-// Serve runs a drover server on SQLite in o.DataDir until ctx ends.
+// Serve runs a drover server on SQLite in o.DataDir (or on o.Database)
+// until ctx ends.
 // ready, if not nil, receives the bound address.
 func Serve(ctx context.Context, o ServerOptions, ready func(addr string)) error {
 	cfg := server.DefaultConfig()
 	cfg.Listen = orDefault(o.Listen, "127.0.0.1:0")
 	cfg.DataDir = o.DataDir
+	cfg.Database = o.Database
+	cfg.AuditKey = o.AuditKey
 	cfg.ServerID = fmt.Sprintf("bench-%d", os.Getpid())
 	cfg.PollWait, cfg.Tick, cfg.Lease = o.PollWait, o.Tick, o.Lease
 	cfg.AgentToken = o.AgentToken
@@ -110,16 +118,20 @@ type serverProc struct {
 	pid  int
 }
 
-// startServer starts `drover bench server` and waits for its address.
-func startServer(ctx context.Context, c Command, o ServerOptions, logDir string) (*serverProc, error) {
+// startServer starts `drover bench server` and waits for its address;
+// its stderr goes to logDir/logName.
+func startServer(ctx context.Context, c Command, o ServerOptions, logDir, logName string) (*serverProc, error) {
 	args := []string{"bench", "server", "--data-dir", o.DataDir, "--poll-wait", o.PollWait.String(),
 		"--tick", o.Tick.String(), "--lease", o.Lease.String()}
 	if o.CPUProfile != "" {
 		args = append(args, "--cpuprofile", o.CPUProfile)
 	}
+	if o.AuditKey != "" {
+		args = append(args, "--audit-key", o.AuditKey)
+	}
 	cmd := c.cmd(ctx, args...)
-	cmd.Env = append(cmd.Env, EnvAgentToken+"="+o.AgentToken, EnvUserToken+"="+o.UserToken)
-	logf, err := os.Create(filepath.Join(logDir, "server.log"))
+	cmd.Env = append(cmd.Env, EnvAgentToken+"="+o.AgentToken, EnvUserToken+"="+o.UserToken, EnvDatabase+"="+o.Database)
+	logf, err := os.Create(filepath.Join(logDir, logName))
 	if err != nil {
 		return nil, fmt.Errorf("server log: %w", err)
 	}
@@ -164,6 +176,15 @@ func startServer(ctx context.Context, c Command, o ServerOptions, logDir string)
 		p.stop()
 		return nil, ctx.Err()
 	}
+}
+
+// kill ends the server at once (SIGKILL: no shutdown, its connections
+// reset, its PostgreSQL session and leader lock dropped by the kernel
+// closing its sockets) and waits for it.
+func (p *serverProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.done <- nil // stop, deferred, must not block
 }
 
 // stop asks the server to shut down (SIGTERM, so that a CPU profile is
