@@ -48,7 +48,12 @@ type AgentsConfig struct {
 	// KillWindow and a third of the way in the leading server is killed
 	// (SIGKILL). Needs Servers > 1.
 	KillWindow time.Duration
-	Progress   io.Writer
+	// HTTP2 makes the agents speak prior-knowledge HTTP/2 (h2c) to
+	// servers serving it: the polls share connections (250 streams
+	// each, the Go server's default), where HTTP/1.1 takes a connection,
+	// and a file descriptor on each side, per agent.
+	HTTP2    bool
+	Progress io.Writer
 }
 
 // AgentsResult is what the many-agents benchmark measured.
@@ -56,11 +61,13 @@ type AgentsResult struct {
 	Agents           int     `json:"agents"`
 	HeartbeatSeconds float64 `json:"heartbeatSeconds"`
 	DurationSeconds  float64 `json:"durationSeconds"`
-	Store            string  `json:"store"`           // "sqlite" or "postgres"
-	RegisterSeconds  float64 `json:"registerSeconds"` // registering every agent
-	Polling          int     `json:"pollingAgents"`   // polls held at the end of the window (drover_agents_connected, summed over the servers)
-	PollsPerSecond   float64 `json:"pollsPerSecond"`  // polls answered during the window
+	Store            string  `json:"store"`                    // "sqlite" or "postgres"
+	RegisterSeconds  float64 `json:"registerSeconds"`          // registering every agent
+	RegisterCPU      float64 `json:"registerServerCpuSeconds"` // the servers' CPU over the registration
+	Polling          int     `json:"pollingAgents"`            // polls held at the end of the window (drover_agents_connected, summed over the servers)
+	PollsPerSecond   float64 `json:"pollsPerSecond"`           // polls answered during the window
 	PollErrors       int64   `json:"pollErrors"`
+	HTTP2Responses   int64   `json:"http2Responses"` // agent requests (registrations and polls) answered over HTTP/2
 	// Server process cost over the window, summed over the servers: CPU
 	// from /proc/PID/stat in percent of one core; RSS from
 	// /proc/PID/status (max of 1 s samples and at the end); the Go heap
@@ -182,6 +189,7 @@ type fleetRun struct {
 	polls    atomic.Int64
 	errs     atomic.Int64
 	moved    atomic.Int64
+	h2       atomic.Int64 // agent requests answered over HTTP/2
 }
 
 // RunAgents runs the many-agents benchmark once.
@@ -200,7 +208,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 		return res, err
 	}
 	defer cleanup()
-	so := ServerOptions{DataDir: filepath.Join(dir, "server"), Database: cfg.Store, PollWait: cfg.Heartbeat, Tick: time.Second,
+	so := ServerOptions{DataDir: filepath.Join(dir, "server"), Database: cfg.Store, HTTP2: cfg.HTTP2, PollWait: cfg.Heartbeat, Tick: time.Second,
 		Lease: 3 * cfg.Heartbeat, AgentToken: token(), UserToken: token(), CPUProfile: cfg.CPUProfile}
 	if cfg.Servers > 1 {
 		so.AuditKey = filepath.Join(dir, "audit.key") // the first server creates it
@@ -232,7 +240,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 		fr.bases = append(fr.bases, "http://"+p.addr)
 	}
 	for i := range cfg.SourceAddrs {
-		fr.clients = append(fr.clients, loopbackClient(i, cfg.SourceAddrs, cfg.Agents/cfg.SourceAddrs+16))
+		fr.clients = append(fr.clients, loopbackClient(i, cfg.SourceAddrs, cfg.Agents/cfg.SourceAddrs+16, cfg.HTTP2))
 	}
 	defer func() {
 		for _, c := range fr.clients {
@@ -247,10 +255,19 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 
 	fmt.Fprintf(cfg.Progress, "registering %d agents with %d server(s)\n", cfg.Agents, cfg.Servers)
 	t0 := time.Now()
+	regCPU0, err := cpuOf(srvs)
+	if err != nil {
+		return res, err
+	}
 	if err := fr.registerAll(ctx); err != nil {
 		return res, err
 	}
 	res.RegisterSeconds = time.Since(t0).Seconds()
+	regCPU1, err := cpuOf(srvs)
+	if err != nil {
+		return res, err
+	}
+	res.RegisterCPU = (regCPU1 - regCPU0).Seconds()
 	fmt.Fprintf(cfg.Progress, "registered in %.1f s; polling\n", res.RegisterSeconds)
 
 	pctx, stopPolls := context.WithCancel(ctx)
@@ -279,6 +296,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 	res.Goroutines = w.sum("go_goroutines")
 	res.Polling = int(w.sum("drover_agents_connected"))
 	res.PollsPerSecond, res.PollErrors = w.pollsPerSec, w.pollErrs
+	res.HTTP2Responses = fr.h2.Load()
 	if cfg.Servers > 1 {
 		res.Servers = w.servers
 		for i := range res.Servers {
@@ -303,6 +321,19 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 		res.Kill = &k
 	}
 	return res, nil
+}
+
+// cpuOf is the servers' CPU time so far, summed.
+func cpuOf(srvs []*serverProc) (time.Duration, error) {
+	var t time.Duration
+	for _, p := range srvs {
+		c, err := procCPU(p.pid)
+		if err != nil {
+			return 0, err
+		}
+		t += c
+	}
+	return t, nil
 }
 
 // apiPhase measures REST latency on the first server with a rollout
@@ -369,14 +400,21 @@ func secMs(s float64) float64 {
 
 // loopbackClient returns a client whose connections leave from
 // 127.0.0.(2+i) when n > 1, so that n clients share out the ephemeral
-// ports of n source addresses.
-func loopbackClient(i, n, conns int) *http.Client {
+// ports of n source addresses; with h2c its requests are multiplexed
+// over prior-knowledge HTTP/2 connections.
+func loopbackClient(i, n, conns int, h2c bool) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if n > 1 {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}
 	}
-	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConns: conns,
-		MaxIdleConnsPerHost: conns, IdleConnTimeout: 5 * time.Minute, DisableCompression: true, ForceAttemptHTTP2: false}}
+	t := &http.Transport{DialContext: d.DialContext, MaxIdleConns: conns,
+		MaxIdleConnsPerHost: conns, IdleConnTimeout: 5 * time.Minute, DisableCompression: true, ForceAttemptHTTP2: false}
+	if h2c {
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		t.Protocols = p
+	}
+	return &http.Client{Transport: t}
 }
 
 func (fr *fleetRun) client(i int) *http.Client { return fr.clients[i%len(fr.clients)] }
@@ -414,6 +452,9 @@ func (fr *fleetRun) post(ctx context.Context, i, srv int, path string, body any,
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer resp.Body.Close()
+	if resp.ProtoMajor == 2 {
+		fr.h2.Add(1)
+	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)

@@ -68,3 +68,19 @@ func TestAgentsThreeServersKill(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentsHTTP2: with HTTP2 the agents' requests go over
+// prior-knowledge HTTP/2 to a server serving it, and every agent polls.
+func TestAgentsHTTP2(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := bench.RunAgents(ctx, bench.AgentsConfig{Drover: self(t), Agents: 300, Heartbeat: time.Second,
+		Duration: 2 * time.Second, HTTP2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Polling < 290 || res.PollErrors != 0 || res.HTTP2Responses < 600 {
+		t.Errorf("%d polling, %d poll errors, %d HTTP/2 responses; want about 300, 0, every registration and poll",
+			res.Polling, res.PollErrors, res.HTTP2Responses)
+	}
+}

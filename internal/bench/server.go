@@ -37,6 +37,7 @@ type ServerOptions struct {
 	DataDir    string
 	Database   string        // PostgreSQL URL; "" means SQLite in DataDir
 	AuditKey   string        // the audit key file servers sharing Database share; "" means DataDir/audit.key
+	HTTP2      bool          // also serve prior-knowledge HTTP/2 (h2c)
 	Listen     string        // "" means 127.0.0.1:0
 	PollWait   time.Duration // how long an idle poll is held
 	Tick       time.Duration // scheduler period
@@ -56,6 +57,7 @@ func Serve(ctx context.Context, o ServerOptions, ready func(addr string)) error 
 	cfg.DataDir = o.DataDir
 	cfg.Database = o.Database
 	cfg.AuditKey = o.AuditKey
+	cfg.PlainHTTP2 = o.HTTP2
 	cfg.ServerID = fmt.Sprintf("bench-%d", os.Getpid())
 	cfg.PollWait, cfg.Tick, cfg.Lease = o.PollWait, o.Tick, o.Lease
 	cfg.AgentToken = o.AgentToken
@@ -128,6 +130,9 @@ func startServer(ctx context.Context, c Command, o ServerOptions, logDir, logNam
 	}
 	if o.AuditKey != "" {
 		args = append(args, "--audit-key", o.AuditKey)
+	}
+	if o.HTTP2 {
+		args = append(args, "--http2")
 	}
 	cmd := c.cmd(ctx, args...)
 	cmd.Env = append(cmd.Env, EnvAgentToken+"="+o.AgentToken, EnvUserToken+"="+o.UserToken, EnvDatabase+"="+o.Database)

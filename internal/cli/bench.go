@@ -145,6 +145,7 @@ leads, the agents that moved and the survivors' polls, CPU and RSS.`,
 	f.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the (first) server's CPU profile here")
 	f.IntVar(&cfg.Servers, "servers", 1, "server processes (more than one needs --store)")
 	f.StringVar(&cfg.Store, "store", "", "URL of an empty PostgreSQL database the servers share (default SQLite in the work directory)")
+	f.BoolVar(&cfg.HTTP2, "http2", false, "agents speak prior-knowledge HTTP/2 (h2c), many polls sharing a connection (up to 250 each): for more agents than the open-file limit allows connections")
 	f.DurationVar(&cfg.KillWindow, "kill-window", 0, "last phase: REST reads over the servers for this long, the leader killed a third of the way in (0 skips it)")
 	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
 	return cmd
@@ -174,6 +175,7 @@ func newBenchServerCmd(e *env) *cobra.Command {
 	f.DurationVar(&o.Tick, "tick", 100*time.Millisecond, "scheduler tick")
 	f.DurationVar(&o.Lease, "lease", 30*time.Second, "agent lease")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile here")
+	f.BoolVar(&o.HTTP2, "http2", false, "also serve prior-knowledge HTTP/2 (h2c)")
 	f.StringVar(&o.AuditKey, "audit-key", "", "audit key file (servers sharing a database share it; default DATADIR/audit.key)")
 	return cmd
 }
