@@ -37,6 +37,7 @@ type AgentsConfig struct {
 	SourceAddrs int    // loopback source addresses 127.0.0.2.. (1 = the default address only)
 	WorkDir     string // "" means a temporary directory, removed afterwards
 	CPUProfile  string // the (first) server's CPU profile ("" none)
+	MemProfile  string // the (first) server's allocations profile ("" none)
 	// Servers is the number of server processes (default 1); agent i
 	// registers with and polls server i mod Servers, and moves to the
 	// next server when its poll fails. More than one needs Store.
@@ -209,7 +210,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 	}
 	defer cleanup()
 	so := ServerOptions{DataDir: filepath.Join(dir, "server"), Database: cfg.Store, HTTP2: cfg.HTTP2, PollWait: cfg.Heartbeat, Tick: time.Second,
-		Lease: 3 * cfg.Heartbeat, AgentToken: token(), UserToken: token(), CPUProfile: cfg.CPUProfile}
+		Lease: 3 * cfg.Heartbeat, AgentToken: token(), UserToken: token(), CPUProfile: cfg.CPUProfile, MemProfile: cfg.MemProfile}
 	if cfg.Servers > 1 {
 		so.AuditKey = filepath.Join(dir, "audit.key") // the first server creates it
 	}
@@ -226,7 +227,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 		o := so
 		o.DataDir = filepath.Join(dir, fmt.Sprintf("server%d", i))
 		if i > 0 {
-			o.CPUProfile = ""
+			o.CPUProfile, o.MemProfile = "", ""
 		}
 		name := "server.log"
 		if cfg.Servers > 1 {

@@ -45,6 +45,7 @@ type ServerOptions struct {
 	AgentToken string
 	UserToken  string
 	CPUProfile string // write a CPU profile of the whole run here ("" none)
+	MemProfile string // write the allocations profile (allocs) here at the end ("" none)
 	Logger     *slog.Logger
 }
 
@@ -92,6 +93,16 @@ func Serve(ctx context.Context, o ServerOptions, ready func(addr string)) error 
 	if err := srv.Run(ctx, ready); err != nil {
 		return fmt.Errorf("bench server: %w", err)
 	}
+	if o.MemProfile != "" {
+		f, err := os.Create(o.MemProfile)
+		if err != nil {
+			return fmt.Errorf("bench server: allocs profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return fmt.Errorf("bench server: allocs profile: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -133,6 +144,9 @@ func startServer(ctx context.Context, c Command, o ServerOptions, logDir, logNam
 	}
 	if o.HTTP2 {
 		args = append(args, "--http2")
+	}
+	if o.MemProfile != "" {
+		args = append(args, "--memprofile", o.MemProfile)
 	}
 	cmd := c.cmd(ctx, args...)
 	cmd.Env = append(cmd.Env, EnvAgentToken+"="+o.AgentToken, EnvUserToken+"="+o.UserToken, EnvDatabase+"="+o.Database)

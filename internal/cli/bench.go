@@ -143,6 +143,7 @@ leads, the agents that moved and the survivors' polls, CPU and RSS.`,
 	f.IntVar(&cfg.SourceAddrs, "source-addrs", 4, "loopback source addresses 127.0.0.2.. to spread connections over")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "keep the server database and log here (default a temporary directory, removed)")
 	f.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the (first) server's CPU profile here")
+	f.StringVar(&cfg.MemProfile, "server-memprofile", "", "write the (first) server's allocations profile here")
 	f.IntVar(&cfg.Servers, "servers", 1, "server processes (more than one needs --store)")
 	f.StringVar(&cfg.Store, "store", "", "URL of an empty PostgreSQL database the servers share (default SQLite in the work directory)")
 	f.BoolVar(&cfg.HTTP2, "http2", false, "agents speak prior-knowledge HTTP/2 (h2c), many polls sharing a connection (up to 250 each): for more agents than the open-file limit allows connections")
@@ -176,6 +177,7 @@ func newBenchServerCmd(e *env) *cobra.Command {
 	f.DurationVar(&o.Lease, "lease", 30*time.Second, "agent lease")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile here")
 	f.BoolVar(&o.HTTP2, "http2", false, "also serve prior-knowledge HTTP/2 (h2c)")
+	f.StringVar(&o.MemProfile, "memprofile", "", "write the allocations profile here at the end")
 	f.StringVar(&o.AuditKey, "audit-key", "", "audit key file (servers sharing a database share it; default DATADIR/audit.key)")
 	return cmd
 }
