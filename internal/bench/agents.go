@@ -84,6 +84,7 @@ type AgentsResult struct {
 	// The REST load, while the agents poll, on a fleet with one rollout
 	// over every node held for approval.
 	APIRolloutNodes  int                  `json:"apiRolloutNodes,omitempty"`
+	APICreateSeconds float64              `json:"apiCreateSeconds,omitempty"` // creating that rollout
 	APIRequests      int                  `json:"apiRequests,omitempty"`
 	APIErrors        int64                `json:"apiErrors,omitempty"`
 	APIServerCPU     float64              `json:"apiServerCpuPercent,omitempty"`
@@ -92,6 +93,7 @@ type AgentsResult struct {
 	APIPollErrors    int64                `json:"apiPollErrors,omitempty"`
 	APIServerRSSMiB  float64              `json:"apiServerRssMiB,omitempty"`
 	APIGoHeapInuseMB float64              `json:"apiGoHeapInuseMiB,omitempty"`
+	APIError         string               `json:"apiError,omitempty"` // the REST phase failed (e.g. creating the rollout)
 	Kill             *KillResult          `json:"kill,omitempty"`
 }
 
@@ -126,7 +128,8 @@ type KillResult struct {
 	PollsPerSecAfter float64      `json:"pollsPerSecondAfter"`
 	Survivors        []ServerStat `json:"survivors"` // CPU and RSS over the whole kill window
 	WindowSeconds    float64      `json:"windowSeconds"`
-	KillAtSeconds    float64      `json:"killAtSeconds"` // into the window
+	KillAtSeconds    float64      `json:"killAtSeconds"`   // into the window
+	Error            string       `json:"error,omitempty"` // the phase failed
 }
 
 // PhaseStat is the client-side latency of the REST reads in one phase;
@@ -248,7 +251,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 			c.CloseIdleConnections()
 		}
 	}()
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * cfg.APIWorkers}, Timeout: time.Minute}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * cfg.APIWorkers}}
 	defer hc.CloseIdleConnections()
 	if _, err := waitAnyLeader(ctx, hc, fr.bases, 30*time.Second); err != nil {
 		return res, err
@@ -309,15 +312,23 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 	}
 
 	cl := &api.Client{Base: fr.bases[0], Token: so.UserToken, HTTP: hc}
+	// A failed later phase is reported in the result, not instead of it:
+	// the idle fleet's figures stand.
 	if cfg.APIDuration > 0 {
 		if err := fr.apiPhase(ctx, cl, srvs, hc, &res); err != nil {
-			return res, err
+			if ctx.Err() != nil {
+				return res, err
+			}
+			res.APIError = err.Error()
 		}
 	}
 	if cfg.KillWindow > 0 {
 		k, err := fr.killPhase(ctx, srvs, hc, so.UserToken)
 		if err != nil {
-			return res, err
+			if ctx.Err() != nil {
+				return res, err
+			}
+			k.Error = err.Error()
 		}
 		res.Kill = &k
 	}
@@ -341,11 +352,13 @@ func cpuOf(srvs []*serverProc) (time.Duration, error) {
 // over the fleet present.
 func (fr *fleetRun) apiPhase(ctx context.Context, cl *api.Client, srvs []*serverProc, hc *http.Client, res *AgentsResult) error {
 	cfg := fr.cfg
+	tc := time.Now()
 	ro, err := cl.CreateRollout(ctx, "api.yaml", apiPlan)
 	if err != nil {
 		return fmt.Errorf("create rollout: %w", err)
 	}
 	res.APIRolloutNodes = ro.Total
+	res.APICreateSeconds = time.Since(tc).Seconds()
 	fmt.Fprintf(cfg.Progress, "REST load on rollout %s (%d nodes) for %s\n", ro.ID, ro.Total, cfg.APIDuration)
 	load := &apiLoad{cl: cl, rollout: ro.ID, workers: cfg.APIWorkers, pause: cfg.APIPause}
 	w, err := fr.window(ctx, srvs, []int{0}, hc, cfg.APIDuration, load)

@@ -39,6 +39,9 @@ func TestAgentsThreeServersKill(t *testing.T) {
 	}
 	t.Logf("%+v", res)
 	t.Logf("kill %+v", *res.Kill)
+	if res.Kill.Error != "" || res.APIError != "" {
+		t.Fatalf("kill phase: %s; REST phase: %s", res.Kill.Error, res.APIError)
+	}
 	if res.Store != "postgres" || len(res.Servers) != 3 {
 		t.Fatalf("store %q, %d server stats; want postgres, 3", res.Store, len(res.Servers))
 	}
