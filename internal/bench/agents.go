@@ -69,6 +69,7 @@ type AgentsResult struct {
 	PollsPerSecond   float64 `json:"pollsPerSecond"`           // polls answered during the window
 	PollErrors       int64   `json:"pollErrors"`
 	HTTP2Responses   int64   `json:"http2Responses"` // agent requests (registrations and polls) answered over HTTP/2
+	LastPollError    string  `json:"lastPollError,omitempty"`
 	// Server process cost over the window, summed over the servers: CPU
 	// from /proc/PID/stat in percent of one core; RSS from
 	// /proc/PID/status (max of 1 s samples and at the end); the Go heap
@@ -130,6 +131,7 @@ type KillResult struct {
 	WindowSeconds    float64      `json:"windowSeconds"`
 	KillAtSeconds    float64      `json:"killAtSeconds"`   // into the window
 	Error            string       `json:"error,omitempty"` // the phase failed
+	LastPollError    string       `json:"lastPollError,omitempty"`
 }
 
 // PhaseStat is the client-side latency of the REST reads in one phase;
@@ -194,6 +196,7 @@ type fleetRun struct {
 	errs     atomic.Int64
 	moved    atomic.Int64
 	h2       atomic.Int64 // agent requests answered over HTTP/2
+	lastErr  atomic.Value // string: the last poll error
 }
 
 // RunAgents runs the many-agents benchmark once.
@@ -301,6 +304,7 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 	res.Polling = int(w.sum("drover_agents_connected"))
 	res.PollsPerSecond, res.PollErrors = w.pollsPerSec, w.pollErrs
 	res.HTTP2Responses = fr.h2.Load()
+	res.LastPollError = fr.lastPollError()
 	if cfg.Servers > 1 {
 		res.Servers = w.servers
 		for i := range res.Servers {
@@ -333,6 +337,12 @@ func RunAgents(ctx context.Context, cfg AgentsConfig) (res AgentsResult, _ error
 		res.Kill = &k
 	}
 	return res, nil
+}
+
+// lastPollError is the last poll error seen ("" none).
+func (fr *fleetRun) lastPollError() string {
+	s, _ := fr.lastErr.Load().(string)
+	return s
 }
 
 // cpuOf is the servers' CPU time so far, summed.
@@ -542,6 +552,7 @@ func (fr *fleetRun) pollLoop(ctx context.Context, i int) {
 		wait := hb - time.Since(start)
 		if err != nil {
 			fr.errs.Add(1)
+			fr.lastErr.Store(err.Error())
 			wait = max(wait, time.Second+rand.N(time.Second))
 			if len(fr.bases) > 1 {
 				home = (home + 1) % len(fr.bases)

@@ -87,6 +87,7 @@ func (fr *fleetRun) killPhase(ctx context.Context, srvs []*serverProc, hc *http.
 	}
 	k.PollErrors = fr.errs.Load() - errs0
 	k.AgentsMoved = fr.moved.Load()
+	k.LastPollError = fr.lastPollError()
 	k.Retried = load.retried.Load()
 	for j, s := range survivors {
 		st, err := serverCost(srvs[s].pid, cpu0[j], end.Sub(t0), &k.Survivors[j])
