@@ -70,8 +70,23 @@ func procRSS(pid int) (int64, error) {
 // with its labels, as written) to value.
 type metrics map[string]float64
 
-// scrape reads base/metrics.
+// scrape reads base/metrics, trying three times: a kept-alive
+// connection the server closed meanwhile fails the first with EOF.
 func scrape(ctx context.Context, hc *http.Client, base string) (metrics, error) {
+	var err error
+	for range 3 {
+		var m metrics
+		if m, err = scrapeOnce(ctx, hc, base); err == nil || ctx.Err() != nil {
+			return m, err
+		}
+		if sleepCtx(ctx, 200*time.Millisecond) != nil {
+			break
+		}
+	}
+	return nil, err
+}
+
+func scrapeOnce(ctx context.Context, hc *http.Client, base string) (metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return nil, fmt.Errorf("scrape: %w", err)

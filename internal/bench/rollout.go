@@ -244,7 +244,7 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) (RolloutResult, error) {
 
 	so := ServerOptions{DataDir: filepath.Join(dir, "server"), PollWait: cfg.PollWait, Tick: cfg.Tick, Lease: cfg.Lease,
 		AgentToken: token(), UserToken: token(), CPUProfile: cfg.CPUProfile}
-	srv, err := startServer(ctx, cfg.Drover, so, dir)
+	srv, err := startServer(ctx, cfg.Drover, so, dir, "server.log")
 	if err != nil {
 		return res, err
 	}

@@ -26,12 +26,18 @@ import (
 const (
 	EnvAgentToken = "DROVER_BENCH_AGENT_TOKEN"
 	EnvUserToken  = "DROVER_BENCH_USER_TOKEN"
+	// EnvDatabase carries a PostgreSQL URL shared by several bench
+	// servers (it may hold a password, so it is kept off the command line).
+	EnvDatabase = "DROVER_BENCH_DATABASE"
 )
 
-// ServerOptions configure a bench server: SQLite in DataDir, one admin
-// user, short timings.
+// ServerOptions configure a bench server: SQLite in DataDir (or the
+// PostgreSQL of Database), one admin user, short timings.
 type ServerOptions struct {
 	DataDir    string
+	Database   string        // PostgreSQL URL; "" means SQLite in DataDir
+	AuditKey   string        // the audit key file servers sharing Database share; "" means DataDir/audit.key
+	HTTP2      bool          // also serve prior-knowledge HTTP/2 (h2c)
 	Listen     string        // "" means 127.0.0.1:0
 	PollWait   time.Duration // how long an idle poll is held
 	Tick       time.Duration // scheduler period
@@ -39,15 +45,20 @@ type ServerOptions struct {
 	AgentToken string
 	UserToken  string
 	CPUProfile string // write a CPU profile of the whole run here ("" none)
+	MemProfile string // write the allocations profile (allocs) here at the end ("" none)
 	Logger     *slog.Logger
 }
 
-// Serve runs a drover server on SQLite in o.DataDir until ctx ends.
+// Serve runs a drover server on SQLite in o.DataDir (or on o.Database)
+// until ctx ends.
 // ready, if not nil, receives the bound address.
 func Serve(ctx context.Context, o ServerOptions, ready func(addr string)) error {
 	cfg := server.DefaultConfig()
 	cfg.Listen = orDefault(o.Listen, "127.0.0.1:0")
 	cfg.DataDir = o.DataDir
+	cfg.Database = o.Database
+	cfg.AuditKey = o.AuditKey
+	cfg.PlainHTTP2 = o.HTTP2
 	cfg.ServerID = fmt.Sprintf("bench-%d", os.Getpid())
 	cfg.PollWait, cfg.Tick, cfg.Lease = o.PollWait, o.Tick, o.Lease
 	cfg.AgentToken = o.AgentToken
@@ -82,6 +93,16 @@ func Serve(ctx context.Context, o ServerOptions, ready func(addr string)) error 
 	if err := srv.Run(ctx, ready); err != nil {
 		return fmt.Errorf("bench server: %w", err)
 	}
+	if o.MemProfile != "" {
+		f, err := os.Create(o.MemProfile)
+		if err != nil {
+			return fmt.Errorf("bench server: allocs profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return fmt.Errorf("bench server: allocs profile: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -110,16 +131,26 @@ type serverProc struct {
 	pid  int
 }
 
-// startServer starts `drover bench server` and waits for its address.
-func startServer(ctx context.Context, c Command, o ServerOptions, logDir string) (*serverProc, error) {
+// startServer starts `drover bench server` and waits for its address;
+// its stderr goes to logDir/logName.
+func startServer(ctx context.Context, c Command, o ServerOptions, logDir, logName string) (*serverProc, error) {
 	args := []string{"bench", "server", "--data-dir", o.DataDir, "--poll-wait", o.PollWait.String(),
 		"--tick", o.Tick.String(), "--lease", o.Lease.String()}
 	if o.CPUProfile != "" {
 		args = append(args, "--cpuprofile", o.CPUProfile)
 	}
+	if o.AuditKey != "" {
+		args = append(args, "--audit-key", o.AuditKey)
+	}
+	if o.HTTP2 {
+		args = append(args, "--http2")
+	}
+	if o.MemProfile != "" {
+		args = append(args, "--memprofile", o.MemProfile)
+	}
 	cmd := c.cmd(ctx, args...)
-	cmd.Env = append(cmd.Env, EnvAgentToken+"="+o.AgentToken, EnvUserToken+"="+o.UserToken)
-	logf, err := os.Create(filepath.Join(logDir, "server.log"))
+	cmd.Env = append(cmd.Env, EnvAgentToken+"="+o.AgentToken, EnvUserToken+"="+o.UserToken, EnvDatabase+"="+o.Database)
+	logf, err := os.Create(filepath.Join(logDir, logName))
 	if err != nil {
 		return nil, fmt.Errorf("server log: %w", err)
 	}
@@ -164,6 +195,15 @@ func startServer(ctx context.Context, c Command, o ServerOptions, logDir string)
 		p.stop()
 		return nil, ctx.Err()
 	}
+}
+
+// kill ends the server at once (SIGKILL: no shutdown, its connections
+// reset, its PostgreSQL session and leader lock dropped by the kernel
+// closing its sockets) and waits for it.
+func (p *serverProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	p.done <- nil // stop, deferred, must not block
 }
 
 // stop asks the server to shut down (SIGTERM, so that a CPU profile is

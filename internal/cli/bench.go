@@ -103,7 +103,16 @@ process of this binary, register N lightweight agents from this process
 127.0.0.x source addresses) that long-poll at the heartbeat, and measure
 the server's RSS, Go heap and CPU over --duration. Then create a rollout
 over the fleet (held for approval, so nothing is dispatched) and measure
-REST latency per route under a bounded load from a few goroutines.`,
+REST latency per route under a bounded load from a few goroutines.
+
+With --servers N (N > 1) and --store postgres://... (an empty database) N
+servers share the PostgreSQL database; agent i registers with and polls
+server i mod N and moves to the next server when a poll fails. With
+--kill-window D a last phase runs REST reads spread over the servers for
+D (a failed read is retried on the next server) and kills the leading
+server (SIGKILL) a third of the way in; it reports read latency before,
+during (one heartbeat) and after the kill, the time until a survivor
+leads, the agents that moved and the survivors' polls, CPU and RSS.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := self()
@@ -133,7 +142,12 @@ REST latency per route under a bounded load from a few goroutines.`,
 	f.DurationVar(&cfg.APIPause, "api-pause", 50*time.Millisecond, "pause of each worker between two requests")
 	f.IntVar(&cfg.SourceAddrs, "source-addrs", 4, "loopback source addresses 127.0.0.2.. to spread connections over")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "keep the server database and log here (default a temporary directory, removed)")
-	f.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the server's CPU profile here")
+	f.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the (first) server's CPU profile here")
+	f.StringVar(&cfg.MemProfile, "server-memprofile", "", "write the (first) server's allocations profile here")
+	f.IntVar(&cfg.Servers, "servers", 1, "server processes (more than one needs --store)")
+	f.StringVar(&cfg.Store, "store", "", "URL of an empty PostgreSQL database the servers share (default SQLite in the work directory)")
+	f.BoolVar(&cfg.HTTP2, "http2", false, "agents speak prior-knowledge HTTP/2 (h2c), many polls sharing a connection (up to 250 each): for more agents than the open-file limit allows connections")
+	f.DurationVar(&cfg.KillWindow, "kill-window", 0, "last phase: REST reads over the servers for this long, the leader killed a third of the way in (0 skips it)")
 	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
 	return cmd
 }
@@ -145,6 +159,7 @@ func newBenchServerCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "The benchmarks' server process", Hidden: true, Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.AgentToken, o.UserToken = e.getenv(bench.EnvAgentToken), e.getenv(bench.EnvUserToken)
+			o.Database = e.getenv(bench.EnvDatabase)
 			o.Logger = agentcmd.NewLogger(e.getenv("DROVER_LOG"), e.stderr)
 			err := bench.Serve(cmd.Context(), o, func(addr string) {
 				fmt.Fprintf(e.stdout, "drover bench server listening on http://%s\n", addr)
@@ -161,6 +176,9 @@ func newBenchServerCmd(e *env) *cobra.Command {
 	f.DurationVar(&o.Tick, "tick", 100*time.Millisecond, "scheduler tick")
 	f.DurationVar(&o.Lease, "lease", 30*time.Second, "agent lease")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile here")
+	f.BoolVar(&o.HTTP2, "http2", false, "also serve prior-knowledge HTTP/2 (h2c)")
+	f.StringVar(&o.MemProfile, "memprofile", "", "write the allocations profile here at the end")
+	f.StringVar(&o.AuditKey, "audit-key", "", "audit key file (servers sharing a database share it; default DATADIR/audit.key)")
 	return cmd
 }
 

@@ -48,7 +48,7 @@ func readmeCommands(t *testing.T) []string {
 // (arguments are upper case: ID, FILE...).
 var commandWord = regexp.MustCompile(`^[a-z][a-z-]*(\|[a-z][a-z-]*)*$`)
 
-var flagRE = regexp.MustCompile(`(?:^|[\s\[|])(--[a-z][a-z-]*)`)
+var flagRE = regexp.MustCompile(`(?:^|[\s\[|])(--[a-z][a-z0-9-]*)`)
 
 // sub returns c's subcommand called name (or by an alias), or nil.
 func sub(c *cobra.Command, name string) *cobra.Command {

@@ -89,3 +89,27 @@ func TestFactsDigest(t *testing.T) {
 		t.Fatalf("digests %s %s %s (size %d): equal facts must match, different must not", da, db, dc, na)
 	}
 }
+
+// BenchmarkDiffFacts is a registration's diff: a node's first facts (a
+// Debian host with 400 packages) against none, and a re-registration with
+// a tenth of the packages upgraded.
+func BenchmarkDiffFacts(b *testing.B) {
+	facts := func(v int) Facts {
+		pk := make(map[string]string, 400)
+		for i := range 400 {
+			pk[fmt.Sprintf("pkg-%03d", i)] = fmt.Sprintf("1.%d-%d", i, v*(i%10/9))
+		}
+		return Facts{OS: OS{Family: "debian", Version: "12"}, Kernel: "6.1.0-26", Arch: "amd64", Packages: pk}
+	}
+	first, again := facts(1), facts(2)
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			DiffFacts(Facts{}, first, 50, 128)
+		}
+	})
+	b.Run("upgrade", func(b *testing.B) {
+		for b.Loop() {
+			DiffFacts(first, again, 50, 128)
+		}
+	})
+}

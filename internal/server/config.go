@@ -76,6 +76,11 @@ type Config struct {
 	// checkpoints; "" means DATADIR/audit.key, generated at first start.
 	// Servers sharing a database must share it (see auditlog.go).
 	AuditKey string `yaml:"auditKey"`
+	// PlainHTTP2 serves prior-knowledge HTTP/2 (h2c) besides HTTP/1.1
+	// on a server without TLS, so that many clients' requests share a
+	// connection; set by drover bench agents --http2 only (with TLS the
+	// server speaks HTTP/2 anyway).
+	PlainHTTP2 bool `yaml:"-"`
 	// InsecurePlainHTTP lets a server without TLS listen on an address
 	// that is not loopback (tokens then cross the network in clear).
 	// Without it such a configuration is refused.

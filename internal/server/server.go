@@ -207,6 +207,12 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if s.cfg.PlainHTTP2 && !s.cfg.TLS {
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		srv.Protocols = p
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- s.sched.run(ctx) }()
