@@ -419,7 +419,7 @@ var roundPoints = []struct {
 // want faults.
 func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) roundResult {
 	var rr roundResult
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "server")
@@ -684,9 +684,12 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 	if err != nil {
 		t.Fatal(err)
 	}
+	healed := time.Now()
 	for _, ro := range list.Rollouts {
-		if _, err := waitTerminal(ctx, c, ro.ID, 120*time.Second); err != nil {
+		if _, err := waitTerminal(ctx, c, ro.ID, 120*time.Second-time.Since(healed)); err != nil {
 			t.Errorf("after the faults healed: %v", err)
+			dumpRound(ctx, t, c, dir)
+			break
 		}
 	}
 	close(stopObs)
@@ -714,6 +717,34 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 		t.Errorf("%s", v)
 	}
 	return rr
+}
+
+// dumpRound logs every rollout's unfinished nodes and the budget's use,
+// and keeps the logs of the agents and the server.
+func dumpRound(ctx context.Context, t *testing.T, c *api.Client, dir string) {
+	list, _ := c.ListRollouts(ctx)
+	for _, r := range list.Rollouts {
+		ro, err := c.GetRollout(ctx, r.ID, true)
+		if err != nil {
+			continue
+		}
+		t.Logf("rollout %s: %s (%s) counts %v", ro.ID, ro.State, ro.Reason, ro.Counts)
+		for _, n := range ro.Nodes {
+			if n.Phase != engine.PhaseSucceeded {
+				t.Logf("  node %s: %s (%s) step %s attempt %d", n.ID, n.Phase, n.Reason, n.StepID, n.Attempt)
+			}
+		}
+	}
+	if b, err := c.GetBudget(ctx, "zones"); err == nil {
+		j, _ := json.Marshal(b)
+		t.Logf("budget: %s", j)
+	}
+	for _, name := range []string{"agents.log", "campaign.log"} {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		keep := filepath.Join(os.TempDir(), "drover-chaos-"+filepath.Base(dir)+"-"+name)
+		os.WriteFile(keep, b, 0o644)
+		t.Logf("%s kept in %s", name, keep)
+	}
 }
 
 // waitOnlineRetry is waitOnline through a server that may be restarting.
