@@ -466,6 +466,25 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 	var evMu sync.Mutex
 	record := func(e Event) { evMu.Lock(); events = append(events, e); evMu.Unlock() }
 
+	// The points in a seeded order, every one in turn.
+	order := make([]int, len(roundPoints))
+	for i := range order {
+		order[i] = i
+	}
+	for i := len(order) - 1; i > 0; i-- {
+		j := rng.intN(i + 1)
+		order[i], order[j] = order[j], order[i]
+	}
+	next := 0
+	nextPoint := func() struct {
+		name string
+		max  int
+	} {
+		pt := roundPoints[order[next%len(order)]]
+		next++
+		return pt
+	}
+
 	// The server's lives: when one ends, the next starts armed with the
 	// next point of the schedule; a point not reached within 8s is
 	// replaced by a plain SIGKILL.
@@ -486,18 +505,18 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 				} else if !p.killedBySIGKILL() {
 					t.Errorf("server exited on its own (%s):\n%s", p.exitState(), tail(p.logBuf.String(), 3000))
 				}
-				pt := roundPoints[rng.intN(len(roundPoints))]
+				pt := nextPoint()
 				armed = pt.name
 				for p.start(arm(armed, 1+rng.intN(pt.max))) != nil {
 					if strings.Contains(p.logBuf.String(), "failpoint "+armed+" hit") {
 						tl.killedAt(armed)
 					}
-					pt = roundPoints[rng.intN(len(roundPoints))]
+					pt = nextPoint()
 					armed = pt.name
 				}
 				serverMu.Unlock()
-			case <-time.After(8 * time.Second):
-				if time.Since(armedAt) >= 8*time.Second {
+			case <-time.After(5 * time.Second):
+				if time.Since(armedAt) >= 5*time.Second {
 					serverMu.Lock()
 					p.kill()
 					serverMu.Unlock()
