@@ -1,6 +1,9 @@
 package chaos
 
 import (
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +183,46 @@ func TestCheckRulesBoundaries(t *testing.T) {
 			t.Fatalf("got %v, want the driver's zone excess", vs)
 		}
 	})
+}
+
+// TestReadmeCampaignFigure: the README's campaign row names every kind
+// of fault the campaign injects with its count, the counts add up to
+// the total it states (at least the 200 of the CI campaign), and it
+// says 0 violations.
+func TestReadmeCampaignFigure(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| fault campaign (") {
+			row = line
+		}
+	}
+	if row == "" {
+		t.Fatal("README: no row | fault campaign (...) in the benchmark table")
+	}
+	m := regexp.MustCompile(`(\d+) faults of (\d+) kinds`).FindStringSubmatch(row)
+	if m == nil {
+		t.Fatalf("README campaign row says no \"N faults of K kinds\": %s", row)
+	}
+	total, _ := strconv.Atoi(m[1])
+	kinds, _ := strconv.Atoi(m[2])
+	sum := 0
+	for _, k := range campaignKinds {
+		km := regexp.MustCompile(`\b` + regexp.QuoteMeta(k) + ` (\d+)\b`).FindStringSubmatch(row)
+		if km == nil {
+			t.Errorf("README campaign row does not give the count of %s", k)
+			continue
+		}
+		n, _ := strconv.Atoi(km[1])
+		sum += n
+	}
+	if sum != total || kinds != len(campaignKinds) || total < 200 {
+		t.Errorf("README campaign row: kinds add up to %d of %d stated, %d kinds stated of %d; want equal, at least 200 faults", sum, total, kinds, len(campaignKinds))
+	}
+	if !strings.Contains(row, "**0 violations**") {
+		t.Errorf("README campaign row does not say **0 violations**: %s", row)
+	}
 }
