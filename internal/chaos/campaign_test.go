@@ -735,6 +735,14 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 	for _, v := range rr.violations {
 		t.Errorf("%s", v)
 	}
+	if len(rr.violations) > 0 {
+		keep := filepath.Join(os.TempDir(), "drover-chaos-"+filepath.Base(dir)+"-ledger.json")
+		if b, err := json.MarshalIndent(l, "", " "); err == nil {
+			os.WriteFile(keep, b, 0o644)
+			t.Logf("ledger kept in %s", keep)
+		}
+		dumpRound(ctx, t, c, dir)
+	}
 	return rr
 }
 
@@ -873,9 +881,19 @@ func collectLedger(ctx context.Context, c *api.Client, f *simFleet, limitsOf map
 		if err != nil {
 			return nil, err
 		}
-		fr := Final{State: ro.State}
+		fr := Final{State: ro.State, Holding: map[string]bool{}}
+		pkg, version := "", ""
+		for _, cp := range campaignPackages {
+			if ro.Name == "campaign-"+cp.pkg {
+				pkg, version = cp.pkg, cp.version
+			}
+		}
 		for _, n := range ro.Nodes {
 			fr.Targets = append(fr.Targets, n.ID)
+			if sn := f.byID[n.ID]; sn != nil && pkg != "" {
+				v, _ := sn.state.Version(pkg)
+				fr.Holding[n.ID] = v == version
+			}
 		}
 		l.Final[ro.ID] = fr
 		l.Present["rollout/"+ro.ID] = true

@@ -59,11 +59,13 @@ type Event struct {
 // (0: none).
 type Limits struct{ MaxInFlight, ZoneCap int }
 
-// Final is what a rollout was at the campaign's end: its state and its
-// target nodes.
+// Final is what a rollout was at the campaign's end: its state, its
+// target nodes, and which of them hold its change on the machine (the
+// driver's own record of the machine's state; nil when unknown).
 type Final struct {
 	State   engine.RolloutState
 	Targets []string
+	Holding map[string]bool
 }
 
 // Ledger is everything a campaign run recorded, from every source, and
@@ -204,7 +206,11 @@ func UndispatchedCall(l *Ledger) []Violation {
 }
 
 // TargetUnreached fails on a rollout that succeeded though one of its
-// target nodes holds no successful apply of it (or had it rolled back).
+// target nodes does not hold its change: on the machine, where Final
+// knows it (an apply whose result was lost to a crash or a full disk and
+// found done when the step resumed leaves no successful call in the
+// ledger, yet the machine holds the change), else by the driver's calls
+// (no successful apply, or one rolled back since).
 func TargetUnreached(l *Ledger) []Violation {
 	type key struct{ rollout, node string }
 	holds := map[key]bool{}
@@ -224,7 +230,11 @@ func TargetUnreached(l *Ledger) []Violation {
 			continue
 		}
 		for _, n := range f.Targets {
-			if !holds[key{id, n}] {
+			held := holds[key{id, n}]
+			if f.Holding != nil {
+				held = f.Holding[n]
+			}
+			if !held {
 				out = append(out, violation("target-unreached", "rollout %s succeeded, node %s does not hold its change", id, n))
 			}
 		}

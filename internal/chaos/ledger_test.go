@@ -145,6 +145,20 @@ func TestCheckRulesBoundaries(t *testing.T) {
 			t.Fatal(vs)
 		}
 	})
+	t.Run("the machine's state decides whether a target holds the change", func(t *testing.T) {
+		l := cleanLedger()
+		f := l.Final["r1"]
+		f.Targets = append(f.Targets, "a2") // no driver call on a2
+		f.Holding = map[string]bool{"a1": true, "b1": true, "a2": true}
+		l.Final["r1"] = f
+		if vs := Check(l); len(vs) != 0 {
+			t.Fatalf("a2 holds the change on the machine: %v", vs)
+		}
+		f.Holding["b1"] = false // applied by the ledger, yet not on the machine
+		if vs := TargetUnreached(l); len(vs) != 1 || !strings.Contains(vs[0].Detail, "node b1") {
+			t.Fatalf("got %v, want b1 unreached", vs)
+		}
+	})
 	t.Run("a rollout waiting while another is in flight is not stuck", func(t *testing.T) {
 		l := cleanLedger()
 		l.Events = append(l.Events,
