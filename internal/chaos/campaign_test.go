@@ -866,6 +866,14 @@ func collectLedger(ctx context.Context, c *api.Client, f *simFleet, limitsOf map
 				return nil, fmt.Errorf("audit %d: node.phase %s: %v", e.Seq, e.Detail, err)
 			}
 			l.Events = append(l.Events, Event{Source: SrcAudit, Op: OpPhase, At: e.At, Txn: txn, Rollout: e.Rollout, Node: node, Phase: d.To})
+		case "rollout.state":
+			var d struct {
+				To engine.RolloutState `json:"to"`
+			}
+			if err := json.Unmarshal(e.Detail, &d); err != nil {
+				return nil, fmt.Errorf("audit %d: rollout.state %s: %v", e.Seq, e.Detail, err)
+			}
+			l.Events = append(l.Events, Event{Source: SrcAudit, Op: OpState, At: e.At, Txn: txn, Rollout: e.Rollout, State: d.To})
 		}
 		if i+1 < len(entries) && (!entries[i+1].At.Equal(e.At) || entries[i+1].Actor != e.Actor) {
 			txn++

@@ -27,6 +27,7 @@ type Op string
 const (
 	OpDispatch   Op = "dispatch"    // audit: step.dispatch (Kind apply or rollback)
 	OpPhase      Op = "phase"       // audit: node.phase (Phase)
+	OpState      Op = "state"       // audit: rollout.state (State)
 	OpStarted    Op = "started"     // journal: the agent took the step on
 	OpResult     Op = "result"      // journal: the step's final report was written
 	OpReported   Op = "reported"    // journal: the server accepted the final report
@@ -245,7 +246,7 @@ func TargetUnreached(l *Ledger) []Violation {
 // CapExceeded fails on a cap exceeded at any instant: from the audit
 // log, transaction by transaction, a rollout's maxInFlight or zone cap,
 // the fleet budget per zone across rollouts, or a node in flight in two
-// rollouts; from the driver's calls, more calls at once in a zone than
+// rollouts (a rollout that ended holds none); from the driver's calls, more calls at once in a zone than
 // the fleet budget allows, or on one node from two rollouts.
 func CapExceeded(l *Ledger) []Violation {
 	var out []Violation
@@ -253,7 +254,7 @@ func CapExceeded(l *Ledger) []Violation {
 	phase := map[key]engine.Phase{}
 	var audit []Event
 	for _, e := range l.Events {
-		if e.Source == SrcAudit && (e.Op == OpDispatch || e.Op == OpPhase) {
+		if e.Source == SrcAudit && (e.Op == OpDispatch || e.Op == OpPhase || e.Op == OpState) {
 			audit = append(audit, e)
 		}
 	}
@@ -305,6 +306,17 @@ func CapExceeded(l *Ledger) []Violation {
 	for i, e := range audit {
 		k := key{e.Rollout, e.Node}
 		switch {
+		case e.Op == OpState:
+			// A rollout that ended holds no node any more (a node
+			// whose rollback failed is left to a person, and to the
+			// next rollout's rules).
+			if e.State.Terminal() {
+				for k := range phase {
+					if k.rollout == e.Rollout {
+						delete(phase, k)
+					}
+				}
+			}
 		case e.Op == OpDispatch && e.Kind == "rollback":
 			phase[k] = engine.PhaseRollingBack
 		case e.Op == OpDispatch:

@@ -159,6 +159,29 @@ func TestCheckRulesBoundaries(t *testing.T) {
 			t.Fatalf("got %v, want b1 unreached", vs)
 		}
 	})
+	t.Run("a rollout that ended holds no node", func(t *testing.T) {
+		l := cleanLedger()
+		// r2 fails with a1's rollback failed (phase failed: in flight
+		// while r2 runs); once r2 has ended, r1 may take a1.
+		ev := func(txn int, op Op, ro, node string, ph engine.Phase, st engine.RolloutState) Event {
+			return Event{Source: SrcAudit, Op: op, Txn: txn, Rollout: ro, Node: node, Phase: ph, State: st, Kind: "apply", Step: ro + "/" + node}
+		}
+		for i := range l.Events {
+			if l.Events[i].Source == SrcAudit {
+				l.Events[i].Txn += 10
+			}
+		}
+		l.Events = append(l.Events, ev(1, OpDispatch, "r2", "a1", "", ""), ev(2, OpPhase, "r2", "a1", engine.PhaseFailed, ""))
+		crafted := append([]Event(nil), l.Events...)
+		l.Events = append(l.Events, ev(3, OpState, "r2", "", "", engine.RolloutFailed))
+		if vs := CapExceeded(l); len(vs) != 0 {
+			t.Fatalf("r2 had ended: %v", vs)
+		}
+		l.Events = append(crafted, ev(3, OpState, "r2", "", "", engine.RolloutRollingBack))
+		if vs := CapExceeded(l); len(vs) == 0 {
+			t.Fatal("r2 still rolling back holds a1, yet r1 took it: no violation")
+		}
+	})
 	t.Run("a rollout waiting while another is in flight is not stuck", func(t *testing.T) {
 		l := cleanLedger()
 		l.Events = append(l.Events,
