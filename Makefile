@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 10s
 BIN       ?= bin/drover
 
-.PHONY: all build test deps fmt vet unit fuzz crossbuild release demo bench clean
+.PHONY: all build test deps fmt vet unit fuzz crossbuild release demo bench chaos clean
 
 all: build
 
@@ -64,6 +64,17 @@ demo:
 # Benchmarks: the simulator at 100,000 nodes and the engine's Decide.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 -p 1 ./internal/sim ./internal/engine
+
+# The long fault campaign (internal/chaos TestCampaign; `make test` runs
+# the short one, 200 faults). Needs root (tmpfs mounts for the full-disk
+# faults). CHAOS_SEED reruns a campaign; the figure is written to
+# CHAOS_OUT.
+CHAOS_FAULTS ?= 1000
+CHAOS_SEED   ?=
+CHAOS_OUT    ?= chaos-figure.txt
+chaos:
+	DROVER_CHAOS_FAULTS=$(CHAOS_FAULTS) DROVER_CHAOS_SEED=$(CHAOS_SEED) DROVER_CHAOS_OUT=$(abspath $(CHAOS_OUT)) \
+		$(GO) test -count=1 -timeout 60m -v -run '^TestCampaign$$' ./internal/chaos
 
 clean:
 	rm -rf bin dist

@@ -495,6 +495,7 @@ func (a *agent) executeLoop(ctx context.Context) error {
 			a.setWorking(st.ID)
 			a.log.Warn("resuming interrupted step", "step", st.ID, "kind", st.Payload.Kind)
 			a.resume(ctx, st)
+			a.settle(ctx, st.ID)
 			a.setWorking("")
 		case !st.Reported:
 			a.sendFinal(ctx, st.ID, *st.Result, 0)
@@ -531,6 +532,7 @@ func (a *agent) executeLoop(ctx context.Context) error {
 		}
 		if _, known := a.j.step(p.ID); !known {
 			a.execute(ctx, *p)
+			a.settle(ctx, p.ID)
 		}
 		a.setWorking("")
 		if ctx.Err() != nil {
@@ -540,6 +542,30 @@ func (a *agent) executeLoop(ctx context.Context) error {
 			a.log.Warn("agent program replaced on disk during a step: restarting now the step is finished", "step", p.ID)
 			return ErrReplaced
 		}
+	}
+}
+
+// settle resumes, again and again with a growing delay, a step that
+// its run left unfinished in the journal although ctx did not end: a
+// journal write failed (a full disk), so its result was never recorded
+// nor reported, and without this its node would stay in flight on the
+// server until the agent restarts. It returns when the step is finished
+// or ctx ends.
+func (a *agent) settle(ctx context.Context, id string) {
+	wait := time.Second
+	for {
+		st, ok := a.j.step(id)
+		if !ok || st.finished() || ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("step left unfinished by its run (journal write failed): resuming it", "step", id, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.clock.After(wait):
+		}
+		a.resume(ctx, st)
+		wait = min(2*wait, a.cfg.MaxBackoff)
 	}
 }
 

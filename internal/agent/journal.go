@@ -432,7 +432,15 @@ func (j *journal) append(rec record) error {
 	}
 	b = append(b, '\n')
 	j.mu.Lock()
-	if _, err := j.f.Write(b); err != nil {
+	if n, err := j.f.Write(b); err != nil {
+		// A partial write (a full disk) is cut off again, so that the
+		// next record starts a line of its own instead of being glued to
+		// the torn one and skipped as unreadable by the next start.
+		if n > 0 {
+			if off, serr := j.f.Seek(-int64(n), io.SeekCurrent); serr == nil {
+				_ = j.f.Truncate(off)
+			}
+		}
 		j.mu.Unlock()
 		return fmt.Errorf("journal: write: %w", err)
 	}

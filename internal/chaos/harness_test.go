@@ -443,6 +443,16 @@ type simFleet struct {
 	l     *ledger
 	log   *slog.Logger
 	step  time.Duration
+
+	// Set by the campaign before the agents start (nil: as they are):
+	// wrapDriver and wrapRunner wrap a node's driver and command runner
+	// (faults), serverURL is the URL its agent talks to (a proxy), and
+	// supervise runs an agent again after it stopped with an error, as
+	// systemd's Restart=always would.
+	wrapDriver func(sn *simNode, d driver.Driver) driver.Driver
+	wrapRunner func(sn *simNode, r driver.Runner) driver.Runner
+	serverURL  func(sn *simNode) string
+	supervise  bool
 }
 
 func newSimFleet(t *testing.T, dir string, n int, step time.Duration, hurts func(class string) bool, servers func(i int) string) *simFleet {
@@ -479,21 +489,32 @@ func newSimFleet(t *testing.T, dir string, n int, step time.Duration, hurts func
 
 func (f *simFleet) agentConfig(sn *simNode) agent.Config {
 	reg := &driver.Registry{}
-	ld := ledgerDriver{node: sn.id, dir: sn.dir, sim: driver.NewSim(sn.state), l: f.l}
+	var ld driver.Driver = ledgerDriver{node: sn.id, dir: sn.dir, sim: driver.NewSim(sn.state), l: f.l}
+	if f.wrapDriver != nil {
+		ld = f.wrapDriver(sn, ld)
+	}
 	for _, k := range []plan.ActionKind{plan.ActionPackage, plan.ActionKernel, plan.ActionLivePatch, plan.ActionServiceRestart,
 		plan.ActionContainerRuntime, plan.ActionKubernetesNode} {
 		reg.Register(k, ld)
 	}
+	runner := sn.state.Runner(nil)
+	if f.wrapRunner != nil {
+		runner = f.wrapRunner(sn, runner)
+	}
+	url := sn.server
+	if f.serverURL != nil {
+		url = f.serverURL(sn)
+	}
 	base := fleet.Facts{OS: fleet.OS{Family: sn.family, Version: "12"}, Arch: "amd64", Hardware: fleet.Hardware{Class: sn.class}}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	return agent.Config{
-		ServerURL: sn.server, StateDir: sn.dir, NodeID: sn.id, Token: agentToken,
+		ServerURL: url, StateDir: sn.dir, NodeID: sn.id, Token: agentToken,
 		Labels:     map[string]string{"zone": sn.zone, "env": "prod"},
 		HTTPClient: &http.Client{Transport: tr},
 		Drivers:    reg,
 		Facts:      func(context.Context) (fleet.Facts, error) { return sn.state.Facts(base), nil },
 		Rebooter:   sn.state,
-		Runner:     sn.state.Runner(nil),
+		Runner:     runner,
 		// The plan's probe is the simulated node's health command.
 		AllowCommandProbes: true,
 		Logger:             f.log.With("node", sn.id),
@@ -517,8 +538,20 @@ func (f *simFleet) start(sn *simNode) {
 	cfg := f.agentConfig(sn)
 	go func() {
 		defer close(done)
-		if err := agent.Run(ctx, cfg); err != nil {
+		for {
+			err := agent.Run(ctx, cfg)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
 			f.log.Error("agent stopped", "node", sn.id, "err", err)
+			if !f.supervise {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}()
 }

@@ -638,6 +638,7 @@ func (d *decider) rollback() {
 		return false, false
 	}
 	busy, failedRollback, unhealthy, rolled := 0, 0, 0, 0
+	moving, waiting := 0, 0           // nodes in flight; nodes waiting for a slot
 	for pass := 0; pass < 2; pass++ { // failed nodes first
 		for i := range d.in.Nodes {
 			if !inScope(i) {
@@ -647,6 +648,7 @@ func (d *decider) rollback() {
 				switch d.phase[i] {
 				case PhaseQueued, PhaseRunning, PhaseRollingBack, PhaseUnknown:
 					busy++
+					moving++
 				case PhaseRolledBack:
 					rolled++
 				case PhaseRollbackUnhealthy:
@@ -670,6 +672,7 @@ func (d *decider) rollback() {
 			if !holds && d.inFlight >= d.maxIF {
 				d.wait(i, waitKey{kind: waitMaxInFlight, a: d.inFlight, b: d.maxIF})
 				busy++
+				waiting++
 				continue
 			}
 			if !holds {
@@ -683,6 +686,7 @@ func (d *decider) rollback() {
 				if blocked {
 					d.wait(i, k)
 					busy++
+					waiting++
 					continue
 				}
 				d.take(i)
@@ -695,6 +699,16 @@ func (d *decider) rollback() {
 	}
 	if len(d.out.Rollbacks) > 0 {
 		d.event(fmt.Sprintf("rolling back %s: %s", plural(len(d.out.Rollbacks), "node"), sample(d.out.Rollbacks)))
+	}
+	if failedRollback > 0 && moving == 0 && len(d.out.Rollbacks) == 0 && waiting > 0 && busy == waiting {
+		// Nothing moves, and a node whose rollback failed already needs
+		// a person: it keeps its slot (it is unavailable), so the
+		// rollbacks waiting for a slot may wait for it forever. Stop
+		// here and say so, instead of holding the slots of every
+		// rollout that shares them.
+		d.setState(RolloutFailed, d.localised(d.reason, fmt.Sprintf("; rollback failed on %s, a human must resolve them; %s not rolled back (waiting for a slot)",
+			plural(failedRollback, "node"), plural(waiting, "node"))), d.scope)
+		return
 	}
 	if busy > 0 {
 		return

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 func TestParseFailpoints(t *testing.T) {
@@ -52,5 +55,41 @@ func TestConfigRejectsUnknownFailpoint(t *testing.T) {
 	}
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("a misspelt failpoint was accepted")
+	}
+}
+
+// TestFailpointClock: "clock=PATH" shifts the server's clock by the
+// duration in the file, read again as the file changes; without the
+// pseudo-failpoint the clock is the one given.
+func TestFailpointClock(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("failpoints are unix-only")
+	}
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { return base }
+	if _, err := parseFailpoints("clock="); err == nil {
+		t.Fatal("clock= without a path accepted")
+	}
+	var none *failpoints
+	if got := none.offsetClock(now)(); !got.Equal(base) {
+		t.Fatalf("no failpoints: %s, want %s", got, base)
+	}
+	file := filepath.Join(t.TempDir(), "clock")
+	fp, err := parseFailpoints("clock=" + file + ",after-commit=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := fp.offsetClock(now)
+	if got := clock(); !got.Equal(base) {
+		t.Fatalf("no clock file: %s, want %s", got, base)
+	}
+	for _, off := range []time.Duration{90 * time.Second, -2 * time.Minute} {
+		if err := os.WriteFile(file, []byte(off.String()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		if got := clock(); !got.Equal(base.Add(off)) {
+			t.Fatalf("offset %s: %s, want %s", off, got, base.Add(off))
+		}
 	}
 }

@@ -347,6 +347,7 @@ func (s *Server) putBudget(w http.ResponseWriter, r *http.Request, id identity, 
 		return err
 	}
 	s.log.Info("fleet budget stored", "budget", b.Name, "version", rec.Version, "by", id.user)
+	s.fp.hit(fpAfterBudgetWrite)
 	s.fleetChanged()
 	fv, err := s.fleet.view(r.Context(), true)
 	if err != nil {

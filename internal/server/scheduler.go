@@ -191,6 +191,7 @@ func (sc *scheduler) lead(ctx context.Context) error {
 	s := sc.s
 	t := time.NewTicker(s.cfg.Tick)
 	defer t.Stop()
+	s.fp.hit(fpLeaderElected)
 	if err := sc.restartLeases(ctx); err != nil {
 		return err
 	}
@@ -430,6 +431,9 @@ func (sc *scheduler) step(ctx context.Context, id string, term int64, line strin
 		c, notify := sc.commit(rc, &in, d, term)
 		c.Version = data.Rollout.Version
 		c.Timings = timings(rc, data, d, now)
+		if s.fp != nil {
+			c.InTx = func() { s.fp.hit(fpInsideCommit) }
+		}
 		start = time.Now()
 		s.fp.hit(fpBeforeCommit)
 		if _, err := s.st.ApplyCommit(ctx, c); err != nil {

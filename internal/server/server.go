@@ -125,6 +125,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.log.Warn("failpoints armed: this server kills itself at them", "failpoints", cfg.Failpoints)
 	}
 	s.fp = fp
+	s.now = fp.offsetClock(s.now)
 	if err := s.initAuditKey(); err != nil {
 		return nil, err
 	}

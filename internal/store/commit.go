@@ -117,6 +117,9 @@ func (s *sqlStore) ApplyCommit(ctx context.Context, c Commit) (int64, error) {
 			}
 			t.audit(e)
 		}
+		if c.InTx != nil {
+			c.InTx()
+		}
 		return nil
 	})
 	if err != nil {

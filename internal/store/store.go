@@ -190,6 +190,10 @@ type Commit struct {
 	// step history: the store completes each from its step (the agent's
 	// start and its timing split) and writes it with the commit.
 	Timings []StepTiming
+	// InTx, when set, is called inside the commit's transaction after
+	// every write, just before the transaction commits (the server's
+	// inside-commit failpoint; nil in production).
+	InTx func()
 }
 
 // StepTiming is one apply step's observed times (see the step_timings
