@@ -58,7 +58,12 @@ import (
 //   - clock-jump: the server's clock (its injected clock, through the
 //     "clock=PATH" failpoint) jumps forward or back, and returns;
 //   - overlapping-rollouts: each round's 2 to 5 rollouts over the same
-//     nodes, counted once per rollout.
+//     nodes, counted once per rollout;
+//   - pg-leader-kill and partition-server-db: in the PostgreSQL rounds
+//     (every pgRoundEvery-th, and at least one; runPGRound), three
+//     servers share PostgreSQL through proxies the test cuts, and the
+//     leader is SIGKILLed under load or a server (the leader at times)
+//     cut off from the database.
 //
 // The ledger (ledger.go) gets the driver's calls, every agent's journal,
 // the audit log, and the campaign's acknowledged writes and
