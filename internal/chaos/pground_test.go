@@ -197,6 +197,16 @@ func runPGRound(t *testing.T, bin string, pg *storetest.Postgres, rng *lockedRan
 				} else {
 					t.Logf("leader %s cut off from PostgreSQL; %s leads after %s", leader.cfg.ServerID, next.cfg.ServerID, time.Since(cut).Round(time.Millisecond))
 				}
+				// The old leader knows it lost: it no longer says it leads.
+				for deadline := time.Now().Add(5 * time.Second); next != nil; time.Sleep(20 * time.Millisecond) {
+					if h := healthz(leader.url()); h == nil || !h.Leader {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("leader %s cut off from PostgreSQL still says it leads after 5s (and %s leads)", leader.cfg.ServerID, next.cfg.ServerID)
+						break
+					}
+				}
 			}
 			time.Sleep(time.Until(cut.Add(d)))
 			dbProxies[i].setCut(false)
