@@ -67,13 +67,13 @@ bench:
 
 # The long fault campaign (internal/chaos TestCampaign; `make test` runs
 # the short one, 200 faults). Needs root (tmpfs mounts for the full-disk
-# faults). CHAOS_SEED reruns a campaign; the figure is written to
-# CHAOS_OUT.
+# faults) and PostgreSQL (its PostgreSQL rounds; scripts/postgres.sh).
+# CHAOS_SEED reruns a campaign; the figure is written to CHAOS_OUT.
 CHAOS_FAULTS ?= 1000
 CHAOS_SEED   ?=
 CHAOS_OUT    ?= chaos-figure.txt
 chaos:
-	DROVER_CHAOS_FAULTS=$(CHAOS_FAULTS) DROVER_CHAOS_SEED=$(CHAOS_SEED) DROVER_CHAOS_OUT=$(abspath $(CHAOS_OUT)) \
+	eval "$$(scripts/postgres.sh)" && DROVER_CHAOS_FAULTS=$(CHAOS_FAULTS) DROVER_CHAOS_SEED=$(CHAOS_SEED) DROVER_CHAOS_OUT=$(abspath $(CHAOS_OUT)) \
 		$(GO) test -count=1 -timeout 60m -v -run '^TestCampaign$$' ./internal/chaos
 
 clean:

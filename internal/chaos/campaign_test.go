@@ -26,6 +26,7 @@ import (
 	"github.com/drover-dev/drover/internal/driver"
 	"github.com/drover-dev/drover/internal/engine"
 	"github.com/drover-dev/drover/internal/plan"
+	"github.com/drover-dev/drover/internal/store/storetest"
 )
 
 // The fault campaign (TestCampaign): rounds of 2 to 5 overlapping
@@ -57,7 +58,12 @@ import (
 //   - clock-jump: the server's clock (its injected clock, through the
 //     "clock=PATH" failpoint) jumps forward or back, and returns;
 //   - overlapping-rollouts: each round's 2 to 5 rollouts over the same
-//     nodes, counted once per rollout.
+//     nodes, counted once per rollout;
+//   - pg-leader-kill and partition-server-db: in the PostgreSQL rounds
+//     (every pgRoundEvery-th, and at least one; runPGRound), three
+//     servers share PostgreSQL through proxies the test cuts, and the
+//     leader is SIGKILLed under load or a server (the leader at times)
+//     cut off from the database.
 //
 // The ledger (ledger.go) gets the driver's calls, every agent's journal,
 // the audit log, and the campaign's acknowledged writes and
@@ -71,10 +77,17 @@ import (
 
 // campaignKinds are the fault kinds, in the order of the figure.
 var campaignKinds = []string{"server-failpoint", "server-sigkill", "agent-crash-journal", "agent-crash", "partition-agent",
-	"hung-probe", "stalled-driver", "disk-full-agent", "disk-full-server", "clock-jump", "overlapping-rollouts"}
+	"hung-probe", "stalled-driver", "disk-full-agent", "disk-full-server", "clock-jump", "overlapping-rollouts",
+	"pg-leader-kill", "partition-server-db"}
+
+// pgRoundEvery makes every such round a PostgreSQL round (runPGRound);
+// a campaign that ends before its first one runs one more round, on
+// PostgreSQL.
+const pgRoundEvery = 5
 
 func TestCampaign(t *testing.T) {
 	bin := buildDrover(t)
+	pg := storetest.NewPostgres(t)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("DROVER_CHAOS_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -96,22 +109,40 @@ func TestCampaign(t *testing.T) {
 	tally := &tally{kinds: map[string]int{}, points: map[string]int{}}
 	start := time.Now()
 	var violations []Violation
-	rollouts, succeeded := 0, 0
-	for round := 1; tally.total() < target; round++ {
-		if round > 1+target/10 {
-			t.Fatalf("%d rounds and only %d of %d faults: the schedule injects too few", round-1, tally.total(), target)
-		}
+	rollouts, succeeded, rounds, pgRounds := 0, 0, 0, 0
+	runOne := func(round int, onPG bool) bool {
 		var rr roundResult
-		ok := t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
-			rr = runRound(t, bin, rng, tally, min(60, target-tally.total()))
+		name := fmt.Sprintf("round-%d", round)
+		if onPG {
+			name += "-postgres"
+			pgRounds++
+		}
+		rounds = round
+		ok := t.Run(name, func(t *testing.T) {
+			if onPG {
+				rr = runPGRound(t, bin, pg, rng, tally, 8)
+			} else {
+				rr = runRound(t, bin, rng, tally, min(60, target-tally.total()))
+			}
 		})
 		violations = append(violations, rr.violations...)
 		rollouts += rr.rollouts
 		succeeded += rr.succeeded
 		if !ok {
 			t.Errorf("round %d failed; failing seed: DROVER_CHAOS_SEED=%d", round, seed)
+		}
+		return ok
+	}
+	for round := 1; tally.total() < target; round++ {
+		if round > 1+target/10 {
+			t.Fatalf("%d rounds and only %d of %d faults: the schedule injects too few", round-1, tally.total(), target)
+		}
+		if !runOne(round, round%pgRoundEvery == 0) {
 			break
 		}
+	}
+	if pgRounds == 0 && !t.Failed() {
+		runOne(rounds+1, true)
 	}
 	fig := tally.figure(seed, time.Since(start), len(violations), rollouts, succeeded)
 	t.Log("\n" + fig)
