@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -692,27 +691,7 @@ func replay(entries []api.AuditEntry, rollout string, zoneOf map[string]string) 
 // maxOverlap returns the largest number of ledger entries (per key)
 // running at the same instant.
 func maxOverlap(es []ledgerEntry, key func(ledgerEntry) string) map[string]int {
-	type ev struct {
-		at    time.Time
-		delta int
-		key   string
-	}
-	var evs []ev
-	for _, e := range es {
-		evs = append(evs, ev{e.Start, 1, key(e)}, ev{e.End, -1, key(e)})
-	}
-	sort.Slice(evs, func(i, j int) bool {
-		if !evs[i].at.Equal(evs[j].at) {
-			return evs[i].at.Before(evs[j].at)
-		}
-		return evs[i].delta < evs[j].delta
-	})
-	cur, out := map[string]int{}, map[string]int{}
-	for _, e := range evs {
-		cur[e.key] += e.delta
-		out[e.key] = max(out[e.key], cur[e.key])
-	}
-	return out
+	return maxAtOnce(es, func(e ledgerEntry) (time.Time, time.Time) { return e.Start, e.End }, key)
 }
 
 // errorsOf collects check failures.

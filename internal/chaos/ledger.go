@@ -366,6 +366,13 @@ func CapExceeded(l *Ledger) []Violation {
 
 // overlap returns, per key, the most events running at one instant.
 func overlap(es []Event, key func(Event) string) map[string]int {
+	return maxAtOnce(es, func(e Event) (time.Time, time.Time) { return e.At, e.End }, key)
+}
+
+// maxAtOnce returns, per key, the most of es whose spans [start, end)
+// cover one instant (an end and a start at the same instant do not
+// overlap).
+func maxAtOnce[T any](es []T, span func(T) (time.Time, time.Time), key func(T) string) map[string]int {
 	type edge struct {
 		at    time.Time
 		delta int
@@ -373,7 +380,9 @@ func overlap(es []Event, key func(Event) string) map[string]int {
 	}
 	var edges []edge
 	for _, e := range es {
-		edges = append(edges, edge{e.At, 1, key(e)}, edge{e.End, -1, key(e)})
+		start, end := span(e)
+		k := key(e)
+		edges = append(edges, edge{start, 1, k}, edge{end, -1, k})
 	}
 	sort.Slice(edges, func(i, j int) bool {
 		if !edges[i].at.Equal(edges[j].at) {
