@@ -94,7 +94,12 @@ func (a *agent) resumeStep(ctx context.Context, st stepState) error {
 		what := describe(act, facts.OS.Family)
 		d, err := a.cfg.Drivers.For(act, facts)
 		if err == nil {
-			err = d.Verify(ctx, act)
+			dctx, cancel := bounded(ctx, st.Payload)
+			err = d.Verify(dctx, act)
+			if timedOut(ctx, dctx, err) {
+				err = timeoutError("verify", st.Payload, d)
+			}
+			cancel()
 		}
 		if stopped(ctx, err) {
 			return errStopped

@@ -163,6 +163,27 @@ func stopped(ctx context.Context, err error) bool {
 	return err != nil && ctx.Err() != nil
 }
 
+// bounded derives from ctx the context the drivers' work for step p runs
+// under: it ends after the plan's change.timeout (plan.DefaultChangeTimeout
+// when the payload has none), which kills a hung driver's processes.
+func bounded(ctx context.Context, p api.StepPayload) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, plan.StepTimeout(p.Timeout))
+}
+
+// timedOut says whether err came from dctx's deadline (bounded) while
+// the agent itself (ctx) goes on: the step fails with timeoutError.
+func timedOut(ctx, dctx context.Context, err error) bool {
+	return err != nil && ctx.Err() == nil && errors.Is(dctx.Err(), context.DeadlineExceeded)
+}
+
+// timeoutError says which of a step's driver calls ran past its bound.
+func timeoutError(stage string, p api.StepPayload, d driver.Driver) error {
+	if stage != "" {
+		stage += " "
+	}
+	return fmt.Errorf("%stimed out after %s (driver %s)", stage, plan.Duration(plan.StepTimeout(p.Timeout)), d.Name())
+}
+
 // apply runs a new apply step: per action Preflight, Snapshot, Apply,
 // Verify, each journaled; on a failure the applied actions are rolled back
 // in reverse; then the reboot, then the node probes.
@@ -184,12 +205,17 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 		}
 		return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: st.BootID, Reason: why})
 	}
+	dctx, cancel := bounded(ctx, p)
+	defer cancel()
 	changes := make([]driver.Change, len(p.Actions))
 	none := true
 	for i, act := range p.Actions {
-		c, err := drivers[i].Preflight(ctx, act)
+		c, err := drivers[i].Preflight(dctx, act)
 		if stopped(ctx, err) {
 			return errStopped
+		}
+		if timedOut(ctx, dctx, err) {
+			err = timeoutError("", p, drivers[i])
 		}
 		if err != nil {
 			return a.finish(ctx, st.ID, api.StepReport{Phase: engine.PhaseFailed, BootID: st.BootID,
@@ -224,9 +250,12 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 		}
 		d := drivers[i]
 		what := describe(act, facts.OS.Family)
-		snap, err := d.Snapshot(ctx, act)
+		snap, err := d.Snapshot(dctx, act)
 		if stopped(ctx, err) {
 			return errStopped
+		}
+		if timedOut(ctx, dctx, err) {
+			return a.fail(ctx, st.ID, what+": "+timeoutError("snapshot", p, d).Error())
 		}
 		if err != nil {
 			return a.fail(ctx, st.ID, what+": snapshot: "+err.Error())
@@ -236,9 +265,12 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 			return err
 		}
 		a.log.Info("applying", "step", st.ID, "action", what, "driver", d.Name(), "change", changes[i].Summary)
-		out, err := a.applyAction(ctx, d, act)
+		out, err := a.applyAction(dctx, d, act)
 		if stopped(ctx, err) {
 			return errStopped
+		}
+		if timedOut(ctx, dctx, err) {
+			err = timeoutError("apply", p, d)
 		}
 		if err != nil {
 			return a.fail(ctx, st.ID, what+": "+err.Error())
@@ -247,9 +279,12 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 			return err
 		}
 		if act.PreRestartCheck != nil {
-			why, err := a.checkThenRestart(ctx, d, act, out)
+			why, err := a.checkThenRestart(dctx, d, act, out)
 			if stopped(ctx, err) {
 				return errStopped
+			}
+			if timedOut(ctx, dctx, err) {
+				return a.fail(ctx, st.ID, what+": "+timeoutError("pre-restart check and restart", p, d).Error())
 			}
 			if err != nil {
 				return err
@@ -261,9 +296,12 @@ func (a *agent) apply(ctx context.Context, st stepState) error {
 				return err
 			}
 		}
-		err = d.Verify(ctx, act)
+		err = d.Verify(dctx, act)
 		if stopped(ctx, err) {
 			return errStopped
+		}
+		if timedOut(ctx, dctx, err) {
+			return a.fail(ctx, st.ID, what+": applied but "+timeoutError("verify", p, d).Error())
 		}
 		if err != nil {
 			return a.fail(ctx, st.ID, what+": applied but verify failed: "+err.Error())
@@ -393,7 +431,12 @@ func (a *agent) afterReboot(ctx context.Context, id string) error {
 		what := describe(act, facts.OS.Family)
 		d, err := a.cfg.Drivers.For(act, facts)
 		if err == nil {
-			err = d.Verify(ctx, act)
+			dctx, cancel := bounded(ctx, st.Payload)
+			err = d.Verify(dctx, act)
+			if timedOut(ctx, dctx, err) {
+				err = timeoutError("verify", st.Payload, d)
+			}
+			cancel()
 		}
 		if stopped(ctx, err) {
 			return errStopped
@@ -446,6 +489,10 @@ func (a *agent) interrupt(ctx context.Context, id, reason string) error {
 func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 	st, _ := a.j.step(id)
 	facts := a.currentFacts()
+	// The restores are bounded as the apply was: one that times out is a
+	// failed rollback.
+	rctx, cancel := bounded(ctx, st.Payload)
+	defer cancel()
 	var done, errs, kept, left []string
 	for i := len(st.Payload.Actions) - 1; i >= 0; i-- {
 		as := st.Actions[i]
@@ -484,14 +531,17 @@ func (a *agent) rollbackInStep(ctx context.Context, id, reason string) error {
 				continue
 			}
 			snap := *as.Snapshot
-			out, err = a.retryUncordon(ctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
+			out, err = a.retryUncordon(rctx, id, what, func(ctx context.Context) (driver.Outcome, error) {
 				return d.Rollback(ctx, act, snap)
 			})
 		default:
-			out, err = d.Rollback(ctx, act, *as.Snapshot)
+			out, err = d.Rollback(rctx, act, *as.Snapshot)
 		}
 		if stopped(ctx, err) {
 			return errStopped
+		}
+		if timedOut(ctx, rctx, err) {
+			err = timeoutError("rollback", st.Payload, d)
 		}
 		if err != nil {
 			errs = append(errs, what+": "+err.Error())
@@ -757,6 +807,10 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 	}
 	var errs, done, kept, left []string
 	var held []int // uncordoner actions, last first: rolled back after the restores and the reboot
+	// The restores and their checks are bounded as an apply is: one that
+	// times out is a failed rollback.
+	rctx, cancel := bounded(ctx, st.Payload)
+	defer cancel()
 	rebootNeeded := false
 	keptKernel := false // a kernel action with onRollback: hold
 	// restore rolls back action i of ref (unless st did already) and
@@ -775,14 +829,17 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			var out driver.Outcome
 			var err error
 			if _, ok := a.isUncordoner(act); ok {
-				out, err = a.retryUncordon(ctx, st.ID, what, func(ctx context.Context) (driver.Outcome, error) {
+				out, err = a.retryUncordon(rctx, st.ID, what, func(ctx context.Context) (driver.Outcome, error) {
 					return d.Rollback(ctx, act, *as.Snapshot)
 				})
 			} else {
-				out, err = d.Rollback(ctx, act, *as.Snapshot)
+				out, err = d.Rollback(rctx, act, *as.Snapshot)
 			}
 			if stopped(ctx, err) {
 				return false, errStopped
+			}
+			if timedOut(ctx, rctx, err) {
+				err = timeoutError("rollback", st.Payload, d)
 			}
 			if err != nil {
 				errs = append(errs, what+": "+err.Error())
@@ -794,9 +851,12 @@ func (a *agent) rollback(ctx context.Context, st, ref stepState) error {
 			}
 			rebootNeeded = rebootNeeded || out.RebootRequired
 		}
-		if err := verifyRestored(ctx, d, act, *as.Snapshot); err != nil {
+		if err := verifyRestored(rctx, d, act, *as.Snapshot); err != nil {
 			if stopped(ctx, err) {
 				return false, errStopped
+			}
+			if timedOut(ctx, rctx, err) {
+				err = timeoutError("rollback verify", st.Payload, d)
 			}
 			errs = append(errs, what+": "+err.Error())
 			return true, nil

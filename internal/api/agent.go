@@ -221,6 +221,10 @@ type StepPayload struct {
 	// the agent keeps probing that long and reports a failure if one fails.
 	MinHealthy      plan.Duration `json:"minHealthy"`
 	HealthyDeadline plan.Duration `json:"healthyDeadline"`
+	// Timeout bounds the step's driver work (and its rollback's): the
+	// plan's change.timeout. Absent (an older server) means
+	// plan.DefaultChangeTimeout.
+	Timeout plan.Duration `json:"timeout,omitempty"`
 }
 
 // StepReport reports progress or the result of a step. Phases: running

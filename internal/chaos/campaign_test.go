@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,9 +50,12 @@ import (
 //     resets every connection and refuses new ones (no namespaces);
 //   - hung-probe: the node's health command hangs until its timeout
 //     fires (the probe fails; the node recovers or is reported failed);
-//   - stalled-driver: an Apply takes 2–4 s more than usual (longer than
-//     the lease; the agent has no driver timeout, so this is a slow
-//     driver, not a hung one cut by a timeout);
+//   - stalled-driver: the node's next Apply hangs until its context
+//     ends, as an apt-get stuck on a prompt does: the plans' short
+//     change.timeout (campaignTimeout) cuts it, the step fails and is
+//     rolled back, and the slot is freed by the rules (a hang the
+//     timeout did not cut would keep its rollout running until the
+//     round's deadline, and the round fails on it);
 //   - disk-full-agent / disk-full-server: the agent's state directory or
 //     the server's SQLite directory, each a small tmpfs the test mounts,
 //     filled to the last byte for a while;
@@ -175,6 +179,12 @@ func TestCampaign(t *testing.T) {
 	if kinds < 8 {
 		t.Errorf("faults of %d kinds, want at least 8: %v", kinds, tally.kinds)
 	}
+	// A stalled driver hangs until its step's timeout: rounds that end
+	// prove the timeout freed those nodes; some hangs must have been cut
+	// by it (others end with their agent's crash, or are never reached).
+	if tally.kinds["stalled-driver"] >= 5 && tally.cut.Load() == 0 {
+		t.Errorf("%d stalled drivers, none cut by the step timeout", tally.kinds["stalled-driver"])
+	}
 	wantPoints := 8
 	if target >= 1000 {
 		wantPoints = len(roundPoints) + 1
@@ -202,6 +212,7 @@ func (l *lockedRand) dur(lo, hi time.Duration) time.Duration {
 
 // tally counts the faults injected.
 type tally struct {
+	cut    atomic.Int64 // hung Applies the step timeout cut
 	mu     sync.Mutex
 	kinds  map[string]int
 	points map[string]int // failpoint -> kills there
@@ -247,6 +258,7 @@ func (c *tally) figure(seed uint64, took time.Duration, violations, rollouts, su
 	pts := slices.Sorted(maps.Keys(c.points))
 	fmt.Fprintf(&b, "%-22s %6d (%d kinds)\n", "total", total, kinds)
 	fmt.Fprintf(&b, "failpoints: %d distinct: %s\n", len(pts), strings.Join(pts, ", "))
+	fmt.Fprintf(&b, "hung applies cut by change.timeout (%s): %d\n", plan.Duration(campaignTimeout), c.cut.Load())
 	fmt.Fprintf(&b, "rollouts: %d, succeeded %d\n", rollouts, succeeded)
 	fmt.Fprintf(&b, "violations: %d\n", violations)
 	fmt.Fprintf(&b, "duration: %s\n", took.Round(time.Second))
@@ -367,19 +379,25 @@ func fill(dir string) (release func()) {
 	return func() { os.Remove(name) }
 }
 
-// stallDriver adds a delay to Apply while its node is stalled.
+// campaignTimeout is the plans' change.timeout: an Apply takes 150ms.
+const campaignTimeout = 2 * time.Second
+
+// stallDriver hangs its node's next Apply, once armed, until the Apply's
+// context ends: cut by the step's timeout (counted in cut) or by the
+// agent stopping.
 type stallDriver struct {
 	driver.Driver
-	until func() time.Time
+	armed func() bool // reports and disarms
+	cut   *atomic.Int64
 }
 
 func (d stallDriver) Apply(ctx context.Context, a plan.Action) (driver.Outcome, error) {
-	if w := time.Until(d.until()); w > 0 {
-		select {
-		case <-ctx.Done():
-			return driver.Outcome{}, ctx.Err()
-		case <-time.After(w):
+	if d.armed() {
+		<-ctx.Done()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			d.cut.Add(1)
 		}
+		return driver.Outcome{}, ctx.Err()
 	}
 	return d.Driver.Apply(ctx, a)
 }
@@ -421,6 +439,7 @@ change:
           - name: %s
             version: %s
   reboot: never
+  timeout: %s
 waves:
   - name: first
     nodes: 3
@@ -446,7 +465,7 @@ gates:
       max: 0.5
       interval: 300ms
       count: 1
-`, p.pkg, p.pkg, op, p.pkg, p.version, maxInFlight, zoneCap)
+`, p.pkg, p.pkg, op, p.pkg, p.version, plan.Duration(campaignTimeout), maxInFlight, zoneCap)
 }
 
 // roundResult is what one round found.
@@ -489,7 +508,7 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 		tmpfs(t, filepath.Join(dir, "agents", fmt.Sprintf("n%02d", i)), "4m")
 	}
 	var mu sync.Mutex
-	stall, hang := map[string]time.Time{}, map[string]time.Time{}
+	stall, hang := map[string]bool{}, map[string]time.Time{}
 	until := func(m map[string]time.Time, id string) func() time.Time {
 		return func() time.Time { mu.Lock(); defer mu.Unlock(); return m[id] }
 	}
@@ -499,7 +518,10 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 		proxies[sn.id] = newProxy(t, func() string { return cfg.Listen })
 	}
 	f.serverURL = func(sn *simNode) string { return proxies[sn.id].url() }
-	f.wrapDriver = func(sn *simNode, d driver.Driver) driver.Driver { return stallDriver{d, until(stall, sn.id)} }
+	stalled := func(id string) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); a := stall[id]; delete(stall, id); return a }
+	}
+	f.wrapDriver = func(sn *simNode, d driver.Driver) driver.Driver { return stallDriver{d, stalled(sn.id), &tl.cut} }
 	f.wrapRunner = func(sn *simNode, r driver.Runner) driver.Runner { return hangRunner{r, until(hang, sn.id)} }
 	f.supervise = true
 
@@ -712,7 +734,7 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 		case 3:
 			tl.add("stalled-driver")
 			mu.Lock()
-			stall[sn.id] = time.Now().Add(rng.dur(2*time.Second, 4*time.Second))
+			stall[sn.id] = true
 			mu.Unlock()
 			faults.Done()
 		case 4:

@@ -114,6 +114,19 @@ const (
 type Change struct {
 	Actions []Action     `yaml:"actions" json:"actions"`
 	Reboot  RebootPolicy `yaml:"reboot,omitempty" json:"reboot,omitempty" desc:"never | if-required | always (default if-required)"`
+	Timeout Duration     `yaml:"timeout,omitempty" json:"timeout,omitempty" desc:"bound on a node's driver work for one step (preflight, snapshot, apply, verify of every action), and on its rollback; a step past it fails, is rolled back and frees its slot (default 30m)"`
+}
+
+// DefaultChangeTimeout bounds a step's driver work when the plan sets no
+// change.timeout, and when an older server's step payload carries none.
+const DefaultChangeTimeout = Duration(30 * time.Minute)
+
+// StepTimeout is t, or DefaultChangeTimeout when t is not set.
+func StepTimeout(t Duration) time.Duration {
+	if t <= 0 {
+		return time.Duration(DefaultChangeTimeout)
+	}
+	return time.Duration(t)
 }
 
 // Overlap says what creating a rollout does when its target shares nodes

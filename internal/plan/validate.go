@@ -277,6 +277,9 @@ func (v *validator) change() {
 		v.errf("change.actions", "change has no actions: add at least one (package, kernel, livepatch, serviceRestart, containerRuntime, kubernetesNode or script)")
 	}
 	v.enum("change.reboot", string(c.Reboot), string(RebootNever), string(RebootIfRequired), string(RebootAlways))
+	if v.written("change.timeout") && c.Timeout <= 0 {
+		v.errf("change.timeout", "timeout must be longer than 0")
+	}
 	for i := range c.Actions {
 		v.action(joinIndex("change.actions", i), &c.Actions[i])
 	}

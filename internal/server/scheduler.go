@@ -516,7 +516,7 @@ func (sc *scheduler) commit(rc *rolloutCache, in *engine.Input, d engine.Decisio
 	addStep := func(st engine.Start, kind store.StepKind) {
 		payload := api.StepPayload{ID: st.StepID, Rollout: in.RolloutID, Kind: string(kind), Attempt: st.Attempt, Term: term,
 			Actions: p.Change.Actions, Reboot: p.Change.Reboot, Probes: p.Gates.Node.Probes,
-			MinHealthy: p.Gates.Node.MinHealthy, HealthyDeadline: p.Gates.Node.HealthyDeadline}
+			MinHealthy: p.Gates.Node.MinHealthy, HealthyDeadline: p.Gates.Node.HealthyDeadline, Timeout: p.Change.Timeout}
 		raw, _ := json.Marshal(payload)
 		c.Steps = append(c.Steps, store.Step{ID: st.StepID, Rollout: in.RolloutID, NodeID: st.Node, Kind: kind,
 			Attempt: st.Attempt, Term: term, Payload: raw, CreatedAt: now})
