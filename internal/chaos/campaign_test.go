@@ -44,6 +44,10 @@ import (
 //     returning and the journal recording it (its context cancelled
 //     there: the agents run in the test process, so this is a crash of
 //     the agent, not of its process);
+//   - agent-reboot: at the same boundary, the agent's machine reboots:
+//     the agent stopped, the simulated machine rebooted (a new boot ID,
+//     its default kernel running), the agent started again, as after a
+//     power cycle in the middle of a step;
 //   - agent-crash: an agent stopped at a random instant;
 //   - partition-agent: agent↔server partitions, through a TCP proxy on
 //     loopback the test owns between each agent and the server: cut, it
@@ -80,7 +84,7 @@ import (
 // a file in the temporary directory).
 
 // campaignKinds are the fault kinds, in the order of the figure.
-var campaignKinds = []string{"server-failpoint", "server-sigkill", "agent-crash-journal", "agent-crash", "partition-agent",
+var campaignKinds = []string{"server-failpoint", "server-sigkill", "agent-crash-journal", "agent-reboot", "agent-crash", "partition-agent",
 	"hung-probe", "stalled-driver", "disk-full-agent", "disk-full-server", "clock-jump", "overlapping-rollouts",
 	"pg-leader-kill", "partition-server-db"}
 
@@ -603,10 +607,22 @@ func runRound(t *testing.T, bin string, rng *lockedRand, tl *tally, want int) ro
 
 	// Agents crash at the journal boundary after an Apply, now and then.
 	f.l.onApplied = func(node, _ string) {
-		if rng.intN(6) == 0 {
+		switch rng.intN(12) {
+		case 0:
 			sn := f.byID[node]
 			tl.add("agent-crash-journal")
 			go func() { f.stop(sn); time.Sleep(rng.dur(100*time.Millisecond, time.Second)); f.start(sn) }()
+		case 1:
+			sn := f.byID[node]
+			tl.add("agent-reboot")
+			go func() {
+				f.stop(sn)
+				if err := sn.state.Reboot(context.Background(), "campaign: power cycle"); err != nil {
+					t.Errorf("reboot %s: %v", sn.id, err)
+				}
+				time.Sleep(rng.dur(100*time.Millisecond, time.Second))
+				f.start(sn)
+			}()
 		}
 	}
 	f.startAll()
