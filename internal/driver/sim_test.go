@@ -220,6 +220,7 @@ func TestSimHolds(t *testing.T) {
 		t.Fatalf("windows holds: %v", h)
 	}
 }
+
 // A simulated Windows node installs the cumulative update for the build
 // it runs, whatever the operation, and runs the new build after its
 // reboot; a rollback takes both back.
